@@ -1,0 +1,230 @@
+// Model load and save; see model_io.h. External-data paths are checked so that a model cannot make
+// mopt read outside the model's folder (the class of ONNX CVE-2022-25882 and CVE-2024-27318).
+#include "io/model_io.h"
+
+#include <charconv>
+#include <cstring>
+#include <map>
+
+#include "io/wire.h"
+#include "ir/proto.h"
+#include "util/error.h"
+#include "util/file.h"
+
+namespace mopt::io {
+namespace {
+
+constexpr uint64_t kProtobufLimit = (uint64_t{1} << 31) - 1;
+
+uint64_t parse_u64(const std::string& text, const std::string& what, const std::string& tensor) {
+  uint64_t v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size())
+    fail("tensor '{}': external data {} '{}' is not a non-negative integer", tensor, what, text);
+  return v;
+}
+
+bool is_within(const fs::path& child, const fs::path& parent) {
+  auto c = child.begin();
+  for (auto p = parent.begin(); p != parent.end(); ++p, ++c) {
+    if (c == child.end() || *c != *p) return false;
+  }
+  return true;
+}
+
+// Resolves tensors whose payload was lifted out by the wire reader or lives in external data.
+class PayloadSource {
+ public:
+  PayloadSource(std::shared_ptr<const void> model, std::vector<std::span<const std::byte>> payloads, fs::path dir)
+      : model_(std::move(model)), payloads_(std::move(payloads)), dir_(std::move(dir)) {}
+
+  std::optional<ir::Bytes> resolve(const onnx::TensorProto& t) {
+    if (t.data_location() == onnx::TensorProto::EXTERNAL) return external(t);
+    if (!t.has_raw_data()) return std::nullopt;
+    const uint64_t index = wire::marker_index(t.raw_data());
+    if (index >= payloads_.size()) fail("internal error: payload index {} out of range", index);
+    return ir::Bytes(model_, payloads_[index]);
+  }
+
+  const std::map<fs::path, std::shared_ptr<const MappedFile>>& external_files() const { return external_; }
+
+ private:
+  std::optional<ir::Bytes> external(const onnx::TensorProto& t) {
+    if (dir_.empty()) fail("tensor '{}' has external data, which is not supported for in-memory models", t.name());
+    std::string location;
+    std::optional<std::string> offset_text, length_text;
+    for (const auto& kv : t.external_data()) {
+      if (kv.key() == "location") location = kv.value();
+      else if (kv.key() == "offset") offset_text = kv.value();
+      else if (kv.key() == "length") length_text = kv.value();
+    }
+    if (location.empty()) fail("tensor '{}' has external data without a location", t.name());
+    if (location.find('\0') != std::string::npos) fail("tensor '{}': external data location contains a NUL byte", t.name());
+    const fs::path rel(location);
+    if (rel.is_absolute() || rel.has_root_name() || rel.has_root_directory())
+      fail("unsafe external data path '{}' for tensor '{}': absolute paths are refused; it must be relative to the model's folder",
+           location, t.name());
+    for (const auto& part : rel) {
+      if (part == "..")
+        fail("unsafe external data path '{}' for tensor '{}': '..' would leave the model's folder", location, t.name());
+    }
+    std::error_code ec;
+    const fs::path root = fs::canonical(dir_, ec);
+    if (ec) fail("cannot resolve the model folder '{}': {}", dir_.string(), ec.message());
+    const fs::path full = fs::canonical(dir_ / rel, ec);
+    if (ec) fail("external data file '{}' for tensor '{}' not found in '{}'", location, t.name(), dir_.string());
+    if (!is_within(full, root))
+      fail("unsafe external data path '{}' for tensor '{}': it resolves to '{}', outside the model's folder (symlink)",
+           location, t.name(), full.string());
+
+    auto& file = external_[full];
+    if (!file) file = MappedFile::open(full);
+    const uint64_t file_size = file->bytes().size();
+    const uint64_t offset = offset_text ? parse_u64(*offset_text, "offset", t.name()) : 0;
+    if (offset > file_size)
+      fail("tensor '{}': external data offset {} is past the end of '{}' ({} bytes)", t.name(), offset, location, file_size);
+    const uint64_t length = length_text ? parse_u64(*length_text, "length", t.name()) : file_size - offset;
+    if (length > file_size - offset)
+      fail("tensor '{}': external data [{}, {}) is past the end of '{}' ({} bytes)", t.name(), offset, offset + length,
+           location, file_size);
+    return ir::Bytes(file, file->bytes().subspan(offset, length));
+  }
+
+  std::shared_ptr<const void> model_;  // keeps the bytes the payload spans point into alive
+  std::vector<std::span<const std::byte>> payloads_;
+  fs::path dir_;
+  std::map<fs::path, std::shared_ptr<const MappedFile>> external_;
+};
+
+// `dir` is the folder external data is read from; empty for in-memory models, which may not have any.
+std::unique_ptr<ir::Model> parse(std::shared_ptr<const void> owner, std::span<const std::byte> bytes,
+                                 const fs::path& dir, const std::string& what, LoadInfo* info) {
+  if (bytes.empty()) fail("{} is empty (0 bytes): not an ONNX model", what);
+  std::vector<std::span<const std::byte>> payloads;
+  std::string skeleton;
+  try {
+    skeleton = wire::lift_payloads(bytes, payloads);
+  } catch (const Error& e) {
+    fail("{} is not a valid ONNX model: {}", what, e.what());
+  }
+  onnx::ModelProto proto;
+  if (!proto.ParseFromString(skeleton)) fail("{} is not a valid ONNX model: protobuf parsing failed (truncated or corrupt file?)", what);
+  if (!proto.has_graph()) fail("{} is not an ONNX model: it has no graph", what);
+  if (proto.ir_version() <= 0) fail("{} is not an ONNX model: it has no ir_version", what);
+  PayloadSource source(std::move(owner), std::move(payloads), dir);
+  auto model = ir::import_model(std::move(proto), [&](const onnx::TensorProto& t) { return source.resolve(t); });
+  if (info != nullptr) {
+    for (const auto& [path, mapped] : source.external_files()) {
+      info->external_files.push_back(path);
+      info->external_bytes += mapped->bytes().size();
+    }
+  }
+  return model;
+}
+
+}  // namespace
+
+std::unique_ptr<ir::Model> load_model(const fs::path& path, LoadInfo* info) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) fail("cannot open '{}': no such file", path.string());
+  auto file = MappedFile::open(path);
+  if (info != nullptr) {
+    info->path = path;
+    info->file_bytes = file->bytes().size();
+  }
+  fs::path dir = path.parent_path();
+  if (dir.empty()) dir = ".";
+  auto bytes = file->bytes();
+  return parse(std::move(file), bytes, dir, fmt::format("'{}'", path.string()), info);
+}
+
+std::unique_ptr<ir::Model> load_model_from_bytes(const std::string& bytes) {
+  auto owner = std::make_shared<std::string>(bytes);
+  std::span<const std::byte> view(reinterpret_cast<const std::byte*>(owner->data()), owner->size());
+  return parse(std::move(owner), view, fs::path(), "the model", nullptr);
+}
+
+namespace {
+
+// The skeleton of `model` (payloads as markers) and the payloads it refers to. Tensors at or above the
+// external threshold are laid out in `external` instead, 64-byte aligned.
+struct Serialized {
+  std::string skeleton;
+  std::vector<ir::Bytes> payloads;
+  std::vector<std::pair<uint64_t, ir::Bytes>> external;  // offset, bytes
+  uint64_t external_size = 0;
+};
+
+Serialized serialize(const ir::Model& model, const SaveOptions& options, const std::string& external_name) {
+  Serialized s;
+  constexpr uint64_t kAlign = 64;
+  auto write = [&](const ir::Tensor& t, onnx::TensorProto& out) {
+    if (options.external_data_threshold && t.raw().size() >= *options.external_data_threshold) {
+      const uint64_t offset = (s.external_size + kAlign - 1) / kAlign * kAlign;
+      s.external.emplace_back(offset, t.raw());
+      s.external_size = offset + t.raw().size();
+      out.set_data_location(onnx::TensorProto::EXTERNAL);
+      auto add = [&](const char* key, const std::string& value) {
+        auto* kv = out.add_external_data();
+        kv->set_key(key);
+        kv->set_value(value);
+      };
+      add("location", external_name);
+      add("offset", std::to_string(offset));
+      add("length", std::to_string(t.raw().size()));
+      return;
+    }
+    out.set_raw_data(wire::marker(s.payloads.size()));
+    s.payloads.push_back(t.raw());
+  };
+  onnx::ModelProto proto = ir::export_model(model, write);
+  if (!proto.SerializeToString(&s.skeleton)) fail("internal error: could not serialize the model");
+  return s;
+}
+
+}  // namespace
+
+SaveInfo save_model(const ir::Model& model, const fs::path& path, const SaveOptions& options) {
+  const std::string external_name =
+      options.external_data_name.empty() ? path.filename().string() + ".data" : options.external_data_name;
+  if (fs::path(external_name).has_parent_path() || external_name == "." || external_name == "..")
+    usage_error("external data file name '{}' must be a plain file name (it is written beside the model)", external_name);
+  Serialized s = serialize(model, options, external_name);
+  wire::Expanded expanded;
+  wire::expand_payloads(s.skeleton, s.payloads, expanded);
+  if (expanded.size > kProtobufLimit)
+    fail("the model is {:.2f} GB, over protobuf's 2 GB limit for one file: save it with --external-data", expanded.size / 1e9);
+
+  SaveInfo info;
+  fs::path dir = path.parent_path();
+  std::unique_ptr<AtomicFileWriter> data_writer;
+  if (!s.external.empty()) {
+    info.external_file = (dir.empty() ? fs::path(".") : dir) / external_name;
+    data_writer = std::make_unique<AtomicFileWriter>(info.external_file);
+    static const std::byte kZeros[64] = {};
+    for (const auto& [offset, bytes] : s.external) {
+      data_writer->write(ByteChunk(kZeros, offset - data_writer->bytes_written()));
+      data_writer->write(bytes.span());
+    }
+    info.external_bytes = data_writer->bytes_written();
+  }
+  AtomicFileWriter writer(path);
+  for (const ByteChunk& chunk : expanded.chunks) writer.write(chunk);
+  info.file_bytes = writer.bytes_written();
+  if (data_writer) data_writer->commit();
+  writer.commit();
+  return info;
+}
+
+std::string save_model_to_bytes(const ir::Model& model) {
+  Serialized s = serialize(model, {}, "");
+  wire::Expanded expanded;
+  wire::expand_payloads(s.skeleton, s.payloads, expanded);
+  if (expanded.size > kProtobufLimit) fail("the model is over protobuf's 2 GB limit for one file");
+  std::string out;
+  out.reserve(expanded.size);
+  for (const ByteChunk& c : expanded.chunks) out.append(reinterpret_cast<const char*>(c.data()), c.size());
+  return out;
+}
+
+}  // namespace mopt::io

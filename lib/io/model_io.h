@@ -1,0 +1,50 @@
+// Reading and writing .onnx files.
+//
+// Load memory-maps the model (and any external-data files) and lifts tensor payloads out before
+// protobuf sees the file, so a tensor's bytes are never copied on load: the IR borrows them from the
+// map. Save streams the skeleton and the payloads to a temporary file that is renamed onto the target
+// only when everything was written; a failure leaves no partial output.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ir/ir.h"
+
+namespace mopt::io {
+
+namespace fs = std::filesystem;
+
+struct LoadInfo {
+  fs::path path;
+  uint64_t file_bytes = 0;           // the .onnx file
+  uint64_t external_bytes = 0;       // bytes of external-data files the model references
+  std::vector<fs::path> external_files;
+};
+
+// Throws mopt::Error with a one-line message for every kind of bad input.
+std::unique_ptr<ir::Model> load_model(const fs::path& path, LoadInfo* info = nullptr);
+// Parses a model held in memory (tests, tools). External data is not allowed here.
+std::unique_ptr<ir::Model> load_model_from_bytes(const std::string& bytes);
+
+struct SaveOptions {
+  // Tensors with at least this many payload bytes go to an external-data file beside the model.
+  std::optional<uint64_t> external_data_threshold;
+  // File name (in the output's folder) for external data; default "<output file name>.data".
+  std::string external_data_name;
+};
+
+struct SaveInfo {
+  uint64_t file_bytes = 0;
+  uint64_t external_bytes = 0;
+  fs::path external_file;  // empty when no tensor went external
+};
+
+SaveInfo save_model(const ir::Model& model, const fs::path& path, const SaveOptions& options = {});
+// The serialized model (no external data); throws if it would exceed protobuf's 2 GB limit.
+std::string save_model_to_bytes(const ir::Model& model);
+
+}  // namespace mopt::io

@@ -1,0 +1,81 @@
+// Tensors: the values of initializers and Constant nodes. The payload is a Bytes view that either
+// borrows from a memory-mapped model or external-data file (no copy) or owns a buffer. Everything else
+// about the tensor (name, dims, dtype, doc string, typed data fields, fields newer ONNX versions add)
+// stays in an onnx::TensorProto "shell", so a round trip loses nothing.
+#pragma once
+#include <onnx/onnx_pb.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace mopt::ir {
+
+// An immutable, shared byte range. Copying a Bytes copies a pointer, never the data.
+class Bytes {
+ public:
+  Bytes() = default;
+  Bytes(std::shared_ptr<const void> owner, std::span<const std::byte> view) : owner_(std::move(owner)), view_(view) {}
+  static Bytes copy_of(std::span<const std::byte> data);
+  static Bytes take(std::string&& data);
+  static Bytes take(std::vector<std::byte>&& data);
+
+  std::span<const std::byte> span() const { return view_; }
+  const std::byte* data() const { return view_.data(); }
+  size_t size() const { return view_.size(); }
+  bool empty() const { return view_.empty(); }
+
+ private:
+  std::shared_ptr<const void> owner_;
+  std::span<const std::byte> view_;
+};
+
+// ONNX TensorProto.DataType codes, including those newer than the ONNX 1.12 library we link.
+namespace dtype {
+constexpr int32_t kUndefined = 0, kFloat = 1, kUint8 = 2, kInt8 = 3, kUint16 = 4, kInt16 = 5, kInt32 = 6,
+                  kInt64 = 7, kString = 8, kBool = 9, kFloat16 = 10, kDouble = 11, kUint32 = 12, kUint64 = 13,
+                  kComplex64 = 14, kComplex128 = 15, kBfloat16 = 16, kFloat8E4M3FN = 17, kFloat8E4M3FNUZ = 18,
+                  kFloat8E5M2 = 19, kFloat8E5M2FNUZ = 20, kUint4 = 21, kInt4 = 22, kFloat4E2M1 = 23;
+// Lower-case name ("float", "int8", ...) or "dtype(N)" for codes we do not know.
+std::string name(int32_t code);
+// Bits per element; 0 for string and unknown codes.
+int bits(int32_t code);
+// Bytes needed for `count` elements, rounding sub-byte types up.
+uint64_t storage_bytes(int32_t code, uint64_t count);
+}  // namespace dtype
+
+class Tensor {
+ public:
+  Tensor() = default;
+  explicit Tensor(onnx::TensorProto shell) : proto_(std::move(shell)) {}
+
+  const std::string& name() const { return proto_.name(); }
+  void set_name(const std::string& name) { proto_.set_name(name); }
+  int32_t dtype() const { return proto_.data_type(); }
+  std::vector<int64_t> dims() const { return {proto_.dims().begin(), proto_.dims().end()}; }
+  int64_t numel() const;  // product of dims (1 for a scalar)
+  // Bytes of the payload as stored or as raw little-endian data would need.
+  uint64_t nbytes() const;
+
+  // The payload in raw little-endian form. Borrowed/owned raw data is returned without copying;
+  // tensors stored in typed fields (float_data, int64_data, ...) are converted into a new buffer.
+  Bytes data() const;
+  bool has_raw() const { return has_raw_; }
+  // Replaces the payload with raw bytes, clearing typed fields. The caller sets dtype and dims.
+  void set_raw(Bytes bytes);
+  const Bytes& raw() const { return raw_; }
+
+  // The shell: all fields but the raw payload. Typed data fields live here when the tensor uses them.
+  const onnx::TensorProto& proto() const { return proto_; }
+  onnx::TensorProto& mutable_proto() { return proto_; }
+
+ private:
+  onnx::TensorProto proto_;
+  Bytes raw_;
+  bool has_raw_ = false;
+};
+
+}  // namespace mopt::ir
