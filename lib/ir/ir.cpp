@@ -247,6 +247,15 @@ void Graph::set_output(size_t index, Value* value) {
   value->graph_output_count_++;
 }
 
+void Graph::set_value_type(Value* value, const onnx::TypeProto& type) {
+  assert(value->owner_ == this);
+  *value->info_.mutable_type() = type;
+  if (!value->graph_input_ && !value->is_graph_output() && !value->in_value_info_) {
+    value->in_value_info_ = true;
+    value_info_order_.push_back(value);
+  }
+}
+
 size_t Graph::clear_value_info_of_dead_values() {
   size_t removed = orphan_value_info_.size();
   orphan_value_info_.clear();

@@ -168,6 +168,8 @@ class Graph {
   // and false is returned (a rewrite must then leave the node alone).
   bool replace_all_uses(Value* from, Value* to);
   void set_output(size_t index, Value* value);
+  // Sets a value's type; an intermediate value gets a value_info entry so the type is saved.
+  void set_value_type(Value* value, const onnx::TypeProto& type);
   // Drops value_info entries (typed intermediate values); keeps inputs and outputs.
   size_t clear_value_info_of_dead_values();
   // Stable topological order (original order wherever possible). Throws mopt::Error naming a node on a cycle.

@@ -24,4 +24,11 @@ void warn(fmt::format_string<Args...> format, Args&&... args) {
   if (level() >= Level::Normal) fmt::print(stderr, "warning: {}\n", fmt::format(format, std::forward<Args>(args)...));
 }
 
+// A status line for long work, shown only on a terminal (never in CI logs or pipes).
+template <typename... Args>
+void progress(fmt::format_string<Args...> format, Args&&... args) {
+  if (level() >= Level::Normal && stderr_is_terminal())
+    fmt::print(stderr, "mopt: {}...\n", fmt::format(format, std::forward<Args>(args)...));
+}
+
 }  // namespace mopt::log

@@ -1,0 +1,87 @@
+// The load -> passes -> verify -> save -> report job; see optimize.h.
+#include "driver/optimize.h"
+
+#include <chrono>
+
+#include "util/error.h"
+#include "util/log.h"
+
+namespace mopt::driver {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+bool same_file(const fs::path& a, const fs::path& b) {
+  std::error_code ec;
+  return fs::exists(a, ec) && fs::exists(b, ec) && fs::equivalent(a, b, ec);
+}
+
+constexpr uint64_t kDefaultExternalThreshold = 1024;
+
+}  // namespace
+
+fs::path default_output(const fs::path& input, const std::string& suffix) {
+  fs::path out = input;
+  std::string stem = input.extension() == ".onnx" ? input.stem().string() : input.filename().string();
+  out.replace_filename(stem + suffix);
+  return out;
+}
+
+OptimizeResult run_optimize(const OptimizeRequest& request) {
+  const auto start = Clock::now();
+  OptimizeResult result;
+  result.output = request.in_place ? request.input
+                  : request.output.empty() ? default_output(request.input, request.default_suffix)
+                                           : request.output;
+  result.report = request.report.empty() ? fs::path(result.output.string() + ".report.json") : request.report;
+  if (!request.in_place && same_file(request.input, result.output))
+    usage_error("output '{}' is the input model; pass --in-place to overwrite it", result.output.string());
+  if (same_file(request.input, result.report)) usage_error("report path '{}' is the input model", result.report.string());
+
+  report::RunReport& run = result.run;
+  run.command = request.command;
+  run.pipeline = pass::print_pipeline(request.pipeline);
+
+  log::progress("loading {}", request.input.string());
+  io::LoadInfo load_info;
+  auto model = io::load_model(request.input, &load_info);
+  run.load_seconds = seconds_since(start);
+  run.input = {request.input.string(), load_info.file_bytes, load_info.external_bytes, std::nullopt};
+  run.before = report::collect_stats(*model);
+
+  io::SaveOptions save;
+  save.external_data_threshold = request.external_data_threshold;
+  if (!save.external_data_threshold && !load_info.external_files.empty()) save.external_data_threshold = kDefaultExternalThreshold;
+  const fs::path output_data = result.output.parent_path() / (result.output.filename().string() + ".data");
+  for (const auto& f : load_info.external_files) {
+    if (!request.in_place && same_file(f, output_data))
+      usage_error("the output's external data file '{}' is an input file; choose another output name or pass --in-place",
+                  output_data.string());
+  }
+
+  log::progress("running {}", run.pipeline);
+  run.pipeline_result = pass::run_pipeline(request.pipeline, *model, request.manager);
+  run.after = report::collect_stats(*model);
+
+  log::progress("writing {}", result.output.string());
+  const auto save_start = Clock::now();
+  io::SaveInfo saved = io::save_model(*model, result.output, save);
+  run.save_seconds = seconds_since(save_start);
+  run.output = {result.output.string(), saved.file_bytes, saved.external_bytes, std::nullopt};
+
+  if (request.compressed_size) {
+    log::progress("measuring compressed size");
+    std::vector<fs::path> in_files{request.input};
+    in_files.insert(in_files.end(), load_info.external_files.begin(), load_info.external_files.end());
+    run.input.zstd_bytes = report::zstd_compressed_size(in_files);
+    std::vector<fs::path> out_files{result.output};
+    if (!saved.external_file.empty()) out_files.push_back(saved.external_file);
+    run.output.zstd_bytes = report::zstd_compressed_size(out_files);
+  }
+  run.total_seconds = seconds_since(start);
+  report::write_json(report::to_json(run), result.report.string());
+  return result;
+}
+
+}  // namespace mopt::driver

@@ -1,0 +1,116 @@
+// The pass manager; see manager.h.
+#include "pass/manager.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "util/error.h"
+#include "util/log.h"
+
+namespace mopt::pass {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+class Runner {
+ public:
+  Runner(ir::Model& model, const ManagerOptions& options, PipelineResult& result)
+      : model_(model), options_(options), result_(result) {}
+
+  // Allocates one PassRun per pass occurrence in pipeline order, so fixpoint repeats accumulate.
+  void plan(const std::vector<PipelineElement>& elements) {
+    for (const auto& e : elements) {
+      if (e.is_group()) {
+        plan(e.children);
+      } else {
+        result_.passes.push_back({e.name, print_element(e), 0, false, 0, {}});
+      }
+    }
+  }
+
+  bool run(const std::vector<PipelineElement>& elements, size_t& slot) {
+    bool changed = false;
+    for (const auto& e : elements) changed = (e.is_group() ? run_fixpoint(e, slot) : run_pass(e, slot)) || changed;
+    return changed;
+  }
+
+ private:
+  bool run_fixpoint(const PipelineElement& group, size_t& slot) {
+    const size_t first = slot;
+    bool changed_any = false;
+    for (int64_t iteration = 1;; ++iteration) {
+      slot = first;
+      const bool changed = run(group.children, slot);
+      changed_any = changed_any || changed;
+      if (!changed) break;
+      if (iteration == group.max_iterations) {
+        result_.warnings.push_back(fmt::format("{} did not converge within {} iterations", print_element(group),
+                                               group.max_iterations));
+        break;
+      }
+    }
+    return changed_any;
+  }
+
+  bool run_pass(const PipelineElement& e, size_t& slot) {
+    PassRun& record = result_.passes[slot++];
+    const PassInfo* info = find_pass(e.name);
+    auto pass = info->create(e.options);
+    PassContext ctx(options_.explain);
+    ctx.set_pass_name(e.name);
+    log::verbose("running {}", record.spec);
+    const auto start = Clock::now();
+    const PassResult r = pass->run(model_, ctx);
+    model_.for_each_graph([](ir::Graph& g) { g.compact(); });
+    record.seconds += std::chrono::duration<double>(Clock::now() - start).count();
+    record.runs++;
+    record.changed = record.changed || r.changed;
+    for (const auto& [name, value] : ctx.counters()) {
+      auto it = std::find_if(record.counters.begin(), record.counters.end(), [&](const auto& c) { return c.first == name; });
+      if (it == record.counters.end()) record.counters.emplace_back(name, value);
+      else it->second += value;
+    }
+    for (const auto& w : ctx.warnings()) result_.warnings.push_back(fmt::format("{}: {}", e.name, w));
+    if (options_.verify_each) verify(fmt::format("after pass '{}'", record.spec));
+    return r.changed;
+  }
+
+ public:
+  // Invariants must hold; the checker must accept whatever it accepted on the input.
+  void verify(const std::string& when) {
+    try {
+      ir::verify_invariants(model_);
+    } catch (const Error& e) {
+      fail("{}: {} (this is a bug in mopt)", when, e.what());
+    }
+    ir::CheckResult check = ir::run_onnx_checker(model_);
+    if (check.status == ir::CheckResult::Status::Failed && result_.input_check.status == ir::CheckResult::Status::Passed)
+      fail("{}: the model no longer passes the ONNX checker, which accepted the input: {}", when, check.message);
+    result_.output_check = check;
+  }
+
+ private:
+  ir::Model& model_;
+  const ManagerOptions& options_;
+  PipelineResult& result_;
+};
+
+}  // namespace
+
+PipelineResult run_pipeline(const Pipeline& pipeline, ir::Model& model, const ManagerOptions& options) {
+  PipelineResult result;
+  result.input_check = ir::run_onnx_checker(model);
+  if (result.input_check.status == ir::CheckResult::Status::Failed)
+    result.warnings.push_back("the input model fails the ONNX checker: " + result.input_check.message);
+  if (result.input_check.status == ir::CheckResult::Status::NotJudged) result.warnings.push_back(result.input_check.message);
+  Runner runner(model, options, result);
+  runner.plan(pipeline.elements);
+  const auto start = Clock::now();
+  size_t slot = 0;
+  runner.run(pipeline.elements, slot);
+  result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  runner.verify("after the pipeline");
+  return result;
+}
+
+}  // namespace mopt::pass

@@ -1,0 +1,127 @@
+// Option parsing, the pass context, the graph-pass driver and the registry table built from passes.def.
+#include "pass/pass.h"
+
+#include <charconv>
+#include <cmath>
+
+#include "util/error.h"
+#include "util/log.h"
+
+namespace mopt::pass {
+
+namespace {
+const OptionSpec* find_spec(const std::vector<OptionSpec>& specs, const std::string& name) {
+  for (const auto& s : specs) {
+    if (s.name == name) return &s;
+  }
+  return nullptr;
+}
+
+std::string spec_names(const std::vector<OptionSpec>& specs) {
+  std::string names;
+  for (const auto& s : specs) names += (names.empty() ? "" : ", ") + s.name;
+  return names.empty() ? "none" : names;
+}
+}  // namespace
+
+void Options::set(const std::string& pass_name, const std::string& name, const std::string& value) {
+  const OptionSpec* spec = find_spec(*specs_, name);
+  if (spec == nullptr) usage_error("pass '{}' has no option '{}' (options: {})", pass_name, name, spec_names(*specs_));
+  std::string normalized = value;
+  switch (spec->type) {
+    case OptionSpec::Type::Bool:
+      if (value == "true" || value == "1" || value == "on" || value == "yes") normalized = "true";
+      else if (value == "false" || value == "0" || value == "off" || value == "no") normalized = "false";
+      else usage_error("option '{}' of pass '{}' must be true or false, not '{}'", name, pass_name, value);
+      break;
+    case OptionSpec::Type::Int: {
+      int64_t v = 0;
+      auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
+      if (ec != std::errc() || end != value.data() + value.size())
+        usage_error("option '{}' of pass '{}' must be an integer, not '{}'", name, pass_name, value);
+      normalized = std::to_string(v);
+      break;
+    }
+    case OptionSpec::Type::Float: {
+      char* end = nullptr;
+      double v = std::strtod(value.c_str(), &end);
+      if (value.empty() || *end != '\0' || !std::isfinite(v))
+        usage_error("option '{}' of pass '{}' must be a number, not '{}'", name, pass_name, value);
+      break;
+    }
+    case OptionSpec::Type::String:
+      break;
+    case OptionSpec::Type::Choice: {
+      bool ok = false;
+      for (const auto& c : spec->choices) ok = ok || c == value;
+      if (!ok) {
+        std::string choices;
+        for (const auto& c : spec->choices) choices += (choices.empty() ? "" : "|") + c;
+        usage_error("option '{}' of pass '{}' must be one of {}, not '{}'", name, pass_name, choices, value);
+      }
+      break;
+    }
+  }
+  values_[name] = normalized;
+}
+
+const std::string& Options::raw(const std::string& name) const {
+  auto it = values_.find(name);
+  if (it != values_.end()) return it->second;
+  const OptionSpec* spec = find_spec(*specs_, name);
+  if (spec == nullptr) fail("internal error: pass reads undeclared option '{}'", name);
+  return spec->default_value;
+}
+
+bool Options::get_bool(const std::string& name) const { return raw(name) == "true"; }
+int64_t Options::get_int(const std::string& name) const { return std::stoll(raw(name)); }
+double Options::get_float(const std::string& name) const { return std::stod(raw(name)); }
+const std::string& Options::get_string(const std::string& name) const { return raw(name); }
+
+std::vector<std::pair<std::string, std::string>> Options::explicit_values() const {
+  std::vector<std::pair<std::string, std::string>> result;
+  for (const auto& spec : *specs_) {
+    auto it = values_.find(spec.name);
+    if (it != values_.end()) result.emplace_back(spec.name, it->second);
+  }
+  return result;
+}
+
+void PassContext::count(const std::string& counter, int64_t n) {
+  for (auto& [name, value] : counters_) {
+    if (name == counter) {
+      value += n;
+      return;
+    }
+  }
+  counters_.emplace_back(counter, n);
+}
+
+void PassContext::explain_skip(const ir::Node& node, const std::string& reason) {
+  count("rewrites-refused");
+  if (explain_) log::info("[{}] left node '{}' ({}) alone: {}", pass_name_, node.name(), node.op_type(), reason);
+}
+
+PassResult GraphPass::run(ir::Model& model, PassContext& ctx) {
+  bool changed = false;
+  model.for_each_graph([&](ir::Graph& graph) { changed = run_on_graph(graph, ctx) || changed; });
+  return {changed};
+}
+
+const std::vector<PassInfo>& registered_passes() {
+  static const std::vector<PassInfo> passes = {
+#define MOPT_PASS(NAME, CLASS, SUMMARY) {NAME, SUMMARY, &passes::CLASS##Options, &passes::create##CLASS},
+#include "pass/passes.def"
+#undef MOPT_PASS
+  };
+  return passes;
+}
+
+const PassInfo* find_pass(const std::string& name) {
+  for (const auto& p : registered_passes()) {
+    if (name == p.name) return &p;
+  }
+  return nullptr;
+}
+
+}  // namespace mopt::pass

@@ -1,0 +1,108 @@
+// The Pass interface. A pass is a small type with typed options and run(Model&, PassContext&) that says
+// whether it changed anything and records counters for the report. Passes are registered in
+// passes.def; nothing registers itself.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ir/ir.h"
+
+namespace mopt::pass {
+
+struct OptionSpec {
+  enum class Type { Bool, Int, Float, String, Choice };
+  std::string name;
+  Type type;
+  std::string default_value;
+  std::string help;
+  std::vector<std::string> choices;  // for Type::Choice
+};
+
+// Option values of one pass instance, validated against its specs when parsed.
+class Options {
+ public:
+  Options() = default;
+  explicit Options(const std::vector<OptionSpec>* specs) : specs_(specs) {}
+
+  // Validates and stores a value; throws a usage error naming the option on a bad name or value.
+  void set(const std::string& pass_name, const std::string& name, const std::string& value);
+  bool get_bool(const std::string& name) const;
+  int64_t get_int(const std::string& name) const;
+  double get_float(const std::string& name) const;
+  const std::string& get_string(const std::string& name) const;
+  // Options the user set, in spec order, with normalized values.
+  std::vector<std::pair<std::string, std::string>> explicit_values() const;
+  const std::vector<OptionSpec>& specs() const { return *specs_; }
+
+ private:
+  const std::string& raw(const std::string& name) const;
+  const std::vector<OptionSpec>* specs_ = nullptr;
+  std::map<std::string, std::string> values_;
+};
+
+// What a pass reports back and the knobs it reads while running.
+class PassContext {
+ public:
+  explicit PassContext(bool explain = false) : explain_(explain) {}
+  void count(const std::string& counter, int64_t n = 1);
+  // A rewrite that was considered and refused, with the reason (printed under --explain).
+  void explain_skip(const ir::Node& node, const std::string& reason);
+  void warn(std::string message) { warnings_.push_back(std::move(message)); }
+
+  const std::vector<std::pair<std::string, int64_t>>& counters() const { return counters_; }
+  const std::vector<std::string>& warnings() const { return warnings_; }
+  bool explain() const { return explain_; }
+  void set_pass_name(std::string name) { pass_name_ = std::move(name); }
+
+ private:
+  bool explain_;
+  std::string pass_name_;
+  std::vector<std::pair<std::string, int64_t>> counters_;
+  std::vector<std::string> warnings_;
+};
+
+struct PassResult {
+  bool changed = false;
+};
+
+class Pass {
+ public:
+  virtual ~Pass() = default;
+  virtual PassResult run(ir::Model& model, PassContext& ctx) = 0;
+};
+
+// A pass that rewrites one graph at a time. The driver visits every graph of the model, subgraphs of
+// If/Loop/Scan first and the main graph last, so passes need not remember subgraphs themselves.
+class GraphPass : public Pass {
+ public:
+  PassResult run(ir::Model& model, PassContext& ctx) final;
+
+ protected:
+  // Returns true if the graph changed.
+  virtual bool run_on_graph(ir::Graph& graph, PassContext& ctx) = 0;
+};
+
+// ---- registry (generated from passes.def) ----
+struct PassInfo {
+  const char* name;
+  const char* summary;
+  const std::vector<OptionSpec>& (*option_specs)();
+  std::unique_ptr<Pass> (*create)(const Options&);
+};
+const std::vector<PassInfo>& registered_passes();
+const PassInfo* find_pass(const std::string& name);
+
+}  // namespace mopt::pass
+
+// Each pass file defines these two functions for its class name (see passes.def).
+#define MOPT_PASS(NAME, CLASS, SUMMARY)                                   \
+  namespace mopt::passes {                                                \
+  const std::vector<::mopt::pass::OptionSpec>& CLASS##Options();          \
+  std::unique_ptr<::mopt::pass::Pass> create##CLASS(const ::mopt::pass::Options&); \
+  }
+#include "pass/passes.def"
+#undef MOPT_PASS

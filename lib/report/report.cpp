@@ -1,0 +1,99 @@
+// Report JSON and terminal summary; see report.h.
+#include "report/report.h"
+
+#include <fmt/format.h>
+
+#include "util/file.h"
+
+namespace mopt::report {
+namespace {
+
+const char* check_status(const ir::CheckResult& c) {
+  switch (c.status) {
+    case ir::CheckResult::Status::Passed: return "passed";
+    case ir::CheckResult::Status::Failed: return "failed";
+    case ir::CheckResult::Status::NotJudged: return "not-judged";
+  }
+  return "?";
+}
+
+nlohmann::json sizes_json(const FileSizes& f) {
+  nlohmann::json j = {{"path", f.path}, {"file_bytes", f.file_bytes}, {"external_data_bytes", f.external_bytes},
+                      {"total_bytes", f.total()}};
+  j["zstd_bytes"] = f.zstd_bytes ? nlohmann::json(*f.zstd_bytes) : nlohmann::json(nullptr);
+  return j;
+}
+
+std::string ratio(double before, double after) {
+  if (before <= 0) return "-";
+  return fmt::format("{:.3f}x", after / before);
+}
+
+}  // namespace
+
+nlohmann::json to_json(const RunReport& r) {
+  using nlohmann::json;
+  json j;
+  j["schema_version"] = kSchemaVersion;
+  j["tool"] = {{"name", "mopt"}, {"version", MOPT_VERSION}};
+  j["command"] = r.command;
+  j["pipeline"] = r.pipeline;
+  j["input"] = sizes_json(r.input);
+  j["input"]["stats"] = to_json(r.before);
+  j["output"] = sizes_json(r.output);
+  j["output"]["stats"] = to_json(r.after);
+  j["passes"] = json::array();
+  for (const auto& p : r.pipeline_result.passes) {
+    json counters = json::object();
+    for (const auto& [k, v] : p.counters) counters[k] = v;
+    j["passes"].push_back({{"name", p.name}, {"spec", p.spec}, {"runs", p.runs}, {"changed", p.changed},
+                           {"seconds", p.seconds}, {"counters", counters}});
+  }
+  j["checker"] = {
+      {"input", check_status(r.pipeline_result.input_check)},
+      {"output", check_status(r.pipeline_result.output_check)},
+      {"message", r.pipeline_result.output_check.message},
+  };
+  j["timings"] = {{"load_seconds", r.load_seconds}, {"passes_seconds", r.pipeline_result.seconds},
+                  {"save_seconds", r.save_seconds}, {"total_seconds", r.total_seconds}};
+  json warnings = json::array();
+  for (const auto& w : r.pipeline_result.warnings) warnings.push_back(w);
+  for (const auto& w : r.warnings) warnings.push_back(w);
+  j["warnings"] = warnings;
+  return j;
+}
+
+std::string summary_table(const RunReport& r) {
+  std::string out;
+  auto row = [&](const std::string& label, const std::string& before, const std::string& after, const std::string& ratio_text) {
+    out += fmt::format("  {:<16} {:>14} {:>14} {:>9}\n", label, before, after, ratio_text);
+  };
+  row("", "before", "after", "ratio");
+  row("model size", human_bytes(r.input.total()), human_bytes(r.output.total()),
+      ratio(static_cast<double>(r.input.total()), static_cast<double>(r.output.total())));
+  if (r.output.zstd_bytes)
+    row("zstd size", r.input.zstd_bytes ? human_bytes(*r.input.zstd_bytes) : "-", human_bytes(*r.output.zstd_bytes),
+        r.input.zstd_bytes ? ratio(static_cast<double>(*r.input.zstd_bytes), static_cast<double>(*r.output.zstd_bytes)) : "-");
+  row("parameters", human_count(r.before.parameters), human_count(r.after.parameters),
+      ratio(static_cast<double>(r.before.parameters), static_cast<double>(r.after.parameters)));
+  row("weight bytes", human_bytes(r.before.parameter_bytes), human_bytes(r.after.parameter_bytes),
+      ratio(static_cast<double>(r.before.parameter_bytes), static_cast<double>(r.after.parameter_bytes)));
+  row("nodes", std::to_string(r.before.nodes), std::to_string(r.after.nodes),
+      ratio(static_cast<double>(r.before.nodes), static_cast<double>(r.after.nodes)));
+  row("initializers", std::to_string(r.before.initializers), std::to_string(r.after.initializers), "");
+  for (const auto& p : r.pipeline_result.passes) {
+    std::vector<std::string> counters;
+    for (const auto& [k, v] : p.counters) counters.push_back(fmt::format("{} {}", k, v));
+    out += fmt::format("  pass {:<28} {:>8.3f} s  {}\n", p.spec, p.seconds,
+                       counters.empty() ? std::string("no change") : fmt::format("{}", fmt::join(counters, ", ")));
+  }
+  return out;
+}
+
+void write_json(const nlohmann::json& json, const std::string& path) {
+  AtomicFileWriter writer(path);
+  writer.write(json.dump(2) + "\n");
+  writer.commit();
+}
+
+}  // namespace mopt::report

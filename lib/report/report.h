@@ -1,0 +1,40 @@
+// The report every optimizing command writes (JSON, schema_version 1) and the short table printed on
+// the terminal. Field reference: README.md "Report".
+#pragma once
+#include <nlohmann/json.hpp>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "pass/manager.h"
+#include "report/stats.h"
+
+namespace mopt::report {
+
+constexpr int kSchemaVersion = 1;
+
+struct FileSizes {
+  std::string path;
+  uint64_t file_bytes = 0;
+  uint64_t external_bytes = 0;
+  std::optional<uint64_t> zstd_bytes;
+  uint64_t total() const { return file_bytes + external_bytes; }
+};
+
+struct RunReport {
+  std::string command;
+  std::string pipeline;
+  FileSizes input, output;
+  ModelStats before, after;
+  pass::PipelineResult pipeline_result;
+  double load_seconds = 0, save_seconds = 0, total_seconds = 0;
+  std::vector<std::string> warnings;  // pipeline warnings are included by to_json
+};
+
+nlohmann::json to_json(const RunReport& report);
+std::string summary_table(const RunReport& report);
+// Writes JSON atomically (no partial report on failure).
+void write_json(const nlohmann::json& json, const std::string& path);
+
+}  // namespace mopt::report
