@@ -100,7 +100,10 @@ class TextParser {
     skip_space();
     if (!consume('(')) return e;
     skip_space();
-    if (consume(')')) return e;
+    if (consume(')')) {
+      if (e.is_group()) usage_error("{}fixpoint needs at least one pass", where(start));
+      return e;
+    }
     for (;;) {
       skip_space();
       const size_t item_start = pos_;

@@ -1,0 +1,106 @@
+// Shared test helpers: models from ONNX text syntax, graph printing for golden comparisons, temp dirs.
+#pragma once
+#include <onnx/defs/parser.h>
+#include <onnx/defs/printer.h>
+#include <google/protobuf/util/message_differencer.h>
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+
+#include "io/model_io.h"
+#include "ir/proto.h"
+#include "pass/manager.h"
+#include "util/error.h"
+
+namespace mopt::test {
+
+namespace fs = std::filesystem;
+
+inline onnx::ModelProto parse_proto(const std::string& text) {
+  onnx::ModelProto proto;
+  auto status = onnx::OnnxParser::Parse(proto, text.c_str());
+  if (!status.IsOK()) throw std::runtime_error("bad ONNX text in test: " + status.ErrorMessage() + "\n" + text);
+  return proto;
+}
+
+// Parses ONNX text and loads it through the real loader (serialized bytes -> wire reader -> IR).
+inline std::unique_ptr<ir::Model> parse_model(const std::string& text) {
+  return io::load_model_from_bytes(parse_proto(text).SerializeAsString());
+}
+
+inline std::string print_graph(const ir::Model& model) {
+  std::ostringstream os;
+  os << ir::export_model(model).graph();
+  return os.str();
+}
+
+// Differences between two models' graphs, field by field (node names aside: they are generated), or ""
+// when equal. The ONNX text printer leaves out initializers and value_info, so it cannot judge this.
+inline std::string graph_difference(const ir::Model& actual, const ir::Model& expected) {
+  const onnx::ModelProto a = ir::export_model(actual), e = ir::export_model(expected);
+  google::protobuf::util::MessageDifferencer differencer;
+  differencer.IgnoreField(onnx::NodeProto::descriptor()->FindFieldByName("name"));
+  std::string diff;
+  differencer.ReportDifferencesToString(&diff);
+  differencer.Compare(e.graph(), a.graph());
+  return diff;
+}
+
+inline pass::PipelineResult run(ir::Model& model, const std::string& pipeline) {
+  pass::ManagerOptions options;
+  options.verify_each = true;
+  return pass::run_pipeline(pass::parse_pipeline(pipeline), model, options);
+}
+
+inline int64_t counter(const pass::PipelineResult& r, const std::string& name) {
+  int64_t total = 0;
+  for (const auto& p : r.passes) {
+    for (const auto& [k, v] : p.counters) total += k == name ? v : 0;
+  }
+  return total;
+}
+
+// A fresh empty folder under the system temp dir, removed when the object dies.
+class TempDir {
+ public:
+  TempDir() {
+    std::string templ = (fs::temp_directory_path() / "mopt-test-XXXXXX").string();
+    if (mkdtemp(templ.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = templ;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  const fs::path& path() const { return path_; }
+  fs::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  fs::path path_;
+};
+
+inline void write_file(const fs::path& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary);
+  out << bytes;
+}
+
+inline std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// The message of the mopt::Error that `fn` throws, or "" if it throws none.
+template <typename Fn>
+std::string error_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace mopt::test

@@ -1,0 +1,207 @@
+// Model I/O: every kind of bad input gives one clear error and writes nothing; external data loads and
+// saves, and unsafe external paths are refused; payloads are borrowed, not copied; saves are atomic
+// and deterministic.
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include "helpers.h"
+#include "ir/verify.h"
+
+using namespace mopt;
+using namespace mopt::test;
+
+namespace {
+
+const char* kSmall = R"(
+<ir_version: 8, opset_import: ["" : 13]>
+g (float[4] X) => (float[4] Y) {
+  Y = Add(X, W)
+}
+)";
+
+// kSmall with an initializer W of `n` floats stored as raw_data.
+onnx::ModelProto with_weight(int64_t n = 4) {
+  onnx::ModelProto p = parse_proto(kSmall);
+  auto* w = p.mutable_graph()->add_initializer();
+  w->set_name("W");
+  w->set_data_type(onnx::TensorProto::FLOAT);
+  w->add_dims(n);
+  w->set_raw_data(std::string(static_cast<size_t>(n) * 4, '\x01'));
+  return p;
+}
+
+std::string load_error(const fs::path& path) {
+  return error_of([&] { io::load_model(path); });
+}
+
+std::string load_error_bytes(const onnx::ModelProto& p, const TempDir& dir) {
+  write_file(dir / "m.onnx", p.SerializeAsString());
+  return load_error(dir / "m.onnx");
+}
+
+void set_external(onnx::TensorProto* t, const std::string& location, int64_t offset, int64_t length) {
+  t->clear_raw_data();
+  t->set_data_location(onnx::TensorProto::EXTERNAL);
+  auto add = [&](const char* k, const std::string& v) {
+    auto* kv = t->add_external_data();
+    kv->set_key(k);
+    kv->set_value(v);
+  };
+  add("location", location);
+  add("offset", std::to_string(offset));
+  add("length", std::to_string(length));
+}
+
+}  // namespace
+
+TEST_CASE("bad input files give one clear error") {
+  TempDir dir;
+  CHECK(load_error(dir / "missing.onnx").find("no such file") != std::string::npos);
+  CHECK(load_error(dir.path()).find("is a directory") != std::string::npos);
+  write_file(dir / "empty.onnx", "");
+  CHECK(load_error(dir / "empty.onnx").find("is empty") != std::string::npos);
+
+  const std::string good = with_weight(1000).SerializeAsString();
+  write_file(dir / "truncated.onnx", good.substr(0, good.size() / 2));
+  CHECK(load_error(dir / "truncated.onnx").find("truncated or malformed") != std::string::npos);
+  write_file(dir / "garbage.onnx", "this is not a model, just some text that someone saved as .onnx\n");
+  const std::string garbage = load_error(dir / "garbage.onnx");
+  CHECK(garbage.find("not a") != std::string::npos);
+  CHECK(garbage.find("garbage.onnx") != std::string::npos);
+}
+
+TEST_CASE("bad model contents are named in the error") {
+  TempDir dir;
+  SUBCASE("raw data length disagrees with dims") {
+    onnx::ModelProto p = with_weight();
+    p.mutable_graph()->mutable_initializer(0)->set_raw_data("abc");
+    CHECK(load_error_bytes(p, dir).find("tensor 'W' (initializer) has 3 bytes of data, but its dims [4] of float need 16") !=
+          std::string::npos);
+  }
+  SUBCASE("negative dims") {
+    onnx::ModelProto p = with_weight();
+    p.mutable_graph()->mutable_initializer(0)->set_dims(0, -4);
+    CHECK(load_error_bytes(p, dir).find("negative dimension -4") != std::string::npos);
+  }
+  SUBCASE("absurd dims") {
+    onnx::ModelProto p = with_weight();
+    auto* t = p.mutable_graph()->mutable_initializer(0);
+    t->set_dims(0, int64_t{1} << 40);
+    t->add_dims(int64_t{1} << 40);
+    CHECK(load_error_bytes(p, dir).find("absurd dims") != std::string::npos);
+  }
+  SUBCASE("duplicate value names") {
+    onnx::ModelProto p = with_weight();
+    auto* n = p.mutable_graph()->add_node();
+    n->set_op_type("Relu");
+    n->set_name("second");
+    n->add_input("X");
+    n->add_output("Y");
+    CHECK(load_error_bytes(p, dir).find("duplicate value name 'Y'") != std::string::npos);
+  }
+  SUBCASE("an input nothing produces") {
+    onnx::ModelProto p = parse_proto(kSmall);  // W is never defined
+    CHECK(load_error_bytes(p, dir).find("uses 'W', which no node, graph input or initializer produces") != std::string::npos);
+  }
+  SUBCASE("a cycle") {
+    onnx::ModelProto p = parse_proto(R"(
+<ir_version: 8, opset_import: ["" : 13]>
+g (float[4] X) => (float[4] Y) {
+  A = Add(X, B)
+  B = Relu(A)
+  Y = Identity(B)
+}
+)");
+    CHECK(load_error_bytes(p, dir).find("cycle") != std::string::npos);
+  }
+  SUBCASE("a graph output nothing produces") {
+    onnx::ModelProto p = with_weight();
+    p.mutable_graph()->mutable_output(0)->set_name("nowhere");
+    CHECK(load_error_bytes(p, dir).find("output 'nowhere' is not produced") != std::string::npos);
+  }
+}
+
+TEST_CASE("a model with an opset newer than ONNX 1.12 loads, saves, and is reported as not judged") {
+  onnx::ModelProto p = with_weight();
+  p.mutable_opset_import(0)->set_version(21);
+  p.set_ir_version(10);
+  auto m = io::load_model_from_bytes(p.SerializeAsString());
+  ir::CheckResult check = ir::run_onnx_checker(*m);
+  CHECK(check.status == ir::CheckResult::Status::NotJudged);
+  CHECK(check.message.find("opset 21") != std::string::npos);
+  CHECK(io::save_model_to_bytes(*m) == p.SerializeAsString());
+}
+
+TEST_CASE("payloads are borrowed from the mapped file, not copied") {
+  TempDir dir;
+  write_file(dir / "m.onnx", with_weight(1 << 16).SerializeAsString());
+  auto m = io::load_model(dir / "m.onnx");
+  const ir::Tensor* w = m->graph().find_local("W")->initializer();
+  REQUIRE(w != nullptr);
+  CHECK(w->raw().size() == (1u << 18));
+  // Saving and reloading gives the same bytes, and the same file.
+  io::save_model(*m, dir / "out.onnx");
+  CHECK(read_file(dir / "out.onnx") == read_file(dir / "m.onnx"));
+}
+
+TEST_CASE("external data: save, load back, and keep the bytes") {
+  TempDir dir;
+  write_file(dir / "m.onnx", with_weight(4096).SerializeAsString());
+  auto m = io::load_model(dir / "m.onnx");
+  io::SaveOptions options;
+  options.external_data_threshold = 1024;
+  io::SaveInfo info = io::save_model(*m, dir / "ext.onnx", options);
+  CHECK(info.external_file == dir / "ext.onnx.data");
+  CHECK(info.external_bytes == 4096 * 4);
+  CHECK(info.file_bytes < 1024);
+  io::LoadInfo load_info;
+  auto back = io::load_model(dir / "ext.onnx", &load_info);
+  CHECK(load_info.external_bytes == 4096 * 4);
+  const ir::Tensor* w = back->graph().find_local("W")->initializer();
+  CHECK(std::string(reinterpret_cast<const char*>(w->raw().data()), w->raw().size()) == std::string(4096 * 4, '\x01'));
+  // And inline again: byte-identical to the original.
+  io::save_model(*back, dir / "inline.onnx");
+  CHECK(read_file(dir / "inline.onnx") == read_file(dir / "m.onnx"));
+}
+
+TEST_CASE("unsafe external data paths are refused") {
+  TempDir dir;
+  fs::create_directories(dir / "model");
+  write_file(dir / "secret.bin", std::string(16, 'x'));
+  write_file(dir / "model/ok.bin", std::string(16, 'x'));
+  auto error_for = [&](const std::string& location, int64_t offset = 0, int64_t length = 16) {
+    onnx::ModelProto p = with_weight();
+    set_external(p.mutable_graph()->mutable_initializer(0), location, offset, length);
+    write_file(dir / "model/m.onnx", p.SerializeAsString());
+    return load_error(dir / "model/m.onnx");
+  };
+  CHECK(error_for("ok.bin").empty());
+  CHECK(error_for((dir / "secret.bin").string()).find("absolute paths are refused") != std::string::npos);
+  CHECK(error_for("../secret.bin").find("'..' would leave the model's folder") != std::string::npos);
+  fs::create_symlink(dir / "secret.bin", dir / "model/link.bin");
+  CHECK(error_for("link.bin").find("outside the model's folder") != std::string::npos);
+  CHECK(error_for("nothere.bin").find("not found") != std::string::npos);
+  CHECK(error_for("ok.bin", 8, 16).find("past the end") != std::string::npos);
+}
+
+TEST_CASE("saving never leaves a partial file and never clobbers on failure") {
+  TempDir dir;
+  auto m = io::load_model_from_bytes(with_weight().SerializeAsString());
+  CHECK(error_of([&] { io::save_model(*m, dir / "no/such/folder/out.onnx"); }).find("does not exist") != std::string::npos);
+  CHECK_FALSE(fs::exists(dir / "no"));
+  // A read-only folder: nothing is created, the error names the folder.
+  fs::create_directories(dir / "ro");
+  fs::permissions(dir / "ro", fs::perms::owner_read | fs::perms::owner_exec);
+  if (access((dir / "ro").c_str(), W_OK) != 0) {  // root ignores permissions
+    CHECK(error_of([&] { io::save_model(*m, dir / "ro/out.onnx"); }).find("cannot create") != std::string::npos);
+    CHECK(fs::is_empty(dir / "ro"));
+  }
+  fs::permissions(dir / "ro", fs::perms::owner_all);
+}
+
+TEST_CASE("save is deterministic") {
+  auto m = io::load_model_from_bytes(with_weight(100).SerializeAsString());
+  const std::string a = io::save_model_to_bytes(*m);
+  const std::string b = io::save_model_to_bytes(*m);
+  CHECK(a == b);
+}

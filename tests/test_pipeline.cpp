@@ -1,0 +1,74 @@
+// Pipeline text and files: parsing, normalized printing that parses back, and errors that name the
+// bad token.
+#include <doctest/doctest.h>
+
+#include "helpers.h"
+#include "pass/pipeline.h"
+
+using namespace mopt;
+using namespace mopt::test;
+
+TEST_CASE("pipeline text parses and prints back to the same pipeline") {
+  const char* cases[] = {
+      "eliminate-dead-code",
+      "eliminate-identity,eliminate-dead-code",
+      "fixpoint(eliminate-identity,eliminate-dead-code),shape-inference(strict=true)",
+      "fixpoint(max-iterations=3,fixpoint(eliminate-identity),eliminate-dead-code)",
+  };
+  for (const char* text : cases) {
+    const std::string printed = pass::print_pipeline(pass::parse_pipeline(text));
+    CHECK(printed == text);
+    CHECK(pass::print_pipeline(pass::parse_pipeline(printed)) == printed);
+  }
+  // Whitespace, option spellings and default values normalize.
+  CHECK(pass::print_pipeline(pass::parse_pipeline(" eliminate-identity , shape-inference( strict = yes ) ")) ==
+        "eliminate-identity,shape-inference(strict=true)");
+  CHECK(pass::print_pipeline(pass::parse_pipeline("fixpoint(max-iterations=10,eliminate-identity)")) ==
+        "fixpoint(eliminate-identity)");
+}
+
+TEST_CASE("pipeline errors name the bad token") {
+  auto error = [](const std::string& text) { return error_of([&] { pass::parse_pipeline(text); }); };
+  CHECK(error("eliminate-identiy").find("unknown pass 'eliminate-identiy' (did you mean 'eliminate-identity'?)") !=
+        std::string::npos);
+  CHECK(error("eliminate-identity,,x").find("column 20") != std::string::npos);
+  CHECK(error("shape-inference(bogus=1)").find("has no option 'bogus'") != std::string::npos);
+  CHECK(error("shape-inference(strict=maybe)").find("must be true or false, not 'maybe'") != std::string::npos);
+  CHECK(error("shape-inference(eliminate-identity)").find("takes options (name=value), not a pass") != std::string::npos);
+  CHECK(error("fixpoint(eliminate-identity").find("unclosed '('") != std::string::npos);
+  CHECK(error("fixpoint()").find("needs at least one pass") != std::string::npos);
+  CHECK(error("fixpoint(max-iterations=0,eliminate-identity)").find("positive integer") != std::string::npos);
+  CHECK(error("").find("empty") != std::string::npos);
+  // Usage errors map to exit code 2.
+  try {
+    pass::parse_pipeline("nope");
+  } catch (const Error& e) {
+    CHECK(e.kind() == ErrorKind::Usage);
+  }
+}
+
+TEST_CASE("pipelines load from YAML and JSON files") {
+  TempDir dir;
+  write_file(dir / "p.yaml",
+             "passes:\n"
+             "  - eliminate-identity\n"
+             "  - fixpoint:\n"
+             "      max-iterations: 4\n"
+             "      passes: [eliminate-dead-code, shape-inference]\n"
+             "  - shape-inference: {strict: true}\n");
+  CHECK(pass::print_pipeline(pass::load_pipeline_file(dir / "p.yaml")) ==
+        "eliminate-identity,fixpoint(max-iterations=4,eliminate-dead-code,shape-inference),shape-inference(strict=true)");
+  write_file(dir / "p.json", R"({"passes": ["eliminate-identity", {"fixpoint": {"passes": ["eliminate-dead-code"]}}]})");
+  CHECK(pass::print_pipeline(pass::load_pipeline_file(dir / "p.json")) == "eliminate-identity,fixpoint(eliminate-dead-code)");
+  write_file(dir / "bad.yaml", "passes:\n  - eliminate-identity\n  - no-such-pass\n");
+  const std::string err = error_of([&] { pass::load_pipeline_file(dir / "bad.yaml"); });
+  CHECK(err.find("line 3") != std::string::npos);
+  CHECK(err.find("unknown pass 'no-such-pass'") != std::string::npos);
+}
+
+TEST_CASE("every registered pass has a summary and parses with its defaults") {
+  for (const auto& p : pass::registered_passes()) {
+    CHECK(std::string(p.summary).size() > 10);
+    CHECK(pass::print_pipeline(pass::parse_pipeline(p.name)) == p.name);
+  }
+}
