@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <new>
@@ -224,6 +225,12 @@ int main(int argc, char** argv) {
   passes->add_flag("--json", passes_json, "Machine-readable output");
   passes->footer("Examples:\n  mopt passes\n  mopt passes --json");
 
+  std::vector<std::string> names;
+  for (const auto* sub : app.get_subcommands({})) names.push_back(sub->get_name());
+  if (argc > 1 && argv[1][0] != '-' && std::find(names.begin(), names.end(), argv[1]) == names.end()) {
+    fmt::print(stderr, "mopt: error: unknown command '{}' (commands: {}; see mopt --help)\n", argv[1], fmt::join(names, ", "));
+    return kExitUsage;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

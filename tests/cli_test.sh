@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# End-to-end tests of the mopt command line: exit codes, messages, default file names, reports,
+# atomic output (nothing written on failure), input never modified, determinism, external data.
+set -u
+MOPT=${1:?usage: cli_test.sh path/to/mopt}
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+failures=0
+pass() { :; }
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+
+# expect CODE PATTERN -- command...: runs the command, checks its exit code and that stderr+stdout match PATTERN.
+expect() {
+  local code=$1 pattern=$2; shift 3
+  local out rc
+  out=$("$@" 2>&1); rc=$?
+  [ "$rc" -eq "$code" ] || fail "'$*' exited $rc, expected $code. Output: $out"
+  echo "$out" | grep -qE -- "$pattern" || fail "'$*' output does not match '$pattern'. Output: $out"
+}
+no_outputs() {  # no model, report or temporary files left in $T/work except the inputs
+  local extra
+  extra=$(ls -A "$T/work" | grep -vxE 'model.onnx|truncated.onnx|garbage.onnx|empty.onnx' || true)
+  [ -z "$extra" ] || fail "files left behind after a failure: $extra"
+}
+
+mkdir -p "$T/work"
+cp "$SRC/testdata/squeezenet1.1_fp32.onnx" "$T/work/model.onnx"
+sum_before=$(sha256sum "$T/work/model.onnx" | cut -d' ' -f1)
+
+# --- usage
+expect 0 "^mopt [0-9]+\.[0-9]+\.[0-9]+" -- "$MOPT" --version
+expect 0 "optimize" -- "$MOPT" --help
+expect 0 "Examples:" -- "$MOPT" optimize --help
+expect 0 "Examples:" -- "$MOPT" inspect --help
+expect 2 "required|A subcommand" -- "$MOPT"
+expect 2 "unknown command .frobnicate." -- "$MOPT" frobnicate
+expect 2 "--no-such-flag" -- "$MOPT" optimize "$T/work/model.onnx" --no-such-flag
+expect 0 "eliminate-dead-code" -- "$MOPT" passes
+expect 0 '"name": "shape-inference"' -- "$MOPT" passes --json
+
+# --- bad input: one clear line, exit 1 or 2, nothing written
+expect 1 "cannot open .*missing.onnx.*no such file" -- "$MOPT" optimize "$T/work/missing.onnx"
+: > "$T/work/empty.onnx"
+expect 1 "is empty" -- "$MOPT" optimize "$T/work/empty.onnx"
+head -c 100000 "$T/work/model.onnx" > "$T/work/truncated.onnx"
+expect 1 "truncated or malformed" -- "$MOPT" optimize "$T/work/truncated.onnx"
+echo "not a model at all" > "$T/work/garbage.onnx"
+expect 1 "garbage.onnx" -- "$MOPT" inspect "$T/work/garbage.onnx"
+expect 2 "unknown pass 'eliminate-identiy' \(did you mean 'eliminate-identity'\?\)" -- \
+  "$MOPT" optimize "$T/work/model.onnx" --passes eliminate-identiy
+expect 2 "has no option 'bogus'" -- "$MOPT" optimize "$T/work/model.onnx" --passes 'shape-inference(bogus=1)'
+expect 2 "is the input model; pass --in-place" -- "$MOPT" optimize "$T/work/model.onnx" -o "$T/work/model.onnx"
+expect 2 "external-data takes a size" -- "$MOPT" optimize "$T/work/model.onnx" --external-data lots
+expect 1 "does not exist" -- "$MOPT" optimize "$T/work/model.onnx" -o "$T/work/nowhere/out.onnx"
+# A full disk, simulated with a file size limit: the write fails cleanly and leaves nothing.
+expect 1 "cannot write .*model.opt.onnx" -- bash -c "ulimit -f 1000; exec '$MOPT' optimize '$T/work/model.onnx' --no-compressed-size"
+no_outputs
+[ "$(sha256sum "$T/work/model.onnx" | cut -d' ' -f1)" = "$sum_before" ] || fail "the input model changed"
+
+# --- the main job, default names, report
+expect 0 "nodes +66 +65" -- "$MOPT" optimize "$T/work/model.onnx"
+[ -f "$T/work/model.opt.onnx" ] || fail "default output model.opt.onnx missing"
+[ -f "$T/work/model.opt.onnx.report.json" ] || fail "default report missing"
+grep -q '"schema_version": 1' "$T/work/model.opt.onnx.report.json" || fail "report has no schema_version"
+grep -q '"dropout-removed": 1' "$T/work/model.opt.onnx.report.json" || fail "report lacks pass counters"
+grep -q '"zstd_bytes": [0-9]' "$T/work/model.opt.onnx.report.json" || fail "report lacks the compressed size"
+[ "$(sha256sum "$T/work/model.onnx" | cut -d' ' -f1)" = "$sum_before" ] || fail "the input model changed"
+expect 0 "wrote" -- "$MOPT" optimize "$T/work/model.onnx" -o "$T/work/again.onnx" --report "$T/work/again.json" --verify-each
+cmp -s "$T/work/model.opt.onnx" "$T/work/again.onnx" || fail "two runs gave different bytes"
+[ -f "$T/work/again.json" ] || fail "--report path not honoured"
+expect 0 "^$" -- "$MOPT" optimize "$T/work/model.onnx" -o "$T/work/quiet.onnx" -q
+expect 0 "eliminate-identity,fixpoint\(max-iterations=3,eliminate-dead-code\)" -- \
+  "$MOPT" optimize "$T/work/model.onnx" --print-pipeline --passes 'eliminate-identity, fixpoint(max-iterations=3, eliminate-dead-code)'
+printf 'passes:\n  - eliminate-identity\n  - shape-inference: {strict: false}\n' > "$T/pipeline.yaml"
+expect 0 "pass shape-inference" -- "$MOPT" optimize "$T/work/model.onnx" -o "$T/work/yaml.onnx" --pipeline "$T/pipeline.yaml"
+
+# --- inspect
+expect 0 "Conv +26" -- "$MOPT" inspect "$T/work/model.onnx"
+expect 0 '"parameters": 1235496' -- "$MOPT" inspect "$T/work/model.onnx" --json
+
+# --- external data: out, back in, identical bytes
+expect 0 "wrote" -- "$MOPT" optimize "$T/work/model.opt.onnx" -o "$T/work/ext.onnx" --external-data 1K
+[ -f "$T/work/ext.onnx.data" ] || fail "external data file missing"
+expect 0 "external data" -- "$MOPT" inspect "$T/work/ext.onnx"
+expect 0 "wrote" -- "$MOPT" optimize "$T/work/ext.onnx" -o "$T/work/inline.onnx" --external-data 0G --passes eliminate-dead-code
+expect 0 "wrote" -- "$MOPT" optimize "$T/work/ext.onnx" -o "$T/work/inline.onnx" --external-data 100G --passes eliminate-dead-code
+cmp -s "$T/work/model.opt.onnx" "$T/work/inline.onnx" || fail "external data round trip changed the model"
+
+# --- in place
+cp "$T/work/model.onnx" "$T/work/inplace.onnx"
+expect 0 "wrote" -- "$MOPT" optimize "$T/work/inplace.onnx" --in-place
+cmp -s "$T/work/inplace.onnx" "$T/work/model.opt.onnx" || fail "--in-place result differs"
+
+if [ "$failures" -gt 0 ]; then echo "$failures CLI check(s) failed"; exit 1; fi
+echo "all CLI checks passed"

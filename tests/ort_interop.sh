@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Interop with ONNX Runtime 1.30 (../shared/tools/ort): every model in ../shared/models goes through
+# `mopt optimize` (identity and dead-code elimination, then shape inference), and the result must
+# load in ONNX Runtime and reproduce the original model's golden outputs within 1e-4 absolute
+# (the golden files are ONNX Runtime's outputs for the original model). One model also goes through
+# external data. Exits 77 (skipped) when node or ONNX Runtime is unavailable, unless
+# MOPT_REQUIRE_ORT=1, as the project's test command sets.
+set -u
+MOPT=${1:?usage: ort_interop.sh path/to/mopt}
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+MODELS="$SRC/../shared/models"
+TOOLS="$SRC/../shared/tools/ort"
+skip() {
+  if [ "${MOPT_REQUIRE_ORT:-0}" = 1 ]; then echo "FAIL: $*"; exit 1; fi
+  echo "SKIP: $*"; exit 77
+}
+command -v node >/dev/null || skip "node is not installed"
+[ -d "$MODELS" ] || skip "no ../shared/models"
+ORT=$("$TOOLS/setup.sh" 2>/dev/null) || skip "could not install onnxruntime-node"
+export NODE_PATH="$ORT/node_modules"
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+failures=0
+TOL=1e-4
+
+# model | inputs folder | golden folder
+cases=(
+  "trained/digits_cnn.onnx|trained/inputs/digits_test|trained/golden/digits_cnn"
+  "trained/digits_mlp.onnx|trained/inputs/digits_test_flat|trained/golden/digits_mlp"
+  "trained/digits_vit.onnx|trained/inputs/digits_test|trained/golden/digits_vit"
+  "tabular/iris_mlp.onnx|tabular/iris_inputs|tabular/golden/iris_mlp"
+  "vision/squeezenet1.1_fp32.onnx|vision/inputs/squeezenet_fish_fp32|vision/golden/squeezenet_fp32"
+  "vision/mnist_winml.onnx|vision/inputs/mnist_28|vision/golden/mnist_winml"
+  "audio/silero_vad_v5_16k_op15.onnx|audio/inputs/silero_v5_x1|audio/golden/silero_vad_v5_16k_op15_x1"
+  "ocr/ppocrv4_det.onnx|ocr/inputs/det|ocr/golden/ppocrv4_det"
+)
+
+check_in_ort() {  # model inputs golden label
+  local json
+  json=$(node "$TOOLS/run.js" "$1" --inputs-dir "$2" --compare "$3" --runs 1 --warmup 0 --json 2>&1 | grep '^JSON ' | cut -c6-)
+  if [ -z "$json" ]; then fail "$4: ONNX Runtime could not run it"; return; fi
+  node -e '
+    const r = JSON.parse(process.argv[1]); const tol = Number(process.argv[2]);
+    const cmp = Object.entries(r.comparisons || {});
+    if (cmp.length === 0) { console.log("no outputs compared"); process.exit(1); }
+    let bad = 0;
+    for (const [name, c] of cmp) {
+      const ok = c.max_abs_diff <= tol;
+      console.log(`  ${ok ? "ok  " : "FAIL"} ${name}: max|diff| ${c.max_abs_diff} cosine ${c.cosine}`);
+      if (!ok) bad++;
+    }
+    process.exit(bad ? 1 : 0);' "$json" "$TOL" || fail "$4: outputs differ from the golden outputs"
+}
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+
+for c in "${cases[@]}"; do
+  IFS='|' read -r model inputs golden <<<"$c"
+  name=$(basename "$model" .onnx)
+  out="$T/$name.onnx"
+  if ! "$MOPT" optimize "$MODELS/$model" -o "$out" -q --verify-each --no-compressed-size \
+      --passes 'fixpoint(eliminate-identity,eliminate-dead-code),shape-inference'; then
+    fail "$name: mopt optimize failed"; continue
+  fi
+  echo "$name"
+  check_in_ort "$out" "$MODELS/$inputs" "$MODELS/$golden" "$name"
+done
+
+# External data written by mopt must be readable by ONNX Runtime.
+mkdir -p "$T/ext"
+"$MOPT" optimize "$MODELS/vision/squeezenet1.1_fp32.onnx" -o "$T/ext/squeezenet.onnx" -q --external-data 1K ||
+  fail "squeezenet: mopt optimize --external-data failed"
+echo "squeezenet with external data"
+check_in_ort "$T/ext/squeezenet.onnx" "$MODELS/vision/inputs/squeezenet_fish_fp32" "$MODELS/vision/golden/squeezenet_fp32" "squeezenet (external data)"
+
+if [ "$failures" -gt 0 ]; then echo "$failures interop check(s) failed"; exit 1; fi
+echo "all models load and match in ONNX Runtime"
