@@ -113,12 +113,12 @@ struct Expander {
       out.chunks.emplace_back(p, n);
     }
   }
-  size_t header(uint64_t tag, uint64_t length) {
+  // A field header (tag and length) kept in the arena, so chunks can point at it.
+  ByteChunk header(uint64_t tag, uint64_t length) {
     std::string& h = out.arena.emplace_back();
     put_varint(h, tag);
     put_varint(h, length);
-    out.chunks.emplace_back(reinterpret_cast<const std::byte*>(h.data()), h.size());
-    return h.size();
+    return {reinterpret_cast<const std::byte*>(h.data()), h.size()};
   }
 
   uint64_t expand(Msg kind, std::span<const std::byte> msg) {
@@ -136,18 +136,16 @@ struct Expander {
       } else if (child == Msg::Payload) {
         const uint64_t index = marker_index(std::string(reinterpret_cast<const char*>(value.data()), value.size()));
         const ir::Bytes& payload = payloads.at(index);
-        size += header(tag, payload.size()) + payload.size();
+        out.chunks.push_back(header(tag, payload.size()));
+        size += out.chunks.back().size() + payload.size();
         if (!payload.empty()) out.chunks.push_back(payload.span());
       } else {
         // The header's length is known only after the child is expanded: reserve its slot first.
         const size_t slot = out.chunks.size();
         out.chunks.emplace_back();
         const uint64_t inner = expand(child, value);
-        std::string& h = out.arena.emplace_back();
-        put_varint(h, tag);
-        put_varint(h, inner);
-        out.chunks[slot] = ByteChunk(reinterpret_cast<const std::byte*>(h.data()), h.size());
-        size += h.size() + inner;
+        out.chunks[slot] = header(tag, inner);
+        size += out.chunks[slot].size() + inner;
       }
     }
     return size;

@@ -17,8 +17,9 @@ namespace {
   fail("IR invariant broken in graph '{}': {}", g.name(), what);
 }
 
-void verify_graph(const Graph& g, std::unordered_set<const Value*>& visible) {
-  std::unordered_set<const Value*> local_before = visible;  // outer values visible to this graph
+// `visible` holds the outer values this graph may read; it is taken by value so each subgraph gets its
+// own scope.
+void verify_graph(const Graph& g, std::unordered_set<const Value*> visible) {
   std::unordered_set<std::string> names;
   auto define = [&](const Value* v) {
     if (v->owner() != &g) broken(g, fmt::format("value '{}' defined here is owned by another graph", v->name()));
@@ -44,10 +45,7 @@ void verify_graph(const Graph& g, std::unordered_set<const Value*>& visible) {
       if (std::find(uses.begin(), uses.end(), Use{const_cast<Node*>(n), i}) == uses.end())
         broken(g, fmt::format("'{}' does not list node '{}' input {} as a use", in->name(), n->name(), i));
     }
-    for (Graph* sub : n->subgraphs()) {
-      std::unordered_set<const Value*> inner = visible;
-      verify_graph(*sub, inner);
-    }
+    for (Graph* sub : n->subgraphs()) verify_graph(*sub, visible);
     for (size_t i = 0; i < n->outputs().size(); ++i) {
       const Value* out = n->outputs()[i];
       if (out == nullptr) continue;
@@ -64,15 +62,11 @@ void verify_graph(const Graph& g, std::unordered_set<const Value*>& visible) {
     if (!visible.count(out) && g.lookup(out->name()) != out)
       broken(g, fmt::format("graph output '{}' is not defined", out->name()));
   }
-  visible = std::move(local_before);
 }
 
 }  // namespace
 
-void verify_invariants(const Model& model) {
-  std::unordered_set<const Value*> visible;
-  verify_graph(model.graph(), visible);
-}
+void verify_invariants(const Model& model) { verify_graph(model.graph(), {}); }
 
 onnx::ModelProto export_for_analysis(const Model& model, uint64_t inline_limit) {
   return export_model(model, [inline_limit](const Tensor& t, onnx::TensorProto& out) {
