@@ -23,7 +23,8 @@ measure() {
   for _ in $(seq "$runs"); do
     sync
     local out
-    out=$( { /usr/bin/time -f "%e %M" "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1)
+    /usr/bin/time -f "%e %M" -o "$WORK/time.txt" "$@" >/dev/null 2>&1
+    out=$(tail -1 "$WORK/time.txt")
     times+=("${out% *}"); peaks+=("${out#* }")
   done
   local t p
