@@ -53,7 +53,7 @@ OptimizeResult run_optimize(const OptimizeRequest& request) {
   io::SaveOptions save;
   save.external_data_threshold = request.external_data_threshold;
   if (!save.external_data_threshold && !load_info.external_files.empty()) save.external_data_threshold = kDefaultExternalThreshold;
-  const fs::path output_data = result.output.parent_path() / (result.output.filename().string() + ".data");
+  const fs::path output_data = result.output.parent_path() / io::default_external_data_name(result.output);
   for (const auto& f : load_info.external_files) {
     if (!request.in_place && same_file(f, output_data))
       usage_error("the output's external data file '{}' is an input file; choose another output name or pass --in-place",

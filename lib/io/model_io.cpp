@@ -184,9 +184,11 @@ Serialized serialize(const ir::Model& model, const SaveOptions& options, const s
 
 }  // namespace
 
+std::string default_external_data_name(const fs::path& model_path) { return model_path.filename().string() + ".data"; }
+
 SaveInfo save_model(const ir::Model& model, const fs::path& path, const SaveOptions& options) {
   const std::string external_name =
-      options.external_data_name.empty() ? path.filename().string() + ".data" : options.external_data_name;
+      options.external_data_name.empty() ? default_external_data_name(path) : options.external_data_name;
   if (fs::path(external_name).has_parent_path() || external_name == "." || external_name == "..")
     usage_error("external data file name '{}' must be a plain file name (it is written beside the model)", external_name);
   Serialized s = serialize(model, options, external_name);

@@ -43,6 +43,9 @@ struct SaveInfo {
   fs::path external_file;  // empty when no tensor went external
 };
 
+// The external-data file name used when SaveOptions::external_data_name is empty: "<file name>.data".
+std::string default_external_data_name(const fs::path& model_path);
+
 SaveInfo save_model(const ir::Model& model, const fs::path& path, const SaveOptions& options = {});
 // The serialized model (no external data); throws if it would exceed protobuf's 2 GB limit.
 std::string save_model_to_bytes(const ir::Model& model);

@@ -80,28 +80,29 @@ onnx::ModelProto export_for_analysis(const Model& model, uint64_t inline_limit) 
   });
 }
 
-CheckResult run_onnx_checker(const Model& model) {
+std::optional<std::string> newer_than_onnx_knows(const Model& model) {
   const auto& known = onnx::OpSchemaRegistry::DomainToVersionRange::Instance().Map();
   for (const auto& op : model.proto().opset_import()) {
     const std::string domain = op.domain() == "ai.onnx" ? "" : op.domain();
     auto it = known.find(domain);
     if (it != known.end() && op.version() > it->second.second)
-      return {CheckResult::Status::NotJudged,
-              fmt::format("the ONNX checker (ONNX 1.12) could not judge this model: it imports opset {} of domain '{}', "
-                          "newer than the {} it knows",
-                          op.version(), domain.empty() ? "ai.onnx" : domain, it->second.second)};
+      return fmt::format("it imports opset {} of domain '{}', newer than the {} ONNX 1.12 knows", op.version(),
+                         domain.empty() ? "ai.onnx" : domain, it->second.second);
   }
   if (model.ir_version() > onnx::IR_VERSION)
-    return {CheckResult::Status::NotJudged,
-            fmt::format("the ONNX checker (ONNX 1.12) could not judge this model: IR version {} is newer than the {} it knows",
-                        model.ir_version(), static_cast<int>(onnx::IR_VERSION))};
+    return fmt::format("IR version {} is newer than the {} ONNX 1.12 knows", model.ir_version(),
+                       static_cast<int>(onnx::IR_VERSION));
+  return std::nullopt;
+}
+
+CheckResult run_onnx_checker(const Model& model) {
+  if (auto why = newer_than_onnx_knows(model))
+    return {CheckResult::Status::NotJudged, "the ONNX checker (ONNX 1.12) could not judge this model: " + *why};
   onnx::ModelProto proto = export_for_analysis(model, 0);
   try {
     onnx::checker::check_model(proto);
   } catch (const std::exception& e) {
-    std::string message = e.what();
-    std::replace(message.begin(), message.end(), '\n', ' ');
-    return {CheckResult::Status::Failed, message};
+    return {CheckResult::Status::Failed, one_line(e.what())};
   }
   return {};
 }

@@ -2,6 +2,7 @@
 // ONNX's checker on the exported model. ONNX 1.12's checker knows opsets up to 17; a model importing a
 // newer opset is not judged (and the result says so) rather than rejected.
 #pragma once
+#include <optional>
 #include <string>
 
 #include "ir/ir.h"
@@ -16,6 +17,9 @@ struct CheckResult {
   std::string message;  // the checker's complaint, or why it could not judge the model
 };
 CheckResult run_onnx_checker(const Model& model);
+// Why ONNX 1.12's checker and schemas cannot judge this model (an opset or IR version newer than it
+// knows), or nullopt when they can.
+std::optional<std::string> newer_than_onnx_knows(const Model& model);
 
 // The exported model with every payload inlined up to `inline_limit` bytes and larger ones left as a
 // placeholder of the right type, for ONNX tools that need the graph but not the big weights

@@ -23,6 +23,14 @@ class Error : public std::runtime_error {
   ErrorKind kind_;
 };
 
+// A message from a library (ONNX's checker, shape inference) folded onto one line, as mopt's errors are.
+inline std::string one_line(std::string message) {
+  for (char& c : message) {
+    if (c == '\n' || c == '\r') c = ' ';
+  }
+  return message;
+}
+
 template <typename... Args>
 [[noreturn]] void fail(fmt::format_string<Args...> format, Args&&... args) {
   throw Error(fmt::format(format, std::forward<Args>(args)...));

@@ -36,7 +36,6 @@ class EliminateDeadCodePass : public pass::GraphPass {
       graph.remove_initializer(v);
       ++initializers_removed;
     }
-    graph.compact();
     const auto value_info_removed = static_cast<int64_t>(graph.clear_value_info_of_dead_values());
     if (nodes_removed) ctx.count("nodes-removed", nodes_removed);
     if (initializers_removed) ctx.count("initializers-removed", initializers_removed);

@@ -23,14 +23,12 @@ class ShapeInferencePass : public pass::Pass {
 
   pass::PassResult run(ir::Model& model, pass::PassContext& ctx) override {
     onnx::ModelProto proto = ir::export_for_analysis(model);
-    if (ir::run_onnx_checker(model).status == ir::CheckResult::Status::NotJudged)
-      ctx.warn("the model uses an opset newer than ONNX 1.12 knows; operators it does not know stay untyped");
+    if (auto why = ir::newer_than_onnx_knows(model)) ctx.warn(*why + "; operators it does not know stay untyped");
     try {
       onnx::ShapeInferenceOptions options(/*check_type=*/false, /*strict_mode=*/strict_ ? 1 : 0, data_propagation_);
       onnx::shape_inference::InferShapes(proto, onnx::OpSchemaRegistry::Instance(), options);
     } catch (const std::exception& e) {
-      std::string message = e.what();
-      std::replace(message.begin(), message.end(), '\n', ' ');
+      const std::string message = one_line(e.what());
       if (strict_) fail("shape inference failed: {}", message);
       ctx.warn("shape inference stopped early: " + message);
       return {};
