@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libprotobuf-dev protobuf-compiler libonnx-dev libonnx-testdata
-  libcli11-dev libfmt-dev nlohmann-json3-dev doctest-dev libyaml-cpp-dev libzstd-dev
+  libcli11-dev libfmt-dev nlohmann-json3-dev doctest-dev libyaml-cpp-dev libzstd-dev libopenblas-dev zlib1g-dev
 
 )
 # ONNX Runtime for Node.js (the interop tests) needs node and npm; install Debian's only when absent.

@@ -3,6 +3,7 @@
 
 #include <chrono>
 
+#include "data/npy.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -20,6 +21,21 @@ bool same_file(const fs::path& a, const fs::path& b) {
 constexpr uint64_t kDefaultExternalThreshold = 1024;
 
 }  // namespace
+
+std::vector<data::Feeds> load_or_generate_samples(const ir::Model& model, const AccuracyRequest& request,
+                                                  std::string* description) {
+  std::vector<data::Feeds> samples;
+  if (request.source == "random") {
+    for (int i = 0; i < request.random_samples; ++i) {
+      samples.push_back(data::random_feeds(model, request.shapes, request.seed + static_cast<uint64_t>(i)));
+    }
+    if (description) *description = fmt::format("random inputs (seed {})", request.seed);
+  } else {
+    samples = data::load_samples(model, request.source);
+    if (description) *description = request.source;
+  }
+  return samples;
+}
 
 fs::path default_output(const fs::path& input, const std::string& suffix) {
   fs::path out = input;
@@ -60,9 +76,40 @@ OptimizeResult run_optimize(const OptimizeRequest& request) {
                   output_data.string());
   }
 
+  // Reference outputs of the original model, computed before the passes change it.
+  std::optional<eval::Outputs> reference;
+  std::vector<data::Feeds> samples;
+  std::string data_description;
+  const AccuracyRequest& acc = request.accuracy;
+  if (acc.source != "off") {
+    try {
+      log::progress("running the original model for the accuracy check");
+      samples = load_or_generate_samples(*model, acc, &data_description);
+      reference = eval::run_samples(*model, samples, acc.threads);
+    } catch (const Error& e) {
+      if (acc.required || e.kind() == ErrorKind::Usage) throw;
+      run.accuracy_skipped = e.what();
+      run.warnings.push_back(fmt::format("accuracy not measured: {}", e.what()));
+    }
+  } else {
+    run.accuracy_skipped = "disabled (--accuracy off)";
+  }
+
   log::progress("running {}", run.pipeline);
   run.pipeline_result = pass::run_pipeline(request.pipeline, *model, request.manager);
   run.after = report::collect_stats(*model);
+
+  std::optional<eval::Comparison> comparison;
+  if (reference) {
+    log::progress("running the optimized model for the accuracy check");
+    eval::Outputs candidate = eval::run_samples(*model, samples, acc.threads);
+    exec::Array labels;
+    if (!acc.labels.empty()) labels = data::read_npy(acc.labels);
+    comparison = eval::compare_outputs(*reference, candidate, acc.labels.empty() ? nullptr : &labels, acc.label_output);
+    comparison->data = data_description;
+    run.accuracy = eval::to_json(*comparison);
+    run.accuracy_summary = eval::summary(*comparison);
+  }
 
   log::progress("writing {}", result.output.string());
   const auto save_start = Clock::now();
@@ -79,6 +126,8 @@ OptimizeResult run_optimize(const OptimizeRequest& request) {
     if (!saved.external_file.empty()) out_files.push_back(saved.external_file);
     run.output.zstd_bytes = report::zstd_compressed_size(out_files);
   }
+  result.gates = eval::check_gates(request.gates, comparison ? &*comparison : nullptr, saved.file_bytes + saved.external_bytes);
+  run.gates = eval::to_json(result.gates);
   run.total_seconds = seconds_since(start);
   report::write_json(report::to_json(run), result.report.string());
   return result;

@@ -6,6 +6,8 @@
 #include <optional>
 #include <string>
 
+#include "data/feeds.h"
+#include "eval/accuracy.h"
 #include "io/model_io.h"
 #include "pass/manager.h"
 #include "report/report.h"
@@ -13,6 +15,22 @@
 namespace mopt::driver {
 
 namespace fs = std::filesystem;
+
+// How the accuracy of the output is measured against the input.
+struct AccuracyRequest {
+  std::string source = "random";  // "random", "off", or a data path (file or folder)
+  bool required = false;          // asked for explicitly (or a gate needs it): failing to measure is an error
+  int random_samples = 4;
+  uint64_t seed = 0;
+  data::ShapeOverrides shapes;
+  std::string labels;        // .npy of integer labels, optional
+  std::string label_output;  // output scored against labels (default: first classifier-like one)
+  int threads = 0;
+};
+
+// Samples from `source` ("random" or a path) for `model`.
+std::vector<data::Feeds> load_or_generate_samples(const ir::Model& model, const AccuracyRequest& request,
+                                                  std::string* description);
 
 struct OptimizeRequest {
   std::string command = "optimize";
@@ -27,18 +45,28 @@ struct OptimizeRequest {
   // with a 1 KiB threshold if the input used it, otherwise everything inline).
   std::optional<uint64_t> external_data_threshold;
   bool compressed_size = true;  // zstd size of input and output in the report
+  AccuracyRequest accuracy;
+  eval::Gates gates;
 };
 
 struct OptimizeResult {
   fs::path output;
   fs::path report;
   report::RunReport run;
+  std::vector<eval::GateResult> gates;
+  bool gates_passed() const {
+    for (const auto& g : gates) {
+      if (!g.passed) return false;
+    }
+    return true;
+  }
 };
 
 // The output path for `input` when none is given: model.onnx -> model<suffix>.
 fs::path default_output(const fs::path& input, const std::string& suffix);
 
-// Throws mopt::Error on any failure; then no output model and no report are written.
+// Throws mopt::Error on any failure; then no output model and no report are written. A failed quality
+// gate is not an error: the model and report are written and OptimizeResult::gates says what failed.
 OptimizeResult run_optimize(const OptimizeRequest& request);
 
 }  // namespace mopt::driver

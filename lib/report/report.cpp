@@ -56,6 +56,9 @@ nlohmann::json to_json(const RunReport& r) {
   };
   j["timings"] = {{"load_seconds", r.load_seconds}, {"passes_seconds", r.pipeline_result.seconds},
                   {"save_seconds", r.save_seconds}, {"total_seconds", r.total_seconds}};
+  j["accuracy"] = r.accuracy;
+  if (r.accuracy.is_null()) j["accuracy_skipped"] = r.accuracy_skipped;
+  j["gates"] = r.gates;
   json warnings = json::array();
   for (const auto& w : r.pipeline_result.warnings) warnings.push_back(w);
   for (const auto& w : r.warnings) warnings.push_back(w);
@@ -86,6 +89,11 @@ std::string summary_table(const RunReport& r) {
     for (const auto& [k, v] : p.counters) counters.push_back(fmt::format("{} {}", k, v));
     out += fmt::format("  pass {:<28} {:>8.3f} s  {}\n", p.spec, p.seconds,
                        counters.empty() ? std::string("no change") : fmt::format("{}", fmt::join(counters, ", ")));
+  }
+  out += r.accuracy_summary;
+  for (const auto& g : r.gates) {
+    out += fmt::format("  gate {:<18} {}: {}\n", g["gate"].get<std::string>(), g["passed"].get<bool>() ? "passed" : "FAILED",
+                       g["message"].get<std::string>());
   }
   return out;
 }

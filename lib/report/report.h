@@ -30,6 +30,12 @@ struct RunReport {
   pass::PipelineResult pipeline_result;
   double load_seconds = 0, save_seconds = 0, total_seconds = 0;
   std::vector<std::string> warnings;  // pipeline warnings are included by to_json
+  // Accuracy of the output against the input (eval::to_json(Comparison)); null when not measured, with
+  // the reason in accuracy_skipped. Gate results (eval::to_json(gates)); empty when no gate was set.
+  nlohmann::json accuracy;
+  std::string accuracy_skipped;
+  std::string accuracy_summary;  // lines for the terminal
+  nlohmann::json gates = nlohmann::json::array();
 };
 
 nlohmann::json to_json(const RunReport& report);

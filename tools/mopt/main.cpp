@@ -1,15 +1,21 @@
 // mopt: the command-line tool. Each command parses its flags, builds a pipeline or request and calls
 // the library; the work itself lives in lib/. Exit codes: 0 success, 1 error, 2 usage error,
-// 3 reserved for a failed quality gate.
+// 3 a quality gate failed (the model and report are still written).
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <numeric>
 #include <iostream>
 #include <new>
 
+#include "data/npy.h"
 #include "driver/optimize.h"
+#include "eval/accuracy.h"
+#include "exec/executor.h"
 #include "io/model_io.h"
 #include "ir/verify.h"
 #include "pass/pipeline.h"
@@ -20,8 +26,9 @@
 namespace {
 
 using namespace mopt;
+namespace fs = std::filesystem;
 
-constexpr int kExitOk = 0, kExitError = 1, kExitUsage = 2;
+constexpr int kExitOk = 0, kExitError = 1, kExitUsage = 2, kExitGate = 3;
 
 struct CommonFlags {
   bool quiet = false;
@@ -36,6 +43,79 @@ void add_log_flags(CLI::App* cmd, CommonFlags& flags) {
 void apply_log_flags(const CommonFlags& flags) {
   if (flags.quiet) log::set_level(log::Level::Quiet);
   else if (flags.verbose) log::set_level(log::Level::Verbose);
+}
+
+// ------------------------------------------------------------------ data, accuracy and gate flags
+
+struct DataFlags {
+  std::string data;  // random | off | PATH
+  int samples = 4;
+  uint64_t seed = 0;
+  std::vector<std::string> shapes, dims;
+  std::string labels, label_output;
+  int threads = 0;
+};
+
+void add_data_flags(CLI::App* cmd, DataFlags& f, const std::string& flag, const std::string& fallback, bool allow_off) {
+  f.data = fallback;
+  cmd->add_option(flag, f.data,
+                  fmt::format("Input data: 'random'{}, an .npy/.npz/.pb file, or a folder of <input>.npy files or "
+                              "sample subfolders (default: {})",
+                              allow_off ? ", 'off'" : "", fallback));
+  cmd->add_option("--samples", f.samples, "Number of random samples (default: 4)")->check(CLI::Range(1, 1000000));
+  cmd->add_option("--seed", f.seed, "Seed for random inputs (default: 0)");
+  cmd->add_option("--shape", f.shapes, "Shape of an input for random data: NAME=1,3,224,224 (repeatable)");
+  cmd->add_option("--dim", f.dims, "Value of a symbolic dimension for random data: NAME=8 (repeatable)");
+  cmd->add_option("--labels", f.labels, "Integer class labels (.npy), one per row of the classifier output");
+  cmd->add_option("--label-output", f.label_output, "Output scored against --labels (default: first [N, C] output)");
+  cmd->add_option("--threads", f.threads, "Executor threads (default: all cores)")->check(CLI::Range(0, 1024));
+}
+
+driver::AccuracyRequest accuracy_request(const DataFlags& f) {
+  driver::AccuracyRequest r;
+  r.source = f.data;
+  r.random_samples = f.samples;
+  r.seed = f.seed;
+  for (const auto& s : f.shapes) r.shapes.add_shape(s);
+  for (const auto& d : f.dims) r.shapes.add_dim(d);
+  r.labels = f.labels;
+  r.label_output = f.label_output;
+  r.threads = f.threads;
+  return r;
+}
+
+struct GateFlags {
+  double max_accuracy_drop = -1, min_cosine = -2;
+  std::string max_size;
+};
+
+void add_gate_flags(CLI::App* cmd, GateFlags& f) {
+  cmd->add_option("--max-accuracy-drop", f.max_accuracy_drop,
+                  "Gate: fail (exit 3) if accuracy drops by more than this many percentage points (labelled "
+                  "accuracy with --labels, else top-1 disagreement with the original)");
+  cmd->add_option("--min-cosine", f.min_cosine, "Gate: fail (exit 3) if any output's cosine similarity is below this");
+  cmd->add_option("--max-size", f.max_size, "Gate: fail (exit 3) if the output model is larger (bytes, or with K/M/G)");
+}
+
+std::optional<uint64_t> parse_size(const std::string& text, const char* flag);
+
+eval::Gates gates_of(const GateFlags& f) {
+  eval::Gates g;
+  if (f.max_accuracy_drop >= 0) g.max_accuracy_drop = f.max_accuracy_drop;
+  if (f.min_cosine > -2) g.min_cosine = f.min_cosine;
+  g.max_size = parse_size(f.max_size, "--max-size");
+  return g;
+}
+
+int report_gates(const std::vector<eval::GateResult>& gates) {
+  bool ok = true;
+  for (const auto& g : gates) {
+    if (!g.passed) {
+      ok = false;
+      fmt::print(stderr, "mopt: gate {} failed: {}\n", g.gate, g.message);
+    }
+  }
+  return ok ? kExitOk : kExitGate;
 }
 
 // ------------------------------------------------------------------ optimize
@@ -61,7 +141,7 @@ void add_model_output_flags(CLI::App* cmd, OptimizeFlags& f, const std::string& 
   cmd->add_flag("--no-compressed-size", f.no_compressed_size, "Skip measuring the zstd-compressed sizes");
 }
 
-std::optional<uint64_t> parse_threshold(const std::string& text) {
+std::optional<uint64_t> parse_size(const std::string& text, const char* flag) {
   if (text.empty()) return std::nullopt;
   uint64_t multiplier = 1;
   std::string digits = text;
@@ -76,11 +156,11 @@ std::optional<uint64_t> parse_threshold(const std::string& text) {
     if (used != digits.size() || digits.empty() || digits[0] == '-') throw std::invalid_argument(text);
     return v * multiplier;
   } catch (const std::exception&) {
-    usage_error("--external-data takes a size in bytes (like 1024, 64K or 1M), not '{}'", text);
+    usage_error("{} takes a size in bytes (like 1024, 64K or 1M), not '{}'", flag, text);
   }
 }
 
-int run_optimize_command(const OptimizeFlags& f) {
+int run_optimize_command(const OptimizeFlags& f, const DataFlags& data_flags, const GateFlags& gate_flags) {
   pass::Pipeline pipeline;
   if (!f.passes.empty() && !f.pipeline_file.empty()) usage_error("give --passes or --pipeline, not both");
   if (!f.pipeline_file.empty()) pipeline = pass::load_pipeline_file(f.pipeline_file);
@@ -98,13 +178,135 @@ int run_optimize_command(const OptimizeFlags& f) {
   request.pipeline = std::move(pipeline);
   request.manager.verify_each = f.verify_each;
   request.manager.explain = f.explain;
-  request.external_data_threshold = parse_threshold(f.external_data);
+  request.external_data_threshold = parse_size(f.external_data, "--external-data");
+  request.accuracy = accuracy_request(data_flags);
+  request.gates = gates_of(gate_flags);
+  request.accuracy.required = data_flags.data != "random" || (request.gates.max_accuracy_drop || request.gates.min_cosine);
+  if (request.accuracy.source == "off" && (request.gates.max_accuracy_drop || request.gates.min_cosine)) {
+    usage_error("accuracy gates need the accuracy check; drop --accuracy off");
+  }
   request.compressed_size = !f.no_compressed_size;
   driver::OptimizeResult result = driver::run_optimize(request);
   for (const auto& w : result.run.pipeline_result.warnings) log::warn("{}", w);
   if (log::level() >= log::Level::Normal) {
     fmt::print("{}", report::summary_table(result.run));
     fmt::print("wrote {} ({:.2f} s)\nreport {}\n", result.output.string(), result.run.total_seconds, result.report.string());
+  }
+  return report_gates(result.gates);
+}
+
+// ------------------------------------------------------------------ compare, run, bench
+
+int run_compare_command(const std::string& original_path, const std::string& candidate_path, const DataFlags& f,
+                        const GateFlags& gate_flags, const std::string& report_path, bool json) {
+  auto original = io::load_model(original_path);
+  io::LoadInfo info;
+  auto candidate = io::load_model(candidate_path, &info);
+  driver::AccuracyRequest request = accuracy_request(f);
+  std::string description;
+  std::vector<data::Feeds> samples = driver::load_or_generate_samples(*original, request, &description);
+  exec::Array labels;
+  if (!f.labels.empty()) labels = data::read_npy(f.labels);
+  eval::Outputs reference = eval::run_samples(*original, samples, f.threads);
+  eval::Outputs outputs = eval::run_samples(*candidate, samples, f.threads);
+  eval::Comparison c = eval::compare_outputs(reference, outputs, f.labels.empty() ? nullptr : &labels, f.label_output);
+  c.data = description;
+  std::vector<eval::GateResult> gates = eval::check_gates(gates_of(gate_flags), &c, info.file_bytes + info.external_bytes);
+  nlohmann::json j = {{"schema_version", report::kSchemaVersion},
+                      {"command", "compare"},
+                      {"original", original_path},
+                      {"optimized", candidate_path},
+                      {"accuracy", eval::to_json(c)},
+                      {"gates", eval::to_json(gates)}};
+  if (!report_path.empty()) report::write_json(j, report_path);
+  if (json) fmt::print("{}\n", j.dump(2));
+  else if (log::level() >= log::Level::Normal) {
+    fmt::print("{}", eval::summary(c));
+    for (const auto& g : gates) fmt::print("  gate {:<18} {}: {}\n", g.gate, g.passed ? "passed" : "FAILED", g.message);
+  }
+  return report_gates(gates);
+}
+
+std::string preview(const exec::Array& a) {
+  std::vector<double> v = a.to_doubles();
+  std::vector<std::string> parts;
+  for (size_t i = 0; i < v.size() && i < 6; ++i) parts.push_back(fmt::format("{:.6g}", v[i]));
+  return fmt::format("[{}{}]", fmt::join(parts, ", "), v.size() > 6 ? ", ..." : "");
+}
+
+int run_run_command(const std::string& model_path, const DataFlags& f, const std::string& save_dir, bool json) {
+  auto model = io::load_model(model_path);
+  driver::AccuracyRequest request = accuracy_request(f);
+  if (request.source == "random" && f.samples == 4) request.random_samples = 1;  // one random sample unless asked
+  std::string description;
+  std::vector<data::Feeds> samples = driver::load_or_generate_samples(*model, request, &description);
+  eval::Outputs outputs = eval::run_samples(*model, samples, f.threads);
+  if (!save_dir.empty()) {
+    fs::create_directories(save_dir);
+    for (size_t s = 0; s < outputs.per_sample.size(); ++s) {
+      fs::path dir = outputs.per_sample.size() == 1 ? fs::path(save_dir) : fs::path(save_dir) / fmt::format("sample_{:04}", s);
+      fs::create_directories(dir);
+      for (size_t o = 0; o < outputs.names.size(); ++o) {
+        std::string file = outputs.names[o];
+        for (char& c : file) {
+          if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' && c != '-') c = '_';
+        }
+        data::write_npy((dir / (file + ".npy")).string(), outputs.per_sample[s][o]);
+      }
+    }
+  }
+  nlohmann::json j = {{"model", model_path}, {"data", description}, {"samples", samples.size()}, {"seconds", outputs.seconds}};
+  j["outputs"] = nlohmann::json::array();
+  for (size_t o = 0; o < outputs.names.size(); ++o) {
+    const exec::Array& a = outputs.per_sample[0][o];
+    j["outputs"].push_back({{"name", outputs.names[o]}, {"dtype", ir::dtype::name(a.dtype())}, {"shape", a.shape()}});
+  }
+  std::optional<eval::LabelMetrics> acc;
+  if (!f.labels.empty()) {
+    acc = eval::label_accuracy(outputs, data::read_npy(f.labels), f.label_output);
+    j["labels"] = {{"output", acc->output}, {"count", acc->count}, {"accuracy", acc->reference_accuracy}};
+  }
+  if (json) {
+    fmt::print("{}\n", j.dump(2));
+  } else if (log::level() >= log::Level::Normal) {
+    fmt::print("ran {} on {} ({} sample{}, {:.3f} s)\n", model_path, description, samples.size(), samples.size() == 1 ? "" : "s",
+               outputs.seconds);
+    for (size_t o = 0; o < outputs.names.size(); ++o) {
+      const exec::Array& a = outputs.per_sample[0][o];
+      fmt::print("  {:<24} {}{} {}\n", outputs.names[o], ir::dtype::name(a.dtype()), exec::shape_string(a.shape()), preview(a));
+    }
+    if (acc) fmt::print("  accuracy on {} labels ('{}'): {:.2f}%\n", acc->count, acc->output, acc->reference_accuracy * 100);
+    if (!save_dir.empty()) fmt::print("outputs saved under {}\n", save_dir);
+  }
+  return kExitOk;
+}
+
+int run_bench_command(const std::string& model_path, const DataFlags& f, int warmup, int runs, bool json) {
+  auto model = io::load_model(model_path);
+  driver::AccuracyRequest request = accuracy_request(f);
+  request.random_samples = 1;
+  std::string description;
+  std::vector<data::Feeds> samples = driver::load_or_generate_samples(*model, request, &description);
+  exec::Executor executor(*model, exec::ExecutorOptions{f.threads});
+  for (int i = 0; i < warmup; ++i) executor.run(samples[0]);
+  std::vector<double> ms;
+  for (int i = 0; i < runs; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    executor.run(samples[0]);
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    if (log::level() >= log::Level::Normal) log::progress("run {}/{}", i + 1, runs);
+  }
+  std::vector<double> sorted = ms;
+  std::sort(sorted.begin(), sorted.end());
+  auto pct = [&](double p) { return sorted[std::min(sorted.size() - 1, static_cast<size_t>(p / 100.0 * static_cast<double>(sorted.size())))]; };
+  double mean = std::accumulate(ms.begin(), ms.end(), 0.0) / static_cast<double>(ms.size());
+  nlohmann::json j = {{"model", model_path}, {"data", description}, {"warmup", warmup}, {"runs", runs},
+                      {"threads", f.threads}, {"latency_ms", {{"min", sorted.front()}, {"p50", pct(50)}, {"p90", pct(90)},
+                      {"p99", pct(99)}, {"max", sorted.back()}, {"mean", mean}}}};
+  if (json) fmt::print("{}\n", j.dump(2));
+  else if (log::level() >= log::Level::Normal) {
+    fmt::print("{}: {} runs after {} warm-up ({})\n  latency ms  min {:.3f}  p50 {:.3f}  p90 {:.3f}  p99 {:.3f}  max {:.3f}  mean {:.3f}\n",
+               model_path, runs, warmup, description, sorted.front(), pct(50), pct(90), pct(99), sorted.back(), mean);
   }
   return kExitOk;
 }
@@ -200,10 +402,15 @@ int main(int argc, char** argv) {
                        fmt::format("Pipeline text (default: {}); see `mopt passes`", kDefaultOptimizePipeline));
   optimize->add_option("--pipeline", optimize_flags.pipeline_file, "Pipeline from a YAML or JSON file");
   optimize->add_flag("--print-pipeline", optimize_flags.print_pipeline, "Print the normalized pipeline and exit");
+  DataFlags optimize_data;
+  GateFlags optimize_gates;
+  add_data_flags(optimize, optimize_data, "--accuracy", "random", true);
+  add_gate_flags(optimize, optimize_gates);
   add_log_flags(optimize, common);
   optimize->footer(
       "Examples:\n"
       "  mopt optimize model.onnx                       # writes model.opt.onnx and model.opt.onnx.report.json\n"
+      "  mopt optimize model.onnx --accuracy data/ --labels y.npy --max-accuracy-drop 0.5\n"
       "  mopt optimize model.onnx -o small.onnx --passes 'eliminate-identity,eliminate-dead-code'\n"
       "  mopt optimize model.onnx --passes 'fixpoint(eliminate-identity,eliminate-dead-code),shape-inference'\n"
       "  mopt optimize model.onnx --pipeline pipeline.yaml --verify-each\n"
@@ -219,6 +426,55 @@ int main(int argc, char** argv) {
       "Examples:\n"
       "  mopt inspect model.onnx\n"
       "  mopt inspect model.onnx --json | jq .op_histogram");
+
+  std::string compare_original, compare_candidate, compare_report;
+  bool compare_json = false;
+  DataFlags compare_data;
+  GateFlags compare_gates;
+  auto* compare = app.add_subcommand("compare", "Run two models on the same data and report how their outputs differ");
+  compare->add_option("original", compare_original, "Original .onnx model")->required();
+  compare->add_option("optimized", compare_candidate, "Optimized .onnx model")->required();
+  add_data_flags(compare, compare_data, "--data", "random", false);
+  add_gate_flags(compare, compare_gates);
+  compare->add_option("--report", compare_report, "Also write the JSON report to this file");
+  compare->add_flag("--json", compare_json, "Print the JSON report");
+  add_log_flags(compare, common);
+  compare->footer(
+      "Examples:\n"
+      "  mopt compare model.onnx model.opt.onnx                        # 4 random samples\n"
+      "  mopt compare model.onnx model.int8.onnx --data x_test.npy --labels y_test.npy\n"
+      "  mopt compare a.onnx b.onnx --data inputs/ --min-cosine 0.999 --max-accuracy-drop 1   # CI gate, exit 3");
+
+  std::string run_model, run_save;
+  bool run_json = false;
+  DataFlags run_data;
+  auto* run = app.add_subcommand("run", "Run a model with the reference executor and show or save its outputs");
+  run->add_option("model", run_model, "Input .onnx model")->required();
+  add_data_flags(run, run_data, "--data", "random", false);
+  run->add_option("--save-outputs", run_save, "Write each output as DIR/<name>.npy (sample_NNNN/ subfolders for several samples)");
+  run->add_flag("--json", run_json, "Machine-readable output");
+  add_log_flags(run, common);
+  run->footer(
+      "Examples:\n"
+      "  mopt run model.onnx                                  # one random sample\n"
+      "  mopt run model.onnx --data inputs/ --save-outputs out/\n"
+      "  mopt run model.onnx --data x_test.npy --labels y_test.npy");
+
+  std::string bench_model;
+  int bench_warmup = 3, bench_runs = 20;
+  bool bench_json = false;
+  DataFlags bench_data;
+  auto* bench = app.add_subcommand("bench", "Measure the reference executor's latency on a model");
+  bench->add_option("model", bench_model, "Input .onnx model")->required();
+  add_data_flags(bench, bench_data, "--data", "random", false);
+  bench->add_option("--warmup", bench_warmup, "Untimed runs first (default: 3)")->check(CLI::Range(0, 100000));
+  bench->add_option("--runs", bench_runs, "Timed runs (default: 20)")->check(CLI::Range(1, 1000000));
+  bench->add_flag("--json", bench_json, "Machine-readable output");
+  add_log_flags(bench, common);
+  bench->footer(
+      "Examples:\n"
+      "  mopt bench model.onnx --threads 2\n"
+      "  mopt bench model.onnx --dim batch=8 --runs 100 --json");
 
   bool passes_json = false;
   auto* passes = app.add_subcommand("passes", "List every pass with its options");
@@ -239,7 +495,10 @@ int main(int argc, char** argv) {
   }
   apply_log_flags(common);
   try {
-    if (optimize->parsed()) return run_optimize_command(optimize_flags);
+    if (optimize->parsed()) return run_optimize_command(optimize_flags, optimize_data, optimize_gates);
+    if (compare->parsed()) return run_compare_command(compare_original, compare_candidate, compare_data, compare_gates, compare_report, compare_json);
+    if (run->parsed()) return run_run_command(run_model, run_data, run_save, run_json);
+    if (bench->parsed()) return run_bench_command(bench_model, bench_data, bench_warmup, bench_runs, bench_json);
     if (inspect->parsed()) return run_inspect_command(inspect_input, inspect_json);
     if (passes->parsed()) return run_passes_command(passes_json);
   } catch (const Error& e) {

@@ -1,0 +1,251 @@
+// Random and file-backed feeds for model inputs.
+#include "data/feeds.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <random>
+
+#include "data/npy.h"
+#include "exec/dispatch.h"
+#include "util/error.h"
+
+namespace mopt::data {
+namespace fs = std::filesystem;
+namespace d = ir::dtype;
+using exec::Array;
+
+std::vector<InputSpec> model_inputs(const ir::Model& model) {
+  std::vector<InputSpec> out;
+  for (const ir::Value* v : model.graph().inputs()) {
+    if (v->initializer()) continue;
+    InputSpec s;
+    s.name = v->name();
+    const onnx::TypeProto& type = v->info().type();
+    if (!type.has_tensor_type()) fail("not supported: input '{}' is not a tensor", v->name());
+    s.dtype = type.tensor_type().elem_type();
+    if (type.tensor_type().has_shape()) {
+      s.has_shape = true;
+      for (const auto& dim : type.tensor_type().shape().dim()) {
+        s.dims.push_back(dim.has_dim_value() ? dim.dim_value() : -1);
+        s.dim_params.push_back(dim.has_dim_param() ? dim.dim_param() : "");
+      }
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+static std::pair<std::string, std::string> split_assignment(const std::string& spec, const char* flag) {
+  size_t eq = spec.find('=');
+  if (eq == std::string::npos || eq == 0) usage_error("{} expects NAME=VALUE, got '{}'", flag, spec);
+  return {spec.substr(0, eq), spec.substr(eq + 1)};
+}
+
+static int64_t parse_dim(const std::string& text, const std::string& spec, const char* flag) {
+  try {
+    size_t used = 0;
+    long long v = std::stoll(text, &used);
+    if (used != text.size() || v < 0) throw std::invalid_argument(text);
+    return v;
+  } catch (const std::exception&) {
+    usage_error("{}: '{}' is not a dimension in '{}'", flag, text, spec);
+  }
+}
+
+void ShapeOverrides::add_shape(const std::string& spec) {
+  auto [name, value] = split_assignment(spec, "--shape");
+  std::vector<int64_t> parsed;
+  size_t start = 0;
+  while (!value.empty() && start <= value.size()) {
+    size_t comma = value.find(',', start);
+    std::string part = value.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    parsed.push_back(parse_dim(part, spec, "--shape"));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  shapes[name] = parsed;
+}
+
+void ShapeOverrides::add_dim(const std::string& spec) {
+  auto [name, value] = split_assignment(spec, "--dim");
+  dims[name] = parse_dim(value, spec, "--dim");
+}
+
+std::vector<int64_t> concrete_shape(const InputSpec& input, const ShapeOverrides& overrides) {
+  auto it = overrides.shapes.find(input.name);
+  if (it != overrides.shapes.end()) {
+    if (input.has_shape && it->second.size() != input.dims.size()) {
+      usage_error("--shape {}: the model's input has rank {}, got {} dims", input.name, input.dims.size(), it->second.size());
+    }
+    for (size_t i = 0; i < input.dims.size() && i < it->second.size(); ++i) {
+      if (input.dims[i] >= 0 && input.dims[i] != it->second[i]) {
+        usage_error("--shape {}: dim {} is fixed at {} in the model", input.name, i, input.dims[i]);
+      }
+    }
+    return it->second;
+  }
+  std::vector<int64_t> out;
+  for (size_t i = 0; i < input.dims.size(); ++i) {
+    int64_t dim = input.dims[i];
+    if (dim < 0) {
+      auto d2 = overrides.dims.find(input.dim_params[i]);
+      dim = d2 != overrides.dims.end() && !input.dim_params[i].empty() ? d2->second : 1;
+    }
+    out.push_back(dim);
+  }
+  return out;
+}
+
+Feeds random_feeds(const ir::Model& model, const ShapeOverrides& overrides, uint64_t seed) {
+  Feeds feeds;
+  std::mt19937_64 rng(seed);
+  for (const InputSpec& input : model_inputs(model)) {
+    if (!input.has_shape && !overrides.shapes.count(input.name)) {
+      usage_error("input '{}' has no shape in the model; give one with --shape {}=...", input.name, input.name);
+    }
+    Array a(input.dtype == d::kFloat16 ? d::kFloat : input.dtype, concrete_shape(input, overrides));
+    // Each input draws from its own stream so adding an input does not change the others.
+    std::mt19937_64 local(seed ^ std::hash<std::string>{}(input.name) ^ rng());
+    std::uniform_real_distribution<double> uniform(-1.0, 1.0);
+    std::uniform_int_distribution<int> small(0, 9);
+    exec::visit<exec::kNumbers | exec::kBools>(a.dtype(), "random input", [&]<typename T>(T) {
+      T* p = a.data<T>();
+      for (int64_t i = 0; i < a.numel(); ++i) {
+        if constexpr (std::is_floating_point_v<T>) p[i] = static_cast<T>(uniform(local));
+        else if constexpr (std::is_same_v<T, bool>) p[i] = small(local) % 2 == 1;
+        else p[i] = static_cast<T>(small(local));
+      }
+      // Integer inputs must not be all zeros.
+      if constexpr (!std::is_floating_point_v<T>) {
+        if (a.numel() > 0) p[0] = static_cast<T>(1);
+      }
+    });
+    feeds[input.name] = input.dtype == d::kFloat16 ? exec::cast(a, d::kFloat16) : a;
+  }
+  return feeds;
+}
+
+namespace {
+
+// File names map to input names with characters other than [A-Za-z0-9_.-] written as '_'.
+std::string file_safe(const std::string& name) {
+  std::string out = name;
+  for (char& c : out) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' && c != '-') c = '_';
+  }
+  return out;
+}
+
+// Arrays of one folder: <name>.npy by input name, or input_N.pb in input order (or by TensorProto name).
+Feeds read_folder(const std::vector<InputSpec>& inputs, const fs::path& dir) {
+  Feeds out;
+  std::vector<fs::path> pbs;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    if (entry.path().extension() == ".pb" && entry.path().filename().string().rfind("input_", 0) == 0) pbs.push_back(entry.path());
+  }
+  std::sort(pbs.begin(), pbs.end(), [](const fs::path& a, const fs::path& b) {
+    auto num = [](const fs::path& p) { return std::stoll(p.stem().string().substr(6)); };
+    return num(a) < num(b);
+  });
+  for (size_t i = 0; i < pbs.size(); ++i) {
+    std::string name;
+    Array a = read_tensor_pb(pbs[i].string(), &name);
+    bool named = std::any_of(inputs.begin(), inputs.end(), [&](const InputSpec& s) { return s.name == name; });
+    if (!named) {
+      if (i >= inputs.size()) fail("{}: more input_N.pb files than model inputs", dir.string());
+      name = inputs[i].name;
+    }
+    out[name] = a;
+  }
+  for (const InputSpec& s : inputs) {
+    if (out.count(s.name)) continue;
+    fs::path npy = dir / (file_safe(s.name) + ".npy");
+    if (fs::exists(npy)) out[s.name] = read_npy(npy.string());
+  }
+  return out;
+}
+
+void require_all(const std::vector<InputSpec>& inputs, const Feeds& feeds, const std::string& where) {
+  for (const InputSpec& s : inputs) {
+    if (!feeds.count(s.name)) fail("{}: no data for model input '{}'", where, s.name);
+  }
+}
+
+// Splits arrays stacked along axis 0 into samples when the model fixes that axis at 1.
+std::vector<Feeds> split_batch(const std::vector<InputSpec>& inputs, const Feeds& feeds) {
+  int64_t n = 0;
+  for (const InputSpec& s : inputs) {
+    const Array& a = feeds.at(s.name);
+    bool fixed_one = s.has_shape && !s.dims.empty() && s.dims[0] == 1 && a.rank() == static_cast<int64_t>(s.dims.size());
+    if (!fixed_one || a.dim(0) <= 1) return {feeds};
+    if (n && a.dim(0) != n) return {feeds};
+    n = a.dim(0);
+  }
+  std::vector<Feeds> out(static_cast<size_t>(n));
+  for (const auto& [name, a] : feeds) {
+    exec::Shape one = a.shape();
+    one[0] = 1;
+    size_t chunk = a.nbytes() / static_cast<size_t>(n);
+    for (int64_t i = 0; i < n; ++i) {
+      Array part(a.dtype(), one);
+      std::memcpy(part.bytes(), a.bytes() + static_cast<size_t>(i) * chunk, chunk);
+      out[static_cast<size_t>(i)][name] = part;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<Feeds> load_samples(const ir::Model& model, const std::string& path) {
+  std::vector<InputSpec> inputs = model_inputs(model);
+  fs::path p(path);
+  std::error_code ec;
+  if (!fs::exists(p, ec)) fail("data path {} does not exist", path);
+  Feeds feeds;
+  if (fs::is_directory(p)) {
+    feeds = read_folder(inputs, p);
+    if (feeds.empty()) {
+      // A folder of sample folders, in name order.
+      std::vector<fs::path> subdirs;
+      for (const auto& entry : fs::directory_iterator(p)) {
+        if (entry.is_directory()) subdirs.push_back(entry.path());
+      }
+      std::sort(subdirs.begin(), subdirs.end());
+      std::vector<Feeds> samples;
+      for (const fs::path& sub : subdirs) {
+        Feeds f = read_folder(inputs, sub);
+        if (f.empty()) continue;
+        require_all(inputs, f, sub.string());
+        samples.push_back(std::move(f));
+      }
+      if (samples.empty()) fail("{}: no input data found (expected <input>.npy, input_N.pb or sample subfolders)", path);
+      return samples;
+    }
+  } else if (p.extension() == ".npz") {
+    std::map<std::string, Array> arrays = read_npz(path);
+    for (const InputSpec& s : inputs) {
+      auto it = arrays.find(s.name);
+      if (it == arrays.end()) it = arrays.find(file_safe(s.name));
+      if (it != arrays.end()) feeds[s.name] = it->second;
+    }
+    if (feeds.empty() && inputs.size() == 1 && arrays.size() == 1) feeds[inputs[0].name] = arrays.begin()->second;
+  } else if (p.extension() == ".npy" || p.extension() == ".pb") {
+    if (inputs.size() != 1) fail("{}: a single array file needs a single-input model; this one has {} inputs", path, inputs.size());
+    feeds[inputs[0].name] = p.extension() == ".npy" ? read_npy(path) : read_tensor_pb(path);
+  } else {
+    fail("{}: unknown data format (use .npy, .npz, .pb or a folder)", path);
+  }
+  require_all(inputs, feeds, path);
+  return split_batch(inputs, feeds);
+}
+
+std::string describe(const Feeds& feeds) {
+  std::vector<std::string> parts;
+  for (const auto& [name, a] : feeds) parts.push_back(fmt::format("{} {}{}", name, d::name(a.dtype()), exec::shape_string(a.shape())));
+  return fmt::format("{}", fmt::join(parts, ", "));
+}
+
+}  // namespace mopt::data

@@ -1,0 +1,53 @@
+// Model inputs and the data fed to them: seeded random feeds shaped from the model's input types
+// (with --shape/--dim overrides for dynamic dims) and real data from .npy/.npz/.pb files, folders
+// and test_data_set_N directories, split into samples.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "exec/array.h"
+#include "ir/ir.h"
+
+namespace mopt::data {
+
+using Feeds = std::map<std::string, exec::Array>;
+
+struct InputSpec {
+  std::string name;
+  int32_t dtype = 0;
+  std::vector<int64_t> dims;            // -1 where unknown or symbolic
+  std::vector<std::string> dim_params;  // symbolic names, "" where none
+  bool has_shape = false;
+};
+
+// The inputs a caller must feed (graph inputs without an initializer).
+std::vector<InputSpec> model_inputs(const ir::Model& model);
+
+struct ShapeOverrides {
+  std::map<std::string, std::vector<int64_t>> shapes;  // --shape name=1,3,224,224
+  std::map<std::string, int64_t> dims;                 // --dim batch=8 (by dim_param name)
+  // Parses "name=1,3,224,224" and "batch=8"; usage errors on bad syntax.
+  void add_shape(const std::string& spec);
+  void add_dim(const std::string& spec);
+};
+
+// The concrete shape for an input: an explicit --shape, else dims with symbolic ones from --dim and any
+// other unknown dim set to 1.
+std::vector<int64_t> concrete_shape(const InputSpec& input, const ShapeOverrides& overrides);
+
+// Random feeds, deterministic for a seed. Ranges: float [-1, 1) (normal-ish inputs to trained models);
+// signed ints [0, 10), unsigned [0, 10), bool 50/50 -- integers are never all zero.
+Feeds random_feeds(const ir::Model& model, const ShapeOverrides& overrides, uint64_t seed);
+
+// Loads samples for `model` from PATH: an .npy (single-input models), .npz or .pb file; a folder of
+// <input>.npy / input_N.pb files; or a folder of sample subfolders (test_data_set_N, ...), one sample
+// each. Arrays stacked along the batch axis are split into samples when the model's batch dim is fixed
+// at 1. Unknown files are ignored; a missing input is an error.
+std::vector<Feeds> load_samples(const ir::Model& model, const std::string& path);
+
+// Stable short description of a feed, e.g. "input float[360,1,8,8]".
+std::string describe(const Feeds& feeds);
+
+}  // namespace mopt::data

@@ -1,0 +1,203 @@
+// .npy/.npz/.pb readers and the .npy writer. Only little-endian, C-order arrays of the dtypes the
+// executor knows are accepted; anything else is a clear error naming the file.
+#include "data/npy.h"
+
+#include <fmt/format.h>
+#include <zlib.h>
+
+#include <cstring>
+#include <fstream>
+#include <regex>
+
+#include "ir/proto.h"
+#include "util/error.h"
+#include "util/file.h"
+
+namespace mopt::data {
+namespace d = ir::dtype;
+using exec::Array;
+
+namespace {
+
+std::string read_all(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("cannot open {}", path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+int32_t dtype_of_descr(const std::string& descr) {
+  static const std::map<std::string, int32_t> table = {
+      {"<f4", d::kFloat}, {"<f8", d::kDouble}, {"<f2", d::kFloat16}, {"<i8", d::kInt64}, {"<i4", d::kInt32},
+      {"<i2", d::kInt16}, {"|i1", d::kInt8},   {"<u8", d::kUint64},  {"<u4", d::kUint32}, {"<u2", d::kUint16},
+      {"|u1", d::kUint8}, {"|b1", d::kBool}};
+  std::string key = descr;
+  if (!key.empty() && key[0] == '=') key[0] = '<';
+  auto it = table.find(key);
+  return it == table.end() ? 0 : it->second;
+}
+
+const char* descr_of(int32_t dtype) {
+  switch (dtype) {
+    case d::kFloat: return "<f4";
+    case d::kDouble: return "<f8";
+    case d::kFloat16: return "<f2";
+    case d::kInt64: return "<i8";
+    case d::kInt32: return "<i4";
+    case d::kInt16: return "<i2";
+    case d::kInt8: return "|i1";
+    case d::kUint64: return "<u8";
+    case d::kUint32: return "<u4";
+    case d::kUint16: return "<u2";
+    case d::kUint8: return "|u1";
+    case d::kBool: return "|b1";
+    default: fail("cannot write {} arrays as .npy", d::name(dtype));
+  }
+}
+
+uint32_t le32(const unsigned char* p) { return p[0] | p[1] << 8 | p[2] << 16 | static_cast<uint32_t>(p[3]) << 24; }
+uint16_t le16(const unsigned char* p) { return static_cast<uint16_t>(p[0] | p[1] << 8); }
+uint64_t le64(const unsigned char* p) { return le32(p) | static_cast<uint64_t>(le32(p + 4)) << 32; }
+
+}  // namespace
+
+Array parse_npy(const std::string& bytes, const std::string& what) {
+  if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0) fail("{}: not a .npy file", what);
+  auto* u = reinterpret_cast<const unsigned char*>(bytes.data());
+  int major = u[6];
+  size_t header_len = major == 1 ? le16(u + 8) : le32(u + 8);
+  size_t start = major == 1 ? 10 : 12;
+  if (start + header_len > bytes.size()) fail("{}: truncated .npy header", what);
+  std::string header = bytes.substr(start, header_len);
+  std::smatch m;
+  if (!std::regex_search(header, m, std::regex("'descr':\\s*'([^']+)'"))) fail("{}: .npy header has no descr", what);
+  std::string descr = m[1];
+  int32_t dtype = dtype_of_descr(descr);
+  if (!dtype) fail("{}: unsupported .npy dtype '{}'", what, descr);
+  if (std::regex_search(header, m, std::regex("'fortran_order':\\s*True"))) fail("{}: Fortran-order arrays are not supported", what);
+  if (!std::regex_search(header, m, std::regex("'shape':\\s*\\(([^)]*)\\)"))) fail("{}: .npy header has no shape", what);
+  exec::Shape shape;
+  std::string dims = m[1];
+  std::regex number("[0-9]+");
+  for (auto it = std::sregex_iterator(dims.begin(), dims.end(), number); it != std::sregex_iterator(); ++it) {
+    shape.push_back(std::stoll(it->str()));
+  }
+  Array a(dtype, shape);
+  size_t body = start + header_len;
+  if (bytes.size() - body < a.nbytes()) {
+    fail("{}: truncated .npy data ({} bytes for shape {}, {} expected)", what, bytes.size() - body, exec::shape_string(shape), a.nbytes());
+  }
+  if (a.nbytes()) std::memcpy(a.bytes(), bytes.data() + body, a.nbytes());
+  return a;
+}
+
+Array read_npy(const std::string& path) { return parse_npy(read_all(path), path); }
+
+std::string encode_npy(const Array& array) {
+  std::string shape;
+  for (int64_t dim : array.shape()) shape += fmt::format("{}, ", dim);
+  if (array.rank() > 1) shape.resize(shape.size() - 2);
+  if (array.rank() == 1) shape.resize(shape.size() - 1);
+  std::string header = fmt::format("{{'descr': '{}', 'fortran_order': False, 'shape': ({}), }}", descr_of(array.dtype()), shape);
+  size_t total = 10 + header.size() + 1;
+  header.append((64 - total % 64) % 64, ' ');
+  header += '\n';
+  std::string out = "\x93NUMPY";
+  out += static_cast<char>(1);
+  out += static_cast<char>(0);
+  out += static_cast<char>(header.size() & 0xff);
+  out += static_cast<char>(header.size() >> 8);
+  out += header;
+  out.append(reinterpret_cast<const char*>(array.bytes()), array.nbytes());
+  return out;
+}
+
+void write_npy(const std::string& path, const Array& array) {
+  std::string bytes = encode_npy(array);
+  AtomicFileWriter writer(path);
+  writer.write(bytes);
+  writer.commit();
+}
+
+std::map<std::string, Array> read_npz(const std::string& path) {
+  std::string zip = read_all(path);
+  auto* u = reinterpret_cast<const unsigned char*>(zip.data());
+  // End of central directory: scan back for its signature.
+  if (zip.size() < 22) fail("{}: not an .npz (zip) file", path);
+  size_t eocd = std::string::npos;
+  for (size_t i = zip.size() - 22 + 1; i-- > 0 && zip.size() - i <= 65557;) {
+    if (le32(u + i) == 0x06054b50) {
+      eocd = i;
+      break;
+    }
+  }
+  if (eocd == std::string::npos) fail("{}: not an .npz (zip) file", path);
+  uint64_t entries = le16(u + eocd + 10);
+  uint64_t dir = le32(u + eocd + 16);
+  if (dir == 0xffffffff && eocd >= 20 && le32(u + eocd - 20) == 0x07064b50) {  // zip64
+    uint64_t z64 = le64(u + eocd - 20 + 8);
+    if (z64 + 56 > zip.size()) fail("{}: corrupt zip64 directory", path);
+    entries = le64(u + z64 + 32);
+    dir = le64(u + z64 + 48);
+  }
+  std::map<std::string, Array> out;
+  size_t p = dir;
+  for (uint64_t e = 0; e < entries; ++e) {
+    if (p + 46 > zip.size() || le32(u + p) != 0x02014b50) fail("{}: corrupt zip directory", path);
+    uint16_t method = le16(u + p + 10);
+    uint64_t csize = le32(u + p + 20), usize = le32(u + p + 24), local = le32(u + p + 42);
+    uint16_t name_len = le16(u + p + 28), extra_len = le16(u + p + 30), comment_len = le16(u + p + 32);
+    std::string name = zip.substr(p + 46, name_len);
+    // zip64 extra field holds the 64-bit sizes/offset that are 0xffffffff above.
+    for (size_t x = p + 46 + name_len; x + 4 <= p + 46 + name_len + extra_len;) {
+      uint16_t id = le16(u + x), len = le16(u + x + 2);
+      if (id == 1) {
+        size_t q = x + 4;
+        if (usize == 0xffffffff) { usize = le64(u + q); q += 8; }
+        if (csize == 0xffffffff) { csize = le64(u + q); q += 8; }
+        if (local == 0xffffffff) { local = le64(u + q); }
+      }
+      x += 4 + len;
+    }
+    p += 46 + name_len + extra_len + comment_len;
+    if (local + 30 > zip.size() || le32(u + local) != 0x04034b50) fail("{}: corrupt zip entry {}", path, name);
+    size_t data = local + 30 + le16(u + local + 26) + le16(u + local + 28);
+    if (data + csize > zip.size()) fail("{}: truncated zip entry {}", path, name);
+    std::string member;
+    if (method == 0) {
+      member = zip.substr(data, csize);
+    } else if (method == 8) {
+      member.resize(usize);
+      z_stream zs{};
+      if (inflateInit2(&zs, -15) != Z_OK) fail("{}: zlib init failed", path);
+      zs.next_in = const_cast<Bytef*>(u + data);
+      zs.avail_in = static_cast<uInt>(csize);
+      zs.next_out = reinterpret_cast<Bytef*>(member.data());
+      zs.avail_out = static_cast<uInt>(usize);
+      int rc = inflate(&zs, Z_FINISH);
+      inflateEnd(&zs);
+      if (rc != Z_STREAM_END) fail("{}: cannot inflate zip entry {}", path, name);
+    } else {
+      fail("{}: zip entry {} uses unsupported compression method {}", path, name, method);
+    }
+    if (name.size() > 4 && name.compare(name.size() - 4, 4, ".npy") == 0) name.resize(name.size() - 4);
+    out[name] = parse_npy(member, path + ":" + name);
+  }
+  return out;
+}
+
+Array read_tensor_pb(const std::string& path, std::string* name) {
+  onnx::TensorProto proto;
+  std::string bytes = read_all(path);
+  if (!proto.ParseFromString(bytes)) fail("{}: not a serialized onnx.TensorProto", path);
+  if (name) *name = proto.name();
+  std::string raw = proto.raw_data();
+  proto.clear_raw_data();
+  ir::Tensor t(proto);
+  if (!raw.empty() || proto.data_type() != 0) {
+    if (!raw.empty()) t.set_raw(ir::Bytes::take(std::move(raw)));
+  }
+  if (proto.data_type() == d::kString) fail("{}: string tensors are not supported", path);
+  return Array::from_tensor(t);
+}
+
+}  // namespace mopt::data

@@ -1,0 +1,211 @@
+// Array storage, dtype conversion (Cast semantics) and half-precision helpers.
+#include "exec/array.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <limits>
+
+#include "exec/dispatch.h"
+#include "util/error.h"
+
+namespace mopt::exec {
+
+int64_t numel(const Shape& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+std::string shape_string(const Shape& shape) { return fmt::format("[{}]", fmt::join(shape, ",")); }
+
+size_t element_size(int32_t dtype) {
+  namespace d = ir::dtype;
+  switch (dtype) {
+    case d::kBool: case d::kInt8: case d::kUint8: return 1;
+    case d::kInt16: case d::kUint16: case d::kFloat16: return 2;
+    case d::kFloat: case d::kInt32: case d::kUint32: return 4;
+    case d::kDouble: case d::kInt64: case d::kUint64: return 8;
+    default: return 0;
+  }
+}
+
+Array::Array(int32_t dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape)), numel_(exec::numel(shape_)) {
+  size_t size = element_size(dtype);
+  if (size == 0) fail("not supported: {} tensors in the executor", ir::dtype::name(dtype));
+  for (int64_t d : shape_) {
+    if (d < 0) fail("negative dimension in shape {}", shape_string(shape_));
+  }
+  // 64-byte aligned, zero-filled storage (at least one element so data() is never null).
+  size_t bytes = std::max<size_t>(static_cast<size_t>(numel_) * size, 1);
+  size_t rounded = (bytes + 63) / 64 * 64;
+  void* p = std::aligned_alloc(64, rounded);
+  if (!p) fail("out of memory allocating a {} tensor of shape {}", ir::dtype::name(dtype), shape_string(shape_));
+  std::memset(p, 0, rounded);
+  owner_ = std::shared_ptr<void>(p, std::free);
+  data_ = static_cast<std::byte*>(p);
+}
+
+Array Array::from_tensor(const ir::Tensor& tensor) {
+  int32_t dtype = tensor.dtype();
+  if (element_size(dtype) == 0) fail("not supported: {} tensor '{}' in the executor", ir::dtype::name(dtype), tensor.name());
+  ir::Bytes bytes = tensor.data();
+  Array a;
+  a.dtype_ = dtype;
+  a.shape_ = tensor.dims();
+  a.numel_ = exec::numel(a.shape_);
+  if (bytes.size() != a.nbytes()) {
+    fail("tensor '{}' holds {} bytes but its shape {} needs {}", tensor.name(), bytes.size(), shape_string(a.shape_),
+         a.nbytes());
+  }
+  if (reinterpret_cast<uintptr_t>(bytes.data()) % element_size(dtype) == 0 && !bytes.empty()) {
+    // Borrow: keep the Bytes' owner alive through a copy of the Bytes object.
+    auto holder = std::make_shared<ir::Bytes>(bytes);
+    a.data_ = const_cast<std::byte*>(holder->data());
+    a.owner_ = std::move(holder);
+    return a;
+  }
+  Array copy(dtype, a.shape_);
+  if (!bytes.empty()) std::memcpy(copy.data_, bytes.data(), bytes.size());
+  return copy;
+}
+
+Array Array::reshaped(Shape shape) const {
+  if (exec::numel(shape) != numel_) fail("cannot reshape {} to {}", shape_string(shape_), shape_string(shape));
+  Array a = *this;
+  a.shape_ = std::move(shape);
+  return a;
+}
+
+Array Array::clone() const {
+  Array a(dtype_, shape_);
+  if (nbytes()) std::memcpy(a.data_, data_, nbytes());
+  return a;
+}
+
+std::vector<int64_t> Array::to_int64s() const {
+  return visit<kInts | kBools>(dtype_, "reading integers", [&]<typename T>(T) {
+    std::vector<int64_t> out(static_cast<size_t>(numel_));
+    for (int64_t i = 0; i < numel_; ++i) out[static_cast<size_t>(i)] = static_cast<int64_t>(data<T>()[i]);
+    return out;
+  });
+}
+
+std::vector<double> Array::to_doubles() const {
+  if (dtype_ == ir::dtype::kFloat16) {
+    std::vector<double> out(static_cast<size_t>(numel_));
+    for (int64_t i = 0; i < numel_; ++i) out[static_cast<size_t>(i)] = half_to_float(data<uint16_t>()[i]);
+    return out;
+  }
+  return visit<kNumbers | kBools>(dtype_, "reading numbers", [&]<typename T>(T) {
+    std::vector<double> out(static_cast<size_t>(numel_));
+    for (int64_t i = 0; i < numel_; ++i) out[static_cast<size_t>(i)] = static_cast<double>(data<T>()[i]);
+    return out;
+  });
+}
+
+double Array::scalar_double() const {
+  if (numel_ != 1) fail("expected a single value, got shape {}", shape_string(shape_));
+  return to_doubles()[0];
+}
+
+ir::Tensor Array::to_tensor(const std::string& name) const {
+  onnx::TensorProto shell;
+  shell.set_name(name);
+  shell.set_data_type(dtype_);
+  for (int64_t d : shape_) shell.add_dims(d);
+  ir::Tensor t(std::move(shell));
+  t.set_raw(ir::Bytes::copy_of({data_, nbytes()}));
+  return t;
+}
+
+float half_to_float(uint16_t h) {
+  uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
+  uint32_t exponent = (h >> 10) & 0x1f;
+  uint32_t mantissa = h & 0x3ff;
+  uint32_t bits;
+  if (exponent == 0) {
+    if (mantissa == 0) {
+      bits = sign;
+    } else {  // subnormal: normalize
+      int e = -1;
+      do {
+        ++e;
+        mantissa <<= 1;
+      } while ((mantissa & 0x400) == 0);
+      bits = sign | static_cast<uint32_t>(127 - 15 - e) << 23 | (mantissa & 0x3ff) << 13;
+    }
+  } else if (exponent == 31) {
+    bits = sign | 0x7f800000 | mantissa << 13;
+  } else {
+    bits = sign | (exponent + 127 - 15) << 23 | mantissa << 13;
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+uint16_t float_to_half(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000);
+  uint32_t abs = x & 0x7fffffff;
+  if (abs >= 0x7f800000) return static_cast<uint16_t>(sign | 0x7c00 | (abs > 0x7f800000 ? 0x200 : 0));  // inf/nan
+  if (abs >= 0x477ff000) return static_cast<uint16_t>(sign | 0x7c00);  // rounds to >= 65520: overflow to inf
+  if (abs < 0x38800000) {  // below the smallest normal half: subnormal or zero, round to nearest even
+    float a;
+    std::memcpy(&a, &abs, 4);
+    float scaled = a * 16777216.0f;  // 2^24: one half-subnormal ulp = 1
+    return static_cast<uint16_t>(sign | static_cast<uint16_t>(std::nearbyint(scaled)));
+  }
+  uint32_t mantissa_odd = (abs >> 13) & 1;
+  abs += 0xc8000fff + mantissa_odd;  // rebias exponent (-112 << 23) and round to nearest even
+  return static_cast<uint16_t>(sign | (abs >> 13));
+}
+
+namespace {
+
+template <typename To, typename From>
+To convert(From v) {
+  if constexpr (std::is_same_v<To, bool>) {
+    return v != From{};
+  } else if constexpr (std::is_floating_point_v<From> && std::is_integral_v<To>) {
+    // Out-of-range and NaN conversions are undefined in ONNX; saturate instead of invoking UB.
+    if (std::isnan(v)) return To{};
+    double t = std::trunc(static_cast<double>(v));
+    if (t <= static_cast<double>(std::numeric_limits<To>::lowest())) return std::numeric_limits<To>::lowest();
+    if (t >= static_cast<double>(std::numeric_limits<To>::max())) return std::numeric_limits<To>::max();
+    return static_cast<To>(t);
+  } else {
+    return static_cast<To>(v);
+  }
+}
+
+}  // namespace
+
+Array cast(const Array& input, int32_t dtype) {
+  if (input.dtype() == dtype) return input;
+  namespace d = ir::dtype;
+  if (input.dtype() == d::kFloat16) {
+    Array f(d::kFloat, input.shape());
+    for (int64_t i = 0; i < input.numel(); ++i) f.data<float>()[i] = half_to_float(input.data<uint16_t>()[i]);
+    return cast(f, dtype);
+  }
+  if (dtype == d::kFloat16) {
+    Array f = cast(input, d::kFloat);
+    Array out(d::kFloat16, input.shape());
+    for (int64_t i = 0; i < input.numel(); ++i) out.data<uint16_t>()[i] = float_to_half(f.data<float>()[i]);
+    return out;
+  }
+  Array out(dtype, input.shape());
+  visit<kNumbers | kBools>(input.dtype(), "Cast", [&]<typename From>(From) {
+    visit<kNumbers | kBools>(dtype, "Cast", [&]<typename To>(To) {
+      const From* src = input.data<From>();
+      To* dst = out.data<To>();
+      for (int64_t i = 0; i < input.numel(); ++i) dst[i] = convert<To>(src[i]);
+    });
+  });
+  return out;
+}
+
+}  // namespace mopt::exec

@@ -1,0 +1,84 @@
+// Array: a value flowing through the executor -- dtype, shape and a buffer. Initializers borrow their
+// bytes from the loaded model (no copy) when suitably aligned; kernel outputs own fresh buffers.
+// Buffers are shared and treated as immutable once a kernel has produced them.
+#pragma once
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ir/tensor.h"
+
+namespace mopt::exec {
+
+using Shape = std::vector<int64_t>;
+
+int64_t numel(const Shape& shape);
+std::string shape_string(const Shape& shape);  // "[1,3,224,224]"
+// Bytes per element of the dtypes the executor computes with (bool is one byte); 0 for others.
+size_t element_size(int32_t dtype);
+
+class Array {
+ public:
+  Array() = default;
+  // A new zero-filled array.
+  Array(int32_t dtype, Shape shape);
+  // An array over the bytes of an IR tensor: borrowed when aligned, copied otherwise.
+  static Array from_tensor(const ir::Tensor& tensor);
+  template <typename T>
+  static Array scalar(int32_t dtype, T value) {
+    Array a(dtype, {});
+    *a.data<T>() = value;
+    return a;
+  }
+  template <typename T>
+  static Array vector(int32_t dtype, const std::vector<T>& values) {
+    Array a(dtype, {static_cast<int64_t>(values.size())});
+    if (!values.empty()) std::memcpy(a.data<T>(), values.data(), values.size() * sizeof(T));
+    return a;
+  }
+
+  bool defined() const { return dtype_ != 0; }
+  int32_t dtype() const { return dtype_; }
+  const Shape& shape() const { return shape_; }
+  int64_t rank() const { return static_cast<int64_t>(shape_.size()); }
+  int64_t dim(int64_t axis) const { return shape_[static_cast<size_t>(axis)]; }
+  int64_t numel() const { return numel_; }
+  size_t nbytes() const { return static_cast<size_t>(numel_) * element_size(dtype_); }
+
+  template <typename T>
+  const T* data() const { return reinterpret_cast<const T*>(data_); }
+  template <typename T>
+  T* data() { return reinterpret_cast<T*>(data_); }
+  const std::byte* bytes() const { return data_; }
+  std::byte* bytes() { return data_; }
+
+  // Same buffer, new shape (element count must match).
+  Array reshaped(Shape shape) const;
+  // An owned deep copy.
+  Array clone() const;
+  // The values as int64 (any integer dtype), e.g. for shape-like inputs.
+  std::vector<int64_t> to_int64s() const;
+  // The values converted to double (any numeric dtype), for scalar parameters and comparisons.
+  std::vector<double> to_doubles() const;
+  double scalar_double() const;
+  // An IR tensor holding a copy of this array's bytes (for constant folding and saving outputs).
+  ir::Tensor to_tensor(const std::string& name) const;
+
+ private:
+  int32_t dtype_ = 0;
+  Shape shape_;
+  int64_t numel_ = 0;
+  std::shared_ptr<const void> owner_;
+  std::byte* data_ = nullptr;
+};
+
+// IEEE half <-> float.
+float half_to_float(uint16_t h);
+uint16_t float_to_half(float f);
+// Converts any supported numeric array to `dtype` (ONNX Cast semantics: float->int truncates toward zero,
+// float->bool is x != 0, float16 rounds to nearest even).
+Array cast(const Array& input, int32_t dtype);
+
+}  // namespace mopt::exec

@@ -1,0 +1,236 @@
+// Graph execution: a per-graph plan (node order and when to free each intermediate), kernel lookup,
+// float16-through-float32 conversion, and error context naming the failing node.
+#include "exec/executor.h"
+
+#include <cblas.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <set>
+#include <thread>
+#include <unordered_set>
+
+#include "exec/kernel.h"
+#include "util/error.h"
+
+namespace mopt::exec {
+
+const Array* Env::find(const ir::Value* value) const {
+  for (const Env* e = this; e; e = e->parent) {
+    auto it = e->values.find(value);
+    if (it != e->values.end()) return &it->second;
+  }
+  return nullptr;
+}
+
+int64_t node_opset(const ir::Model& model, const ir::Node& node) {
+  int64_t v = model.opset(node.domain());
+  // Models that omit the default-domain import are treated as opset 1, as the spec says for IR < 3.
+  return v == 0 && node.is_default_domain() ? 1 : v;
+}
+
+void set_thread_count(int threads) {
+  int n = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  openblas_set_num_threads(n);
+}
+
+namespace {
+
+std::string describe(const ir::Node& node) {
+  return node.name().empty() ? node.op_type() : fmt::format("{} '{}'", node.op_type(), node.name());
+}
+
+// Inputs of nodes nested in `node`'s subgraphs that are owned by `graph` (captured values).
+void collect_captures(const ir::Node& node, const ir::Graph& graph, std::vector<const ir::Value*>& out) {
+  for (const ir::Graph* sub : node.subgraphs()) {
+    for (const ir::Node* inner : sub->nodes()) {
+      for (const ir::Value* v : inner->inputs()) {
+        if (v && v->owner() == &graph) out.push_back(v);
+      }
+      collect_captures(*inner, graph, out);
+    }
+    for (const ir::Value* v : sub->outputs()) {
+      if (v && v->owner() == &graph) out.push_back(v);
+    }
+  }
+}
+
+}  // namespace
+
+struct GraphRunner::Plan {
+  std::vector<const ir::Node*> nodes;
+  std::vector<const KernelDef*> kernels;
+  std::vector<int64_t> opsets;
+  std::vector<std::vector<const ir::Value*>> release_after;  // per node
+};
+
+GraphRunner::GraphRunner(const ir::Model& model, ExecutorOptions options) : model_(model), options_(options) {
+  set_thread_count(options_.threads);
+  model.for_each_graph([&](const ir::Graph& g) {
+    for (const ir::Value* v : g.initializers()) initializers_.emplace(v, Array::from_tensor(*v->initializer()));
+  });
+}
+
+GraphRunner::~GraphRunner() = default;
+
+const GraphRunner::Plan& GraphRunner::plan_for(const ir::Graph& graph) {
+  auto it = plans_.find(&graph);
+  if (it != plans_.end()) return *it->second;
+  auto plan = std::make_unique<Plan>();
+  const KernelRegistry& registry = KernelRegistry::instance();
+  std::unordered_map<const ir::Value*, size_t> last_reader;
+  std::vector<const ir::Node*> nodes;
+  for (const ir::Node* n : graph.nodes()) nodes.push_back(n);
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const ir::Node& n = *nodes[i];
+    int64_t opset = node_opset(model_, n);
+    const KernelDef* def = registry.find(n.domain(), n.op_type(), opset);
+    if (!def) fail("{}: {}", describe(n), registry.why_unsupported(n.domain(), n.op_type(), opset));
+    plan->kernels.push_back(def);
+    plan->opsets.push_back(opset);
+    std::vector<const ir::Value*> reads;
+    for (const ir::Value* v : n.inputs()) {
+      if (v && v->owner() == &graph) reads.push_back(v);
+    }
+    collect_captures(n, graph, reads);
+    for (const ir::Value* v : reads) last_reader[v] = i;
+  }
+  plan->release_after.resize(nodes.size());
+  std::unordered_set<const ir::Value*> outputs(graph.outputs().begin(), graph.outputs().end());
+  for (auto& [value, index] : last_reader) {
+    if (outputs.count(value) || value->initializer() || value->is_graph_input()) continue;
+    plan->release_after[index].push_back(value);
+  }
+  // Node outputs nobody reads are released right after their producer.
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    for (const ir::Value* v : nodes[i]->outputs()) {
+      if (v && !last_reader.count(v) && !outputs.count(v)) plan->release_after[i].push_back(v);
+    }
+  }
+  plan->nodes = std::move(nodes);
+  return *plans_.emplace(&graph, std::move(plan)).first->second;
+}
+
+std::vector<Array> GraphRunner::run_graph(const ir::Graph& graph, const std::vector<Array>& inputs, const Env* outer) {
+  const Plan& plan = plan_for(graph);
+  Env env;
+  env.parent = outer;
+  for (size_t i = 0; i < graph.inputs().size() && i < inputs.size(); ++i) {
+    if (inputs[i].defined()) env.values[graph.inputs()[i]] = inputs[i];
+  }
+  auto lookup = [&](const ir::Value* v) -> const Array* {
+    if (const Array* a = env.find(v)) return a;
+    auto it = initializers_.find(v);
+    return it == initializers_.end() ? nullptr : &it->second;
+  };
+
+  for (size_t i = 0; i < plan.nodes.size(); ++i) {
+    const ir::Node& node = *plan.nodes[i];
+    const KernelDef& def = *plan.kernels[i];
+    std::vector<const Array*> in;
+    std::vector<Array> converted;  // float16 inputs as float32
+    converted.reserve(node.inputs().size());
+    bool had_half = false;
+    for (const ir::Value* v : node.inputs()) {
+      if (!v) {
+        in.push_back(nullptr);
+        continue;
+      }
+      const Array* a = lookup(v);
+      if (!a) fail("{}: input '{}' has no value (is it fed?)", describe(node), v->name());
+      if (def.float16_via_float32 && a->dtype() == ir::dtype::kFloat16) {
+        converted.push_back(cast(*a, ir::dtype::kFloat));
+        a = &converted.back();
+        had_half = true;
+      }
+      in.push_back(a);
+    }
+    KernelContext ctx(node, plan.opsets[i], std::move(in), *this);
+    ctx.set_scope(&env);
+    try {
+      def.fn(ctx);
+    } catch (const Error& e) {
+      throw Error(fmt::format("{}: {}", describe(node), e.what()), e.kind());
+    }
+    converted.clear();
+    for (size_t o = 0; o < node.outputs().size(); ++o) {
+      const ir::Value* v = node.output(o);
+      if (!v) continue;
+      Array& out = ctx.outputs()[o];
+      if (!out.defined()) fail("{}: output {} was not produced", describe(node), o);
+      if (had_half && out.dtype() == ir::dtype::kFloat) out = cast(out, ir::dtype::kFloat16);
+      env.values[v] = std::move(out);
+    }
+    for (const ir::Value* v : plan.release_after[i]) env.values.erase(v);
+  }
+
+  std::vector<Array> results;
+  for (const ir::Value* v : graph.outputs()) {
+    const Array* a = lookup(v);
+    if (!a) fail("graph output '{}' has no value", v->name());
+    results.push_back(*a);
+  }
+  return results;
+}
+
+std::vector<std::string> unsupported_operators(const ir::Model& model) {
+  const KernelRegistry& registry = KernelRegistry::instance();
+  std::set<std::string> out;
+  model.for_each_graph([&](const ir::Graph& g) {
+    for (const ir::Node* n : g.nodes()) {
+      std::string why = registry.why_unsupported(n->domain(), n->op_type(), node_opset(model, *n));
+      if (!why.empty()) out.insert(why);
+    }
+  });
+  return {out.begin(), out.end()};
+}
+
+Executor::Executor(const ir::Model& model, ExecutorOptions options) : model_(model), runner_(model, options) {
+  std::vector<std::string> missing = unsupported_operators(model);
+  if (!missing.empty()) fail("the executor cannot run this model: {}", fmt::join(missing, "; "));
+}
+
+std::vector<Array> Executor::run(const std::map<std::string, Array>& feeds) {
+  const ir::Graph& graph = model_.graph();
+  std::vector<Array> inputs;
+  std::set<std::string> used;
+  for (const ir::Value* v : graph.inputs()) {
+    auto it = feeds.find(v->name());
+    if (it == feeds.end()) {
+      if (v->initializer()) {
+        inputs.push_back(Array());  // falls back to the initializer
+        continue;
+      }
+      fail("no data for model input '{}'", v->name());
+    }
+    used.insert(v->name());
+    const Array& a = it->second;
+    const onnx::TypeProto& type = v->info().type();
+    if (type.has_tensor_type()) {
+      const auto& tt = type.tensor_type();
+      if (tt.elem_type() != 0 && tt.elem_type() != a.dtype()) {
+        fail("input '{}' expects {} data, got {}", v->name(), ir::dtype::name(tt.elem_type()),
+             ir::dtype::name(a.dtype()));
+      }
+      if (tt.has_shape()) {
+        const auto& dims = tt.shape().dim();
+        bool ok = dims.size() == static_cast<int>(a.rank());
+        for (int d = 0; ok && d < dims.size(); ++d) {
+          if (dims[d].has_dim_value() && dims[d].dim_value() != a.dim(d)) ok = false;
+        }
+        if (!ok) {
+          std::vector<std::string> want;
+          for (const auto& d : dims) want.push_back(d.has_dim_value() ? std::to_string(d.dim_value()) : "?");
+          fail("input '{}' expects shape [{}], got {}", v->name(), fmt::join(want, ","), shape_string(a.shape()));
+        }
+      }
+    }
+    inputs.push_back(a);
+  }
+  for (const auto& [name, array] : feeds) {
+    if (!used.count(name)) fail("data given for '{}', which is not an input of the model", name);
+  }
+  return runner_.run_graph(graph, inputs, nullptr);
+}
+
+}  // namespace mopt::exec

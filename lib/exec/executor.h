@@ -1,0 +1,68 @@
+// The reference executor: runs an IR model on the CPU with ONNX semantics, for accuracy checks,
+// calibration and constant folding. Every node is checked against the kernel table before anything
+// runs, so an unsupported operator is reported up front (op, domain, opset) rather than half-way.
+//
+// Memory: each intermediate is released as soon as its last reader (including nodes inside If/Loop
+// bodies that capture it) has run; initializers are borrowed from the loaded model, not copied.
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "exec/array.h"
+#include "ir/ir.h"
+
+namespace mopt::exec {
+
+struct ExecutorOptions {
+  int threads = 0;  // threads for the linear-algebra library; 0 = all cores
+};
+
+// Values visible while running one graph: its own, then those of enclosing graphs.
+struct Env {
+  const Env* parent = nullptr;
+  std::unordered_map<const ir::Value*, Array> values;
+  const Array* find(const ir::Value* value) const;
+};
+
+class GraphRunner {
+ public:
+  GraphRunner(const ir::Model& model, ExecutorOptions options);
+  ~GraphRunner();
+  // Runs `graph` with `inputs` bound to its inputs in order; `outer` resolves captured values.
+  std::vector<Array> run_graph(const ir::Graph& graph, const std::vector<Array>& inputs, const Env* outer);
+  const ir::Model& model() const { return model_; }
+
+ private:
+  struct Plan;
+  const Plan& plan_for(const ir::Graph& graph);
+  const ir::Model& model_;
+  ExecutorOptions options_;
+  std::unordered_map<const ir::Value*, Array> initializers_;
+  std::unordered_map<const ir::Graph*, std::unique_ptr<Plan>> plans_;
+};
+
+class Executor {
+ public:
+  // Throws mopt::Error listing every unsupported operator of the model (all graphs).
+  explicit Executor(const ir::Model& model, ExecutorOptions options = {});
+  // Runs the model. Feeds are matched by input name; every input without an initializer needs one.
+  // Returns the graph outputs in order.
+  std::vector<Array> run(const std::map<std::string, Array>& feeds);
+  const ir::Model& model() const { return model_; }
+
+ private:
+  const ir::Model& model_;
+  GraphRunner runner_;
+};
+
+// Operators of `model` the executor cannot run, as "op (domain, opset N): reason"; empty when all are.
+std::vector<std::string> unsupported_operators(const ir::Model& model);
+// The opset version a node is interpreted with (its domain's import in the model).
+int64_t node_opset(const ir::Model& model, const ir::Node& node);
+// Applies the thread count to the linear-algebra library.
+void set_thread_count(int threads);
+
+}  // namespace mopt::exec

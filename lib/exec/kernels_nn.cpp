@@ -1,0 +1,801 @@
+// Neural-network kernels: MatMul, Gemm, Conv (im2col + GEMM, direct depthwise), ConvTranspose
+// (GEMM + col2im), pooling, normalizations, LRN and Resize/Upsample. Spatial ops handle 1-3 spatial dims.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "exec/broadcast.h"
+#include "exec/dispatch.h"
+#include "exec/gemm.h"
+#include "exec/kernel.h"
+
+namespace mopt::exec {
+namespace {
+
+constexpr int64_t kLatest = 21;
+namespace d = ir::dtype;
+
+// ---- MatMul / Gemm ----
+
+}  // namespace
+
+Array matmul_forward(const KernelContext& ctx, const Array& a_in, const Array& b_in) {
+  if (a_in.dtype() != b_in.dtype()) ctx.error("operands have different types");
+  if (a_in.rank() == 0 || b_in.rank() == 0) ctx.error("MatMul operands cannot be scalars");
+  Shape as = a_in.shape(), bs = b_in.shape();
+  bool a_vec = as.size() == 1, b_vec = bs.size() == 1;
+  if (a_vec) as.insert(as.begin(), 1);
+  if (b_vec) bs.push_back(1);
+  int64_t m = as[as.size() - 2], k = as.back(), n = bs.back();
+  if (bs[bs.size() - 2] != k) {
+    ctx.error(fmt::format("shapes {} and {} cannot be multiplied", shape_string(a_in.shape()), shape_string(b_in.shape())));
+  }
+  Shape a_batch(as.begin(), as.end() - 2), b_batch(bs.begin(), bs.end() - 2);
+  Shape batch = broadcast_shapes(ctx, {&a_batch, &b_batch});
+  Shape out = batch;
+  if (!a_vec) out.push_back(m);
+  if (!b_vec) out.push_back(n);
+  Array y(a_in.dtype(), out);
+  visit<kNumbers>(a_in.dtype(), "MatMul", [&]<typename T>(T) {
+    const T* a = a_in.data<T>();
+    const T* b = b_in.data<T>();
+    T* c = y.data<T>();
+    if (numel(b_batch) == 1 && numel(batch) == numel(a_batch)) {
+      // B is shared by every batch: one GEMM over all rows of A.
+      gemm<T>(false, false, numel(batch) * m, n, k, T(1), a, k, b, n, T(0), c, n);
+      return;
+    }
+    int64_t index = 0;
+    for_each_broadcast_row<2>(batch, {&a_batch, &b_batch},
+                              [&](int64_t, int64_t len, const std::array<int64_t, 2>& off, const std::array<int64_t, 2>& st) {
+                                for (int64_t j = 0; j < len; ++j, ++index) {
+                                  gemm<T>(false, false, m, n, k, T(1), a + (off[0] + j * st[0]) * m * k, k,
+                                          b + (off[1] + j * st[1]) * k * n, n, T(0), c + index * m * n, n);
+                                }
+                              });
+  });
+  return y;
+}
+
+namespace {
+
+void matmul_kernel(KernelContext& ctx) { ctx.set_output(0, matmul_forward(ctx, ctx.input(0), ctx.input(1))); }
+
+void gemm_kernel(KernelContext& ctx) {
+  const Array& a_in = ctx.input(0);
+  const Array& b_in = ctx.input(1);
+  bool ta = ctx.attr_int("transA", 0) != 0, tb = ctx.attr_int("transB", 0) != 0;
+  float alpha = ctx.attr_float("alpha", 1.0f), beta = ctx.attr_float("beta", 1.0f);
+  if (a_in.rank() != 2 || b_in.rank() != 2) ctx.error("Gemm operands must be 2-D");
+  int64_t m = ta ? a_in.dim(1) : a_in.dim(0), k = ta ? a_in.dim(0) : a_in.dim(1);
+  int64_t kb = tb ? b_in.dim(1) : b_in.dim(0), n = tb ? b_in.dim(0) : b_in.dim(1);
+  if (k != kb) ctx.error(fmt::format("shapes {} and {} cannot be multiplied", shape_string(a_in.shape()), shape_string(b_in.shape())));
+  visit<kNumbers>(a_in.dtype(), "Gemm", [&]<typename T>(T) {
+    Array y(a_in.dtype(), {m, n});
+    T* c = y.data<T>();
+    T gemm_beta = T(0);
+    if (const Array* c_in = ctx.optional_input(2); c_in && beta != 0.0f) {
+      Shape mn{m, n};
+      Shape cs = broadcast_shapes(ctx, {&c_in->shape(), &mn});
+      if (cs != mn) ctx.error("C does not broadcast to the output shape");
+      const T* src = c_in->data<T>();
+      for_each_broadcast_row<1>(mn, {&c_in->shape()}, [&](int64_t o, int64_t len, const std::array<int64_t, 1>& off, const std::array<int64_t, 1>& st) {
+        for (int64_t j = 0; j < len; ++j) c[o + j] = static_cast<T>(beta * src[off[0] + j * st[0]]);
+      });
+      gemm_beta = T(1);
+    }
+    gemm<T>(ta, tb, m, n, k, static_cast<T>(alpha), a_in.data<T>(), a_in.dim(1), b_in.data<T>(), b_in.dim(1), gemm_beta, c, n);
+    ctx.set_output(0, std::move(y));
+  });
+}
+
+// ---- spatial geometry shared by Conv, ConvTranspose and pooling ----
+
+struct Geometry {
+  int spatial = 0;  // 1..3; unused trailing dims are 1
+  int64_t in[3] = {1, 1, 1}, kernel[3] = {1, 1, 1}, out[3] = {1, 1, 1};
+  int64_t stride[3] = {1, 1, 1}, dilation[3] = {1, 1, 1}, pad_begin[3] = {0, 0, 0}, pad_end[3] = {0, 0, 0};
+  int64_t in_size() const { return in[0] * in[1] * in[2]; }
+  int64_t out_size() const { return out[0] * out[1] * out[2]; }
+  int64_t kernel_size() const { return kernel[0] * kernel[1] * kernel[2]; }
+};
+
+// Reads kernel_shape/strides/dilations/pads/auto_pad and computes output sizes (forward ops).
+Geometry forward_geometry(KernelContext& ctx, const Shape& x, const std::vector<int64_t>& kernel, bool ceil_mode) {
+  Geometry g;
+  g.spatial = static_cast<int>(x.size()) - 2;
+  if (g.spatial < 1 || g.spatial > 3) ctx.error(fmt::format("not supported: {} spatial dimensions", g.spatial));
+  if (static_cast<int>(kernel.size()) != g.spatial) ctx.error("kernel_shape does not match the input rank");
+  std::vector<int64_t> strides = ctx.attr_ints("strides"), dilations = ctx.attr_ints("dilations"), pads = ctx.attr_ints("pads");
+  std::string auto_pad = ctx.attr_string("auto_pad", "NOTSET");
+  // Windows are right-aligned into the 3 slots so 1-D and 2-D ops use the same loops.
+  int off = 3 - g.spatial;
+  for (int i = 0; i < g.spatial; ++i) {
+    int s = off + i;
+    g.in[s] = x[static_cast<size_t>(2 + i)];
+    g.kernel[s] = kernel[static_cast<size_t>(i)];
+    if (!strides.empty()) g.stride[s] = strides[static_cast<size_t>(i)];
+    if (!dilations.empty()) g.dilation[s] = dilations[static_cast<size_t>(i)];
+    if (g.stride[s] <= 0 || g.dilation[s] <= 0 || g.kernel[s] <= 0) ctx.error("kernel, strides and dilations must be positive");
+    int64_t window = (g.kernel[s] - 1) * g.dilation[s] + 1;
+    if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+      g.out[s] = (g.in[s] + g.stride[s] - 1) / g.stride[s];
+      int64_t total = std::max<int64_t>((g.out[s] - 1) * g.stride[s] + window - g.in[s], 0);
+      g.pad_begin[s] = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
+      g.pad_end[s] = total - g.pad_begin[s];
+      continue;
+    }
+    if (auto_pad == "VALID") {
+      g.out[s] = (g.in[s] - window) / g.stride[s] + 1;
+      continue;
+    }
+    if (auto_pad != "NOTSET") ctx.error(fmt::format("unknown auto_pad '{}'", auto_pad));
+    if (!pads.empty()) {
+      g.pad_begin[s] = pads[static_cast<size_t>(i)];
+      g.pad_end[s] = pads[static_cast<size_t>(i + g.spatial)];
+    }
+    int64_t span = g.in[s] + g.pad_begin[s] + g.pad_end[s] - window;
+    if (span < 0) ctx.error("the kernel window is larger than the padded input");
+    g.out[s] = (ceil_mode ? (span + g.stride[s] - 1) / g.stride[s] : span / g.stride[s]) + 1;
+    // A window must start inside the input or its leading padding.
+    if (ceil_mode && (g.out[s] - 1) * g.stride[s] >= g.in[s] + g.pad_begin[s]) --g.out[s];
+  }
+  return g;
+}
+
+Shape output_shape(int64_t n, int64_t c, const Geometry& g) {
+  Shape s{n, c};
+  for (int i = 3 - g.spatial; i < 3; ++i) s.push_back(g.out[i]);
+  return s;
+}
+
+template <typename T>
+void im2col(const T* x, int64_t channels, const Geometry& g, T* col) {
+  const int64_t out_size = g.out_size();
+  for (int64_t c = 0; c < channels; ++c) {
+    const T* src = x + c * g.in_size();
+    for (int64_t k0 = 0; k0 < g.kernel[0]; ++k0) {
+      for (int64_t k1 = 0; k1 < g.kernel[1]; ++k1) {
+        for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2) {
+          T* dst = col + (((c * g.kernel[0] + k0) * g.kernel[1] + k1) * g.kernel[2] + k2) * out_size;
+          for (int64_t o0 = 0; o0 < g.out[0]; ++o0) {
+            int64_t i0 = o0 * g.stride[0] - g.pad_begin[0] + k0 * g.dilation[0];
+            for (int64_t o1 = 0; o1 < g.out[1]; ++o1) {
+              int64_t i1 = o1 * g.stride[1] - g.pad_begin[1] + k1 * g.dilation[1];
+              T* row = dst + (o0 * g.out[1] + o1) * g.out[2];
+              if (i0 < 0 || i0 >= g.in[0] || i1 < 0 || i1 >= g.in[1]) {
+                std::fill(row, row + g.out[2], T(0));
+                continue;
+              }
+              const T* in_row = src + (i0 * g.in[1] + i1) * g.in[2];
+              int64_t base = -g.pad_begin[2] + k2 * g.dilation[2];
+              if (g.stride[2] == 1 && base >= 0 && base + g.out[2] <= g.in[2]) {
+                std::copy(in_row + base, in_row + base + g.out[2], row);
+                continue;
+              }
+              for (int64_t o2 = 0; o2 < g.out[2]; ++o2) {
+                int64_t i2 = o2 * g.stride[2] + base;
+                row[o2] = (i2 >= 0 && i2 < g.in[2]) ? in_row[i2] : T(0);
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// Scatter-adds columns back into an image (the adjoint of im2col), for ConvTranspose.
+template <typename T>
+void col2im(const T* col, int64_t channels, const Geometry& g, T* x) {
+  // Here g.in is the (large) output image and g.out the (small) input grid of the transposed conv.
+  const int64_t grid = g.out_size();
+  for (int64_t c = 0; c < channels; ++c) {
+    T* dst = x + c * g.in_size();
+    for (int64_t k0 = 0; k0 < g.kernel[0]; ++k0) {
+      for (int64_t k1 = 0; k1 < g.kernel[1]; ++k1) {
+        for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2) {
+          const T* src = col + (((c * g.kernel[0] + k0) * g.kernel[1] + k1) * g.kernel[2] + k2) * grid;
+          for (int64_t o0 = 0; o0 < g.out[0]; ++o0) {
+            int64_t i0 = o0 * g.stride[0] - g.pad_begin[0] + k0 * g.dilation[0];
+            if (i0 < 0 || i0 >= g.in[0]) continue;
+            for (int64_t o1 = 0; o1 < g.out[1]; ++o1) {
+              int64_t i1 = o1 * g.stride[1] - g.pad_begin[1] + k1 * g.dilation[1];
+              if (i1 < 0 || i1 >= g.in[1]) continue;
+              for (int64_t o2 = 0; o2 < g.out[2]; ++o2) {
+                int64_t i2 = o2 * g.stride[2] - g.pad_begin[2] + k2 * g.dilation[2];
+                if (i2 < 0 || i2 >= g.in[2]) continue;
+                dst[(i0 * g.in[1] + i1) * g.in[2] + i2] += src[(o0 * g.out[1] + o1) * g.out[2] + o2];
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+std::vector<int64_t> kernel_shape_of(KernelContext& ctx, const Array& w) {
+  std::vector<int64_t> k = ctx.attr_ints("kernel_shape");
+  if (k.empty()) k.assign(w.shape().begin() + 2, w.shape().end());
+  return k;
+}
+
+// Direct depthwise convolution (one filter per channel), much faster than per-channel tiny GEMMs.
+template <typename T>
+void depthwise(const T* x, const T* w, const T* bias, int64_t channels, const Geometry& g, T* y) {
+  const int64_t ks = g.kernel_size();
+  for (int64_t c = 0; c < channels; ++c) {
+    const T* src = x + c * g.in_size();
+    const T* f = w + c * ks;
+    T* dst = y + c * g.out_size();
+    T b = bias ? bias[c] : T(0);
+    for (int64_t o0 = 0; o0 < g.out[0]; ++o0) {
+      for (int64_t o1 = 0; o1 < g.out[1]; ++o1) {
+        for (int64_t o2 = 0; o2 < g.out[2]; ++o2) {
+          T sum = b;
+          for (int64_t k0 = 0; k0 < g.kernel[0]; ++k0) {
+            int64_t i0 = o0 * g.stride[0] - g.pad_begin[0] + k0 * g.dilation[0];
+            if (i0 < 0 || i0 >= g.in[0]) continue;
+            for (int64_t k1 = 0; k1 < g.kernel[1]; ++k1) {
+              int64_t i1 = o1 * g.stride[1] - g.pad_begin[1] + k1 * g.dilation[1];
+              if (i1 < 0 || i1 >= g.in[1]) continue;
+              const T* row = src + (i0 * g.in[1] + i1) * g.in[2];
+              const T* frow = f + (k0 * g.kernel[1] + k1) * g.kernel[2];
+              for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2) {
+                int64_t i2 = o2 * g.stride[2] - g.pad_begin[2] + k2 * g.dilation[2];
+                if (i2 >= 0 && i2 < g.in[2]) sum += row[i2] * frow[k2];
+              }
+            }
+          }
+          dst[(o0 * g.out[1] + o1) * g.out[2] + o2] = sum;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+Array conv_forward(KernelContext& ctx, const Array& x, const Array& w, const Array* bias) {
+  int64_t group = ctx.attr_int("group", 1);
+  if (x.rank() < 3) ctx.error("input must have rank >= 3");
+  int64_t n = x.dim(0), c = x.dim(1), m = w.dim(0);
+  if (group <= 0 || c % group != 0 || m % group != 0 || w.dim(1) * group != c) {
+    ctx.error(fmt::format("input channels {} and weight shape {} do not match group={}", c, shape_string(w.shape()), group));
+  }
+  Geometry g = forward_geometry(ctx, x.shape(), kernel_shape_of(ctx, w), false);
+  Array y(x.dtype(), output_shape(n, m, g));
+  visit<kFloats>(x.dtype(), "Conv", [&]<typename T>(T) {
+    const int64_t cg = c / group, mg = m / group, ks = g.kernel_size(), out_size = g.out_size();
+    const T* b = bias ? bias->data<T>() : nullptr;
+    if (group == c && m == c && cg == 1) {
+      for (int64_t i = 0; i < n; ++i) {
+        depthwise<T>(x.data<T>() + i * c * g.in_size(), w.data<T>(), b, c, g, y.data<T>() + i * m * out_size);
+      }
+      return;
+    }
+    bool pointwise = ks == 1;
+    for (int i = 0; i < 3; ++i) pointwise = pointwise && g.stride[i] == 1 && g.pad_begin[i] == 0 && g.pad_end[i] == 0;
+    std::vector<T> col(pointwise ? 0 : static_cast<size_t>(cg * ks * out_size));
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t grp = 0; grp < group; ++grp) {
+        const T* src = x.data<T>() + (i * c + grp * cg) * g.in_size();
+        if (!pointwise) im2col<T>(src, cg, g, col.data());
+        T* dst = y.data<T>() + (i * m + grp * mg) * out_size;
+        if (b) {
+          for (int64_t o = 0; o < mg; ++o) std::fill(dst + o * out_size, dst + (o + 1) * out_size, b[grp * mg + o]);
+        }
+        gemm<T>(false, false, mg, out_size, cg * ks, T(1), w.data<T>() + grp * mg * cg * ks, cg * ks,
+                pointwise ? src : col.data(), out_size, b ? T(1) : T(0), dst, out_size);
+      }
+    }
+  });
+  return y;
+}
+
+namespace {
+
+void conv_kernel(KernelContext& ctx) {
+  ctx.set_output(0, conv_forward(ctx, ctx.input(0), ctx.input(1), ctx.optional_input(2)));
+}
+
+void conv_transpose_kernel(KernelContext& ctx) {
+  const Array& x = ctx.input(0);
+  const Array& w = ctx.input(1);
+  const Array* bias = ctx.optional_input(2);
+  int64_t group = ctx.attr_int("group", 1);
+  if (x.rank() < 3) ctx.error("input must have rank >= 3");
+  int64_t n = x.dim(0), c = x.dim(1);
+  if (w.dim(0) != c || c % group != 0) ctx.error("weight shape does not match the input channels");
+  int64_t mg = w.dim(1), m = mg * group, cg = c / group;
+  std::vector<int64_t> kernel = kernel_shape_of(ctx, w);
+  Geometry g;
+  g.spatial = static_cast<int>(x.rank()) - 2;
+  if (g.spatial > 3 || static_cast<int>(kernel.size()) != g.spatial) ctx.error("unsupported ConvTranspose geometry");
+  std::vector<int64_t> strides = ctx.attr_ints("strides"), dilations = ctx.attr_ints("dilations"), pads = ctx.attr_ints("pads");
+  std::vector<int64_t> out_pad = ctx.attr_ints("output_padding"), out_shape = ctx.attr_ints("output_shape");
+  std::string auto_pad = ctx.attr_string("auto_pad", "NOTSET");
+  int off = 3 - g.spatial;
+  for (int i = 0; i < g.spatial; ++i) {
+    int s = off + i;
+    size_t ui = static_cast<size_t>(i);
+    g.out[s] = x.dim(2 + i);  // the small grid
+    g.kernel[s] = kernel[ui];
+    if (!strides.empty()) g.stride[s] = strides[ui];
+    if (!dilations.empty()) g.dilation[s] = dilations[ui];
+    int64_t op = out_pad.empty() ? 0 : out_pad[ui];
+    int64_t window = (g.kernel[s] - 1) * g.dilation[s] + 1;
+    int64_t full = g.stride[s] * (g.out[s] - 1) + op + window;
+    if (!out_shape.empty()) {
+      int64_t target = out_shape[out_shape.size() - static_cast<size_t>(g.spatial) + ui];
+      int64_t total = full - target;
+      if (total < 0) ctx.error("output_shape is larger than the transposed convolution can produce");
+      // Pads split as the ONNX spec says: SAME_UPPER (default) puts the extra at the end.
+      g.pad_begin[s] = auto_pad == "SAME_LOWER" ? total - total / 2 : total / 2;
+      g.pad_end[s] = total - g.pad_begin[s];
+      g.in[s] = target;
+      continue;
+    }
+    if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+      int64_t target = g.out[s] * g.stride[s];
+      int64_t total = std::max<int64_t>(full - target, 0);
+      g.pad_begin[s] = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
+      g.pad_end[s] = total - g.pad_begin[s];
+    } else if (!pads.empty()) {
+      g.pad_begin[s] = pads[ui];
+      g.pad_end[s] = pads[ui + static_cast<size_t>(g.spatial)];
+    }
+    g.in[s] = full - g.pad_begin[s] - g.pad_end[s];
+  }
+  Shape ys{n, m};
+  for (int i = off; i < 3; ++i) ys.push_back(g.in[i]);
+  Array y(x.dtype(), ys);
+  visit<kFloats>(x.dtype(), "ConvTranspose", [&]<typename T>(T) {
+    const int64_t ks = g.kernel_size(), grid = g.out_size();
+    std::vector<T> col(static_cast<size_t>(mg * ks * grid));
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t grp = 0; grp < group; ++grp) {
+        // col[mg*ks, grid] = W_g^T [mg*ks, cg] * X_g [cg, grid]
+        gemm<T>(true, false, mg * ks, grid, cg, T(1), w.data<T>() + grp * cg * mg * ks, mg * ks,
+                x.data<T>() + (i * c + grp * cg) * grid, grid, T(0), col.data(), grid);
+        T* dst = y.data<T>() + (i * m + grp * mg) * g.in_size();
+        col2im<T>(col.data(), mg, g, dst);
+      }
+      if (bias) {
+        for (int64_t o = 0; o < m; ++o) {
+          T* dst = y.data<T>() + (i * m + o) * g.in_size();
+          for (int64_t j = 0; j < g.in_size(); ++j) dst[j] += bias->data<T>()[o];
+        }
+      }
+    }
+  });
+  ctx.set_output(0, std::move(y));
+}
+
+// ---- pooling ----
+
+void pool_kernel(KernelContext& ctx, bool max) {
+  const Array& x = ctx.input(0);
+  if (x.rank() < 3) ctx.error("input must have rank >= 3");
+  bool ceil_mode = ctx.attr_int("ceil_mode", 0) != 0;
+  Geometry g = forward_geometry(ctx, x.shape(), ctx.attr_ints("kernel_shape"), ceil_mode);
+  bool include_pad = ctx.attr_int("count_include_pad", 0) != 0;
+  bool column_major = ctx.attr_int("storage_order", 0) != 0;
+  int64_t n = x.dim(0), c = x.dim(1);
+  Array y(x.dtype(), output_shape(n, c, g));
+  Array indices;
+  bool want_indices = max && ctx.wants_output(1);
+  if (want_indices) indices = Array(d::kInt64, y.shape());
+  visit<kFloats | kInts>(x.dtype(), max ? "MaxPool" : "AveragePool", [&]<typename T>(T) {
+    for (int64_t plane = 0; plane < n * c; ++plane) {
+      const T* src = x.data<T>() + plane * g.in_size();
+      T* dst = y.data<T>() + plane * g.out_size();
+      for (int64_t o0 = 0; o0 < g.out[0]; ++o0) {
+        for (int64_t o1 = 0; o1 < g.out[1]; ++o1) {
+          for (int64_t o2 = 0; o2 < g.out[2]; ++o2) {
+            double sum = 0;
+            T best = std::numeric_limits<T>::lowest();
+            if constexpr (std::is_floating_point_v<T>) best = -std::numeric_limits<T>::infinity();
+            int64_t best_at = -1, count = 0, padded_count = 0;
+            for (int64_t k0 = 0; k0 < g.kernel[0]; ++k0) {
+              int64_t i0 = o0 * g.stride[0] - g.pad_begin[0] + k0 * g.dilation[0];
+              for (int64_t k1 = 0; k1 < g.kernel[1]; ++k1) {
+                int64_t i1 = o1 * g.stride[1] - g.pad_begin[1] + k1 * g.dilation[1];
+                for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2) {
+                  int64_t i2 = o2 * g.stride[2] - g.pad_begin[2] + k2 * g.dilation[2];
+                  bool in_padded = i0 >= -g.pad_begin[0] && i0 < g.in[0] + g.pad_end[0] && i1 >= -g.pad_begin[1] &&
+                                   i1 < g.in[1] + g.pad_end[1] && i2 >= -g.pad_begin[2] && i2 < g.in[2] + g.pad_end[2];
+                  if (in_padded) ++padded_count;
+                  if (i0 < 0 || i0 >= g.in[0] || i1 < 0 || i1 >= g.in[1] || i2 < 0 || i2 >= g.in[2]) continue;
+                  int64_t at = (i0 * g.in[1] + i1) * g.in[2] + i2;
+                  T v = src[at];
+                  ++count;
+                  sum += static_cast<double>(v);
+                  if (v > best || best_at < 0) {
+                    best = v;
+                    best_at = at;
+                  }
+                }
+              }
+            }
+            int64_t o = (o0 * g.out[1] + o1) * g.out[2] + o2;
+            if (max) {
+              dst[o] = best;
+              if (want_indices) {
+                int64_t flat = best_at;
+                if (column_major && best_at >= 0) {
+                  int64_t h = best_at / g.in[2], w = best_at % g.in[2];  // 2-D: index as if stored column-major
+                  flat = w * g.in[1] + h;
+                }
+                indices.data<int64_t>()[plane * g.out_size() + o] = plane * g.in_size() + flat;
+              }
+            } else {
+              int64_t divisor = include_pad ? padded_count : count;
+              dst[o] = static_cast<T>(divisor ? sum / static_cast<double>(divisor) : 0.0);
+            }
+          }
+        }
+      }
+    }
+  });
+  ctx.set_output(0, std::move(y));
+  if (want_indices) ctx.set_output(1, std::move(indices));
+}
+
+void global_pool_kernel(KernelContext& ctx, bool max) {
+  const Array& x = ctx.input(0);
+  if (x.rank() < 3) ctx.error("input must have rank >= 3");
+  Shape s{x.dim(0), x.dim(1)};
+  int64_t plane = 1;
+  for (int64_t i = 2; i < x.rank(); ++i) {
+    s.push_back(1);
+    plane *= x.dim(i);
+  }
+  Array y(x.dtype(), s);
+  visit<kFloats>(x.dtype(), max ? "GlobalMaxPool" : "GlobalAveragePool", [&]<typename T>(T) {
+    for (int64_t p = 0; p < x.dim(0) * x.dim(1); ++p) {
+      const T* src = x.data<T>() + p * plane;
+      if (max) {
+        T best = -std::numeric_limits<T>::infinity();
+        for (int64_t i = 0; i < plane; ++i) best = std::max(best, src[i]);
+        y.data<T>()[p] = best;
+      } else {
+        double sum = 0;
+        for (int64_t i = 0; i < plane; ++i) sum += static_cast<double>(src[i]);
+        y.data<T>()[p] = static_cast<T>(sum / static_cast<double>(plane));
+      }
+    }
+  });
+  ctx.set_output(0, std::move(y));
+}
+
+// ---- normalization ----
+
+void batch_norm_kernel(KernelContext& ctx) {
+  if (ctx.attr_int("training_mode", 0) != 0) ctx.error("not supported: BatchNormalization in training mode");
+  if (ctx.opset() < 7 && ctx.attr_int("is_test", 0) == 0) ctx.error("not supported: BatchNormalization with is_test=0");
+  if (ctx.opset() < 9 && ctx.attr_int("spatial", 1) == 0) ctx.error("not supported: BatchNormalization with spatial=0");
+  const Array& x = ctx.input(0);
+  float eps = ctx.attr_float("epsilon", 1e-5f);
+  int64_t n = x.dim(0), c = x.rank() > 1 ? x.dim(1) : 1;
+  int64_t plane = c ? x.numel() / std::max<int64_t>(n * c, 1) : 0;
+  Array y(x.dtype(), x.shape());
+  visit<kFloats>(x.dtype(), "BatchNormalization", [&]<typename T>(T) {
+    std::vector<double> scale = ctx.input(1).to_doubles(), bias = ctx.input(2).to_doubles(),
+                        mean = ctx.input(3).to_doubles(), var = ctx.input(4).to_doubles();
+    for (int64_t ch = 0; ch < c; ++ch) {
+      size_t u = static_cast<size_t>(ch);
+      T a = static_cast<T>(scale[u] / std::sqrt(var[u] + static_cast<double>(eps)));
+      T b = static_cast<T>(bias[u] - mean[u] * static_cast<double>(a));
+      for (int64_t i = 0; i < n; ++i) {
+        const T* src = x.data<T>() + (i * c + ch) * plane;
+        T* dst = y.data<T>() + (i * c + ch) * plane;
+        for (int64_t j = 0; j < plane; ++j) dst[j] = src[j] * a + b;
+      }
+    }
+  });
+  ctx.set_output(0, std::move(y));
+}
+
+void instance_norm_kernel(KernelContext& ctx) {
+  const Array& x = ctx.input(0);
+  float eps = ctx.attr_float("epsilon", 1e-5f);
+  int64_t n = x.dim(0), c = x.dim(1), plane = x.numel() / std::max<int64_t>(n * c, 1);
+  Array y(x.dtype(), x.shape());
+  visit<kFloats>(x.dtype(), "InstanceNormalization", [&]<typename T>(T) {
+    std::vector<double> scale = ctx.input(1).to_doubles(), bias = ctx.input(2).to_doubles();
+    for (int64_t i = 0; i < n * c; ++i) {
+      const T* src = x.data<T>() + i * plane;
+      double mean = 0, var = 0;
+      for (int64_t j = 0; j < plane; ++j) mean += static_cast<double>(src[j]);
+      mean /= static_cast<double>(plane);
+      for (int64_t j = 0; j < plane; ++j) var += (static_cast<double>(src[j]) - mean) * (static_cast<double>(src[j]) - mean);
+      var /= static_cast<double>(plane);
+      double inv = 1.0 / std::sqrt(var + static_cast<double>(eps));
+      size_t ch = static_cast<size_t>(i % c);
+      for (int64_t j = 0; j < plane; ++j) {
+        y.data<T>()[i * plane + j] = static_cast<T>((static_cast<double>(src[j]) - mean) * inv * scale[ch] + bias[ch]);
+      }
+    }
+  });
+  ctx.set_output(0, std::move(y));
+}
+
+void layer_norm_kernel(KernelContext& ctx) {
+  const Array& x = ctx.input(0);
+  int64_t axis = normalize_axis(ctx, ctx.attr_int("axis", -1), x.rank());
+  float eps = ctx.attr_float("epsilon", 1e-5f);
+  int64_t outer = 1, inner = 1;
+  for (int64_t i = 0; i < axis; ++i) outer *= x.dim(i);
+  for (int64_t i = axis; i < x.rank(); ++i) inner *= x.dim(i);
+  Shape norm_shape(x.shape().begin() + axis, x.shape().end());
+  Shape stat_shape = x.shape();
+  for (int64_t i = axis; i < x.rank(); ++i) stat_shape[static_cast<size_t>(i)] = 1;
+  Array y(x.dtype(), x.shape());
+  Array mean_out(d::kFloat, stat_shape), inv_out(d::kFloat, stat_shape);
+  visit<kFloats>(x.dtype(), "LayerNormalization", [&]<typename T>(T) {
+    // Scale and bias broadcast to the normalized shape.
+    auto expand = [&](const Array* a, double fallback) {
+      std::vector<double> out(static_cast<size_t>(inner), fallback);
+      if (!a) return out;
+      Shape bs = broadcast_shapes(ctx, {&a->shape(), &norm_shape});
+      if (bs != norm_shape) ctx.error("scale/bias do not broadcast to the normalized shape");
+      std::vector<double> v = a->to_doubles();
+      for_each_broadcast_row<1>(norm_shape, {&a->shape()}, [&](int64_t o, int64_t len, const std::array<int64_t, 1>& off, const std::array<int64_t, 1>& st) {
+        for (int64_t j = 0; j < len; ++j) out[static_cast<size_t>(o + j)] = v[static_cast<size_t>(off[0] + j * st[0])];
+      });
+      return out;
+    };
+    std::vector<double> scale = expand(&ctx.input(1), 1.0), bias = expand(ctx.optional_input(2), 0.0);
+    for (int64_t o = 0; o < outer; ++o) {
+      const T* src = x.data<T>() + o * inner;
+      T* dst = y.data<T>() + o * inner;
+      double mean = 0, var = 0;
+      for (int64_t j = 0; j < inner; ++j) mean += static_cast<double>(src[j]);
+      mean /= static_cast<double>(inner);
+      for (int64_t j = 0; j < inner; ++j) var += (static_cast<double>(src[j]) - mean) * (static_cast<double>(src[j]) - mean);
+      var /= static_cast<double>(inner);
+      double inv = 1.0 / std::sqrt(var + static_cast<double>(eps));
+      for (int64_t j = 0; j < inner; ++j) {
+        size_t u = static_cast<size_t>(j);
+        dst[j] = static_cast<T>((static_cast<double>(src[j]) - mean) * inv * scale[u] + bias[u]);
+      }
+      mean_out.data<float>()[o] = static_cast<float>(mean);
+      inv_out.data<float>()[o] = static_cast<float>(inv);
+    }
+  });
+  ctx.set_output(0, std::move(y));
+  ctx.set_output(1, std::move(mean_out));
+  ctx.set_output(2, std::move(inv_out));
+}
+
+void lrn_kernel(KernelContext& ctx) {
+  const Array& x = ctx.input(0);
+  float alpha = ctx.attr_float("alpha", 1e-4f), beta = ctx.attr_float("beta", 0.75f), bias = ctx.attr_float("bias", 1.0f);
+  int64_t size = ctx.attr_int("size", 1);
+  int64_t n = x.dim(0), c = x.dim(1), plane = x.numel() / std::max<int64_t>(n * c, 1);
+  Array y(x.dtype(), x.shape());
+  visit<kFloats>(x.dtype(), "LRN", [&]<typename T>(T) {
+    int64_t lo = (size - 1) / 2, hi = (size - 1) - lo;  // floor((size-1)/2) before, ceil after
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t ch = 0; ch < c; ++ch) {
+        for (int64_t j = 0; j < plane; ++j) {
+          double sq = 0;
+          for (int64_t k = std::max<int64_t>(0, ch - lo); k <= std::min(c - 1, ch + hi); ++k) {
+            double v = static_cast<double>(x.data<T>()[(i * c + k) * plane + j]);
+            sq += v * v;
+          }
+          double v = static_cast<double>(x.data<T>()[(i * c + ch) * plane + j]);
+          y.data<T>()[(i * c + ch) * plane + j] =
+              static_cast<T>(v / std::pow(static_cast<double>(bias) + static_cast<double>(alpha) / static_cast<double>(size) * sq, static_cast<double>(beta)));
+        }
+      }
+    }
+  });
+  ctx.set_output(0, std::move(y));
+}
+
+// ---- Resize / Upsample ----
+
+struct ResizeSpec {
+  std::string mode = "nearest", coordinate = "half_pixel", nearest = "round_prefer_floor";
+  double cubic_a = -0.75;
+  bool exclude_outside = false;
+  std::vector<double> scales;
+  Shape out;
+};
+
+double source_coordinate(const ResizeSpec& r, double x, double scale, int64_t in, int64_t out) {
+  const std::string& m = r.coordinate;
+  if (m == "asymmetric") return x / scale;
+  if (m == "align_corners") return out == 1 ? 0.0 : x * static_cast<double>(in - 1) / static_cast<double>(out - 1);
+  if (m == "pytorch_half_pixel") return out > 1 ? (x + 0.5) / scale - 0.5 : 0.0;
+  if (m == "half_pixel_symmetric") {
+    double adj = static_cast<double>(out) / (scale * static_cast<double>(in));
+    double center = static_cast<double>(in) / 2.0;
+    double offset = center * (1 - adj);
+    return offset + (x + 0.5) / scale - 0.5;
+  }
+  return (x + 0.5) / scale - 0.5;  // half_pixel
+}
+
+int64_t nearest_index(const ResizeSpec& r, double s, int64_t in) {
+  double v;
+  if (r.nearest == "floor") v = std::floor(s);
+  else if (r.nearest == "ceil") v = std::ceil(s);
+  else if (r.nearest == "round_prefer_ceil") v = std::floor(s + 0.5);
+  else v = (s - std::floor(s) == 0.5) ? std::floor(s) : std::round(s);  // round_prefer_floor
+  return std::clamp<int64_t>(static_cast<int64_t>(v), 0, in - 1);
+}
+
+void resize_apply(KernelContext& ctx, const Array& x, const ResizeSpec& r) {
+  const size_t rank = x.shape().size();
+  Array y(x.dtype(), r.out);
+  std::vector<int64_t> in_st(rank, 1);
+  for (size_t i = rank; i-- > 1;) in_st[i - 1] = in_st[i] * x.shape()[i];
+  // Per dimension and output index: source taps (index, weight).
+  std::vector<std::vector<std::vector<std::pair<int64_t, double>>>> taps(rank);
+  for (size_t dim = 0; dim < rank; ++dim) {
+    int64_t in = x.shape()[dim], out = r.out[dim];
+    taps[dim].resize(static_cast<size_t>(out));
+    for (int64_t o = 0; o < out; ++o) {
+      auto& t = taps[dim][static_cast<size_t>(o)];
+      if (in == out && r.scales[dim] == 1.0) {
+        t.push_back({o, 1.0});
+        continue;
+      }
+      double s = source_coordinate(r, static_cast<double>(o), r.scales[dim], in, out);
+      if (r.mode == "nearest") {
+        t.push_back({nearest_index(r, s, in), 1.0});
+      } else if (r.mode == "linear") {
+        s = std::clamp(s, 0.0, static_cast<double>(in - 1));
+        int64_t lo = static_cast<int64_t>(std::floor(s));
+        int64_t hi = std::min(lo + 1, in - 1);
+        double w = s - static_cast<double>(lo);
+        t.push_back({lo, 1.0 - w});
+        if (hi != lo) t.push_back({hi, w});
+      } else {  // cubic
+        int64_t base = static_cast<int64_t>(std::floor(s));
+        double frac = s - static_cast<double>(base), a = r.cubic_a, total = 0;
+        std::vector<std::pair<int64_t, double>> raw;
+        for (int64_t k = -1; k <= 2; ++k) {
+          double dist = std::abs(static_cast<double>(k) - frac);
+          double w = dist <= 1 ? ((a + 2) * dist - (a + 3)) * dist * dist + 1
+                               : (dist < 2 ? ((a * dist - 5 * a) * dist + 8 * a) * dist - 4 * a : 0.0);
+          int64_t idx = base + k;
+          if (idx < 0 || idx >= in) {
+            if (r.exclude_outside) continue;
+            idx = std::clamp<int64_t>(idx, 0, in - 1);
+          }
+          raw.push_back({idx, w});
+          total += w;
+        }
+        if (r.exclude_outside && total != 0) {
+          for (auto& p : raw) p.second /= total;
+        }
+        t = raw;
+      }
+    }
+  }
+  visit<kFloats | kInts>(x.dtype(), "Resize", [&]<typename T>(T) {
+    const T* src = x.data<T>();
+    T* dst = y.data<T>();
+    std::vector<int64_t> index(rank, 0);
+    for (int64_t o = 0; o < y.numel(); ++o) {
+      // Sum over the tensor product of per-dimension taps.
+      double acc = 0;
+      std::vector<size_t> k(rank, 0);
+      while (true) {
+        double w = 1;
+        int64_t off = 0;
+        for (size_t dim = 0; dim < rank; ++dim) {
+          const auto& tap = taps[dim][static_cast<size_t>(index[dim])][k[dim]];
+          w *= tap.second;
+          off += tap.first * in_st[dim];
+        }
+        acc += w * static_cast<double>(src[off]);
+        size_t dim = rank;
+        while (dim-- > 0) {
+          if (++k[dim] < taps[dim][static_cast<size_t>(index[dim])].size()) break;
+          k[dim] = 0;
+        }
+        if (dim == static_cast<size_t>(-1)) break;
+      }
+      if constexpr (std::is_integral_v<T>) dst[o] = static_cast<T>(std::nearbyint(acc));
+      else dst[o] = static_cast<T>(acc);
+      for (size_t dim = rank; dim-- > 0;) {
+        if (++index[dim] < r.out[dim]) break;
+        index[dim] = 0;
+      }
+    }
+  });
+  ctx.set_output(0, std::move(y));
+}
+
+void resize_kernel(KernelContext& ctx) {
+  const Array& x = ctx.input(0);
+  ResizeSpec r;
+  r.mode = ctx.attr_string("mode", "nearest");
+  r.coordinate = ctx.attr_string("coordinate_transformation_mode", ctx.opset() < 11 ? "asymmetric" : "half_pixel");
+  r.nearest = ctx.attr_string("nearest_mode", ctx.opset() < 11 ? "floor" : "round_prefer_floor");
+  r.cubic_a = ctx.attr_float("cubic_coeff_a", -0.75f);
+  r.exclude_outside = ctx.attr_int("exclude_outside", 0) != 0;
+  if (r.mode != "nearest" && r.mode != "linear" && r.mode != "cubic") ctx.error(fmt::format("not supported: Resize mode '{}'", r.mode));
+  if (r.coordinate == "tf_crop_and_resize") ctx.error("not supported: Resize coordinate_transformation_mode 'tf_crop_and_resize'");
+  if (ctx.attr_int("antialias", 0) != 0) ctx.error("not supported: Resize with antialias");
+  if (ctx.has_attr("axes") || ctx.attr_string("keep_aspect_ratio_policy", "stretch") != "stretch") {
+    ctx.error("not supported: Resize with axes or keep_aspect_ratio_policy");
+  }
+  const Array* scales = nullptr;
+  const Array* sizes = nullptr;
+  if (ctx.opset() < 11) {
+    scales = &ctx.input(1);
+  } else {
+    scales = ctx.optional_input(2);
+    sizes = ctx.optional_input(3);
+    if (scales && scales->numel() == 0) scales = nullptr;
+    if (sizes && sizes->numel() == 0) sizes = nullptr;
+  }
+  const size_t rank = x.shape().size();
+  if (sizes) {
+    r.out = sizes->to_int64s();
+    if (r.out.size() != rank) ctx.error("sizes must have one entry per input dimension");
+    for (size_t i = 0; i < rank; ++i) r.scales.push_back(static_cast<double>(r.out[i]) / static_cast<double>(x.shape()[i]));
+  } else if (scales) {
+    std::vector<double> s = scales->to_doubles();
+    if (s.size() != rank) ctx.error("scales must have one entry per input dimension");
+    for (size_t i = 0; i < rank; ++i) {
+      // Scales are float32 in the model; the output size uses them as stored.
+      r.scales.push_back(static_cast<double>(static_cast<float>(s[i])));
+      r.out.push_back(static_cast<int64_t>(std::floor(static_cast<double>(x.shape()[i]) * r.scales[i])));
+    }
+  } else {
+    ctx.error("either scales or sizes is required");
+  }
+  resize_apply(ctx, x, r);
+}
+
+void upsample_kernel(KernelContext& ctx) {
+  const Array& x = ctx.input(0);
+  ResizeSpec r;
+  r.mode = ctx.attr_string("mode", "nearest");
+  r.coordinate = "asymmetric";
+  r.nearest = "floor";
+  if (r.mode != "nearest" && r.mode != "linear") ctx.error(fmt::format("not supported: Upsample mode '{}'", r.mode));
+  std::vector<double> s;
+  if (ctx.opset() < 9) {
+    for (float f : ctx.attr_floats("scales")) s.push_back(f);
+  } else {
+    s = ctx.input(1).to_doubles();
+  }
+  if (s.size() != x.shape().size()) ctx.error("scales must have one entry per input dimension");
+  for (size_t i = 0; i < s.size(); ++i) {
+    r.scales.push_back(static_cast<double>(static_cast<float>(s[i])));
+    r.out.push_back(static_cast<int64_t>(std::floor(static_cast<double>(x.shape()[i]) * r.scales[i])));
+  }
+  resize_apply(ctx, x, r);
+}
+
+}  // namespace
+
+void register_nn_kernels(KernelRegistry& r) {
+  r.add({"", "MatMul", 1, kLatest, matmul_kernel});
+  r.add({"", "Gemm", 7, kLatest, gemm_kernel});
+  r.add({"", "Conv", 1, kLatest, conv_kernel});
+  r.add({"", "ConvTranspose", 1, kLatest, conv_transpose_kernel});
+  r.add({"", "MaxPool", 1, kLatest, [](KernelContext& ctx) { pool_kernel(ctx, true); }});
+  r.add({"", "AveragePool", 1, kLatest, [](KernelContext& ctx) { pool_kernel(ctx, false); }});
+  r.add({"", "GlobalAveragePool", 1, kLatest, [](KernelContext& ctx) { global_pool_kernel(ctx, false); }});
+  r.add({"", "GlobalMaxPool", 1, kLatest, [](KernelContext& ctx) { global_pool_kernel(ctx, true); }});
+  r.add({"", "BatchNormalization", 6, kLatest, batch_norm_kernel});
+  r.add({"", "InstanceNormalization", 6, kLatest, instance_norm_kernel});
+  r.add({"", "LayerNormalization", 17, kLatest, layer_norm_kernel});
+  r.add({"", "LRN", 1, kLatest, lrn_kernel});
+  r.add({"", "Resize", 10, kLatest, resize_kernel});
+  r.add({"", "Upsample", 7, 9, upsample_kernel});
+}
+
+}  // namespace mopt::exec

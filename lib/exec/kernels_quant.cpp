@@ -1,0 +1,233 @@
+// Quantization kernels: QuantizeLinear / DequantizeLinear (per tensor and per axis),
+// DynamicQuantizeLinear, MatMulInteger, ConvInteger, QLinearMatMul, QLinearConv. Integer products are
+// accumulated in double (exact below 2^53) through the float MatMul/Conv paths, then rounded half to
+// even and saturated as ONNX Runtime does.
+#include <fmt/format.h>
+
+#include <cmath>
+#include <limits>
+
+#include "exec/dispatch.h"
+#include "exec/kernel.h"
+
+namespace mopt::exec {
+namespace {
+
+constexpr int64_t kLatest = 21;
+namespace d = ir::dtype;
+
+// Per-element parameter lookup for a scale/zero point that is a scalar or a 1-D vector along `axis`.
+struct AxisParam {
+  std::vector<double> values;
+  int64_t axis = 0, inner = 1, dim = 1;
+  double at(int64_t flat) const {
+    if (values.size() == 1) return values[0];
+    return values[static_cast<size_t>((flat / inner) % dim)];
+  }
+};
+
+AxisParam axis_param(const KernelContext& ctx, const Array* p, const Shape& data, double fallback) {
+  AxisParam a;
+  if (!p) {
+    a.values = {fallback};
+    return a;
+  }
+  a.values = p->to_doubles();
+  if (a.values.size() == 1 && p->rank() <= 1) return a;
+  if (ctx.attr_int("block_size", 0) != 0) ctx.error("not supported: blocked quantization (block_size)");
+  if (p->rank() != 1) ctx.error("scale and zero point must be scalars or 1-D");
+  a.axis = normalize_axis(ctx, ctx.attr_int("axis", 1), static_cast<int64_t>(data.size()));
+  a.dim = data[static_cast<size_t>(a.axis)];
+  if (static_cast<int64_t>(a.values.size()) != a.dim) ctx.error("per-axis parameters do not match the axis size");
+  for (size_t i = static_cast<size_t>(a.axis) + 1; i < data.size(); ++i) a.inner *= data[i];
+  return a;
+}
+
+template <typename Q>
+Q saturate(double v) {
+  v = std::nearbyint(v);
+  if (v < static_cast<double>(std::numeric_limits<Q>::lowest())) return std::numeric_limits<Q>::lowest();
+  if (v > static_cast<double>(std::numeric_limits<Q>::max())) return std::numeric_limits<Q>::max();
+  return static_cast<Q>(v);
+}
+
+void quantize_linear_kernel(KernelContext& ctx) {
+  const Array& x = ctx.input(0);
+  const Array* zp = ctx.optional_input(2);
+  int32_t out_type = zp ? zp->dtype() : static_cast<int32_t>(ctx.attr_int("output_dtype", d::kUint8));
+  if (out_type == 0) out_type = d::kUint8;
+  AxisParam scale = axis_param(ctx, &ctx.input(1), x.shape(), 1.0);
+  AxisParam zero = axis_param(ctx, zp, x.shape(), 0.0);
+  std::vector<double> v = x.to_doubles();
+  Array y(out_type, x.shape());
+  visit<kInts>(out_type, "QuantizeLinear", [&]<typename Q>(Q) {
+    if constexpr (sizeof(Q) <= 4) {
+      Q* out = y.data<Q>();
+      // Division in float, as ONNX Runtime does, so results match it bit for bit.
+      for (int64_t i = 0; i < x.numel(); ++i) {
+        float q = static_cast<float>(v[static_cast<size_t>(i)]) / static_cast<float>(scale.at(i));
+        out[i] = saturate<Q>(static_cast<double>(std::nearbyint(q)) + zero.at(i));
+      }
+    } else {
+      ctx.error("not supported: QuantizeLinear to 64-bit integers");
+    }
+  });
+  ctx.set_output(0, std::move(y));
+}
+
+void dequantize_linear_kernel(KernelContext& ctx) {
+  const Array& x = ctx.input(0);
+  const Array& s = ctx.input(1);
+  AxisParam scale = axis_param(ctx, &s, x.shape(), 1.0);
+  AxisParam zero = axis_param(ctx, ctx.optional_input(2), x.shape(), 0.0);
+  if (x.dtype() == d::kInt32 && ctx.has_input(2) && ctx.input(2).to_doubles() != std::vector<double>(ctx.input(2).numel(), 0.0)) {
+    ctx.error("int32 input needs a zero point of 0");
+  }
+  std::vector<double> v = x.to_doubles();
+  Array y(s.dtype(), x.shape());
+  visit<kFloats>(s.dtype(), "DequantizeLinear", [&]<typename T>(T) {
+    for (int64_t i = 0; i < x.numel(); ++i) {
+      // (x - zp) is exact in float for 8/16-bit inputs; the product rounds once, like ONNX Runtime.
+      float diff = static_cast<float>(v[static_cast<size_t>(i)] - zero.at(i));
+      y.data<T>()[i] = static_cast<T>(diff * static_cast<float>(scale.at(i)));
+    }
+  });
+  ctx.set_output(0, std::move(y));
+}
+
+void dynamic_quantize_kernel(KernelContext& ctx) {
+  const Array& x = ctx.input(0);
+  if (x.dtype() != d::kFloat) ctx.error("input must be float32");
+  const float* v = x.data<float>();
+  float lo = 0, hi = 0;
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    lo = std::min(lo, v[i]);
+    hi = std::max(hi, v[i]);
+  }
+  float scale = (hi - lo) / 255.0f;
+  if (scale == 0) scale = 1;  // all zeros: any scale works, avoid dividing by 0
+  float zp_f = std::nearbyint(std::clamp(-lo / scale, 0.0f, 255.0f));
+  uint8_t zp = static_cast<uint8_t>(zp_f);
+  Array y(d::kUint8, x.shape());
+  for (int64_t i = 0; i < x.numel(); ++i) y.data<uint8_t>()[i] = saturate<uint8_t>(static_cast<double>(std::nearbyint(v[i] / scale)) + zp);
+  ctx.set_output(0, std::move(y));
+  ctx.set_output(1, Array::scalar<float>(d::kFloat, scale));
+  ctx.set_output(2, Array::scalar<uint8_t>(d::kUint8, zp));
+}
+
+// x - zero_point as doubles; the zero point is a scalar or per `axis` of x.
+Array centered(const KernelContext& ctx, const Array& x, const Array* zp, int64_t axis) {
+  Array out(d::kDouble, x.shape());
+  std::vector<double> v = x.to_doubles();
+  std::vector<double> z = zp ? zp->to_doubles() : std::vector<double>{0.0};
+  int64_t inner = 1, dim = 1;
+  if (z.size() > 1) {
+    axis = normalize_axis(ctx, axis, x.rank());
+    dim = x.dim(axis);
+    for (int64_t i = axis + 1; i < x.rank(); ++i) inner *= x.dim(i);
+    if (static_cast<int64_t>(z.size()) != dim) ctx.error("zero point does not match the axis size");
+  }
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    double zero = z.size() == 1 ? z[0] : z[static_cast<size_t>((i / inner) % dim)];
+    out.data<double>()[i] = v[static_cast<size_t>(i)] - zero;
+  }
+  return out;
+}
+
+void check_int8(const KernelContext& ctx, const Array& a) {
+  if (a.dtype() != d::kInt8 && a.dtype() != d::kUint8) {
+    ctx.error(fmt::format("expected int8 or uint8 data, got {}", ir::dtype::name(a.dtype())));
+  }
+}
+
+void matmul_integer_kernel(KernelContext& ctx) {
+  const Array& a = ctx.input(0);
+  const Array& b = ctx.input(1);
+  check_int8(ctx, a);
+  check_int8(ctx, b);
+  // a_zero_point is per row of A (axis -2 ... the M axis); b_zero_point per column of B (last axis).
+  Array ad = centered(ctx, a, ctx.optional_input(2), a.rank() >= 2 ? a.rank() - 2 : 0);
+  Array bd = centered(ctx, b, ctx.optional_input(3), b.rank() - 1);
+  ctx.set_output(0, cast(matmul_forward(ctx, ad, bd), d::kInt32));
+}
+
+void conv_integer_kernel(KernelContext& ctx) {
+  const Array& x = ctx.input(0);
+  const Array& w = ctx.input(1);
+  check_int8(ctx, x);
+  check_int8(ctx, w);
+  Array xd = centered(ctx, x, ctx.optional_input(2), 1);
+  Array wd = centered(ctx, w, ctx.optional_input(3), 0);
+  ctx.set_output(0, cast(conv_forward(ctx, xd, wd, nullptr), d::kInt32));
+}
+
+// Requantizes an exact integer accumulator: y = saturate(round(acc * in_scale / y_scale) + y_zp), where
+// in_scale may vary along `channel_axis` (per-channel weight scales).
+Array requantize(const KernelContext& ctx, const Array& acc, const std::vector<double>& in_scale, int64_t channel_axis,
+                 const Array& y_scale, const Array* y_zp) {
+  int32_t out_type = y_zp ? y_zp->dtype() : d::kUint8;
+  double ys = y_scale.scalar_double();
+  double yz = y_zp ? y_zp->scalar_double() : 0.0;
+  int64_t inner = 1, dim = 1;
+  if (in_scale.size() > 1) {
+    dim = acc.dim(channel_axis);
+    for (int64_t i = channel_axis + 1; i < acc.rank(); ++i) inner *= acc.dim(i);
+    if (static_cast<int64_t>(in_scale.size()) != dim) ctx.error("per-channel scale does not match the output channels");
+  }
+  Array y(out_type, acc.shape());
+  visit<kInts>(out_type, "requantize", [&]<typename Q>(Q) {
+    for (int64_t i = 0; i < acc.numel(); ++i) {
+      double s = in_scale.size() == 1 ? in_scale[0] : in_scale[static_cast<size_t>((i / inner) % dim)];
+      float real = static_cast<float>(acc.data<double>()[i]) * static_cast<float>(s / ys);
+      y.data<Q>()[i] = saturate<Q>(static_cast<double>(std::nearbyint(real)) + yz);
+    }
+  });
+  return y;
+}
+
+void qlinear_matmul_kernel(KernelContext& ctx) {
+  const Array& a = ctx.input(0);
+  const Array& b = ctx.input(3);
+  check_int8(ctx, a);
+  check_int8(ctx, b);
+  Array ad = centered(ctx, a, &ctx.input(2), a.rank() >= 2 ? a.rank() - 2 : 0);
+  Array bd = centered(ctx, b, &ctx.input(5), b.rank() - 1);
+  Array acc = matmul_forward(ctx, ad, bd);
+  double as = ctx.input(1).scalar_double();
+  std::vector<double> scale = ctx.input(4).to_doubles();
+  for (double& s : scale) s *= as;
+  ctx.set_output(0, requantize(ctx, acc, scale, acc.rank() - 1, ctx.input(6), &ctx.input(7)));
+}
+
+void qlinear_conv_kernel(KernelContext& ctx) {
+  const Array& x = ctx.input(0);
+  const Array& w = ctx.input(3);
+  check_int8(ctx, x);
+  check_int8(ctx, w);
+  Array xd = centered(ctx, x, &ctx.input(2), 1);
+  Array wd = centered(ctx, w, &ctx.input(5), 0);
+  Array bias;
+  if (const Array* b = ctx.optional_input(8)) {
+    if (b->dtype() != d::kInt32) ctx.error("bias must be int32");
+    bias = cast(*b, d::kDouble);
+  }
+  Array acc = conv_forward(ctx, xd, wd, bias.defined() ? &bias : nullptr);
+  double xs = ctx.input(1).scalar_double();
+  std::vector<double> scale = ctx.input(4).to_doubles();
+  for (double& s : scale) s *= xs;
+  ctx.set_output(0, requantize(ctx, acc, scale, 1, ctx.input(6), &ctx.input(7)));
+}
+
+}  // namespace
+
+void register_quant_kernels(KernelRegistry& r) {
+  r.add({"", "QuantizeLinear", 10, kLatest, quantize_linear_kernel});
+  r.add({"", "DequantizeLinear", 10, kLatest, dequantize_linear_kernel});
+  r.add({"", "DynamicQuantizeLinear", 11, kLatest, dynamic_quantize_kernel});
+  r.add({"", "MatMulInteger", 10, kLatest, matmul_integer_kernel});
+  r.add({"", "ConvInteger", 10, kLatest, conv_integer_kernel});
+  r.add({"", "QLinearMatMul", 10, kLatest, qlinear_matmul_kernel});
+  r.add({"", "QLinearConv", 10, kLatest, qlinear_conv_kernel});
+}
+
+}  // namespace mopt::exec
