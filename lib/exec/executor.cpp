@@ -187,6 +187,14 @@ std::vector<std::string> unsupported_operators(const ir::Model& model) {
 
 Executor::Executor(const ir::Model& model, ExecutorOptions options) : model_(model), runner_(model, options) {
   std::vector<std::string> missing = unsupported_operators(model);
+  for (const ir::Value* v : model.graph().inputs()) {
+    const onnx::TypeProto& type = v->info().type();
+    if (!type.has_tensor_type()) {
+      missing.push_back(fmt::format("not supported: input '{}' is not a tensor (sequence, map or optional)", v->name()));
+    } else if (element_size(type.tensor_type().elem_type()) == 0) {
+      missing.push_back(fmt::format("not supported: input '{}' of type {}", v->name(), ir::dtype::name(type.tensor_type().elem_type())));
+    }
+  }
   if (!missing.empty()) fail("the executor cannot run this model: {}", fmt::join(missing, "; "));
 }
 

@@ -84,12 +84,22 @@ void check_same_type(KernelContext& ctx, const Array& a, const Array& b) {
   }
 }
 
+// Opsets before 7 broadcast only when `broadcast` is set, aligning B at `axis`; that equals numpy
+// broadcasting when B's dims are a suffix of A's, which is the only form accepted here.
+void check_legacy_broadcast(KernelContext& ctx, const Array& a, const Array& b) {
+  if (ctx.opset() >= 7 || !ctx.has_attr("axis") || ctx.attr_int("broadcast", 0) == 0) return;
+  int64_t axis = ctx.attr_int("axis", 0);
+  if (axis < 0) axis += a.rank();
+  if (axis != a.rank() - b.rank()) ctx.error("not supported: legacy broadcast with an axis that is not numpy-compatible");
+}
+
 // Arithmetic whose result has the operands' type.
 template <unsigned types, typename F>
 void arithmetic(KernelContext& ctx, F f) {
   const Array& a = ctx.input(0);
   const Array& b = ctx.input(1);
   check_same_type(ctx, a, b);
+  check_legacy_broadcast(ctx, a, b);
   visit<types>(a.dtype(), ctx.node().op_type().c_str(), [&]<typename T>(T) {
     if constexpr (!std::is_same_v<T, half>) ctx.set_output(0, broadcast_binary<T, T>(ctx, a, b, a.dtype(), f));
   });
@@ -223,7 +233,13 @@ void clip_kernel(KernelContext& ctx) {
 
 void prelu_kernel(KernelContext& ctx) {
   const Array& x = ctx.input(0);
-  const Array& slope = ctx.input(1);
+  Array slope = ctx.input(1);
+  // Before opset 7 a 1-D slope applies per channel (axis 1), not to the last axis.
+  if (ctx.opset() < 7 && slope.rank() == 1 && x.rank() > 2 && slope.dim(0) == x.dim(1) && slope.dim(0) != 1) {
+    exec::Shape s{slope.dim(0)};
+    s.resize(static_cast<size_t>(x.rank() - 1), 1);
+    slope = slope.reshaped(s);
+  }
   visit<kFloats | kSignedInts>(x.dtype(), "PRelu", [&]<typename T>(T) {
     ctx.set_output(0, broadcast_binary<T, T>(ctx, x, slope, x.dtype(), [](T v, T s) { return v < 0 ? static_cast<T>(v * s) : v; }));
   });
@@ -359,10 +375,10 @@ void register_elementwise_kernels(KernelRegistry& r) {
          }});
 
   // Binary arithmetic and logic.
-  r.add({"", "Add", 7, kLatest, [](KernelContext& ctx) { arithmetic<kNumbers>(ctx, [](auto a, auto b) { return a + b; }); }});
-  r.add({"", "Sub", 7, kLatest, [](KernelContext& ctx) { arithmetic<kNumbers>(ctx, [](auto a, auto b) { return a - b; }); }});
-  r.add({"", "Mul", 7, kLatest, [](KernelContext& ctx) { arithmetic<kNumbers>(ctx, [](auto a, auto b) { return a * b; }); }});
-  r.add({"", "Div", 7, kLatest, [](KernelContext& ctx) { arithmetic<kNumbers>(ctx, [](auto a, auto b) { return divide(a, b); }); }});
+  r.add({"", "Add", 1, kLatest, [](KernelContext& ctx) { arithmetic<kNumbers>(ctx, [](auto a, auto b) { return a + b; }); }});
+  r.add({"", "Sub", 1, kLatest, [](KernelContext& ctx) { arithmetic<kNumbers>(ctx, [](auto a, auto b) { return a - b; }); }});
+  r.add({"", "Mul", 1, kLatest, [](KernelContext& ctx) { arithmetic<kNumbers>(ctx, [](auto a, auto b) { return a * b; }); }});
+  r.add({"", "Div", 1, kLatest, [](KernelContext& ctx) { arithmetic<kNumbers>(ctx, [](auto a, auto b) { return divide(a, b); }); }});
   r.add({"", "Mod", 10, kLatest, [](KernelContext& ctx) {
            bool fmod = ctx.attr_int("fmod", 0) != 0;
            arithmetic<kNumbers>(ctx, [fmod](auto a, auto b) { return modulo(a, b, fmod); });
@@ -375,8 +391,8 @@ void register_elementwise_kernels(KernelRegistry& r) {
              return static_cast<T>(left ? a << b : a >> b);
            });
          }});
-  r.add({"", "Pow", 7, kLatest, pow_kernel});
-  r.add({"", "PRelu", 7, kLatest, prelu_kernel});
+  r.add({"", "Pow", 1, kLatest, pow_kernel});
+  r.add({"", "PRelu", 1, kLatest, prelu_kernel});
   r.add({"", "And", 7, kLatest, [](KernelContext& ctx) { comparison<kBools>(ctx, [](bool a, bool b) { return a && b; }); }});
   r.add({"", "Or", 7, kLatest, [](KernelContext& ctx) { comparison<kBools>(ctx, [](bool a, bool b) { return a || b; }); }});
   r.add({"", "Xor", 7, kLatest, [](KernelContext& ctx) { comparison<kBools>(ctx, [](bool a, bool b) { return a != b; }); }});
@@ -387,14 +403,14 @@ void register_elementwise_kernels(KernelRegistry& r) {
   r.add({"", "GreaterOrEqual", 12, kLatest, [](KernelContext& ctx) { comparison<kNumbers>(ctx, [](auto a, auto b) { return a >= b; }); }});
 
   // Variadic.
-  r.add({"", "Max", 8, kLatest, [](KernelContext& ctx) {
+  r.add({"", "Max", 1, kLatest, [](KernelContext& ctx) {
            variadic(ctx, [](auto a, auto b) { return (std::isnan(static_cast<double>(a)) || a > b) ? a : b; });
          }});
-  r.add({"", "Min", 8, kLatest, [](KernelContext& ctx) {
+  r.add({"", "Min", 1, kLatest, [](KernelContext& ctx) {
            variadic(ctx, [](auto a, auto b) { return (std::isnan(static_cast<double>(a)) || a < b) ? a : b; });
          }});
-  r.add({"", "Sum", 8, kLatest, [](KernelContext& ctx) { variadic(ctx, [](auto a, auto b) { return a + b; }); }});
-  r.add({"", "Mean", 8, kLatest, [](KernelContext& ctx) {
+  r.add({"", "Sum", 1, kLatest, [](KernelContext& ctx) { variadic(ctx, [](auto a, auto b) { return a + b; }); }});
+  r.add({"", "Mean", 1, kLatest, [](KernelContext& ctx) {
            variadic(ctx, [](auto a, auto b) { return a + b; });
            Array& y = ctx.outputs()[0];
            double n = static_cast<double>(ctx.input_count());

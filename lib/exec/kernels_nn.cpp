@@ -332,9 +332,9 @@ void conv_transpose_kernel(KernelContext& ctx) {
     if (!out_shape.empty()) {
       int64_t target = out_shape[out_shape.size() - static_cast<size_t>(g.spatial) + ui];
       int64_t total = full - target;
-      if (total < 0) ctx.error("output_shape is larger than the transposed convolution can produce");
-      // Pads split as the ONNX spec says: SAME_UPPER (default) puts the extra at the end.
-      g.pad_begin[s] = auto_pad == "SAME_LOWER" ? total - total / 2 : total / 2;
+      // Pads split as the ONNX spec says: SAME_UPPER (default) puts the extra at the end. A larger
+      // output_shape than the kernel reaches (negative total) leaves zeros (plus bias) at the end.
+      g.pad_begin[s] = total < 0 ? 0 : auto_pad == "SAME_LOWER" ? total - total / 2 : total / 2;
       g.pad_end[s] = total - g.pad_begin[s];
       g.in[s] = target;
       continue;
@@ -611,7 +611,13 @@ struct ResizeSpec {
 double source_coordinate(const ResizeSpec& r, double x, double scale, int64_t in, int64_t out) {
   const std::string& m = r.coordinate;
   if (m == "asymmetric") return x / scale;
-  if (m == "align_corners") return out == 1 ? 0.0 : x * static_cast<double>(in - 1) / static_cast<double>(out - 1);
+  if (m == "align_corners") {
+    // The resized length is in * scale before flooring (it equals `out` when sizes were given).
+    double length = static_cast<double>(in) * scale;
+    (void)out;
+    return length <= 1.0 ? 0.0 : x * static_cast<double>(in - 1) / (length - 1.0);
+  }
+  if (m == "tf_half_pixel_for_nn") return (x + 0.5) / scale;
   if (m == "pytorch_half_pixel") return out > 1 ? (x + 0.5) / scale - 0.5 : 0.0;
   if (m == "half_pixel_symmetric") {
     double adj = static_cast<double>(out) / (scale * static_cast<double>(in));
@@ -783,7 +789,7 @@ void upsample_kernel(KernelContext& ctx) {
 
 void register_nn_kernels(KernelRegistry& r) {
   r.add({"", "MatMul", 1, kLatest, matmul_kernel});
-  r.add({"", "Gemm", 7, kLatest, gemm_kernel});
+  r.add({"", "Gemm", 1, kLatest, gemm_kernel});
   r.add({"", "Conv", 1, kLatest, conv_kernel});
   r.add({"", "ConvTranspose", 1, kLatest, conv_transpose_kernel});
   r.add({"", "MaxPool", 1, kLatest, [](KernelContext& ctx) { pool_kernel(ctx, true); }});

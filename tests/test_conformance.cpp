@@ -1,0 +1,129 @@
+// ONNX's own conformance cases (Debian's libonnx-testdata: data/node, data/pytorch-*, data/simple) run
+// through the reference executor. A case whose operators the executor does not claim (no kernel for the
+// op at that opset, or a kernel that refuses an attribute with "not supported: ...") is skipped; every
+// other case must match the expected outputs within rtol 1e-3, atol 1e-5 (ONNX's backend tests use
+// rtol 1e-3). Prints "N passed, N failed, N skipped (unsupported)".
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include "data/npy.h"
+#include "exec/executor.h"
+#include "helpers.h"
+
+using namespace mopt;
+using namespace mopt::test;
+
+namespace {
+
+struct CaseResult {
+  enum Kind { Passed, Failed, Skipped } kind;
+  std::string detail;
+};
+
+std::vector<fs::path> sorted_files(const fs::path& dir, const std::string& prefix) {
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    std::string name = e.path().filename().string();
+    if (name.rfind(prefix, 0) == 0 && e.path().extension() == ".pb") files.push_back(e.path());
+  }
+  std::sort(files.begin(), files.end(), [&](const fs::path& a, const fs::path& b) {
+    return std::stoi(a.stem().string().substr(prefix.size())) < std::stoi(b.stem().string().substr(prefix.size()));
+  });
+  return files;
+}
+
+std::string mismatch(const exec::Array& expected, const exec::Array& actual) {
+  if (expected.dtype() != actual.dtype()) {
+    return fmt::format("dtype {} vs expected {}", ir::dtype::name(actual.dtype()), ir::dtype::name(expected.dtype()));
+  }
+  if (expected.shape() != actual.shape()) {
+    return fmt::format("shape {} vs expected {}", exec::shape_string(actual.shape()), exec::shape_string(expected.shape()));
+  }
+  std::vector<double> e = expected.to_doubles(), a = actual.to_doubles();
+  for (size_t i = 0; i < e.size(); ++i) {
+    if (std::isnan(e[i]) && std::isnan(a[i])) continue;
+    if (e[i] == a[i]) continue;
+    double tol = 1e-5 + 1e-3 * std::abs(e[i]);
+    if (expected.dtype() == ir::dtype::kFloat16) tol = 1e-3 + 1e-3 * std::abs(e[i]);
+    if (!(std::abs(e[i] - a[i]) <= tol)) return fmt::format("element {}: {} vs expected {}", i, a[i], e[i]);
+  }
+  return "";
+}
+
+CaseResult run_case(const fs::path& dir) {
+  std::unique_ptr<ir::Model> model;
+  try {
+    model = io::load_model(dir / "model.onnx");
+  } catch (const Error& e) {
+    return {CaseResult::Skipped, std::string("load: ") + e.what()};
+  }
+  if (std::vector<std::string> ops = exec::unsupported_operators(*model); !ops.empty()) return {CaseResult::Skipped, ops[0]};
+  std::vector<std::string> inputs;
+  for (const ir::Value* v : model->graph().inputs()) {
+    if (!v->initializer()) inputs.push_back(v->name());
+  }
+  try {
+    exec::Executor executor(*model);
+    std::vector<fs::path> sets;
+    for (const auto& e : fs::directory_iterator(dir)) {
+      if (e.is_directory() && e.path().filename().string().rfind("test_data_set_", 0) == 0) sets.push_back(e.path());
+    }
+    std::sort(sets.begin(), sets.end());
+    for (const fs::path& set : sets) {
+      std::map<std::string, exec::Array> feeds;
+      std::vector<fs::path> in_files = sorted_files(set, "input_");
+      for (size_t i = 0; i < in_files.size() && i < inputs.size(); ++i) {
+        std::string name;
+        exec::Array a = data::read_tensor_pb(in_files[i].string(), &name);
+        feeds[inputs[i]] = a;
+      }
+      std::vector<exec::Array> outputs = executor.run(feeds);
+      std::vector<fs::path> out_files = sorted_files(set, "output_");
+      for (size_t i = 0; i < out_files.size() && i < outputs.size(); ++i) {
+        std::string m = mismatch(data::read_tensor_pb(out_files[i].string()), outputs[i]);
+        if (!m.empty()) return {CaseResult::Failed, fmt::format("{} output {}: {}", set.filename().string(), i, m)};
+      }
+    }
+  } catch (const Error& e) {
+    std::string what = e.what();
+    if (what.find("not supported") != std::string::npos) return {CaseResult::Skipped, what};
+    return {CaseResult::Failed, what};
+  }
+  return {CaseResult::Passed, ""};
+}
+
+}  // namespace
+
+TEST_CASE("ONNX conformance cases pass wherever the executor claims the operators") {
+  fs::path root = MOPT_ONNX_TESTDATA;
+  std::vector<fs::path> cases;
+  for (const char* suite : {"node", "pytorch-converted", "pytorch-operator", "simple"}) {
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(root / suite, ec)) {
+      if (fs::exists(e.path() / "model.onnx")) cases.push_back(e.path());
+    }
+  }
+  std::sort(cases.begin(), cases.end());
+  REQUIRE(cases.size() > 900);
+  size_t passed = 0, failed = 0, skipped = 0;
+  std::map<std::string, int> skip_reasons;
+  for (const fs::path& dir : cases) {
+    CaseResult r = run_case(dir);
+    if (r.kind == CaseResult::Passed) {
+      ++passed;
+    } else if (r.kind == CaseResult::Skipped) {
+      ++skipped;
+      if (getenv("MOPT_CONFORMANCE_VERBOSE")) fmt::print("skipped {}: {}\n", dir.filename().string(), r.detail);
+    } else {
+      ++failed;
+      FAIL_CHECK(dir.parent_path().filename().string() << "/" << dir.filename().string() << ": " << r.detail);
+    }
+  }
+  MESSAGE(passed << " passed, " << failed << " failed, " << skipped << " skipped (unsupported)");
+  fmt::print("conformance: {} passed, {} failed, {} skipped (unsupported) of {} libonnx-testdata cases\n", passed, failed,
+             skipped, cases.size());
+  CHECK(passed > 500);
+}
