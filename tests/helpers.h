@@ -4,12 +4,16 @@
 #include <onnx/defs/printer.h>
 #include <google/protobuf/util/message_differencer.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <sstream>
 #include <string>
 
+#include "data/feeds.h"
+#include "eval/accuracy.h"
+#include "exec/executor.h"
 #include "io/model_io.h"
 #include "ir/proto.h"
 #include "pass/manager.h"
@@ -29,6 +33,44 @@ inline onnx::ModelProto parse_proto(const std::string& text) {
 // Parses ONNX text and loads it through the real loader (serialized bytes -> wire reader -> IR).
 inline std::unique_ptr<ir::Model> parse_model(const std::string& text) {
   return io::load_model_from_bytes(parse_proto(text).SerializeAsString());
+}
+
+// Runs both models on seeded random inputs (shaped from `before`'s inputs) and returns "" when every
+// output agrees within max|diff| <= tolerance * max(1, max|expected|); otherwise what differs. Sets
+// *ran = false (and returns "") when the executor cannot run the model or its inputs have no shape.
+inline std::string output_difference(const ir::Model& before, const ir::Model& after, double tolerance = 1e-6,
+                                     bool* ran = nullptr, int seeds = 2) {
+  if (ran) *ran = false;
+  std::vector<data::Feeds> samples;
+  try {
+    if (!exec::unsupported_operators(before).empty()) return "";
+    for (int s = 0; s < seeds; ++s) samples.push_back(data::random_feeds(before, {}, static_cast<uint64_t>(s)));
+  } catch (const Error&) {
+    return "";
+  }
+  eval::Outputs a = eval::run_samples(before, samples, 1);
+  eval::Outputs b = eval::run_samples(after, samples, 1);
+  if (ran) *ran = true;
+  if (a.names.size() != b.names.size()) return "different number of outputs";
+  for (size_t s = 0; s < samples.size(); ++s) {
+    for (size_t o = 0; o < a.names.size(); ++o) {
+      const exec::Array& x = a.per_sample[s][o];
+      const exec::Array& y = b.per_sample[s][o];
+      if (x.dtype() != y.dtype() || x.shape() != y.shape()) return "output '" + a.names[o] + "' changed type or shape";
+      std::vector<double> xv = x.to_doubles(), yv = y.to_doubles();
+      double scale = 1, worst = 0;
+      for (double v : xv) scale = std::max(scale, std::abs(v));
+      for (size_t i = 0; i < xv.size(); ++i) {
+        if (std::isnan(xv[i]) && std::isnan(yv[i])) continue;
+        double d = std::abs(xv[i] - yv[i]);
+        if (!(d <= worst)) worst = std::isnan(d) ? INFINITY : d;
+      }
+      if (worst > tolerance * scale) {
+        return fmt::format("output '{}' differs by up to {} (tolerance {})", a.names[o], worst, tolerance * scale);
+      }
+    }
+  }
+  return "";
 }
 
 inline std::string print_graph(const ir::Model& model) {

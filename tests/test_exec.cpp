@@ -1,0 +1,301 @@
+// The reference executor, the data loaders and the accuracy comparison: the real models in
+// ../shared/models against ONNX Runtime's golden outputs and their labels, kernel edge cases in ONNX
+// text, feeds, .npy/.npz files, and the clear errors for what the executor does not support.
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "data/npy.h"
+#include "driver/optimize.h"
+#include "helpers.h"
+#include "pass/pipeline.h"
+
+using namespace mopt;
+using namespace mopt::test;
+namespace d = ir::dtype;
+
+namespace {
+
+const fs::path kModels = MOPT_SHARED_MODELS;
+
+struct RealCase {
+  const char* model;
+  const char* inputs;
+  const char* golden;
+};
+
+// Every shared model with its real inputs and ONNX Runtime 1.30's outputs for them.
+const RealCase kRealCases[] = {
+    {"trained/digits_cnn.onnx", "trained/inputs/digits_test", "trained/golden/digits_cnn"},
+    {"trained/digits_mlp.onnx", "trained/inputs/digits_test_flat", "trained/golden/digits_mlp"},
+    {"trained/digits_vit.onnx", "trained/inputs/digits_test", "trained/golden/digits_vit"},
+    {"tabular/iris_mlp.onnx", "tabular/iris_inputs", "tabular/golden/iris_mlp"},
+    {"vision/squeezenet1.1_fp32.onnx", "vision/inputs/squeezenet_fish_fp32", "vision/golden/squeezenet_fp32"},
+    {"vision/squeezenet1.1_fp32.onnx", "vision/inputs/squeezenet_kitten_224_fp32", "vision/golden/squeezenet_fp32_kitten"},
+    {"vision/mnist_winml.onnx", "vision/inputs/mnist_28", "vision/golden/mnist_winml"},
+    {"audio/silero_vad_v5_16k_op15.onnx", "audio/inputs/silero_v5_x1", "audio/golden/silero_vad_v5_16k_op15_x1"},
+    {"ocr/ppocrv4_det.onnx", "ocr/inputs/det", "ocr/golden/ppocrv4_det"},
+};
+
+// Largest |a - b| relative to max(1, max|a|).
+double scaled_max_diff(const exec::Array& expected, const exec::Array& actual) {
+  std::vector<double> e = expected.to_doubles(), a = actual.to_doubles();
+  double scale = 1, worst = 0;
+  for (double v : e) scale = std::max(scale, std::abs(v));
+  for (size_t i = 0; i < e.size(); ++i) worst = std::max(worst, std::abs(e[i] - a[i]));
+  return worst / scale;
+}
+
+std::vector<exec::Array> run_text(const std::string& text, const data::Feeds& feeds) {
+  auto model = parse_model(text);
+  exec::Executor executor(*model);
+  return executor.run(feeds);
+}
+
+template <typename T>
+exec::Array array(int32_t dtype, exec::Shape shape, std::vector<T> values) {
+  exec::Array a(dtype, shape);
+  REQUIRE(static_cast<int64_t>(values.size()) == a.numel());
+  std::memcpy(a.bytes(), values.data(), values.size() * sizeof(T));
+  return a;
+}
+
+}  // namespace
+
+TEST_CASE("executor matches ONNX Runtime's golden outputs on every shared model") {
+  // Tolerance: max|diff| <= 2e-4 * max(1, max|expected|). Measured worst: 1.6e-4 on PaddleOCR's 640x640
+  // sigmoid map (62 convolutions, different summation order), <= 5e-6 elsewhere.
+  for (const RealCase& c : kRealCases) {
+    CAPTURE(c.model);
+    CAPTURE(c.inputs);
+    auto model = io::load_model(kModels / c.model);
+    std::vector<data::Feeds> samples = data::load_samples(*model, (kModels / c.inputs).string());
+    eval::Outputs out = eval::run_samples(*model, samples);
+    size_t compared = 0;
+    for (size_t o = 0; o < out.names.size(); ++o) {
+      fs::path golden = kModels / c.golden / ("expected_" + out.names[o] + ".npy");
+      std::string safe = out.names[o];
+      std::replace(safe.begin(), safe.end(), ':', '_');
+      if (!fs::exists(golden)) golden = kModels / c.golden / ("expected_" + safe + ".npy");
+      if (!fs::exists(golden)) continue;
+      exec::Array expected = data::read_npy(golden.string());
+      REQUIRE(samples.size() == 1);
+      REQUIRE(expected.shape() == out.per_sample[0][o].shape());
+      double diff = scaled_max_diff(expected, out.per_sample[0][o]);
+      CAPTURE(out.names[o]);
+      CHECK(diff <= 2e-4);
+      ++compared;
+    }
+    CHECK(compared >= 1);
+  }
+}
+
+TEST_CASE("labelled accuracy of the trained models matches ONNX Runtime") {
+  struct Labelled {
+    const char* model;
+    const char* inputs;
+    const char* labels;
+    double accuracy;
+  };
+  const Labelled cases[] = {
+      {"trained/digits_cnn.onnx", "trained/digits_test_x.npy", "trained/digits_test_y.npy", 1.0},
+      {"trained/digits_mlp.onnx", "trained/digits_test_xflat.npy", "trained/digits_test_y.npy", 355.0 / 360},
+      {"trained/digits_vit.onnx", "trained/digits_test_x.npy", "trained/digits_test_y.npy", 351.0 / 360},
+      {"tabular/iris_mlp.onnx", "tabular/iris_inputs", "tabular/iris_labels.npy", 147.0 / 150},
+  };
+  for (const Labelled& c : cases) {
+    CAPTURE(c.model);
+    auto model = io::load_model(kModels / c.model);
+    eval::Outputs out = eval::run_samples(*model, data::load_samples(*model, (kModels / c.inputs).string()));
+    eval::LabelMetrics m = eval::label_accuracy(out, data::read_npy((kModels / c.labels).string()));
+    CHECK(m.reference_accuracy == doctest::Approx(c.accuracy));
+  }
+}
+
+TEST_CASE("cleanup passes keep every shared model's outputs on its real inputs") {
+  for (const RealCase& c : kRealCases) {
+    CAPTURE(c.model);
+    auto original = io::load_model(kModels / c.model);
+    auto model = io::load_model(kModels / c.model);
+    run(*model, "fixpoint(eliminate-identity,eliminate-dead-code),shape-inference");
+    std::vector<data::Feeds> samples = data::load_samples(*original, (kModels / c.inputs).string());
+    eval::Comparison cmp = eval::compare_outputs(eval::run_samples(*original, samples), eval::run_samples(*model, samples));
+    for (const auto& o : cmp.outputs) CHECK(o.max_abs_error == 0.0);
+  }
+}
+
+TEST_CASE("comparison metrics") {
+  eval::Outputs a, b;
+  a.names = b.names = {"logits"};
+  a.per_sample = {{array<float>(d::kFloat, {2, 3}, {1, 2, 3, 3, 2, 1})}};
+  b.per_sample = {{array<float>(d::kFloat, {2, 3}, {1, 2, 3.5f, 3, 2, 4})}};
+  eval::Comparison c = eval::compare_outputs(a, b);
+  REQUIRE(c.outputs.size() == 1);
+  const eval::OutputMetrics& m = c.outputs[0];
+  CHECK(m.max_abs_error == doctest::Approx(3.0));
+  CHECK(m.mean_abs_error == doctest::Approx(3.5 / 6));
+  CHECK(m.relative_l2 == doctest::Approx(std::sqrt(9.25 / 28)));
+  CHECK(m.cosine == doctest::Approx((1 + 4 + 10.5 + 9 + 4 + 4) / (std::sqrt(28.0) * std::sqrt(1 + 4 + 12.25 + 9 + 4 + 16))));
+  CHECK(m.snr_db == doctest::Approx(10 * std::log10(28 / 9.25)));
+  CHECK(m.classifier);
+  CHECK(m.top1_agreement == doctest::Approx(0.5));  // row 2's argmax moved from 0 to 2
+  CHECK_FALSE(m.top5_agreement.has_value());        // only 3 classes
+
+  exec::Array labels = array<int64_t>(d::kInt64, {2}, {2, 2});
+  c = eval::compare_outputs(a, b, &labels);
+  REQUIRE(c.labels);
+  CHECK(c.labels->reference_accuracy == doctest::Approx(0.5));
+  CHECK(c.labels->candidate_accuracy == doctest::Approx(1.0));
+  CHECK(c.labels->drop() == doctest::Approx(-0.5));
+
+  eval::Gates gates;
+  gates.min_cosine = 0.999;
+  gates.max_accuracy_drop = 0.0;
+  gates.max_size = 100;
+  std::vector<eval::GateResult> r = eval::check_gates(gates, &c, 150);
+  REQUIRE(r.size() == 3);
+  CHECK(r[0].gate == "max-accuracy-drop");
+  CHECK(r[0].passed);  // labelled accuracy went up
+  CHECK_FALSE(r[1].passed);
+  CHECK(r[1].message.find("below the minimum") != std::string::npos);
+  CHECK_FALSE(r[2].passed);
+  CHECK(r[2].message == "output size 150 bytes exceeds the limit of 100 bytes by 50 bytes");
+  // Without labels or classifier outputs the accuracy gate cannot pass.
+  eval::Gates only_drop;
+  only_drop.max_accuracy_drop = 1.0;
+  r = eval::check_gates(only_drop, nullptr, 0);
+  CHECK_FALSE(r[0].passed);
+  CHECK(r[0].measured == "not measurable");
+}
+
+TEST_CASE("kernels: edge cases checked by hand") {
+  SUBCASE("QuantizeLinear rounds half to even and saturates") {
+    auto out = run_text(R"(<ir_version: 8, opset_import: ["" : 13]>
+      g (float[6] x) => (uint8[6] y) {
+        s = Constant <value = float {0.5}> ()
+        z = Constant <value = uint8 {10}> ()
+        y = QuantizeLinear(x, s, z)
+      })",
+                        {{"x", array<float>(d::kFloat, {6}, {0.25f, 0.75f, -1.25f, 200.0f, -200.0f, 1.0f})}});
+    // x/s = 0.5, 1.5, -2.5, 400, -400, 2 -> round-even 0, 2, -2 -> +10 -> 10, 12, 8, 255, 0, 12
+    std::vector<int64_t> got = out[0].to_int64s();
+    CHECK(got == std::vector<int64_t>{10, 12, 8, 255, 0, 12});
+  }
+  SUBCASE("DequantizeLinear per axis") {
+    auto out = run_text(R"(<ir_version: 8, opset_import: ["" : 13]>
+      g (int8[2,2] x) => (float[2,2] y) {
+        s = Constant <value = float[2] {0.5, 2.0}> ()
+        z = Constant <value = int8[2] {1, -1}> ()
+        y = DequantizeLinear <axis = 0> (x, s, z)
+      })",
+                        {{"x", array<int8_t>(d::kInt8, {2, 2}, {3, -1, 0, 5})}});
+    CHECK(out[0].to_doubles() == std::vector<double>{1.0, -1.0, 2.0, 12.0});
+  }
+  SUBCASE("MatMul broadcasts batch dims and handles 1-D operands") {
+    auto out = run_text(R"(<ir_version: 8, opset_import: ["" : 13]>
+      g (float[2,2,3] a, float[3] v) => (float[2,2] y) { y = MatMul(a, v) })",
+                        {{"a", array<float>(d::kFloat, {2, 2, 3}, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12})},
+                         {"v", array<float>(d::kFloat, {3}, {1, 0, -1})}});
+    CHECK(out[0].shape() == exec::Shape{2, 2});
+    CHECK(out[0].to_doubles() == std::vector<double>{-2, -2, -2, -2});
+  }
+  SUBCASE("float16 arithmetic runs through float32 and returns float16") {
+    auto out = run_text(R"(<ir_version: 8, opset_import: ["" : 13]>
+      g (float16[3] x) => (float16[3] y) { y = Add(x, x) })",
+                        {{"x", data::read_npy(fs::path(MOPT_SOURCE_DIR) / "testdata/data/x_f16.npy")}});
+    CHECK(out[0].dtype() == d::kFloat16);
+    std::vector<double> v = out[0].to_doubles();
+    CHECK(v[0] == 1.0);
+    CHECK(v[1] == -4.0);
+    CHECK(std::isinf(v[2]));  // 2 * 65504 overflows float16
+  }
+  SUBCASE("Softmax before opset 13 flattens at the axis") {
+    auto out = run_text(R"(<ir_version: 7, opset_import: ["" : 11]>
+      g (float[1,2,2] x) => (float[1,2,2] y) { y = Softmax <axis = 1> (x) })",
+                        {{"x", array<float>(d::kFloat, {1, 2, 2}, {0, 0, 0, 0})}});
+    for (double v : out[0].to_doubles()) CHECK(v == doctest::Approx(0.25));
+  }
+}
+
+TEST_CASE("unsupported operators and types are refused up front, naming op, domain and opset") {
+  auto model = parse_model(R"(<ir_version: 8, opset_import: ["" : 13, "com.example" : 1]>
+    g (float[2] x) => (float[2] y) { t = Relu(x)  y = com.example.Fancy(t) })");
+  std::string message = error_of([&] { exec::Executor executor(*model); });
+  CHECK(message.find("not supported: operator Fancy (domain com.example, opset 1)") != std::string::npos);
+
+  auto old = parse_model(R"(<ir_version: 8, opset_import: ["" : 9]>
+    g (float[2] x) => (float[2] y) { y = LayerNormalization(x) })");
+  message = error_of([&] { exec::Executor executor(*old); });
+  CHECK(message.find("LayerNormalization (domain ai.onnx) at opset 9; implemented for opsets 17-") != std::string::npos);
+
+  auto relu = parse_model(R"(<ir_version: 8, opset_import: ["" : 13]>
+    g (float[2] x) => (float[2] y) { y = Relu(x) })");
+  exec::Executor executor(*relu);
+  CHECK(error_of([&] { executor.run({}); }) == "no data for model input 'x'");
+  CHECK(error_of([&] { executor.run({{"x", exec::Array(d::kInt64, {2})}}); }) == "input 'x' expects float data, got int64");
+  CHECK(error_of([&] { executor.run({{"x", exec::Array(d::kFloat, {3})}}); }) == "input 'x' expects shape [2], got [3]");
+  CHECK(error_of([&] { executor.run({{"x", exec::Array(d::kFloat, {2})}, {"z", exec::Array(d::kFloat, {2})}}); }) ==
+        "data given for 'z', which is not an input of the model");
+}
+
+TEST_CASE("random feeds are seeded, shaped from the model and never all-zero integers") {
+  auto model = parse_model(R"(<ir_version: 8, opset_import: ["" : 13]>
+    g (float[batch,3] x, int64[batch] ids) => (float[batch,3] y) { y = Identity(x) })");
+  data::ShapeOverrides o;
+  o.add_dim("batch=5");
+  data::Feeds a = data::random_feeds(*model, o, 7), b = data::random_feeds(*model, o, 7), c = data::random_feeds(*model, o, 8);
+  CHECK(a.at("x").shape() == exec::Shape{5, 3});
+  CHECK(a.at("x").to_doubles() == b.at("x").to_doubles());
+  CHECK(a.at("x").to_doubles() != c.at("x").to_doubles());
+  std::vector<int64_t> ids = a.at("ids").to_int64s();
+  CHECK(std::any_of(ids.begin(), ids.end(), [](int64_t v) { return v != 0; }));
+  for (double v : a.at("x").to_doubles()) CHECK((v >= -1.0 && v < 1.0));
+  data::ShapeOverrides shaped;
+  shaped.add_shape("x=2,3");
+  shaped.add_shape("ids=2");
+  CHECK(data::random_feeds(*model, shaped, 0).at("x").shape() == exec::Shape{2, 3});
+  CHECK(error_of([&] { shaped.add_shape("x=2,a"); }) == "--shape: 'a' is not a dimension in 'x=2,a'");
+  CHECK(error_of([&] { shaped.add_dim("batch"); }) == "--dim expects NAME=VALUE, got 'batch'");
+  data::ShapeOverrides wrong;
+  wrong.add_shape("x=2,4");
+  CHECK(error_of([&] { data::random_feeds(*model, wrong, 0); }) == "--shape x: dim 1 is fixed at 3 in the model");
+}
+
+TEST_CASE("data files: .npy round trip, stored and deflated .npz, folders and batch splitting") {
+  TempDir dir;
+  exec::Array a = array<float>(d::kFloat, {2, 3}, {1, 2, 3, 4, 5, 6});
+  data::write_npy((dir.path() / "a.npy").string(), a);
+  exec::Array back = data::read_npy((dir.path() / "a.npy").string());
+  CHECK(back.shape() == a.shape());
+  CHECK(back.to_doubles() == a.to_doubles());
+  exec::Array scalar = data::parse_npy(data::encode_npy(exec::Array::scalar<int64_t>(d::kInt64, 42)), "scalar");
+  CHECK(scalar.rank() == 0);
+  CHECK(scalar.to_int64s() == std::vector<int64_t>{42});
+
+  for (const char* name : {"stored.npz", "deflated.npz"}) {
+    CAPTURE(name);
+    auto arrays = data::read_npz((fs::path(MOPT_SOURCE_DIR) / "testdata/data" / name).string());
+    REQUIRE(arrays.size() == 2);
+    CHECK(arrays.at("x").shape() == exec::Shape{2, 3, 4});
+    CHECK(arrays.at("x").to_doubles()[23] == 23.0);
+    CHECK(arrays.at("y").to_int64s() == std::vector<int64_t>{1, -2, 3, 4});
+  }
+
+  // A model with batch fixed at 1: a stacked [3, 2] array becomes three samples.
+  auto model = parse_model(R"(<ir_version: 8, opset_import: ["" : 13]>
+    g (float[1,2] x) => (float[1,2] y) { y = Identity(x) })");
+  data::write_npy((dir.path() / "x.npy").string(), array<float>(d::kFloat, {3, 2}, {1, 2, 3, 4, 5, 6}));
+  std::vector<data::Feeds> samples = data::load_samples(*model, dir.path().string());
+  REQUIRE(samples.size() == 3);
+  CHECK(samples[2].at("x").to_doubles() == std::vector<double>{5, 6});
+  // Sample subfolders.
+  TempDir nested;
+  for (int i = 0; i < 2; ++i) {
+    fs::create_directories(nested.path() / fmt::format("test_data_set_{}", i));
+    data::write_npy((nested.path() / fmt::format("test_data_set_{}", i) / "x.npy").string(), array<float>(d::kFloat, {1, 2}, {1, 2}));
+  }
+  CHECK(data::load_samples(*model, nested.path().string()).size() == 2);
+  CHECK(error_of([&] { data::load_samples(*model, (dir.path() / "missing").string()); }).find("does not exist") != std::string::npos);
+  write_file(dir.path() / "bad.npy", "not numpy");
+  CHECK(error_of([&] { data::read_npy((dir.path() / "bad.npy").string()); }) == (dir.path() / "bad.npy").string() + ": not a .npy file");
+}
