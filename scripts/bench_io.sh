@@ -35,8 +35,8 @@ measure() {
 
 read -r cp_s cp_kib < <(measure cp "$model" "$WORK/copy.onnx")
 # Interleave nothing else between runs of one command; the ratio is what matters on a noisy machine.
-read -r rt_s rt_kib < <(measure "$MOPT" optimize "$model" -o "$WORK/out.onnx" -q --no-compressed-size --passes eliminate-dead-code)
-read -r ext_s ext_kib < <(measure "$MOPT" optimize "$model" -o "$WORK/ext.onnx" -q --no-compressed-size --passes eliminate-dead-code --external-data 1K)
+read -r rt_s rt_kib < <(measure "$MOPT" optimize "$model" -o "$WORK/out.onnx" -q --no-compressed-size --accuracy off --passes eliminate-dead-code)
+read -r ext_s ext_kib < <(measure "$MOPT" optimize "$model" -o "$WORK/ext.onnx" -q --no-compressed-size --accuracy off --passes eliminate-dead-code --external-data 1K)
 read -r in_s in_kib < <(measure "$MOPT" inspect "$model")
 cmp -s "$model" "$WORK/out.onnx" && identical=yes || identical=no
 

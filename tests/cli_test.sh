@@ -92,5 +92,31 @@ cp "$T/work/model.onnx" "$T/work/inplace.onnx"
 expect 0 "wrote" -- "$MOPT" optimize "$T/work/inplace.onnx" --in-place
 cmp -s "$T/work/inplace.onnx" "$T/work/model.opt.onnx" || fail "--in-place result differs"
 
+# --- accuracy in the report, run, compare, bench, gates (exit 3)
+grep -q '"cosine_similarity": 1' "$T/work/model.opt.onnx.report.json" || fail "report lacks the accuracy section"
+grep -q '"top1_agreement": 1' "$T/work/model.opt.onnx.report.json" || fail "report lacks top-1 agreement"
+expect 0 "wrote" -- "$MOPT" optimize "$T/work/model.onnx" -o "$T/work/noacc.onnx" --accuracy off
+grep -q '"accuracy_skipped": "disabled' "$T/work/noacc.onnx.report.json" || fail "--accuracy off not reported"
+expect 2 "accuracy gates need" -- "$MOPT" optimize "$T/work/model.onnx" -o "$T/work/x.onnx" --accuracy off --min-cosine 0.9
+expect 0 "softmaxout_1 +float\[1,1000,1,1\]" -- "$MOPT" run "$T/work/model.onnx"
+expect 0 "outputs saved" -- "$MOPT" run "$T/work/model.onnx" --save-outputs "$T/outs"
+[ -f "$T/outs/softmaxout_1.npy" ] || fail "run --save-outputs wrote no .npy"
+expect 0 "cosine 1.000000" -- "$MOPT" compare "$T/work/model.onnx" "$T/work/model.opt.onnx" --samples 2
+expect 0 '"gate": "min-cosine"' -- "$MOPT" compare "$T/work/model.onnx" "$T/work/model.opt.onnx" --samples 1 --min-cosine 0.999 --json
+expect 3 "gate max-size failed: output size [0-9]+ bytes exceeds the limit of 1024 bytes" -- \
+  "$MOPT" compare "$T/work/model.onnx" "$T/work/model.opt.onnx" --samples 1 --max-size 1K
+expect 3 "gate max-size failed" -- "$MOPT" optimize "$T/work/model.onnx" -o "$T/work/gated.onnx" --max-size 1K
+[ -f "$T/work/gated.onnx" ] && grep -q '"passed": false' "$T/work/gated.onnx.report.json" || fail "a failed gate must still write the model and say so in the report"
+expect 0 "p50" -- "$MOPT" bench "$T/work/model.onnx" --runs 2 --warmup 1 --threads 1
+expect 1 "data path .*nowhere does not exist" -- "$MOPT" run "$T/work/model.onnx" --data "$T/nowhere"
+expect 2 "--shape expects NAME=VALUE" -- "$MOPT" run "$T/work/model.onnx" --shape data_0
+# Labelled accuracy on the real digits model (../shared/models), when present.
+M="$SRC/../shared/models/trained"
+if [ -f "$M/digits_cnn.onnx" ]; then
+  expect 0 "original 100.00%  optimized 100.00%" -- "$MOPT" compare "$M/digits_cnn.onnx" "$M/digits_cnn.onnx" \
+    --data "$M/digits_test_x.npy" --labels "$M/digits_test_y.npy" --max-accuracy-drop 0
+  expect 0 "accuracy on 360 labels .*98.61%" -- "$MOPT" run "$M/digits_mlp.onnx" --data "$M/digits_test_xflat.npy" --labels "$M/digits_test_y.npy"
+fi
+
 if [ "$failures" -gt 0 ]; then echo "$failures CLI check(s) failed"; exit 1; fi
 echo "all CLI checks passed"

@@ -30,7 +30,11 @@ size_t element_size(int32_t dtype) {
   }
 }
 
-Array::Array(int32_t dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape)), numel_(exec::numel(shape_)) {
+Array::Array(int32_t dtype, Shape shape) : Array(dtype, std::move(shape), true) {}
+
+Array Array::uninitialized(int32_t dtype, Shape shape) { return Array(dtype, std::move(shape), false); }
+
+Array::Array(int32_t dtype, Shape shape, bool zero) : dtype_(dtype), shape_(std::move(shape)), numel_(exec::numel(shape_)) {
   size_t size = element_size(dtype);
   if (size == 0) fail("not supported: {} tensors in the executor", ir::dtype::name(dtype));
   for (int64_t d : shape_) {
@@ -41,7 +45,7 @@ Array::Array(int32_t dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape
   size_t rounded = (bytes + 63) / 64 * 64;
   void* p = std::aligned_alloc(64, rounded);
   if (!p) fail("out of memory allocating a {} tensor of shape {}", ir::dtype::name(dtype), shape_string(shape_));
-  std::memset(p, 0, rounded);
+  if (zero) std::memset(p, 0, rounded);
   owner_ = std::shared_ptr<void>(p, std::free);
   data_ = static_cast<std::byte*>(p);
 }

@@ -24,6 +24,8 @@ class Array {
   Array() = default;
   // A new zero-filled array.
   Array(int32_t dtype, Shape shape);
+  // A new array whose contents are unspecified, for kernels that write every element.
+  static Array uninitialized(int32_t dtype, Shape shape);
   // An array over the bytes of an IR tensor: borrowed when aligned, copied otherwise.
   static Array from_tensor(const ir::Tensor& tensor);
   template <typename T>
@@ -72,6 +74,7 @@ class Array {
   int64_t numel_ = 0;
   std::shared_ptr<const void> owner_;
   std::byte* data_ = nullptr;
+  Array(int32_t dtype, Shape shape, bool zero);
 };
 
 // IEEE half <-> float.

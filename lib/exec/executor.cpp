@@ -6,11 +6,14 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <set>
 #include <thread>
 #include <unordered_set>
 
 #include "exec/kernel.h"
+#include "exec/parallel.h"
 #include "util/error.h"
 
 namespace mopt::exec {
@@ -29,9 +32,13 @@ int64_t node_opset(const ir::Model& model, const ir::Node& node) {
   return v == 0 && node.is_default_domain() ? 1 : v;
 }
 
+static std::atomic<int> g_threads{1};
+int thread_count() { return g_threads.load(std::memory_order_relaxed); }
+
 void set_thread_count(int threads) {
   int n = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  openblas_set_num_threads(n);
+  openblas_set_num_threads(1);  // GEMMs are split over the executor's threads instead (gemm.h)
+  g_threads.store(n, std::memory_order_relaxed);
 }
 
 namespace {
@@ -148,7 +155,14 @@ std::vector<Array> GraphRunner::run_graph(const ir::Graph& graph, const std::vec
     KernelContext ctx(node, plan.opsets[i], std::move(in), *this);
     ctx.set_scope(&env);
     try {
-      def.fn(ctx);
+      if (options_.profile && node.subgraphs().empty()) {
+        auto t0 = std::chrono::steady_clock::now();
+        def.fn(ctx);
+        profile_.seconds[node.op_type()] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        ++profile_.calls[node.op_type()];
+      } else {
+        def.fn(ctx);
+      }
     } catch (const Error& e) {
       throw Error(fmt::format("{}: {}", describe(node), e.what()), e.kind());
     }

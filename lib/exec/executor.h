@@ -18,6 +18,13 @@ namespace mopt::exec {
 
 struct ExecutorOptions {
   int threads = 0;  // threads for the linear-algebra library; 0 = all cores
+  bool profile = false;  // accumulate time per operator type (Executor::profile())
+};
+
+// Time spent per operator type, summed over runs.
+struct OpProfile {
+  std::map<std::string, double> seconds;
+  std::map<std::string, int64_t> calls;
 };
 
 // Values visible while running one graph: its own, then those of enclosing graphs.
@@ -34,9 +41,11 @@ class GraphRunner {
   // Runs `graph` with `inputs` bound to its inputs in order; `outer` resolves captured values.
   std::vector<Array> run_graph(const ir::Graph& graph, const std::vector<Array>& inputs, const Env* outer);
   const ir::Model& model() const { return model_; }
+  const OpProfile& profile() const { return profile_; }
 
  private:
   struct Plan;
+  OpProfile profile_;
   const Plan& plan_for(const ir::Graph& graph);
   const ir::Model& model_;
   ExecutorOptions options_;
@@ -52,6 +61,7 @@ class Executor {
   // Returns the graph outputs in order.
   std::vector<Array> run(const std::map<std::string, Array>& feeds);
   const ir::Model& model() const { return model_; }
+  const OpProfile& profile() const { return runner_.profile(); }
 
  private:
   const ir::Model& model_;

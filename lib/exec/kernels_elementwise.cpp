@@ -8,6 +8,7 @@
 #include "exec/broadcast.h"
 #include "exec/dispatch.h"
 #include "exec/kernel.h"
+#include "exec/parallel.h"
 
 namespace mopt::exec {
 namespace {
@@ -23,10 +24,12 @@ void unary(KernelContext& ctx, F f) {
     if constexpr (std::is_same_v<T, half>) {
       return;
     } else {
-      Array y(x.dtype(), x.shape());
+      Array y = Array::uninitialized(x.dtype(), x.shape());
       const T* in = x.data<T>();
       T* out = y.data<T>();
-      for (int64_t i = 0; i < x.numel(); ++i) out[i] = static_cast<T>(f(in[i]));
+      parallel_for(x.numel(), 8, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) out[i] = static_cast<T>(f(in[i]));
+      });
       ctx.set_output(0, std::move(y));
     }
   });
@@ -53,10 +56,23 @@ void add_unary_float(KernelRegistry& r, const char* op, int64_t since, auto f) {
 template <typename T, typename R, typename F>
 Array broadcast_binary(KernelContext& ctx, const Array& a, const Array& b, int32_t out_dtype, F f) {
   Shape shape = broadcast_shapes(ctx, {&a.shape(), &b.shape()});
-  Array y(out_dtype, shape);
+  Array y = Array::uninitialized(out_dtype, shape);
   const T* pa = a.data<T>();
   const T* pb = b.data<T>();
   R* py = y.data<R>();
+  if (a.shape() == b.shape()) {  // the common same-shape case: one flat, parallel loop
+    parallel_for(y.numel(), 2, [&](int64_t begin, int64_t end) {
+      for (int64_t j = begin; j < end; ++j) py[j] = static_cast<R>(f(pa[j], pb[j]));
+    });
+    return y;
+  }
+  if (b.numel() == 1) {
+    const T vb = pb[0];
+    parallel_for(y.numel(), 2, [&](int64_t begin, int64_t end) {
+      for (int64_t j = begin; j < end; ++j) py[j] = static_cast<R>(f(pa[j], vb));
+    });
+    return y;
+  }
   for_each_broadcast_row<2>(shape, {&a.shape(), &b.shape()},
                             [&](int64_t o, int64_t n, const std::array<int64_t, 2>& off, const std::array<int64_t, 2>& st) {
                               const T* xa = pa + off[0];

@@ -5,11 +5,13 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 
 #include "exec/broadcast.h"
 #include "exec/dispatch.h"
 #include "exec/gemm.h"
 #include "exec/kernel.h"
+#include "exec/parallel.h"
 
 namespace mopt::exec {
 namespace {
@@ -151,15 +153,43 @@ Shape output_shape(int64_t n, int64_t c, const Geometry& g) {
   return s;
 }
 
+// For each output position along one slot: the kernel taps [begin, end) that land inside the input.
+struct TapRange {
+  std::vector<int64_t> begin, end, padded;  // padded: taps inside input + padding (AveragePool divisor)
+};
+
+TapRange tap_range(const Geometry& g, int slot) {
+  TapRange r;
+  for (int64_t o = 0; o < g.out[slot]; ++o) {
+    int64_t start = o * g.stride[slot] - g.pad_begin[slot];
+    int64_t b = 0, e = 0, p = 0;
+    bool found = false;
+    for (int64_t k = 0; k < g.kernel[slot]; ++k) {
+      int64_t i = start + k * g.dilation[slot];
+      if (i >= -g.pad_begin[slot] && i < g.in[slot] + g.pad_end[slot]) ++p;
+      if (i < 0 || i >= g.in[slot]) continue;
+      if (!found) b = k;
+      found = true;
+      e = k + 1;
+    }
+    r.begin.push_back(b);
+    r.end.push_back(found ? e : b);
+    r.padded.push_back(p);
+  }
+  return r;
+}
+
+// Rows of `col` are `ld` elements apart (ld = out_size for one image; wider when images share a GEMM).
 template <typename T>
-void im2col(const T* x, int64_t channels, const Geometry& g, T* col) {
+void im2col(const T* x, int64_t channels, const Geometry& g, T* col, int64_t ld = 0) {
   const int64_t out_size = g.out_size();
+  if (ld == 0) ld = out_size;
   for (int64_t c = 0; c < channels; ++c) {
     const T* src = x + c * g.in_size();
     for (int64_t k0 = 0; k0 < g.kernel[0]; ++k0) {
       for (int64_t k1 = 0; k1 < g.kernel[1]; ++k1) {
         for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2) {
-          T* dst = col + (((c * g.kernel[0] + k0) * g.kernel[1] + k1) * g.kernel[2] + k2) * out_size;
+          T* dst = col + (((c * g.kernel[0] + k0) * g.kernel[1] + k1) * g.kernel[2] + k2) * ld;
           for (int64_t o0 = 0; o0 < g.out[0]; ++o0) {
             int64_t i0 = o0 * g.stride[0] - g.pad_begin[0] + k0 * g.dilation[0];
             for (int64_t o1 = 0; o1 < g.out[1]; ++o1) {
@@ -224,37 +254,37 @@ std::vector<int64_t> kernel_shape_of(KernelContext& ctx, const Array& w) {
 }
 
 // Direct depthwise convolution (one filter per channel), much faster than per-channel tiny GEMMs.
+// Taps outside the input are skipped through precomputed ranges, so the inner loop has no branches.
 template <typename T>
-void depthwise(const T* x, const T* w, const T* bias, int64_t channels, const Geometry& g, T* y) {
+void depthwise(const T* x, const T* w, const T* bias, int64_t planes, int64_t channels, const Geometry& g, T* y) {
   const int64_t ks = g.kernel_size();
-  for (int64_t c = 0; c < channels; ++c) {
-    const T* src = x + c * g.in_size();
-    const T* f = w + c * ks;
-    T* dst = y + c * g.out_size();
-    T b = bias ? bias[c] : T(0);
-    for (int64_t o0 = 0; o0 < g.out[0]; ++o0) {
-      for (int64_t o1 = 0; o1 < g.out[1]; ++o1) {
-        for (int64_t o2 = 0; o2 < g.out[2]; ++o2) {
-          T sum = b;
-          for (int64_t k0 = 0; k0 < g.kernel[0]; ++k0) {
-            int64_t i0 = o0 * g.stride[0] - g.pad_begin[0] + k0 * g.dilation[0];
-            if (i0 < 0 || i0 >= g.in[0]) continue;
-            for (int64_t k1 = 0; k1 < g.kernel[1]; ++k1) {
-              int64_t i1 = o1 * g.stride[1] - g.pad_begin[1] + k1 * g.dilation[1];
-              if (i1 < 0 || i1 >= g.in[1]) continue;
-              const T* row = src + (i0 * g.in[1] + i1) * g.in[2];
-              const T* frow = f + (k0 * g.kernel[1] + k1) * g.kernel[2];
-              for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2) {
-                int64_t i2 = o2 * g.stride[2] - g.pad_begin[2] + k2 * g.dilation[2];
-                if (i2 >= 0 && i2 < g.in[2]) sum += row[i2] * frow[k2];
+  const TapRange r0 = tap_range(g, 0), r1 = tap_range(g, 1), r2 = tap_range(g, 2);
+  parallel_for(planes, g.out_size() * ks, [&](int64_t begin, int64_t end) {
+    for (int64_t plane = begin; plane < end; ++plane) {
+      int64_t c = plane % channels;
+      const T* src = x + plane * g.in_size();
+      const T* f = w + c * ks;
+      T* dst = y + plane * g.out_size();
+      T b = bias ? bias[c] : T(0);
+      for (int64_t o0 = 0; o0 < g.out[0]; ++o0) {
+        for (int64_t o1 = 0; o1 < g.out[1]; ++o1) {
+          for (int64_t o2 = 0; o2 < g.out[2]; ++o2) {
+            T sum = b;
+            for (int64_t k0 = r0.begin[o0]; k0 < r0.end[o0]; ++k0) {
+              int64_t i0 = o0 * g.stride[0] - g.pad_begin[0] + k0 * g.dilation[0];
+              for (int64_t k1 = r1.begin[o1]; k1 < r1.end[o1]; ++k1) {
+                int64_t i1 = o1 * g.stride[1] - g.pad_begin[1] + k1 * g.dilation[1];
+                const T* row = src + (i0 * g.in[1] + i1) * g.in[2] + o2 * g.stride[2] - g.pad_begin[2];
+                const T* frow = f + (k0 * g.kernel[1] + k1) * g.kernel[2];
+                for (int64_t k2 = r2.begin[o2]; k2 < r2.end[o2]; ++k2) sum += row[k2 * g.dilation[2]] * frow[k2];
               }
             }
+            dst[(o0 * g.out[1] + o1) * g.out[2] + o2] = sum;
           }
-          dst[(o0 * g.out[1] + o1) * g.out[2] + o2] = sum;
         }
       }
     }
-  }
+  });
 }
 
 }  // namespace
@@ -267,29 +297,52 @@ Array conv_forward(KernelContext& ctx, const Array& x, const Array& w, const Arr
     ctx.error(fmt::format("input channels {} and weight shape {} do not match group={}", c, shape_string(w.shape()), group));
   }
   Geometry g = forward_geometry(ctx, x.shape(), kernel_shape_of(ctx, w), false);
-  Array y(x.dtype(), output_shape(n, m, g));
+  Array y = Array::uninitialized(x.dtype(), output_shape(n, m, g));
   visit<kFloats>(x.dtype(), "Conv", [&]<typename T>(T) {
     const int64_t cg = c / group, mg = m / group, ks = g.kernel_size(), out_size = g.out_size();
     const T* b = bias ? bias->data<T>() : nullptr;
     if (group == c && m == c && cg == 1) {
-      for (int64_t i = 0; i < n; ++i) {
-        depthwise<T>(x.data<T>() + i * c * g.in_size(), w.data<T>(), b, c, g, y.data<T>() + i * m * out_size);
+      depthwise<T>(x.data<T>(), w.data<T>(), b, n * c, c, g, y.data<T>());
+      return;
+    }
+    if (group == 1 && n > 1 && out_size < 4096) {
+      // Small images in a batch: one GEMM over a chunk of images instead of one small GEMM per image.
+      const int64_t per_image = c * ks * out_size;
+      const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(n, (int64_t{8} << 20) / std::max<int64_t>(per_image, 1)));
+      std::unique_ptr<T[]> cols(new T[static_cast<size_t>(chunk * per_image)]), wide(new T[static_cast<size_t>(chunk * m * out_size)]);
+      for (int64_t first = 0; first < n; first += chunk) {
+        int64_t count = std::min(chunk, n - first), width = count * out_size;
+        // cols: [c*ks, count*out_size], image j in columns [j*out_size, (j+1)*out_size).
+        parallel_for(count, per_image, [&](int64_t jb, int64_t je) {
+          for (int64_t j = jb; j < je; ++j) {
+            im2col<T>(x.data<T>() + (first + j) * c * g.in_size(), c, g, cols.get() + j * out_size, width);
+          }
+        });
+        gemm<T>(false, false, m, width, c * ks, T(1), w.data<T>(), c * ks, cols.get(), width, T(0), wide.get(), width);
+        for (int64_t j = 0; j < count; ++j) {
+          for (int64_t o = 0; o < m; ++o) {
+            T* dst = y.data<T>() + ((first + j) * m + o) * out_size;
+            const T* src = wide.get() + o * width + j * out_size;
+            T bo = b ? b[o] : T(0);
+            for (int64_t e = 0; e < out_size; ++e) dst[e] = src[e] + bo;
+          }
+        }
       }
       return;
     }
     bool pointwise = ks == 1;
     for (int i = 0; i < 3; ++i) pointwise = pointwise && g.stride[i] == 1 && g.pad_begin[i] == 0 && g.pad_end[i] == 0;
-    std::vector<T> col(pointwise ? 0 : static_cast<size_t>(cg * ks * out_size));
+    std::unique_ptr<T[]> col(pointwise ? nullptr : new T[static_cast<size_t>(cg * ks * out_size)]);
     for (int64_t i = 0; i < n; ++i) {
       for (int64_t grp = 0; grp < group; ++grp) {
         const T* src = x.data<T>() + (i * c + grp * cg) * g.in_size();
-        if (!pointwise) im2col<T>(src, cg, g, col.data());
+        if (!pointwise) im2col<T>(src, cg, g, col.get());
         T* dst = y.data<T>() + (i * m + grp * mg) * out_size;
         if (b) {
           for (int64_t o = 0; o < mg; ++o) std::fill(dst + o * out_size, dst + (o + 1) * out_size, b[grp * mg + o]);
         }
         gemm<T>(false, false, mg, out_size, cg * ks, T(1), w.data<T>() + grp * mg * cg * ks, cg * ks,
-                pointwise ? src : col.data(), out_size, b ? T(1) : T(0), dst, out_size);
+                pointwise ? src : col.get(), out_size, b ? T(1) : T(0), dst, out_size);
       }
     }
   });
@@ -385,61 +438,63 @@ void pool_kernel(KernelContext& ctx, bool max) {
   bool include_pad = ctx.attr_int("count_include_pad", 0) != 0;
   bool column_major = ctx.attr_int("storage_order", 0) != 0;
   int64_t n = x.dim(0), c = x.dim(1);
-  Array y(x.dtype(), output_shape(n, c, g));
+  Array y = Array::uninitialized(x.dtype(), output_shape(n, c, g));
   Array indices;
   bool want_indices = max && ctx.wants_output(1);
   if (want_indices) indices = Array(d::kInt64, y.shape());
+  const TapRange r0 = tap_range(g, 0), r1 = tap_range(g, 1), r2 = tap_range(g, 2);
   visit<kFloats | kInts>(x.dtype(), max ? "MaxPool" : "AveragePool", [&]<typename T>(T) {
-    for (int64_t plane = 0; plane < n * c; ++plane) {
-      const T* src = x.data<T>() + plane * g.in_size();
-      T* dst = y.data<T>() + plane * g.out_size();
-      for (int64_t o0 = 0; o0 < g.out[0]; ++o0) {
-        for (int64_t o1 = 0; o1 < g.out[1]; ++o1) {
-          for (int64_t o2 = 0; o2 < g.out[2]; ++o2) {
-            double sum = 0;
-            T best = std::numeric_limits<T>::lowest();
-            if constexpr (std::is_floating_point_v<T>) best = -std::numeric_limits<T>::infinity();
-            int64_t best_at = -1, count = 0, padded_count = 0;
-            for (int64_t k0 = 0; k0 < g.kernel[0]; ++k0) {
-              int64_t i0 = o0 * g.stride[0] - g.pad_begin[0] + k0 * g.dilation[0];
-              for (int64_t k1 = 0; k1 < g.kernel[1]; ++k1) {
-                int64_t i1 = o1 * g.stride[1] - g.pad_begin[1] + k1 * g.dilation[1];
-                for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2) {
-                  int64_t i2 = o2 * g.stride[2] - g.pad_begin[2] + k2 * g.dilation[2];
-                  bool in_padded = i0 >= -g.pad_begin[0] && i0 < g.in[0] + g.pad_end[0] && i1 >= -g.pad_begin[1] &&
-                                   i1 < g.in[1] + g.pad_end[1] && i2 >= -g.pad_begin[2] && i2 < g.in[2] + g.pad_end[2];
-                  if (in_padded) ++padded_count;
-                  if (i0 < 0 || i0 >= g.in[0] || i1 < 0 || i1 >= g.in[1] || i2 < 0 || i2 >= g.in[2]) continue;
-                  int64_t at = (i0 * g.in[1] + i1) * g.in[2] + i2;
-                  T v = src[at];
-                  ++count;
-                  sum += static_cast<double>(v);
-                  if (v > best || best_at < 0) {
-                    best = v;
-                    best_at = at;
+    parallel_for(n * c, g.out_size() * g.kernel_size(), [&](int64_t first, int64_t last) {
+      for (int64_t plane = first; plane < last; ++plane) {
+        const T* src = x.data<T>() + plane * g.in_size();
+        T* dst = y.data<T>() + plane * g.out_size();
+        for (int64_t o0 = 0; o0 < g.out[0]; ++o0) {
+          for (int64_t o1 = 0; o1 < g.out[1]; ++o1) {
+            for (int64_t o2 = 0; o2 < g.out[2]; ++o2) {
+              double sum = 0;
+              T best = std::numeric_limits<T>::lowest();
+              if constexpr (std::is_floating_point_v<T>) best = -std::numeric_limits<T>::infinity();
+              int64_t best_at = -1;
+              for (int64_t k0 = r0.begin[o0]; k0 < r0.end[o0]; ++k0) {
+                int64_t i0 = o0 * g.stride[0] - g.pad_begin[0] + k0 * g.dilation[0];
+                for (int64_t k1 = r1.begin[o1]; k1 < r1.end[o1]; ++k1) {
+                  int64_t i1 = o1 * g.stride[1] - g.pad_begin[1] + k1 * g.dilation[1];
+                  int64_t row = (i0 * g.in[1] + i1) * g.in[2] + o2 * g.stride[2] - g.pad_begin[2];
+                  for (int64_t k2 = r2.begin[o2]; k2 < r2.end[o2]; ++k2) {
+                    int64_t at = row + k2 * g.dilation[2];
+                    T v = src[at];
+                    if (max) {
+                      if (v > best || best_at < 0) {
+                        best = v;
+                        best_at = at;
+                      }
+                    } else {
+                      sum += static_cast<double>(v);
+                    }
                   }
                 }
               }
-            }
-            int64_t o = (o0 * g.out[1] + o1) * g.out[2] + o2;
-            if (max) {
-              dst[o] = best;
-              if (want_indices) {
-                int64_t flat = best_at;
-                if (column_major && best_at >= 0) {
-                  int64_t h = best_at / g.in[2], w = best_at % g.in[2];  // 2-D: index as if stored column-major
-                  flat = w * g.in[1] + h;
+              int64_t o = (o0 * g.out[1] + o1) * g.out[2] + o2;
+              if (max) {
+                dst[o] = best;
+                if (want_indices) {
+                  int64_t flat = best_at;
+                  if (column_major && best_at >= 0) {
+                    int64_t h = best_at / g.in[2], w = best_at % g.in[2];  // 2-D: index as if stored column-major
+                    flat = w * g.in[1] + h;
+                  }
+                  indices.data<int64_t>()[plane * g.out_size() + o] = plane * g.in_size() + flat;
                 }
-                indices.data<int64_t>()[plane * g.out_size() + o] = plane * g.in_size() + flat;
+              } else {
+                int64_t count = (r0.end[o0] - r0.begin[o0]) * (r1.end[o1] - r1.begin[o1]) * (r2.end[o2] - r2.begin[o2]);
+                int64_t divisor = include_pad ? r0.padded[o0] * r1.padded[o1] * r2.padded[o2] : count;
+                dst[o] = static_cast<T>(divisor ? sum / static_cast<double>(divisor) : 0.0);
               }
-            } else {
-              int64_t divisor = include_pad ? padded_count : count;
-              dst[o] = static_cast<T>(divisor ? sum / static_cast<double>(divisor) : 0.0);
             }
           }
         }
       }
-    }
+    });
   });
   ctx.set_output(0, std::move(y));
   if (want_indices) ctx.set_output(1, std::move(indices));
@@ -686,14 +741,40 @@ void resize_apply(KernelContext& ctx, const Array& x, const ResizeSpec& r) {
       }
     }
   }
+  if (r.mode == "nearest" && rank > 0 && y.numel() > 0) {
+    // One tap per dimension: gather with per-dimension source offsets, innermost dimension as a row.
+    size_t esize = element_size(x.dtype());
+    std::vector<std::vector<int64_t>> src_off(rank);
+    for (size_t dim = 0; dim < rank; ++dim) {
+      for (const auto& t : taps[dim]) src_off[dim].push_back(t[0].first * in_st[dim]);
+    }
+    const int64_t inner = r.out[rank - 1];
+    std::vector<int64_t> index(rank, 0);
+    for (int64_t o = 0; o < y.numel(); o += inner) {
+      int64_t base = 0;
+      for (size_t dim = 0; dim + 1 < rank; ++dim) base += src_off[dim][static_cast<size_t>(index[dim])];
+      const std::byte* src = x.bytes() + base * static_cast<int64_t>(esize);
+      std::byte* dst = y.bytes() + o * static_cast<int64_t>(esize);
+      for (int64_t j = 0; j < inner; ++j) {
+        std::memcpy(dst + j * static_cast<int64_t>(esize), src + src_off[rank - 1][static_cast<size_t>(j)] * static_cast<int64_t>(esize), esize);
+      }
+      for (size_t dim = rank - 1; dim-- > 0;) {
+        if (++index[dim] < r.out[dim]) break;
+        index[dim] = 0;
+      }
+    }
+    ctx.set_output(0, std::move(y));
+    return;
+  }
   visit<kFloats | kInts>(x.dtype(), "Resize", [&]<typename T>(T) {
     const T* src = x.data<T>();
     T* dst = y.data<T>();
     std::vector<int64_t> index(rank, 0);
+    std::vector<size_t> k(rank, 0);
     for (int64_t o = 0; o < y.numel(); ++o) {
       // Sum over the tensor product of per-dimension taps.
       double acc = 0;
-      std::vector<size_t> k(rank, 0);
+      std::fill(k.begin(), k.end(), 0);
       while (true) {
         double w = 1;
         int64_t off = 0;

@@ -281,13 +281,13 @@ int run_run_command(const std::string& model_path, const DataFlags& f, const std
   return kExitOk;
 }
 
-int run_bench_command(const std::string& model_path, const DataFlags& f, int warmup, int runs, bool json) {
+int run_bench_command(const std::string& model_path, const DataFlags& f, int warmup, int runs, bool json, bool profile) {
   auto model = io::load_model(model_path);
   driver::AccuracyRequest request = accuracy_request(f);
   request.random_samples = 1;
   std::string description;
   std::vector<data::Feeds> samples = driver::load_or_generate_samples(*model, request, &description);
-  exec::Executor executor(*model, exec::ExecutorOptions{f.threads});
+  exec::Executor executor(*model, exec::ExecutorOptions{f.threads, profile});
   for (int i = 0; i < warmup; ++i) executor.run(samples[0]);
   std::vector<double> ms;
   for (int i = 0; i < runs; ++i) {
@@ -303,10 +303,21 @@ int run_bench_command(const std::string& model_path, const DataFlags& f, int war
   nlohmann::json j = {{"model", model_path}, {"data", description}, {"warmup", warmup}, {"runs", runs},
                       {"threads", f.threads}, {"latency_ms", {{"min", sorted.front()}, {"p50", pct(50)}, {"p90", pct(90)},
                       {"p99", pct(99)}, {"max", sorted.back()}, {"mean", mean}}}};
+  std::vector<std::pair<std::string, double>> ops(executor.profile().seconds.begin(), executor.profile().seconds.end());
+  std::sort(ops.begin(), ops.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+  if (profile) {
+    nlohmann::json p = nlohmann::json::object();
+    for (const auto& [op, sec] : ops) p[op] = {{"ms_per_run", sec * 1e3 / (warmup + runs)}, {"calls", executor.profile().calls.at(op)}};
+    j["profile"] = p;
+  }
   if (json) fmt::print("{}\n", j.dump(2));
   else if (log::level() >= log::Level::Normal) {
     fmt::print("{}: {} runs after {} warm-up ({})\n  latency ms  min {:.3f}  p50 {:.3f}  p90 {:.3f}  p99 {:.3f}  max {:.3f}  mean {:.3f}\n",
                model_path, runs, warmup, description, sorted.front(), pct(50), pct(90), pct(99), sorted.back(), mean);
+    if (profile) {
+      fmt::print("  time per run by operator (ms):\n");
+      for (const auto& [op, sec] : ops) fmt::print("    {:<24} {:>10.3f}\n", op, sec * 1e3 / (warmup + runs));
+    }
   }
   return kExitOk;
 }
@@ -470,6 +481,8 @@ int main(int argc, char** argv) {
   bench->add_option("--warmup", bench_warmup, "Untimed runs first (default: 3)")->check(CLI::Range(0, 100000));
   bench->add_option("--runs", bench_runs, "Timed runs (default: 20)")->check(CLI::Range(1, 1000000));
   bench->add_flag("--json", bench_json, "Machine-readable output");
+  bool bench_profile = false;
+  bench->add_flag("--profile", bench_profile, "Also report time per operator type");
   add_log_flags(bench, common);
   bench->footer(
       "Examples:\n"
@@ -498,7 +511,7 @@ int main(int argc, char** argv) {
     if (optimize->parsed()) return run_optimize_command(optimize_flags, optimize_data, optimize_gates);
     if (compare->parsed()) return run_compare_command(compare_original, compare_candidate, compare_data, compare_gates, compare_report, compare_json);
     if (run->parsed()) return run_run_command(run_model, run_data, run_save, run_json);
-    if (bench->parsed()) return run_bench_command(bench_model, bench_data, bench_warmup, bench_runs, bench_json);
+    if (bench->parsed()) return run_bench_command(bench_model, bench_data, bench_warmup, bench_runs, bench_json, bench_profile);
     if (inspect->parsed()) return run_inspect_command(inspect_input, inspect_json);
     if (passes->parsed()) return run_passes_command(passes_json);
   } catch (const Error& e) {
