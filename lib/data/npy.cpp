@@ -7,7 +7,6 @@
 
 #include <cstring>
 #include <fstream>
-#include <regex>
 
 #include "ir/proto.h"
 #include "util/error.h"
@@ -54,6 +53,16 @@ const char* descr_of(int32_t dtype) {
   }
 }
 
+// The text after "'key':" in a .npy header dict, with leading spaces skipped ("" if absent).
+std::string header_value(const std::string& header, const std::string& key) {
+  size_t at = header.find("'" + key + "'");
+  if (at == std::string::npos) return "";
+  at = header.find(':', at);
+  if (at == std::string::npos) return "";
+  at = header.find_first_not_of(' ', at + 1);
+  return at == std::string::npos ? "" : header.substr(at);
+}
+
 uint32_t le32(const unsigned char* p) { return p[0] | p[1] << 8 | p[2] << 16 | static_cast<uint32_t>(p[3]) << 24; }
 uint16_t le16(const unsigned char* p) { return static_cast<uint16_t>(p[0] | p[1] << 8); }
 uint64_t le64(const unsigned char* p) { return le32(p) | static_cast<uint64_t>(le32(p + 4)) << 32; }
@@ -68,18 +77,29 @@ Array parse_npy(const std::string& bytes, const std::string& what) {
   size_t start = major == 1 ? 10 : 12;
   if (start + header_len > bytes.size()) fail("{}: truncated .npy header", what);
   std::string header = bytes.substr(start, header_len);
-  std::smatch m;
-  if (!std::regex_search(header, m, std::regex("'descr':\\s*'([^']+)'"))) fail("{}: .npy header has no descr", what);
-  std::string descr = m[1];
+  std::string descr_field = header_value(header, "descr");
+  if (descr_field.size() < 2 || descr_field[0] != '\'' || descr_field.find('\'', 1) == std::string::npos) {
+    fail("{}: .npy header has no descr", what);
+  }
+  std::string descr = descr_field.substr(1, descr_field.find('\'', 1) - 1);
   int32_t dtype = dtype_of_descr(descr);
   if (!dtype) fail("{}: unsupported .npy dtype '{}'", what, descr);
-  if (std::regex_search(header, m, std::regex("'fortran_order':\\s*True"))) fail("{}: Fortran-order arrays are not supported", what);
-  if (!std::regex_search(header, m, std::regex("'shape':\\s*\\(([^)]*)\\)"))) fail("{}: .npy header has no shape", what);
+  if (header_value(header, "fortran_order").rfind("True", 0) == 0) fail("{}: Fortran-order arrays are not supported", what);
+  std::string shape_field = header_value(header, "shape");
+  if (shape_field.empty() || shape_field[0] != '(' || shape_field.find(')') == std::string::npos) {
+    fail("{}: .npy header has no shape", what);
+  }
   exec::Shape shape;
-  std::string dims = m[1];
-  std::regex number("[0-9]+");
-  for (auto it = std::sregex_iterator(dims.begin(), dims.end(), number); it != std::sregex_iterator(); ++it) {
-    shape.push_back(std::stoll(it->str()));
+  std::string dims = shape_field.substr(1, shape_field.find(')') - 1);
+  for (size_t i = 0; i < dims.size();) {
+    if (std::isdigit(static_cast<unsigned char>(dims[i]))) {
+      size_t j = i;
+      while (j < dims.size() && std::isdigit(static_cast<unsigned char>(dims[j]))) ++j;
+      shape.push_back(std::stoll(dims.substr(i, j - i)));
+      i = j;
+    } else {
+      ++i;
+    }
   }
   Array a(dtype, shape);
   size_t body = start + header_len;
