@@ -89,7 +89,8 @@ OptimizeResult run_optimize(const OptimizeRequest& request) {
     } catch (const Error& e) {
       if (acc.required || e.kind() == ErrorKind::Usage) throw;
       run.accuracy_skipped = e.what();
-      run.warnings.push_back(fmt::format("accuracy not measured: {}", e.what()));
+      std::string hint = acc.source == "random" ? " (random inputs set unknown dims to 1; give --shape/--dim or --accuracy DATA)" : "";
+      run.warnings.push_back(fmt::format("accuracy not measured: {}{}", e.what(), hint));
     }
   } else {
     run.accuracy_skipped = "disabled (--accuracy off)";

@@ -188,6 +188,7 @@ int run_optimize_command(const OptimizeFlags& f, const DataFlags& data_flags, co
   request.compressed_size = !f.no_compressed_size;
   driver::OptimizeResult result = driver::run_optimize(request);
   for (const auto& w : result.run.pipeline_result.warnings) log::warn("{}", w);
+  for (const auto& w : result.run.warnings) log::warn("{}", w);
   if (log::level() >= log::Level::Normal) {
     fmt::print("{}", report::summary_table(result.run));
     fmt::print("wrote {} ({:.2f} s)\nreport {}\n", result.output.string(), result.run.total_seconds, result.report.string());
