@@ -443,6 +443,32 @@ void pool_kernel(KernelContext& ctx, bool max) {
   bool want_indices = max && ctx.wants_output(1);
   if (want_indices) indices = Array(d::kInt64, y.shape());
   const TapRange r0 = tap_range(g, 0), r1 = tap_range(g, 1), r2 = tap_range(g, 2);
+  if (max && !want_indices && x.dtype() == d::kFloat && g.spatial <= 2) {
+    // The common case (2-D float MaxPool without indices): window bounds per row and column, then a
+    // tight max over the window with everything in locals.
+    const int64_t in_h = g.in[1], in_w = g.in[2], out_h = g.out[1], out_w = g.out[2];
+    const int64_t sh = g.stride[1], sw = g.stride[2], ph = g.pad_begin[1], pw = g.pad_begin[2], dh = g.dilation[1], dw = g.dilation[2];
+    parallel_for(n * c, g.out_size() * g.kernel_size(), [&](int64_t first, int64_t last) {
+      for (int64_t plane = first; plane < last; ++plane) {
+        const float* src = x.data<float>() + plane * in_h * in_w;
+        float* dst = y.data<float>() + plane * out_h * out_w;
+        for (int64_t oh = 0; oh < out_h; ++oh) {
+          const int64_t kh0 = r1.begin[static_cast<size_t>(oh)], kh1 = r1.end[static_cast<size_t>(oh)];
+          for (int64_t ow = 0; ow < out_w; ++ow) {
+            const int64_t kw0 = r2.begin[static_cast<size_t>(ow)], kw1 = r2.end[static_cast<size_t>(ow)];
+            float best = -std::numeric_limits<float>::infinity();
+            for (int64_t kh = kh0; kh < kh1; ++kh) {
+              const float* row = src + (oh * sh - ph + kh * dh) * in_w + ow * sw - pw;
+              for (int64_t kw = kw0; kw < kw1; ++kw) best = std::max(best, row[kw * dw]);
+            }
+            dst[oh * out_w + ow] = best;
+          }
+        }
+      }
+    });
+    ctx.set_output(0, std::move(y));
+    return;
+  }
   visit<kFloats | kInts>(x.dtype(), max ? "MaxPool" : "AveragePool", [&]<typename T>(T) {
     parallel_for(n * c, g.out_size() * g.kernel_size(), [&](int64_t first, int64_t last) {
       for (int64_t plane = first; plane < last; ++plane) {
