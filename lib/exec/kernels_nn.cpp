@@ -49,14 +49,18 @@ Array matmul_forward(const KernelContext& ctx, const Array& a_in, const Array& b
       gemm<T>(false, false, numel(batch) * m, n, k, T(1), a, k, b, n, T(0), c, n);
       return;
     }
-    int64_t index = 0;
+    // Operand offsets of every batch entry, then the small GEMMs in parallel.
+    std::vector<std::pair<int64_t, int64_t>> offsets;
     for_each_broadcast_row<2>(batch, {&a_batch, &b_batch},
                               [&](int64_t, int64_t len, const std::array<int64_t, 2>& off, const std::array<int64_t, 2>& st) {
-                                for (int64_t j = 0; j < len; ++j, ++index) {
-                                  gemm<T>(false, false, m, n, k, T(1), a + (off[0] + j * st[0]) * m * k, k,
-                                          b + (off[1] + j * st[1]) * k * n, n, T(0), c + index * m * n, n);
-                                }
+                                for (int64_t j = 0; j < len; ++j) offsets.push_back({off[0] + j * st[0], off[1] + j * st[1]});
                               });
+    parallel_for(static_cast<int64_t>(offsets.size()), m * n * std::max<int64_t>(k, 1), [&](int64_t first, int64_t last) {
+      for (int64_t index = first; index < last; ++index) {
+        const auto [ao, bo] = offsets[static_cast<size_t>(index)];
+        gemm_serial<T>(false, false, m, n, k, T(1), a + ao * m * k, k, b + bo * k * n, n, T(0), c + index * m * n, n);
+      }
+    });
   });
   return y;
 }
@@ -631,7 +635,8 @@ void layer_norm_kernel(KernelContext& ctx) {
       return out;
     };
     std::vector<double> scale = expand(&ctx.input(1), 1.0), bias = expand(ctx.optional_input(2), 0.0);
-    for (int64_t o = 0; o < outer; ++o) {
+    parallel_for(outer, inner * 4, [&](int64_t first, int64_t last) {
+    for (int64_t o = first; o < last; ++o) {
       const T* src = x.data<T>() + o * inner;
       T* dst = y.data<T>() + o * inner;
       double mean = 0, var = 0;
@@ -647,6 +652,7 @@ void layer_norm_kernel(KernelContext& ctx) {
       mean_out.data<float>()[o] = static_cast<float>(mean);
       inv_out.data<float>()[o] = static_cast<float>(inv);
     }
+    });
   });
   ctx.set_output(0, std::move(y));
   ctx.set_output(1, std::move(mean_out));

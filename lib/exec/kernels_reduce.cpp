@@ -8,6 +8,7 @@
 #include "exec/broadcast.h"
 #include "exec/dispatch.h"
 #include "exec/kernel.h"
+#include "exec/parallel.h"
 
 namespace mopt::exec {
 namespace {
@@ -126,7 +127,8 @@ void softmax_kernel(KernelContext& ctx, Norm kind) {
   visit<kFloats>(x.dtype(), ctx.node().op_type().c_str(), [&]<typename T>(T) {
     const T* in = x.data<T>();
     T* out = y.data<T>();
-    for (int64_t o = 0; o < outer; ++o) {
+    parallel_for(outer, n * inner * 4, [&](int64_t first, int64_t last) {
+    for (int64_t o = first; o < last; ++o) {
       for (int64_t i = 0; i < inner; ++i) {
         auto at = [&](int64_t j) { return (o * n + j) * inner + i; };
         T m = -std::numeric_limits<T>::infinity();
@@ -156,6 +158,7 @@ void softmax_kernel(KernelContext& ctx, Norm kind) {
         }
       }
     }
+    });
   });
   ctx.set_output(0, std::move(y));
 }
