@@ -384,15 +384,14 @@ void gather_kernel(KernelContext& ctx) {
   ctx.set_output(0, std::move(y));
 }
 
-void gather_elements_kernel(KernelContext& ctx) {
-  const Array& x = ctx.input(0);
-  const Array& ind = ctx.input(1);
-  std::vector<int64_t> idx = ind.to_int64s();
+// Shared by GatherElements and ScatterElements: for each element of `ind`, the flat offset in x it
+// addresses (its own coordinates, with the index value along `axis`).
+std::vector<int64_t> element_offsets(KernelContext& ctx, const Array& x, const Array& ind) {
   int64_t axis = normalize_axis(ctx, ctx.attr_int("axis", 0), x.rank());
   if (ind.rank() != x.rank()) ctx.error("indices must have the data's rank");
-  Array y(x.dtype(), ind.shape());
+  std::vector<int64_t> idx = ind.to_int64s();
   std::vector<int64_t> xs = strides_of(x.shape()), is = strides_of(ind.shape());
-  size_t esize = element_size(x.dtype());
+  std::vector<int64_t> offsets(idx.size());
   for (int64_t i = 0; i < ind.numel(); ++i) {
     int64_t rem = i, off = 0;
     for (int64_t k = 0; k < ind.rank(); ++k) {
@@ -401,7 +400,19 @@ void gather_elements_kernel(KernelContext& ctx) {
       if (k == axis) c = checked_index(ctx, idx[static_cast<size_t>(i)], x.dim(axis));
       off += c * xs[static_cast<size_t>(k)];
     }
-    std::memcpy(y.bytes() + static_cast<size_t>(i) * esize, x.bytes() + static_cast<size_t>(off) * esize, esize);
+    offsets[static_cast<size_t>(i)] = off;
+  }
+  return offsets;
+}
+
+void gather_elements_kernel(KernelContext& ctx) {
+  const Array& x = ctx.input(0);
+  const Array& ind = ctx.input(1);
+  std::vector<int64_t> offsets = element_offsets(ctx, x, ind);
+  Array y(x.dtype(), ind.shape());
+  size_t esize = element_size(x.dtype());
+  for (size_t i = 0; i < offsets.size(); ++i) {
+    std::memcpy(y.bytes() + i * esize, x.bytes() + static_cast<size_t>(offsets[i]) * esize, esize);
   }
   ctx.set_output(0, std::move(y));
 }
@@ -412,20 +423,12 @@ void scatter_elements_kernel(KernelContext& ctx) {
   const Array& upd = ctx.input(2);
   std::string reduction = ctx.attr_string("reduction", "none");
   if (reduction != "none") ctx.error(fmt::format("not supported: ScatterElements reduction '{}'", reduction));
-  std::vector<int64_t> idx = ind.to_int64s();
-  int64_t axis = normalize_axis(ctx, ctx.attr_int("axis", 0), x.rank());
+  if (upd.shape() != ind.shape() || upd.dtype() != x.dtype()) ctx.error("updates must match the indices' shape and the data's type");
+  std::vector<int64_t> offsets = element_offsets(ctx, x, ind);
   Array y = x.clone();
-  std::vector<int64_t> xs = strides_of(x.shape()), is = strides_of(ind.shape());
   size_t esize = element_size(x.dtype());
-  for (int64_t i = 0; i < ind.numel(); ++i) {
-    int64_t rem = i, off = 0;
-    for (int64_t k = 0; k < ind.rank(); ++k) {
-      int64_t c = rem / is[static_cast<size_t>(k)];
-      rem %= is[static_cast<size_t>(k)];
-      if (k == axis) c = checked_index(ctx, idx[static_cast<size_t>(i)], x.dim(axis));
-      off += c * xs[static_cast<size_t>(k)];
-    }
-    std::memcpy(y.bytes() + static_cast<size_t>(off) * esize, upd.bytes() + static_cast<size_t>(i) * esize, esize);
+  for (size_t i = 0; i < offsets.size(); ++i) {
+    std::memcpy(y.bytes() + static_cast<size_t>(offsets[i]) * esize, upd.bytes() + i * esize, esize);
   }
   ctx.set_output(0, std::move(y));
 }
