@@ -127,16 +127,15 @@ Feeds random_feeds(const ir::Model& model, const ShapeOverrides& overrides, uint
   return feeds;
 }
 
-namespace {
-
-// File names map to input names with characters other than [A-Za-z0-9_.-] written as '_'.
-std::string file_safe(const std::string& name) {
+std::string file_safe_name(const std::string& name) {
   std::string out = name;
   for (char& c : out) {
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' && c != '-') c = '_';
   }
   return out;
 }
+
+namespace {
 
 // Arrays of one folder: <name>.npy by input name, or input_N.pb in input order (or by TensorProto name).
 Feeds read_folder(const std::vector<InputSpec>& inputs, const fs::path& dir) {
@@ -161,7 +160,7 @@ Feeds read_folder(const std::vector<InputSpec>& inputs, const fs::path& dir) {
   }
   for (const InputSpec& s : inputs) {
     if (out.count(s.name)) continue;
-    fs::path npy = dir / (file_safe(s.name) + ".npy");
+    fs::path npy = dir / (file_safe_name(s.name) + ".npy");
     if (fs::exists(npy)) out[s.name] = read_npy(npy.string());
   }
   return out;
@@ -228,7 +227,7 @@ std::vector<Feeds> load_samples(const ir::Model& model, const std::string& path)
     std::map<std::string, Array> arrays = read_npz(path);
     for (const InputSpec& s : inputs) {
       auto it = arrays.find(s.name);
-      if (it == arrays.end()) it = arrays.find(file_safe(s.name));
+      if (it == arrays.end()) it = arrays.find(file_safe_name(s.name));
       if (it != arrays.end()) feeds[s.name] = it->second;
     }
     if (feeds.empty() && inputs.size() == 1 && arrays.size() == 1) feeds[inputs[0].name] = arrays.begin()->second;

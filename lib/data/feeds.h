@@ -47,6 +47,9 @@ Feeds random_feeds(const ir::Model& model, const ShapeOverrides& overrides, uint
 // at 1. Unknown files are ignored; a missing input is an error.
 std::vector<Feeds> load_samples(const ir::Model& model, const std::string& path);
 
+// The file name stem for a tensor name: characters other than [A-Za-z0-9_.-] written as '_'.
+std::string file_safe_name(const std::string& name);
+
 // Stable short description of a feed, e.g. "input float[360,1,8,8]".
 std::string describe(const Feeds& feeds);
 

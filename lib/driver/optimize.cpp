@@ -81,6 +81,8 @@ OptimizeResult run_optimize(const OptimizeRequest& request) {
   std::vector<data::Feeds> samples;
   std::string data_description;
   const AccuracyRequest& acc = request.accuracy;
+  exec::Array labels;  // read before the passes so a bad labels file fails fast
+  if (!acc.labels.empty() && acc.source != "off") labels = data::read_npy(acc.labels);
   if (acc.source != "off") {
     try {
       log::progress("running the original model for the accuracy check");
@@ -104,8 +106,6 @@ OptimizeResult run_optimize(const OptimizeRequest& request) {
   if (reference) {
     log::progress("running the optimized model for the accuracy check");
     eval::Outputs candidate = eval::run_samples(*model, samples, acc.threads);
-    exec::Array labels;
-    if (!acc.labels.empty()) labels = data::read_npy(acc.labels);
     comparison = eval::compare_outputs(*reference, candidate, acc.labels.empty() ? nullptr : &labels, acc.label_output);
     comparison->data = data_description;
     run.accuracy = eval::to_json(*comparison);

@@ -49,20 +49,22 @@ void apply_log_flags(const CommonFlags& flags) {
 
 struct DataFlags {
   std::string data;  // random | off | PATH
-  int samples = 4;
+  int samples = 0;  // set by add_data_flags to the command's default
   uint64_t seed = 0;
   std::vector<std::string> shapes, dims;
   std::string labels, label_output;
   int threads = 0;
 };
 
-void add_data_flags(CLI::App* cmd, DataFlags& f, const std::string& flag, const std::string& fallback, bool allow_off) {
+void add_data_flags(CLI::App* cmd, DataFlags& f, const std::string& flag, const std::string& fallback, bool allow_off,
+                    int default_samples) {
   f.data = fallback;
+  f.samples = default_samples;
   cmd->add_option(flag, f.data,
                   fmt::format("Input data: 'random'{}, an .npy/.npz/.pb file, or a folder of <input>.npy files or "
                               "sample subfolders (default: {})",
                               allow_off ? ", 'off'" : "", fallback));
-  cmd->add_option("--samples", f.samples, "Number of random samples (default: 4)")->check(CLI::Range(1, 1000000));
+  cmd->add_option("--samples", f.samples, fmt::format("Number of random samples (default: {})", default_samples))->check(CLI::Range(1, 1000000));
   cmd->add_option("--seed", f.seed, "Seed for random inputs (default: 0)");
   cmd->add_option("--shape", f.shapes, "Shape of an input for random data: NAME=1,3,224,224 (repeatable)");
   cmd->add_option("--dim", f.dims, "Value of a symbolic dimension for random data: NAME=8 (repeatable)");
@@ -238,7 +240,6 @@ std::string preview(const exec::Array& a) {
 int run_run_command(const std::string& model_path, const DataFlags& f, const std::string& save_dir, bool json) {
   auto model = io::load_model(model_path);
   driver::AccuracyRequest request = accuracy_request(f);
-  if (request.source == "random" && f.samples == 4) request.random_samples = 1;  // one random sample unless asked
   std::string description;
   std::vector<data::Feeds> samples = driver::load_or_generate_samples(*model, request, &description);
   eval::Outputs outputs = eval::run_samples(*model, samples, f.threads);
@@ -248,11 +249,7 @@ int run_run_command(const std::string& model_path, const DataFlags& f, const std
       fs::path dir = outputs.per_sample.size() == 1 ? fs::path(save_dir) : fs::path(save_dir) / fmt::format("sample_{:04}", s);
       fs::create_directories(dir);
       for (size_t o = 0; o < outputs.names.size(); ++o) {
-        std::string file = outputs.names[o];
-        for (char& c : file) {
-          if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' && c != '-') c = '_';
-        }
-        data::write_npy((dir / (file + ".npy")).string(), outputs.per_sample[s][o]);
+        data::write_npy((dir / (data::file_safe_name(outputs.names[o]) + ".npy")).string(), outputs.per_sample[s][o]);
       }
     }
   }
@@ -416,7 +413,7 @@ int main(int argc, char** argv) {
   optimize->add_flag("--print-pipeline", optimize_flags.print_pipeline, "Print the normalized pipeline and exit");
   DataFlags optimize_data;
   GateFlags optimize_gates;
-  add_data_flags(optimize, optimize_data, "--accuracy", "random", true);
+  add_data_flags(optimize, optimize_data, "--accuracy", "random", true, 4);
   add_gate_flags(optimize, optimize_gates);
   add_log_flags(optimize, common);
   optimize->footer(
@@ -446,7 +443,7 @@ int main(int argc, char** argv) {
   auto* compare = app.add_subcommand("compare", "Run two models on the same data and report how their outputs differ");
   compare->add_option("original", compare_original, "Original .onnx model")->required();
   compare->add_option("optimized", compare_candidate, "Optimized .onnx model")->required();
-  add_data_flags(compare, compare_data, "--data", "random", false);
+  add_data_flags(compare, compare_data, "--data", "random", false, 4);
   add_gate_flags(compare, compare_gates);
   compare->add_option("--report", compare_report, "Also write the JSON report to this file");
   compare->add_flag("--json", compare_json, "Print the JSON report");
@@ -462,7 +459,7 @@ int main(int argc, char** argv) {
   DataFlags run_data;
   auto* run = app.add_subcommand("run", "Run a model with the reference executor and show or save its outputs");
   run->add_option("model", run_model, "Input .onnx model")->required();
-  add_data_flags(run, run_data, "--data", "random", false);
+  add_data_flags(run, run_data, "--data", "random", false, 1);
   run->add_option("--save-outputs", run_save, "Write each output as DIR/<name>.npy (sample_NNNN/ subfolders for several samples)");
   run->add_flag("--json", run_json, "Machine-readable output");
   add_log_flags(run, common);
@@ -478,7 +475,7 @@ int main(int argc, char** argv) {
   DataFlags bench_data;
   auto* bench = app.add_subcommand("bench", "Measure the reference executor's latency on a model");
   bench->add_option("model", bench_model, "Input .onnx model")->required();
-  add_data_flags(bench, bench_data, "--data", "random", false);
+  add_data_flags(bench, bench_data, "--data", "random", false, 1);
   bench->add_option("--warmup", bench_warmup, "Untimed runs first (default: 3)")->check(CLI::Range(0, 100000));
   bench->add_option("--runs", bench_runs, "Timed runs (default: 20)")->check(CLI::Range(1, 1000000));
   bench->add_flag("--json", bench_json, "Machine-readable output");
