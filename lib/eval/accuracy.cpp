@@ -17,7 +17,7 @@ using exec::Array;
 
 Outputs run_samples(const ir::Model& model, const std::vector<data::Feeds>& samples, int threads) {
   Outputs out;
-  exec::Executor executor(model, exec::ExecutorOptions{threads});
+  exec::Executor executor(model, exec::ExecutorOptions{threads, false, nullptr});
   for (const ir::Value* v : model.graph().outputs()) out.names.push_back(v->name());
   auto start = std::chrono::steady_clock::now();
   for (const data::Feeds& feeds : samples) out.per_sample.push_back(executor.run(feeds));

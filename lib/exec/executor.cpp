@@ -173,7 +173,8 @@ std::vector<Array> GraphRunner::run_graph(const ir::Graph& graph, const std::vec
       Array& out = ctx.outputs()[o];
       if (!out.defined()) fail("{}: output {} was not produced", describe(node), o);
       if (had_half && out.dtype() == ir::dtype::kFloat) out = cast(out, ir::dtype::kFloat16);
-      env.values[v] = std::move(out);
+      Array& stored = env.values[v] = std::move(out);
+      if (!outer && options_.observe) options_.observe(*v, stored);
     }
     for (const ir::Value* v : plan.release_after[i]) env.values.erase(v);
   }

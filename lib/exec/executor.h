@@ -5,6 +5,7 @@
 // Memory: each intermediate is released as soon as its last reader (including nodes inside If/Loop
 // bodies that capture it) has run; initializers are borrowed from the loaded model, not copied.
 #pragma once
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -19,6 +20,9 @@ namespace mopt::exec {
 struct ExecutorOptions {
   int threads = 0;  // threads for the linear-algebra library; 0 = all cores
   bool profile = false;  // accumulate time per operator type (Executor::profile())
+  // Called with every value a node of the main graph computes, right after it is computed (calibration
+  // and per-layer error reports read intermediate values through it).
+  std::function<void(const ir::Value&, const Array&)> observe;
 };
 
 // Time spent per operator type, summed over runs.

@@ -1,5 +1,6 @@
 // Quantization kernels: QuantizeLinear / DequantizeLinear (per tensor and per axis),
-// DynamicQuantizeLinear, MatMulInteger, ConvInteger, QLinearMatMul, QLinearConv. Integer products are
+// DynamicQuantizeLinear, MatMulInteger, ConvInteger, QLinearMatMul, QLinearConv, and ONNX Runtime's
+// com.microsoft MatMulNBits (weight-only int4/int8). Integer products are
 // accumulated in double (exact below 2^53) through the float MatMul/Conv paths, then rounded half to
 // even and saturated as ONNX Runtime does.
 #include <fmt/format.h>
@@ -218,6 +219,60 @@ void qlinear_conv_kernel(KernelContext& ctx) {
   ctx.set_output(0, requantize(ctx, acc, scale, 1, ctx.input(6), &ctx.input(7)));
 }
 
+// com.microsoft MatMulNBits (ONNX Runtime's weight-only quantized MatMul): Y = A @ dequant(B)^T + bias.
+// B is [N, blocks, blob] uint8 with `bits`-bit codes packed low bits first along K; block b of row n
+// dequantizes as (code - zero_point[n, b]) * scale[n, b]. Zero points are packed the same way in uint8
+// (default 2^(bits-1)) or given unpacked in A's float type. The weight is dequantized to float and
+// multiplied in float, the reference ONNX Runtime's accuracy_level 0 describes.
+void matmul_nbits_kernel(KernelContext& ctx) {
+  const Array& a = ctx.input(0);
+  const Array& b = ctx.input(1);
+  const int64_t k = ctx.attr_int("K", -1), n = ctx.attr_int("N", -1);
+  const int64_t bits = ctx.attr_int("bits", 4), block = ctx.attr_int("block_size", -1);
+  if (k <= 0 || n <= 0 || block < 16 || (block & (block - 1)) != 0) ctx.error("K, N and a power-of-two block_size >= 16 are required");
+  if (bits != 2 && bits != 4 && bits != 8) ctx.error(fmt::format("not supported: bits={}", bits));
+  if (ctx.has_input(4)) ctx.error("not supported: g_idx");
+  if (a.dtype() != d::kFloat) ctx.error("not supported: A of type " + ir::dtype::name(a.dtype()));
+  if (a.rank() < 1 || a.dim(a.rank() - 1) != k) ctx.error("the last dimension of A must be K");
+  const int64_t blocks = (k + block - 1) / block, blob = block * bits / 8;
+  if (b.dtype() != d::kUint8 || b.numel() != n * blocks * blob) ctx.error("B must be uint8 [N, blocks, block_size * bits / 8]");
+  const Array& scales = ctx.input(2);
+  if (scales.numel() != n * blocks) ctx.error("scales must have N * blocks values");
+  std::vector<double> scale = scales.to_doubles();
+  const Array* zp = ctx.optional_input(3);
+  const int64_t per_byte = 8 / bits, mask = (1 << bits) - 1;
+  const int64_t zp_row_bytes = (blocks + per_byte - 1) / per_byte;
+  std::vector<double> zero(static_cast<size_t>(n * blocks), static_cast<double>(1 << (bits - 1)));
+  if (zp && zp->dtype() == d::kUint8) {
+    if (zp->numel() != n * zp_row_bytes) ctx.error("packed zero_points must have N * ceil(blocks * bits / 8) bytes");
+    const uint8_t* z = zp->data<uint8_t>();
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t bl = 0; bl < blocks; ++bl)
+        zero[static_cast<size_t>(r * blocks + bl)] = (z[r * zp_row_bytes + bl / per_byte] >> ((bl % per_byte) * bits)) & mask;
+  } else if (zp) {
+    if (zp->numel() != n * blocks) ctx.error("unpacked zero_points must have N * blocks values");
+    zero = zp->to_doubles();
+  }
+  Array w(d::kFloat, {k, n});  // dequantized and transposed to MatMul's [K, N]
+  const uint8_t* codes = b.data<uint8_t>();
+  for (int64_t r = 0; r < n; ++r) {
+    for (int64_t i = 0; i < k; ++i) {
+      const int64_t bl = i / block, within = i % block;
+      const uint8_t byte = codes[(r * blocks + bl) * blob + within / per_byte];
+      const double q = (byte >> ((within % per_byte) * bits)) & mask;
+      const size_t p = static_cast<size_t>(r * blocks + bl);
+      w.data<float>()[i * n + r] = static_cast<float>((q - zero[p]) * scale[p]);
+    }
+  }
+  Array y = matmul_forward(ctx, a, w);
+  if (const Array* bias = ctx.optional_input(5)) {
+    if (bias->numel() != n || bias->dtype() != d::kFloat) ctx.error("bias must be float [N]");
+    float* out = y.data<float>();
+    for (int64_t i = 0; i < y.numel(); ++i) out[i] += bias->data<float>()[i % n];
+  }
+  ctx.set_output(0, std::move(y));
+}
+
 }  // namespace
 
 void register_quant_kernels(KernelRegistry& r) {
@@ -228,6 +283,7 @@ void register_quant_kernels(KernelRegistry& r) {
   r.add({"", "ConvInteger", 10, kLatest, conv_integer_kernel});
   r.add({"", "QLinearMatMul", 10, kLatest, qlinear_matmul_kernel});
   r.add({"", "QLinearConv", 10, kLatest, qlinear_conv_kernel});
+  r.add({"com.microsoft", "MatMulNBits", 1, 1, matmul_nbits_kernel, false});
 }
 
 }  // namespace mopt::exec

@@ -23,7 +23,7 @@ class Runner {
       if (e.is_group()) {
         plan(e.children);
       } else {
-        result_.passes.push_back({e.name, print_element(e), 0, false, 0, {}});
+        result_.passes.push_back({e.name, print_element(e), 0, false, 0, {}, nullptr});
       }
     }
   }
@@ -70,6 +70,7 @@ class Runner {
       if (it == record.counters.end()) record.counters.emplace_back(name, value);
       else it->second += value;
     }
+    if (!ctx.details().is_null()) record.details = ctx.details();
     for (const auto& w : ctx.warnings()) result_.warnings.push_back(fmt::format("{}: {}", e.name, w));
     if (options_.verify_each) verify(fmt::format("after pass '{}'", record.spec));
     return r.changed;

@@ -18,6 +18,7 @@ struct PassRun {
   bool changed = false;
   double seconds = 0;
   std::vector<std::pair<std::string, int64_t>> counters;
+  nlohmann::json details;  // the pass's PassContext::details() of its last run
 };
 
 struct ManagerOptions {

@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "ir/ir.h"
 
 namespace mopt::pass {
@@ -52,6 +54,9 @@ class PassContext {
   // A rewrite that was considered and refused, with the reason (printed under --explain).
   void explain_skip(const ir::Node& node, const std::string& reason);
   void warn(std::string message) { warnings_.push_back(std::move(message)); }
+  // Structured detail for the report (e.g. the parameters of every quantized tensor); null when unset.
+  void set_details(nlohmann::json details) { details_ = std::move(details); }
+  const nlohmann::json& details() const { return details_; }
 
   const std::vector<std::pair<std::string, int64_t>>& counters() const { return counters_; }
   const std::vector<std::string>& warnings() const { return warnings_; }
@@ -63,6 +68,7 @@ class PassContext {
   std::string pass_name_;
   std::vector<std::pair<std::string, int64_t>> counters_;
   std::vector<std::string> warnings_;
+  nlohmann::json details_;
 };
 
 struct PassResult {

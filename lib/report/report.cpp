@@ -46,8 +46,10 @@ nlohmann::json to_json(const RunReport& r) {
   for (const auto& p : r.pipeline_result.passes) {
     json counters = json::object();
     for (const auto& [k, v] : p.counters) counters[k] = v;
-    j["passes"].push_back({{"name", p.name}, {"spec", p.spec}, {"runs", p.runs}, {"changed", p.changed},
-                           {"seconds", p.seconds}, {"counters", counters}});
+    json pj = {{"name", p.name}, {"spec", p.spec}, {"runs", p.runs}, {"changed", p.changed},
+               {"seconds", p.seconds}, {"counters", counters}};
+    if (!p.details.is_null()) pj["details"] = p.details;
+    j["passes"].push_back(std::move(pj));
   }
   j["checker"] = {
       {"input", check_status(r.pipeline_result.input_check)},

@@ -285,7 +285,7 @@ int run_bench_command(const std::string& model_path, const DataFlags& f, int war
   request.random_samples = 1;
   std::string description;
   std::vector<data::Feeds> samples = driver::load_or_generate_samples(*model, request, &description);
-  exec::Executor executor(*model, exec::ExecutorOptions{f.threads, profile});
+  exec::Executor executor(*model, exec::ExecutorOptions{f.threads, profile, nullptr});
   for (int i = 0; i < warmup; ++i) executor.run(samples[0]);
   std::vector<double> ms;
   for (int i = 0; i < runs; ++i) {

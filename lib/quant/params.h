@@ -1,0 +1,56 @@
+// Quantization arithmetic shared by every quantization mode: the integer range of a quantized type,
+// scale and zero point from a real range (ONNX Runtime's convention), quantizing weight tensors per
+// tensor or per channel, int32 biases, and building the small tensors (scales, zero points) a rewrite
+// adds to the graph.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ir/tensor.h"
+
+namespace mopt::quant {
+
+// Integer range of `qtype` (int8, uint8, int4, uint4). Symmetric signed types drop the lowest value
+// (int8 -> [-127, 127]) so that zero sits in the middle and scales are the same for +x and -x.
+struct IntRange {
+  int32_t lo, hi;
+};
+IntRange int_range(int32_t qtype, bool symmetric);
+
+struct QuantParams {
+  float scale = 1;
+  int32_t zero_point = 0;
+};
+
+// Scale and zero point covering [rmin, rmax] (widened to include 0 so that 0 is exact). Symmetric
+// ranges use max(|rmin|, |rmax|) on both sides. A degenerate range gives scale 1, zero point 0 (or the
+// midpoint for symmetric unsigned types).
+QuantParams compute_params(double rmin, double rmax, int32_t qtype, bool symmetric);
+
+// round-half-to-even(x / scale) + zero point, saturated to [lo, hi]; the division is done in float as
+// ONNX Runtime's QuantizeLinear does.
+int32_t quantize_value(float x, const QuantParams& p, IntRange range);
+
+// A weight quantized per tensor (axis empty) or per channel along `axis`.
+struct QuantizedWeight {
+  std::vector<int32_t> values;  // in the original element order
+  std::vector<QuantParams> params;  // one per channel (or one)
+  std::optional<int64_t> axis;
+  double rmin = 0, rmax = 0;  // range of the float values
+};
+QuantizedWeight quantize_weight(const std::vector<float>& values, const std::vector<int64_t>& dims, int32_t qtype,
+                                bool symmetric, std::optional<int64_t> axis);
+
+// Float values of a float32/float64/float16 tensor (other dtypes: mopt::Error).
+std::vector<float> float_values(const ir::Tensor& tensor);
+
+// A tensor named `name` of `dtype` holding `values` (converted to the dtype, which must be an 8-, 16- or
+// 32-bit integer type or float).
+ir::Tensor make_tensor(const std::string& name, int32_t dtype, const std::vector<int64_t>& dims,
+                       const std::vector<int32_t>& values);
+ir::Tensor make_float_tensor(const std::string& name, const std::vector<int64_t>& dims, const std::vector<float>& values);
+ir::Tensor make_bytes_tensor(const std::string& name, const std::vector<int64_t>& dims, std::vector<uint8_t> bytes);
+
+}  // namespace mopt::quant

@@ -1,0 +1,274 @@
+// Static quantization in QDQ form: QuantizeLinear/DequantizeLinear pairs carry calibrated parameters
+// into the float graph, so any runtime can run it and ONNX Runtime fuses the patterns into integer
+// kernels.
+//
+//   Before:  x -> Conv(W, B) -> y -> Relu -> r -> MaxPool -> m
+//   After:   x -> Q -> DQ -> Conv(DQ(Wq), DQ(Bq int32)) -> y -> Q -> DQ -> MaxPool -> Q -> DQ -> m
+//
+// - Activations get one Q/DQ pair per tensor (uint8 asymmetric by default), shared by every
+//   quantized consumer; a quantized node's output pair feeds all of its consumers.
+// - Weights are quantized once at rest (int8 symmetric by default, per output channel with
+//   --per-channel) and dequantized by a DQ node; Conv and Gemm biases become int32 with scale
+//   x_scale * w_scale, as QLinearConv needs.
+// - A Relu right after Conv/MatMul/Gemm is folded into the output pair when the pair's zero point is
+//   the type's lowest value (asymmetric activations): saturation then computes the Relu exactly.
+// - Operators that only move values (MaxPool, Reshape, Flatten, Transpose, Squeeze, Unsqueeze) are
+//   quantized only when their input already is, and their output reuses the input's parameters, so
+//   integer execution is exact.
+#include <fmt/format.h>
+
+#include <cmath>
+#include <map>
+#include <set>
+
+#include "quant/params.h"
+#include "quant/quantize.h"
+#include "quant/rewrite_util.h"
+#include "util/error.h"
+
+namespace mopt::quant {
+namespace {
+
+namespace d = ir::dtype;
+
+bool moves_values(const std::string& op) {
+  static const std::set<std::string> ops = {"MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze"};
+  return ops.count(op) > 0;
+}
+
+// The quantized data input of a value-moving operator (its other inputs are shapes/axes).
+bool is_data_input(const ir::Node& node, size_t index) { return index == 0 || !moves_values(node.op_type()); }
+
+class QdqWriter {
+ public:
+  QdqWriter(ir::Model& model, const QuantizeConfig& config, const CalibrationTable& table, QuantizeSummary& summary)
+      : graph_(model.graph()), config_(config), table_(table), summary_(summary), positions_(node_positions(graph_)) {}
+
+  struct Pair {
+    ir::Value* dq;
+    QuantParams params;
+  };
+
+  // The pair of `x`, whether `x` is the float tensor or the pair's dequantized output.
+  const Pair* pair_of(ir::Value* x) const {
+    auto it = pairs_.find(x);
+    if (it != pairs_.end()) return &it->second;
+    auto dq = by_dq_.find(x);
+    return dq == by_dq_.end() ? nullptr : dq->second;
+  }
+
+  // The pair of activation `x`, created before its first consumer (using the calibrated range of
+  // `range_of`, or `forced` parameters). nullptr when no range is known.
+  const Pair* activation_pair(ir::Value* x, ir::Value* range_of, const std::optional<QuantParams>& forced) {
+    if (const Pair* p = pair_of(x)) return p;
+    QuantParams params;
+    TensorRecord rec;
+    rec.name = x->name();
+    rec.role = "activation";
+    rec.dtype = d::name(config_.activation_type);
+    if (forced) {
+      params = *forced;
+      rec.method = "inherited from the input";
+    } else {
+      const TensorRange* r = table_.find(range_of->name());
+      if (r == nullptr) return nullptr;
+      params = compute_params(r->min, r->max, config_.activation_type, config_.symmetric_activations);
+      rec.method = table_.method;
+      rec.min = r->min;
+      rec.max = r->max;
+      rec.observed_min = r->observed_min;
+      rec.observed_max = r->observed_max;
+    }
+    rec.scale = {params.scale};
+    rec.zero_point = {params.zero_point};
+    ir::Node* before = first_consumer(*x, positions_);
+    ir::Value* scale = add_constant(graph_, x->name() + "_scale", make_float_tensor("", {}, {params.scale}));
+    ir::Value* zp = add_constant(graph_, x->name() + "_zero_point", make_tensor("", config_.activation_type, {}, {params.zero_point}));
+    ir::Node* q = graph_.create_node("QuantizeLinear", {x, scale, zp}, 1, before, "", x->name() + "_quantized");
+    ir::Node* dq = graph_.create_node("DequantizeLinear", {q->output(0), scale, zp}, 1, before, "", x->name() + "_dequantized");
+    summary_.tensors.push_back(std::move(rec));
+    const Pair* pair = &pairs_.emplace(x, Pair{dq->output(0), params}).first->second;
+    by_dq_[pair->dq] = pair;
+    return pair;
+  }
+
+  // Quantizes the output of `node`: every consumer reads the dequantized value.
+  bool quantize_output(ir::Node& node, ir::Value* range_of, const std::optional<QuantParams>& forced) {
+    ir::Value* y = node.output(0);
+    if (y->is_graph_output() || !y->has_uses()) return false;
+    std::vector<ir::Use> uses = y->uses();
+    const Pair* p = activation_pair(y, range_of, forced);
+    if (p == nullptr) return false;
+    for (const ir::Use& u : uses) u.node->set_input(u.input_index, p->dq);
+    return true;
+  }
+
+  // A DequantizeLinear of constant `w` quantized per tensor or along `axis`.
+  ir::Value* weight(ir::Value* w, std::optional<int64_t> axis, std::vector<QuantParams>* params_out) {
+    const ir::Tensor& t = *w->constant();
+    const std::vector<int64_t> dims = t.dims();
+    QuantizedWeight qw = quantize_weight(float_values(t), dims, config_.weight_type, config_.symmetric_weights, axis);
+    std::vector<float> scales;
+    std::vector<int32_t> zps;
+    for (const QuantParams& p : qw.params) {
+      scales.push_back(p.scale);
+      zps.push_back(p.zero_point);
+    }
+    const std::vector<int64_t> pdims = axis ? std::vector<int64_t>{dims[static_cast<size_t>(*axis)]} : std::vector<int64_t>{};
+    ir::Value* q = add_constant(graph_, w->name() + "_quantized", make_tensor("", config_.weight_type, dims, qw.values));
+    ir::Value* s = add_constant(graph_, w->name() + "_scale", make_float_tensor("", pdims, scales));
+    ir::Value* z = add_constant(graph_, w->name() + "_zero_point", make_tensor("", config_.weight_type, pdims, zps));
+    ir::Node* dq = graph_.create_node("DequantizeLinear", {q, s, z}, 1, first_consumer(*w, positions_), "", w->name() + "_dequantized");
+    if (axis) set_int_attr(*dq, "axis", *axis);
+    summary_.tensors.push_back({w->name(), "weight", d::name(config_.weight_type), "minmax", scales, zps, axis ? *axis : -1, 0,
+                                qw.rmin, qw.rmax, qw.rmin, qw.rmax});
+    old_weights_.push_back(w);
+    *params_out = qw.params;
+    return dq->output(0);
+  }
+
+  // An int32 DequantizeLinear of bias `b` with scale x_scale * w_scale[c]; nullptr if a value would not
+  // fit in int32 (the bias then stays float).
+  ir::Value* bias(ir::Value* b, float x_scale, const std::vector<QuantParams>& w_params) {
+    const std::vector<float> values = float_values(*b->constant());
+    const int64_t n = static_cast<int64_t>(values.size());
+    if (w_params.size() != 1 && static_cast<int64_t>(w_params.size()) != n) return nullptr;
+    std::vector<float> scales;
+    std::vector<int32_t> q;
+    for (int64_t c = 0; c < n; ++c) {
+      const float s = x_scale * w_params[w_params.size() == 1 ? 0 : static_cast<size_t>(c)].scale;
+      const double v = std::nearbyint(static_cast<double>(values[static_cast<size_t>(c)]) / static_cast<double>(s));
+      if (!(std::fabs(v) < 2147483647.0)) return nullptr;
+      q.push_back(static_cast<int32_t>(v));
+      if (w_params.size() != 1 || c == 0) scales.push_back(s);
+    }
+    const std::vector<int64_t> pdims = scales.size() == 1 ? std::vector<int64_t>{} : std::vector<int64_t>{n};
+    ir::Value* bq = add_constant(graph_, b->name() + "_quantized", make_tensor("", d::kInt32, {n}, q));
+    ir::Value* s = add_constant(graph_, b->name() + "_scale", make_float_tensor("", pdims, scales));
+    ir::Value* z = add_constant(graph_, b->name() + "_zero_point", make_tensor("", d::kInt32, pdims, std::vector<int32_t>(scales.size(), 0)));
+    ir::Node* dq = graph_.create_node("DequantizeLinear", {bq, s, z}, 1, first_consumer(*b, positions_), "", b->name() + "_dequantized");
+    if (scales.size() > 1) set_int_attr(*dq, "axis", 0);
+    summary_.tensors.push_back({b->name(), "bias", "int32", "x_scale * w_scale", scales, std::vector<int32_t>(scales.size(), 0),
+                                scales.size() > 1 ? 0 : -1, 0, 0, 0, 0, 0});
+    old_weights_.push_back(b);
+    return dq->output(0);
+  }
+
+  const std::vector<ir::Value*>& old_weights() const { return old_weights_; }
+  ir::Graph& graph() { return graph_; }
+
+ private:
+  ir::Graph& graph_;
+  const QuantizeConfig& config_;
+  const CalibrationTable& table_;
+  QuantizeSummary& summary_;
+  std::unordered_map<const ir::Node*, size_t> positions_;
+  std::map<ir::Value*, Pair> pairs_;
+  std::map<ir::Value*, const Pair*> by_dq_;
+  std::vector<ir::Value*> old_weights_;
+};
+
+// The Relu consuming `node`'s output alone, when it can be folded into the output pair.
+ir::Node* foldable_relu(const ir::Node& node, const QuantizeConfig& config) {
+  const ir::Value* y = node.output(0);
+  if (config.symmetric_activations || y->is_graph_output() || y->uses().size() != 1) return nullptr;
+  ir::Node* r = y->uses()[0].node;
+  if (!r->is_op("Relu") || config.exclude_nodes.count(r->name()) || r->output(0)->is_graph_output()) return nullptr;
+  return r;
+}
+
+// Weight axis of the output channels: Conv W [M, C, ...] -> 0; MatMul W [K, N] -> 1; Gemm B [K, N] or
+// [N, K] with transB.
+int64_t channel_axis(const ir::Node& node) {
+  if (node.is_op("Conv")) return 0;
+  if (node.is_op("Gemm")) return node.attribute_int("transB").value_or(0) ? 0 : 1;
+  return 1;
+}
+
+}  // namespace
+
+void quantize_static_qdq(ir::Model& model, const QuantizeConfig& config, const std::vector<ir::Node*>& nodes,
+                         const CalibrationTable& table, QuantizeSummary& summary) {
+  if (nodes.empty()) return;
+  const int64_t need = config.per_channel ? 13 : 10;
+  if (model.opset() < need)
+    usage_error("static quantization{} writes QuantizeLinear/DequantizeLinear{} (opset {}); the model imports opset {}: "
+                "convert it first (mopt quantize upgrades it automatically)",
+                config.per_channel ? " per channel" : "", config.per_channel ? " with an axis" : "", need, model.opset());
+  if (config.activation_type == d::kInt8 && !config.symmetric_activations)
+    summary.notes.push_back("int8 asymmetric activations: ONNX Runtime's fastest x86 path is uint8 activations with int8 weights");
+  QdqWriter w(model, config, table, summary);
+  for (ir::Node* node : nodes) {
+    const std::string& op = node->op_type();
+    const std::string label = node->name().empty() ? op : node->name();
+    if (moves_values(op)) {
+      const QdqWriter::Pair* in = w.pair_of(node->input(0));
+      if (in == nullptr) {
+        summary.skipped.emplace_back(label, "its input is not quantized");
+        continue;
+      }
+      node->set_input(0, in->dq);
+      w.quantize_output(*node, nullptr, in->params);
+      summary.layers.push_back({node->name(), op, node->output(0)->name(), node->output(0)->name()});
+      continue;
+    }
+    // Activation inputs: every non-constant float input (Conv/Gemm: only the first).
+    const bool weighted = op == "Conv" || op == "Gemm" || (op == "MatMul" && node->input(1)->constant());
+    std::vector<size_t> activations;
+    for (size_t i = 0; i < node->inputs().size(); ++i) {
+      ir::Value* v = node->input(i);
+      if (v && !v->constant() && is_data_input(*node, i) && (!weighted || i == 0)) activations.push_back(i);
+    }
+    bool missing = false;
+    for (size_t i : activations) missing |= w.pair_of(node->input(i)) == nullptr && table.find(node->input(i)->name()) == nullptr;
+    if (missing) {
+      summary.skipped.emplace_back(label, "an input has no calibration range");
+      continue;
+    }
+    if (op == "Concat" || op == "Add" || op == "Mul") {
+      bool constant_operand = false;
+      for (ir::Value* v : node->inputs()) constant_operand |= v && v->constant();
+      if (constant_operand) {
+        summary.skipped.emplace_back(label, "a constant operand (only activation operands are quantized)");
+        continue;
+      }
+    }
+    const QdqWriter::Pair* x_pair = nullptr;
+    for (size_t i : activations) {
+      const QdqWriter::Pair* p = w.activation_pair(node->input(i), node->input(i), std::nullopt);
+      node->set_input(i, p->dq);
+      if (i == 0) x_pair = p;
+    }
+    if (weighted) {
+      const std::optional<int64_t> axis = config.per_channel ? std::optional<int64_t>(channel_axis(*node)) : std::nullopt;
+      std::vector<QuantParams> w_params;
+      node->set_input(1, w.weight(node->input(1), axis, &w_params));
+      ir::Value* b = node->input(2);
+      const bool plain_gemm = !node->is_op("Gemm") || (node->attribute_float("alpha").value_or(1) == 1.0f &&
+                                                        node->attribute_float("beta").value_or(1) == 1.0f);
+      if (b && plain_gemm && b->constant()->dims().size() == 1) {
+        if (ir::Value* bq = w.bias(b, x_pair->params.scale, w_params)) node->set_input(2, bq);
+        else summary.notes.push_back(fmt::format("bias of '{}' stays float: it does not fit int32 at x_scale * w_scale", label));
+      }
+    }
+    // The output: fold a following Relu into its range when exact.
+    std::string output_name = node->output(0)->name();
+    ir::Value* range_of = node->output(0);
+    if (ir::Node* relu = foldable_relu(*node, config); relu && table.find(relu->output(0)->name())) {
+      range_of = relu->output(0);
+      const TensorRange* r = table.find(range_of->name());
+      if (compute_params(r->min, r->max, config.activation_type, false).zero_point == int_range(config.activation_type, false).lo &&
+          w.graph().replace_all_uses(relu->output(0), node->output(0))) {
+        w.graph().erase(relu);
+        summary.notes.push_back(fmt::format("Relu '{}' folded into the output range of '{}'", relu->name(), label));
+      } else {
+        range_of = node->output(0);
+      }
+    }
+    w.quantize_output(*node, range_of, std::nullopt);
+    summary.layers.push_back({node->name(), op, output_name, node->output(0)->name()});
+  }
+  remove_unused_weights(w.graph(), w.old_weights());
+}
+
+}  // namespace mopt::quant

@@ -1,0 +1,214 @@
+// Node selection, the quantize_model entry point and the summary JSON; the rewrites live in
+// dynamic.cpp, qdq.cpp, qoperator.cpp and weight_only.cpp.
+#include "quant/quantize.h"
+
+#include <fmt/format.h>
+
+#include "quant/rewrite_util.h"
+#include "util/error.h"
+
+namespace mopt::quant {
+namespace {
+
+namespace d = ir::dtype;
+
+bool is_weighted(const std::string& op) { return op == "Conv" || op == "MatMul" || op == "Gemm"; }
+
+// A float32 constant: weights must be float32 (float16 weights are not supported yet).
+const char* float_constant_problem(const ir::Value* v) {
+  if (v == nullptr) return "has no weight input";
+  const ir::Tensor* t = v->constant();
+  if (t == nullptr) return "its weight is not a constant";
+  if (t->dtype() != d::kFloat) return "its weight is not float32";
+  return nullptr;
+}
+
+bool is_float_or_unknown(const ir::Value* v) {
+  if (!v->has_type() || !v->info().type().has_tensor_type()) return true;
+  const int32_t t = v->info().type().tensor_type().elem_type();
+  return t == 0 || t == d::kFloat;
+}
+
+// Why `node` cannot be quantized in `mode`, or nullptr.
+const char* unsupported_reason(const ir::Node& node, Mode mode) {
+  const std::string& op = node.op_type();
+  if (!node.is_default_domain()) return "not an ONNX-domain operator";
+  for (const ir::Value* v : node.inputs()) {
+    if (v && !v->constant() && !is_float_or_unknown(v)) return "an input is not float32";
+  }
+  if (op == "Conv") {
+    if (node.input(0) == nullptr || node.input(0)->constant()) return "its input is a constant";
+    if (const char* p = float_constant_problem(node.input(1))) return p;
+    if (node.input(2) && float_constant_problem(node.input(2))) return "its bias is not a float32 constant";
+    return nullptr;
+  }
+  if (op == "MatMul") {
+    if (node.input(0) == nullptr || node.input(0)->constant()) return "its first input is a constant";
+    const ir::Tensor* w = node.input(1) ? node.input(1)->constant() : nullptr;
+    if (w == nullptr) return mode == Mode::Static ? nullptr : "its weight is not a constant";
+    if (const char* p = float_constant_problem(node.input(1))) return p;
+    if (w->dims().size() != 2) return "its weight is not 2-D";
+    return nullptr;
+  }
+  if (op == "Gemm") {
+    if (mode == Mode::WeightOnly) return "not supported: Gemm in weight-only mode (MatMul only)";
+    if (node.attribute_int("transA").value_or(0) != 0) return "transA=1 is not supported";
+    if (node.input(0) == nullptr || node.input(0)->constant()) return "its input is a constant";
+    if (const char* p = float_constant_problem(node.input(1))) return p;
+    if (node.input(1)->constant()->dims().size() != 2) return "its weight is not 2-D";
+    if (node.input(2) && !node.input(2)->constant()) return "its bias is not a constant";
+    return nullptr;
+  }
+  if (mode != Mode::Static) return "not supported in this mode";
+  if (op == "MaxPool" && node.output(1) != nullptr) return "its indices output is used";
+  return nullptr;
+}
+
+}  // namespace
+
+std::set<std::string> default_op_types(Mode mode) {
+  switch (mode) {
+    case Mode::Dynamic: return {"MatMul", "Gemm"};
+    case Mode::WeightOnly: return {"MatMul"};
+    case Mode::Static:
+      return {"Conv", "MatMul", "Gemm", "MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze"};
+  }
+  return {};
+}
+
+std::set<std::string> supported_op_types(Mode mode) {
+  if (mode != Mode::Static) return default_op_types(mode);
+  // Besides Conv/MatMul/Gemm: operators that move values without arithmetic keep their input's
+  // parameters; the others get their own calibrated output range.
+  return {"Conv", "MatMul", "Gemm", "MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze",
+          "Concat", "AveragePool", "GlobalAveragePool", "Add", "Mul"};
+}
+
+Mode parse_mode(const std::string& n) {
+  if (n == "dynamic") return Mode::Dynamic;
+  if (n == "static") return Mode::Static;
+  if (n == "weight-only") return Mode::WeightOnly;
+  usage_error("unknown quantization mode '{}' (dynamic, static, weight-only)", n);
+}
+
+Format parse_format(const std::string& n) {
+  if (n == "qdq") return Format::QDQ;
+  if (n == "qoperator") return Format::QOperator;
+  usage_error("unknown quantization format '{}' (qdq, qoperator)", n);
+}
+
+int32_t parse_qtype(const std::string& n, bool allow_4bit) {
+  if (n == "int8") return d::kInt8;
+  if (n == "uint8") return d::kUint8;
+  if (allow_4bit && n == "int4") return d::kInt4;
+  if (allow_4bit && n == "uint4") return d::kUint4;
+  usage_error("unknown quantized type '{}' (int8, uint8)", n);
+}
+
+const char* name(Mode mode) {
+  switch (mode) {
+    case Mode::Dynamic: return "dynamic";
+    case Mode::Static: return "static";
+    case Mode::WeightOnly: return "weight-only";
+  }
+  return "?";
+}
+
+std::vector<ir::Node*> select_nodes(const ir::Model& model, const QuantizeConfig& config,
+                                    std::vector<std::pair<std::string, std::string>>* skipped) {
+  const std::set<std::string> ops = config.op_types.empty() ? default_op_types(config.mode) : config.op_types;
+  const std::set<std::string> supported = supported_op_types(config.mode);
+  for (const std::string& op : ops) {
+    if (!supported.count(op))
+      usage_error("not supported: quantizing {} in {} mode (supported: {})", op, name(config.mode), fmt::join(supported, ", "));
+  }
+  auto skip = [&](const ir::Node* n, std::string why) {
+    if (skipped) skipped->emplace_back(n->name().empty() ? n->op_type() : n->name(), std::move(why));
+  };
+  std::vector<ir::Node*> selected;
+  for (ir::Node* n : model.graph().nodes()) {
+    if (!ops.count(n->op_type()) || !n->is_default_domain()) continue;
+    if (config.exclude_nodes.count(n->name())) {
+      skip(n, "excluded by name");
+      continue;
+    }
+    if (config.exclude_op_types.count(n->op_type())) {
+      skip(n, "its op type is excluded");
+      continue;
+    }
+    if (const char* why = unsupported_reason(*n, config.mode)) {
+      skip(n, why);
+      continue;
+    }
+    selected.push_back(n);
+  }
+  auto drop_weighted = [&](bool first, const char* why) {
+    auto it = first ? std::find_if(selected.begin(), selected.end(), [](ir::Node* n) { return is_weighted(n->op_type()); })
+                    : std::find_if(selected.rbegin(), selected.rend(), [](ir::Node* n) { return is_weighted(n->op_type()); }).base();
+    if (!first) {
+      if (it == selected.begin()) return;
+      --it;
+      if (!is_weighted((*it)->op_type())) return;
+    }
+    if (it == selected.end()) return;
+    skip(*it, why);
+    selected.erase(it);
+  };
+  if (config.keep_first) drop_weighted(true, "kept in float: first layer (--keep-first)");
+  if (config.keep_last) drop_weighted(false, "kept in float: last layer (--keep-last)");
+  return selected;
+}
+
+QuantizeSummary quantize_model(ir::Model& model, const QuantizeConfig& config, const CalibrationTable* table) {
+  QuantizeSummary summary;
+  summary.mode = name(config.mode);
+  if (config.mode == Mode::WeightOnly) {
+    if (config.bits != 4 && config.bits != 8) usage_error("weight-only quantization takes --bits 4 or 8, not {}", config.bits);
+    if (config.block_size < 16 || (config.block_size & (config.block_size - 1)) != 0)
+      usage_error("--block-size must be a power of two >= 16, not {}", config.block_size);
+  }
+  bool has_subgraphs = false;
+  for (const ir::Node* n : model.graph().nodes()) has_subgraphs |= !n->subgraphs().empty();
+  if (has_subgraphs) summary.notes.push_back("nodes inside If/Loop/Scan subgraphs are not quantized");
+  std::vector<ir::Node*> nodes = select_nodes(model, config, &summary.skipped);
+  switch (config.mode) {
+    case Mode::Dynamic: quantize_dynamic(model, config, nodes, summary); break;
+    case Mode::WeightOnly: quantize_weight_only(model, config, nodes, summary); break;
+    case Mode::Static:
+      if (table == nullptr) usage_error("static quantization needs calibration data");
+      quantize_static_qdq(model, config, nodes, *table, summary);
+      if (config.format == Format::QOperator) qdq_to_qoperator(model, summary);
+      break;
+  }
+  return summary;
+}
+
+nlohmann::json to_json(const QuantizeSummary& s) {
+  nlohmann::json j;
+  j["mode"] = s.mode;
+  j["nodes_quantized"] = s.nodes_quantized();
+  j["layers"] = nlohmann::json::array();
+  for (const LayerRecord& l : s.layers) j["layers"].push_back({{"node", l.node}, {"op_type", l.op_type}, {"output", l.output}});
+  j["skipped"] = nlohmann::json::array();
+  for (const auto& [node, why] : s.skipped) j["skipped"].push_back({{"node", node}, {"reason", why}});
+  j["tensors"] = nlohmann::json::array();
+  for (const TensorRecord& t : s.tensors) {
+    nlohmann::json tj = {{"name", t.name}, {"role", t.role}, {"dtype", t.dtype}, {"method", t.method},
+                         {"range", {t.min, t.max}}, {"observed_range", {t.observed_min, t.observed_max}}};
+    constexpr size_t kListed = 64;  // longer parameter vectors are summarized
+    auto minmax = [](const auto& v) { return nlohmann::json{{"count", v.size()}, {"min", *std::min_element(v.begin(), v.end())}, {"max", *std::max_element(v.begin(), v.end())}}; };
+    if (t.scale.size() == 1) tj["scale"] = t.scale[0];
+    else if (t.scale.size() <= kListed) tj["scale"] = t.scale;
+    else if (!t.scale.empty()) tj["scale"] = minmax(t.scale);
+    if (t.zero_point.size() == 1) tj["zero_point"] = t.zero_point[0];
+    else if (t.zero_point.size() <= kListed) tj["zero_point"] = t.zero_point;
+    else if (!t.zero_point.empty()) tj["zero_point"] = minmax(t.zero_point);
+    if (t.axis >= 0) tj["axis"] = t.axis;
+    if (t.block_size > 0) tj["block_size"] = t.block_size;
+    j["tensors"].push_back(std::move(tj));
+  }
+  j["notes"] = s.notes;
+  return j;
+}
+
+}  // namespace mopt::quant

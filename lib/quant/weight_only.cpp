@@ -1,0 +1,109 @@
+// Weight-only block quantization of MatMul weights (transformer-style models), written as ONNX
+// Runtime's com.microsoft MatMulNBits: activations stay float, each block of `block_size` weights along
+// K gets its own scale (and zero point when asymmetric).
+//
+//   Before:  x -> MatMul(W [K, N] float) -> y
+//   After:   x -> MatMulNBits(B [N, K/bs, bs*bits/8] uint8, scales [N*K/bs], zero_points?) -> y
+//
+// MatMulNBits over ONNX's blocked DequantizeLinear (INT4, opset 21): it needs no opset upgrade of the
+// rest of the model (opset 21 changed many operators) and ONNX Runtime runs it as one fused kernel.
+// Codes are packed low bits first along K; K is padded with zeros to a whole block. Symmetric blocks
+// (the default) use codes [-(2^(b-1)-1), 2^(b-1)-1] stored offset by 2^(b-1), the operator's default
+// zero point, so no zero point tensor is written.
+#include <fmt/format.h>
+
+#include <cmath>
+
+#include "quant/params.h"
+#include "quant/quantize.h"
+#include "quant/rewrite_util.h"
+#include "util/error.h"
+
+namespace mopt::quant {
+
+void quantize_weight_only(ir::Model& model, const QuantizeConfig& config, const std::vector<ir::Node*>& nodes,
+                          QuantizeSummary& summary) {
+  if (nodes.empty()) return;
+  ir::Graph& g = model.graph();
+  ensure_opset_import(model, "com.microsoft", 1);
+  const int bits = config.bits;
+  const int64_t bs = config.block_size, per_byte = 8 / bits, offset = int64_t{1} << (bits - 1);
+  const int64_t qmax_unsigned = (int64_t{1} << bits) - 1;
+  const bool symmetric = config.symmetric_weights;
+  std::vector<ir::Value*> old_weights;
+  for (ir::Node* node : nodes) {
+    ir::Value* w = node->input(1);
+    const std::vector<int64_t> dims = w->constant()->dims();
+    const int64_t k = dims[0], n = dims[1];
+    const int64_t blocks = (k + bs - 1) / bs, blob = bs * bits / 8;
+    const int64_t zp_row = (blocks + per_byte - 1) / per_byte;
+    const std::vector<float> values = float_values(*w->constant());
+    std::vector<uint8_t> packed(static_cast<size_t>(n * blocks * blob), 0);
+    std::vector<uint8_t> zero_points(symmetric ? 0 : static_cast<size_t>(n * zp_row), 0);
+    std::vector<float> scales(static_cast<size_t>(n * blocks));
+    double rmin = 0, rmax = 0;
+    for (int64_t col = 0; col < n; ++col) {
+      for (int64_t b = 0; b < blocks; ++b) {
+        const int64_t k0 = b * bs, k1 = std::min(k, k0 + bs);
+        double lo = 0, hi = 0;
+        for (int64_t i = k0; i < k1; ++i) {
+          const double v = values[static_cast<size_t>(i * n + col)];
+          lo = std::min(lo, v);
+          hi = std::max(hi, v);
+        }
+        rmin = std::min(rmin, lo);
+        rmax = std::max(rmax, hi);
+        double scale;
+        int64_t zp;
+        if (symmetric) {
+          scale = std::max(std::fabs(lo), std::fabs(hi)) / static_cast<double>(offset - 1);
+          zp = offset;
+        } else {
+          scale = (hi - lo) / static_cast<double>(qmax_unsigned);
+          zp = scale > 0 ? std::clamp(static_cast<int64_t>(std::nearbyint(-lo / scale)), int64_t{0}, qmax_unsigned) : 0;
+        }
+        if (!(scale > 0)) scale = 1;
+        const float fscale = static_cast<float>(scale);
+        scales[static_cast<size_t>(col * blocks + b)] = fscale;
+        if (!symmetric) zero_points[static_cast<size_t>(col * zp_row + b / per_byte)] |= static_cast<uint8_t>(zp << ((b % per_byte) * bits));
+        for (int64_t i = k0; i < k1; ++i) {
+          const float v = values[static_cast<size_t>(i * n + col)];
+          const int64_t q = std::clamp(static_cast<int64_t>(std::nearbyint(v / fscale)) + zp, int64_t{0}, qmax_unsigned);
+          const int64_t within = i - k0;
+          packed[static_cast<size_t>((col * blocks + b) * blob + within / per_byte)] |= static_cast<uint8_t>(q << ((within % per_byte) * bits));
+        }
+        // Padding beyond K keeps code 0; its A values are absent, so it contributes nothing.
+      }
+    }
+    const std::string base = w->name();
+    std::vector<ir::Value*> in = {node->input(0), add_constant(g, base + "_packed", make_bytes_tensor("", {n, blocks, blob}, std::move(packed))),
+                                  add_constant(g, base + "_scales", make_float_tensor("", {n * blocks}, scales))};
+    if (!symmetric) in.push_back(add_constant(g, base + "_zero_points", make_bytes_tensor("", {n * zp_row}, zero_points)));
+    ir::Node* mm = g.create_node("MatMulNBits", in, 1, node, "com.microsoft", node->output(0)->name() + "_nbits");
+    mm->mutable_proto().set_name(model.fresh_name(node->name().empty() ? "MatMulNBits" : node->name() + "_nbits"));
+    set_int_attr(*mm, "K", k);
+    set_int_attr(*mm, "N", n);
+    set_int_attr(*mm, "bits", bits);
+    set_int_attr(*mm, "block_size", bs);
+    if (config.accuracy_level) set_int_attr(*mm, "accuracy_level", config.accuracy_level);
+    ir::Value* y = node->output(0);
+    const std::string y_name = y->name();
+    if (!g.replace_all_uses(y, mm->output(0))) fail("quantize: could not rewire the output of '{}'", node->name());
+    g.erase(node);
+    old_weights.push_back(w);
+    summary.layers.push_back({node->name(), node->op_type(), y_name, mm->output(0)->name()});
+    std::vector<int32_t> zps;
+    if (!symmetric) {
+      for (int64_t col = 0; col < n; ++col)
+        for (int64_t b = 0; b < blocks; ++b)
+          zps.push_back((zero_points[static_cast<size_t>(col * zp_row + b / per_byte)] >> ((b % per_byte) * bits)) & static_cast<int>(qmax_unsigned));
+    } else {
+      zps = {static_cast<int32_t>(offset)};
+    }
+    summary.tensors.push_back({w->name(), "weight", fmt::format("uint{} (MatMulNBits)", bits), symmetric ? "minmax, symmetric blocks" : "minmax per block",
+                               scales, zps, 0, bs, rmin, rmax, rmin, rmax});
+  }
+  remove_unused_weights(g, old_weights);
+}
+
+}  // namespace mopt::quant
