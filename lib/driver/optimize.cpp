@@ -76,9 +76,9 @@ OptimizeResult run_optimize(const OptimizeRequest& request) {
                   output_data.string());
   }
 
-  // Reference outputs of the original model, computed before the passes change it.
-  std::optional<eval::Outputs> reference;
-  std::vector<data::Feeds> samples;
+  // Reference outputs of the original model, computed before the passes change it; passes that search
+  // for an accuracy target (quantize's fallback) see them through the pass manager.
+  std::optional<eval::Evaluation> evaluation;
   std::string data_description;
   const AccuracyRequest& acc = request.accuracy;
   exec::Array labels;  // read before the passes so a bad labels file fails fast
@@ -86,8 +86,13 @@ OptimizeResult run_optimize(const OptimizeRequest& request) {
   if (acc.source != "off") {
     try {
       log::progress("running the original model for the accuracy check");
-      samples = load_or_generate_samples(*model, acc, &data_description);
-      reference = eval::run_samples(*model, samples, acc.threads);
+      eval::Evaluation e;
+      e.samples = load_or_generate_samples(*model, acc, &data_description);
+      e.reference = eval::run_samples(*model, e.samples, acc.threads);
+      if (labels.defined()) e.labels = labels;
+      e.label_output = acc.label_output;
+      e.threads = acc.threads;
+      evaluation = std::move(e);
     } catch (const Error& e) {
       if (acc.required || e.kind() == ErrorKind::Usage) throw;
       run.accuracy_skipped = e.what();
@@ -99,14 +104,15 @@ OptimizeResult run_optimize(const OptimizeRequest& request) {
   }
 
   log::progress("running {}", run.pipeline);
-  run.pipeline_result = pass::run_pipeline(request.pipeline, *model, request.manager);
+  pass::ManagerOptions manager = request.manager;
+  manager.evaluation = evaluation ? &*evaluation : nullptr;
+  run.pipeline_result = pass::run_pipeline(request.pipeline, *model, manager);
   run.after = report::collect_stats(*model);
 
   std::optional<eval::Comparison> comparison;
-  if (reference) {
+  if (evaluation) {
     log::progress("running the optimized model for the accuracy check");
-    eval::Outputs candidate = eval::run_samples(*model, samples, acc.threads);
-    comparison = eval::compare_outputs(*reference, candidate, acc.labels.empty() ? nullptr : &labels, acc.label_output);
+    comparison = evaluation->evaluate(*model);
     comparison->data = data_description;
     run.accuracy = eval::to_json(*comparison);
     run.accuracy_summary = eval::summary(*comparison);

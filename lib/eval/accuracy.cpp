@@ -193,19 +193,29 @@ LabelMetrics label_accuracy(const Outputs& outputs, const Array& labels, const s
   return m;
 }
 
+Comparison Evaluation::evaluate(const ir::Model& model) const {
+  Outputs candidate = run_samples(model, samples, threads);
+  return compare_outputs(reference, candidate, labels ? &*labels : nullptr, label_output);
+}
+
+std::optional<double> accuracy_drop_points(const Comparison& c, std::string* basis) {
+  if (c.labels) {
+    if (basis) *basis = "labelled accuracy";
+    return c.labels->drop() * 100.0;
+  }
+  if (const OutputMetrics* m = pick_label_output(c.outputs, "")) {
+    if (basis) *basis = fmt::format("top-1 disagreement with the original on '{}'", m->name);
+    return (1.0 - m->top1_agreement) * 100.0;
+  }
+  return std::nullopt;
+}
+
 std::vector<GateResult> check_gates(const Gates& gates, const Comparison* c, uint64_t output_bytes) {
   std::vector<GateResult> out;
   if (gates.max_accuracy_drop) {
     GateResult g{"max-accuracy-drop", false, "", fmt::format("{:.2f} pp", *gates.max_accuracy_drop), ""};
-    std::optional<double> drop;
     std::string basis;
-    if (c && c->labels) {
-      drop = c->labels->drop() * 100.0;
-      basis = "labelled accuracy";
-    } else if (const OutputMetrics* m = c ? pick_label_output(c->outputs, "") : nullptr) {
-      drop = (1.0 - m->top1_agreement) * 100.0;
-      basis = fmt::format("top-1 disagreement with the original on '{}'", m->name);
-    }
+    const std::optional<double> drop = c ? accuracy_drop_points(*c, &basis) : std::nullopt;
     if (!drop) {
       g.measured = "not measurable";
       g.message = "accuracy drop not measurable: no labels and no classifier-like output (gate fails)";

@@ -59,6 +59,18 @@ Comparison compare_outputs(const Outputs& reference, const Outputs& candidate, c
 // Accuracy of one model's outputs against labels (mopt run --labels).
 LabelMetrics label_accuracy(const Outputs& outputs, const exec::Array& labels, const std::string& label_output = "");
 
+// The data and reference outputs the driver measures accuracy with, offered to passes that search for
+// an accuracy target or report per-layer errors (quantize's accuracy-aware fallback).
+struct Evaluation {
+  std::vector<data::Feeds> samples;
+  Outputs reference;
+  std::optional<exec::Array> labels;
+  std::string label_output;
+  int threads = 0;
+  // Runs `model` on the samples and compares its outputs with the reference (and labels).
+  Comparison evaluate(const ir::Model& model) const;
+};
+
 struct Gates {
   std::optional<double> max_accuracy_drop;  // percentage points
   std::optional<double> min_cosine;
@@ -73,6 +85,10 @@ struct GateResult {
   std::string limit;
   std::string message;    // one line for the terminal
 };
+
+// The accuracy drop in percentage points: labelled accuracy when labels were given, otherwise the top-1
+// disagreement on the first classifier-like output; nullopt when neither exists. `basis` says which.
+std::optional<double> accuracy_drop_points(const Comparison& comparison, std::string* basis = nullptr);
 
 // Evaluates every set gate. The accuracy gate uses labels when given, otherwise the candidate's top-1
 // agreement with the original (drop = 100% - agreement); with neither it fails as not measurable.

@@ -172,6 +172,12 @@ Value* Graph::add_input(const std::string& name, const onnx::TypeProto& type) {
   return v;
 }
 
+void Graph::remove_input_of_initializer(Value* value) {
+  assert(value->initializer_ && value->graph_input_);
+  inputs_.erase(std::remove(inputs_.begin(), inputs_.end(), value), inputs_.end());
+  value->graph_input_ = false;
+}
+
 Value* Graph::add_initializer(Tensor tensor) {
   assert(find_local(tensor.name()) == nullptr);
   Value* v = new_value(tensor.name());
@@ -351,6 +357,15 @@ void Graph::compact() {
 
 Model::Model() : graph_(std::make_unique<Graph>(this, nullptr)) {}
 Model::~Model() = default;
+
+void Model::replace_with(Model&& other) {
+  proto_ = std::move(other.proto_);
+  graph_ = std::move(other.graph_);
+  used_names_ = std::move(other.used_names_);
+  fresh_counters_ = std::move(other.fresh_counters_);
+  for_each_graph([this](Graph& g) { g.model_ = this; });
+  other.graph_ = std::make_unique<Graph>(&other, nullptr);
+}
 
 int64_t Model::opset(const std::string& domain) const {
   const bool want_default = domain.empty() || domain == "ai.onnx";

@@ -158,6 +158,8 @@ class Graph {
                     Node* before = nullptr, const std::string& domain = "", const std::string& output_hint = "");
   Value* add_input(const std::string& name, const onnx::TypeProto& type);
   Value* add_initializer(Tensor tensor);  // the tensor's name must be unused; see Model::fresh_name
+  // Stops listing an initializer as a graph input (IR < 4 models list every initializer as an input).
+  void remove_input_of_initializer(Value* value);
   // Removes an initializer value. It must have no uses and must not be a graph output.
   void remove_initializer(Value* value);
   // Marks a node dead and detaches its inputs. Its outputs must have no uses and not be graph outputs.
@@ -181,6 +183,7 @@ class Graph {
 
  private:
   friend class Node;
+  friend class Model;
   friend struct ProtoAccess;
   Value* new_value(const std::string& name);
   void rename(Value* value, const std::string& name);
@@ -217,6 +220,10 @@ class Model {
   // A name no value or node in the model uses yet, derived from `base`; deterministic.
   std::string fresh_name(const std::string& base);
   void reserve_name(const std::string& name) { used_names_.insert(name); }
+
+  // Takes over everything `other` holds (after a conversion that builds a new model, e.g. an opset
+  // upgrade), so that references to this Model stay valid. `other` is left empty.
+  void replace_with(Model&& other);
 
   // Calls fn on every graph, innermost subgraphs first, the main graph last.
   void for_each_graph(const std::function<void(Graph&)>& fn);

@@ -58,6 +58,7 @@ class Runner {
     auto pass = info->create(e.options);
     PassContext ctx(options_.explain);
     ctx.set_pass_name(e.name);
+    ctx.set_evaluation(options_.evaluation);
     log::verbose("running {}", record.spec);
     const auto start = Clock::now();
     const PassResult r = pass->run(model_, ctx);

@@ -24,6 +24,7 @@ struct PassRun {
 struct ManagerOptions {
   bool verify_each = false;
   bool explain = false;
+  const eval::Evaluation* evaluation = nullptr;  // handed to every pass (PassContext::evaluation)
 };
 
 struct PipelineResult {

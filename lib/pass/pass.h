@@ -13,6 +13,10 @@
 
 #include "ir/ir.h"
 
+namespace mopt::eval {
+struct Evaluation;
+}
+
 namespace mopt::pass {
 
 struct OptionSpec {
@@ -57,6 +61,10 @@ class PassContext {
   // Structured detail for the report (e.g. the parameters of every quantized tensor); null when unset.
   void set_details(nlohmann::json details) { details_ = std::move(details); }
   const nlohmann::json& details() const { return details_; }
+  // Samples and reference outputs of the original model, when the driver measures accuracy; nullptr
+  // otherwise. Passes that search for an accuracy target use it.
+  const eval::Evaluation* evaluation() const { return evaluation_; }
+  void set_evaluation(const eval::Evaluation* evaluation) { evaluation_ = evaluation; }
 
   const std::vector<std::pair<std::string, int64_t>>& counters() const { return counters_; }
   const std::vector<std::string>& warnings() const { return warnings_; }
@@ -69,6 +77,7 @@ class PassContext {
   std::vector<std::pair<std::string, int64_t>> counters_;
   std::vector<std::string> warnings_;
   nlohmann::json details_;
+  const eval::Evaluation* evaluation_ = nullptr;
 };
 
 struct PassResult {

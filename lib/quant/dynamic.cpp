@@ -105,7 +105,7 @@ void quantize_dynamic(ir::Model& model, const QuantizeConfig& config, const std:
     if (!g.replace_all_uses(y, result)) fail("quantize: could not rewire the output of '{}'", node->name());
     g.erase(node);
     old_weights.push_back(w);
-    summary.layers.push_back({node->name(), node->op_type(), y_name, result->name()});
+    summary.layers.push_back(LayerRecord::of(*node, y_name, result->name()));
     TensorRecord rec{w->name(), "weight", d::name(config.weight_type), "minmax", scales, zps, axis ? 1 : -1, 0,
                      qw.rmin, qw.rmax, qw.rmin, qw.rmax};
     summary.tensors.push_back(std::move(rec));

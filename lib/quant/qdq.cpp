@@ -209,7 +209,7 @@ void quantize_static_qdq(ir::Model& model, const QuantizeConfig& config, const s
       }
       node->set_input(0, in->dq);
       w.quantize_output(*node, nullptr, in->params);
-      summary.layers.push_back({node->name(), op, node->output(0)->name(), node->output(0)->name()});
+      summary.layers.push_back(LayerRecord::of(*node, node->output(0)->name(), node->output(0)->name()));
       continue;
     }
     // Activation inputs: every non-constant float input (Conv/Gemm: only the first).
@@ -266,7 +266,7 @@ void quantize_static_qdq(ir::Model& model, const QuantizeConfig& config, const s
       }
     }
     w.quantize_output(*node, range_of, std::nullopt);
-    summary.layers.push_back({node->name(), op, output_name, node->output(0)->name()});
+    summary.layers.push_back(LayerRecord::of(*node, output_name, node->output(0)->name()));
   }
   remove_unused_weights(w.graph(), w.old_weights());
 }

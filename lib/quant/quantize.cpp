@@ -188,7 +188,11 @@ nlohmann::json to_json(const QuantizeSummary& s) {
   j["mode"] = s.mode;
   j["nodes_quantized"] = s.nodes_quantized();
   j["layers"] = nlohmann::json::array();
-  for (const LayerRecord& l : s.layers) j["layers"].push_back({{"node", l.node}, {"op_type", l.op_type}, {"output", l.output}});
+  for (const LayerRecord& l : s.layers) {
+    nlohmann::json lj = {{"node", l.node}, {"op_type", l.op_type}, {"output", l.output}};
+    if (l.relative_l2) lj["error"] = {{"relative_l2", *l.relative_l2}, {"cosine", *l.cosine}, {"max_abs", *l.max_abs_error}};
+    j["layers"].push_back(std::move(lj));
+  }
   j["skipped"] = nlohmann::json::array();
   for (const auto& [node, why] : s.skipped) j["skipped"].push_back({{"node", node}, {"reason", why}});
   j["tensors"] = nlohmann::json::array();

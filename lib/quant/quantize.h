@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -70,6 +71,12 @@ struct TensorRecord {
 // (dequantized) value in the quantized model, for per-layer error reports.
 struct LayerRecord {
   std::string node, op_type, output, value;
+  // Error of the layer's output against the float model on the same inputs (like ONNX Runtime's
+  // qdq_loss_debug), when measured: relative L2, cosine similarity, max |difference|.
+  std::optional<double> relative_l2, cosine, max_abs_error;
+  static LayerRecord of(const ir::Node& node, std::string output, std::string value) {
+    return {node.name(), node.op_type(), std::move(output), std::move(value), std::nullopt, std::nullopt, std::nullopt};
+  }
 };
 
 struct QuantizeSummary {

@@ -91,7 +91,7 @@ void quantize_weight_only(ir::Model& model, const QuantizeConfig& config, const 
     if (!g.replace_all_uses(y, mm->output(0))) fail("quantize: could not rewire the output of '{}'", node->name());
     g.erase(node);
     old_weights.push_back(w);
-    summary.layers.push_back({node->name(), node->op_type(), y_name, mm->output(0)->name()});
+    summary.layers.push_back(LayerRecord::of(*node, y_name, mm->output(0)->name()));
     std::vector<int32_t> zps;
     if (!symmetric) {
       for (int64_t col = 0; col < n; ++col)

@@ -13,7 +13,10 @@
 
 #include "data/feeds.h"
 #include "pass/pass.h"
+#include "eval/accuracy.h"
+#include "quant/accuracy_aware.h"
 #include "quant/calibrate.h"
+#include "quant/opset.h"
 #include "quant/quantize.h"
 #include "util/error.h"
 
@@ -30,34 +33,103 @@ std::set<std::string> split_list(const std::string& text) {
   return out;
 }
 
+constexpr size_t kLayerErrorSamples = 4;  // samples the per-layer error report runs
+constexpr int64_t kUpgradeTarget = 13;    // first opset with per-axis QuantizeLinear/DequantizeLinear
+constexpr int64_t kUpgradeIrVersion = 7;  // the IR version released with opset 13
+
 class QuantizePass : public pass::Pass {
  public:
   explicit QuantizePass(const pass::Options& o) : options_(o) {}
 
   pass::PassResult run(ir::Model& model, pass::PassContext& ctx) override {
     quant::QuantizeConfig config = config_from(options_);
+    nlohmann::json details;
+    upgrade_opset_if_needed(model, config, ctx, details);
     std::optional<quant::CalibrationTable> table;
-    if (config.mode == quant::Mode::Static) {
-      const std::string& data_path = options_.get_string("data");
-      if (data_path.empty()) usage_error("quantize(mode=static) needs calibration data: data=PATH");
-      std::vector<data::Feeds> samples = data::load_samples(model, data_path);
-      const int64_t limit = options_.get_int("max-samples");
-      if (limit > 0 && static_cast<int64_t>(samples.size()) > limit) samples.resize(static_cast<size_t>(limit));
-      quant::CalibrationOptions calibration;
-      calibration.method = quant::parse_calibration_method(options_.get_string("calibration"));
-      calibration.percentile = options_.get_float("percentile");
-      table = quant::calibrate(model, samples, calibration);
+    if (config.mode == quant::Mode::Static) table = calibrate(model);
+    const eval::Evaluation* evaluation = ctx.evaluation();
+    const double max_drop = options_.get_float("max-accuracy-drop");
+
+    std::optional<quant::FallbackResult> fallback;
+    if (max_drop >= 0) {
+      if (evaluation == nullptr) usage_error("quantize(max-accuracy-drop=...) needs the accuracy check (drop --accuracy off)");
+      if (int64_t named = quant::name_unnamed_nodes(model)) ctx.count("nodes-named", named);
+      fallback = quant::accuracy_aware_exclusions(model, config, table ? &*table : nullptr, *evaluation, max_drop);
+      config.exclude_nodes.insert(fallback->kept_float.begin(), fallback->kept_float.end());
     }
+
+    // Float values of the layers about to be quantized, for the per-layer error report.
+    std::vector<data::Feeds> error_samples;
+    quant::Captures float_values;
+    if (evaluation) {
+      const size_t n = std::min<size_t>(evaluation->samples.size(), kLayerErrorSamples);
+      error_samples.assign(evaluation->samples.begin(), evaluation->samples.begin() + static_cast<std::ptrdiff_t>(n));
+      std::set<std::string> outputs;
+      for (const ir::Node* node : quant::select_nodes(model, config, nullptr)) outputs.insert(node->output(0)->name());
+      float_values = quant::capture_values(model, error_samples, outputs, evaluation->threads);
+    }
+
+    // Quantize in QDQ form first: per-layer errors are measured there, then QOperator fuses patterns.
+    const quant::Format format = config.format;
+    config.format = quant::Format::QDQ;
     quant::QuantizeSummary summary = quant::quantize_model(model, config, table ? &*table : nullptr);
+    if (evaluation) {
+      std::set<std::string> values;
+      for (const quant::LayerRecord& l : summary.layers) values.insert(l.value);
+      quant::add_layer_errors(float_values, quant::capture_values(model, error_samples, values, evaluation->threads), summary);
+    }
+    if (format == quant::Format::QOperator && config.mode == quant::Mode::Static) quant::qdq_to_qoperator(model, summary);
+
     ctx.count("nodes-quantized", summary.nodes_quantized());
     ctx.count("nodes-skipped", static_cast<int64_t>(summary.skipped.size()));
-    nlohmann::json details = quant::to_json(summary);
-    if (table) details["calibration"] = {{"method", table->method}, {"samples", table->samples}, {"seconds", table->seconds}};
-    ctx.set_details(std::move(details));
     for (const auto& [node, why] : summary.skipped) {
       if (ctx.explain()) fmt::print(stderr, "quantize: skipped '{}': {}\n", node, why);
     }
+    nlohmann::json j = quant::to_json(summary);
+    if (!details.is_null()) j.update(details);
+    if (table) j["calibration"] = {{"method", table->method}, {"samples", table->samples}, {"seconds", table->seconds},
+                                   {"seconds_per_sample", table->seconds / static_cast<double>(std::max<size_t>(1, table->samples))}};
+    if (evaluation) j["layer_error_samples"] = error_samples.size();
+    if (fallback) {
+      j["accuracy_aware"] = fallback->to_json();
+      if (fallback->final_drop > max_drop + 1e-9)
+        ctx.warn(fmt::format("accuracy-aware: the drop is {:.2f} pp even with every layer in float (target {:.2f} pp)",
+                             fallback->final_drop, max_drop));
+    }
+    ctx.set_details(std::move(j));
     return {summary.nodes_quantized() > 0};
+  }
+
+  // Static and dynamic quantization write operators newer than old exports import; such models are
+  // upgraded with ONNX's version converter (upgrade-opset=true), and the report says so.
+  void upgrade_opset_if_needed(ir::Model& model, const quant::QuantizeConfig& config, pass::PassContext& ctx,
+                               nlohmann::json& details) {
+    const int64_t need = config.mode == quant::Mode::Dynamic ? 11 : config.mode == quant::Mode::Static ? (config.per_channel ? 13 : 10) : 0;
+    const int64_t have = model.opset(), ir_version = model.ir_version();
+    if (!options_.get_bool("upgrade-opset")) return;
+    if (have < need) {
+      quant::upgrade_opset(model, kUpgradeTarget);
+      ctx.warn(fmt::format("upgraded the model from opset {} to {} with ONNX's version converter ({} quantization needs opset {})",
+                           have, kUpgradeTarget, quant::name(config.mode), need));
+      details["opset_upgrade"] = {{"from", have}, {"to", kUpgradeTarget}};
+    }
+    if (quant::upgrade_ir_version(model, kUpgradeIrVersion)) {
+      ctx.warn(fmt::format("upgraded IR version {} to {}: initializers are no longer listed as graph inputs, so they can be "
+                           "quantized", ir_version, kUpgradeIrVersion));
+      details["ir_version_upgrade"] = {{"from", ir_version}, {"to", kUpgradeIrVersion}};
+    }
+  }
+
+  quant::CalibrationTable calibrate(const ir::Model& model) const {
+    const std::string& data_path = options_.get_string("data");
+    if (data_path.empty()) usage_error("quantize(mode=static) needs calibration data: data=PATH");
+    std::vector<data::Feeds> samples = data::load_samples(model, data_path);
+    const int64_t limit = options_.get_int("max-samples");
+    if (limit > 0 && static_cast<int64_t>(samples.size()) > limit) samples.resize(static_cast<size_t>(limit));
+    quant::CalibrationOptions calibration;
+    calibration.method = quant::parse_calibration_method(options_.get_string("calibration"));
+    calibration.percentile = options_.get_float("percentile");
+    return quant::calibrate(model, samples, calibration);
   }
 
   static quant::QuantizeConfig config_from(const pass::Options& o) {
@@ -107,6 +179,8 @@ const std::vector<pass::OptionSpec>& QuantizeOptions() {
       {"keep-last", T::Bool, "false", "keep the last Conv/MatMul/Gemm in float", {}},
       {"bits", T::Int, "4", "weight-only: bits per weight (4 or 8)", {}},
       {"block-size", T::Int, "32", "weight-only: weights per block along K (power of two >= 16)", {}},
+      {"max-accuracy-drop", T::Float, "-1", "keep the most sensitive layers in float until the accuracy drop (percentage points) is within this; needs the accuracy check (-1: off)", {}},
+      {"upgrade-opset", T::Bool, "true", "upgrade models below the opset the written operators need (to 13, ONNX's version converter)", {}},
       {"accuracy-level", T::Int, "0", "weight-only: MatMulNBits accuracy_level (0 unset, 1 fp32, 2 fp16, 3 bf16, 4 int8)", {}},
   };
   return specs;

@@ -120,6 +120,111 @@ int report_gates(const std::vector<eval::GateResult>& gates) {
   return ok ? kExitOk : kExitGate;
 }
 
+// ------------------------------------------------------------------ quantize
+
+struct QuantizeFlags {
+  std::string mode, format = "qdq", data, calibration = "minmax", weight_type = "int8", activation_type = "uint8";
+  std::string op_types, exclude_nodes, exclude_op_types;
+  double percentile = 99.999;
+  int64_t max_calibration_samples = 0, bits = 4, block_size = 32, accuracy_level = 0;
+  bool per_channel = false, asymmetric_weights = false, symmetric_activations = false, keep_first = false,
+       keep_last = false, weight_only = false, print_pipeline = false, no_upgrade_opset = false;
+};
+
+void add_quantize_flags(CLI::App* cmd, QuantizeFlags& f) {
+  cmd->add_option("--data", f.data, "Calibration data (static mode): .npy/.npz/.pb file or folder, as for --accuracy");
+  cmd->add_option("--mode", f.mode, "dynamic, static or weight-only (default: static with --data, else dynamic)")
+      ->check(CLI::IsMember({"dynamic", "static", "weight-only"}));
+  cmd->add_flag("--weight-only", f.weight_only, "Same as --mode weight-only: MatMul weights in 4/8-bit blocks (MatMulNBits)");
+  cmd->add_option("--format", f.format, "Static output: qdq (QuantizeLinear/DequantizeLinear pairs) or qoperator (QLinearConv, ...)")
+      ->check(CLI::IsMember({"qdq", "qoperator"}));
+  cmd->add_option("--calibration", f.calibration, "Activation ranges: minmax, percentile, entropy or mse (default: minmax)")
+      ->check(CLI::IsMember({"minmax", "percentile", "entropy", "mse"}));
+  cmd->add_option("--percentile", f.percentile, "Percentile of |x| kept by --calibration percentile (default: 99.999)");
+  cmd->add_option("--max-calibration-samples", f.max_calibration_samples, "Use at most this many calibration samples (default: all)");
+  cmd->add_flag("--per-channel", f.per_channel, "One weight scale per output channel");
+  cmd->add_option("--weight-type", f.weight_type, "int8 or uint8 (default: int8)")->check(CLI::IsMember({"int8", "uint8"}));
+  cmd->add_option("--activation-type", f.activation_type, "uint8 or int8 (default: uint8)")->check(CLI::IsMember({"int8", "uint8"}));
+  cmd->add_flag("--asymmetric-weights", f.asymmetric_weights, "Weights with a zero point (default: symmetric)");
+  cmd->add_flag("--symmetric-activations", f.symmetric_activations, "Activations with symmetric ranges (default: asymmetric)");
+  cmd->add_option("--op-types", f.op_types, "Comma-separated operator types to quantize (default: the mode's)");
+  cmd->add_option("--exclude-nodes", f.exclude_nodes, "Comma-separated node names to keep in float");
+  cmd->add_option("--exclude-op-types", f.exclude_op_types, "Comma-separated operator types to keep in float");
+  cmd->add_flag("--keep-first", f.keep_first, "Keep the first Conv/MatMul/Gemm in float");
+  cmd->add_flag("--keep-last", f.keep_last, "Keep the last Conv/MatMul/Gemm in float");
+  cmd->add_option("--bits", f.bits, "Weight-only: 4 or 8 bits per weight (default: 4)");
+  cmd->add_option("--block-size", f.block_size, "Weight-only: weights per block along K (default: 32)");
+  cmd->add_option("--accuracy-level", f.accuracy_level, "Weight-only: MatMulNBits accuracy_level (4: int8 compute, faster)");
+  cmd->add_flag("--no-upgrade-opset", f.no_upgrade_opset, "Fail instead of upgrading models below the opset quantization needs");
+  cmd->add_flag("--print-pipeline", f.print_pipeline, "Print the pipeline this command runs and exit");
+}
+
+pass::Pipeline quantize_pipeline(const QuantizeFlags& f, const GateFlags& gates) {
+  const pass::PassInfo* info = pass::find_pass("quantize");
+  pass::PipelineElement q{"quantize", pass::Options(&info->option_specs()), {}, 0};
+  std::string mode = f.weight_only ? "weight-only" : !f.mode.empty() ? f.mode : f.data.empty() ? "dynamic" : "static";
+  if (f.weight_only && !f.mode.empty() && f.mode != "weight-only") usage_error("--weight-only contradicts --mode {}", f.mode);
+  if (mode == "static" && f.data.empty()) usage_error("static quantization needs calibration data: --data PATH");
+  if (mode != "static" && !f.data.empty()) usage_error("--data is calibration data for static mode; {} mode does not use it", mode);
+  auto set = [&](const char* key, const std::string& value) { q.options.set("quantize", key, value); };
+  set("mode", mode);
+  if (mode == "static") {
+    set("data", f.data);
+    set("calibration", f.calibration);
+    set("percentile", fmt::format("{}", f.percentile));
+    if (f.max_calibration_samples > 0) set("max-samples", std::to_string(f.max_calibration_samples));
+    set("format", f.format);
+    set("activation-type", f.activation_type);
+    if (f.symmetric_activations) set("symmetric-activations", "true");
+  }
+  if (mode == "weight-only") {
+    set("bits", std::to_string(f.bits));
+    set("block-size", std::to_string(f.block_size));
+    if (f.accuracy_level) set("accuracy-level", std::to_string(f.accuracy_level));
+  } else {
+    set("weight-type", f.weight_type);
+    if (f.per_channel) set("per-channel", "true");
+  }
+  if (f.asymmetric_weights) set("asymmetric-weights", "true");
+  if (!f.op_types.empty()) set("op-types", f.op_types);
+  if (!f.exclude_nodes.empty()) set("exclude-nodes", f.exclude_nodes);
+  if (!f.exclude_op_types.empty()) set("exclude-op-types", f.exclude_op_types);
+  if (f.keep_first) set("keep-first", "true");
+  if (f.keep_last) set("keep-last", "true");
+  if (f.no_upgrade_opset) set("upgrade-opset", "false");
+  if (gates.max_accuracy_drop >= 0) set("max-accuracy-drop", fmt::format("{}", gates.max_accuracy_drop));
+  pass::Pipeline pipeline = pass::parse_pipeline("eliminate-dead-code");
+  pipeline.elements.insert(pipeline.elements.begin(), std::move(q));
+  return pipeline;
+}
+
+// The quantization part of the report, for the terminal.
+void print_quantize_summary(const report::RunReport& run) {
+  for (const pass::PassRun& p : run.pipeline_result.passes) {
+    if (p.name != "quantize" || p.details.is_null()) continue;
+    const nlohmann::json& d = p.details;
+    fmt::print("quantization ({}): {} layer(s) quantized, {} skipped (see the report, or --explain)\n", d.value("mode", ""),
+               d.value("nodes_quantized", 0), d["skipped"].size());
+    if (d.contains("calibration"))
+      fmt::print("  calibration  {} on {} sample(s), {:.3f} s per sample\n", d["calibration"]["method"].get<std::string>(),
+                 d["calibration"]["samples"].get<size_t>(), d["calibration"]["seconds_per_sample"].get<double>());
+    std::vector<std::pair<double, std::string>> worst;
+    for (const auto& l : d["layers"]) {
+      if (l.contains("error")) worst.emplace_back(l["error"]["relative_l2"].get<double>(), l["node"].get<std::string>());
+    }
+    std::sort(worst.rbegin(), worst.rend());
+    for (size_t i = 0; i < worst.size() && i < 3; ++i)
+      fmt::print("  layer error  {:<32} rel-L2 {:.4f}\n", worst[i].second, worst[i].first);
+    if (d.contains("accuracy_aware")) {
+      const auto& a = d["accuracy_aware"];
+      fmt::print("  accuracy-aware: drop {:.2f} pp -> {:.2f} pp (target {:.2f}) with {} layer(s) in float [{}], {} evaluations\n",
+                 a["initial_drop_pp"].get<double>(), a["final_drop_pp"].get<double>(), a["target_drop_pp"].get<double>(),
+                 a["kept_float"].size(), fmt::join(a["kept_float"].get<std::vector<std::string>>(), ", "),
+                 a["evaluations"].get<int>());
+    }
+  }
+}
+
 // ------------------------------------------------------------------ optimize
 
 struct OptimizeFlags {
@@ -162,6 +267,9 @@ std::optional<uint64_t> parse_size(const std::string& text, const char* flag) {
   }
 }
 
+int run_pipeline_command(const std::string& command, const std::string& suffix, pass::Pipeline pipeline, const OptimizeFlags& f,
+                         const DataFlags& data_flags, const GateFlags& gate_flags);
+
 int run_optimize_command(const OptimizeFlags& f, const DataFlags& data_flags, const GateFlags& gate_flags) {
   pass::Pipeline pipeline;
   if (!f.passes.empty() && !f.pipeline_file.empty()) usage_error("give --passes or --pipeline, not both");
@@ -171,8 +279,25 @@ int run_optimize_command(const OptimizeFlags& f, const DataFlags& data_flags, co
     fmt::print("{}\n", pass::print_pipeline(pipeline));
     return kExitOk;
   }
+  return run_pipeline_command("optimize", ".opt.onnx", std::move(pipeline), f, data_flags, gate_flags);
+}
+
+int run_quantize_command(const OptimizeFlags& f, const QuantizeFlags& q, const DataFlags& data_flags, const GateFlags& gate_flags) {
+  pass::Pipeline pipeline = quantize_pipeline(q, gate_flags);
+  if (q.print_pipeline) {
+    fmt::print("{}\n", pass::print_pipeline(pipeline));
+    return kExitOk;
+  }
+  const bool four_bit = (q.weight_only || q.mode == "weight-only") && q.bits == 4;
+  return run_pipeline_command("quantize", four_bit ? ".int4.onnx" : ".int8.onnx", std::move(pipeline), f, data_flags, gate_flags);
+}
+
+int run_pipeline_command(const std::string& command, const std::string& suffix, pass::Pipeline pipeline, const OptimizeFlags& f,
+                         const DataFlags& data_flags, const GateFlags& gate_flags) {
   if (f.in_place && !f.output.empty()) usage_error("give -o/--output or --in-place, not both");
   driver::OptimizeRequest request;
+  request.command = command;
+  request.default_suffix = suffix;
   request.input = f.input;
   request.output = f.output;
   request.report = f.report;
@@ -193,6 +318,7 @@ int run_optimize_command(const OptimizeFlags& f, const DataFlags& data_flags, co
   for (const auto& w : result.run.warnings) log::warn("{}", w);
   if (log::level() >= log::Level::Normal) {
     fmt::print("{}", report::summary_table(result.run));
+    print_quantize_summary(result.run);
     fmt::print("wrote {} ({:.2f} s)\nreport {}\n", result.output.string(), result.run.total_seconds, result.report.string());
   }
   return report_gates(result.gates);
@@ -425,6 +551,29 @@ int main(int argc, char** argv) {
       "  mopt optimize model.onnx --pipeline pipeline.yaml --verify-each\n"
       "  mopt optimize big.onnx --external-data 1K      # tensors >= 1 KiB go to big.opt.onnx.data");
 
+  OptimizeFlags quantize_flags;
+  QuantizeFlags quantize_options;
+  DataFlags quantize_data;
+  GateFlags quantize_gates;
+  auto* quantize = app.add_subcommand("quantize", "Quantize a model to int8 (dynamic or static) or its MatMul weights to 4/8 bits");
+  add_model_output_flags(quantize, quantize_flags, ".int8.onnx");
+  add_quantize_flags(quantize, quantize_options);
+  add_data_flags(quantize, quantize_data, "--accuracy", "random", true, 4);
+  add_gate_flags(quantize, quantize_gates);
+  add_log_flags(quantize, common);
+  quantize->footer(
+      "Modes: dynamic (default without --data): MatMul/Gemm weights int8, activations quantized at run time.\n"
+      "       static (with --data): calibrated activations, QDQ or QOperator form; Conv, MatMul, Gemm, pooling, reshapes.\n"
+      "       weight-only: MatMul weights in blocks of 4 or 8 bits, ONNX Runtime's MatMulNBits.\n"
+      "--max-accuracy-drop is also the target of the accuracy-aware fallback: the most sensitive layers stay\n"
+      "float until the drop is within it (needs --labels or a classifier-like output).\n"
+      "Examples:\n"
+      "  mopt quantize model.onnx                                   # dynamic; writes model.int8.onnx + report\n"
+      "  mopt quantize model.onnx --data calib.npy --per-channel     # static QDQ, minmax ranges\n"
+      "  mopt quantize model.onnx --data calib/ --calibration entropy --format qoperator\n"
+      "  mopt quantize model.onnx --data calib.npy --accuracy test.npy --labels y.npy --max-accuracy-drop 1\n"
+      "  mopt quantize llm.onnx --weight-only --bits 4 --block-size 32  # writes llm.int4.onnx");
+
   std::string inspect_input;
   bool inspect_json = false;
   auto* inspect = app.add_subcommand("inspect", "Describe a model: opsets, inputs, outputs, operators, parameters");
@@ -507,6 +656,7 @@ int main(int argc, char** argv) {
   apply_log_flags(common);
   try {
     if (optimize->parsed()) return run_optimize_command(optimize_flags, optimize_data, optimize_gates);
+    if (quantize->parsed()) return run_quantize_command(quantize_flags, quantize_options, quantize_data, quantize_gates);
     if (compare->parsed()) return run_compare_command(compare_original, compare_candidate, compare_data, compare_gates, compare_report, compare_json);
     if (run->parsed()) return run_run_command(run_model, run_data, run_save, run_json);
     if (bench->parsed()) return run_bench_command(bench_model, bench_data, bench_warmup, bench_runs, bench_json, bench_profile);

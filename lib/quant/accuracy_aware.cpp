@@ -1,0 +1,156 @@
+// Per-layer errors and the accuracy-aware fallback; see accuracy_aware.h.
+#include "quant/accuracy_aware.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "exec/executor.h"
+#include "ir/proto.h"
+#include "util/error.h"
+#include "util/log.h"
+
+namespace mopt::quant {
+namespace {
+
+std::unique_ptr<ir::Model> clone(const ir::Model& model) { return ir::import_model(ir::export_model(model)); }
+
+bool is_weighted(const ir::Node& n) { return n.is_op("Conv") || n.is_op("MatMul") || n.is_op("Gemm"); }
+
+// Mean relative L2 error over the outputs of a comparison (0 when identical).
+double mean_relative_l2(const eval::Comparison& c) {
+  double sum = 0;
+  for (const auto& o : c.outputs) sum += o.relative_l2;
+  return c.outputs.empty() ? 0 : sum / static_cast<double>(c.outputs.size());
+}
+
+}  // namespace
+
+Captures capture_values(const ir::Model& model, const std::vector<data::Feeds>& samples, const std::set<std::string>& names,
+                        int threads) {
+  Captures out(samples.size());
+  size_t current = 0;
+  exec::ExecutorOptions options;
+  options.threads = threads;
+  options.observe = [&](const ir::Value& v, const exec::Array& a) {
+    if (names.count(v.name())) out[current][v.name()] = a;  // shares the buffer, no copy
+  };
+  exec::Executor executor(model, options);
+  for (current = 0; current < samples.size(); ++current) executor.run(samples[current]);
+  return out;
+}
+
+void add_layer_errors(const Captures& float_values, const Captures& quantized_values, QuantizeSummary& summary) {
+  for (LayerRecord& layer : summary.layers) {
+    double diff2 = 0, ref2 = 0, q2 = 0, dot = 0, max_abs = 0;
+    bool seen = false;
+    for (size_t s = 0; s < float_values.size() && s < quantized_values.size(); ++s) {
+      auto f = float_values[s].find(layer.output);
+      auto q = quantized_values[s].find(layer.value);
+      if (f == float_values[s].end() || q == quantized_values[s].end() || f->second.numel() != q->second.numel()) continue;
+      const std::vector<double> a = f->second.to_doubles(), b = q->second.to_doubles();
+      for (size_t i = 0; i < a.size(); ++i) {
+        const double d = b[i] - a[i];
+        diff2 += d * d;
+        ref2 += a[i] * a[i];
+        q2 += b[i] * b[i];
+        dot += a[i] * b[i];
+        max_abs = std::max(max_abs, std::fabs(d));
+      }
+      seen = true;
+    }
+    if (!seen) continue;
+    layer.relative_l2 = ref2 > 0 ? std::sqrt(diff2 / ref2) : std::sqrt(diff2);
+    layer.cosine = ref2 > 0 && q2 > 0 ? dot / std::sqrt(ref2 * q2) : (diff2 == 0 ? 1.0 : 0.0);
+    layer.max_abs_error = max_abs;
+  }
+}
+
+nlohmann::json FallbackResult::to_json() const {
+  nlohmann::json sens = nlohmann::json::array();
+  for (const auto& [node, value] : sensitivity) {
+    const bool kept = std::find(kept_float.begin(), kept_float.end(), node) != kept_float.end();
+    sens.push_back({{"node", node}, {"relative_l2_alone", value}, {"kept_float", kept}});
+  }
+  return {{"target_drop_pp", target}, {"basis", basis}, {"initial_drop_pp", initial_drop}, {"final_drop_pp", final_drop},
+          {"evaluations", evaluations}, {"kept_float", kept_float}, {"sensitivity", sens}};
+}
+
+FallbackResult accuracy_aware_exclusions(const ir::Model& model, const QuantizeConfig& config, const CalibrationTable* table,
+                                         const eval::Evaluation& evaluation, double max_drop) {
+  FallbackResult result;
+  result.target = max_drop;
+  // Quantizes a copy with extra exclusions and measures it: (accuracy drop, mean relative L2).
+  auto measure = [&](const std::set<std::string>& exclude) {
+    auto copy = clone(model);
+    QuantizeConfig c = config;
+    c.exclude_nodes.insert(exclude.begin(), exclude.end());
+    quantize_model(*copy, c, table);
+    eval::Comparison cmp = evaluation.evaluate(*copy);
+    ++result.evaluations;
+    std::string basis;
+    std::optional<double> drop = eval::accuracy_drop_points(cmp, &basis);
+    if (!drop) usage_error("the accuracy-aware search needs labels (--labels) or a classifier-like output to measure a drop");
+    result.basis = basis;
+    return std::pair<double, double>{*drop, mean_relative_l2(cmp)};
+  };
+
+  log::progress("accuracy-aware: quantizing every layer");
+  result.initial_drop = result.final_drop = measure({}).first;
+  if (result.initial_drop <= max_drop + 1e-9) return result;
+
+  std::vector<std::string> layers;
+  for (const ir::Node* n : select_nodes(model, config, nullptr)) {
+    if (is_weighted(*n)) layers.push_back(n->name());
+  }
+  for (size_t i = 0; i < layers.size(); ++i) {
+    log::progress("accuracy-aware: sensitivity {}/{}", i + 1, layers.size());
+    std::set<std::string> others;
+    for (const std::string& l : layers) {
+      if (l != layers[i]) others.insert(l);
+    }
+    result.sensitivity.emplace_back(layers[i], measure(others).second);
+  }
+  std::stable_sort(result.sensitivity.begin(), result.sensitivity.end(),
+                   [](const auto& a, const auto& b) { return a.second > b.second; });
+  auto top = [&](size_t k) {
+    std::set<std::string> s;
+    for (size_t i = 0; i < k; ++i) s.insert(result.sensitivity[i].first);
+    return s;
+  };
+  // Smallest k in [1, L] meeting the target; k = L keeps every weighted layer float.
+  size_t lo = 1, hi = result.sensitivity.size();
+  double hi_drop = 0;
+  bool hi_measured = false;
+  while (lo < hi) {
+    const size_t mid = lo + (hi - lo) / 2;
+    log::progress("accuracy-aware: trying {} layer(s) in float", mid);
+    const double drop = measure(top(mid)).first;
+    if (drop <= max_drop + 1e-9) {
+      hi = mid;
+      hi_drop = drop;
+      hi_measured = true;
+    } else {
+      lo = mid + 1;
+    }
+  }
+  const std::set<std::string> chosen = top(hi);
+  result.final_drop = hi_measured ? hi_drop : measure(chosen).first;
+  for (const auto& [node, value] : result.sensitivity) {
+    if (chosen.count(node)) result.kept_float.push_back(node);
+  }
+  return result;
+}
+
+int64_t name_unnamed_nodes(ir::Model& model) {
+  int64_t named = 0;
+  for (ir::Node* n : model.graph().nodes()) {
+    if (!n->name().empty()) continue;
+    n->mutable_proto().set_name(model.fresh_name(n->op_type()));
+    ++named;
+  }
+  return named;
+}
+
+}  // namespace mopt::quant
