@@ -200,7 +200,7 @@ void quantize_static_qdq(ir::Model& model, const QuantizeConfig& config, const s
   QdqWriter w(model, config, table, summary);
   for (ir::Node* node : nodes) {
     const std::string& op = node->op_type();
-    const std::string label = node->name().empty() ? op : node->name();
+    const std::string label = describe(*node);
     if (moves_values(op)) {
       const QdqWriter::Pair* in = w.pair_of(node->input(0));
       if (in == nullptr) {
@@ -260,7 +260,7 @@ void quantize_static_qdq(ir::Model& model, const QuantizeConfig& config, const s
       if (compute_params(r->min, r->max, config.activation_type, false).zero_point == int_range(config.activation_type, false).lo &&
           w.graph().replace_all_uses(relu->output(0), node->output(0))) {
         w.graph().erase(relu);
-        summary.notes.push_back(fmt::format("Relu '{}' folded into the output range of '{}'", relu->name(), label));
+        summary.notes.push_back(fmt::format("Relu '{}' folded into the output range of '{}'", describe(*relu), label));
       } else {
         range_of = node->output(0);
       }

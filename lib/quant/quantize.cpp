@@ -123,7 +123,7 @@ std::vector<ir::Node*> select_nodes(const ir::Model& model, const QuantizeConfig
       usage_error("not supported: quantizing {} in {} mode (supported: {})", op, name(config.mode), fmt::join(supported, ", "));
   }
   auto skip = [&](const ir::Node* n, std::string why) {
-    if (skipped) skipped->emplace_back(n->name().empty() ? n->op_type() : n->name(), std::move(why));
+    if (skipped) skipped->emplace_back(describe(*n), std::move(why));
   };
   std::vector<ir::Node*> selected;
   for (ir::Node* n : model.graph().nodes()) {

@@ -75,7 +75,8 @@ struct LayerRecord {
   // qdq_loss_debug), when measured: relative L2, cosine similarity, max |difference|.
   std::optional<double> relative_l2, cosine, max_abs_error;
   static LayerRecord of(const ir::Node& node, std::string output, std::string value) {
-    return {node.name(), node.op_type(), std::move(output), std::move(value), std::nullopt, std::nullopt, std::nullopt};
+    std::string label = node.name().empty() ? node.op_type() + " -> " + output : node.name();
+    return {std::move(label), node.op_type(), std::move(output), std::move(value), std::nullopt, std::nullopt, std::nullopt};
   }
 };
 

@@ -6,6 +6,12 @@
 
 namespace mopt::quant {
 
+std::string describe(const ir::Node& node) {
+  if (!node.name().empty()) return node.name();
+  const ir::Value* out = node.output(0);
+  return out ? node.op_type() + " -> " + out->name() : node.op_type();
+}
+
 void set_int_attr(ir::Node& node, const std::string& name, int64_t value) {
   ir::Attribute a;
   a.proto.set_name(name);

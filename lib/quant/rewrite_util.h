@@ -9,6 +9,9 @@
 
 namespace mopt::quant {
 
+// How reports name a node: its name, or "<op> -> <first output>" when it has none.
+std::string describe(const ir::Node& node);
+
 void set_int_attr(ir::Node& node, const std::string& name, int64_t value);
 void set_float_attr(ir::Node& node, const std::string& name, float value);
 // Copies every attribute of `from` onto `to` (non-graph attributes only).

@@ -7,7 +7,8 @@
 //
 // MatMulNBits over ONNX's blocked DequantizeLinear (INT4, opset 21): it needs no opset upgrade of the
 // rest of the model (opset 21 changed many operators) and ONNX Runtime runs it as one fused kernel.
-// Codes are packed low bits first along K; K is padded with zeros to a whole block. Symmetric blocks
+// Codes are packed low bits first along K; K is padded with zeros to a whole block, and a K smaller
+// than the block size gets the smallest power-of-two block (>= 16) that covers it. Symmetric blocks
 // (the default) use codes [-(2^(b-1)-1), 2^(b-1)-1] stored offset by 2^(b-1), the operator's default
 // zero point, so no zero point tensor is written.
 #include <fmt/format.h>
@@ -27,7 +28,7 @@ void quantize_weight_only(ir::Model& model, const QuantizeConfig& config, const 
   ir::Graph& g = model.graph();
   ensure_opset_import(model, "com.microsoft", 1);
   const int bits = config.bits;
-  const int64_t bs = config.block_size, per_byte = 8 / bits, offset = int64_t{1} << (bits - 1);
+  const int64_t per_byte = 8 / bits, offset = int64_t{1} << (bits - 1);
   const int64_t qmax_unsigned = (int64_t{1} << bits) - 1;
   const bool symmetric = config.symmetric_weights;
   std::vector<ir::Value*> old_weights;
@@ -35,6 +36,11 @@ void quantize_weight_only(ir::Model& model, const QuantizeConfig& config, const 
     ir::Value* w = node->input(1);
     const std::vector<int64_t> dims = w->constant()->dims();
     const int64_t k = dims[0], n = dims[1];
+    // A block never exceeds K rounded up to a power of two (>= 16, the operator's minimum), so a small
+    // K is not padded to a whole default block.
+    int64_t bs = 16;
+    while (bs < k && bs < config.block_size) bs *= 2;
+    bs = std::min(bs, config.block_size);
     const int64_t blocks = (k + bs - 1) / bs, blob = bs * bits / 8;
     const int64_t zp_row = (blocks + per_byte - 1) / per_byte;
     const std::vector<float> values = float_values(*w->constant());

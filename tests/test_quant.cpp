@@ -1,0 +1,393 @@
+// Quantization: the arithmetic (scales, zero points, thresholds), each rewrite on small graphs in ONNX
+// text (structure: what fired and what stayed; numerics: outputs of the quantized model against the
+// float one on seeded inputs), and the quality bar on the real models in ../shared/models.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <random>
+
+#include "data/npy.h"
+#include "helpers.h"
+#include "pass/pipeline.h"
+#include "quant/accuracy_aware.h"
+#include "quant/calibrate.h"
+#include "quant/params.h"
+#include "quant/quantize.h"
+#include "report/stats.h"
+
+using namespace mopt;
+using namespace mopt::test;
+namespace d = ir::dtype;
+
+namespace {
+
+const fs::path kModels = MOPT_SHARED_MODELS;
+
+// "float[2,3] name = {...}" with seeded values in [-scale, scale).
+std::string tensor_text(const std::string& name, const std::vector<int64_t>& dims, uint32_t seed, float scale = 0.5f) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(-scale, scale);
+  int64_t n = 1;
+  for (int64_t v : dims) n *= v;
+  std::vector<std::string> values;
+  for (int64_t i = 0; i < n; ++i) values.push_back(fmt::format("{:.6f}", dist(rng)));
+  return fmt::format("float[{}] {} = {{{}}}", fmt::join(dims, ","), name, fmt::join(values, ", "));
+}
+
+int64_t count_op(const ir::Model& m, const std::string& op) {
+  int64_t n = 0;
+  for (const ir::Node* node : m.graph().nodes()) n += node->op_type() == op;
+  return n;
+}
+
+// A small CNN: Conv -> Relu -> MaxPool -> Flatten -> Gemm.
+std::string small_cnn(int opset = 13) {
+  return fmt::format(R"(<ir_version: 8, opset_import: ["" : {}]>
+g (float[2,3,8,8] x) => (float[2,5] y) <{}, {}, {}, {}> {{
+  c = Conv <pads=[1,1,1,1], kernel_shape=[3,3]> (x, W, B)
+  r = Relu(c)
+  p = MaxPool <kernel_shape=[2,2], strides=[2,2]> (r)
+  f = Flatten(p)
+  y = Gemm <transB=1> (f, G, C)
+}})",
+                     opset, tensor_text("W", {4, 3, 3, 3}, 1), tensor_text("B", {4}, 2), tensor_text("G", {5, 64}, 3, 0.2f),
+                     tensor_text("C", {5}, 4));
+}
+
+std::vector<data::Feeds> seeded_samples(const ir::Model& m, int n) {
+  std::vector<data::Feeds> s;
+  for (int i = 0; i < n; ++i) s.push_back(data::random_feeds(m, {}, static_cast<uint64_t>(100 + i)));
+  return s;
+}
+
+// Cosine similarity of the first output of `a` and `b` over `samples`.
+double output_cosine(const ir::Model& a, const ir::Model& b, const std::vector<data::Feeds>& samples) {
+  eval::Comparison c = eval::compare_outputs(eval::run_samples(a, samples, 1), eval::run_samples(b, samples, 1));
+  return c.outputs.at(0).cosine;
+}
+
+quant::QuantizeSummary quantize_static(ir::Model& m, const std::vector<data::Feeds>& calib, quant::QuantizeConfig config) {
+  config.mode = quant::Mode::Static;
+  quant::CalibrationTable table = quant::calibrate(m, calib, {});
+  return quant::quantize_model(m, config, &table);
+}
+
+}  // namespace
+
+TEST_CASE("quantization parameters follow ONNX Runtime's convention") {
+  SUBCASE("uint8 asymmetric over a non-negative range: zero point 0") {
+    quant::QuantParams p = quant::compute_params(0.0, 2.55, d::kUint8, false);
+    CHECK(p.scale == doctest::Approx(0.01f));
+    CHECK(p.zero_point == 0);
+  }
+  SUBCASE("the range always includes 0, so 0 is exact") {
+    quant::QuantParams p = quant::compute_params(1.0, 2.0, d::kUint8, false);
+    CHECK(p.zero_point == 0);
+    CHECK(p.scale == doctest::Approx(2.0f / 255));
+    quant::QuantParams n = quant::compute_params(-2.0, -1.0, d::kUint8, false);
+    CHECK(n.zero_point == 255);
+  }
+  SUBCASE("int8 symmetric uses [-127, 127] and zero point 0") {
+    quant::QuantParams p = quant::compute_params(-0.5, 1.27, d::kInt8, true);
+    CHECK(p.zero_point == 0);
+    CHECK(p.scale == doctest::Approx(1.27f / 127));
+    CHECK(quant::quantize_value(-5.0f, p, quant::int_range(d::kInt8, true)) == -127);
+  }
+  SUBCASE("uint8 symmetric puts zero at 128") {
+    CHECK(quant::compute_params(-1, 1, d::kUint8, true).zero_point == 128);
+  }
+  SUBCASE("an all-zero range gets scale 1 instead of dividing by zero") {
+    quant::QuantParams p = quant::compute_params(0, 0, d::kInt8, true);
+    CHECK(p.scale == 1.0f);
+    CHECK(p.zero_point == 0);
+  }
+  SUBCASE("rounding is half to even") {
+    quant::QuantParams p{1.0f, 0};
+    CHECK(quant::quantize_value(2.5f, p, {-128, 127}) == 2);
+    CHECK(quant::quantize_value(3.5f, p, {-128, 127}) == 4);
+  }
+  SUBCASE("per-channel weights get one scale per channel along the axis") {
+    // [2, 3]: channel 0 = row 0 ([-1, 0.5, 0.25]), channel 1 = row 1 ([0.1, 0.2, -0.4]).
+    quant::QuantizedWeight w = quant::quantize_weight({-1, 0.5f, 0.25f, 0.1f, 0.2f, -0.4f}, {2, 3}, d::kInt8, true, 0);
+    REQUIRE(w.params.size() == 2);
+    CHECK(w.params[0].scale == doctest::Approx(1.0f / 127));
+    CHECK(w.params[1].scale == doctest::Approx(0.4f / 127));
+    CHECK(w.values == std::vector<int32_t>{-127, 64, 32, 32, 64, -127});
+  }
+}
+
+TEST_CASE("calibration thresholds on a Gaussian histogram") {
+  // |x| of a unit Gaussian with one far outlier at 40 sigma.
+  const int bins = 2048;
+  const double absmax = 40.0;
+  std::vector<double> hist(bins, 0.0);
+  std::mt19937 rng(7);
+  std::normal_distribution<double> normal(0, 1);
+  for (int i = 0; i < 200000; ++i) hist[std::min(bins - 1, static_cast<int>(std::fabs(normal(rng)) / absmax * bins))] += 1;
+  hist[bins - 1] += 1;
+  using M = quant::CalibrationMethod;
+  CHECK(quant::choose_threshold(M::MinMax, hist, absmax, 0) == absmax);
+  const double p = quant::choose_threshold(M::Percentile, hist, absmax, 99.0);
+  CHECK(p == doctest::Approx(2.576).epsilon(0.03));  // the 99th percentile of |N(0,1)|
+  const double kl = quant::choose_threshold(M::Entropy, hist, absmax, 0);
+  const double mse = quant::choose_threshold(M::Mse, hist, absmax, 0);
+  // Both clip the outliers and keep the bulk of the distribution.
+  CHECK(kl > 2.0);
+  CHECK(kl < 8.0);
+  // Squared error: 2e5 rounding errors of (t/127)^2/12 against (40 - t)^2 for the outlier -> t near 13.
+  CHECK(mse > 8.0);
+  CHECK(mse < 20.0);
+}
+
+TEST_CASE("static QDQ: structure, Relu folding, int32 bias, and outputs close to float") {
+  auto original = parse_model(small_cnn());
+  auto m = parse_model(small_cnn());
+  auto calib = seeded_samples(*m, 8);
+  quant::QuantizeConfig config;
+  config.per_channel = true;
+  quant::QuantizeSummary s = quantize_static(*m, calib, config);
+  run(*m, "eliminate-dead-code");
+  ir::verify_invariants(*m);
+  CHECK(ir::run_onnx_checker(*m).status == ir::CheckResult::Status::Passed);
+  // Conv, MaxPool, Flatten, Gemm quantized; the Relu is folded into the Conv's output range.
+  CHECK(s.nodes_quantized() == 4);
+  CHECK(count_op(*m, "Relu") == 0);
+  CHECK(count_op(*m, "Conv") == 1);
+  // Activation pairs: x, conv out, maxpool out, flatten out (Gemm's output is the graph output: float).
+  CHECK(count_op(*m, "QuantizeLinear") == 4);
+  // + weights (2) + biases (2).
+  CHECK(count_op(*m, "DequantizeLinear") == 8);
+  bool int32_bias = false;
+  for (const ir::Value* v : m->graph().initializers()) int32_bias |= v->initializer()->dtype() == d::kInt32;
+  CHECK(int32_bias);
+  // The float weights are gone.
+  for (const ir::Value* v : m->graph().initializers()) CHECK((v->initializer()->dtype() != d::kFloat || v->initializer()->numel() <= 5));
+  CHECK(output_cosine(*original, *m, seeded_samples(*original, 3)) > 0.999);
+}
+
+TEST_CASE("static QDQ leaves alone what it cannot prove: graph-output Relu, non-constant weights, excluded nodes") {
+  SUBCASE("a Relu that is a graph output is not folded") {
+    auto m = parse_model(fmt::format(R"(<ir_version: 8, opset_import: ["" : 13]>
+g (float[1,3,4,4] x) => (float[1,4,4,4] r) <{}> {{
+  c = Conv <pads=[1,1,1,1], kernel_shape=[3,3]> (x, W)
+  r = Relu(c)
+}})", tensor_text("W", {4, 3, 3, 3}, 1)));
+    quantize_static(*m, seeded_samples(*m, 2), {});
+    CHECK(count_op(*m, "Relu") == 1);
+  }
+  SUBCASE("a Conv whose weight is an input") {
+    auto m = parse_model(R"(<ir_version: 8, opset_import: ["" : 13]>
+g (float[1,3,4,4] x, float[4,3,3,3] w) => (float[1,4,2,2] y) {
+  y = Conv (x, w)
+})");
+    quant::QuantizeSummary s = quantize_static(*m, seeded_samples(*m, 2), {});
+    CHECK(s.nodes_quantized() == 0);
+    REQUIRE(s.skipped.size() == 1);
+    CHECK(s.skipped[0].second == "its weight is not a constant");
+    CHECK(count_op(*m, "QuantizeLinear") == 0);
+  }
+  SUBCASE("excluded by name and by op type, first and last layer") {
+    quant::QuantizeConfig config;
+    config.keep_first = true;
+    config.keep_last = true;
+    auto m = parse_model(small_cnn());
+    quant::QuantizeSummary s = quantize_static(*m, seeded_samples(*m, 2), config);
+    CHECK(s.nodes_quantized() == 0);  // MaxPool/Flatten follow an unquantized input
+    CHECK(count_op(*m, "QuantizeLinear") == 0);
+    config = {};
+    config.exclude_op_types = {"Gemm"};
+    auto m2 = parse_model(small_cnn());
+    s = quantize_static(*m2, seeded_samples(*m2, 2), config);
+    CHECK(s.nodes_quantized() == 3);
+    CHECK(count_op(*m2, "Gemm") == 1);
+  }
+  SUBCASE("per-channel QDQ below opset 13 is refused unless upgraded") {
+    quant::QuantizeConfig config;
+    config.per_channel = true;
+    auto m2 = parse_model(small_cnn(11));
+    std::string e = error_of([&] { quantize_static(*m2, seeded_samples(*m2, 1), config); });
+    CHECK(e.find("opset 13") != std::string::npos);
+  }
+}
+
+TEST_CASE("QOperator: QDQ patterns fuse into QLinearConv and integer MaxPool with the same outputs") {
+  auto qdq = parse_model(small_cnn());
+  auto qop = parse_model(small_cnn());
+  auto calib = seeded_samples(*qdq, 4);
+  quantize_static(*qdq, calib, {});
+  quant::QuantizeConfig config;
+  config.format = quant::Format::QOperator;
+  quant::QuantizeSummary s = quantize_static(*qop, calib, config);
+  run(*qop, "eliminate-dead-code");
+  ir::verify_invariants(*qop);
+  CHECK(count_op(*qop, "QLinearConv") == 1);
+  CHECK(count_op(*qop, "Conv") == 0);
+  CHECK(count_op(*qop, "Gemm") == 1);  // no integer Gemm in ONNX: stays QDQ
+  CHECK(count_op(*qop, "MaxPool") == 1);
+  // Integer execution against the QDQ simulation: off by at most a quantization step here and there.
+  CHECK(output_cosine(*qdq, *qop, seeded_samples(*qdq, 2)) > 0.9999);
+}
+
+TEST_CASE("dynamic: MatMul and Gemm become MatMulInteger with run-time activation quantization") {
+  const std::string text = fmt::format(R"(<ir_version: 8, opset_import: ["" : 13]>
+g (float[4,16] x) => (float[4,6] y) <{}, {}, {}> {{
+  h = MatMul(x, A)
+  y = Gemm <transB=1, alpha=0.5, beta=2.0> (h, G, C)
+}})", tensor_text("A", {16, 8}, 5), tensor_text("G", {6, 8}, 6), tensor_text("C", {6}, 7));
+  for (bool per_channel : {false, true}) {
+    CAPTURE(per_channel);
+    auto original = parse_model(text);
+    auto m = parse_model(text);
+    quant::QuantizeConfig config;
+    config.per_channel = per_channel;
+    quant::QuantizeSummary s = quant::quantize_model(*m, config, nullptr);
+    ir::verify_invariants(*m);
+    CHECK(s.nodes_quantized() == 2);
+    CHECK(count_op(*m, "MatMulInteger") == 2);
+    CHECK(count_op(*m, "DynamicQuantizeLinear") == 2);
+    CHECK(count_op(*m, "MatMul") == 0);
+    CHECK(count_op(*m, "Gemm") == 0);
+    CHECK(m->graph().outputs()[0]->name() == "y");
+    CHECK(output_cosine(*original, *m, seeded_samples(*original, 3)) > 0.999);
+  }
+}
+
+TEST_CASE("weight-only: MatMulNBits blocks of 4 and 8 bits, symmetric and asymmetric, K not a multiple of the block") {
+  const std::string text = fmt::format(R"(<ir_version: 8, opset_import: ["" : 13]>
+g (float[3,70] x) => (float[3,9] y) <{}> {{
+  y = MatMul(x, W)
+}})", tensor_text("W", {70, 9}, 8));
+  for (int bits : {4, 8}) {
+    for (bool symmetric : {true, false}) {
+      CAPTURE(bits);
+      CAPTURE(symmetric);
+      auto original = parse_model(text);
+      auto m = parse_model(text);
+      quant::QuantizeConfig config;
+      config.mode = quant::Mode::WeightOnly;
+      config.bits = bits;
+      config.block_size = 32;
+      config.symmetric_weights = symmetric;
+      quant::QuantizeSummary s = quant::quantize_model(*m, config, nullptr);
+      CHECK(s.nodes_quantized() == 1);
+      CHECK(count_op(*m, "MatMulNBits") == 1);
+      CHECK(m->opset("com.microsoft") == 1);
+      const double cos = output_cosine(*original, *m, seeded_samples(*original, 2));
+      CHECK(cos > (bits == 4 ? 0.99 : 0.9999));
+    }
+  }
+}
+
+TEST_CASE("quantization refuses bad configurations clearly") {
+  auto m = parse_model(small_cnn());
+  quant::QuantizeConfig config;
+  config.op_types = {"Softmax"};
+  CHECK(error_of([&] { quant::quantize_model(*m, config, nullptr); }).find("not supported: quantizing Softmax in dynamic mode") != std::string::npos);
+  config = {};
+  config.mode = quant::Mode::Static;
+  CHECK(error_of([&] { quant::quantize_model(*m, config, nullptr); }).find("needs calibration data") != std::string::npos);
+  config = {};
+  config.mode = quant::Mode::WeightOnly;
+  config.bits = 3;
+  CHECK(error_of([&] { quant::quantize_model(*m, config, nullptr); }).find("--bits 4 or 8") != std::string::npos);
+  CHECK(error_of([] { quant::parse_calibration_method("kl"); }).find("unknown calibration method 'kl'") != std::string::npos);
+}
+
+// ---------------------------------------------------------------- real models (quality bar)
+
+namespace {
+
+struct Measured {
+  eval::Comparison comparison;
+  double weight_ratio;  // parameter bytes after / before
+};
+
+Measured quantize_real(const std::string& model, const std::string& pipeline, const std::string& data,
+                       const std::string& labels = "") {
+  auto original = io::load_model(kModels / model);
+  auto m = io::load_model(kModels / model);
+  const uint64_t before = report::collect_stats(*m).parameter_bytes;
+  run(*m, pipeline);
+  ir::verify_invariants(*m);
+  eval::Evaluation e;
+  e.samples = data::load_samples(*original, (kModels / data).string());
+  e.reference = eval::run_samples(*original, e.samples);
+  if (!labels.empty()) e.labels = data::read_npy((kModels / labels).string());
+  return {e.evaluate(*m), static_cast<double>(report::collect_stats(*m).parameter_bytes) / static_cast<double>(before)};
+}
+
+}  // namespace
+
+TEST_CASE("real models: accuracy and size after quantization" * doctest::skip(!fs::exists(kModels))) {
+  const std::string calib = (kModels / "trained/digits_train_x.npy").string();
+  SUBCASE("digits_cnn static int8: labelled drop <= 1 point, weights <= 0.27x") {
+    Measured r = quantize_real("trained/digits_cnn.onnx", "quantize(mode=static,data=\"" + calib + "\"),eliminate-dead-code",
+                               "trained/digits_test_x.npy", "trained/digits_test_y.npy");
+    REQUIRE(r.comparison.labels);
+    CHECK(r.comparison.labels->drop() * 100 <= 1.0);
+    CHECK(r.weight_ratio <= 0.27);
+  }
+  SUBCASE("digits_mlp and digits_vit dynamic int8: drop <= 1 point") {
+    Measured mlp = quantize_real("trained/digits_mlp.onnx", "quantize,eliminate-dead-code", "trained/digits_test_xflat.npy",
+                                 "trained/digits_test_y.npy");
+    CHECK(mlp.comparison.labels->drop() * 100 <= 1.0);
+    CHECK(mlp.weight_ratio <= 0.27);
+    Measured vit = quantize_real("trained/digits_vit.onnx", "quantize,eliminate-dead-code", "trained/digits_test_x.npy",
+                                 "trained/digits_test_y.npy");
+    CHECK(vit.comparison.labels->drop() * 100 <= 1.0);
+  }
+  SUBCASE("digits_vit int4 weight-only: MatMul weights <= 0.16x, drop <= 2 points") {
+    auto m = io::load_model(kModels / "trained/digits_vit.onnx");
+    uint64_t matmul_before = 0;
+    for (const ir::Node* n : m->graph().nodes()) {
+      if (n->is_op("MatMul") && n->input(1)->constant()) matmul_before += n->input(1)->constant()->nbytes();
+    }
+    quant::QuantizeConfig config;
+    config.mode = quant::Mode::WeightOnly;
+    quant::QuantizeSummary s = quant::quantize_model(*m, config, nullptr);
+    uint64_t matmul_after = 0;
+    for (const ir::Node* n : m->graph().nodes()) {
+      if (n->op_type() != "MatMulNBits") continue;
+      for (size_t i = 1; i < n->inputs().size(); ++i) matmul_after += n->input(i)->constant()->nbytes();
+    }
+    CHECK(s.nodes_quantized() > 0);
+    CHECK(static_cast<double>(matmul_after) / static_cast<double>(matmul_before) <= 0.16);
+    Measured r = quantize_real("trained/digits_vit.onnx", "quantize(mode=weight-only),eliminate-dead-code", "trained/digits_test_x.npy",
+                               "trained/digits_test_y.npy");
+    CHECK(r.comparison.labels->drop() * 100 <= 2.0);
+  }
+  SUBCASE("squeezenet (opset 7) static int8 per-channel: still tench and tabby") {
+    for (const char* image : {"squeezenet_fish_fp32", "squeezenet_kitten_224_fp32"}) {
+      CAPTURE(image);
+      const std::string data = (kModels / "vision/inputs" / image).string();
+      Measured r = quantize_real("vision/squeezenet1.1_fp32.onnx",
+                                 "quantize(mode=static,per-channel=true,data=\"" + data + "\"),eliminate-dead-code",
+                                 std::string("vision/inputs/") + image);
+      CHECK(r.comparison.outputs.at(0).top1_agreement == 1.0);
+      CHECK(r.weight_ratio <= 0.27);
+    }
+  }
+}
+
+TEST_CASE("accuracy-aware fallback keeps the most sensitive layers float until the target holds" * doctest::skip(!fs::exists(kModels))) {
+  // int4 weights cost digits_vit a little accuracy; a target of 0 points forces the fallback to act.
+  auto m = io::load_model(kModels / "trained/digits_vit.onnx");
+  eval::Evaluation e;
+  e.samples = data::load_samples(*m, (kModels / "trained/digits_test_x.npy").string());
+  e.reference = eval::run_samples(*m, e.samples);
+  e.labels = data::read_npy((kModels / "trained/digits_test_y.npy").string());
+  quant::QuantizeConfig config;
+  config.mode = quant::Mode::WeightOnly;
+  quant::FallbackResult r = quant::accuracy_aware_exclusions(*m, config, nullptr, e, 0.0);
+  CHECK(r.initial_drop > 0);
+  CHECK(r.final_drop <= 0.0 + 1e-9);
+  CHECK(!r.kept_float.empty());
+  const size_t layers = r.sensitivity.size();
+  CHECK(layers == 9);
+  // Bounded: one full run, one per layer, a binary search over the count.
+  CHECK(r.evaluations <= 1 + static_cast<int>(layers) + static_cast<int>(std::ceil(std::log2(layers))) + 1);
+  for (size_t i = 1; i < layers; ++i) CHECK(r.sensitivity[i - 1].second >= r.sensitivity[i].second);
+  // Deterministic.
+  quant::FallbackResult again = quant::accuracy_aware_exclusions(*m, config, nullptr, e, 0.0);
+  CHECK(again.kept_float == r.kept_float);
+}
