@@ -3,7 +3,8 @@
 # `mopt optimize` (identity and dead-code elimination, then shape inference), and the result must
 # load in ONNX Runtime and reproduce the original model's golden outputs within 1e-4 absolute
 # (the golden files are ONNX Runtime's outputs for the original model). One model also goes through
-# external data. Exits 77 (skipped) when node or ONNX Runtime is unavailable, unless
+# external data, and quantized models (every mode and format) must agree with mopt's executor in
+# ONNX Runtime. Exits 77 (skipped) when node or ONNX Runtime is unavailable, unless
 # MOPT_REQUIRE_ORT=1, as the project's test command sets.
 set -u
 MOPT=${1:?usage: ort_interop.sh path/to/mopt}
@@ -71,6 +72,59 @@ mkdir -p "$T/ext"
   fail "squeezenet: mopt optimize --external-data failed"
 echo "squeezenet with external data"
 check_in_ort "$T/ext/squeezenet.onnx" "$MODELS/vision/inputs/squeezenet_fish_fp32" "$MODELS/vision/golden/squeezenet_fp32" "squeezenet (external data)"
+
+# Quantized models: each must load in ONNX Runtime and agree with mopt's executor on the same model
+# (cosine similarity >= 0.9999 on every output): that the integer kernels of
+# both runtimes implement the same rounding and saturation is what makes mopt's accuracy report true.
+# QOperator models agree exactly (integer arithmetic). QDQ models run float kernels between the Q/DQ
+# pairs, so a 1e-7 difference in a float sum can flip a rounding; ppocrv4_det amplifies such flips
+# (quantized per channel with mse ranges its QDQ output differs by cosine 0.998 between the two
+# runtimes, even with ONNX Runtime's graph optimizations off), so that configuration is checked in
+# QOperator form.
+check_quantized_in_ort() {  # model inputs label
+  local ref="$T/ref_$3" json
+  mkdir -p "$ref"
+  "$MOPT" run "$1" --data "$2" --save-outputs "$ref" -q || { fail "$3: mopt could not run the quantized model"; return; }
+  for f in "$ref"/*.npy; do mv "$f" "$ref/expected_$(basename "$f")"; done
+  json=$(node "$TOOLS/run.js" "$1" --inputs-dir "$2" --compare "$ref" --runs 1 --warmup 0 --json 2>&1 | grep '^JSON ' | cut -c6-)
+  if [ -z "$json" ]; then fail "$3: ONNX Runtime could not run it"; return; fi
+  node -e '
+    const r = JSON.parse(process.argv[1]);
+    const cmp = Object.entries(r.comparisons || {});
+    if (cmp.length === 0) { console.log("no outputs compared"); process.exit(1); }
+    let bad = 0;
+    for (const [name, c] of cmp) {
+      const ok = c.cosine >= 0.9999;
+      console.log(`  ${ok ? "ok  " : "FAIL"} ${name}: max|diff| ${c.max_abs_diff} cosine ${c.cosine}`);
+      if (!ok) bad++;
+    }
+    process.exit(bad ? 1 : 0);' "$json" || fail "$3: ONNX Runtime and mopt disagree on the quantized model"
+}
+
+D="$MODELS/trained"
+qcases=(
+  "digits_mlp dynamic|trained/digits_mlp.onnx|trained/inputs/digits_test_flat|"
+  "digits_vit dynamic per-channel|trained/digits_vit.onnx|trained/inputs/digits_test|--per-channel"
+  "digits_vit int4 weight-only|trained/digits_vit.onnx|trained/inputs/digits_test|--weight-only"
+  "digits_vit int8 weight-only asymmetric|trained/digits_vit.onnx|trained/inputs/digits_test|--weight-only --bits 8 --asymmetric-weights"
+  "digits_cnn static QDQ|trained/digits_cnn.onnx|trained/inputs/digits_test|--data $D/digits_train_x.npy"
+  "digits_cnn static QOperator per-channel|trained/digits_cnn.onnx|trained/inputs/digits_test|--data $D/digits_train_x.npy --format qoperator --per-channel"
+  "squeezenet static QDQ per-channel|vision/squeezenet1.1_fp32.onnx|vision/inputs/squeezenet_fish_fp32|--data $MODELS/vision/inputs/squeezenet_fish_fp32 --per-channel"
+  "squeezenet static QOperator|vision/squeezenet1.1_fp32.onnx|vision/inputs/squeezenet_fish_fp32|--data $MODELS/vision/inputs/squeezenet_fish_fp32 --format qoperator"
+  "mnist_winml static QDQ|vision/mnist_winml.onnx|vision/inputs/mnist_28|--data $MODELS/vision/inputs/mnist_28/Input3.npy"
+  "ppocrv4_det static QOperator per-channel mse|ocr/ppocrv4_det.onnx|ocr/inputs/det|--data $MODELS/ocr/inputs/det --per-channel --calibration mse --format qoperator"
+  "ppocrv4_det static QDQ|ocr/ppocrv4_det.onnx|ocr/inputs/det|--data $MODELS/ocr/inputs/det"
+)
+for c in "${qcases[@]}"; do
+  IFS='|' read -r label model inputs flags <<<"$c"
+  out="$T/q_$(echo "$label" | tr ' ' '_').onnx"
+  # shellcheck disable=SC2086
+  if ! "$MOPT" quantize "$MODELS/$model" -o "$out" -q --verify-each --no-compressed-size --accuracy off $flags; then
+    fail "$label: mopt quantize failed"; continue
+  fi
+  echo "$label"
+  check_quantized_in_ort "$out" "$MODELS/$inputs" "$(echo "$label" | tr ' ' '_')"
+done
 
 if [ "$failures" -gt 0 ]; then echo "$failures interop check(s) failed"; exit 1; fi
 echo "all models load and match in ONNX Runtime"
