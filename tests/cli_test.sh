@@ -118,5 +118,31 @@ if [ -f "$M/digits_cnn.onnx" ]; then
   expect 0 "accuracy on 360 labels .*98.61%" -- "$MOPT" run "$M/digits_mlp.onnx" --data "$M/digits_test_xflat.npy" --labels "$M/digits_test_y.npy"
 fi
 
+# --- quantize
+expect 0 "Examples:" -- "$MOPT" quantize --help
+expect 2 "static quantization needs calibration data: --data" -- "$MOPT" quantize "$T/work/model.onnx" --mode static
+expect 2 "dynamic mode does not use it" -- "$MOPT" quantize "$T/work/model.onnx" --mode dynamic --data "$T/work"
+expect 2 "--percentile.*|percentile must be in" -- "$MOPT" quantize "$T/work/model.onnx" --data "$T/work/model.onnx" --calibration percentile --percentile 0
+expect 0 "quantize\(mode=weight-only,bits=4,block-size=32\)" -- "$MOPT" quantize "$T/work/model.onnx" --weight-only --print-pipeline
+if [ -f "$M/digits_mlp.onnx" ]; then
+  mkdir -p "$T/q"
+  cp "$M/digits_mlp.onnx" "$M/digits_vit.onnx" "$T/q/"
+  q_sum=$(sha256sum "$T/q/digits_mlp.onnx" | cut -d' ' -f1)
+  expect 0 "quantization \(dynamic\): 3 layer\(s\) quantized" -- "$MOPT" quantize "$T/q/digits_mlp.onnx"
+  [ -f "$T/q/digits_mlp.int8.onnx" ] || fail "quantize did not write <model>.int8.onnx"
+  grep -q '"nodes_quantized": 3' "$T/q/digits_mlp.int8.onnx.report.json" || fail "quantize report lacks nodes_quantized"
+  grep -q '"relative_l2"' "$T/q/digits_mlp.int8.onnx.report.json" || fail "quantize report lacks per-layer errors"
+  "$MOPT" quantize "$T/q/digits_mlp.onnx" -o "$T/q/again.onnx" -q
+  cmp -s "$T/q/digits_mlp.int8.onnx" "$T/q/again.onnx" || fail "quantize is not deterministic"
+  [ "$(sha256sum "$T/q/digits_mlp.onnx" | cut -d' ' -f1)" = "$q_sum" ] || fail "quantize modified its input"
+  expect 0 "wrote .*digits_vit.int4.onnx" -- "$MOPT" quantize "$T/q/digits_vit.onnx" --weight-only --accuracy off
+  expect 0 "accuracy-aware: drop [0-9.]+ pp -> 0.00 pp \(target 0.00\) with [1-9][0-9]* layer\(s\) in float" -- \
+    "$MOPT" quantize "$T/q/digits_vit.onnx" -o "$T/q/aware.onnx" --weight-only --accuracy "$M/digits_test_x.npy" \
+    --labels "$M/digits_test_y.npy" --max-accuracy-drop 0
+  grep -q '"kept_float"' "$T/q/aware.onnx.report.json" || fail "accuracy-aware result missing from the report"
+  expect 0 "calibration +minmax on 1437 row" -- "$MOPT" quantize "$M/digits_cnn.onnx" -o "$T/q/cnn.onnx" \
+    --data "$M/digits_train_x.npy" --accuracy "$M/digits_test_x.npy" --labels "$M/digits_test_y.npy" --max-accuracy-drop 1
+fi
+
 if [ "$failures" -gt 0 ]; then echo "$failures CLI check(s) failed"; exit 1; fi
 echo "all CLI checks passed"

@@ -195,6 +195,10 @@ CalibrationTable calibrate(const ir::Model& model, const std::vector<data::Feeds
   CalibrationTable table;
   table.method = name(options.method);
   table.samples = samples.size();
+  for (const data::Feeds& s : samples) {
+    const exec::Array& first = s.begin()->second;
+    table.rows += first.rank() > 0 ? first.dim(0) : 1;
+  }
   for (auto& [n, s] : stats) {
     TensorRange r;
     if (!(s.min <= s.max)) s.min = s.max = 0;  // only non-finite values were seen

@@ -39,7 +39,8 @@ struct TensorRange {
 
 struct CalibrationTable {
   std::string method;
-  size_t samples = 0;
+  size_t samples = 0;  // feeds (batches) run
+  int64_t rows = 0;    // rows over all samples (first dimension of the first input)
   double seconds = 0;
   std::map<std::string, TensorRange> ranges;  // by value name
   const TensorRange* find(const std::string& name) const {

@@ -87,8 +87,9 @@ class QuantizePass : public pass::Pass {
     }
     nlohmann::json j = quant::to_json(summary);
     if (!details.is_null()) j.update(details);
-    if (table) j["calibration"] = {{"method", table->method}, {"samples", table->samples}, {"seconds", table->seconds},
-                                   {"seconds_per_sample", table->seconds / static_cast<double>(std::max<size_t>(1, table->samples))}};
+    if (table) j["calibration"] = {{"method", table->method}, {"samples", table->samples}, {"rows", table->rows},
+                                   {"seconds", table->seconds},
+                                   {"seconds_per_row", table->seconds / static_cast<double>(std::max<int64_t>(1, table->rows))}};
     if (evaluation) j["layer_error_samples"] = error_samples.size();
     if (fallback) {
       j["accuracy_aware"] = fallback->to_json();
@@ -123,6 +124,8 @@ class QuantizePass : public pass::Pass {
   quant::CalibrationTable calibrate(const ir::Model& model) const {
     const std::string& data_path = options_.get_string("data");
     if (data_path.empty()) usage_error("quantize(mode=static) needs calibration data: data=PATH");
+    const double percentile = options_.get_float("percentile");
+    if (!(percentile > 0 && percentile <= 100)) usage_error("percentile must be in (0, 100], not {}", percentile);
     std::vector<data::Feeds> samples = data::load_samples(model, data_path);
     const int64_t limit = options_.get_int("max-samples");
     if (limit > 0 && static_cast<int64_t>(samples.size()) > limit) samples.resize(static_cast<size_t>(limit));

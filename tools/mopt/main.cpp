@@ -206,8 +206,9 @@ void print_quantize_summary(const report::RunReport& run) {
     fmt::print("quantization ({}): {} layer(s) quantized, {} skipped (see the report, or --explain)\n", d.value("mode", ""),
                d.value("nodes_quantized", 0), d["skipped"].size());
     if (d.contains("calibration"))
-      fmt::print("  calibration  {} on {} sample(s), {:.3f} s per sample\n", d["calibration"]["method"].get<std::string>(),
-                 d["calibration"]["samples"].get<size_t>(), d["calibration"]["seconds_per_sample"].get<double>());
+      fmt::print("  calibration  {} on {} row(s) in {} batch(es), {:.3f} ms per row\n", d["calibration"]["method"].get<std::string>(),
+                 d["calibration"]["rows"].get<int64_t>(), d["calibration"]["samples"].get<size_t>(),
+                 d["calibration"]["seconds_per_row"].get<double>() * 1e3);
     std::vector<std::pair<double, std::string>> worst;
     for (const auto& l : d["layers"]) {
       if (l.contains("error")) worst.emplace_back(l["error"]["relative_l2"].get<double>(), l["node"].get<std::string>());
