@@ -45,16 +45,18 @@ void quantize_dynamic(ir::Model& model, const QuantizeConfig& config, const std:
     ir::Value* w = node->input(1);
     const ir::Tensor& wt = *w->constant();
     std::vector<int64_t> dims = wt.dims();
-    std::vector<float> values = float_values(wt);
+    exec::Array holder;
+    std::span<const float> values = float_span(wt, holder);
+    std::vector<float> transposed;
     float alpha = 1, beta = 1;
     if (gemm) {
       alpha = node->attribute_float("alpha").value_or(1.0f);
       beta = node->attribute_float("beta").value_or(1.0f);
       if (node->attribute_int("transB").value_or(0) != 0) {  // store as [K, N]
-        std::vector<float> t(values.size());
+        transposed.resize(values.size());
         for (int64_t n = 0; n < dims[0]; ++n)
-          for (int64_t k = 0; k < dims[1]; ++k) t[static_cast<size_t>(k * dims[0] + n)] = values[static_cast<size_t>(n * dims[1] + k)];
-        values = std::move(t);
+          for (int64_t k = 0; k < dims[1]; ++k) transposed[static_cast<size_t>(k * dims[0] + n)] = values[static_cast<size_t>(n * dims[1] + k)];
+        values = transposed;
         std::swap(dims[0], dims[1]);
       }
     }
@@ -69,7 +71,7 @@ void quantize_dynamic(ir::Model& model, const QuantizeConfig& config, const std:
     }
     const DynamicInput& xq = it->second;
     const std::string base = w->name();
-    ir::Value* wq = add_constant(g, base + "_quantized", make_tensor("", config.weight_type, dims, qw.values));
+    ir::Value* wq = add_constant(g, base + "_quantized", make_raw_tensor("", config.weight_type, dims, std::move(qw.data)));
     std::vector<float> scales;
     std::vector<int32_t> zps;
     bool zero_zp = true;

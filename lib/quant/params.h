@@ -5,9 +5,11 @@
 #pragma once
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "exec/array.h"
 #include "ir/tensor.h"
 
 namespace mopt::quant {
@@ -33,15 +35,23 @@ QuantParams compute_params(double rmin, double rmax, int32_t qtype, bool symmetr
 // ONNX Runtime's QuantizeLinear does.
 int32_t quantize_value(float x, const QuantParams& p, IntRange range);
 
-// A weight quantized per tensor (axis empty) or per channel along `axis`.
+// A weight quantized per tensor (axis empty) or per channel along `axis`, to an 8-bit type.
 struct QuantizedWeight {
-  std::vector<int32_t> values;  // in the original element order
+  std::vector<std::byte> data;      // int8/uint8 values in the original element order
   std::vector<QuantParams> params;  // one per channel (or one)
   std::optional<int64_t> axis;
   double rmin = 0, rmax = 0;  // range of the float values
+  int32_t value(size_t i, int32_t qtype) const {  // element i as an integer
+    return qtype == ir::dtype::kInt8 ? static_cast<int8_t>(data[i]) : static_cast<uint8_t>(data[i]);
+  }
 };
-QuantizedWeight quantize_weight(const std::vector<float>& values, const std::vector<int64_t>& dims, int32_t qtype,
+// Two passes over the values (ranges, then quantization), no other copy: fast on GB-sized models.
+QuantizedWeight quantize_weight(std::span<const float> values, const std::vector<int64_t>& dims, int32_t qtype,
                                 bool symmetric, std::optional<int64_t> axis);
+
+// A float32 view of a float tensor: borrowed when it is float32 and aligned, converted otherwise
+// (float64, float16; other dtypes: mopt::Error). Keep the returned Array alive while using the span.
+std::span<const float> float_span(const ir::Tensor& tensor, exec::Array& holder);
 
 // Float values of a float32/float64/float16 tensor (other dtypes: mopt::Error).
 std::vector<float> float_values(const ir::Tensor& tensor);
@@ -52,5 +62,7 @@ ir::Tensor make_tensor(const std::string& name, int32_t dtype, const std::vector
                        const std::vector<int32_t>& values);
 ir::Tensor make_float_tensor(const std::string& name, const std::vector<int64_t>& dims, const std::vector<float>& values);
 ir::Tensor make_bytes_tensor(const std::string& name, const std::vector<int64_t>& dims, std::vector<uint8_t> bytes);
+// A tensor of `dtype` that takes `raw` (little-endian values) without copying it.
+ir::Tensor make_raw_tensor(const std::string& name, int32_t dtype, const std::vector<int64_t>& dims, std::vector<std::byte> raw);
 
 }  // namespace mopt::quant
