@@ -270,6 +270,27 @@ void quantize_static_qdq(ir::Model& model, const QuantizeConfig& config, const s
     summary.layers.push_back(LayerRecord::of(*node, output_name, node->output(0)->name()));
   }
   remove_unused_weights(w.graph(), w.old_weights());
+  // Float operators reading dequantized activations: each such boundary costs ONNX Runtime a
+  // DequantizeLinear/QuantizeLinear round trip instead of an integer kernel.
+  std::map<std::string, int64_t> float_readers;
+  std::set<const ir::Node*> quantized;
+  for (const ir::Node* n : nodes) quantized.insert(n);
+  for (const ir::Node* n : w.graph().nodes()) {
+    if (!n->is_op("DequantizeLinear") || n->input(0)->constant()) continue;
+    for (const ir::Use& u : n->output(0)->uses()) {
+      if (!quantized.count(u.node) && !u.node->is_op("QuantizeLinear")) ++float_readers[u.node->op_type()];
+    }
+  }
+  if (!float_readers.empty()) {
+    std::vector<std::string> parts;
+    for (const auto& [op, count] : float_readers) parts.push_back(fmt::format("{} x{}", op, count));
+    summary.warnings.push_back(fmt::format(
+        "float operators read dequantized activations ({}): ONNX Runtime runs them between QuantizeLinear/DequantizeLinear "
+        "pairs, which can make the model slower than the float one (digits_cnn with its BatchNormalization unfolded ran "
+        "1.2-1.6x slower, bench/quant.txt); fold BatchNormalization into Conv first, or quantize those operators too "
+        "(--op-types)",
+        fmt::join(parts, ", ")));
+  }
 }
 
 }  // namespace mopt::quant

@@ -142,17 +142,17 @@ std::vector<ir::Node*> select_nodes(const ir::Model& model, const QuantizeConfig
     }
     selected.push_back(n);
   }
+  // Drops the first (or last) Conv/MatMul/Gemm of the selection.
   auto drop_weighted = [&](bool first, const char* why) {
-    auto it = first ? std::find_if(selected.begin(), selected.end(), [](ir::Node* n) { return is_weighted(n->op_type()); })
-                    : std::find_if(selected.rbegin(), selected.rend(), [](ir::Node* n) { return is_weighted(n->op_type()); }).base();
-    if (!first) {
-      if (it == selected.begin()) return;
-      --it;
-      if (!is_weighted((*it)->op_type())) return;
+    std::optional<size_t> found;
+    for (size_t i = 0; i < selected.size(); ++i) {
+      if (!is_weighted(selected[i]->op_type())) continue;
+      found = i;
+      if (first) break;
     }
-    if (it == selected.end()) return;
-    skip(*it, why);
-    selected.erase(it);
+    if (!found) return;
+    skip(selected[*found], why);
+    selected.erase(selected.begin() + static_cast<std::ptrdiff_t>(*found));
   };
   if (config.keep_first) drop_weighted(true, "kept in float: first layer (--keep-first)");
   if (config.keep_last) drop_weighted(false, "kept in float: last layer (--keep-last)");
@@ -212,6 +212,7 @@ nlohmann::json to_json(const QuantizeSummary& s) {
     j["tensors"].push_back(std::move(tj));
   }
   j["notes"] = s.notes;
+  j["warnings"] = s.warnings;
   return j;
 }
 

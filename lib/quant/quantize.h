@@ -86,6 +86,7 @@ struct QuantizeSummary {
   std::vector<std::pair<std::string, std::string>> skipped;  // node, reason
   std::vector<TensorRecord> tensors;
   std::vector<std::string> notes;
+  std::vector<std::string> warnings;  // what may make the result worse than the user expects (report warnings)
   int64_t nodes_quantized() const { return static_cast<int64_t>(layers.size()); }
 };
 

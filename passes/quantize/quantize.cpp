@@ -80,6 +80,7 @@ class QuantizePass : public pass::Pass {
     }
     if (format == quant::Format::QOperator && config.mode == quant::Mode::Static) quant::qdq_to_qoperator(model, summary);
 
+    for (const std::string& w : summary.warnings) ctx.warn(w);
     ctx.count("nodes-quantized", summary.nodes_quantized());
     ctx.count("nodes-skipped", static_cast<int64_t>(summary.skipped.size()));
     for (const auto& [node, why] : summary.skipped) {
