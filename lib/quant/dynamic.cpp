@@ -94,7 +94,9 @@ void quantize_dynamic(ir::Model& model, const QuantizeConfig& config, const std:
     if (gemm && node->input(2)) {
       ir::Value* c = node->input(2);
       if (beta != 1.0f) {
-        std::vector<float> cv = float_values(*c->constant());
+        exec::Array c_holder;
+        const std::span<const float> c_values = float_span(*c->constant(), c_holder);
+        std::vector<float> cv(c_values.begin(), c_values.end());
         for (float& v : cv) v *= beta;
         c = add_constant(g, c->name() + "_scaled", make_float_tensor("", c->constant()->dims(), cv));
         old_weights.push_back(node->input(2));

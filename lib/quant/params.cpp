@@ -128,14 +128,6 @@ std::span<const float> float_span(const ir::Tensor& tensor, exec::Array& holder)
   return {holder.data<float>(), static_cast<size_t>(holder.numel())};
 }
 
-std::vector<float> float_values(const ir::Tensor& tensor) {
-  exec::Array a = exec::Array::from_tensor(tensor);
-  if (a.dtype() == d::kFloat) return {a.data<float>(), a.data<float>() + a.numel()};
-  if (a.dtype() != d::kDouble && a.dtype() != d::kFloat16) fail("tensor '{}' is {}, not float", tensor.name(), d::name(a.dtype()));
-  exec::Array f = exec::cast(a, d::kFloat);
-  return {f.data<float>(), f.data<float>() + f.numel()};
-}
-
 ir::Tensor make_tensor(const std::string& name, int32_t dtype, const std::vector<int64_t>& dims,
                        const std::vector<int32_t>& values) {
   exec::Array a(d::kInt32, dims);

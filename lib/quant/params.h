@@ -53,9 +53,6 @@ QuantizedWeight quantize_weight(std::span<const float> values, const std::vector
 // (float64, float16; other dtypes: mopt::Error). Keep the returned Array alive while using the span.
 std::span<const float> float_span(const ir::Tensor& tensor, exec::Array& holder);
 
-// Float values of a float32/float64/float16 tensor (other dtypes: mopt::Error).
-std::vector<float> float_values(const ir::Tensor& tensor);
-
 // A tensor named `name` of `dtype` holding `values` (converted to the dtype, which must be an 8-, 16- or
 // 32-bit integer type or float).
 ir::Tensor make_tensor(const std::string& name, int32_t dtype, const std::vector<int64_t>& dims,

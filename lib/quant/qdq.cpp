@@ -131,7 +131,8 @@ class QdqWriter {
   // An int32 DequantizeLinear of bias `b` with scale x_scale * w_scale[c]; nullptr if a value would not
   // fit in int32 (the bias then stays float).
   ir::Value* bias(ir::Value* b, float x_scale, const std::vector<QuantParams>& w_params) {
-    const std::vector<float> values = float_values(*b->constant());
+    exec::Array holder;
+    const std::span<const float> values = float_span(*b->constant(), holder);
     const int64_t n = static_cast<int64_t>(values.size());
     if (w_params.size() != 1 && static_cast<int64_t>(w_params.size()) != n) return nullptr;
     std::vector<float> scales;

@@ -43,7 +43,8 @@ void quantize_weight_only(ir::Model& model, const QuantizeConfig& config, const 
     bs = std::min(bs, config.block_size);
     const int64_t blocks = (k + bs - 1) / bs, blob = bs * bits / 8;
     const int64_t zp_row = (blocks + per_byte - 1) / per_byte;
-    const std::vector<float> values = float_values(*w->constant());
+    exec::Array holder;
+    const std::span<const float> values = float_span(*w->constant(), holder);
     std::vector<uint8_t> packed(static_cast<size_t>(n * blocks * blob), 0);
     std::vector<uint8_t> zero_points(symmetric ? 0 : static_cast<size_t>(n * zp_row), 0);
     std::vector<float> scales(static_cast<size_t>(n * blocks));
