@@ -31,11 +31,6 @@ namespace {
 
 namespace d = ir::dtype;
 
-bool moves_values(const std::string& op) {
-  static const std::set<std::string> ops = {"MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze"};
-  return ops.count(op) > 0;
-}
-
 // The quantized data input of a value-moving operator (its other inputs are shapes/axes).
 bool is_data_input(const ir::Node& node, size_t index) { return index == 0 || !moves_values(node.op_type()); }
 

@@ -52,9 +52,8 @@ bool same_constant(const ir::Value* a, const ir::Value* b) {
 
 // Value-moving operators that run on integer tensors (MaxPool needs opset 12 for int8/uint8).
 bool runs_on_integers(const ir::Node& node, int64_t opset) {
-  static const std::set<std::string> ops = {"Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze"};
-  if (node.is_op("MaxPool")) return opset >= 12 && node.output(1) == nullptr;
-  return node.is_default_domain() && ops.count(node.op_type()) > 0;
+  if (!node.is_default_domain() || !moves_values(node.op_type())) return false;
+  return !node.is_op("MaxPool") || (opset >= 12 && node.output(1) == nullptr);
 }
 
 // The zero point input of a DequantizeLinear, creating a zero one when absent (QLinear ops need it).

@@ -84,6 +84,11 @@ std::set<std::string> supported_op_types(Mode mode) {
           "Concat", "AveragePool", "GlobalAveragePool", "Add", "Mul"};
 }
 
+bool moves_values(const std::string& op_type) {
+  static const std::set<std::string> ops = {"MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze"};
+  return ops.count(op_type) > 0;
+}
+
 Mode parse_mode(const std::string& n) {
   if (n == "dynamic") return Mode::Dynamic;
   if (n == "static") return Mode::Static;

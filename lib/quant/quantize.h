@@ -48,6 +48,9 @@ struct QuantizeConfig {
 
 std::set<std::string> default_op_types(Mode mode);
 std::set<std::string> supported_op_types(Mode mode);  // what --op-types may name
+// Operators that move values without arithmetic (MaxPool, Reshape, Flatten, Transpose, Squeeze,
+// Unsqueeze): quantized with their input's parameters, so they run exactly on integer tensors.
+bool moves_values(const std::string& op_type);
 Mode parse_mode(const std::string& name);
 Format parse_format(const std::string& name);
 int32_t parse_qtype(const std::string& name, bool allow_4bit = false);
