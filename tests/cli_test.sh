@@ -47,7 +47,7 @@ head -c 100000 "$T/work/model.onnx" > "$T/work/truncated.onnx"
 expect 1 "truncated or malformed" -- "$MOPT" optimize "$T/work/truncated.onnx"
 echo "not a model at all" > "$T/work/garbage.onnx"
 expect 1 "garbage.onnx" -- "$MOPT" inspect "$T/work/garbage.onnx"
-expect 2 "unknown pass 'eliminate-identiy' \(did you mean 'eliminate-identity'\?\)" -- \
+expect 2 "unknown pass 'eliminate-identiy' \(did you mean 'eliminate-nops'\?\)" -- \
   "$MOPT" optimize "$T/work/model.onnx" --passes eliminate-identiy
 expect 2 "has no option 'bogus'" -- "$MOPT" optimize "$T/work/model.onnx" --passes 'shape-inference(bogus=1)'
 expect 2 "is the input model; pass --in-place" -- "$MOPT" optimize "$T/work/model.onnx" -o "$T/work/model.onnx"
@@ -70,9 +70,9 @@ expect 0 "wrote" -- "$MOPT" optimize "$T/work/model.onnx" -o "$T/work/again.onnx
 cmp -s "$T/work/model.opt.onnx" "$T/work/again.onnx" || fail "two runs gave different bytes"
 [ -f "$T/work/again.json" ] || fail "--report path not honoured"
 expect 0 "^$" -- "$MOPT" optimize "$T/work/model.onnx" -o "$T/work/quiet.onnx" -q
-expect 0 "eliminate-identity,fixpoint\(max-iterations=3,eliminate-dead-code\)" -- \
-  "$MOPT" optimize "$T/work/model.onnx" --print-pipeline --passes 'eliminate-identity, fixpoint(max-iterations=3, eliminate-dead-code)'
-printf 'passes:\n  - eliminate-identity\n  - shape-inference: {strict: false}\n' > "$T/pipeline.yaml"
+expect 0 "eliminate-nops,fixpoint\(max-iterations=3,eliminate-dead-code\)" -- \
+  "$MOPT" optimize "$T/work/model.onnx" --print-pipeline --passes 'eliminate-nops, fixpoint(max-iterations=3, eliminate-dead-code)'
+printf 'passes:\n  - eliminate-nops\n  - shape-inference: {strict: false}\n' > "$T/pipeline.yaml"
 expect 0 "pass shape-inference" -- "$MOPT" optimize "$T/work/model.onnx" -o "$T/work/yaml.onnx" --pipeline "$T/pipeline.yaml"
 
 # --- inspect

@@ -59,7 +59,7 @@ for c in "${cases[@]}"; do
   name=$(basename "$model" .onnx)
   out="$T/$name.onnx"
   if ! "$MOPT" optimize "$MODELS/$model" -o "$out" -q --verify-each --no-compressed-size \
-      --passes 'fixpoint(eliminate-identity,eliminate-dead-code),shape-inference'; then
+      --passes 'fixpoint(eliminate-nops,eliminate-dead-code),shape-inference'; then
     fail "$name: mopt optimize failed"; continue
   fi
   echo "$name"

@@ -11,9 +11,9 @@ using namespace mopt::test;
 TEST_CASE("pipeline text parses and prints back to the same pipeline") {
   const char* cases[] = {
       "eliminate-dead-code",
-      "eliminate-identity,eliminate-dead-code",
-      "fixpoint(eliminate-identity,eliminate-dead-code),shape-inference(strict=true)",
-      "fixpoint(max-iterations=3,fixpoint(eliminate-identity),eliminate-dead-code)",
+      "eliminate-nops,eliminate-dead-code",
+      "fixpoint(eliminate-nops,eliminate-dead-code),shape-inference(strict=true)",
+      "fixpoint(max-iterations=3,fixpoint(eliminate-nops),eliminate-dead-code)",
   };
   for (const char* text : cases) {
     const std::string printed = pass::print_pipeline(pass::parse_pipeline(text));
@@ -21,23 +21,23 @@ TEST_CASE("pipeline text parses and prints back to the same pipeline") {
     CHECK(pass::print_pipeline(pass::parse_pipeline(printed)) == printed);
   }
   // Whitespace, option spellings and default values normalize.
-  CHECK(pass::print_pipeline(pass::parse_pipeline(" eliminate-identity , shape-inference( strict = yes ) ")) ==
-        "eliminate-identity,shape-inference(strict=true)");
-  CHECK(pass::print_pipeline(pass::parse_pipeline("fixpoint(max-iterations=10,eliminate-identity)")) ==
-        "fixpoint(eliminate-identity)");
+  CHECK(pass::print_pipeline(pass::parse_pipeline(" eliminate-nops , shape-inference( strict = yes ) ")) ==
+        "eliminate-nops,shape-inference(strict=true)");
+  CHECK(pass::print_pipeline(pass::parse_pipeline("fixpoint(max-iterations=10,eliminate-nops)")) ==
+        "fixpoint(eliminate-nops)");
 }
 
 TEST_CASE("pipeline errors name the bad token") {
   auto error = [](const std::string& text) { return error_of([&] { pass::parse_pipeline(text); }); };
-  CHECK(error("eliminate-identiy").find("unknown pass 'eliminate-identiy' (did you mean 'eliminate-identity'?)") !=
+  CHECK(error("eliminate-identiy").find("unknown pass 'eliminate-identiy' (did you mean 'eliminate-nops'?)") !=
         std::string::npos);
-  CHECK(error("eliminate-identity,,x").find("column 20") != std::string::npos);
+  CHECK(error("eliminate-nops,,x").find("column 20") != std::string::npos);
   CHECK(error("shape-inference(bogus=1)").find("has no option 'bogus'") != std::string::npos);
   CHECK(error("shape-inference(strict=maybe)").find("must be true or false, not 'maybe'") != std::string::npos);
-  CHECK(error("shape-inference(eliminate-identity)").find("takes options (name=value), not a pass") != std::string::npos);
-  CHECK(error("fixpoint(eliminate-identity").find("unclosed '('") != std::string::npos);
+  CHECK(error("shape-inference(eliminate-nops)").find("takes options (name=value), not a pass") != std::string::npos);
+  CHECK(error("fixpoint(eliminate-nops").find("unclosed '('") != std::string::npos);
   CHECK(error("fixpoint()").find("needs at least one pass") != std::string::npos);
-  CHECK(error("fixpoint(max-iterations=0,eliminate-identity)").find("positive integer") != std::string::npos);
+  CHECK(error("fixpoint(max-iterations=0,eliminate-nops)").find("positive integer") != std::string::npos);
   CHECK(error("").find("empty") != std::string::npos);
   // Usage errors map to exit code 2.
   try {
@@ -51,16 +51,16 @@ TEST_CASE("pipelines load from YAML and JSON files") {
   TempDir dir;
   write_file(dir / "p.yaml",
              "passes:\n"
-             "  - eliminate-identity\n"
+             "  - eliminate-nops\n"
              "  - fixpoint:\n"
              "      max-iterations: 4\n"
              "      passes: [eliminate-dead-code, shape-inference]\n"
              "  - shape-inference: {strict: true}\n");
   CHECK(pass::print_pipeline(pass::load_pipeline_file(dir / "p.yaml")) ==
-        "eliminate-identity,fixpoint(max-iterations=4,eliminate-dead-code,shape-inference),shape-inference(strict=true)");
-  write_file(dir / "p.json", R"({"passes": ["eliminate-identity", {"fixpoint": {"passes": ["eliminate-dead-code"]}}]})");
-  CHECK(pass::print_pipeline(pass::load_pipeline_file(dir / "p.json")) == "eliminate-identity,fixpoint(eliminate-dead-code)");
-  write_file(dir / "bad.yaml", "passes:\n  - eliminate-identity\n  - no-such-pass\n");
+        "eliminate-nops,fixpoint(max-iterations=4,eliminate-dead-code,shape-inference),shape-inference(strict=true)");
+  write_file(dir / "p.json", R"({"passes": ["eliminate-nops", {"fixpoint": {"passes": ["eliminate-dead-code"]}}]})");
+  CHECK(pass::print_pipeline(pass::load_pipeline_file(dir / "p.json")) == "eliminate-nops,fixpoint(eliminate-dead-code)");
+  write_file(dir / "bad.yaml", "passes:\n  - eliminate-nops\n  - no-such-pass\n");
   const std::string err = error_of([&] { pass::load_pipeline_file(dir / "bad.yaml"); });
   CHECK(err.find("line 3") != std::string::npos);
   CHECK(err.find("unknown pass 'no-such-pass'") != std::string::npos);

@@ -72,7 +72,7 @@ struct GraphRunner::Plan {
 };
 
 GraphRunner::GraphRunner(const ir::Model& model, ExecutorOptions options) : model_(model), options_(options) {
-  set_thread_count(options_.threads);
+  if (options_.threads >= 0) set_thread_count(options_.threads);
   model.for_each_graph([&](const ir::Graph& g) {
     for (const ir::Value* v : g.initializers()) initializers_.emplace(v, Array::from_tensor(*v->initializer()));
   });
@@ -118,6 +118,51 @@ const GraphRunner::Plan& GraphRunner::plan_for(const ir::Graph& graph) {
   return *plans_.emplace(&graph, std::move(plan)).first->second;
 }
 
+std::vector<Array> GraphRunner::run_kernel(const KernelDef& def, const ir::Node& node, int64_t opset,
+                                           std::vector<const Array*> inputs, const Env* scope) {
+  std::vector<Array> converted;  // float16 inputs as float32
+  converted.reserve(inputs.size());
+  bool had_half = false;
+  for (const Array*& a : inputs) {
+    if (a && def.float16_via_float32 && a->dtype() == ir::dtype::kFloat16) {
+      converted.push_back(cast(*a, ir::dtype::kFloat));
+      a = &converted.back();
+      had_half = true;
+    }
+  }
+  KernelContext ctx(node, opset, std::move(inputs), *this);
+  ctx.set_scope(scope);
+  try {
+    if (options_.profile && node.subgraphs().empty()) {
+      auto t0 = std::chrono::steady_clock::now();
+      def.fn(ctx);
+      profile_.seconds[node.op_type()] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      ++profile_.calls[node.op_type()];
+    } else {
+      def.fn(ctx);
+    }
+  } catch (const Error& e) {
+    throw Error(fmt::format("{}: {}", describe(node), e.what()), e.kind());
+  }
+  std::vector<Array>& outs = ctx.outputs();
+  for (size_t o = 0; o < node.outputs().size(); ++o) {
+    if (!node.output(o)) continue;
+    if (!outs[o].defined()) fail("{}: output {} was not produced", describe(node), o);
+    if (had_half && outs[o].dtype() == ir::dtype::kFloat) outs[o] = cast(outs[o], ir::dtype::kFloat16);
+  }
+  return std::move(outs);
+}
+
+std::vector<Array> run_node(const ir::Model& model, const ir::Node& node, const std::vector<const Array*>& inputs) {
+  const int64_t opset = node_opset(model, node);
+  const KernelDef* def = KernelRegistry::instance().find(node.domain(), node.op_type(), opset);
+  if (!def) fail("{}: {}", describe(node), KernelRegistry::instance().why_unsupported(node.domain(), node.op_type(), opset));
+  static const ir::Model empty;  // no initializers: the runner only hosts the kernel call
+  GraphRunner runner(empty, ExecutorOptions{-1, false, nullptr});
+  Env scope;
+  return runner.run_kernel(*def, node, opset, inputs, &scope);
+}
+
 std::vector<Array> GraphRunner::run_graph(const ir::Graph& graph, const std::vector<Array>& inputs, const Env* outer) {
   const Plan& plan = plan_for(graph);
   Env env;
@@ -133,47 +178,17 @@ std::vector<Array> GraphRunner::run_graph(const ir::Graph& graph, const std::vec
 
   for (size_t i = 0; i < plan.nodes.size(); ++i) {
     const ir::Node& node = *plan.nodes[i];
-    const KernelDef& def = *plan.kernels[i];
     std::vector<const Array*> in;
-    std::vector<Array> converted;  // float16 inputs as float32
-    converted.reserve(node.inputs().size());
-    bool had_half = false;
     for (const ir::Value* v : node.inputs()) {
-      if (!v) {
-        in.push_back(nullptr);
-        continue;
-      }
-      const Array* a = lookup(v);
-      if (!a) fail("{}: input '{}' has no value (is it fed?)", describe(node), v->name());
-      if (def.float16_via_float32 && a->dtype() == ir::dtype::kFloat16) {
-        converted.push_back(cast(*a, ir::dtype::kFloat));
-        a = &converted.back();
-        had_half = true;
-      }
+      const Array* a = v ? lookup(v) : nullptr;
+      if (v && !a) fail("{}: input '{}' has no value (is it fed?)", describe(node), v->name());
       in.push_back(a);
     }
-    KernelContext ctx(node, plan.opsets[i], std::move(in), *this);
-    ctx.set_scope(&env);
-    try {
-      if (options_.profile && node.subgraphs().empty()) {
-        auto t0 = std::chrono::steady_clock::now();
-        def.fn(ctx);
-        profile_.seconds[node.op_type()] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        ++profile_.calls[node.op_type()];
-      } else {
-        def.fn(ctx);
-      }
-    } catch (const Error& e) {
-      throw Error(fmt::format("{}: {}", describe(node), e.what()), e.kind());
-    }
-    converted.clear();
+    std::vector<Array> outs = run_kernel(*plan.kernels[i], node, plan.opsets[i], std::move(in), &env);
     for (size_t o = 0; o < node.outputs().size(); ++o) {
       const ir::Value* v = node.output(o);
       if (!v) continue;
-      Array& out = ctx.outputs()[o];
-      if (!out.defined()) fail("{}: output {} was not produced", describe(node), o);
-      if (had_half && out.dtype() == ir::dtype::kFloat) out = cast(out, ir::dtype::kFloat16);
-      Array& stored = env.values[v] = std::move(out);
+      Array& stored = env.values[v] = std::move(outs[o]);
       if (!outer && options_.observe) options_.observe(*v, stored);
     }
     for (const ir::Value* v : plan.release_after[i]) env.values.erase(v);

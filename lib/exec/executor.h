@@ -17,8 +17,10 @@
 
 namespace mopt::exec {
 
+struct KernelDef;
+
 struct ExecutorOptions {
-  int threads = 0;  // threads for the linear-algebra library; 0 = all cores
+  int threads = 0;  // threads for the kernels; 0 = all cores, -1 = leave the current setting
   bool profile = false;  // accumulate time per operator type (Executor::profile())
   // Called with every value a node of the main graph computes, right after it is computed (calibration
   // and per-layer error reports read intermediate values through it).
@@ -46,6 +48,10 @@ class GraphRunner {
   std::vector<Array> run_graph(const ir::Graph& graph, const std::vector<Array>& inputs, const Env* outer);
   const ir::Model& model() const { return model_; }
   const OpProfile& profile() const { return profile_; }
+  // Runs one node's kernel on `inputs` (nullptr for absent optional inputs); `scope` resolves values
+  // its subgraphs capture. Returns its outputs (undefined for outputs the node does not name).
+  std::vector<Array> run_kernel(const KernelDef& def, const ir::Node& node, int64_t opset,
+                                std::vector<const Array*> inputs, const Env* scope);
 
  private:
   struct Plan;
@@ -71,6 +77,10 @@ class Executor {
   const ir::Model& model_;
   GraphRunner runner_;
 };
+
+// Runs a single node of `model` on the given inputs, as constant folding needs. Throws mopt::Error when
+// no kernel supports it or the kernel rejects its inputs.
+std::vector<Array> run_node(const ir::Model& model, const ir::Node& node, const std::vector<const Array*>& inputs);
 
 // Operators of `model` the executor cannot run, as "op (domain, opset N): reason"; empty when all are.
 std::vector<std::string> unsupported_operators(const ir::Model& model);

@@ -31,12 +31,16 @@ std::string suggestion(const std::string& name) {
     size_t d = edit_distance(name, p.name);
     if (d < best_distance) best_distance = d, best = p.name;
   }
-  if (edit_distance(name, "fixpoint") < best_distance) best = "fixpoint";
+  for (const char* group : {"fixpoint", "fuse"}) {
+    if (edit_distance(name, group) < best_distance) best_distance = edit_distance(name, group), best = group;
+  }
   return best.empty() ? " (see `mopt passes`)" : fmt::format(" (did you mean '{}'?)", best);
 }
 
-// A fresh element for a pass or group name; throws a usage error for unknown names.
+// A fresh element for a pass or group name; throws a usage error for unknown names. A preset group
+// ("fuse") expands to its fixpoint.
 PipelineElement make_element(const std::string& name, const std::string& where) {
+  if (name == "fuse") return parse_pipeline(kFuseGroup).elements.at(0);
   PipelineElement e;
   e.name = name;
   if (e.is_group()) {
@@ -97,6 +101,7 @@ class TextParser {
     std::string name = word();
     if (name.empty()) error(at_end() ? "expected a pass name at the end" : fmt::format("expected a pass name, found '{}'", text_[pos_]));
     PipelineElement e = make_element(name, where(start));
+    const bool preset = name != e.name;  // fuse: its passes are fixed, only max-iterations may be set
     skip_space();
     if (!consume('(')) return e;
     skip_space();
@@ -114,6 +119,7 @@ class TextParser {
         set_option(e, key, value(), where(item_start));
       } else {
         pos_ = item_start;
+        if (preset) usage_error("{}'{}' takes only max-iterations=N", where(item_start), name);
         if (!e.is_group()) {
           if (key.empty()) error(at_end() ? "unclosed '('" : fmt::format("expected name=value, found '{}'", text_[pos_]));
           usage_error("{}pass '{}' takes options (name=value), not a pass ('{}')", where(item_start), e.name, key);
@@ -198,7 +204,7 @@ PipelineElement element_from_yaml(const YAML::Node& node, const std::string& fil
   if (!options.IsMap()) usage_error("{}options of '{}' must be a map of name: value", where, e.name);
   for (const auto& kv : options) {
     const std::string key = kv.first.as<std::string>();
-    if (e.is_group() && key == "passes") {
+    if (e.is_group() && key == "passes" && e.children.empty()) {
       e.children = elements_from_yaml(kv.second, file);
     } else {
       if (!kv.second.IsScalar()) usage_error("{}option '{}' of '{}' must be a single value", where, key, e.name);

@@ -1,13 +1,13 @@
 // Pipelines: what passes run, in what order, with what options.
 //
-//   text:  eliminate-identity,fixpoint(max-iterations=8,eliminate-dead-code,shape-inference)
+//   text:  eliminate-nops,fixpoint(max-iterations=8,eliminate-dead-code,shape-inference)
 //   YAML or JSON file:
 //     passes:
-//       - eliminate-identity
+//       - eliminate-nops
 //       - fixpoint: {max-iterations: 8, passes: [eliminate-dead-code, shape-inference]}
 //       - shape-inference: {data-propagation: true}
 //
-// `fixpoint(...)` is the one built-in group: it repeats its passes until none changes the model or the
+// `fixpoint(...)` is the one built-in group (`fuse` is a preset fixpoint, see kFuseGroup): it repeats its passes until none changes the model or the
 // iteration cap is reached (a warning then). print() gives the normalized text, which parses back to
 // the same pipeline. Errors are usage errors that name the offending token and its column.
 #pragma once
@@ -32,6 +32,15 @@ struct Pipeline {
 };
 
 constexpr int64_t kDefaultFixpointIterations = 10;
+
+// The `fuse` preset: graph cleanup and fusions repeated to a fixed point. `fuse` in a pipeline (text or
+// file) expands to this group; `fuse(max-iterations=N)` changes its cap. Shape inference runs first in
+// each round because simplify-shapes and fuse-matmul-add read shapes; IR < 4 models are upgraded
+// first, since their weights are graph inputs that no rewrite may treat as constant.
+constexpr const char* kFuseGroup =
+    "fixpoint(max-iterations=10, upgrade-ir-version, shape-inference, fold-constants, simplify-shapes, eliminate-nops, "
+    "eliminate-common-subexpressions, fuse-consecutive, fold-batchnorm, fold-mul-add-into-conv, fuse-conv-add, "
+    "fuse-matmul-add, fuse-pad-into-conv, fuse-layernorm, fuse-gelu, fold-input-normalization, eliminate-dead-code)";
 
 Pipeline parse_pipeline(const std::string& text);
 Pipeline load_pipeline_file(const std::filesystem::path& path);

@@ -13,10 +13,11 @@
 
 #include "quant/params.h"
 #include "quant/quantize.h"
-#include "quant/rewrite_util.h"
+#include "rewrite/rewrite.h"
 #include "util/error.h"
 
 namespace mopt::quant {
+using namespace ::mopt::rewrite;  // graph-building helpers shared with the fusion passes
 namespace {
 
 namespace d = ir::dtype;

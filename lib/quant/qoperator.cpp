@@ -16,9 +16,10 @@
 
 #include "exec/array.h"
 #include "quant/quantize.h"
-#include "quant/rewrite_util.h"
+#include "rewrite/rewrite.h"
 
 namespace mopt::quant {
+using namespace ::mopt::rewrite;  // graph-building helpers shared with the fusion passes
 namespace {
 
 namespace d = ir::dtype;

@@ -4,10 +4,11 @@
 
 #include <fmt/format.h>
 
-#include "quant/rewrite_util.h"
+#include "rewrite/rewrite.h"
 #include "util/error.h"
 
 namespace mopt::quant {
+using namespace ::mopt::rewrite;  // graph-building helpers shared with the fusion passes
 namespace {
 
 namespace d = ir::dtype;

@@ -17,10 +17,11 @@
 
 #include "quant/params.h"
 #include "quant/quantize.h"
-#include "quant/rewrite_util.h"
+#include "rewrite/rewrite.h"
 #include "util/error.h"
 
 namespace mopt::quant {
+using namespace ::mopt::rewrite;  // graph-building helpers shared with the fusion passes
 
 void quantize_weight_only(ir::Model& model, const QuantizeConfig& config, const std::vector<ir::Node*>& nodes,
                           QuantizeSummary& summary) {

@@ -234,7 +234,7 @@ struct OptimizeFlags {
   bool in_place = false, print_pipeline = false, verify_each = false, explain = false, no_compressed_size = false;
 };
 
-const char* kDefaultOptimizePipeline = "eliminate-identity,eliminate-dead-code";
+const char* kDefaultOptimizePipeline = "eliminate-nops,eliminate-dead-code";
 
 void add_model_output_flags(CLI::App* cmd, OptimizeFlags& f, const std::string& suffix) {
   cmd->add_option("model", f.input, "Input .onnx model")->required();
@@ -547,8 +547,8 @@ int main(int argc, char** argv) {
       "Examples:\n"
       "  mopt optimize model.onnx                       # writes model.opt.onnx and model.opt.onnx.report.json\n"
       "  mopt optimize model.onnx --accuracy data/ --labels y.npy --max-accuracy-drop 0.5\n"
-      "  mopt optimize model.onnx -o small.onnx --passes 'eliminate-identity,eliminate-dead-code'\n"
-      "  mopt optimize model.onnx --passes 'fixpoint(eliminate-identity,eliminate-dead-code),shape-inference'\n"
+      "  mopt optimize model.onnx -o small.onnx --passes 'eliminate-nops,eliminate-dead-code'\n"
+      "  mopt optimize model.onnx --passes 'fixpoint(eliminate-nops,eliminate-dead-code),shape-inference'\n"
       "  mopt optimize model.onnx --pipeline pipeline.yaml --verify-each\n"
       "  mopt optimize big.onnx --external-data 1K      # tensors >= 1 KiB go to big.opt.onnx.data");
 

@@ -1,0 +1,63 @@
+// Small graph-building helpers that rewrites share (quantization, fusions): attributes on new nodes,
+// constant initializers with fresh names, node positions, and removing weights a rewrite left unused.
+#pragma once
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "exec/array.h"
+#include "ir/ir.h"
+
+namespace mopt::rewrite {
+
+// How reports name a node: its name, or "<op> -> <first output>" when it has none.
+std::string describe(const ir::Node& node);
+
+// Setting an attribute replaces any of the same name.
+void set_int_attr(ir::Node& node, const std::string& name, int64_t value);
+void set_float_attr(ir::Node& node, const std::string& name, float value);
+// Copies every attribute of `from` onto `to` (non-graph attributes only).
+void copy_attributes(const ir::Node& from, ir::Node& to);
+
+// Adds an initializer whose name is derived from `base` (made unique); returns its value.
+ir::Value* add_constant(ir::Graph& graph, const std::string& base, ir::Tensor tensor);
+
+// Position of each live node of `graph` (for "insert before the first consumer").
+std::unordered_map<const ir::Node*, size_t> node_positions(const ir::Graph& graph);
+// The earliest consumer of `value` in graph order, or nullptr when it has none.
+ir::Node* first_consumer(const ir::Value& value, const std::unordered_map<const ir::Node*, size_t>& positions);
+
+// Removes the float weights in `candidates` that no node reads any more: unused initializers, and
+// Constant nodes whose output became unused.
+void remove_unused_weights(ir::Graph& graph, const std::vector<ir::Value*>& candidates);
+
+// ---- matching helpers for rewrites ----
+// The value's only reader is one node input, and it is not a graph output: a rewrite may absorb it.
+bool has_single_use(const ir::Value& value);
+// The node consuming `value` when it has a single use (see above), else nullptr.
+ir::Node* sole_consumer(const ir::Value& value);
+// The value's constant payload as an executor Array (borrowed), or nullopt when it is not a constant or
+// its dtype is one the executor does not hold (strings).
+std::optional<exec::Array> constant_array(const ir::Value* value);
+// Whether `value` is a constant of exactly this float32 value everywhere (any shape).
+bool is_constant_float(const ir::Value* value, float expected);
+int64_t attr_int(const ir::Node& node, const std::string& name, int64_t fallback);
+std::vector<int64_t> attr_ints(const ir::Node& node, const std::string& name);
+std::string attr_string(const ir::Node& node, const std::string& name, const std::string& fallback);
+void set_ints_attr(ir::Node& node, const std::string& name, const std::vector<int64_t>& values);
+void remove_attr(ir::Node& node, const std::string& name);
+// Adds an initializer holding a copy of `array`; returns its value.
+ir::Value* add_constant(ir::Graph& graph, const std::string& base, const exec::Array& array);
+// The element type recorded for a value (input, output or value_info), or 0 when unknown.
+int32_t elem_type(const ir::Value& value);
+// The static shape recorded for a value, or nullopt when its rank or any dimension is unknown.
+std::optional<std::vector<int64_t>> static_shape(const ir::Value& value);
+// Replaces every use of `node`'s output `index` with `replacement` and erases `node` if it became dead.
+// Returns false (nothing changed) when the output is a graph output that cannot be renamed.
+bool bypass(ir::Graph& graph, ir::Node& node, ir::Value* replacement, size_t index = 0);
+
+// Imports `domain` at `version` if the model does not import it yet.
+void ensure_opset_import(ir::Model& model, const std::string& domain, int64_t version);
+
+}  // namespace mopt::rewrite

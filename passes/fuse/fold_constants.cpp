@@ -1,0 +1,174 @@
+// fold-constants: computes, once and ahead of time, every node whose inputs are all constants, and turns
+// Constant nodes into initializers (as ONNX Runtime does when it loads a model).
+//
+//   Before:  w (initializer) -> Transpose(perm=[1,0]) -> wt -> MatMul(x, wt) -> y
+//            c = Constant<value=[2]>()  -> Reshape(t, c)
+//   After:   wt' (initializer, already transposed) -> MatMul(x, wt') -> y
+//            c' (initializer [2])       -> Reshape(t, c')
+//
+// Values are computed with the reference executor's kernels, so folding means exactly what running the
+// model would. Size guard (onnx-simplifier's users see models balloon when Tile, Expand or
+// ConstantOfShape are folded): an output of more than max-folded-bytes that is also larger than the
+// constant inputs it replaces stays a node. Left alone, and said why under --explain: random operators,
+// nodes with subgraphs, DequantizeLinear (folding it would undo weight quantization), non-default
+// domains, graph outputs (an initializer cannot take over an output's name), and anything the executor
+// cannot compute.
+#include <fmt/format.h>
+
+#include "exec/executor.h"
+#include "pass/pass.h"
+#include "rewrite/rewrite.h"
+#include "util/error.h"
+
+namespace mopt::passes {
+namespace {
+
+bool is_random(const ir::Node& node) {
+  static const char* const kRandom[] = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
+                                        "Multinomial", "Bernoulli"};
+  for (const char* op : kRandom) {
+    if (node.is_op(op)) return true;
+  }
+  return false;
+}
+
+class FoldConstantsPass : public pass::GraphPass {
+ public:
+  explicit FoldConstantsPass(const pass::Options& options) : max_folded_bytes_(options.get_int("max-folded-bytes")) {}
+
+ protected:
+  bool run_on_graph(ir::Graph& graph, pass::PassContext& ctx) override {
+    bool changed = false;
+    for (ir::Node* node : graph.nodes()) {
+      if (node->dead()) continue;
+      if (node->is_op("Constant")) changed = constant_to_initializer(graph, *node, ctx) || changed;
+      else changed = fold(graph, *node, ctx) || changed;
+    }
+    return changed;
+  }
+
+ private:
+  // Why `node` is not even a candidate (nullptr when it is one). Cheap checks, before any computation.
+  static const char* reason_to_skip(const ir::Node& node) {
+    if (!node.is_default_domain()) return "not in the default ONNX domain";
+    if (is_random(node)) return "random operators are not constant";
+    if (!node.subgraphs().empty()) return "has subgraphs";
+    if (node.is_op("DequantizeLinear")) return "folding DequantizeLinear would undo weight quantization";
+    for (const ir::Value* out : node.outputs()) {
+      if (out && out->is_graph_output()) return "its output is a graph output";
+    }
+    return nullptr;
+  }
+
+  bool all_inputs_constant(const ir::Node& node) const {
+    if (node.inputs().empty()) return false;
+    for (const ir::Value* in : node.inputs()) {
+      if (in && in->constant() == nullptr) return false;
+    }
+    return true;
+  }
+
+  bool fold(ir::Graph& graph, ir::Node& node, pass::PassContext& ctx) {
+    if (!all_inputs_constant(node)) return false;
+    if (const char* why = reason_to_skip(node)) {
+      ctx.explain_skip(node, why);
+      return false;
+    }
+    std::vector<exec::Array> holders;
+    std::vector<const exec::Array*> inputs;
+    holders.reserve(node.inputs().size());
+    uint64_t input_bytes = 0;
+    for (const ir::Value* in : node.inputs()) {
+      if (in == nullptr) {
+        inputs.push_back(nullptr);
+        continue;
+      }
+      std::optional<exec::Array> a = rewrite::constant_array(in);
+      if (!a) {
+        ctx.explain_skip(node, fmt::format("input '{}' has a type the executor does not hold", in->name()));
+        return false;
+      }
+      input_bytes += a->nbytes();
+      holders.push_back(std::move(*a));
+      inputs.push_back(&holders.back());
+    }
+    std::vector<exec::Array> outputs;
+    try {
+      outputs = exec::run_node(*graph.model(), node, inputs);
+    } catch (const Error& e) {
+      ctx.explain_skip(node, fmt::format("cannot be computed: {}", e.what()));
+      return false;
+    }
+    uint64_t output_bytes = 0;
+    for (size_t o = 0; o < node.outputs().size(); ++o) {
+      if (node.output(o)) output_bytes += outputs[o].nbytes();
+    }
+    if (output_bytes > static_cast<uint64_t>(max_folded_bytes_) && output_bytes > input_bytes) {
+      ctx.explain_skip(node, fmt::format("folding would store {} bytes for {} bytes of inputs (max-folded-bytes={})",
+                                         output_bytes, input_bytes, max_folded_bytes_));
+      return false;
+    }
+    for (size_t o = 0; o < node.outputs().size(); ++o) {
+      ir::Value* out = node.output(o);
+      if (out == nullptr) continue;
+      ir::Value* folded = rewrite::add_constant(graph, out->name(), outputs[o]);
+      graph.replace_all_uses(out, folded);  // not a graph output: checked above
+    }
+    graph.erase(&node);
+    ctx.count("nodes-folded");
+    ctx.count("folded-bytes", static_cast<int64_t>(output_bytes));
+    return true;
+  }
+
+  // A Constant node's tensor moves into an initializer without copying; the other value_* forms are
+  // computed by the Constant kernel.
+  bool constant_to_initializer(ir::Graph& graph, ir::Node& node, pass::PassContext& ctx) {
+    ir::Value* out = node.output(0);
+    if (out == nullptr) return false;
+    if (out->is_graph_output()) {
+      ctx.explain_skip(node, "its output is a graph output");
+      return false;
+    }
+    ir::Tensor tensor;
+    bool have = false;
+    for (ir::Attribute& attr : node.mutable_attributes()) {
+      if (attr.name() == "value" && attr.tensor) {
+        tensor = std::move(*attr.tensor);
+        have = true;
+      }
+    }
+    if (!have) {
+      try {
+        std::vector<exec::Array> values = exec::run_node(*graph.model(), node, {});
+        tensor = values[0].to_tensor(out->name());
+      } catch (const Error& e) {
+        ctx.explain_skip(node, fmt::format("cannot be computed: {}", e.what()));
+        return false;
+      }
+    }
+    ir::Value* init = rewrite::add_constant(graph, out->name(), std::move(tensor));
+    graph.replace_all_uses(out, init);
+    graph.erase(&node);
+    ctx.count("constant-nodes-to-initializers");
+    return true;
+  }
+
+  int64_t max_folded_bytes_;
+};
+
+}  // namespace
+
+const std::vector<pass::OptionSpec>& FoldConstantsOptions() {
+  using T = pass::OptionSpec::Type;
+  static const std::vector<pass::OptionSpec> specs = {
+      {"max-folded-bytes", T::Int, "1048576",
+       "leave a node unfolded when its outputs exceed this many bytes and are larger than its constant inputs", {}},
+  };
+  return specs;
+}
+
+std::unique_ptr<pass::Pass> createFoldConstants(const pass::Options& options) {
+  return std::make_unique<FoldConstantsPass>(options);
+}
+
+}  // namespace mopt::passes
