@@ -184,6 +184,18 @@ Serialized serialize(const ir::Model& model, const SaveOptions& options, const s
 
 }  // namespace
 
+std::unique_ptr<ir::Model> clone_model(const ir::Model& model) {
+  std::vector<ir::Bytes> payloads;
+  onnx::ModelProto proto = ir::export_model(model, [&](const ir::Tensor& t, onnx::TensorProto& out) {
+    out.set_raw_data(wire::marker(payloads.size()));
+    payloads.push_back(t.raw());
+  });
+  return ir::import_model(std::move(proto), [&](const onnx::TensorProto& t) -> std::optional<ir::Bytes> {
+    if (!t.has_raw_data()) return std::nullopt;
+    return payloads.at(wire::marker_index(t.raw_data()));
+  });
+}
+
 std::string default_external_data_name(const fs::path& model_path) { return model_path.filename().string() + ".data"; }
 
 SaveInfo save_model(const ir::Model& model, const fs::path& path, const SaveOptions& options) {

@@ -29,6 +29,9 @@ struct LoadInfo {
 std::unique_ptr<ir::Model> load_model(const fs::path& path, LoadInfo* info = nullptr);
 // Parses a model held in memory (tests, tools). External data is not allowed here.
 std::unique_ptr<ir::Model> load_model_from_bytes(const std::string& bytes);
+// An independent copy of `model` whose tensors share their payloads with it (no tensor data is copied);
+// for snapshots a pass can be rolled back to.
+std::unique_ptr<ir::Model> clone_model(const ir::Model& model);
 
 struct SaveOptions {
   // Tensors with at least this many payload bytes go to an external-data file beside the model.

@@ -3,7 +3,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 
+#include "eval/accuracy.h"
+#include "io/model_io.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -23,7 +26,7 @@ class Runner {
       if (e.is_group()) {
         plan(e.children);
       } else {
-        result_.passes.push_back({e.name, print_element(e), 0, false, 0, {}, nullptr});
+        result_.passes.push_back({e.name, print_element(e), 0, false, 0, {}, nullptr, 0});
       }
     }
   }
@@ -60,11 +63,21 @@ class Runner {
     ctx.set_pass_name(e.name);
     ctx.set_evaluation(options_.evaluation);
     log::verbose("running {}", record.spec);
+    std::unique_ptr<ir::Model> snapshot;
+    if (options_.verify_numerics) snapshot = io::clone_model(model_);
     const auto start = Clock::now();
-    const PassResult r = pass->run(model_, ctx);
+    PassResult r = pass->run(model_, ctx);
     model_.for_each_graph([](ir::Graph& g) { g.compact(); });
     record.seconds += std::chrono::duration<double>(Clock::now() - start).count();
     record.runs++;
+    if (snapshot && r.changed) {
+      if (std::string drift = numeric_drift(); !drift.empty()) {
+        model_.replace_with(std::move(*snapshot));
+        record.rolled_back++;
+        result_.warnings.push_back(fmt::format("{} changed the outputs ({}); its changes were rolled back", record.spec, drift));
+        return false;
+      }
+    }
     record.changed = record.changed || r.changed;
     for (const auto& [name, value] : ctx.counters()) {
       auto it = std::find_if(record.counters.begin(), record.counters.end(), [&](const auto& c) { return c.first == name; });
@@ -75,6 +88,49 @@ class Runner {
     for (const auto& w : ctx.warnings()) result_.warnings.push_back(fmt::format("{}: {}", e.name, w));
     if (options_.verify_each) verify(fmt::format("after pass '{}'", record.spec));
     return r.changed;
+  }
+
+ public:
+  // The outputs of the model as it stands, on the evaluation's samples: the driver's reference outputs
+  // at first, then those of each verified change.
+  void start_numerics() {
+    if (!options_.verify_numerics) return;
+    if (options_.evaluation == nullptr || options_.evaluation->samples.empty())
+      usage_error("--verify-numerics needs data to run the model on; drop --accuracy off");
+    current_ = options_.evaluation->reference;
+  }
+
+ private:
+  // "" when the model's outputs still match current_ within the tolerance (and then current_ moves on);
+  // otherwise which output moved and by how much.
+  std::string numeric_drift() {
+    eval::Outputs now;
+    try {
+      now = eval::run_samples(model_, options_.evaluation->samples, options_.evaluation->threads);
+    } catch (const Error& e) {
+      return fmt::format("the model no longer runs: {}", e.what());
+    }
+    for (size_t s = 0; s < now.per_sample.size(); ++s) {
+      for (size_t o = 0; o < now.names.size(); ++o) {
+        const exec::Array& before = current_.per_sample[s][o];
+        const exec::Array& after = now.per_sample[s][o];
+        if (before.shape() != after.shape() || before.dtype() != after.dtype())
+          return fmt::format("output '{}' changed type or shape", now.names[o]);
+        const std::vector<double> a = before.to_doubles(), b = after.to_doubles();
+        double scale = 1, worst = 0;
+        for (double v : a) scale = std::max(scale, std::isfinite(v) ? std::abs(v) : 0.0);
+        for (size_t i = 0; i < a.size(); ++i) {
+          if (std::isnan(a[i]) && std::isnan(b[i])) continue;
+          const double d = a[i] == b[i] ? 0.0 : std::abs(a[i] - b[i]);
+          if (!(d <= worst)) worst = std::isnan(d) ? INFINITY : d;
+        }
+        if (worst > options_.numerics_tolerance * scale)
+          return fmt::format("output '{}' moved by up to {:.3g}, tolerance {:.3g}", now.names[o], worst,
+                             options_.numerics_tolerance * scale);
+      }
+    }
+    current_ = std::move(now);
+    return "";
   }
 
  public:
@@ -95,6 +151,7 @@ class Runner {
   ir::Model& model_;
   const ManagerOptions& options_;
   PipelineResult& result_;
+  eval::Outputs current_;
 };
 
 }  // namespace
@@ -107,6 +164,7 @@ PipelineResult run_pipeline(const Pipeline& pipeline, ir::Model& model, const Ma
   if (result.input_check.status == ir::CheckResult::Status::NotJudged) result.warnings.push_back(result.input_check.message);
   Runner runner(model, options, result);
   runner.plan(pipeline.elements);
+  runner.start_numerics();
   const auto start = Clock::now();
   size_t slot = 0;
   runner.run(pipeline.elements, slot);

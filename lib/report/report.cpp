@@ -49,6 +49,7 @@ nlohmann::json to_json(const RunReport& r) {
     json pj = {{"name", p.name}, {"spec", p.spec}, {"runs", p.runs}, {"changed", p.changed},
                {"seconds", p.seconds}, {"counters", counters}};
     if (!p.details.is_null()) pj["details"] = p.details;
+    if (p.rolled_back) pj["rolled_back"] = p.rolled_back;
     j["passes"].push_back(std::move(pj));
   }
   j["checker"] = {

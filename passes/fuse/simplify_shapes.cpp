@@ -9,6 +9,15 @@
 // when the dimensions it picks are static, even if others (a batch N) are not. What follows (Concat,
 // Unsqueeze, ...) is then constant and fold-constants computes it. Shapes come from the model's types
 // and value_info: run shape-inference first (the fuse group does).
+//
+// A Reshape whose target is assembled from its own input's dynamic dimensions gets a constant target
+// that copies them with 0 (as ONNX Runtime's reshape fusion does):
+//
+//   Before:  n = Unsqueeze(Gather(Shape(x), 0)); t = Concat(n, [4], [16]); y = Reshape(x', t)
+//   After:   y = Reshape(x', [0, 4, 16])        when x' dimension 0 is the same as x dimension 0
+//
+// "The same" means the same value and axis, or dimensions with the same symbolic name; allowzero=1
+// Reshapes are left alone (0 would mean an empty dimension).
 #include <fmt/format.h>
 
 #include "pass/pass.h"
@@ -71,12 +80,63 @@ exec::Array int64_array(const std::vector<int64_t>& values, bool scalar) {
   return exec::Array::vector<int64_t>(ir::dtype::kInt64, values);
 }
 
+// Where one element of a shape vector comes from: a constant, or dimension `axis` of `value`.
+struct ShapeElement {
+  std::optional<int64_t> constant;
+  const ir::Value* value = nullptr;
+  int64_t axis = 0;
+};
+
+// The symbolic name of a value's dimension, or "".
+std::string dim_param(const ir::Value& value, int64_t axis) {
+  const onnx::TypeProto& t = value.info().type();
+  if (!t.has_tensor_type() || !t.tensor_type().has_shape() || axis >= t.tensor_type().shape().dim_size()) return "";
+  return t.tensor_type().shape().dim(static_cast<int>(axis)).dim_param();
+}
+
+// The elements of a 1-D int64 shape vector built by Concat from constants and
+// Unsqueeze(Gather(Shape(v), scalar index)) pieces; nullopt for anything else.
+std::optional<std::vector<ShapeElement>> shape_elements(const ir::Value* shape) {
+  const ir::Node* concat = shape ? shape->producer() : nullptr;
+  if (concat == nullptr || !concat->is_op("Concat")) return std::nullopt;
+  std::vector<ShapeElement> out;
+  for (const ir::Value* part : concat->inputs()) {
+    if (std::optional<std::vector<int64_t>> c = constant_ints(part)) {
+      for (int64_t v : *c) out.push_back({v, nullptr, 0});
+      continue;
+    }
+    const ir::Node* unsqueeze = part ? part->producer() : nullptr;
+    if (unsqueeze == nullptr || !unsqueeze->is_op("Unsqueeze") || unsqueeze->input(0) == nullptr) return std::nullopt;
+    const ir::Node* gather = unsqueeze->input(0)->producer();
+    if (gather == nullptr || !gather->is_op("Gather") || rewrite::attr_int(*gather, "axis", 0) != 0) return std::nullopt;
+    const ir::Node* shape_node = gather->input(0)->producer();
+    std::optional<std::vector<int64_t>> index = constant_ints(gather->input(1));
+    if (shape_node == nullptr || !shape_node->is_op("Shape") || !index || index->size() != 1 ||
+        gather->input(1)->constant()->dims().size() != 0 || rewrite::attr_int(*shape_node, "start", 0) != 0)
+      return std::nullopt;
+    std::optional<Dims> dims = known_dims(*shape_node->input(0));
+    if (!dims) return std::nullopt;
+    int64_t axis = (*index)[0];
+    if (axis < 0) axis += static_cast<int64_t>(dims->size());
+    if (axis < 0 || axis >= static_cast<int64_t>(dims->size())) return std::nullopt;
+    out.push_back({std::nullopt, shape_node->input(0), axis});
+  }
+  return out;
+}
+
 class SimplifyShapesPass : public pass::GraphPass {
  protected:
   bool run_on_graph(ir::Graph& graph, pass::PassContext& ctx) override {
     bool changed = false;
     for (ir::Node* node : graph.nodes()) {
       if (node->dead() || !node->is_default_domain() || node->output(0) == nullptr || node->input(0) == nullptr) continue;
+      if (node->is_op("Reshape")) {
+        if (reshape_with_copied_dims(graph, *node)) {
+          ctx.count("reshape-targets-made-constant");
+          changed = true;
+        }
+        continue;
+      }
       std::optional<exec::Array> value;
       if (node->is_op("Shape")) value = shape_value(*node);
       else if (node->is_op("Size")) value = size_value(*node);
@@ -98,6 +158,29 @@ class SimplifyShapesPass : public pass::GraphPass {
   }
 
  private:
+  static bool reshape_with_copied_dims(ir::Graph& graph, ir::Node& reshape) {
+    if (rewrite::attr_int(reshape, "allowzero", 0) != 0 || reshape.input(1) == nullptr || reshape.input(1)->constant()) return false;
+    std::optional<std::vector<ShapeElement>> elements = shape_elements(reshape.input(1));
+    if (!elements) return false;
+    const ir::Value& data = *reshape.input(0);
+    std::vector<int64_t> target;
+    for (size_t p = 0; p < elements->size(); ++p) {
+      const ShapeElement& e = (*elements)[p];
+      if (e.constant) {
+        target.push_back(*e.constant);
+        continue;
+      }
+      const auto position = static_cast<int64_t>(p);
+      const std::string name = dim_param(*e.value, e.axis);
+      const bool same = (e.value == &data && e.axis == position) || (!name.empty() && name == dim_param(data, position));
+      if (!same) return false;
+      target.push_back(0);
+    }
+    ir::Value* old = reshape.input(1);
+    reshape.set_input(1, rewrite::add_constant(graph, old->name(), int64_array(target, false)));
+    return true;
+  }
+
   static std::optional<exec::Array> shape_value(const ir::Node& node) {
     std::optional<Dims> dims = shape_output(node);
     if (!dims) return std::nullopt;

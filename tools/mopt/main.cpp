@@ -226,12 +226,58 @@ void print_quantize_summary(const report::RunReport& run) {
   }
 }
 
+// ------------------------------------------------------------------ fuse
+
+std::optional<uint64_t> parse_size(const std::string& text, const char* flag);
+
+struct FuseFlags {
+  int64_t max_iterations = pass::kDefaultFixpointIterations;
+  std::string skip, max_folded_bytes;
+  bool print_pipeline = false;
+};
+
+void add_fuse_flags(CLI::App* cmd, FuseFlags& f) {
+  cmd->add_option("--max-iterations", f.max_iterations, "Rounds of the fuse group before giving up with a warning (default: 10)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1000}));
+  cmd->add_option("--max-folded-bytes", f.max_folded_bytes,
+                  "fold-constants leaves a node when its outputs exceed this size (bytes, or with K/M/G) and its "
+                  "inputs' (default: 1M)");
+  cmd->add_option("--skip", f.skip, "Comma-separated passes of the group to leave out (e.g. fuse-gelu,fold-input-normalization)");
+  cmd->add_flag("--print-pipeline", f.print_pipeline, "Print the pipeline this command runs and exit");
+}
+
+pass::Pipeline fuse_pipeline(const FuseFlags& f) {
+  pass::Pipeline pipeline = pass::parse_pipeline("fuse");
+  pass::PipelineElement& group = pipeline.elements.at(0);
+  group.max_iterations = f.max_iterations;
+  std::vector<std::string> skip;
+  for (size_t start = 0; start <= f.skip.size() && !f.skip.empty();) {
+    const size_t comma = std::min(f.skip.find(',', start), f.skip.size());
+    skip.push_back(f.skip.substr(start, comma - start));
+    start = comma + 1;
+  }
+  for (const std::string& name : skip) {
+    auto it = std::find_if(group.children.begin(), group.children.end(), [&](const auto& e) { return e.name == name; });
+    if (it == group.children.end()) usage_error("--skip: '{}' is not a pass of the fuse group (see --print-pipeline)", name);
+    group.children.erase(it);
+  }
+  if (group.children.empty()) usage_error("--skip leaves the fuse group empty");
+  if (std::optional<uint64_t> bytes = parse_size(f.max_folded_bytes, "--max-folded-bytes")) {
+    for (auto& e : group.children) {
+      if (e.name == "fold-constants") e.options.set(e.name, "max-folded-bytes", std::to_string(*bytes));
+    }
+  }
+  return pipeline;
+}
+
 // ------------------------------------------------------------------ optimize
 
 struct OptimizeFlags {
   std::string input, output, report, passes, pipeline_file;
   std::string external_data;  // "" = keep the input's layout
-  bool in_place = false, print_pipeline = false, verify_each = false, explain = false, no_compressed_size = false;
+  bool in_place = false, print_pipeline = false, verify_each = false, explain = false, no_compressed_size = false,
+       verify_numerics = false;
+  double numerics_tolerance = 1e-4;
 };
 
 const char* kDefaultOptimizePipeline = "eliminate-nops,eliminate-dead-code";
@@ -246,6 +292,12 @@ void add_model_output_flags(CLI::App* cmd, OptimizeFlags& f, const std::string& 
                   "default: keep the input's layout");
   cmd->add_flag("--verify-each", f.verify_each, "Check IR invariants and the ONNX checker after every pass");
   cmd->add_flag("--explain", f.explain, "Say why each considered rewrite was not applied");
+  cmd->add_flag("--verify-numerics", f.verify_numerics,
+                "Run the model on the accuracy data before and after every pass; roll back (and name) a pass whose "
+                "outputs move by more than --numerics-tolerance");
+  cmd->add_option("--numerics-tolerance", f.numerics_tolerance,
+                  "Largest output change --verify-numerics accepts, relative to max(1, max|output|) (default: 1e-4)")
+      ->check(CLI::Range(0.0, 1e9));
   cmd->add_flag("--no-compressed-size", f.no_compressed_size, "Skip measuring the zstd-compressed sizes");
 }
 
@@ -283,6 +335,15 @@ int run_optimize_command(const OptimizeFlags& f, const DataFlags& data_flags, co
   return run_pipeline_command("optimize", ".opt.onnx", std::move(pipeline), f, data_flags, gate_flags);
 }
 
+int run_fuse_command(const OptimizeFlags& f, const FuseFlags& fuse, const DataFlags& data_flags, const GateFlags& gate_flags) {
+  pass::Pipeline pipeline = fuse_pipeline(fuse);
+  if (fuse.print_pipeline) {
+    fmt::print("{}\n", pass::print_pipeline(pipeline));
+    return kExitOk;
+  }
+  return run_pipeline_command("fuse", ".fused.onnx", std::move(pipeline), f, data_flags, gate_flags);
+}
+
 int run_quantize_command(const OptimizeFlags& f, const QuantizeFlags& q, const DataFlags& data_flags, const GateFlags& gate_flags) {
   pass::Pipeline pipeline = quantize_pipeline(q, gate_flags);
   if (q.print_pipeline) {
@@ -306,13 +367,17 @@ int run_pipeline_command(const std::string& command, const std::string& suffix, 
   request.pipeline = std::move(pipeline);
   request.manager.verify_each = f.verify_each;
   request.manager.explain = f.explain;
+  request.manager.verify_numerics = f.verify_numerics;
+  request.manager.numerics_tolerance = f.numerics_tolerance;
   request.external_data_threshold = parse_size(f.external_data, "--external-data");
   request.accuracy = accuracy_request(data_flags);
   request.gates = gates_of(gate_flags);
-  request.accuracy.required = data_flags.data != "random" || (request.gates.max_accuracy_drop || request.gates.min_cosine);
+  request.accuracy.required = data_flags.data != "random" || request.gates.max_accuracy_drop || request.gates.min_cosine ||
+                              f.verify_numerics;
   if (request.accuracy.source == "off" && (request.gates.max_accuracy_drop || request.gates.min_cosine)) {
     usage_error("accuracy gates need the accuracy check; drop --accuracy off");
   }
+  if (request.accuracy.source == "off" && f.verify_numerics) usage_error("--verify-numerics runs the model on the accuracy data; drop --accuracy off");
   request.compressed_size = !f.no_compressed_size;
   driver::OptimizeResult result = driver::run_optimize(request);
   for (const auto& w : result.run.pipeline_result.warnings) log::warn("{}", w);
@@ -575,6 +640,27 @@ int main(int argc, char** argv) {
       "  mopt quantize model.onnx --data calib.npy --accuracy test.npy --labels y.npy --max-accuracy-drop 1\n"
       "  mopt quantize llm.onnx --weight-only --bits 4 --block-size 32  # writes llm.int4.onnx");
 
+  OptimizeFlags fuse_flags;
+  FuseFlags fuse_options;
+  DataFlags fuse_data;
+  GateFlags fuse_gates;
+  auto* fuse = app.add_subcommand("fuse", "Fold constants, fuse operators and clean up the graph, to a fixed point");
+  add_model_output_flags(fuse, fuse_flags, ".fused.onnx");
+  add_fuse_flags(fuse, fuse_options);
+  add_data_flags(fuse, fuse_data, "--accuracy", "random", true, 4);
+  add_gate_flags(fuse, fuse_gates);
+  add_log_flags(fuse, common);
+  fuse->footer(
+      "Runs the `fuse` pass group (see --print-pipeline) until nothing changes: constant folding, shape\n"
+      "simplification, no-op and duplicate removal, BatchNorm/Mul/Add/Pad folding into Conv, MatMul+Add -> Gemm,\n"
+      "LayerNormalization and Gelu patterns, then dead-code elimination. Every rewrite checks before it changes\n"
+      "anything; --explain says why a candidate was left alone.\n"
+      "Examples:\n"
+      "  mopt fuse model.onnx                                   # writes model.fused.onnx + report\n"
+      "  mopt fuse model.onnx --verify-numerics --accuracy data/  # undo any pass that moves the outputs\n"
+      "  mopt fuse model.onnx --skip fold-input-normalization --max-folded-bytes 64K\n"
+      "  mopt optimize model.onnx --passes 'fuse,quantize'      # the group inside a larger pipeline");
+
   std::string inspect_input;
   bool inspect_json = false;
   auto* inspect = app.add_subcommand("inspect", "Describe a model: opsets, inputs, outputs, operators, parameters");
@@ -657,6 +743,7 @@ int main(int argc, char** argv) {
   apply_log_flags(common);
   try {
     if (optimize->parsed()) return run_optimize_command(optimize_flags, optimize_data, optimize_gates);
+    if (fuse->parsed()) return run_fuse_command(fuse_flags, fuse_options, fuse_data, fuse_gates);
     if (quantize->parsed()) return run_quantize_command(quantize_flags, quantize_options, quantize_data, quantize_gates);
     if (compare->parsed()) return run_compare_command(compare_original, compare_candidate, compare_data, compare_gates, compare_report, compare_json);
     if (run->parsed()) return run_run_command(run_model, run_data, run_save, run_json);
