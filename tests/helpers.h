@@ -79,10 +79,36 @@ inline std::string print_graph(const ir::Model& model) {
   return os.str();
 }
 
+// Tensors written in ONNX text come as typed fields (float_data, ...), rewritten ones as raw_data: compare
+// the bytes, not the encoding.
+inline void to_raw(onnx::TensorProto& t) {
+  if (t.has_raw_data() || t.data_type() == ir::dtype::kString || t.data_location() == onnx::TensorProto::EXTERNAL) return;
+  const ir::Bytes bytes = ir::Tensor(t).data();
+  t.clear_float_data();
+  t.clear_int32_data();
+  t.clear_int64_data();
+  t.clear_double_data();
+  t.clear_uint64_data();
+  t.set_raw_data(std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+}
+
+inline void tensors_to_raw(onnx::GraphProto& g) {
+  for (auto& t : *g.mutable_initializer()) to_raw(t);
+  for (auto& n : *g.mutable_node()) {
+    for (auto& a : *n.mutable_attribute()) {
+      if (a.has_t()) to_raw(*a.mutable_t());
+      if (a.has_g()) tensors_to_raw(*a.mutable_g());
+      for (auto& sub : *a.mutable_graphs()) tensors_to_raw(sub);
+    }
+  }
+}
+
 // Differences between two models' graphs, field by field (node names aside: they are generated), or ""
 // when equal. The ONNX text printer leaves out initializers and value_info, so it cannot judge this.
 inline std::string graph_difference(const ir::Model& actual, const ir::Model& expected) {
-  const onnx::ModelProto a = ir::export_model(actual), e = ir::export_model(expected);
+  onnx::ModelProto a = ir::export_model(actual), e = ir::export_model(expected);
+  tensors_to_raw(*a.mutable_graph());
+  tensors_to_raw(*e.mutable_graph());
   google::protobuf::util::MessageDifferencer differencer;
   differencer.IgnoreField(onnx::NodeProto::descriptor()->FindFieldByName("name"));
   std::string diff;

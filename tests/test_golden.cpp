@@ -3,6 +3,7 @@
 //
 //   # case: <name>
 //   # pipeline: <pipeline text>
+//   # tolerance: <relative tolerance>   (optional; default 1e-6, for rewrites that reassociate float math)
 //   <input model>
 //   # expect:
 //   <expected model>            or the single word   unchanged
@@ -24,6 +25,7 @@ namespace {
 
 struct GoldenCase {
   std::string file, name, pipeline, input, expect;
+  double tolerance = 1e-6;
 };
 
 std::string trim(const std::string& s) {
@@ -40,13 +42,14 @@ std::vector<GoldenCase> read_cases(const fs::path& file) {
   std::istringstream in(read_file(file));
   auto finish = [&] {
     if (!trim(current.input).empty()) cases.push_back(current);
-    current = GoldenCase{file.filename().string(), "", "", "", ""};
+    current = GoldenCase{file.filename().string(), "", "", "", "", 1e-6};
     section = &current.input;
   };
   for (std::string line; std::getline(in, line);) {
     if (line.rfind("# -----", 0) == 0) finish();
     else if (line.rfind("# case:", 0) == 0) current.name = trim(line.substr(7));
     else if (line.rfind("# pipeline:", 0) == 0) current.pipeline = trim(line.substr(11));
+    else if (line.rfind("# tolerance:", 0) == 0) current.tolerance = std::stod(trim(line.substr(12)));
     else if (line.rfind("# expect:", 0) == 0) section = &current.expect;
     else if (line.rfind("#", 0) == 0) continue;  // comments
     else *section += line + "\n";
@@ -81,7 +84,7 @@ TEST_CASE("golden pass cases") {
         const std::string diff = graph_difference(*model, *parse_model(c.expect));
         CHECK_MESSAGE(diff.empty(), "differs from the expected model:\n" << diff << "actual:\n" << print_graph(*model));
         bool ran = false;
-        const std::string numeric_diff = output_difference(*original, *model, 1e-6, &ran);
+        const std::string numeric_diff = output_difference(*original, *model, c.tolerance, &ran);
         CHECK_MESSAGE(numeric_diff.empty(), "the rewrite changed the outputs: " << numeric_diff);
         if (ran) ++numeric;
       }

@@ -57,6 +57,7 @@ class Runner {
 
   bool run_pass(const PipelineElement& e, size_t& slot) {
     PassRun& record = result_.passes[slot++];
+    if (record.rolled_back) return false;  // undone once by --verify-numerics: not retried in later rounds
     const PassInfo* info = find_pass(e.name);
     auto pass = info->create(e.options);
     PassContext ctx(options_.explain);
