@@ -80,7 +80,7 @@ inline std::string print_graph(const ir::Model& model) {
 }
 
 // Tensors written in ONNX text come as typed fields (float_data, ...), rewritten ones as raw_data: compare
-// the bytes, not the encoding.
+// the bytes, not the encoding. Likewise an empty domain equals an unset one.
 inline void to_raw(onnx::TensorProto& t) {
   if (t.has_raw_data() || t.data_type() == ir::dtype::kString || t.data_location() == onnx::TensorProto::EXTERNAL) return;
   const ir::Bytes bytes = ir::Tensor(t).data();
@@ -95,6 +95,8 @@ inline void to_raw(onnx::TensorProto& t) {
 inline void tensors_to_raw(onnx::GraphProto& g) {
   for (auto& t : *g.mutable_initializer()) to_raw(t);
   for (auto& n : *g.mutable_node()) {
+    if (n.domain().empty()) n.clear_domain();  // the text parser sets domain "", new nodes leave it unset
+    n.clear_name();                            // generated; not compared
     for (auto& a : *n.mutable_attribute()) {
       if (a.has_t()) to_raw(*a.mutable_t());
       if (a.has_g()) tensors_to_raw(*a.mutable_g());
