@@ -47,8 +47,8 @@ head -c 100000 "$T/work/model.onnx" > "$T/work/truncated.onnx"
 expect 1 "truncated or malformed" -- "$MOPT" optimize "$T/work/truncated.onnx"
 echo "not a model at all" > "$T/work/garbage.onnx"
 expect 1 "garbage.onnx" -- "$MOPT" inspect "$T/work/garbage.onnx"
-expect 2 "unknown pass 'eliminate-identiy' \(did you mean 'eliminate-nops'\?\)" -- \
-  "$MOPT" optimize "$T/work/model.onnx" --passes eliminate-identiy
+expect 2 "unknown pass 'eliminate-nop' \(did you mean 'eliminate-nops'\?\)" -- \
+  "$MOPT" optimize "$T/work/model.onnx" --passes eliminate-nop
 expect 2 "has no option 'bogus'" -- "$MOPT" optimize "$T/work/model.onnx" --passes 'shape-inference(bogus=1)'
 expect 2 "is the input model; pass --in-place" -- "$MOPT" optimize "$T/work/model.onnx" -o "$T/work/model.onnx"
 expect 2 "external-data takes a size" -- "$MOPT" optimize "$T/work/model.onnx" --external-data lots

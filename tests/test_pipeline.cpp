@@ -27,11 +27,23 @@ TEST_CASE("pipeline text parses and prints back to the same pipeline") {
         "fixpoint(eliminate-nops)");
 }
 
+TEST_CASE("the fuse preset expands to its fixpoint group and prints back to text that parses again") {
+  const pass::Pipeline p = pass::parse_pipeline("fuse(max-iterations=3),eliminate-dead-code");
+  REQUIRE(p.elements.size() == 2);
+  CHECK(p.elements[0].is_group());
+  CHECK(p.elements[0].max_iterations == 3);
+  CHECK(p.elements[0].children.size() == pass::parse_pipeline(pass::kFuseGroup).elements[0].children.size());
+  const std::string printed = pass::print_pipeline(p);
+  CHECK(printed.rfind("fixpoint(max-iterations=3,upgrade-ir-version,shape-inference,fold-constants,", 0) == 0);
+  CHECK(pass::print_pipeline(pass::parse_pipeline(printed)) == printed);
+}
+
 TEST_CASE("pipeline errors name the bad token") {
   auto error = [](const std::string& text) { return error_of([&] { pass::parse_pipeline(text); }); };
-  CHECK(error("eliminate-identiy").find("unknown pass 'eliminate-identiy' (did you mean 'eliminate-nops'?)") !=
-        std::string::npos);
-  CHECK(error("eliminate-nops,,x").find("column 20") != std::string::npos);
+  CHECK(error("eliminate-nop").find("unknown pass 'eliminate-nop' (did you mean 'eliminate-nops'?)") != std::string::npos);
+  CHECK(error("eliminate-nops,,x").find("column 16") != std::string::npos);
+  CHECK(error("fuse(eliminate-nops)").find("'fuse' takes only max-iterations=N") != std::string::npos);
+  CHECK(error("fsue").find("did you mean 'fuse'") != std::string::npos);
   CHECK(error("shape-inference(bogus=1)").find("has no option 'bogus'") != std::string::npos);
   CHECK(error("shape-inference(strict=maybe)").find("must be true or false, not 'maybe'") != std::string::npos);
   CHECK(error("shape-inference(eliminate-nops)").find("takes options (name=value), not a pass") != std::string::npos);
