@@ -2,7 +2,8 @@
 # Interop with ONNX Runtime 1.30 (../shared/tools/ort): every model in ../shared/models goes through
 # `mopt optimize` (identity and dead-code elimination, then shape inference), and the result must
 # load in ONNX Runtime and reproduce the original model's golden outputs within 1e-4 absolute
-# (the golden files are ONNX Runtime's outputs for the original model). One model also goes through
+# (the golden files are ONNX Runtime's outputs for the original model). `mopt fuse` output is held to the
+# same bar and to no more nodes than ONNX Runtime's basic optimization. One model also goes through
 # external data, and quantized models (every mode and format) must agree with mopt's executor in
 # ONNX Runtime. Exits 77 (skipped) when node or ONNX Runtime is unavailable, unless
 # MOPT_REQUIRE_ORT=1, as the project's test command sets.
@@ -64,6 +65,26 @@ for c in "${cases[@]}"; do
   fi
   echo "$name"
   check_in_ort "$out" "$MODELS/$inputs" "$MODELS/$golden" "$name"
+done
+
+# `mopt fuse` on every model: the fused model must load in ONNX Runtime, reproduce the golden outputs
+# within the same 1e-4, and have no more nodes than ONNX Runtime's own basic-level optimization of
+# the original (its saved optimized model; nodes counted the same way, subgraphs included).
+node_count() { "$MOPT" inspect "$1" --json | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).nodes))'; }
+for c in "${cases[@]}"; do
+  IFS='|' read -r model inputs golden <<<"$c"
+  name=$(basename "$model" .onnx)
+  out="$T/fused_$name.onnx"
+  if ! "$MOPT" fuse "$MODELS/$model" -o "$out" -q --verify-each --no-compressed-size --accuracy off; then
+    fail "$name: mopt fuse failed"; continue
+  fi
+  node "$TOOLS/run.js" "$MODELS/$model" --inputs-dir "$MODELS/$inputs" --opt basic --save-optimized "$T/ort_basic_$name.onnx" \
+      --runs 1 --warmup 0 >/dev/null 2>&1 ||
+    fail "$name: ONNX Runtime could not optimize the original"
+  ours=$(node_count "$out"); theirs=$(node_count "$T/ort_basic_$name.onnx")
+  echo "$name fused: $ours nodes (ONNX Runtime basic: $theirs)"
+  [ -n "$ours" ] && [ -n "$theirs" ] && [ "$ours" -le "$theirs" ] || fail "$name: mopt fuse leaves $ours nodes, ONNX Runtime basic $theirs"
+  check_in_ort "$out" "$MODELS/$inputs" "$MODELS/$golden" "$name (fused)"
 done
 
 # External data written by mopt must be readable by ONNX Runtime.
