@@ -1,0 +1,129 @@
+// The fuse group on real models (../shared/models): what it must remove, that the answers stay the
+// same on the models' own data, determinism, and the --verify-numerics rollback. The single rewrites
+// are covered case by case in testdata/golden (structure and numerics); ONNX Runtime interop and the
+// node counts against ONNX Runtime's basic optimization are in ort_interop.sh.
+#include <doctest/doctest.h>
+
+#include "data/npy.h"
+#include "helpers.h"
+#include "pass/pipeline.h"
+
+using namespace mopt;
+using namespace mopt::test;
+
+namespace {
+
+const fs::path kModels = MOPT_SHARED_MODELS;
+
+int64_t count_op(const ir::Model& m, const std::string& op) {
+  int64_t n = 0;
+  m.for_each_graph([&](const ir::Graph& g) {
+    for (const ir::Node* node : g.nodes()) n += node->op_type() == op;
+  });
+  return n;
+}
+
+int64_t count_nodes(const ir::Model& m) {
+  int64_t n = 0;
+  m.for_each_graph([&](const ir::Graph& g) { n += static_cast<int64_t>(g.node_count()); });
+  return n;
+}
+
+pass::PipelineResult fuse(ir::Model& model, const pass::ManagerOptions& options = {.verify_each = true}) {
+  return pass::run_pipeline(pass::parse_pipeline("fuse"), model, options);
+}
+
+// Largest |a - b| over all outputs and samples, relative to max(1, max|a|).
+double relative_difference(const eval::Outputs& a, const eval::Outputs& b) {
+  double worst = 0;
+  for (size_t s = 0; s < a.per_sample.size(); ++s) {
+    for (size_t o = 0; o < a.names.size(); ++o) {
+      const std::vector<double> x = a.per_sample[s][o].to_doubles(), y = b.per_sample[s][o].to_doubles();
+      REQUIRE(x.size() == y.size());
+      double scale = 1, diff = 0;
+      for (size_t i = 0; i < x.size(); ++i) {
+        scale = std::max(scale, std::abs(x[i]));
+        diff = std::max(diff, std::abs(x[i] - y[i]));
+      }
+      worst = std::max(worst, diff / scale);
+    }
+  }
+  return worst;
+}
+
+}  // namespace
+
+TEST_CASE("fuse folds digits_cnn's BatchNormalization and keeps its labelled accuracy") {
+  auto model = io::load_model(kModels / "trained/digits_cnn.onnx");
+  auto original = io::load_model(kModels / "trained/digits_cnn.onnx");
+  REQUIRE(count_op(*model, "BatchNormalization") == 3);
+  const pass::PipelineResult r = fuse(*model);
+  CHECK(count_op(*model, "BatchNormalization") == 0);
+  CHECK(counter(r, "batchnorm-folded-into-conv") == 3);
+  CHECK(count_nodes(*model) == 12);
+
+  const std::vector<data::Feeds> samples = data::load_samples(*original, (kModels / "trained/digits_test_x.npy").string());
+  const exec::Array labels = data::read_npy((kModels / "trained/digits_test_y.npy").string());
+  const eval::Outputs before = eval::run_samples(*original, samples, 1);
+  const eval::Outputs after = eval::run_samples(*model, samples, 1);
+  CHECK(relative_difference(before, after) <= 1e-5);
+  const eval::LabelMetrics a = eval::label_accuracy(before, labels), b = eval::label_accuracy(after, labels);
+  CHECK(a.reference_accuracy == b.reference_accuracy);
+}
+
+TEST_CASE("fuse folds PaddleOCR det's constant subgraphs and BatchNorms, with the same outputs") {
+  auto model = io::load_model(kModels / "ocr/ppocrv4_det.onnx");
+  auto original = io::load_model(kModels / "ocr/ppocrv4_det.onnx");
+  const int64_t nodes_before = count_nodes(*model);
+  REQUIRE(count_op(*model, "Constant") > 300);
+  const pass::PipelineResult r = fuse(*model);
+  CHECK(count_op(*model, "Constant") == 0);
+  CHECK(count_op(*model, "BatchNormalization") == 0);  // two after Conv, one after ConvTranspose
+  CHECK(count_nodes(*model) < nodes_before / 2);  // 672 -> 269 (ONNX Runtime basic: 328)
+  CHECK(counter(r, "scales-folded-into-conv") > 0);
+  const std::vector<data::Feeds> samples = data::load_samples(*original, (kModels / "ocr/inputs/det").string());
+  CHECK(relative_difference(eval::run_samples(*original, samples, 0), eval::run_samples(*model, samples, 0)) <= 1e-4);
+}
+
+TEST_CASE("fuse is deterministic: the same model twice gives byte-identical output") {
+  auto a = io::load_model(kModels / "trained/digits_vit.onnx");
+  auto b = io::load_model(kModels / "trained/digits_vit.onnx");
+  fuse(*a);
+  fuse(*b);
+  CHECK(ir::export_model(*a).SerializeAsString() == ir::export_model(*b).SerializeAsString());
+  CHECK(count_op(*a, "Constant") == 0);
+}
+
+TEST_CASE("--verify-numerics rolls back the pass whose outputs drift and names it") {
+  auto model = io::load_model(kModels / "trained/digits_cnn.onnx");
+  eval::Evaluation evaluation;
+  for (uint64_t s = 0; s < 2; ++s) evaluation.samples.push_back(data::random_feeds(*model, {}, s));
+  evaluation.reference = eval::run_samples(*model, evaluation.samples, 1);
+  evaluation.threads = 1;
+  pass::ManagerOptions options;
+  options.verify_each = true;
+  options.evaluation = &evaluation;
+  options.verify_numerics = true;
+  SUBCASE("a zero tolerance refuses BatchNorm folding, which rounds differently") {
+    options.numerics_tolerance = 0;
+    const pass::PipelineResult r = fuse(*model, options);
+    CHECK(count_op(*model, "BatchNormalization") == 3);
+    bool named = false;
+    for (const auto& w : r.warnings) named = named || w.rfind("fold-batchnorm changed the outputs", 0) == 0;
+    CHECK(named);
+    for (const auto& p : r.passes) CHECK(p.rolled_back == (p.name == "fold-batchnorm" ? 1 : 0));
+    ir::verify_invariants(*model);
+  }
+  SUBCASE("the default tolerance keeps it") {
+    const pass::PipelineResult r = fuse(*model, options);
+    CHECK(count_op(*model, "BatchNormalization") == 0);
+    for (const auto& p : r.passes) CHECK(p.rolled_back == 0);
+  }
+}
+
+TEST_CASE("a fuse group that has not converged within its cap says so") {
+  auto model = io::load_model(kModels / "trained/digits_cnn.onnx");
+  const pass::PipelineResult r = pass::run_pipeline(pass::parse_pipeline("fuse(max-iterations=1)"), *model);
+  REQUIRE(!r.warnings.empty());
+  CHECK(r.warnings.back().find("did not converge within 1 iterations") != std::string::npos);
+}
