@@ -128,7 +128,7 @@ struct QuantizeFlags {
   double percentile = 99.999;
   int64_t max_calibration_samples = 0, bits = 4, block_size = 32, accuracy_level = 0;
   bool per_channel = false, asymmetric_weights = false, symmetric_activations = false, keep_first = false,
-       keep_last = false, weight_only = false, print_pipeline = false, no_upgrade_opset = false;
+       keep_last = false, weight_only = false, print_pipeline = false, no_upgrade_opset = false, no_fuse = false;
 };
 
 void add_quantize_flags(CLI::App* cmd, QuantizeFlags& f) {
@@ -156,6 +156,8 @@ void add_quantize_flags(CLI::App* cmd, QuantizeFlags& f) {
   cmd->add_option("--block-size", f.block_size, "Weight-only: weights per block along K (default: 32)");
   cmd->add_option("--accuracy-level", f.accuracy_level, "Weight-only: MatMulNBits accuracy_level (4: int8 compute, faster)");
   cmd->add_flag("--no-upgrade-opset", f.no_upgrade_opset, "Fail instead of upgrading models below the opset quantization needs");
+  cmd->add_flag("--no-fuse", f.no_fuse,
+                "Quantize the graph as it is, without the fuse group first (BatchNorm folding, constant folding, ...)");
   cmd->add_flag("--print-pipeline", f.print_pipeline, "Print the pipeline this command runs and exit");
 }
 
@@ -193,8 +195,10 @@ pass::Pipeline quantize_pipeline(const QuantizeFlags& f, const GateFlags& gates)
   if (f.keep_last) set("keep-last", "true");
   if (f.no_upgrade_opset) set("upgrade-opset", "false");
   if (gates.max_accuracy_drop >= 0) set("max-accuracy-drop", fmt::format("{}", gates.max_accuracy_drop));
-  pass::Pipeline pipeline = pass::parse_pipeline("eliminate-dead-code");
-  pipeline.elements.insert(pipeline.elements.begin(), std::move(q));
+  // Fusing first matters for speed: a BatchNormalization left between quantized Convs runs in float
+  // between Q/DQ pairs (digits_cnn was 1.2-1.6x slower quantized than float in ONNX Runtime).
+  pass::Pipeline pipeline = pass::parse_pipeline(f.no_fuse ? "eliminate-dead-code" : "fuse,eliminate-dead-code");
+  pipeline.elements.insert(pipeline.elements.end() - 1, std::move(q));
   return pipeline;
 }
 
