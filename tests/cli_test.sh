@@ -144,5 +144,27 @@ if [ -f "$M/digits_mlp.onnx" ]; then
     --data "$M/digits_train_x.npy" --accuracy "$M/digits_test_x.npy" --labels "$M/digits_test_y.npy" --max-accuracy-drop 1
 fi
 
+# --- fuse
+expect 0 "Examples:" -- "$MOPT" fuse --help
+expect 0 "^fixpoint\(upgrade-ir-version,shape-inference,fold-constants.*fold-batchnorm" -- "$MOPT" fuse "$T/work/model.onnx" --print-pipeline
+expect 0 "fold-constants\(max-folded-bytes=65536\)" -- "$MOPT" fuse "$T/work/model.onnx" --print-pipeline --max-folded-bytes 64K
+expect 2 "--skip: 'fuse-everything' is not a pass of the fuse group" -- "$MOPT" fuse "$T/work/model.onnx" --skip fuse-everything
+expect 2 "--verify-numerics runs the model on the accuracy data" -- "$MOPT" fuse "$T/work/model.onnx" --verify-numerics --accuracy off
+[ ! -e "$T/work/model.fused.onnx" ] || fail "a refused fuse wrote a model"
+if [ -f "$M/digits_cnn.onnx" ]; then
+  mkdir -p "$T/f"
+  cp "$M/digits_cnn.onnx" "$T/f/"
+  f_sum=$(sha256sum "$T/f/digits_cnn.onnx" | cut -d' ' -f1)
+  expect 0 "batchnorm-folded-into-conv 3" -- "$MOPT" fuse "$T/f/digits_cnn.onnx" --verify-numerics
+  [ -f "$T/f/digits_cnn.fused.onnx" ] || fail "fuse did not write <model>.fused.onnx"
+  grep -q '"batchnorm-folded-into-conv": 3' "$T/f/digits_cnn.fused.onnx.report.json" || fail "fuse report lacks its counters"
+  "$MOPT" fuse "$T/f/digits_cnn.onnx" -o "$T/f/again.onnx" -q
+  cmp -s "$T/f/digits_cnn.fused.onnx" "$T/f/again.onnx" || fail "fuse is not deterministic"
+  [ "$(sha256sum "$T/f/digits_cnn.onnx" | cut -d' ' -f1)" = "$f_sum" ] || fail "fuse modified its input"
+  expect 0 "fold-batchnorm changed the outputs .*rolled back" -- \
+    "$MOPT" fuse "$T/f/digits_cnn.onnx" -o "$T/f/strict.onnx" --verify-numerics --numerics-tolerance 0
+  grep -q '"rolled_back": 1' "$T/f/strict.onnx.report.json" || fail "the report does not say what was rolled back"
+fi
+
 if [ "$failures" -gt 0 ]; then echo "$failures CLI check(s) failed"; exit 1; fi
 echo "all CLI checks passed"
