@@ -39,9 +39,9 @@ nodes() { "$MOPT" inspect "$1" --json | json_field '["nodes"]'; }
 out=$(mktemp)
 {
   echo "# mopt fuse on ../shared/models, $(date -u +%F). nodes: original, after mopt fuse, after ONNX Runtime 1.30 basic"
-  echo "# optimization; max_rel: largest |fused - original| / max(1, |original|) over outputs (mopt compare on the inputs);"
+  echo "# optimization; max_abs: largest |fused - original| over outputs (mopt compare on the inputs);"
   echo "# ORT: latency of fused/original with ORT's optimizations off, median of $ROUNDS interleaved rounds of $RUNS runs, $THREADS threads."
-  printf '%-24s %8s %7s %7s %8s %10s %9s %9s %8s\n' model mopt_s nodes fused ort_bas max_rel ort_o_ms ort_f_ms f/o
+  printf '%-24s %8s %7s %7s %8s %10s %9s %9s %8s\n' model mopt_s nodes fused ort_bas max_abs ort_o_ms ort_f_ms f/o
 } > "$out"
 cat "$out"
 for c in "${cases[@]}"; do

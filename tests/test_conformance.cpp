@@ -2,7 +2,8 @@
 // through the reference executor. A case whose operators the executor does not claim (no kernel for the
 // op at that opset, or a kernel that refuses an attribute with "not supported: ...") is skipped; every
 // other case must match the expected outputs within rtol 1e-3, atol 1e-5 (ONNX's backend tests use
-// rtol 1e-3). Prints "N passed, N failed, N skipped (unsupported)".
+// rtol 1e-3). Prints "N passed, N failed, N skipped (unsupported)". The same cases then go through the
+// fuse group, which must keep every passing case passing: a test suite of odd models nobody here wrote.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -53,7 +54,8 @@ std::string mismatch(const exec::Array& expected, const exec::Array& actual) {
   return "";
 }
 
-CaseResult run_case(const fs::path& dir) {
+// Runs the case's model (after `pipeline`, when given) on its inputs and compares with its outputs.
+CaseResult run_case(const fs::path& dir, const char* pipeline = nullptr) {
   std::unique_ptr<ir::Model> model;
   try {
     model = io::load_model(dir / "model.onnx");
@@ -61,6 +63,13 @@ CaseResult run_case(const fs::path& dir) {
     return {CaseResult::Skipped, std::string("load: ") + e.what()};
   }
   if (std::vector<std::string> ops = exec::unsupported_operators(*model); !ops.empty()) return {CaseResult::Skipped, ops[0]};
+  if (pipeline != nullptr) {
+    try {
+      run(*model, pipeline);
+    } catch (const Error& e) {
+      return {CaseResult::Failed, fmt::format("{}: {}", pipeline, e.what())};
+    }
+  }
   std::vector<std::string> inputs;
   for (const ir::Value* v : model->graph().inputs()) {
     if (!v->initializer()) inputs.push_back(v->name());
@@ -126,4 +135,26 @@ TEST_CASE("ONNX conformance cases pass wherever the executor claims the operator
   fmt::print("conformance: {} passed, {} failed, {} skipped (unsupported) of {} libonnx-testdata cases\n", passed, failed,
              skipped, cases.size());
   CHECK(passed > 500);
+}
+
+TEST_CASE("the fuse group keeps every passing conformance case passing") {
+  fs::path root = MOPT_ONNX_TESTDATA;
+  std::vector<fs::path> cases;
+  for (const char* suite : {"node", "pytorch-converted", "pytorch-operator", "simple"}) {
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(root / suite, ec)) {
+      if (fs::exists(e.path() / "model.onnx")) cases.push_back(e.path());
+    }
+  }
+  std::sort(cases.begin(), cases.end());
+  size_t checked = 0;
+  for (const fs::path& dir : cases) {
+    if (run_case(dir).kind != CaseResult::Passed) continue;
+    ++checked;
+    CaseResult r = run_case(dir, "fuse,eliminate-dead-code");
+    if (r.kind != CaseResult::Passed)
+      FAIL_CHECK(dir.parent_path().filename().string() << "/" << dir.filename().string() << " after fuse: " << r.detail);
+  }
+  MESSAGE(checked << " conformance cases checked after the fuse group");
+  CHECK(checked > 500);
 }
