@@ -284,7 +284,7 @@ struct OptimizeFlags {
   double numerics_tolerance = 1e-4;
 };
 
-const char* kDefaultOptimizePipeline = "eliminate-nops,eliminate-dead-code";
+const char* kDefaultOptimizePipeline = "fuse";
 
 void add_model_output_flags(CLI::App* cmd, OptimizeFlags& f, const std::string& suffix) {
   cmd->add_option("model", f.input, "Input .onnx model")->required();
