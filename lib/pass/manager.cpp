@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <set>
 
 #include "eval/accuracy.h"
 #include "io/model_io.h"
@@ -63,6 +64,7 @@ class Runner {
     PassContext ctx(options_.explain);
     ctx.set_pass_name(e.name);
     ctx.set_evaluation(options_.evaluation);
+    ctx.set_seen_refusals(&seen_refusals_);
     log::verbose("running {}", record.spec);
     std::unique_ptr<ir::Model> snapshot;
     if (options_.verify_numerics) snapshot = io::clone_model(model_);
@@ -153,6 +155,7 @@ class Runner {
   const ManagerOptions& options_;
   PipelineResult& result_;
   eval::Outputs current_;
+  std::set<std::string> seen_refusals_;  // --explain prints each refusal once across fixpoint rounds
 };
 
 }  // namespace

@@ -98,8 +98,14 @@ void PassContext::count(const std::string& counter, int64_t n) {
 }
 
 void PassContext::explain_skip(const ir::Node& node, const std::string& reason) {
+  const ir::Value* out = node.output(0);
+  const std::string who = !node.name().empty() ? fmt::format("node '{}' ({})", node.name(), node.op_type())
+                          : out != nullptr     ? fmt::format("{} -> '{}'", node.op_type(), out->name())
+                                               : node.op_type();
+  std::string line = fmt::format("[{}] left {} alone: {}", pass_name_, who, reason);
+  if (seen_refusals_ != nullptr && !seen_refusals_->insert(line).second) return;
   count("rewrites-refused");
-  if (explain_) log::info("[{}] left node '{}' ({}) alone: {}", pass_name_, node.name(), node.op_type(), reason);
+  if (explain_) log::info("{}", line);
 }
 
 PassResult GraphPass::run(ir::Model& model, PassContext& ctx) {

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -55,8 +56,10 @@ class PassContext {
  public:
   explicit PassContext(bool explain = false) : explain_(explain) {}
   void count(const std::string& counter, int64_t n = 1);
-  // A rewrite that was considered and refused, with the reason (printed under --explain).
+  // A rewrite that was considered and refused, with the reason (printed under --explain). Counted and
+  // printed once per pipeline run even when a fixpoint group considers it again (see set_seen_refusals).
   void explain_skip(const ir::Node& node, const std::string& reason);
+  void set_seen_refusals(std::set<std::string>* seen) { seen_refusals_ = seen; }
   void warn(std::string message) { warnings_.push_back(std::move(message)); }
   // Structured detail for the report (e.g. the parameters of every quantized tensor); null when unset.
   void set_details(nlohmann::json details) { details_ = std::move(details); }
@@ -78,6 +81,7 @@ class PassContext {
   std::vector<std::string> warnings_;
   nlohmann::json details_;
   const eval::Evaluation* evaluation_ = nullptr;
+  std::set<std::string>* seen_refusals_ = nullptr;
 };
 
 struct PassResult {
