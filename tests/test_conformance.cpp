@@ -104,10 +104,9 @@ CaseResult run_case(const fs::path& dir, const char* pipeline = nullptr) {
   return {CaseResult::Passed, ""};
 }
 
-}  // namespace
-
-TEST_CASE("ONNX conformance cases pass wherever the executor claims the operators") {
-  fs::path root = MOPT_ONNX_TESTDATA;
+// Every case folder of the suites we run, sorted.
+std::vector<fs::path> conformance_cases() {
+  const fs::path root = MOPT_ONNX_TESTDATA;
   std::vector<fs::path> cases;
   for (const char* suite : {"node", "pytorch-converted", "pytorch-operator", "simple"}) {
     std::error_code ec;
@@ -116,6 +115,13 @@ TEST_CASE("ONNX conformance cases pass wherever the executor claims the operator
     }
   }
   std::sort(cases.begin(), cases.end());
+  return cases;
+}
+
+}  // namespace
+
+TEST_CASE("ONNX conformance cases pass wherever the executor claims the operators") {
+  const std::vector<fs::path> cases = conformance_cases();
   REQUIRE(cases.size() > 900);
   size_t passed = 0, failed = 0, skipped = 0;
   std::map<std::string, int> skip_reasons;
@@ -138,17 +144,8 @@ TEST_CASE("ONNX conformance cases pass wherever the executor claims the operator
 }
 
 TEST_CASE("the fuse group keeps every passing conformance case passing") {
-  fs::path root = MOPT_ONNX_TESTDATA;
-  std::vector<fs::path> cases;
-  for (const char* suite : {"node", "pytorch-converted", "pytorch-operator", "simple"}) {
-    std::error_code ec;
-    for (const auto& e : fs::directory_iterator(root / suite, ec)) {
-      if (fs::exists(e.path() / "model.onnx")) cases.push_back(e.path());
-    }
-  }
-  std::sort(cases.begin(), cases.end());
   size_t checked = 0;
-  for (const fs::path& dir : cases) {
+  for (const fs::path& dir : conformance_cases()) {
     if (run_case(dir).kind != CaseResult::Passed) continue;
     ++checked;
     CaseResult r = run_case(dir, "fuse,eliminate-dead-code");
