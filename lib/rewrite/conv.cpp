@@ -74,6 +74,28 @@ exec::Array scale_output_channels(const ConvWeights& conv, const std::vector<flo
   return out;
 }
 
+std::optional<ConvChannelOp> match_conv_channel_op(const ir::Node& binary, const char** why) {
+  *why = nullptr;
+  for (size_t side = 0; side < 2; ++side) {
+    ir::Value* t = binary.input(side);
+    ir::Node* conv = t ? t->producer() : nullptr;
+    if (conv == nullptr || conv->owner() != binary.owner() || !(conv->is_op("Conv") || conv->is_op("ConvTranspose"))) continue;
+    if (!has_single_use(*t)) {
+      *why = "the Conv output has other readers";
+      return std::nullopt;
+    }
+    std::optional<ConvWeights> w = conv_weights(*conv, why);
+    if (!w) return std::nullopt;
+    std::optional<std::vector<float>> c = per_channel_constant(binary.input(1 - side), w->out_channels, w->output_rank);
+    if (!c) {
+      *why = "the other operand is not a float32 constant varying only along the channels";
+      return std::nullopt;
+    }
+    return ConvChannelOp{conv, std::move(*w), std::move(*c)};
+  }
+  return std::nullopt;
+}
+
 void set_conv_weights(ir::Graph& graph, ir::Node& node, const exec::Array* weight, const std::vector<float>& bias) {
   std::vector<ir::Value*> old = {weight ? node.input(1) : nullptr, node.input(2)};
   const std::string base = node.input(1)->name();

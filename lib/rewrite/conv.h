@@ -32,6 +32,17 @@ std::optional<std::vector<float>> per_channel_constant(const ir::Value* value, i
 // are spread over its groups, dimension 1 of the weight).
 exec::Array scale_output_channels(const ConvWeights& conv, const std::vector<float>& scale);
 
+// `binary` (an Add or Mul) combining a Conv/ConvTranspose output with a per-channel constant.
+struct ConvChannelOp {
+  ir::Node* conv = nullptr;
+  ConvWeights weights;
+  std::vector<float> values;  // the constant, one value per output channel
+};
+// The match, or nullopt: with *why null when `binary` does not read a Conv of its graph at all (nothing
+// to explain), else why the Conv cannot absorb it (its output has other readers, weights not constant
+// float32, the constant not per channel).
+std::optional<ConvChannelOp> match_conv_channel_op(const ir::Node& binary, const char** why);
+
 // Gives the node a new bias initializer and, unless `weight` is null, a new weight initializer (derived
 // names); the replaced ones are removed if nothing else reads them.
 void set_conv_weights(ir::Graph& graph, ir::Node& node, const exec::Array* weight, const std::vector<float>& bias);

@@ -21,37 +21,20 @@ class FoldMulAddIntoConvPass : public pass::GraphPass {
     bool changed = false;
     for (ir::Node* mul : graph.nodes()) {
       if (mul->dead() || !mul->is_op("Mul")) continue;
-      for (size_t side = 0; side < 2; ++side) {
-        ir::Value* t = mul->input(side);
-        ir::Node* conv = t ? t->producer() : nullptr;
-        if (conv == nullptr || conv->owner() != &graph || !(conv->is_op("Conv") || conv->is_op("ConvTranspose"))) continue;
-        if (const char* why = fold(graph, *conv, *mul, side)) {
-          ctx.explain_skip(*mul, why);
-        } else {
-          ctx.count("scales-folded-into-conv");
-          changed = true;
-        }
-        break;
-      }
+      const char* why = nullptr;
+      std::optional<rewrite::ConvChannelOp> m = rewrite::match_conv_channel_op(*mul, &why);
+      if (m && !graph.replace_all_uses(mul->output(0), m->conv->output(0))) why = "its output is a graph output that cannot be renamed";
+      if (why) ctx.explain_skip(*mul, why);
+      if (!m || why) continue;
+      std::vector<float> bias = m->weights.bias;
+      for (size_t i = 0; i < bias.size(); ++i) bias[i] *= m->values[i];
+      const exec::Array weight = rewrite::scale_output_channels(m->weights, m->values);
+      rewrite::set_conv_weights(graph, *m->conv, &weight, bias);
+      graph.erase(mul);
+      ctx.count("scales-folded-into-conv");
+      changed = true;
     }
     return changed;
-  }
-
- private:
-  static const char* fold(ir::Graph& graph, ir::Node& conv, ir::Node& mul, size_t side) {
-    if (!rewrite::has_single_use(*conv.output(0))) return "the Conv output has other readers";
-    const char* why = nullptr;
-    std::optional<rewrite::ConvWeights> w = rewrite::conv_weights(conv, &why);
-    if (!w) return why;
-    std::optional<std::vector<float>> s = rewrite::per_channel_constant(mul.input(1 - side), w->out_channels, w->output_rank);
-    if (!s) return "the other operand is not a float32 constant varying only along the channels";
-    if (!graph.replace_all_uses(mul.output(0), conv.output(0))) return "its output is a graph output that cannot be renamed";
-    std::vector<float> bias = w->bias;
-    for (size_t i = 0; i < bias.size(); ++i) bias[i] *= (*s)[i];
-    const exec::Array weight = rewrite::scale_output_channels(*w, *s);
-    rewrite::set_conv_weights(graph, conv, &weight, bias);
-    graph.erase(&mul);
-    return nullptr;
   }
 };
 
