@@ -96,7 +96,7 @@ std::optional<ConvChannelOp> match_conv_channel_op(const ir::Node& binary, const
   return std::nullopt;
 }
 
-void set_conv_weights(ir::Graph& graph, ir::Node& node, const exec::Array* weight, const std::vector<float>& bias) {
+void set_weight_and_bias(ir::Graph& graph, ir::Node& node, const exec::Array* weight, const std::vector<float>& bias) {
   std::vector<ir::Value*> old = {weight ? node.input(1) : nullptr, node.input(2)};
   const std::string base = node.input(1)->name();
   if (weight) node.set_input(1, add_constant(graph, base, *weight));

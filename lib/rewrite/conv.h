@@ -43,8 +43,9 @@ struct ConvChannelOp {
 // float32, the constant not per channel).
 std::optional<ConvChannelOp> match_conv_channel_op(const ir::Node& binary, const char** why);
 
-// Gives the node a new bias initializer and, unless `weight` is null, a new weight initializer (derived
-// names); the replaced ones are removed if nothing else reads them.
-void set_conv_weights(ir::Graph& graph, ir::Node& node, const exec::Array* weight, const std::vector<float>& bias);
+// Gives a node whose input 1 is its weight and input 2 its bias (Conv, ConvTranspose, Gemm) a new bias
+// initializer and, unless `weight` is null, a new weight initializer (derived names); the replaced ones
+// are removed if nothing else reads them.
+void set_weight_and_bias(ir::Graph& graph, ir::Node& node, const exec::Array* weight, const std::vector<float>& bias);
 
 }  // namespace mopt::rewrite

@@ -88,6 +88,24 @@ std::optional<exec::Array> constant_array(const ir::Value* value) {
   return exec::Array::from_tensor(*t);
 }
 
+std::optional<std::vector<int64_t>> constant_ints(const ir::Value* value) {
+  std::optional<exec::Array> a = constant_array(value);
+  if (!a || (a->dtype() != ir::dtype::kInt64 && a->dtype() != ir::dtype::kInt32)) return std::nullopt;
+  return a->to_int64s();
+}
+
+std::optional<size_t> rank_of(const ir::Value& value) {
+  if (const ir::Tensor* c = value.constant()) return c->dims().size();
+  const onnx::TypeProto& t = value.info().type();
+  if (!t.has_tensor_type() || !t.tensor_type().has_shape()) return std::nullopt;
+  return static_cast<size_t>(t.tensor_type().shape().dim_size());
+}
+
+bool is_random(const ir::Node& node) {
+  const std::string& op = node.op_type();
+  return node.is_default_domain() && (op.rfind("Random", 0) == 0 || op == "Multinomial" || op == "Bernoulli");
+}
+
 bool is_constant_float(const ir::Value* value, float expected) {
   std::optional<exec::Array> a = constant_array(value);
   if (!a || a->dtype() != ir::dtype::kFloat || a->numel() == 0) return false;

@@ -40,6 +40,12 @@ ir::Node* sole_consumer(const ir::Value& value);
 // The value's constant payload as an executor Array (borrowed), or nullopt when it is not a constant or
 // its dtype is one the executor does not hold (strings).
 std::optional<exec::Array> constant_array(const ir::Value* value);
+// The values of an integer constant (shapes, axes, pads), or nullopt.
+std::optional<std::vector<int64_t>> constant_ints(const ir::Value* value);
+// The rank of a constant or of a value whose type records a shape (dimensions may be symbolic).
+std::optional<size_t> rank_of(const ir::Value& value);
+// Random operators (RandomNormal, ..., Multinomial, Bernoulli): never folded or merged.
+bool is_random(const ir::Node& node);
 // Whether `value` is a constant of exactly this float32 value everywhere (any shape).
 bool is_constant_float(const ir::Value* value, float expected);
 int64_t attr_int(const ir::Node& node, const std::string& name, int64_t fallback);

@@ -18,10 +18,7 @@
 namespace mopt::passes {
 namespace {
 
-bool is_random(const ir::Node& node) {
-  const std::string& op = node.op_type();
-  return op.rfind("Random", 0) == 0 || op == "Multinomial" || op == "Bernoulli";
-}
+using rewrite::is_random;
 
 std::string_view view(const ir::Bytes& bytes) { return {reinterpret_cast<const char*>(bytes.data()), bytes.size()}; }
 

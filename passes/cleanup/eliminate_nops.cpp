@@ -24,6 +24,7 @@ namespace mopt::passes {
 namespace {
 
 using rewrite::constant_array;
+using rewrite::rank_of;
 using rewrite::static_shape;
 
 // Why a Dropout must stay, or nullptr if it is an inference-time identity.
@@ -41,19 +42,6 @@ const char* reason_to_keep_dropout(const ir::Node& node) {
   return nullptr;
 }
 
-std::optional<size_t> rank_of(const ir::Value& value) {
-  if (const ir::Tensor* c = value.constant()) return c->dims().size();
-  const onnx::TypeProto& t = value.info().type();
-  if (!t.has_tensor_type() || !t.tensor_type().has_shape()) return std::nullopt;
-  return static_cast<size_t>(t.tensor_type().shape().dim_size());
-}
-
-// The constant int64 values of input `i`, or nullopt.
-std::optional<std::vector<int64_t>> constant_ints(const ir::Node& node, size_t i) {
-  std::optional<exec::Array> a = constant_array(node.input(i));
-  if (!a || (a->dtype() != ir::dtype::kInt64 && a->dtype() != ir::dtype::kInt32)) return std::nullopt;
-  return a->to_int64s();
-}
 
 // For a no-op `node`: nullptr. Otherwise why it is not one (or cannot be shown to be one).
 const char* reason_not_nop(const ir::Node& node) {
@@ -77,7 +65,7 @@ const char* reason_not_nop(const ir::Node& node) {
   if (op == "Concat") return node.inputs().size() == 1 ? nullptr : "has several inputs";
   if (op == "Reshape" || op == "Expand") {
     std::optional<std::vector<int64_t>> shape = static_shape(*in);
-    std::optional<std::vector<int64_t>> target = constant_ints(node, 1);
+    std::optional<std::vector<int64_t>> target = rewrite::constant_ints(node.input(1));
     if (!shape || !target) return "the input shape or the target shape is not static";
     if (op == "Reshape") {
       if (target->size() != shape->size()) return "changes the rank";
@@ -106,7 +94,7 @@ const char* reason_not_nop(const ir::Node& node) {
     if (node.owner()->model()->opset() < 11) {
       pads = rewrite::attr_ints(node, "pads");
     } else {
-      std::optional<std::vector<int64_t>> p = constant_ints(node, 1);
+      std::optional<std::vector<int64_t>> p = rewrite::constant_ints(node.input(1));
       if (!p) return "its pads are not constant";
       pads = *p;
     }
@@ -115,17 +103,17 @@ const char* reason_not_nop(const ir::Node& node) {
   if (op == "Slice") {
     if (node.owner()->model()->opset() < 10) return "opset < 10 Slice is not handled";
     std::optional<std::vector<int64_t>> shape = static_shape(*in);
-    std::optional<std::vector<int64_t>> starts = constant_ints(node, 1), ends = constant_ints(node, 2);
+    std::optional<std::vector<int64_t>> starts = rewrite::constant_ints(node.input(1)), ends = rewrite::constant_ints(node.input(2));
     if (!shape || !starts || !ends) return "the input shape, starts or ends are not static";
     std::vector<int64_t> axes(starts->size());
     for (size_t i = 0; i < axes.size(); ++i) axes[i] = static_cast<int64_t>(i);
     if (node.input(3)) {
-      std::optional<std::vector<int64_t>> a = constant_ints(node, 3);
+      std::optional<std::vector<int64_t>> a = rewrite::constant_ints(node.input(3));
       if (!a) return "its axes are not constant";
       axes = *a;
     }
     if (node.input(4)) {
-      std::optional<std::vector<int64_t>> steps = constant_ints(node, 4);
+      std::optional<std::vector<int64_t>> steps = rewrite::constant_ints(node.input(4));
       if (!steps || std::any_of(steps->begin(), steps->end(), [](int64_t s) { return s != 1; })) return "has steps other than 1";
     }
     const auto rank = static_cast<int64_t>(shape->size());

@@ -114,7 +114,7 @@ class FoldBatchNormPass : public pass::GraphPass {
     std::vector<float> scale(a->scale.begin(), a->scale.end()), bias(w->bias.size());
     for (size_t c = 0; c < bias.size(); ++c) bias[c] = static_cast<float>(w->bias[c] * a->scale[c] + a->shift[c]);
     const exec::Array weight = rewrite::scale_output_channels(*w, scale);
-    rewrite::set_conv_weights(graph, conv, &weight, bias);
+    rewrite::set_weight_and_bias(graph, conv, &weight, bias);
     graph.erase(&bn);
     return nullptr;
   }
@@ -149,18 +149,8 @@ class FoldBatchNormPass : public pass::GraphPass {
     }
     std::vector<float> bias(static_cast<size_t>(m));
     for (size_t j = 0; j < bias.size(); ++j) bias[j] = static_cast<float>(c[j] * a->scale[j] + a->shift[j]);
-    std::vector<ir::Value*> old = {gemm.input(1), gemm.input(2)};
-    const std::string base = gemm.input(1)->name();
-    gemm.set_input(1, rewrite::add_constant(graph, base, scaled));
-    ir::Value* bias_value = rewrite::add_constant(graph, base + "_bias", exec::Array::vector<float>(ir::dtype::kFloat, bias));
-    if (gemm.inputs().size() > 2) gemm.set_input(2, bias_value);
-    else gemm.add_input(bias_value);
+    rewrite::set_weight_and_bias(graph, gemm, &scaled, bias);
     rewrite::set_float_attr(gemm, "beta", 1.0f);
-    std::vector<ir::Value*> candidates;
-    for (ir::Value* v : old) {
-      if (v) candidates.push_back(v);
-    }
-    rewrite::remove_unused_weights(graph, candidates);
     graph.erase(&bn);
     return nullptr;
   }

@@ -23,14 +23,7 @@
 namespace mopt::passes {
 namespace {
 
-bool is_random(const ir::Node& node) {
-  static const char* const kRandom[] = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
-                                        "Multinomial", "Bernoulli"};
-  for (const char* op : kRandom) {
-    if (node.is_op(op)) return true;
-  }
-  return false;
-}
+using rewrite::is_random;
 
 class FoldConstantsPass : public pass::GraphPass {
  public:

@@ -93,7 +93,7 @@ class FoldInputNormalizationPass : public pass::GraphPass {
       bias[static_cast<size_t>(o)] = static_cast<float>(bias[static_cast<size_t>(o)] - shift_sum);
     }
     conv.set_input(0, input);
-    rewrite::set_conv_weights(graph, conv, &weight, bias);
+    rewrite::set_weight_and_bias(graph, conv, &weight, bias);
     std::vector<ir::Value*> constants;
     for (ir::Node* n : {scale, shift}) {
       if (n == nullptr) continue;

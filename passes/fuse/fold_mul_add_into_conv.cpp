@@ -29,7 +29,7 @@ class FoldMulAddIntoConvPass : public pass::GraphPass {
       std::vector<float> bias = m->weights.bias;
       for (size_t i = 0; i < bias.size(); ++i) bias[i] *= m->values[i];
       const exec::Array weight = rewrite::scale_output_channels(m->weights, m->values);
-      rewrite::set_conv_weights(graph, *m->conv, &weight, bias);
+      rewrite::set_weight_and_bias(graph, *m->conv, &weight, bias);
       graph.erase(mul);
       ctx.count("scales-folded-into-conv");
       changed = true;

@@ -18,20 +18,10 @@
 namespace mopt::passes {
 namespace {
 
+using rewrite::rank_of;
+using rewrite::constant_ints;
+
 using Ints = std::vector<int64_t>;
-
-std::optional<size_t> rank_of(const ir::Value& value) {
-  if (const ir::Tensor* c = value.constant()) return c->dims().size();
-  const onnx::TypeProto& t = value.info().type();
-  if (!t.has_tensor_type() || !t.tensor_type().has_shape()) return std::nullopt;
-  return static_cast<size_t>(t.tensor_type().shape().dim_size());
-}
-
-std::optional<Ints> constant_ints(const ir::Value* v) {
-  std::optional<exec::Array> a = rewrite::constant_array(v);
-  if (!a || (a->dtype() != ir::dtype::kInt64 && a->dtype() != ir::dtype::kInt32)) return std::nullopt;
-  return a->to_int64s();
-}
 
 // Squeeze/Unsqueeze axes: an attribute before opset 13, an input from 13.
 std::optional<Ints> squeeze_axes(const ir::Node& node) {

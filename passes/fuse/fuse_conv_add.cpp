@@ -25,7 +25,7 @@ class FuseConvAddPass : public pass::GraphPass {
       if (!m || why) continue;
       std::vector<float> bias = m->weights.bias;
       for (size_t i = 0; i < bias.size(); ++i) bias[i] += m->values[i];
-      rewrite::set_conv_weights(graph, *m->conv, nullptr, bias);
+      rewrite::set_weight_and_bias(graph, *m->conv, nullptr, bias);
       graph.erase(add);
       ctx.count("adds-folded-into-bias");
       changed = true;

@@ -17,13 +17,9 @@
 namespace mopt::passes {
 namespace {
 
-using rewrite::has_single_use;
+using rewrite::rank_of;
 
-std::optional<size_t> rank_of(const ir::Value& value) {
-  const onnx::TypeProto& t = value.info().type();
-  if (!t.has_tensor_type() || !t.tensor_type().has_shape()) return std::nullopt;
-  return static_cast<size_t>(t.tensor_type().shape().dim_size());
-}
+using rewrite::has_single_use;
 
 // ReduceMean's axes, as negative numbers counted from the end (needs the rank for positive ones).
 std::optional<std::vector<int64_t>> reduce_axes(const ir::Node& reduce, std::optional<size_t> rank) {

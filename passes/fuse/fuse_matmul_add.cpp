@@ -13,12 +13,7 @@
 namespace mopt::passes {
 namespace {
 
-std::optional<size_t> rank_of(const ir::Value& value) {
-  if (const ir::Tensor* c = value.constant()) return c->dims().size();
-  const onnx::TypeProto& t = value.info().type();
-  if (!t.has_tensor_type() || !t.tensor_type().has_shape()) return std::nullopt;
-  return static_cast<size_t>(t.tensor_type().shape().dim_size());
-}
+using rewrite::rank_of;
 
 class FuseMatMulAddPass : public pass::GraphPass {
  protected:

@@ -26,6 +26,8 @@
 namespace mopt::passes {
 namespace {
 
+using rewrite::constant_ints;
+
 using Dims = std::vector<std::optional<int64_t>>;  // nullopt: a dynamic dimension
 
 std::optional<Dims> known_dims(const ir::Value& value) {
@@ -67,12 +69,6 @@ std::optional<std::vector<int64_t>> all_static(const Dims& dims) {
     out.push_back(*d);
   }
   return out;
-}
-
-std::optional<std::vector<int64_t>> constant_ints(const ir::Value* v) {
-  std::optional<exec::Array> a = rewrite::constant_array(v);
-  if (!a || (a->dtype() != ir::dtype::kInt64 && a->dtype() != ir::dtype::kInt32)) return std::nullopt;
-  return a->to_int64s();
 }
 
 exec::Array int64_array(const std::vector<int64_t>& values, bool scalar) {
