@@ -23,7 +23,6 @@
 namespace mopt::passes {
 namespace {
 
-using rewrite::constant_array;
 using rewrite::rank_of;
 using rewrite::static_shape;
 
