@@ -87,12 +87,18 @@ std::string summary_table(const RunReport& r) {
   row("nodes", std::to_string(r.before.nodes), std::to_string(r.after.nodes),
       ratio(static_cast<double>(r.before.nodes), static_cast<double>(r.after.nodes)));
   row("initializers", std::to_string(r.before.initializers), std::to_string(r.after.initializers), "");
+  std::vector<std::string> unchanged;  // listed on one line: a fuse group has many passes with nothing to do
   for (const auto& p : r.pipeline_result.passes) {
     std::vector<std::string> counters;
     for (const auto& [k, v] : p.counters) counters.push_back(fmt::format("{} {}", k, v));
+    if (counters.empty() && !p.changed) {
+      unchanged.push_back(p.name);
+      continue;
+    }
     out += fmt::format("  pass {:<28} {:>8.3f} s  {}\n", p.spec, p.seconds,
-                       counters.empty() ? std::string("no change") : fmt::format("{}", fmt::join(counters, ", ")));
+                       counters.empty() ? std::string("changed") : fmt::format("{}", fmt::join(counters, ", ")));
   }
+  if (!unchanged.empty()) out += fmt::format("  no change: {}\n", fmt::join(unchanged, ", "));
   out += r.accuracy_summary;
   for (const auto& g : r.gates) {
     out += fmt::format("  gate {:<18} {}: {}\n", g["gate"].get<std::string>(), g["passed"].get<bool>() ? "passed" : "FAILED",
