@@ -575,6 +575,10 @@ int run_passes_command(bool json) {
         options.push_back({{"name", o.name}, {"default", o.default_value}, {"help", o.help}, {"choices", o.choices}});
       j.push_back({{"name", p.name}, {"summary", p.summary}, {"options", options}});
     }
+    j.push_back({{"name", "fuse"}, {"summary", "Preset group (a fixpoint) of the fusion and cleanup passes"},
+                 {"expands_to", pass::kFuseGroup}, {"options", nlohmann::json::array({{{"name", "max-iterations"},
+                 {"default", std::to_string(pass::kDefaultFixpointIterations)}, {"help", "rounds before giving up with a warning"},
+                 {"choices", nlohmann::json::array()}}})}});
     fmt::print("{}\n", j.dump(2));
     return kExitOk;
   }
@@ -586,6 +590,7 @@ int run_passes_command(bool json) {
   }
   fmt::print("fixpoint(max-iterations={}, PASS, ...)\n    Repeat the passes inside until none changes the model\n",
              pass::kDefaultFixpointIterations);
+  fmt::print("fuse(max-iterations={})\n    Preset group: {}\n", pass::kDefaultFixpointIterations, pass::kFuseGroup);
   return kExitOk;
 }
 
