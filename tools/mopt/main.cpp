@@ -274,6 +274,59 @@ pass::Pipeline fuse_pipeline(const FuseFlags& f) {
   return pipeline;
 }
 
+// ------------------------------------------------------------------ prune
+
+struct PruneFlags {
+  std::string method = "magnitude", scope = "global", op_types, op_sparsity, node_sparsity, exclude_nodes;
+  double sparsity = 0.5;
+  int64_t n = 2, m = 4, min_elements = 0;
+  bool skip_first = false, skip_last = false, no_fuse = false, print_pipeline = false;
+};
+
+void add_prune_flags(CLI::App* cmd, PruneFlags& f) {
+  cmd->add_option("--method", f.method, "magnitude (smallest |w|) or nm (N:M along the reduction axis)")
+      ->check(CLI::IsMember({"magnitude", "nm", "channels"}));
+  cmd->add_option("--sparsity", f.sparsity, "Magnitude: fraction of the selected weights set to zero (default: 0.5)");
+  cmd->add_option("--scope", f.scope, "Magnitude: global (one threshold over all weights, default) or layer (the fraction per tensor)")
+      ->check(CLI::IsMember({"global", "layer"}));
+  cmd->add_option("--n", f.n, "N:M: nonzeros kept per group (default: 2)");
+  cmd->add_option("--m", f.m, "N:M: group length along the reduction axis (default: 4)");
+  cmd->add_option("--op-types", f.op_types, "Comma-separated operator types to prune (default: Conv,MatMul,Gemm)");
+  cmd->add_option("--op-sparsity", f.op_sparsity, "Magnitude: per operator type, e.g. Conv=0.3,Gemm=0.7");
+  cmd->add_option("--node-sparsity", f.node_sparsity, "Magnitude: per node name, e.g. fc1=0.8");
+  cmd->add_option("--exclude-nodes", f.exclude_nodes, "Comma-separated node names to leave alone");
+  cmd->add_flag("--skip-first", f.skip_first, "Leave the first Conv/MatMul/Gemm alone");
+  cmd->add_flag("--skip-last", f.skip_last, "Leave the last Conv/MatMul/Gemm alone");
+  cmd->add_option("--min-elements", f.min_elements, "Leave weights with fewer elements alone");
+  cmd->add_flag("--no-fuse", f.no_fuse, "Prune the graph as it is, without the fuse group first (BatchNorm folding, ...)");
+  cmd->add_flag("--print-pipeline", f.print_pipeline, "Print the pipeline this command runs and exit");
+}
+
+pass::Pipeline prune_pipeline(const PruneFlags& f) {
+  const pass::PassInfo* info = pass::find_pass("prune");
+  pass::PipelineElement p{"prune", pass::Options(&info->option_specs()), {}, 0};
+  auto set = [&](const char* key, const std::string& value) { p.options.set("prune", key, value); };
+  set("method", f.method);
+  if (f.method == "nm") {
+    set("n", std::to_string(f.n));
+    set("m", std::to_string(f.m));
+  } else {
+    set("sparsity", fmt::format("{}", f.sparsity));
+    set("scope", f.scope);
+    if (!f.op_sparsity.empty()) set("op-sparsity", f.op_sparsity);
+    if (!f.node_sparsity.empty()) set("node-sparsity", f.node_sparsity);
+  }
+  if (!f.op_types.empty()) set("op-types", f.op_types);
+  if (!f.exclude_nodes.empty()) set("exclude-nodes", f.exclude_nodes);
+  if (f.skip_first) set("skip-first", "true");
+  if (f.skip_last) set("skip-last", "true");
+  if (f.min_elements) set("min-elements", std::to_string(f.min_elements));
+  // BatchNorm is folded first, so the magnitudes judged are those the deployed model multiplies by.
+  pass::Pipeline pipeline = pass::parse_pipeline(f.no_fuse ? "eliminate-dead-code" : "fuse,eliminate-dead-code");
+  pipeline.elements.insert(pipeline.elements.end() - 1, std::move(p));
+  return pipeline;
+}
+
 // ------------------------------------------------------------------ optimize
 
 struct OptimizeFlags {
@@ -346,6 +399,15 @@ int run_fuse_command(const OptimizeFlags& f, const FuseFlags& fuse, const DataFl
     return kExitOk;
   }
   return run_pipeline_command("fuse", ".fused.onnx", std::move(pipeline), f, data_flags, gate_flags);
+}
+
+int run_prune_command(const OptimizeFlags& f, const PruneFlags& prune, const DataFlags& data_flags, const GateFlags& gate_flags) {
+  pass::Pipeline pipeline = prune_pipeline(prune);
+  if (prune.print_pipeline) {
+    fmt::print("{}\n", pass::print_pipeline(pipeline));
+    return kExitOk;
+  }
+  return run_pipeline_command("prune", ".pruned.onnx", std::move(pipeline), f, data_flags, gate_flags);
 }
 
 int run_quantize_command(const OptimizeFlags& f, const QuantizeFlags& q, const DataFlags& data_flags, const GateFlags& gate_flags) {
@@ -670,6 +732,26 @@ int main(int argc, char** argv) {
       "  mopt fuse model.onnx --skip fold-input-normalization --max-folded-bytes 64K\n"
       "  mopt optimize model.onnx --passes 'fuse,quantize'      # the group inside a larger pipeline");
 
+  OptimizeFlags prune_flags;
+  PruneFlags prune_options;
+  DataFlags prune_data;
+  GateFlags prune_gates;
+  auto* prune = app.add_subcommand("prune", "Zero Conv/MatMul/Gemm weights by magnitude or in an N:M pattern");
+  add_model_output_flags(prune, prune_flags, ".pruned.onnx");
+  add_prune_flags(prune, prune_options);
+  add_data_flags(prune, prune_data, "--accuracy", "random", true, 4);
+  add_gate_flags(prune, prune_gates);
+  add_log_flags(prune, common);
+  prune->footer(
+      "Zeros keep the file's dense size: unstructured sparsity pays off after compression (the report's zstd_bytes)\n"
+      "or on sparse kernels (2:4 on sparse tensor cores). Structured channel pruning (--method channels) is not\n"
+      "implemented yet.\n"
+      "Examples:\n"
+      "  mopt prune model.onnx --sparsity 0.5                       # global magnitude; writes model.pruned.onnx\n"
+      "  mopt prune model.onnx --sparsity 0.5 --scope layer --skip-first --skip-last\n"
+      "  mopt prune model.onnx --method nm --n 2 --m 4\n"
+      "  mopt prune model.onnx --sparsity 0.6 --accuracy x.npy --labels y.npy --max-accuracy-drop 2   # CI gate");
+
   std::string inspect_input;
   bool inspect_json = false;
   auto* inspect = app.add_subcommand("inspect", "Describe a model: opsets, inputs, outputs, operators, parameters");
@@ -753,6 +835,7 @@ int main(int argc, char** argv) {
   try {
     if (optimize->parsed()) return run_optimize_command(optimize_flags, optimize_data, optimize_gates);
     if (fuse->parsed()) return run_fuse_command(fuse_flags, fuse_options, fuse_data, fuse_gates);
+    if (prune->parsed()) return run_prune_command(prune_flags, prune_options, prune_data, prune_gates);
     if (quantize->parsed()) return run_quantize_command(quantize_flags, quantize_options, quantize_data, quantize_gates);
     if (compare->parsed()) return run_compare_command(compare_original, compare_candidate, compare_data, compare_gates, compare_report, compare_json);
     if (run->parsed()) return run_run_command(run_model, run_data, run_save, run_json);

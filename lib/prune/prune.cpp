@@ -1,0 +1,241 @@
+// Weight pruning; see prune.h.
+#include "prune/prune.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "exec/array.h"
+#include "rewrite/rewrite.h"
+#include "util/error.h"
+
+namespace mopt::prune {
+namespace {
+
+// A weight chosen for pruning: the node reading it as input 1, and the axis its outputs reduce over.
+struct Target {
+  ir::Node* node;
+  ir::Value* weight;
+  size_t axis;
+  double sparsity;
+};
+
+int64_t count_zeros(std::span<const float> v) { return std::count(v.begin(), v.end(), 0.0f); }
+
+// Why `node` is not pruned (nullptr: it is), and its weight's reduction axis.
+const char* reason_to_skip(const ir::Node& node, const PruneConfig& config, size_t* axis) {
+  const ir::Value* w = node.input(1);
+  const ir::Tensor* t = w ? w->constant() : nullptr;
+  if (t == nullptr) return "the weight is not a constant";
+  if (t->dtype() != ir::dtype::kFloat) return "the weight is not float32";
+  const std::vector<int64_t> dims = t->dims();
+  if (dims.size() < 2) return "the weight has fewer than 2 dimensions";
+  if (w->uses().size() != 1) return "the weight is shared with other nodes";
+  if (t->numel() < config.min_elements) return "the weight is smaller than min-elements";
+  if (node.op_type() == "MatMul") *axis = dims.size() - 2;
+  else if (node.op_type() == "Gemm") *axis = rewrite::attr_int(node, "transB", 0) != 0 ? 1 : 0;
+  else if (node.op_type() == "Conv") *axis = 1;
+  else return "not a Conv, MatMul or Gemm";
+  if (config.method == Method::NM && dims[*axis] % config.m != 0)
+    return "the reduction axis is not a multiple of m";
+  return nullptr;
+}
+
+double sparsity_for(const ir::Node& node, const PruneConfig& config) {
+  if (auto it = config.node_sparsity.find(node.name()); it != config.node_sparsity.end()) return it->second;
+  if (auto it = config.op_sparsity.find(node.op_type()); it != config.op_sparsity.end()) return it->second;
+  return config.sparsity;
+}
+
+void validate(const PruneConfig& config) {
+  auto check = [](double s, const std::string& what) {
+    if (!(s >= 0 && s < 1)) usage_error("{} must be in [0, 1), not {}", what, s);
+  };
+  check(config.sparsity, "sparsity");
+  for (const auto& [op, s] : config.op_sparsity) check(s, "the sparsity of " + op);
+  for (const auto& [node, s] : config.node_sparsity) check(s, "the sparsity of node " + node);
+  if (config.method == Method::NM && !(config.n >= 1 && config.n < config.m && config.m <= 64))
+    usage_error("N:M pruning needs 1 <= n < m <= 64, not {}:{}", config.n, config.m);
+}
+
+// The float values of a weight, copied into a buffer that becomes the pruned tensor.
+exec::Array mutable_copy(const ir::Tensor& t) { return exec::Array::from_tensor(t).clone(); }
+
+std::span<float> span_of(exec::Array& a) { return {a.data<float>(), static_cast<size_t>(a.numel())}; }
+
+}  // namespace
+
+void zero_smallest(std::span<float> values, int64_t count) {
+  count = std::clamp<int64_t>(count, 0, static_cast<int64_t>(values.size()));
+  if (count == 0) return;
+  std::vector<size_t> order(values.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  auto smaller = [&](size_t a, size_t b) {
+    const float x = std::abs(values[a]), y = std::abs(values[b]);
+    return x < y || (x == y && a < b);
+  };
+  std::nth_element(order.begin(), order.begin() + (count - 1), order.end(), smaller);
+  for (int64_t i = 0; i < count; ++i) values[order[static_cast<size_t>(i)]] = 0.0f;
+}
+
+namespace {
+// Calls fn(offset, stride) for every group of m consecutive values along `axis`.
+template <typename Fn>
+void for_each_group(const std::vector<int64_t>& dims, size_t axis, int64_t m, Fn&& fn) {
+  int64_t outer = 1, inner = 1;
+  for (size_t d = 0; d < axis; ++d) outer *= dims[d];
+  for (size_t d = axis + 1; d < dims.size(); ++d) inner *= dims[d];
+  const int64_t len = dims[axis];
+  for (int64_t o = 0; o < outer; ++o) {
+    for (int64_t g = 0; g + m <= len; g += m) {
+      for (int64_t i = 0; i < inner; ++i) fn((o * len + g) * inner + i, inner);
+    }
+  }
+}
+}  // namespace
+
+void prune_n_m(std::span<float> values, const std::vector<int64_t>& dims, size_t axis, int64_t n, int64_t m) {
+  std::vector<int64_t> idx(static_cast<size_t>(m));
+  for_each_group(dims, axis, m, [&](int64_t offset, int64_t stride) {
+    for (int64_t j = 0; j < m; ++j) idx[static_cast<size_t>(j)] = offset + j * stride;
+    // Largest magnitudes first; among equals the lower index (earlier in the group) is kept.
+    std::stable_sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) {
+      return std::abs(values[static_cast<size_t>(a)]) > std::abs(values[static_cast<size_t>(b)]);
+    });
+    for (int64_t j = n; j < m; ++j) values[static_cast<size_t>(idx[static_cast<size_t>(j)])] = 0.0f;
+  });
+}
+
+bool has_n_m_pattern(std::span<const float> values, const std::vector<int64_t>& dims, size_t axis, int64_t n, int64_t m) {
+  if (dims[axis] % m != 0) return false;
+  bool ok = true;
+  for_each_group(dims, axis, m, [&](int64_t offset, int64_t stride) {
+    int64_t nonzero = 0;
+    for (int64_t j = 0; j < m; ++j) nonzero += values[static_cast<size_t>(offset + j * stride)] != 0.0f;
+    ok = ok && nonzero <= n;
+  });
+  return ok;
+}
+
+PruneSummary prune_model(ir::Model& model, const PruneConfig& config) {
+  validate(config);
+  ir::Graph& graph = model.graph();
+  PruneSummary summary;
+  std::vector<Target> targets;
+  for (ir::Node* node : graph.nodes()) {
+    if (!node->is_default_domain() || !config.op_types.count(node->op_type())) continue;
+    const std::string who = rewrite::describe(*node);
+    if (config.exclude_nodes.count(node->name())) {
+      summary.skipped.emplace_back(who, "excluded");
+      continue;
+    }
+    size_t axis = 0;
+    if (const char* why = reason_to_skip(*node, config, &axis)) {
+      summary.skipped.emplace_back(who, why);
+      continue;
+    }
+    targets.push_back({node, node->input(1), axis, sparsity_for(*node, config)});
+  }
+  if (config.skip_last && !targets.empty()) {
+    summary.skipped.emplace_back(rewrite::describe(*targets.back().node), "the last layer (skip-last)");
+    targets.pop_back();
+  }
+  if (config.skip_first && !targets.empty()) {
+    summary.skipped.emplace_back(rewrite::describe(*targets.front().node), "the first layer (skip-first)");
+    targets.erase(targets.begin());
+  }
+
+  std::vector<exec::Array> pruned;
+  for (const Target& t : targets) pruned.push_back(mutable_copy(*t.weight->constant()));
+  std::vector<int64_t> zeros_before;
+  for (exec::Array& a : pruned) zeros_before.push_back(count_zeros(span_of(a)));
+
+  if (config.method == Method::NM) {
+    for (size_t i = 0; i < targets.size(); ++i) prune_n_m(span_of(pruned[i]), pruned[i].shape(), targets[i].axis, config.n, config.m);
+  } else if (config.global) {
+    // One threshold over the tensors without an override: the k smallest |w| among all of them.
+    std::vector<size_t> shared;
+    for (size_t i = 0; i < targets.size(); ++i) {
+      const bool overridden = config.node_sparsity.count(targets[i].node->name()) || config.op_sparsity.count(targets[i].node->op_type());
+      if (overridden) zero_smallest(span_of(pruned[i]), static_cast<int64_t>(std::floor(targets[i].sparsity * static_cast<double>(pruned[i].numel()))));
+      else shared.push_back(i);
+    }
+    std::vector<float> all;
+    for (size_t i : shared) all.insert(all.end(), pruned[i].data<float>(), pruned[i].data<float>() + pruned[i].numel());
+    const auto k = static_cast<int64_t>(std::floor(config.sparsity * static_cast<double>(all.size())));
+    if (k > 0) {
+      for (float& v : all) v = std::abs(v);
+      std::nth_element(all.begin(), all.begin() + (k - 1), all.end());
+      const float threshold = all[static_cast<size_t>(k - 1)];
+      // Below the threshold: zero. At it: zero in tensor order until k are zero.
+      int64_t below = 0;
+      for (size_t i : shared) {
+        for (float v : span_of(pruned[i])) below += std::abs(v) < threshold;
+      }
+      int64_t ties = k - below;
+      for (size_t i : shared) {
+        for (float& v : span_of(pruned[i])) {
+          if (std::abs(v) < threshold) v = 0.0f;
+          else if (std::abs(v) == threshold && ties > 0) v = 0.0f, --ties;
+        }
+      }
+    }
+  } else {
+    for (size_t i = 0; i < targets.size(); ++i)
+      zero_smallest(span_of(pruned[i]), static_cast<int64_t>(std::floor(targets[i].sparsity * static_cast<double>(pruned[i].numel()))));
+  }
+
+  for (size_t i = 0; i < targets.size(); ++i) {
+    const Target& t = targets[i];
+    TensorRecord r;
+    r.node = rewrite::describe(*t.node);
+    r.op_type = t.node->op_type();
+    r.tensor = t.weight->name();
+    r.elements = pruned[i].numel();
+    r.zeros_before = zeros_before[i];
+    r.zeros_after = count_zeros(span_of(pruned[i]));
+    r.target = config.method == Method::NM ? 1.0 - static_cast<double>(config.n) / static_cast<double>(config.m)
+               : config.global && !config.node_sparsity.count(t.node->name()) && !config.op_sparsity.count(t.node->op_type())
+                   ? config.sparsity
+                   : t.sparsity;
+    if (config.method == Method::NM) r.axis = static_cast<int64_t>(t.axis);
+    summary.elements += r.elements;
+    summary.zeros_before += r.zeros_before;
+    summary.zeros_after += r.zeros_after;
+    summary.tensors.push_back(r);
+    ir::Value* old = t.weight;
+    t.node->set_input(1, rewrite::add_constant(graph, old->name(), pruned[i]));
+    rewrite::remove_unused_weights(graph, {old});
+  }
+  return summary;
+}
+
+nlohmann::json to_json(const PruneSummary& s, const PruneConfig& config) {
+  nlohmann::json tensors = nlohmann::json::array();
+  for (const TensorRecord& r : s.tensors) {
+    nlohmann::json t = {{"node", r.node},       {"op_type", r.op_type},
+                        {"tensor", r.tensor},   {"elements", r.elements},
+                        {"target", r.target},   {"sparsity_before", r.elements ? double(r.zeros_before) / double(r.elements) : 0.0},
+                        {"sparsity", r.elements ? double(r.zeros_after) / double(r.elements) : 0.0}};
+    if (r.axis >= 0) t["axis"] = r.axis;
+    tensors.push_back(std::move(t));
+  }
+  nlohmann::json skipped = nlohmann::json::array();
+  for (const auto& [node, why] : s.skipped) skipped.push_back({{"node", node}, {"reason", why}});
+  nlohmann::json j = {
+      {"method", config.method == Method::NM ? "nm" : "magnitude"},
+      {"tensors", tensors},
+      {"skipped", skipped},
+      {"pruned_elements", s.elements},
+      {"sparsity_of_pruned_tensors", s.elements ? double(s.zeros_after) / double(s.elements) : 0.0},
+      {"note", "unstructured zeros keep the dense size of the file; they pay off after compression (see zstd_bytes) "
+               "or on sparse kernels (N:M on sparse tensor cores)"},
+  };
+  if (config.method == Method::NM) j["pattern"] = fmt::format("{}:{}", config.n, config.m);
+  else j["scope"] = config.global ? "global" : "layer";
+  return j;
+}
+
+}  // namespace mopt::prune

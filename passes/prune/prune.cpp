@@ -1,0 +1,107 @@
+// prune: zeroes weights of Conv, MatMul and Gemm on the exported graph (no training framework needed).
+//
+//   prune(method=magnitude, sparsity=0.5)              the smallest half of |w| in each weight -> 0
+//   prune(method=magnitude, sparsity=0.5, scope=global) one threshold over all selected weights
+//   prune(method=nm, n=2, m=4)                          2 nonzeros in every 4 along the reduction axis
+//
+//   Before:  W = [0.9, -0.1, 0.05, -0.7]      After (magnitude 0.5):  W = [0.9, 0, 0, -0.7]
+//
+// The weights are rewritten in place of the old initializers; the graph is unchanged. Which nodes are
+// pruned and which skipped (and why) is in the report's details. method=channels (structured pruning
+// that removes filters) is not implemented yet and is refused with a clear error.
+#include <fmt/format.h>
+
+#include <sstream>
+
+#include "pass/pass.h"
+#include "prune/prune.h"
+#include "util/error.h"
+
+namespace mopt::passes {
+namespace {
+
+std::vector<std::string> split(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream ss(text);
+  for (std::string item; std::getline(ss, item, ',');) {
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+// "Conv=0.3,MatMul=0.6" -> {Conv: 0.3, MatMul: 0.6}
+std::map<std::string, double> parse_overrides(const std::string& text, const char* option) {
+  std::map<std::string, double> out;
+  for (const std::string& item : split(text)) {
+    const size_t eq = item.rfind('=');
+    char* end = nullptr;
+    const double v = eq == std::string::npos ? 0 : std::strtod(item.c_str() + eq + 1, &end);
+    if (eq == std::string::npos || eq == 0 || end == item.c_str() + eq + 1 || *end != '\0')
+      usage_error("prune option {} takes NAME=SPARSITY pairs separated by commas, not '{}'", option, item);
+    out[item.substr(0, eq)] = v;
+  }
+  return out;
+}
+
+class PrunePass : public pass::Pass {
+ public:
+  explicit PrunePass(const pass::Options& o) {
+    const std::string method = o.get_string("method");
+    if (method == "channels")
+      usage_error("not supported yet: prune(method=channels), structured pruning that removes output channels; use "
+                  "magnitude or nm");
+    config_.method = method == "nm" ? prune::Method::NM : prune::Method::Magnitude;
+    config_.sparsity = o.get_float("sparsity");
+    config_.global = o.get_string("scope") == "global";
+    config_.n = o.get_int("n");
+    config_.m = o.get_int("m");
+    if (!o.get_string("op-types").empty()) {
+      config_.op_types.clear();
+      for (const std::string& op : split(o.get_string("op-types"))) config_.op_types.insert(op);
+    }
+    config_.op_sparsity = parse_overrides(o.get_string("op-sparsity"), "op-sparsity");
+    config_.node_sparsity = parse_overrides(o.get_string("node-sparsity"), "node-sparsity");
+    for (const std::string& n : split(o.get_string("exclude-nodes"))) config_.exclude_nodes.insert(n);
+    config_.skip_first = o.get_bool("skip-first");
+    config_.skip_last = o.get_bool("skip-last");
+    config_.min_elements = o.get_int("min-elements");
+  }
+
+  pass::PassResult run(ir::Model& model, pass::PassContext& ctx) override {
+    const prune::PruneSummary summary = prune::prune_model(model, config_);
+    ctx.set_details(prune::to_json(summary, config_));
+    ctx.count("tensors-pruned", static_cast<int64_t>(summary.tensors.size()));
+    ctx.count("weights-zeroed", summary.zeros_after - summary.zeros_before);
+    if (summary.tensors.empty()) ctx.warn("no weight was pruned (see the report's skipped list)");
+    return {summary.zeros_after != summary.zeros_before};
+  }
+
+ private:
+  prune::PruneConfig config_;
+};
+
+}  // namespace
+
+const std::vector<pass::OptionSpec>& PruneOptions() {
+  using T = pass::OptionSpec::Type;
+  static const std::vector<pass::OptionSpec> specs = {
+      {"method", T::Choice, "magnitude", "magnitude (smallest |w|), nm (N:M along the reduction axis); channels is not implemented yet",
+       {"magnitude", "nm", "channels"}},
+      {"sparsity", T::Float, "0.5", "magnitude: fraction of weights set to zero, in [0, 1)", {}},
+      {"scope", T::Choice, "global", "magnitude: one threshold over all selected weights (default; small first layers keep more), or the fraction per weight tensor", {"global", "layer"}},
+      {"n", T::Int, "2", "nm: nonzeros kept per group", {}},
+      {"m", T::Int, "4", "nm: group length along the reduction axis", {}},
+      {"op-types", T::String, "", "comma-separated operator types to prune (default: Conv,MatMul,Gemm)", {}},
+      {"op-sparsity", T::String, "", "magnitude: per operator type, e.g. Conv=0.3,Gemm=0.7", {}},
+      {"node-sparsity", T::String, "", "magnitude: per node name, e.g. fc1=0.8 (wins over op-sparsity)", {}},
+      {"exclude-nodes", T::String, "", "comma-separated node names to leave alone", {}},
+      {"skip-first", T::Bool, "false", "leave the first selected layer alone", {}},
+      {"skip-last", T::Bool, "false", "leave the last selected layer alone", {}},
+      {"min-elements", T::Int, "0", "leave weights with fewer elements alone", {}},
+  };
+  return specs;
+}
+
+std::unique_ptr<pass::Pass> createPrune(const pass::Options& options) { return std::make_unique<PrunePass>(options); }
+
+}  // namespace mopt::passes
