@@ -166,5 +166,26 @@ if [ -f "$M/digits_cnn.onnx" ]; then
   grep -q '"rolled_back": 1' "$T/f/strict.onnx.report.json" || fail "the report does not say what was rolled back"
 fi
 
+# --- prune
+expect 0 "Examples:" -- "$MOPT" prune --help
+expect 0 "prune\(method=nm,n=2,m=4\)" -- "$MOPT" prune "$T/work/model.onnx" --method nm --print-pipeline
+expect 2 "not supported yet: prune\(method=channels\)" -- "$MOPT" prune "$T/work/model.onnx" --method channels
+expect 2 "sparsity must be in \[0, 1\)" -- "$MOPT" prune "$T/work/model.onnx" --sparsity 1.5
+[ ! -e "$T/work/model.pruned.onnx" ] || fail "a refused prune wrote a model"
+if [ -f "$M/digits_mlp.onnx" ]; then
+  mkdir -p "$T/p"
+  cp "$M/digits_mlp.onnx" "$T/p/"
+  p_sum=$(sha256sum "$T/p/digits_mlp.onnx" | cut -d' ' -f1)
+  expect 0 "tensors-pruned 3" -- "$MOPT" prune "$T/p/digits_mlp.onnx" --accuracy "$M/digits_test_xflat.npy" \
+    --labels "$M/digits_test_y.npy" --max-accuracy-drop 2
+  [ -f "$T/p/digits_mlp.pruned.onnx" ] || fail "prune did not write <model>.pruned.onnx"
+  grep -q '"sparsity_of_pruned_tensors": 0.5' "$T/p/digits_mlp.pruned.onnx.report.json" || fail "prune report lacks the sparsity"
+  "$MOPT" prune "$T/p/digits_mlp.onnx" -o "$T/p/again.onnx" -q
+  cmp -s "$T/p/digits_mlp.pruned.onnx" "$T/p/again.onnx" || fail "prune is not deterministic"
+  [ "$(sha256sum "$T/p/digits_mlp.onnx" | cut -d' ' -f1)" = "$p_sum" ] || fail "prune modified its input"
+  expect 3 "gate max-accuracy-drop failed" -- "$MOPT" prune "$T/p/digits_mlp.onnx" -o "$T/p/gated.onnx" --sparsity 0.97 \
+    --accuracy "$M/digits_test_xflat.npy" --labels "$M/digits_test_y.npy" --max-accuracy-drop 2
+fi
+
 if [ "$failures" -gt 0 ]; then echo "$failures CLI check(s) failed"; exit 1; fi
 echo "all CLI checks passed"

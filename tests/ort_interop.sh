@@ -150,5 +150,17 @@ for c in "${qcases[@]}"; do
   check_quantized_in_ort "$out" "$MODELS/$inputs" "$(echo "$label" | tr ' ' '_')"
 done
 
+# Pruned models (zeros in the weights, BatchNorm folded first) must load in ONNX Runtime and agree with
+# mopt's executor the same way.
+for c in "digits_cnn magnitude|--sparsity 0.5" "digits_cnn 2:4|--method nm"; do
+  IFS='|' read -r label flags <<<"$c"
+  out="$T/p_$(echo "$label" | tr ' :' '__').onnx"
+  # shellcheck disable=SC2086
+  "$MOPT" prune "$MODELS/trained/digits_cnn.onnx" -o "$out" -q --verify-each --no-compressed-size --accuracy off $flags ||
+    { fail "$label: mopt prune failed"; continue; }
+  echo "$label (pruned)"
+  check_quantized_in_ort "$out" "$MODELS/trained/inputs/digits_test" "$(echo "$label" | tr ' :' '__')"
+done
+
 if [ "$failures" -gt 0 ]; then echo "$failures interop check(s) failed"; exit 1; fi
 echo "all models load and match in ONNX Runtime"

@@ -117,7 +117,7 @@ TEST_CASE("digits_cnn and digits_mlp at 50% global magnitude sparsity lose at mo
 }
 
 TEST_CASE("2:4 pruning leaves the pattern on every pruned tensor of the real models") {
-  for (const char* name : {"trained/digits_cnn.onnx", "trained/digits_mlp.onnx", "trained/digits_vit.onnx"}) {
+  for (const std::string name : {"trained/digits_cnn.onnx", "trained/digits_mlp.onnx", "trained/digits_vit.onnx"}) {
     CAPTURE(name);
     auto model = io::load_model(kModels / name);
     run(*model, "fuse");
