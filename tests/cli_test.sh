@@ -187,5 +187,19 @@ if [ -f "$M/digits_mlp.onnx" ]; then
     --accuracy "$M/digits_test_xflat.npy" --labels "$M/digits_test_y.npy" --max-accuracy-drop 2
 fi
 
+# --- clip
+expect 0 "Examples:" -- "$MOPT" clip --help
+expect 2 "exactly one of range=, percentile= or sigma=" -- "$MOPT" clip "$T/work/model.onnx" --percentile 99 --sigma 3
+expect 2 "exactly one of range=, percentile= or sigma=" -- "$MOPT" clip "$T/work/model.onnx" --print-pipeline
+expect 0 "clip\(range=-1:1\)" -- "$MOPT" clip "$T/work/model.onnx" --range -1:1 --print-pipeline
+[ ! -e "$T/work/model.clipped.onnx" ] || fail "a refused clip wrote a model"
+if [ -f "$M/digits_mlp.onnx" ]; then
+  mkdir -p "$T/c"
+  cp "$M/digits_mlp.onnx" "$T/c/"
+  expect 0 "tensors-clipped 3, values-moved [1-9]" -- "$MOPT" clip "$T/c/digits_mlp.onnx" --percentile 99.9
+  [ -f "$T/c/digits_mlp.clipped.onnx" ] || fail "clip did not write <model>.clipped.onnx"
+  grep -q '"values_moved"' "$T/c/digits_mlp.clipped.onnx.report.json" || fail "clip report lacks values_moved"
+fi
+
 if [ "$failures" -gt 0 ]; then echo "$failures CLI check(s) failed"; exit 1; fi
 echo "all CLI checks passed"

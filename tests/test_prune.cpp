@@ -1,7 +1,7 @@
-// Pruning: the selection arithmetic (smallest magnitudes, N:M groups along the reduction axis), what is
-// skipped and why, settings that are refused, and the quality bar on the real models (digits_cnn and
-// digits_mlp at 50% magnitude sparsity lose at most 2 points of labelled accuracy; the 2:4 pattern holds
-// on every pruned tensor).
+// Pruning and clipping: the selection arithmetic (smallest magnitudes, N:M groups along the reduction
+// axis), what is skipped and why, settings that are refused, and the quality bars on the real models
+// (digits_cnn and digits_mlp at 50% magnitude sparsity lose at most 2 points of labelled accuracy; the
+// 2:4 pattern holds on every pruned tensor; clipping before quantization helps squeezenet).
 #include <doctest/doctest.h>
 
 #include <random>
@@ -139,4 +139,30 @@ TEST_CASE("2:4 pruning leaves the pattern on every pruned tensor of the real mod
     }
     CHECK(checked == s.tensors.size());
   }
+}
+
+TEST_CASE("clipping weight outliers before static quantization brings squeezenet closer to float") {
+  auto original = io::load_model(kModels / "vision/squeezenet1.1_fp32.onnx");
+  const std::string calib = (kModels / "vision/inputs/squeezenet_fish_fp32").string();
+  const std::vector<data::Feeds> samples =
+      data::load_samples(*original, (kModels / "vision/inputs/squeezenet_kitten_224_fp32").string());
+  const eval::Outputs reference = eval::run_samples(*original, samples, 0);
+  auto cosine_after = [&](const std::string& pipeline) {
+    auto model = io::load_model(kModels / "vision/squeezenet1.1_fp32.onnx");
+    run(*model, pipeline);
+    return eval::compare_outputs(reference, eval::run_samples(*model, samples, 0), nullptr, "").outputs.at(0).cosine;
+  };
+  const std::string quantize = "quantize(mode=static,data=" + calib + ")";
+  const double alone = cosine_after("fuse," + quantize);
+  const double clipped = cosine_after("fuse,clip(percentile=99.9)," + quantize);
+  MESSAGE("squeezenet static int8 cosine vs float: " << alone << " alone, " << clipped << " after clip(percentile=99.9)");
+  CHECK(clipped > alone);
+}
+
+TEST_CASE("clip takes exactly one rule and sane bounds") {
+  auto model = io::load_model(kModels / "trained/digits_mlp.onnx");
+  CHECK(error_of([&] { run(*model, "clip"); }).find("exactly one of range=, percentile= or sigma=") != std::string::npos);
+  CHECK(error_of([&] { run(*model, "clip(range=1,sigma=3)"); }).find("(got 2)") != std::string::npos);
+  CHECK(error_of([&] { run(*model, "clip(range=2:1)"); }).find("LO < HI") != std::string::npos);
+  CHECK(error_of([&] { run(*model, "clip(percentile=150)"); }).find("(0, 100]") != std::string::npos);
 }

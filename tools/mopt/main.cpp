@@ -327,6 +327,38 @@ pass::Pipeline prune_pipeline(const PruneFlags& f) {
   return pipeline;
 }
 
+// ------------------------------------------------------------------ clip
+
+struct ClipFlags {
+  std::string range, op_types;
+  double percentile = 0, sigma = 0;
+  bool per_channel = false, no_fuse = false, print_pipeline = false;
+};
+
+void add_clip_flags(CLI::App* cmd, ClipFlags& f) {
+  cmd->add_option("--range", f.range, "Fixed bounds: A for [-A, A], or LO:HI");
+  cmd->add_option("--percentile", f.percentile, "Bound |w| by this percentile of |w| (e.g. 99.9)");
+  cmd->add_option("--sigma", f.sigma, "Bound w to mean +- SIGMA * std");
+  cmd->add_flag("--per-channel", f.per_channel, "Percentile/sigma bounds per output channel instead of per tensor");
+  cmd->add_option("--op-types", f.op_types, "Comma-separated operator types whose weights are clipped (default: Conv,MatMul,Gemm)");
+  cmd->add_flag("--no-fuse", f.no_fuse, "Clip the graph as it is, without the fuse group first");
+  cmd->add_flag("--print-pipeline", f.print_pipeline, "Print the pipeline this command runs and exit");
+}
+
+pass::Pipeline clip_pipeline(const ClipFlags& f) {
+  const pass::PassInfo* info = pass::find_pass("clip");
+  pass::PipelineElement c{"clip", pass::Options(&info->option_specs()), {}, 0};
+  auto set = [&](const char* key, const std::string& value) { c.options.set("clip", key, value); };
+  if (!f.range.empty()) set("range", f.range);
+  if (f.percentile != 0) set("percentile", fmt::format("{}", f.percentile));
+  if (f.sigma != 0) set("sigma", fmt::format("{}", f.sigma));
+  if (f.per_channel) set("per-channel", "true");
+  if (!f.op_types.empty()) set("op-types", f.op_types);
+  pass::Pipeline pipeline = pass::parse_pipeline(f.no_fuse ? "eliminate-dead-code" : "fuse,eliminate-dead-code");
+  pipeline.elements.insert(pipeline.elements.end() - 1, std::move(c));
+  return pipeline;
+}
+
 // ------------------------------------------------------------------ optimize
 
 struct OptimizeFlags {
@@ -408,6 +440,17 @@ int run_prune_command(const OptimizeFlags& f, const PruneFlags& prune, const Dat
     return kExitOk;
   }
   return run_pipeline_command("prune", ".pruned.onnx", std::move(pipeline), f, data_flags, gate_flags);
+}
+
+int run_clip_command(const OptimizeFlags& f, const ClipFlags& clip, const DataFlags& data_flags, const GateFlags& gate_flags) {
+  pass::Pipeline pipeline = clip_pipeline(clip);
+  // Built before --print-pipeline so a bad combination is refused either way.
+  pass::find_pass("clip")->create(pipeline.elements.at(pipeline.elements.size() - 2).options);
+  if (clip.print_pipeline) {
+    fmt::print("{}\n", pass::print_pipeline(pipeline));
+    return kExitOk;
+  }
+  return run_pipeline_command("clip", ".clipped.onnx", std::move(pipeline), f, data_flags, gate_flags);
 }
 
 int run_quantize_command(const OptimizeFlags& f, const QuantizeFlags& q, const DataFlags& data_flags, const GateFlags& gate_flags) {
@@ -752,6 +795,25 @@ int main(int argc, char** argv) {
       "  mopt prune model.onnx --method nm --n 2 --m 4\n"
       "  mopt prune model.onnx --sparsity 0.6 --accuracy x.npy --labels y.npy --max-accuracy-drop 2   # CI gate");
 
+  OptimizeFlags clip_flags;
+  ClipFlags clip_options;
+  DataFlags clip_data;
+  GateFlags clip_gates;
+  auto* clip = app.add_subcommand("clip", "Clamp weight outliers (range, percentile or sigma) before quantization");
+  add_model_output_flags(clip, clip_flags, ".clipped.onnx");
+  add_clip_flags(clip, clip_options);
+  add_data_flags(clip, clip_data, "--accuracy", "random", true, 4);
+  add_gate_flags(clip, clip_gates);
+  add_log_flags(clip, common);
+  clip->footer(
+      "Give exactly one of --range, --percentile, --sigma. The report lists per tensor the bounds and how many\n"
+      "values moved. Measured: squeezenet static int8 cosine vs float 0.9957 alone, 0.99995 after --percentile 99.9;\n"
+      "ppocrv4_det 0.941 alone, 0.904 after it: measure on your model (the accuracy flags below).\n"
+      "Examples:\n"
+      "  mopt clip model.onnx --percentile 99.9                  # writes model.clipped.onnx\n"
+      "  mopt clip model.onnx --sigma 4 --per-channel\n"
+      "  mopt clip model.onnx --range -0.5:0.5 -o clipped.onnx && mopt quantize clipped.onnx --data calib/");
+
   std::string inspect_input;
   bool inspect_json = false;
   auto* inspect = app.add_subcommand("inspect", "Describe a model: opsets, inputs, outputs, operators, parameters");
@@ -836,6 +898,7 @@ int main(int argc, char** argv) {
     if (optimize->parsed()) return run_optimize_command(optimize_flags, optimize_data, optimize_gates);
     if (fuse->parsed()) return run_fuse_command(fuse_flags, fuse_options, fuse_data, fuse_gates);
     if (prune->parsed()) return run_prune_command(prune_flags, prune_options, prune_data, prune_gates);
+    if (clip->parsed()) return run_clip_command(clip_flags, clip_options, clip_data, clip_gates);
     if (quantize->parsed()) return run_quantize_command(quantize_flags, quantize_options, quantize_data, quantize_gates);
     if (compare->parsed()) return run_compare_command(compare_original, compare_candidate, compare_data, compare_gates, compare_report, compare_json);
     if (run->parsed()) return run_run_command(run_model, run_data, run_save, run_json);
