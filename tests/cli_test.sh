@@ -169,7 +169,7 @@ fi
 # --- prune
 expect 0 "Examples:" -- "$MOPT" prune --help
 expect 0 "prune\(method=nm,n=2,m=4\)" -- "$MOPT" prune "$T/work/model.onnx" --method nm --print-pipeline
-expect 2 "not supported yet: prune\(method=channels\)" -- "$MOPT" prune "$T/work/model.onnx" --method channels
+expect 0 "prune\(method=channels,sparsity=0.25" -- "$MOPT" prune "$T/work/model.onnx" --method channels --sparsity 0.25 --print-pipeline
 expect 2 "sparsity must be in \[0, 1\)" -- "$MOPT" prune "$T/work/model.onnx" --sparsity 1.5
 [ ! -e "$T/work/model.pruned.onnx" ] || fail "a refused prune wrote a model"
 if [ -f "$M/digits_mlp.onnx" ]; then

@@ -6,14 +6,18 @@
 //
 //   Before:  W = [0.9, -0.1, 0.05, -0.7]      After (magnitude 0.5):  W = [0.9, 0, 0, -0.7]
 //
-// The weights are rewritten in place of the old initializers; the graph is unchanged. Which nodes are
-// pruned and which skipped (and why) is in the report's details. method=channels (structured pruning
-// that removes filters) is not implemented yet and is refused with a clear error.
+//   prune(method=channels, sparsity=0.25)              remove a quarter of each Conv's filters (and Gemm's
+//                                                      output features) and the inputs that read them
+//
+// magnitude and nm rewrite the weights in place of the old initializers; the graph is unchanged.
+// channels makes tensors smaller (lib/prune/channels.cpp says which readers it can rewrite). Which
+// nodes are pruned and which skipped (and why) is in the report's details.
 #include <fmt/format.h>
 
 #include <sstream>
 
 #include "pass/pass.h"
+#include "prune/channels.h"
 #include "prune/prune.h"
 #include "util/error.h"
 
@@ -47,9 +51,9 @@ class PrunePass : public pass::Pass {
  public:
   explicit PrunePass(const pass::Options& o) {
     const std::string method = o.get_string("method");
-    if (method == "channels")
-      usage_error("not supported yet: prune(method=channels), structured pruning that removes output channels; use "
-                  "magnitude or nm");
+    channels_ = method == "channels";
+    channel_config_.ratio = o.get_float("sparsity");
+    channel_config_.l2 = o.get_string("norm") == "l2";
     config_.method = method == "nm" ? prune::Method::NM : prune::Method::Magnitude;
     config_.sparsity = o.get_float("sparsity");
     config_.global = o.get_string("scope") == "global";
@@ -62,12 +66,14 @@ class PrunePass : public pass::Pass {
     config_.op_sparsity = parse_overrides(o.get_string("op-sparsity"), "op-sparsity");
     config_.node_sparsity = parse_overrides(o.get_string("node-sparsity"), "node-sparsity");
     for (const std::string& n : split(o.get_string("exclude-nodes"))) config_.exclude_nodes.insert(n);
+    channel_config_.exclude_nodes.assign(config_.exclude_nodes.begin(), config_.exclude_nodes.end());
     config_.skip_first = o.get_bool("skip-first");
     config_.skip_last = o.get_bool("skip-last");
     config_.min_elements = o.get_int("min-elements");
   }
 
   pass::PassResult run(ir::Model& model, pass::PassContext& ctx) override {
+    if (channels_) return run_channels(model, ctx);
     const prune::PruneSummary summary = prune::prune_model(model, config_);
     ctx.set_details(prune::to_json(summary, config_));
     ctx.count("tensors-pruned", static_cast<int64_t>(summary.tensors.size()));
@@ -77,7 +83,28 @@ class PrunePass : public pass::Pass {
   }
 
  private:
+  pass::PassResult run_channels(ir::Model& model, pass::PassContext& ctx) {
+    if (!(channel_config_.ratio >= 0 && channel_config_.ratio < 1))
+      usage_error("sparsity (the fraction of channels removed) must be in [0, 1), not {}", channel_config_.ratio);
+    const prune::ChannelSummary s = prune::prune_channels(model, channel_config_);
+    nlohmann::json pruned = nlohmann::json::array(), kept = nlohmann::json::array();
+    int64_t removed = 0;
+    for (const auto& r : s.pruned) {
+      pruned.push_back({{"node", r.node}, {"channels_before", r.channels_before}, {"channels_after", r.channels_after}});
+      removed += r.channels_before - r.channels_after;
+    }
+    for (const auto& [node, why] : s.kept) kept.push_back({{"node", node}, {"reason", why}});
+    ctx.set_details({{"method", "channels"}, {"ratio", channel_config_.ratio}, {"norm", channel_config_.l2 ? "l2" : "l1"},
+                     {"pruned", pruned}, {"kept", kept}});
+    ctx.count("layers-pruned", static_cast<int64_t>(s.pruned.size()));
+    ctx.count("channels-removed", removed);
+    if (s.pruned.empty()) ctx.warn("no layer lost channels (see the report's kept list for why)");
+    return {removed > 0};
+  }
+
   prune::PruneConfig config_;
+  prune::ChannelConfig channel_config_;
+  bool channels_ = false;
 };
 
 }  // namespace
@@ -85,9 +112,10 @@ class PrunePass : public pass::Pass {
 const std::vector<pass::OptionSpec>& PruneOptions() {
   using T = pass::OptionSpec::Type;
   static const std::vector<pass::OptionSpec> specs = {
-      {"method", T::Choice, "magnitude", "magnitude (smallest |w|), nm (N:M along the reduction axis); channels is not implemented yet",
+      {"method", T::Choice, "magnitude", "magnitude (smallest |w|), nm (N:M along the reduction axis), channels (remove filters)",
        {"magnitude", "nm", "channels"}},
-      {"sparsity", T::Float, "0.5", "magnitude: fraction of weights set to zero, in [0, 1)", {}},
+      {"sparsity", T::Float, "0.5", "magnitude: fraction of weights set to zero; channels: fraction of channels removed; in [0, 1)", {}},
+      {"norm", T::Choice, "l1", "channels: rank channels by the L1 or L2 norm of their weights", {"l1", "l2"}},
       {"scope", T::Choice, "global", "magnitude: one threshold over all selected weights (default; small first layers keep more), or the fraction per weight tensor", {"global", "layer"}},
       {"n", T::Int, "2", "nm: nonzeros kept per group", {}},
       {"m", T::Int, "4", "nm: group length along the reduction axis", {}},
