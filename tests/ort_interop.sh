@@ -152,7 +152,7 @@ done
 
 # Pruned models (zeros in the weights, BatchNorm folded first) must load in ONNX Runtime and agree with
 # mopt's executor the same way.
-for c in "digits_cnn magnitude|--sparsity 0.5" "digits_cnn 2:4|--method nm"; do
+for c in "digits_cnn magnitude|--sparsity 0.5" "digits_cnn 2:4|--method nm" "digits_cnn channels|--method channels --sparsity 0.25"; do
   IFS='|' read -r label flags <<<"$c"
   out="$T/p_$(echo "$label" | tr ' :' '__').onnx"
   # shellcheck disable=SC2086
