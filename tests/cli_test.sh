@@ -192,6 +192,7 @@ expect 0 "Examples:" -- "$MOPT" clip --help
 expect 2 "exactly one of range=, percentile= or sigma=" -- "$MOPT" clip "$T/work/model.onnx" --percentile 99 --sigma 3
 expect 2 "exactly one of range=, percentile= or sigma=" -- "$MOPT" clip "$T/work/model.onnx" --print-pipeline
 expect 0 "clip\(range=-1:1\)" -- "$MOPT" clip "$T/work/model.onnx" --range -1:1 --print-pipeline
+expect 0 "clip\(fp16-range=true\)" -- "$MOPT" clip "$T/work/model.onnx" --fp16-range --print-pipeline
 [ ! -e "$T/work/model.clipped.onnx" ] || fail "a refused clip wrote a model"
 if [ -f "$M/digits_mlp.onnx" ]; then
   mkdir -p "$T/c"

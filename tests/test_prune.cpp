@@ -159,9 +159,29 @@ TEST_CASE("clipping weight outliers before static quantization brings squeezenet
   CHECK(clipped > alone);
 }
 
+TEST_CASE("activation clipping bounds digits_cnn's Relus by what the calibration data produces") {
+  auto model = io::load_model(kModels / "trained/digits_cnn.onnx");
+  auto original = io::load_model(kModels / "trained/digits_cnn.onnx");
+  const pass::PipelineResult r =
+      run(*model, "fuse,clip(data=" + (kModels / "trained/digits_train_x.npy").string() + ",activation-percentile=99.99)");
+  CHECK(counter(r, "relus-bounded") == 4);
+  int64_t relus = 0, clips = 0;
+  for (const ir::Node* n : model->graph().nodes()) {
+    relus += n->op_type() == "Relu";
+    clips += n->op_type() == "Clip";
+  }
+  CHECK(relus == 0);
+  CHECK(clips == 4);
+  const std::vector<data::Feeds> samples = data::load_samples(*original, (kModels / "trained/digits_test_x.npy").string());
+  const exec::Array labels = data::read_npy((kModels / "trained/digits_test_y.npy").string());
+  CHECK(eval::label_accuracy(eval::run_samples(*model, samples, 0), labels).reference_accuracy ==
+        eval::label_accuracy(eval::run_samples(*original, samples, 0), labels).reference_accuracy);
+}
+
 TEST_CASE("clip takes exactly one rule and sane bounds") {
   auto model = io::load_model(kModels / "trained/digits_mlp.onnx");
   CHECK(error_of([&] { run(*model, "clip"); }).find("exactly one of range=, percentile= or sigma=") != std::string::npos);
+  CHECK(error_of([&] { run(*model, "clip(data=x.npy,activation-percentile=0)"); }).find("(0, 100]") != std::string::npos);
   CHECK(error_of([&] { run(*model, "clip(range=1,sigma=3)"); }).find("(got 2)") != std::string::npos);
   CHECK(error_of([&] { run(*model, "clip(range=2:1)"); }).find("LO < HI") != std::string::npos);
   CHECK(error_of([&] { run(*model, "clip(percentile=150)"); }).find("(0, 100]") != std::string::npos);

@@ -8,6 +8,10 @@
 //
 //   Before:  W = [0.1, -0.2, 0.15, 9.0]      After (range=1):  W = [0.1, -0.2, 0.15, 1.0]
 //
+//   clip(data=calib/)                  Relu -> Clip(0, hi) and Clip maxima tightened, hi the 99.99th
+//                                      percentile of each activation on the data (activation-percentile)
+//   clip(fp16-range=true)              every float32 initializer into +-65504 before float16 conversion
+//
 // The weight is rewritten as a new initializer; the report lists, per tensor, the bounds and how many
 // values moved. Weights shared by several nodes are clipped once. Output channels are axis 0 of Conv
 // weights, the N axis of MatMul ([K, N]) and Gemm weights (axis 0 with transB).
@@ -18,15 +22,19 @@
 #include <set>
 #include <sstream>
 
+#include "data/feeds.h"
 #include "exec/array.h"
 #include "pass/pass.h"
+#include "quant/calibrate.h"
 #include "rewrite/rewrite.h"
 #include "util/error.h"
 
 namespace mopt::passes {
 namespace {
 
-enum class Rule { Range, Percentile, Sigma };
+enum class Rule { None, Range, Percentile, Sigma };
+
+constexpr float kFloat16Max = 65504.0f;
 
 struct Bounds {
   float lo, hi;
@@ -59,12 +67,23 @@ size_t channel_axis(const ir::Node& node, size_t rank) {
 
 class ClipPass : public pass::Pass {
  public:
-  explicit ClipPass(const pass::Options& o) : per_channel_(o.get_bool("per-channel")) {
+  explicit ClipPass(const pass::Options& o)
+      : per_channel_(o.get_bool("per-channel")),
+        data_(o.get_string("data")),
+        activation_percentile_(o.get_float("activation-percentile")),
+        fp16_(o.get_bool("fp16-range")) {
     const std::string range = o.get_string("range");
     const double percentile = o.get_float("percentile"), sigma = o.get_float("sigma");
     const int rules = !range.empty() + (percentile > 0) + (sigma > 0);
-    if (rules != 1) usage_error("clip takes exactly one of range=, percentile= or sigma= (got {})", rules);
-    if (!range.empty()) {
+    if (rules > 1 || (rules == 0 && data_.empty() && !fp16_))
+      usage_error("clip takes exactly one of range=, percentile= or sigma= (got {}) for weights, and/or data= for "
+                  "activations, fp16-range=true for float16",
+                  rules);
+    if (!(activation_percentile_ > 0 && activation_percentile_ <= 100))
+      usage_error("clip(activation-percentile=...) must be in (0, 100], not {}", activation_percentile_);
+    if (rules == 0) {
+      rule_ = Rule::None;
+    } else if (!range.empty()) {
       rule_ = Rule::Range;
       range_ = parse_range(range);
     } else if (percentile > 0) {
@@ -82,6 +101,17 @@ class ClipPass : public pass::Pass {
   }
 
   pass::PassResult run(ir::Model& model, pass::PassContext& ctx) override {
+    nlohmann::json details = nlohmann::json::object();
+    bool changed = false;
+    if (rule_ != Rule::None) changed = clip_weights(model, ctx, details) || changed;
+    if (!data_.empty()) changed = clip_activations(model, ctx, details) || changed;
+    if (fp16_) changed = clamp_to_float16(model, ctx, details) || changed;
+    ctx.set_details(details);
+    return {changed};
+  }
+
+ private:
+  bool clip_weights(ir::Model& model, pass::PassContext& ctx, nlohmann::json& details) {
     ir::Graph& graph = model.graph();
     nlohmann::json tensors = nlohmann::json::array();
     int64_t moved_total = 0;
@@ -130,12 +160,95 @@ class ClipPass : public pass::Pass {
       ctx.count("tensors-clipped");
     }
     ctx.count("values-moved", moved_total);
-    ctx.set_details({{"rule", rule_ == Rule::Range ? "range" : rule_ == Rule::Percentile ? "percentile" : "sigma"},
-                     {"per_channel", per_channel_}, {"tensors", tensors}, {"values_moved", moved_total}});
-    return {moved_total > 0};
+    details["weights"] = {{"rule", rule_ == Rule::Range ? "range" : rule_ == Rule::Percentile ? "percentile" : "sigma"},
+                          {"per_channel", per_channel_}, {"tensors", tensors}};
+    details["values_moved"] = moved_total;
+    return moved_total > 0;
   }
 
- private:
+  // Relu -> Clip(0, hi) and Clip max -> min(max, hi), hi the activation-percentile of |output| on data.
+  bool clip_activations(ir::Model& model, pass::PassContext& ctx, nlohmann::json& details) {
+    const std::vector<data::Feeds> samples = data::load_samples(model, data_);
+    quant::CalibrationOptions options;
+    options.method = quant::CalibrationMethod::Percentile;
+    options.percentile = activation_percentile_;
+    const quant::CalibrationTable table = quant::calibrate(model, samples, options);
+    ir::Graph& graph = model.graph();
+    const bool clip_inputs = model.opset() >= 11;  // Clip takes min/max as inputs from opset 11
+    nlohmann::json activations = nlohmann::json::array();
+    for (ir::Node* node : graph.nodes()) {
+      const bool relu = node->is_op("Relu"), clip = node->is_op("Clip");
+      if (!relu && !clip) continue;
+      const quant::TensorRange* r = node->output(0) ? table.find(node->output(0)->name()) : nullptr;
+      if (r == nullptr || rewrite::elem_type(*node->output(0)) != ir::dtype::kFloat) continue;
+      const auto hi = static_cast<float>(r->max);
+      if (!(hi > 0)) continue;
+      const std::string who = rewrite::describe(*node);
+      float old_max = INFINITY, low = 0;
+      if (clip) {
+        std::optional<exec::Array> mx = clip_inputs ? rewrite::constant_array(node->input(2)) : std::nullopt;
+        std::optional<exec::Array> mn = clip_inputs ? rewrite::constant_array(node->input(1)) : std::nullopt;
+        if (clip_inputs && ((node->input(2) && !mx) || (node->input(1) && !mn))) continue;  // computed bounds
+        old_max = clip_inputs ? (mx ? static_cast<float>(mx->scalar_double()) : INFINITY) : node->attribute_float("max").value_or(INFINITY);
+        low = clip_inputs ? (mn ? static_cast<float>(mn->scalar_double()) : -INFINITY) : node->attribute_float("min").value_or(-INFINITY);
+        if (!(hi < old_max) || !(hi > low)) continue;
+      }
+      if (clip_inputs) {
+        auto scalar = [&](const char* base, float v) {
+          return rewrite::add_constant(graph, node->output(0)->name() + base, exec::Array::scalar<float>(ir::dtype::kFloat, v));
+        };
+        ir::Value* lo_value = relu ? scalar("_clip_min", 0.0f) : node->input(1);
+        ir::Node* c = graph.create_node("Clip", {node->input(0), lo_value, scalar("_clip_max", hi)}, 1, node);
+        c->mutable_proto().set_name(node->name());
+        graph.replace_all_uses(node->output(0), c->output(0));
+        graph.erase(node);
+      } else {
+        if (relu) {
+          ir::Node* c = graph.create_node("Clip", {node->input(0)}, 1, node);
+          c->mutable_proto().set_name(node->name());
+          rewrite::set_float_attr(*c, "min", 0.0f);
+          rewrite::set_float_attr(*c, "max", hi);
+          graph.replace_all_uses(node->output(0), c->output(0));
+          graph.erase(node);
+        } else {
+          rewrite::set_float_attr(*node, "max", hi);
+        }
+      }
+      activations.push_back({{"node", who}, {"op", relu ? "Relu" : "Clip"}, {"old_max", old_max},
+                             {"new_max", hi}, {"observed_max", r->observed_max}});
+      ctx.count(relu ? "relus-bounded" : "clips-tightened");
+    }
+    details["activations"] = {{"data", data_}, {"percentile", activation_percentile_}, {"samples", table.samples},
+                              {"tensors", activations}};
+    return !activations.empty();
+  }
+
+  // Every float32 initializer into [-65504, 65504], so a later float16 conversion has no infinities.
+  bool clamp_to_float16(ir::Model& model, pass::PassContext& ctx, nlohmann::json& details) {
+    int64_t moved = 0, tensors = 0;
+    model.for_each_graph([&](ir::Graph& graph) {
+      for (ir::Value* v : graph.initializers()) {
+        if (v->initializer()->dtype() != ir::dtype::kFloat || v->is_graph_input()) continue;
+        exec::Array a = exec::Array::from_tensor(*v->initializer());
+        const float* p = a.data<float>();
+        if (std::all_of(p, p + a.numel(), [](float x) { return !(std::abs(x) > kFloat16Max); })) continue;
+        exec::Array c = a.clone();
+        for (float& x : std::span<float>(c.data<float>(), static_cast<size_t>(c.numel()))) {
+          if (std::abs(x) > kFloat16Max && std::isfinite(x)) {
+            x = std::copysign(kFloat16Max, x);
+            ++moved;
+          }
+        }
+        graph.replace_all_uses(v, rewrite::add_constant(graph, v->name(), c));
+        rewrite::remove_unused_weights(graph, {v});
+        ++tensors;
+      }
+    });
+    ctx.count("float16-clamped-values", moved);
+    details["float16"] = {{"tensors", tensors}, {"values_moved", moved}};
+    return moved > 0;
+  }
+
   static Bounds parse_range(const std::string& text) {
     char* end = nullptr;
     const size_t colon = text.find(':');
@@ -153,6 +266,9 @@ class ClipPass : public pass::Pass {
   }
 
   bool per_channel_;
+  std::string data_;
+  double activation_percentile_;
+  bool fp16_;
   Rule rule_ = Rule::Range;
   double value_ = 0;
   Bounds range_{0, 0};
@@ -169,6 +285,9 @@ const std::vector<pass::OptionSpec>& ClipOptions() {
       {"sigma", T::Float, "0", "bound w to mean +- sigma * std", {}},
       {"per-channel", T::Bool, "false", "percentile/sigma bounds per output channel instead of per tensor", {}},
       {"op-types", T::String, "Conv,MatMul,Gemm", "comma-separated operator types whose weights are clipped", {}},
+      {"data", T::String, "", "calibration data: bound Relu outputs (Relu -> Clip) and tighten Clip maxima to what it produces", {}},
+      {"activation-percentile", T::Float, "99.99", "with data=: the percentile of |activation| kept", {}},
+      {"fp16-range", T::Bool, "false", "clamp every float32 initializer into the float16 range (+-65504)", {}},
   };
   return specs;
 }
