@@ -237,3 +237,39 @@ TEST_CASE("channel pruning of digits_cnn at 25%: about half the parameters, and 
   // Producers and consumers both shrink by a quarter: about 0.75^2 of the weights stay.
   CHECK(static_cast<double>(after) / static_cast<double>(before) == doctest::Approx(0.5625).epsilon(0.05));
 }
+
+TEST_CASE("channel pruning follows depthwise Convs and Concat offsets") {
+  // P's filter 1 is zero (and so is its bias), so it is the one removed, and the outputs must not move.
+  const std::string text = R"(<ir_version: 8, opset_import: ["" : 13]>
+g (float[1,2,4,4] X) => (float[1,3,4,4] Y)
+<float[4,2,1,1] W = {1, 2, 0, 0, -1, 0.5, 0.25, 3}, float[4] b = {0.1, 0, -0.2, 0.3},
+ float[4,1,3,3] D = {1,0,1, 0,1,0, 1,0,1,  2,2,2, 2,2,2, 2,2,2,  0,1,0, 1,1,1, 0,1,0,  1,1,1, 1,0,1, 1,1,1},
+ float[3,6,1,1] V = {1, 2, 3, 4, 5, 6,  -1, -2, -3, -4, -5, -6,  0.5, 0.5, 0.5, 0.5, 0.5, 0.5}>
+{
+  P = Conv(X, W, b)
+  R = Relu(P)
+  Q = Conv<group = 4, pads = [1, 1, 1, 1]>(R, D)
+  C = Concat<axis = 1>(Q, X)
+  Y = Conv(C, V)
+})";
+  auto model = parse_model(text);
+  auto original = parse_model(text);
+  run(*model, "shape-inference");
+  prune::ChannelConfig config;
+  config.ratio = 0.25;
+  const prune::ChannelSummary s = prune::prune_channels(*model, config);
+  REQUIRE(s.pruned.size() == 1);
+  CHECK(s.pruned[0].channels_after == 3);
+  std::map<std::string, std::vector<int64_t>> dims;
+  for (const ir::Node* n : model->graph().nodes()) {
+    if (n->op_type() == "Conv") dims[n->output(0)->name()] = n->input(1)->constant()->dims();
+  }
+  CHECK(dims["P"] == std::vector<int64_t>{3, 2, 1, 1});
+  CHECK(dims["Q"] == std::vector<int64_t>{3, 1, 3, 3});
+  CHECK(dims["Y"] == std::vector<int64_t>{3, 5, 1, 1});
+  ir::verify_invariants(*model);
+  CHECK(ir::run_onnx_checker(*model).status == ir::CheckResult::Status::Passed);
+  bool ran = false;
+  CHECK(output_difference(*original, *model, 1e-6, &ran) == "");
+  CHECK(ran);
+}
