@@ -244,8 +244,8 @@ void add_fuse_flags(CLI::App* cmd, FuseFlags& f) {
   cmd->add_option("--max-iterations", f.max_iterations, "Rounds of the fuse group before giving up with a warning (default: 10)")
       ->check(CLI::Range(int64_t{1}, int64_t{1000}));
   cmd->add_option("--max-folded-bytes", f.max_folded_bytes,
-                  "fold-constants leaves a node when its outputs exceed this size (bytes, or with K/M/G) and its "
-                  "inputs' (default: 1M)");
+                  "fold-constants leaves a node when folding would grow the model by more than this (bytes, or "
+                  "with K/M/G; default: 1M)");
   cmd->add_option("--skip", f.skip, "Comma-separated passes of the group to leave out (e.g. fuse-gelu,fold-input-normalization)");
   cmd->add_flag("--print-pipeline", f.print_pipeline, "Print the pipeline this command runs and exit");
 }
