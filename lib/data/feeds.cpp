@@ -105,7 +105,7 @@ Feeds random_feeds(const ir::Model& model, const ShapeOverrides& overrides, uint
     if (!input.has_shape && !overrides.shapes.count(input.name)) {
       usage_error("input '{}' has no shape in the model; give one with --shape {}=...", input.name, input.name);
     }
-    Array a(input.dtype == d::kFloat16 ? d::kFloat : input.dtype, concrete_shape(input, overrides));
+    Array a(exec::is_16bit_float(input.dtype) ? d::kFloat : input.dtype, concrete_shape(input, overrides));
     // Each input draws from its own stream so adding an input does not change the others.
     std::mt19937_64 local(seed ^ std::hash<std::string>{}(input.name) ^ rng());
     std::uniform_real_distribution<double> uniform(-1.0, 1.0);
@@ -122,7 +122,7 @@ Feeds random_feeds(const ir::Model& model, const ShapeOverrides& overrides, uint
         if (a.numel() > 0) p[0] = static_cast<T>(1);
       }
     });
-    feeds[input.name] = input.dtype == d::kFloat16 ? exec::cast(a, d::kFloat16) : a;
+    feeds[input.name] = exec::is_16bit_float(input.dtype) ? exec::cast(a, input.dtype) : a;
   }
   return feeds;
 }

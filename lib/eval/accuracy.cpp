@@ -20,7 +20,25 @@ Outputs run_samples(const ir::Model& model, const std::vector<data::Feeds>& samp
   exec::Executor executor(model, exec::ExecutorOptions{threads, false, nullptr});
   for (const ir::Value* v : model.graph().outputs()) out.names.push_back(v->name());
   auto start = std::chrono::steady_clock::now();
-  for (const data::Feeds& feeds : samples) out.per_sample.push_back(executor.run(feeds));
+  // A model converted to float16 with its inputs converted too (convert --no-keep-io-types) is fed the
+  // same samples as the original, rounded to its input type as a caller of the converted model would.
+  std::map<std::string, int32_t> float_inputs;
+  for (const ir::Value* v : model.graph().inputs()) {
+    const int32_t t = v->info().type().tensor_type().elem_type();
+    if (exec::is_16bit_float(t)) float_inputs[v->name()] = t;
+  }
+  for (const data::Feeds& feeds : samples) {
+    if (float_inputs.empty()) {
+      out.per_sample.push_back(executor.run(feeds));
+      continue;
+    }
+    data::Feeds adapted = feeds;
+    for (auto& [name, array] : adapted) {
+      auto it = float_inputs.find(name);
+      if (it != float_inputs.end() && array.dtype() == ir::dtype::kFloat) array = exec::cast(array, it->second);
+    }
+    out.per_sample.push_back(executor.run(adapted));
+  }
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return out;
 }

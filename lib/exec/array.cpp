@@ -23,7 +23,7 @@ size_t element_size(int32_t dtype) {
   namespace d = ir::dtype;
   switch (dtype) {
     case d::kBool: case d::kInt8: case d::kUint8: return 1;
-    case d::kInt16: case d::kUint16: case d::kFloat16: return 2;
+    case d::kInt16: case d::kUint16: case d::kFloat16: case d::kBfloat16: return 2;
     case d::kFloat: case d::kInt32: case d::kUint32: return 4;
     case d::kDouble: case d::kInt64: case d::kUint64: return 8;
     default: return 0;
@@ -96,9 +96,13 @@ std::vector<int64_t> Array::to_int64s() const {
 }
 
 std::vector<double> Array::to_doubles() const {
-  if (dtype_ == ir::dtype::kFloat16) {
+  if (is_16bit_float(dtype_)) {
     std::vector<double> out(static_cast<size_t>(numel_));
-    for (int64_t i = 0; i < numel_; ++i) out[static_cast<size_t>(i)] = half_to_float(data<uint16_t>()[i]);
+    const bool bf16 = dtype_ == ir::dtype::kBfloat16;
+    for (int64_t i = 0; i < numel_; ++i) {
+      const uint16_t bits = data<uint16_t>()[i];
+      out[static_cast<size_t>(i)] = bf16 ? bfloat16_to_float(bits) : half_to_float(bits);
+    }
     return out;
   }
   return visit<kNumbers | kBools>(dtype_, "reading numbers", [&]<typename T>(T) {
@@ -167,6 +171,21 @@ uint16_t float_to_half(float f) {
   return static_cast<uint16_t>(sign | (abs >> 13));
 }
 
+float bfloat16_to_float(uint16_t b) {
+  const uint32_t bits = static_cast<uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+uint16_t float_to_bfloat16(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  if ((x & 0x7fffffff) > 0x7f800000) return static_cast<uint16_t>((x >> 16) | 0x40);  // NaN stays a quiet NaN
+  x += 0x7fff + ((x >> 16) & 1);  // round to nearest even; overflow rounds to inf as it should
+  return static_cast<uint16_t>(x >> 16);
+}
+
 namespace {
 
 template <typename To, typename From>
@@ -190,15 +209,23 @@ To convert(From v) {
 Array cast(const Array& input, int32_t dtype) {
   if (input.dtype() == dtype) return input;
   namespace d = ir::dtype;
-  if (input.dtype() == d::kFloat16) {
+  if (is_16bit_float(input.dtype())) {
     Array f(d::kFloat, input.shape());
-    for (int64_t i = 0; i < input.numel(); ++i) f.data<float>()[i] = half_to_float(input.data<uint16_t>()[i]);
+    const bool bf16 = input.dtype() == d::kBfloat16;
+    for (int64_t i = 0; i < input.numel(); ++i) {
+      const uint16_t bits = input.data<uint16_t>()[i];
+      f.data<float>()[i] = bf16 ? bfloat16_to_float(bits) : half_to_float(bits);
+    }
     return cast(f, dtype);
   }
-  if (dtype == d::kFloat16) {
+  if (is_16bit_float(dtype)) {
     Array f = cast(input, d::kFloat);
-    Array out(d::kFloat16, input.shape());
-    for (int64_t i = 0; i < input.numel(); ++i) out.data<uint16_t>()[i] = float_to_half(f.data<float>()[i]);
+    Array out(dtype, input.shape());
+    const bool bf16 = dtype == d::kBfloat16;
+    for (int64_t i = 0; i < input.numel(); ++i) {
+      const float v = f.data<float>()[i];
+      out.data<uint16_t>()[i] = bf16 ? float_to_bfloat16(v) : float_to_half(v);
+    }
     return out;
   }
   Array out(dtype, input.shape());

@@ -80,6 +80,11 @@ class Array {
 // IEEE half <-> float.
 float half_to_float(uint16_t h);
 uint16_t float_to_half(float f);
+// bfloat16 (the upper half of a float32) <-> float; float -> bfloat16 rounds to nearest even.
+float bfloat16_to_float(uint16_t b);
+uint16_t float_to_bfloat16(float f);
+// float16 and bfloat16: the executor computes them in float32 (see GraphRunner::run_kernel).
+inline bool is_16bit_float(int32_t dtype) { return dtype == ir::dtype::kFloat16 || dtype == ir::dtype::kBfloat16; }
 // Converts any supported numeric array to `dtype` (ONNX Cast semantics: float->int truncates toward zero,
 // float->bool is x != 0, float16 rounds to nearest even).
 Array cast(const Array& input, int32_t dtype);

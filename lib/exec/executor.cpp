@@ -120,14 +120,14 @@ const GraphRunner::Plan& GraphRunner::plan_for(const ir::Graph& graph) {
 
 std::vector<Array> GraphRunner::run_kernel(const KernelDef& def, const ir::Node& node, int64_t opset,
                                            std::vector<const Array*> inputs, const Env* scope) {
-  std::vector<Array> converted;  // float16 inputs as float32
+  std::vector<Array> converted;  // float16/bfloat16 inputs as float32
   converted.reserve(inputs.size());
-  bool had_half = false;
+  int32_t half_type = 0;  // the 16-bit float type of the inputs, whose float32 results are rounded back to it
   for (const Array*& a : inputs) {
-    if (a && def.float16_via_float32 && a->dtype() == ir::dtype::kFloat16) {
+    if (a && def.float16_via_float32 && is_16bit_float(a->dtype())) {
+      half_type = a->dtype();
       converted.push_back(cast(*a, ir::dtype::kFloat));
       a = &converted.back();
-      had_half = true;
     }
   }
   KernelContext ctx(node, opset, std::move(inputs), *this);
@@ -148,7 +148,7 @@ std::vector<Array> GraphRunner::run_kernel(const KernelDef& def, const ir::Node&
   for (size_t o = 0; o < node.outputs().size(); ++o) {
     if (!node.output(o)) continue;
     if (!outs[o].defined()) fail("{}: output {} was not produced", describe(node), o);
-    if (had_half && outs[o].dtype() == ir::dtype::kFloat) outs[o] = cast(outs[o], ir::dtype::kFloat16);
+    if (half_type && outs[o].dtype() == ir::dtype::kFloat) outs[o] = cast(outs[o], half_type);
   }
   return std::move(outs);
 }

@@ -10,7 +10,7 @@
 #include <fmt/format.h>
 
 #include "pass/pass.h"
-#include "quant/opset.h"
+#include "convert/versions.h"
 
 namespace mopt::passes {
 namespace {
@@ -22,7 +22,7 @@ class UpgradeIrVersionPass : public pass::Pass {
   pass::PassResult run(ir::Model& model, pass::PassContext& ctx) override {
     const int64_t from = model.ir_version();
     size_t inputs = model.graph().inputs().size();
-    if (!quant::upgrade_ir_version(model, target_)) return {};
+    if (!convert::upgrade_ir_version(model, target_)) return {};
     inputs -= model.graph().inputs().size();
     ctx.warn(fmt::format("IR version {} -> {}: {} initializer(s) are no longer listed as graph inputs", from, target_, inputs));
     ctx.count("initializers-no-longer-inputs", static_cast<int64_t>(inputs));

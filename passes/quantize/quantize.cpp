@@ -16,7 +16,7 @@
 #include "eval/accuracy.h"
 #include "quant/accuracy_aware.h"
 #include "quant/calibrate.h"
-#include "quant/opset.h"
+#include "convert/versions.h"
 #include "quant/quantize.h"
 #include "util/error.h"
 
@@ -110,15 +110,16 @@ class QuantizePass : public pass::Pass {
     const int64_t have = model.opset(), ir_version = model.ir_version();
     if (!options_.get_bool("upgrade-opset")) return;
     if (have < need) {
-      quant::upgrade_opset(model, kUpgradeTarget);
+      convert::convert_opset(model, kUpgradeTarget);
       ctx.warn(fmt::format("upgraded the model from opset {} to {} with ONNX's version converter ({} quantization needs opset {})",
                            have, kUpgradeTarget, quant::name(config.mode), need));
       details["opset_upgrade"] = {{"from", have}, {"to", kUpgradeTarget}};
     }
-    if (quant::upgrade_ir_version(model, kUpgradeIrVersion)) {
+    // An opset upgrade of an IR 3 model already left IR 3 (convert_opset); either way the report says so.
+    if (convert::upgrade_ir_version(model, kUpgradeIrVersion) || (ir_version < 4 && model.ir_version() >= 4)) {
       ctx.warn(fmt::format("upgraded IR version {} to {}: initializers are no longer listed as graph inputs, so they can be "
-                           "quantized", ir_version, kUpgradeIrVersion));
-      details["ir_version_upgrade"] = {{"from", ir_version}, {"to", kUpgradeIrVersion}};
+                           "quantized", ir_version, model.ir_version()));
+      details["ir_version_upgrade"] = {{"from", ir_version}, {"to", model.ir_version()}};
     }
   }
 

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <numeric>
 #include <iostream>
+#include <limits>
 #include <new>
 
 #include "data/npy.h"
@@ -374,6 +375,78 @@ pass::Pipeline clip_pipeline(const ClipFlags& f) {
   return pipeline;
 }
 
+// ------------------------------------------------------------------ convert
+
+struct ConvertFlags {
+  std::string to, op_block_list = "default", node_block_list, out_of_range = "keep";
+  int64_t opset = 0, ir_version = 0, batch = 0;
+  bool keep_io_types = true, auto_mixed = false, fuse = false, print_pipeline = false;
+};
+
+void add_convert_flags(CLI::App* cmd, ConvertFlags& f) {
+  cmd->add_option("--to", f.to, "Float precision: fp16 or bf16")->check(CLI::IsMember({"fp16", "bf16"}));
+  cmd->add_flag("--keep-io-types,!--no-keep-io-types", f.keep_io_types,
+                "Keep graph inputs and outputs float32, with Casts at the edges (default: on)");
+  cmd->add_option("--op-block-list", f.op_block_list,
+                  "Operator types kept in float32, comma-separated; 'default' is ONNX Runtime's list (Resize, TopK, "
+                  "Range, ...), e.g. 'default,Softmax'; 'none' for none (default: default)");
+  cmd->add_option("--node-block-list", f.node_block_list, "Node names kept in float32, comma-separated");
+  cmd->add_option("--out-of-range", f.out_of_range,
+                  "Weights beyond the float16 range: keep their nodes float32 (default) or clamp them to +-65504")
+      ->check(CLI::IsMember({"keep", "clamp"}));
+  cmd->add_flag("--auto-mixed", f.auto_mixed,
+                "Keep the nodes most sensitive to float16 in float32 until the accuracy target holds on --accuracy "
+                "data (target: --max-accuracy-drop, else --min-cosine, default 0.999)");
+  cmd->add_option("--opset", f.opset, "Convert the default-domain opset to N, up or down, with ONNX's version converter")
+      ->check(CLI::Range(int64_t{1}, int64_t{17}));
+  cmd->add_option("--ir-version", f.ir_version, "Set the IR version")->check(CLI::Range(int64_t{1}, int64_t{100}));
+  cmd->add_option("--batch", f.batch, "Make the first dimension of every input whose first dimension is dynamic N")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
+  cmd->add_flag("--fuse", f.fuse, "Run the fuse group first (BatchNorm folding, constant folding, ...)");
+  cmd->add_flag("--print-pipeline", f.print_pipeline, "Print the pipeline this command runs and exit");
+}
+
+pass::Pipeline convert_pipeline(const ConvertFlags& f, const DataFlags& data, const GateFlags& gates) {
+  const pass::PassInfo* info = pass::find_pass("convert");
+  pass::PipelineElement c{"convert", pass::Options(&info->option_specs()), {}, 0};
+  auto set = [&](const char* key, const std::string& value) { c.options.set("convert", key, value); };
+  if (!f.to.empty()) {
+    set("to", f.to);
+    if (!f.keep_io_types) set("keep-io-types", "false");
+    if (f.op_block_list != "default") set("op-block-list", f.op_block_list);
+    if (!f.node_block_list.empty()) set("node-block-list", f.node_block_list);
+    if (f.out_of_range != "keep") set("out-of-range", f.out_of_range);
+    if (f.auto_mixed) {
+      set("auto-mixed", "true");
+      if (gates.max_accuracy_drop >= 0) set("max-accuracy-drop", fmt::format("{}", gates.max_accuracy_drop));
+      if (gates.min_cosine > -2) set("min-cosine", fmt::format("{}", gates.min_cosine));
+    }
+  } else if (f.auto_mixed || !f.keep_io_types || f.op_block_list != "default" || !f.node_block_list.empty() ||
+             f.out_of_range != "keep") {
+    usage_error("--auto-mixed, --no-keep-io-types, --op-block-list, --node-block-list and --out-of-range need --to fp16|bf16");
+  }
+  if (f.to.empty() && !f.opset && !f.ir_version && !f.batch && data.shapes.empty() && data.dims.empty()) {
+    usage_error("convert: nothing to do; give --to, --opset, --ir-version, --shape, --dim or --batch");
+  }
+  if (f.opset) set("opset", std::to_string(f.opset));
+  if (f.ir_version) set("ir-version", std::to_string(f.ir_version));
+  // --shape and --dim fix the model's input dimensions; the random accuracy data follows them.
+  if (!data.shapes.empty()) set("shapes", fmt::format("{}", fmt::join(data.shapes, ";")));
+  if (!data.dims.empty()) set("dims", fmt::format("{}", fmt::join(data.dims, ",")));
+  if (f.batch) set("batch", std::to_string(f.batch));
+  pass::find_pass("convert")->create(c.options);  // refuses "nothing to do" and bad values up front
+  pass::Pipeline pipeline;
+  if (f.fuse) pipeline = pass::parse_pipeline("fuse");
+  pipeline.elements.push_back(std::move(c));
+  return pipeline;
+}
+
+std::string convert_suffix(const ConvertFlags& f) {
+  if (!f.to.empty()) return "." + f.to + ".onnx";
+  if (f.opset) return fmt::format(".opset{}.onnx", f.opset);
+  return ".converted.onnx";
+}
+
 // ------------------------------------------------------------------ optimize
 
 struct OptimizeFlags {
@@ -392,8 +465,8 @@ void add_model_output_flags(CLI::App* cmd, OptimizeFlags& f, const std::string& 
   cmd->add_option("--report", f.report, "Report path (default: <output>.report.json)");
   cmd->add_flag("--in-place", f.in_place, "Overwrite the input model (atomically)");
   cmd->add_option("--external-data", f.external_data,
-                  "Store tensors of at least this many bytes in <output>.data (models over 2 GB need it); "
-                  "default: keep the input's layout");
+                  "Store tensors of at least this many bytes (like 1K or 1M) in <output>.data (models over 2 GB need "
+                  "it), or 'inline' to store every tensor in the .onnx file; default: keep the input's layout");
   cmd->add_flag("--verify-each", f.verify_each, "Check IR invariants and the ONNX checker after every pass");
   cmd->add_flag("--explain", f.explain, "Say why each considered rewrite was not applied");
   cmd->add_flag("--verify-numerics", f.verify_numerics,
@@ -468,6 +541,15 @@ int run_clip_command(const OptimizeFlags& f, const ClipFlags& clip, const DataFl
   return run_pipeline_command("clip", ".clipped.onnx", std::move(pipeline), f, data_flags, gate_flags);
 }
 
+int run_convert_command(const OptimizeFlags& f, const ConvertFlags& c, const DataFlags& data_flags, const GateFlags& gate_flags) {
+  pass::Pipeline pipeline = convert_pipeline(c, data_flags, gate_flags);
+  if (c.print_pipeline) {
+    fmt::print("{}\n", pass::print_pipeline(pipeline));
+    return kExitOk;
+  }
+  return run_pipeline_command("convert", convert_suffix(c), std::move(pipeline), f, data_flags, gate_flags);
+}
+
 int run_quantize_command(const OptimizeFlags& f, const QuantizeFlags& q, const DataFlags& data_flags, const GateFlags& gate_flags) {
   pass::Pipeline pipeline = quantize_pipeline(q, gate_flags);
   if (q.print_pipeline) {
@@ -493,7 +575,8 @@ int run_pipeline_command(const std::string& command, const std::string& suffix, 
   request.manager.explain = f.explain;
   request.manager.verify_numerics = f.verify_numerics;
   request.manager.numerics_tolerance = f.numerics_tolerance;
-  request.external_data_threshold = parse_size(f.external_data, "--external-data");
+  request.external_data_threshold = f.external_data == "inline" ? std::optional<uint64_t>(std::numeric_limits<uint64_t>::max())
+                                                                : parse_size(f.external_data, "--external-data");
   request.accuracy = accuracy_request(data_flags);
   request.gates = gates_of(gate_flags);
   request.accuracy.required = data_flags.data != "random" || request.gates.max_accuracy_drop || request.gates.min_cosine ||
@@ -831,6 +914,33 @@ int main(int argc, char** argv) {
       "  mopt clip model.onnx --data calib/ --activation-percentile 99.99   # bounded Relus, tightened Clips\n"
       "  mopt clip model.onnx --range -0.5:0.5 -o clipped.onnx && mopt quantize clipped.onnx --data calib/");
 
+  OptimizeFlags convert_flags;
+  ConvertFlags convert_options;
+  DataFlags convert_data;
+  GateFlags convert_gates;
+  auto* convert = app.add_subcommand("convert", "Convert to float16/bfloat16, another opset or IR version, or static input shapes");
+  add_model_output_flags(convert, convert_flags, ".fp16.onnx");
+  add_convert_flags(convert, convert_options);
+  add_data_flags(convert, convert_data, "--accuracy", "random", true, 4);
+  convert->get_option("--shape")->description("Make an input's shape static: NAME=1,3,224,224 (repeatable; random data follows it)");
+  convert->get_option("--dim")->description("Give a symbolic dimension a value everywhere: NAME=8 (repeatable)");
+  add_gate_flags(convert, convert_gates);
+  add_log_flags(convert, common);
+  convert->footer(
+      "float16/bfloat16: operators whose ONNX schema admits the type convert; Resize, TopK, Range, ... (--op-block-list)\n"
+      "stay float32; Casts go only where a value crosses between the two, and at inputs/outputs (--keep-io-types).\n"
+      "Weights in initializers and Constant nodes, and If/Loop/Scan bodies, are converted too. A node whose weights\n"
+      "exceed the float16 range stays float32 (--out-of-range clamp clamps them). The report counts all of it.\n"
+      "Output name: <model>.fp16.onnx, .bf16.onnx, .opsetN.onnx or .converted.onnx.\n"
+      "Examples:\n"
+      "  mopt convert model.onnx --to fp16                         # writes model.fp16.onnx + report\n"
+      "  mopt convert model.onnx --to fp16 --auto-mixed --accuracy data/ --min-cosine 0.9995\n"
+      "  mopt convert model.onnx --to fp16 --op-block-list default,Softmax --no-keep-io-types\n"
+      "  mopt convert old.onnx --opset 13                          # writes old.opset13.onnx\n"
+      "  mopt convert model.onnx --batch 1 --shape mask=1,128 -o static.onnx\n"
+      "  mopt convert big.onnx --to fp16 --external-data 1M        # tensors >= 1 MiB in big.fp16.onnx.data\n"
+      "  mopt convert big.onnx --ir-version 8 --external-data inline -o small.onnx");
+
   std::string inspect_input;
   bool inspect_json = false;
   auto* inspect = app.add_subcommand("inspect", "Describe a model: opsets, inputs, outputs, operators, parameters");
@@ -916,6 +1026,7 @@ int main(int argc, char** argv) {
     if (fuse->parsed()) return run_fuse_command(fuse_flags, fuse_options, fuse_data, fuse_gates);
     if (prune->parsed()) return run_prune_command(prune_flags, prune_options, prune_data, prune_gates);
     if (clip->parsed()) return run_clip_command(clip_flags, clip_options, clip_data, clip_gates);
+    if (convert->parsed()) return run_convert_command(convert_flags, convert_options, convert_data, convert_gates);
     if (quantize->parsed()) return run_quantize_command(quantize_flags, quantize_options, quantize_data, quantize_gates);
     if (compare->parsed()) return run_compare_command(compare_original, compare_candidate, compare_data, compare_gates, compare_report, compare_json);
     if (run->parsed()) return run_run_command(run_model, run_data, run_save, run_json);

@@ -1,0 +1,66 @@
+// Opset conversion through ONNX's version converter, and IR versions; see versions.h.
+#include "convert/versions.h"
+
+#include <onnx/version_converter/convert.h>
+
+#include <algorithm>
+
+#include "ir/proto.h"
+#include "util/error.h"
+
+namespace mopt::convert {
+
+bool convert_opset(ir::Model& model, int64_t target) {
+  const int64_t current = model.opset();
+  if (current == target) return false;
+  if (target < 1 || target > 17) {
+    usage_error("opset {}: ONNX 1.12's version converter converts between opsets 1 and 17", target);
+  }
+  onnx::ModelProto converted;
+  try {
+    converted = onnx::version_conversion::ConvertVersion(ir::export_model(model), static_cast<int>(target));
+  } catch (const std::exception& e) {
+    fail("cannot convert the model from opset {} to {} with ONNX's version converter: {}", current, target, one_line(e.what()));
+  }
+  std::unique_ptr<ir::Model> result = ir::import_model(std::move(converted));
+  model.replace_with(std::move(*result));
+  // IR 3 lists initializers as inputs; newer IR versions treat those as overridable inputs, so leaving
+  // IR 3 also stops listing them (see upgrade_ir_version).
+  const int64_t needed = min_ir_version_for_opset(target);
+  if (model.ir_version() < needed && !upgrade_ir_version(model, needed)) model.mutable_proto().set_ir_version(needed);
+  return true;
+}
+
+int64_t min_ir_version_for_opset(int64_t opset) {
+  // onnx/helper.py VERSION_TABLE: (opset, IR version) of each ONNX release.
+  static constexpr std::pair<int64_t, int64_t> kReleases[] = {{8, 3},   {9, 4},   {10, 5},  {11, 6},
+                                                              {14, 7},  {18, 8},  {20, 9},  {22, 10}};
+  for (const auto& [last_opset, ir] : kReleases) {
+    if (opset <= last_opset) return ir;
+  }
+  return 11;
+}
+
+bool upgrade_ir_version(ir::Model& model, int64_t target) {
+  if (model.ir_version() >= 4 || target < 4) return false;
+  model.for_each_graph([](ir::Graph& g) {
+    for (ir::Value* v : std::vector<ir::Value*>(g.inputs())) {
+      if (v->initializer()) g.remove_input_of_initializer(v);
+    }
+  });
+  model.mutable_proto().set_ir_version(target);
+  return true;
+}
+
+void set_ir_version(ir::Model& model, int64_t target) {
+  const int64_t needed = std::max<int64_t>(4, min_ir_version_for_opset(model.opset()));
+  if (target < needed) {
+    usage_error("IR version {} is too old for this model: opset {} needs IR {} or newer (and mopt writes IR 4 or newer)",
+                target, model.opset(), needed);
+  }
+  if (target > 11) usage_error("IR version {}: the newest IR version mopt knows is 11", target);
+  if (model.ir_version() < 4) upgrade_ir_version(model, target);
+  model.mutable_proto().set_ir_version(target);
+}
+
+}  // namespace mopt::convert
