@@ -3,12 +3,37 @@
 
 #include <onnx/version_converter/convert.h>
 
+#include <fmt/format.h>
+
 #include <algorithm>
+#include <regex>
 
 #include "ir/proto.h"
 #include "util/error.h"
 
 namespace mopt::convert {
+
+namespace {
+
+// The converter's assertion text without its source location ("./onnx/version_converter/...: adapt:
+// Assertion `false` failed: No Previous Version of LayerNormalization exists"), reworded where known.
+std::string converter_complaint(const std::string& what) {
+  std::string message = one_line(what);
+  if (auto at = message.find("failed: "); at != std::string::npos) message = message.substr(at + 8);
+  std::smatch m;
+  if (std::regex_search(message, m, std::regex(R"(No Adapter To Version \$(\d+) for (\S+))"))) {
+    return fmt::format("it has no adapter for {} to opset {}", m[2].str(), m[1].str());
+  }
+  if (std::regex_search(message, m, std::regex(R"(No Adapter From Version \$(\d+) for (\S+))"))) {
+    return fmt::format("it has no adapter for {} from opset {}", m[2].str(), m[1].str());
+  }
+  if (std::regex_search(message, m, std::regex(R"(No Previous Version of (\S+) exists)"))) {
+    return fmt::format("{} does not exist in the older opset", m[1].str());
+  }
+  return message;
+}
+
+}  // namespace
 
 bool convert_opset(ir::Model& model, int64_t target) {
   const int64_t current = model.opset();
@@ -20,7 +45,8 @@ bool convert_opset(ir::Model& model, int64_t target) {
   try {
     converted = onnx::version_conversion::ConvertVersion(ir::export_model(model), static_cast<int>(target));
   } catch (const std::exception& e) {
-    fail("cannot convert the model from opset {} to {} with ONNX's version converter: {}", current, target, one_line(e.what()));
+    fail("cannot convert the model from opset {} to {} with ONNX's version converter: {}", current, target,
+         converter_complaint(e.what()));
   }
   std::unique_ptr<ir::Model> result = ir::import_model(std::move(converted));
   model.replace_with(std::move(*result));

@@ -91,7 +91,7 @@ std::vector<int64_t> concrete_shape(const InputSpec& input, const ShapeOverrides
     int64_t dim = input.dims[i];
     if (dim < 0) {
       auto d2 = overrides.dims.find(input.dim_params[i]);
-      dim = d2 != overrides.dims.end() && !input.dim_params[i].empty() ? d2->second : 1;
+      dim = d2 != overrides.dims.end() && !input.dim_params[i].empty() ? d2->second : i == 0 && overrides.batch ? *overrides.batch : 1;
     }
     out.push_back(dim);
   }

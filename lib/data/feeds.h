@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,13 +29,14 @@ std::vector<InputSpec> model_inputs(const ir::Model& model);
 struct ShapeOverrides {
   std::map<std::string, std::vector<int64_t>> shapes;  // --shape name=1,3,224,224
   std::map<std::string, int64_t> dims;                 // --dim batch=8 (by dim_param name)
+  std::optional<int64_t> batch;                        // any other dynamic first dimension (convert --batch)
   // Parses "name=1,3,224,224" and "batch=8"; usage errors on bad syntax.
   void add_shape(const std::string& spec);
   void add_dim(const std::string& spec);
 };
 
-// The concrete shape for an input: an explicit --shape, else dims with symbolic ones from --dim and any
-// other unknown dim set to 1.
+// The concrete shape for an input: an explicit --shape, else dims with symbolic ones from --dim, a
+// dynamic first dim from `batch`, and any other unknown dim set to 1.
 std::vector<int64_t> concrete_shape(const InputSpec& input, const ShapeOverrides& overrides);
 
 // Random feeds, deterministic for a seed. Ranges: float [-1, 1) (normal-ish inputs to trained models);

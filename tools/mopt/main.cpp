@@ -498,7 +498,7 @@ std::optional<uint64_t> parse_size(const std::string& text, const char* flag) {
 }
 
 int run_pipeline_command(const std::string& command, const std::string& suffix, pass::Pipeline pipeline, const OptimizeFlags& f,
-                         const DataFlags& data_flags, const GateFlags& gate_flags);
+                         const DataFlags& data_flags, const GateFlags& gate_flags, std::optional<int64_t> batch = std::nullopt);
 
 int run_optimize_command(const OptimizeFlags& f, const DataFlags& data_flags, const GateFlags& gate_flags) {
   pass::Pipeline pipeline;
@@ -547,7 +547,8 @@ int run_convert_command(const OptimizeFlags& f, const ConvertFlags& c, const Dat
     fmt::print("{}\n", pass::print_pipeline(pipeline));
     return kExitOk;
   }
-  return run_pipeline_command("convert", convert_suffix(c), std::move(pipeline), f, data_flags, gate_flags);
+  return run_pipeline_command("convert", convert_suffix(c), std::move(pipeline), f, data_flags, gate_flags,
+                              c.batch ? std::optional<int64_t>(c.batch) : std::nullopt);
 }
 
 int run_quantize_command(const OptimizeFlags& f, const QuantizeFlags& q, const DataFlags& data_flags, const GateFlags& gate_flags) {
@@ -561,7 +562,7 @@ int run_quantize_command(const OptimizeFlags& f, const QuantizeFlags& q, const D
 }
 
 int run_pipeline_command(const std::string& command, const std::string& suffix, pass::Pipeline pipeline, const OptimizeFlags& f,
-                         const DataFlags& data_flags, const GateFlags& gate_flags) {
+                         const DataFlags& data_flags, const GateFlags& gate_flags, std::optional<int64_t> batch) {
   if (f.in_place && !f.output.empty()) usage_error("give -o/--output or --in-place, not both");
   driver::OptimizeRequest request;
   request.command = command;
@@ -578,6 +579,7 @@ int run_pipeline_command(const std::string& command, const std::string& suffix, 
   request.external_data_threshold = f.external_data == "inline" ? std::optional<uint64_t>(std::numeric_limits<uint64_t>::max())
                                                                 : parse_size(f.external_data, "--external-data");
   request.accuracy = accuracy_request(data_flags);
+  request.accuracy.shapes.batch = batch;  // random data for a model whose batch dimension convert makes static
   request.gates = gates_of(gate_flags);
   request.accuracy.required = data_flags.data != "random" || request.gates.max_accuracy_drop || request.gates.min_cosine ||
                               f.verify_numerics;

@@ -1,0 +1,331 @@
+// convert: float16/bfloat16 weights and counts (the golden cases cannot write float16 tensors), named
+// block lists, subgraphs and Constant-node weights, the real models' accuracy after float16, opset
+// conversion up and down, static shapes and their errors, and auto-mixed precision. ONNX Runtime loads
+// and runs the converted real models in ort_interop.sh.
+#include <doctest/doctest.h>
+
+#include <onnx/shape_inference/implementation.h>
+
+#include <cstring>
+
+#include "convert/auto_mixed.h"
+#include "convert/float_precision.h"
+#include "convert/shapes.h"
+#include "convert/versions.h"
+#include "driver/optimize.h"
+#include "helpers.h"
+#include "pass/pipeline.h"
+
+using namespace mopt;
+using namespace mopt::test;
+
+namespace {
+
+const fs::path kModels = MOPT_SHARED_MODELS;
+
+std::vector<uint16_t> bits_of(const ir::Tensor& t) {
+  const ir::Bytes b = t.data();
+  std::vector<uint16_t> out(b.size() / 2);
+  std::memcpy(out.data(), b.data(), b.size());
+  return out;
+}
+
+const ir::Tensor* initializer(const ir::Model& m, const std::string& name) {
+  const ir::Value* v = m.graph().find_local(name);
+  return v ? v->initializer() : nullptr;
+}
+
+double worst_cosine(const ir::Model& a, const ir::Model& b, const std::vector<data::Feeds>& samples) {
+  const eval::Comparison c = eval::compare_outputs(eval::run_samples(a, samples, 1), eval::run_samples(b, samples, 1));
+  double worst = 1;
+  for (const auto& o : c.outputs) worst = std::min(worst, o.nonfinite_mismatches ? -1.0 : o.cosine);
+  return worst;
+}
+
+std::vector<data::Feeds> samples_of(const ir::Model& model, const std::string& source) {
+  driver::AccuracyRequest request;
+  request.source = source;
+  request.random_samples = 2;
+  std::string description;
+  return driver::load_or_generate_samples(model, request, &description);
+}
+
+// ONNX's own shape inference with type checking: a converted model whose declared types disagree
+// (an If output float16 while its branch yields float32) fails here, as it would in ONNX Runtime.
+void check_types(const ir::Model& model) {
+  onnx::ModelProto proto = ir::export_for_analysis(model);
+  onnx::ShapeInferenceOptions options(/*check_type=*/true, /*strict_mode=*/1, false);
+  onnx::shape_inference::InferShapes(proto, onnx::OpSchemaRegistry::Instance(), options);
+}
+
+const char* kMatMul = R"(<ir_version: 8, opset_import: ["" : 13]>
+g (float[2,2] X) => (float[2,2] Y) <float[2,2] W = {0.5, -1.0, 2.0, 0.25}> {
+  Y = MatMul(X, W)
+})";
+
+}  // namespace
+
+TEST_CASE("float16 converts weights in place with exact bits and counts what it did") {
+  auto model = parse_model(kMatMul);
+  const auto original = parse_model(kMatMul);
+  const pass::PipelineResult r = run(*model, "convert(to=fp16)");
+  const ir::Tensor* w = initializer(*model, "W");
+  REQUIRE(w != nullptr);
+  CHECK(w->dtype() == ir::dtype::kFloat16);
+  CHECK(bits_of(*w) == std::vector<uint16_t>{0x3800, 0xbc00, 0x4000, 0x3400});
+  CHECK(counter(r, "tensors-converted") == 1);
+  CHECK(counter(r, "nodes-converted") == 1);
+  CHECK(counter(r, "casts-inserted") == 2);  // X in, Y out
+  CHECK(model->graph().outputs()[0]->name() == "Y");
+  CHECK(rewrite::elem_type(*model->graph().outputs()[0]) == ir::dtype::kFloat);
+  check_types(*model);
+  CHECK(output_difference(*original, *model, 2e-3).empty());
+}
+
+TEST_CASE("float16 duplicates a weight that a float32 node reads too") {
+  const char* text = R"(<ir_version: 8, opset_import: ["" : 13]>
+g (float[2,2] X) => (float[2,2] Y, float[2,2] Z) <float[2,2] W = {0.5, -1.0, 2.0, 0.25}> {
+  Y = MatMul(X, W)
+  Z = Max(X, W)
+})";
+  auto model = parse_model(text);
+  const pass::PipelineResult r = run(*model, "convert(to=fp16)");
+  CHECK(counter(r, "tensors-duplicated") == 1);
+  CHECK(initializer(*model, "W")->dtype() == ir::dtype::kFloat);  // Max (blocked) reads the original
+  REQUIRE(initializer(*model, "W_fp16") != nullptr);
+  CHECK(initializer(*model, "W_fp16")->dtype() == ir::dtype::kFloat16);
+  check_types(*model);
+  CHECK(output_difference(*parse_model(text), *model, 2e-3).empty());
+}
+
+TEST_CASE("weights beyond the float16 range keep their node float32 unless clamping is asked for") {
+  const char* text = R"(<ir_version: 8, opset_import: ["" : 13]>
+g (float[2] X) => (float[2] Y) <float[2] W = {100000.0, 1e-9}> {
+  A = Relu(X)
+  Y = Mul(A, W)
+})";
+  auto kept = parse_model(text);
+  pass::PipelineResult r = run(*kept, "convert(to=fp16)");
+  CHECK(initializer(*kept, "W")->dtype() == ir::dtype::kFloat);
+  CHECK(counter(r, "nodes-kept-float32") == 1);
+  CHECK(counter(r, "values-clamped") == 0);
+  CHECK(output_difference(*parse_model(text), *kept, 2e-3).empty());
+
+  auto clamped = parse_model(text);
+  r = run(*clamped, "convert(to=fp16, out-of-range=clamp)");
+  CHECK(counter(r, "values-clamped") == 1);
+  CHECK(counter(r, "values-raised-to-min-subnormal") == 1);  // 1e-9 would become 0: it becomes 2^-24
+  CHECK(bits_of(*initializer(*clamped, "W")) == std::vector<uint16_t>{0x7bff, 0x0001});
+  REQUIRE(!r.warnings.empty());
+  CHECK(r.warnings[0].find("clamped") != std::string::npos);
+}
+
+TEST_CASE("the node block list keeps named nodes float32 with Casts around them") {
+  const char* text = R"(<ir_version: 8, opset_import: ["" : 13]>
+g (float[2] X) => (float[2] Y) {
+  A = Relu(X)
+  B = Sigmoid(A)
+  Y = Tanh(B)
+})";
+  auto model = parse_model(text);
+  model->graph().nodes()[1]->mutable_proto().set_name("keep_me");
+  const pass::PipelineResult r = run(*model, "convert(to=fp16, node-block-list=keep_me)");
+  CHECK(counter(r, "nodes-converted") == 2);
+  CHECK(counter(r, "nodes-kept-float32") == 1);
+  const ir::Node* kept = nullptr;
+  for (const ir::Node* n : model->graph().nodes()) kept = n->name() == "keep_me" ? n : kept;
+  REQUIRE(kept != nullptr);
+  CHECK(rewrite::elem_type(*kept->input(0)) == ir::dtype::kFloat);
+  CHECK(kept->input(0)->producer()->op_type() == "Cast");
+  CHECK(rewrite::elem_type(*kept->output(0)) == ir::dtype::kFloat);
+  check_types(*model);
+  CHECK(output_difference(*parse_model(text), *model, 2e-3).empty());
+}
+
+TEST_CASE("float16 converts If branches and Constant-node weights, with matching types") {
+  const char* text = R"(<ir_version: 8, opset_import: ["" : 13]>
+g (bool C, float[2] X) => (float[2] Y) {
+  K = Constant<value = float[2] {0.5, 2.0}>()
+  A = Mul(X, K)
+  Y = If(C) <
+    then_branch = t () => (float[2] T) { T = Relu(A) },
+    else_branch = e () => (float[2] E) { E = Neg(A) }
+  >
+})";
+  auto model = parse_model(text);
+  const pass::PipelineResult r = run(*model, "convert(to=fp16)");
+  const ir::Node* constant = model->graph().nodes()[0]->is_op("Constant") ? model->graph().nodes()[0] : nullptr;
+  for (const ir::Node* n : model->graph().nodes()) constant = n->is_op("Constant") ? n : constant;
+  REQUIRE(constant != nullptr);
+  CHECK(constant->attribute("value")->tensor->dtype() == ir::dtype::kFloat16);
+  for (const ir::Node* n : model->graph().nodes()) {
+    if (!n->is_op("If")) continue;
+    CHECK(rewrite::elem_type(*n->output(0)) == ir::dtype::kFloat16);
+    for (const ir::Graph* g : n->subgraphs()) CHECK(rewrite::elem_type(*g->outputs()[0]) == ir::dtype::kFloat16);
+  }
+  CHECK(counter(r, "nodes-converted") == 4);  // Mul, If, Relu, Neg
+  check_types(*model);
+  CHECK(output_difference(*parse_model(text), *model, 2e-3).empty());
+}
+
+TEST_CASE("a blocked If keeps float32 branch outputs; the branches still convert inside") {
+  const char* text = R"(<ir_version: 8, opset_import: ["" : 13]>
+g (bool C, float[2] X) => (float[2] Y) {
+  Y = If(C) <
+    then_branch = t () => (float[2] T) { T = Relu(X) },
+    else_branch = e () => (float[2] E) { E = Neg(X) }
+  >
+})";
+  auto model = parse_model(text);
+  run(*model, "convert(to=fp16, op-block-list=If)");
+  for (const ir::Node* n : model->graph().nodes()) {
+    if (!n->is_op("If")) continue;
+    CHECK(rewrite::elem_type(*n->output(0)) == ir::dtype::kFloat);
+    for (const ir::Graph* g : n->subgraphs()) {
+      CHECK(rewrite::elem_type(*g->outputs()[0]) == ir::dtype::kFloat);
+      CHECK(g->outputs()[0]->producer()->is_op("Cast"));
+    }
+  }
+  check_types(*model);
+  CHECK(output_difference(*parse_model(text), *model, 2e-3).empty());
+}
+
+TEST_CASE("the executor runs bfloat16: casts round to nearest even and models compute through float32") {
+  exec::Array f(ir::dtype::kFloat, {3});
+  f.data<float>()[0] = 1.0f;
+  f.data<float>()[1] = 1.00390625f;  // halfway between two bfloat16 values: rounds to even (1.0)
+  f.data<float>()[2] = 1.01171875f;  // halfway, rounds up to the even 1.015625
+  const exec::Array b = exec::cast(f, ir::dtype::kBfloat16);
+  CHECK(b.data<uint16_t>()[0] == 0x3f80);
+  CHECK(b.data<uint16_t>()[1] == 0x3f80);
+  CHECK(b.data<uint16_t>()[2] == 0x3f82);
+  CHECK(exec::cast(b, ir::dtype::kFloat).data<float>()[2] == 1.015625f);
+
+  auto model = io::load_model(kModels / "trained/digits_mlp.onnx");
+  const auto original = io::load_model(kModels / "trained/digits_mlp.onnx");
+  run(*model, "convert(to=bf16)");
+  check_types(*model);
+  CHECK(worst_cosine(*original, *model, samples_of(*original, (kModels / "trained/digits_test_xflat.npy").string())) > 0.999);
+}
+
+TEST_CASE("float16 of the shared real models: half the size, outputs within cosine 0.999") {
+  struct Case {
+    const char* model;
+    const char* data;
+  };
+  for (const Case& c : {Case{"trained/digits_cnn.onnx", "trained/digits_test_x.npy"},
+                        Case{"trained/digits_vit.onnx", "trained/digits_test_x.npy"},
+                        Case{"vision/squeezenet1.1_fp32.onnx", "vision/inputs/squeezenet_fish_fp32"},
+                        Case{"audio/silero_vad_v5_16k_op15.onnx", "audio/inputs/silero_v5_x1"},
+                        Case{"ocr/ppocrv4_det.onnx", "ocr/inputs/det"}}) {
+    CAPTURE(c.model);
+    auto model = io::load_model(kModels / c.model);
+    const auto original = io::load_model(kModels / c.model);
+    const pass::PipelineResult r = run(*model, "convert(to=fp16)");
+    const uint64_t before = io::save_model_to_bytes(*original).size(), after = io::save_model_to_bytes(*model).size();
+    CHECK(static_cast<double>(after) < 0.56 * static_cast<double>(before));
+    CHECK(counter(r, "nodes-converted") > 0);
+    check_types(*model);
+    CHECK(worst_cosine(*original, *model, samples_of(*original, (kModels / c.data).string())) >= 0.999);
+  }
+}
+
+TEST_CASE("ppocrv4_det: the BatchNormalization whose variance exceeds float16 stays float32") {
+  auto model = io::load_model(kModels / "ocr/ppocrv4_det.onnx");
+  convert::FloatPrecisionOptions options;
+  options.op_block_list = convert::default_op_block_list();
+  const convert::FloatPrecisionResult r = convert::convert_float_precision(*model, options);
+  CHECK(r.nodes_kept.at("weights beyond the float16 range") == 1);
+  CHECK(r.values_clamped == 0);
+  CHECK(r.nodes_kept.at("blocked operator") == 6);  // Resize
+}
+
+TEST_CASE("opset conversion: up keeps outputs identical, down names what ONNX's converter cannot do") {
+  const char* squeeze = R"(<ir_version: 6, opset_import: ["" : 11]>
+g (float[1,2] X) => (float[2] Y) {
+  Y = Squeeze<axes = [0]>(X)
+})";
+  auto model = parse_model(squeeze);
+  run(*model, "convert(opset=13)");
+  CHECK(model->opset() == 13);
+  CHECK(model->ir_version() == 7);
+  REQUIRE(model->graph().nodes().back()->is_op("Squeeze"));
+  CHECK(model->graph().nodes().back()->inputs().size() == 2);  // axes became an input
+  CHECK(output_difference(*parse_model(squeeze), *model).empty());
+
+  // IR 3, opset 7: initializers listed as inputs stop being inputs when the IR version rises.
+  auto squeezenet = io::load_model(kModels / "vision/squeezenet1.1_fp32.onnx");
+  const auto original = io::load_model(kModels / "vision/squeezenet1.1_fp32.onnx");
+  REQUIRE(squeezenet->graph().inputs().size() > 1);
+  run(*squeezenet, "convert(opset=17)");
+  CHECK(squeezenet->opset() == 17);
+  CHECK(squeezenet->ir_version() == 8);
+  CHECK(squeezenet->graph().inputs().size() == 1);
+  CHECK(output_difference(*original, *squeezenet).empty());
+
+  auto vit = io::load_model(kModels / "trained/digits_vit.onnx");
+  try {
+    run(*vit, "convert(opset=13)");
+    FAIL("the downgrade should have failed");
+  } catch (const Error& e) {
+    CHECK(std::string(e.what()).find("LayerNormalization does not exist in the older opset") != std::string::npos);
+  }
+  CHECK(vit->opset() == 17);  // unchanged
+}
+
+TEST_CASE("static shapes: errors name the problem") {
+  const char* text = R"(<ir_version: 8, opset_import: ["" : 13]>
+g (float[N,2] X) => (float[N,2] Y) {
+  Y = Relu(X)
+})";
+  auto model = parse_model(text);
+  auto attempt = [&](const std::string& pipeline) {
+    try {
+      run(*model, pipeline);
+    } catch (const Error& e) {
+      CHECK(e.kind() == ErrorKind::Usage);
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  CHECK(attempt("convert(shapes=\"Z=1,2\")").find("no input named 'Z'") != std::string::npos);
+  CHECK(attempt("convert(shapes=\"X=1,2,3\")").find("rank 2") != std::string::npos);
+  CHECK(attempt("convert(shapes=\"X=4,3\")").find("fixed at 2") != std::string::npos);
+  CHECK(attempt("convert(shapes=\"X=4,2\", dims=\"N=5\")").find("both") != std::string::npos);
+  CHECK(attempt("convert(ir-version=3)").find("too old") != std::string::npos);
+  CHECK(attempt("convert()").find("nothing to do") != std::string::npos);
+
+  run(*model, "convert(dims=\"N=3\")");
+  CHECK(rewrite::static_shape(*model->graph().inputs()[0]) == std::vector<int64_t>{3, 2});
+  CHECK(rewrite::static_shape(*model->graph().outputs()[0]) == std::vector<int64_t>{3, 2});
+}
+
+TEST_CASE("auto-mixed keeps the float16 overflow in float32 with a few evaluations") {
+  // exp(20 x) overflows float16 for x > 0.55; the Log brings it back. Everything else converts.
+  const char* text = R"(<ir_version: 8, opset_import: ["" : 13]>
+g (float[1,64] X) => (float[1,64] Y) <float[1] S = {20.0}, float[1] H = {0.05}> {
+  A = Mul(X, S)
+  B = Exp(A)
+  C = Log(B)
+  D = Relu(C)
+  Y = Mul(D, H)
+})";
+  auto model = parse_model(text);
+  eval::Evaluation evaluation;
+  for (uint64_t seed = 0; seed < 3; ++seed) evaluation.samples.push_back(data::random_feeds(*model, {}, seed));
+  evaluation.reference = eval::run_samples(*model, evaluation.samples, 1);
+  convert::FloatPrecisionOptions options;
+  options.op_block_list = convert::default_op_block_list();
+  const convert::MixedPrecisionResult r = convert::choose_float32_nodes(*model, options, evaluation, convert::MixedTarget{});
+  CHECK(r.initial < 0.999);
+  CHECK(r.met);
+  CHECK(r.final >= 0.999);
+  REQUIRE(!r.sensitivity.empty());
+  CHECK(r.sensitivity[0].first.rfind("Exp", 0) == 0);
+  CHECK(r.kept_float32.size() <= 2);
+  CHECK(r.evaluations <= 2 + 3);  // everything, all ranked kept, then a binary search over 5 nodes
+
+  // Without accuracy data there is nothing to measure: a usage error, not a guess.
+  auto converted = parse_model(text);
+  CHECK_THROWS_WITH_AS(run(*converted, "convert(to=fp16, auto-mixed=true)"), doctest::Contains("accuracy"), Error);
+}
