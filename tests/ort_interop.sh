@@ -4,8 +4,9 @@
 # load in ONNX Runtime and reproduce the original model's golden outputs within 1e-4 absolute
 # (the golden files are ONNX Runtime's outputs for the original model). `mopt fuse` output is held to the
 # same bar and to no more nodes than ONNX Runtime's basic optimization. One model also goes through
-# external data, and quantized models (every mode and format) must agree with mopt's executor in
-# ONNX Runtime. Exits 77 (skipped) when node or ONNX Runtime is unavailable, unless
+# external data (and back), float16 conversions must stay within cosine 0.999 of the golden outputs,
+# opset and static-shape conversions must reproduce them, and quantized models (every mode and
+# format) must agree with mopt's executor in ONNX Runtime. Exits 77 (skipped) when node or ONNX Runtime is unavailable, unless
 # MOPT_REQUIRE_ORT=1, as the project's test command sets.
 set -u
 MOPT=${1:?usage: ort_interop.sh path/to/mopt}
@@ -55,6 +56,23 @@ check_in_ort() {  # model inputs golden label
 }
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 
+check_cosine_in_ort() {  # model inputs golden label minimum-cosine
+  local json
+  json=$(node "$TOOLS/run.js" "$1" --inputs-dir "$2" --compare "$3" --runs 1 --warmup 0 --json 2>&1 | grep '^JSON ' | cut -c6-)
+  if [ -z "$json" ]; then fail "$4: ONNX Runtime could not run it"; return; fi
+  node -e '
+    const r = JSON.parse(process.argv[1]); const min = Number(process.argv[2]);
+    const cmp = Object.entries(r.comparisons || {});
+    if (cmp.length === 0) { console.log("no outputs compared"); process.exit(1); }
+    let bad = 0;
+    for (const [name, c] of cmp) {
+      const ok = c.cosine >= min;
+      console.log(`  ${ok ? "ok  " : "FAIL"} ${name}: max|diff| ${c.max_abs_diff} cosine ${c.cosine}`);
+      if (!ok) bad++;
+    }
+    process.exit(bad ? 1 : 0);' "$json" "$5" || fail "$4: outputs differ from the golden outputs (cosine < $5)"
+}
+
 for c in "${cases[@]}"; do
   IFS='|' read -r model inputs golden <<<"$c"
   name=$(basename "$model" .onnx)
@@ -93,6 +111,47 @@ mkdir -p "$T/ext"
   fail "squeezenet: mopt optimize --external-data failed"
 echo "squeezenet with external data"
 check_in_ort "$T/ext/squeezenet.onnx" "$MODELS/vision/inputs/squeezenet_fish_fp32" "$MODELS/vision/golden/squeezenet_fp32" "squeezenet (external data)"
+# ... and back into one file.
+"$MOPT" convert "$T/ext/squeezenet.onnx" --ir-version 8 --external-data inline -o "$T/inline.onnx" -q --accuracy off ||
+  fail "squeezenet: mopt convert --external-data inline failed"
+[ ! -e "$T/inline.onnx.data" ] || fail "squeezenet: --external-data inline still wrote external data"
+check_in_ort "$T/inline.onnx" "$MODELS/vision/inputs/squeezenet_fish_fp32" "$MODELS/vision/golden/squeezenet_fp32" "squeezenet (inlined again)"
+
+# float16 (mopt convert --to fp16, inputs and outputs kept float32) of every model: loads in ONNX
+# Runtime, at most 0.51x the weight bytes, outputs within cosine 0.999 of the golden ones.
+weight_bytes() { "$MOPT" inspect "$1" --json | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).parameter_bytes))'; }
+for c in "${cases[@]}"; do
+  IFS='|' read -r model inputs golden <<<"$c"
+  name=$(basename "$model" .onnx)
+  out="$T/fp16_$name.onnx"
+  if ! "$MOPT" convert "$MODELS/$model" --to fp16 -o "$out" -q --verify-each --no-compressed-size --accuracy off; then
+    fail "$name: mopt convert --to fp16 failed"; continue
+  fi
+  before=$(weight_bytes "$MODELS/$model"); after=$(weight_bytes "$out")
+  echo "$name fp16: weights $before -> $after bytes, file $(stat -c %s "$MODELS/$model") -> $(stat -c %s "$out") bytes"
+  [ $((after * 100)) -le $((before * 51)) ] || fail "$name: the float16 model holds $after weight bytes, the original $before"
+  check_cosine_in_ort "$out" "$MODELS/$inputs" "$MODELS/$golden" "$name (fp16)" 0.999
+done
+
+# Opset conversion of the opset-7 models to 13 and 17: same outputs in ONNX Runtime (1e-4).
+for c in "vision/squeezenet1.1_fp32.onnx|vision/inputs/squeezenet_fish_fp32|vision/golden/squeezenet_fp32" \
+         "vision/mnist_winml.onnx|vision/inputs/mnist_28|vision/golden/mnist_winml"; do
+  IFS='|' read -r model inputs golden <<<"$c"
+  name=$(basename "$model" .onnx)
+  for opset in 13 17; do
+    out="$T/${name}_opset$opset.onnx"
+    "$MOPT" convert "$MODELS/$model" --opset $opset -o "$out" -q --verify-each --no-compressed-size --accuracy off ||
+      { fail "$name: mopt convert --opset $opset failed"; continue; }
+    echo "$name opset $opset"
+    check_in_ort "$out" "$MODELS/$inputs" "$MODELS/$golden" "$name (opset $opset)"
+  done
+done
+
+# Static shapes: ppocrv4_det's four dynamic input dimensions fixed, outputs unchanged.
+"$MOPT" convert "$MODELS/ocr/ppocrv4_det.onnx" --shape x=1,3,640,640 -o "$T/ppocr_static.onnx" -q --verify-each --accuracy off ||
+  fail "ppocrv4_det: mopt convert --shape failed"
+echo "ppocrv4_det with a static input shape"
+check_in_ort "$T/ppocr_static.onnx" "$MODELS/ocr/inputs/det" "$MODELS/ocr/golden/ppocrv4_det" "ppocrv4_det (static shape)"
 
 # Quantized models: each must load in ONNX Runtime and agree with mopt's executor on the same model
 # (cosine similarity >= 0.9999 on every output): that the integer kernels of
