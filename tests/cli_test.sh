@@ -202,5 +202,34 @@ if [ -f "$M/digits_mlp.onnx" ]; then
   grep -q '"values_moved"' "$T/c/digits_mlp.clipped.onnx.report.json" || fail "clip report lacks values_moved"
 fi
 
+# --- convert
+expect 0 "Examples:" -- "$MOPT" convert --help
+expect 2 "nothing to do" -- "$MOPT" convert "$T/work/model.onnx"
+expect 2 "need --to fp16\|bf16" -- "$MOPT" convert "$T/work/model.onnx" --auto-mixed
+expect 2 "--to: .*fp32 not in" -- "$MOPT" convert "$T/work/model.onnx" --to fp32
+expect 2 "--opset: Value 99 not in range" -- "$MOPT" convert "$T/work/model.onnx" --opset 99
+expect 2 "needs the accuracy check" -- "$MOPT" convert "$T/work/model.onnx" --to fp16 --auto-mixed --accuracy off
+expect 2 "no input named 'nope'" -- "$MOPT" convert "$T/work/model.onnx" --shape nope=1,2
+expect 0 "^convert\(to=fp16,op-block-list=\"default,Softmax\",opset=13\)$" -- \
+  "$MOPT" convert "$T/work/model.onnx" --to fp16 --opset 13 --op-block-list default,Softmax --print-pipeline
+[ ! -e "$T/work/model.fp16.onnx" ] && [ ! -e "$T/work/model.converted.onnx" ] || fail "a refused convert wrote a model"
+if [ -f "$M/digits_cnn.onnx" ]; then
+  mkdir -p "$T/v"
+  cp "$M/digits_cnn.onnx" "$T/v/"
+  v_sum=$(sha256sum "$T/v/digits_cnn.onnx" | cut -d' ' -f1)
+  expect 0 "nodes-converted 15, .*tensors-converted 22" -- "$MOPT" convert "$T/v/digits_cnn.onnx" --to fp16 \
+    --accuracy "$M/digits_test_x.npy" --labels "$M/digits_test_y.npy" --max-accuracy-drop 0.5 --min-cosine 0.999
+  [ -f "$T/v/digits_cnn.fp16.onnx" ] || fail "convert did not write <model>.fp16.onnx"
+  grep -q '"nodes_converted": 15' "$T/v/digits_cnn.fp16.onnx.report.json" || fail "convert report lacks its precision details"
+  "$MOPT" convert "$T/v/digits_cnn.onnx" --to fp16 -o "$T/v/again.onnx" -q
+  cmp -s "$T/v/digits_cnn.fp16.onnx" "$T/v/again.onnx" || fail "convert is not deterministic"
+  [ "$(sha256sum "$T/v/digits_cnn.onnx" | cut -d' ' -f1)" = "$v_sum" ] || fail "convert modified its input"
+  expect 0 "input +float\[8,1,8,8\]" -- sh -c "'$MOPT' convert '$T/v/digits_cnn.onnx' --batch 8 -q && '$MOPT' inspect '$T/v/digits_cnn.converted.onnx'"
+  expect 1 "LayerNormalization does not exist in the older opset" -- "$MOPT" convert "$M/digits_vit.onnx" --opset 13 -o "$T/v/vit13.onnx"
+  [ ! -e "$T/v/vit13.onnx" ] || fail "a failed opset conversion wrote a model"
+  expect 0 "auto-mixed-evaluations 1" -- "$MOPT" convert "$T/v/digits_cnn.onnx" --to fp16 --auto-mixed -o "$T/v/mixed.onnx" \
+    --accuracy "$M/digits_test_x.npy"
+fi
+
 if [ "$failures" -gt 0 ]; then echo "$failures CLI check(s) failed"; exit 1; fi
 echo "all CLI checks passed"
