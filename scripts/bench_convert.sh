@@ -78,7 +78,7 @@ if [ "${BERT:-1}" = 1 ] && $PY -c 'import torch' 2>/dev/null; then
     echo "# tool speed on bert_like.py ($((size / 1000000)) MB, random weights); cp of the file: ${cp_s} s; --accuracy off"
     printf '%-32s %9s %9s %10s %10s\n' command seconds x_cp peak_MB out_MB
   } | tee -a "$out"
-  for args in "--to fp16" "--to bf16" "--to fp16 --external-data 1M" "--opset 17"; do
+  for args in "--to fp16" "--to bf16" "--to fp16 --external-data 1M" "--batch 1"; do
     rm -f "$T/bc.onnx" "$T/bc.onnx.data"
     # shellcheck disable=SC2086
     res=$( { /usr/bin/time -f '%e %M' "$MOPT" convert "$T/bert.onnx" $args -o "$T/bc.onnx" -q --accuracy off --no-compressed-size; } 2>&1 | tail -1)
