@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <map>
-#include <regex>
 
 #include "ir/proto.h"
 #include "ir/verify.h"
@@ -24,15 +23,24 @@ constexpr uint64_t kInlineLimit = 1 << 16;  // payloads above this skip the conv
 std::string converter_complaint(const std::string& what) {
   std::string message = one_line(what);
   if (auto at = message.find("failed: "); at != std::string::npos) message = message.substr(at + 8);
-  std::smatch m;
-  if (std::regex_search(message, m, std::regex(R"(No Adapter To Version \$(\d+) for (\S+))"))) {
-    return fmt::format("it has no adapter for {} to opset {}", m[2].str(), m[1].str());
-  }
-  if (std::regex_search(message, m, std::regex(R"(No Adapter From Version \$(\d+) for (\S+))"))) {
-    return fmt::format("it has no adapter for {} from opset {}", m[2].str(), m[1].str());
-  }
-  if (std::regex_search(message, m, std::regex(R"(No Previous Version of (\S+) exists)"))) {
-    return fmt::format("{} does not exist in the older opset", m[1].str());
+  // "<prefix><number> for <op>" and "No Previous Version of <op> exists"
+  auto after = [&](const std::string& prefix, std::string& version, std::string& op) {
+    const size_t at = message.find(prefix);
+    if (at == std::string::npos) return false;
+    const size_t number = at + prefix.size(), end = message.find(' ', number);
+    const size_t for_at = message.find(" for ", number);
+    if (end == std::string::npos || for_at == std::string::npos) return false;
+    version = message.substr(number, end - number);
+    op = message.substr(for_at + 5);
+    return true;
+  };
+  std::string version, op;
+  if (after("No Adapter To Version $", version, op)) return fmt::format("it has no adapter for {} to opset {}", op, version);
+  if (after("No Adapter From Version $", version, op)) return fmt::format("it has no adapter for {} from opset {}", op, version);
+  const std::string previous = "No Previous Version of ";
+  if (const size_t at = message.find(previous); at != std::string::npos) {
+    const size_t start = at + previous.size(), end = message.find(' ', start);
+    return fmt::format("{} does not exist in the older opset", message.substr(start, end - start));
   }
   return message;
 }
