@@ -162,6 +162,14 @@ void add_quantize_flags(CLI::App* cmd, QuantizeFlags& f) {
   cmd->add_flag("--print-pipeline", f.print_pipeline, "Print the pipeline this command runs and exit");
 }
 
+// How quantize, prune and clip run their pass: the fuse group first (unless --no-fuse), so BatchNorm is
+// folded and constants computed before weights are judged, and dead-code elimination after.
+pass::Pipeline around_fuse(pass::PipelineElement element, bool fuse) {
+  pass::Pipeline pipeline = pass::parse_pipeline(fuse ? "fuse,eliminate-dead-code" : "eliminate-dead-code");
+  pipeline.elements.insert(pipeline.elements.end() - 1, std::move(element));
+  return pipeline;
+}
+
 pass::Pipeline quantize_pipeline(const QuantizeFlags& f, const GateFlags& gates) {
   const pass::PassInfo* info = pass::find_pass("quantize");
   pass::PipelineElement q{"quantize", pass::Options(&info->option_specs()), {}, 0};
@@ -198,9 +206,7 @@ pass::Pipeline quantize_pipeline(const QuantizeFlags& f, const GateFlags& gates)
   if (gates.max_accuracy_drop >= 0) set("max-accuracy-drop", fmt::format("{}", gates.max_accuracy_drop));
   // Fusing first matters for speed: a BatchNormalization left between quantized Convs runs in float
   // between Q/DQ pairs (digits_cnn was 1.2-1.6x slower quantized than float in ONNX Runtime).
-  pass::Pipeline pipeline = pass::parse_pipeline(f.no_fuse ? "eliminate-dead-code" : "fuse,eliminate-dead-code");
-  pipeline.elements.insert(pipeline.elements.end() - 1, std::move(q));
-  return pipeline;
+  return around_fuse(std::move(q), !f.no_fuse);
 }
 
 // The quantization part of the report, for the terminal.
@@ -330,9 +336,7 @@ pass::Pipeline prune_pipeline(const PruneFlags& f) {
   if (f.skip_last) set("skip-last", "true");
   if (f.min_elements) set("min-elements", std::to_string(f.min_elements));
   // BatchNorm is folded first, so the magnitudes judged are those the deployed model multiplies by.
-  pass::Pipeline pipeline = pass::parse_pipeline(f.no_fuse ? "eliminate-dead-code" : "fuse,eliminate-dead-code");
-  pipeline.elements.insert(pipeline.elements.end() - 1, std::move(p));
-  return pipeline;
+  return around_fuse(std::move(p), !f.no_fuse);
 }
 
 // ------------------------------------------------------------------ clip
@@ -370,9 +374,8 @@ pass::Pipeline clip_pipeline(const ClipFlags& f) {
     set("activation-percentile", fmt::format("{}", f.activation_percentile));
   }
   if (f.fp16_range) set("fp16-range", "true");
-  pass::Pipeline pipeline = pass::parse_pipeline(f.no_fuse ? "eliminate-dead-code" : "fuse,eliminate-dead-code");
-  pipeline.elements.insert(pipeline.elements.end() - 1, std::move(c));
-  return pipeline;
+  pass::find_pass("clip")->create(c.options);  // refuses a bad combination, --print-pipeline or not
+  return around_fuse(std::move(c), !f.no_fuse);
 }
 
 // ------------------------------------------------------------------ convert
@@ -500,65 +503,21 @@ std::optional<uint64_t> parse_size(const std::string& text, const char* flag) {
 int run_pipeline_command(const std::string& command, const std::string& suffix, pass::Pipeline pipeline, const OptimizeFlags& f,
                          const DataFlags& data_flags, const GateFlags& gate_flags, std::optional<int64_t> batch = std::nullopt);
 
-int run_optimize_command(const OptimizeFlags& f, const DataFlags& data_flags, const GateFlags& gate_flags) {
-  pass::Pipeline pipeline;
+// Prints the pipeline (--print-pipeline) or runs it and writes the model and report.
+int print_or_run(bool print_only, const std::string& command, const std::string& suffix, pass::Pipeline pipeline,
+                 const OptimizeFlags& f, const DataFlags& data_flags, const GateFlags& gate_flags,
+                 std::optional<int64_t> batch = std::nullopt) {
+  if (print_only) {
+    fmt::print("{}\n", pass::print_pipeline(pipeline));
+    return kExitOk;
+  }
+  return run_pipeline_command(command, suffix, std::move(pipeline), f, data_flags, gate_flags, batch);
+}
+
+pass::Pipeline optimize_pipeline(const OptimizeFlags& f) {
   if (!f.passes.empty() && !f.pipeline_file.empty()) usage_error("give --passes or --pipeline, not both");
-  if (!f.pipeline_file.empty()) pipeline = pass::load_pipeline_file(f.pipeline_file);
-  else pipeline = pass::parse_pipeline(f.passes.empty() ? kDefaultOptimizePipeline : f.passes);
-  if (f.print_pipeline) {
-    fmt::print("{}\n", pass::print_pipeline(pipeline));
-    return kExitOk;
-  }
-  return run_pipeline_command("optimize", ".opt.onnx", std::move(pipeline), f, data_flags, gate_flags);
-}
-
-int run_fuse_command(const OptimizeFlags& f, const FuseFlags& fuse, const DataFlags& data_flags, const GateFlags& gate_flags) {
-  pass::Pipeline pipeline = fuse_pipeline(fuse);
-  if (fuse.print_pipeline) {
-    fmt::print("{}\n", pass::print_pipeline(pipeline));
-    return kExitOk;
-  }
-  return run_pipeline_command("fuse", ".fused.onnx", std::move(pipeline), f, data_flags, gate_flags);
-}
-
-int run_prune_command(const OptimizeFlags& f, const PruneFlags& prune, const DataFlags& data_flags, const GateFlags& gate_flags) {
-  pass::Pipeline pipeline = prune_pipeline(prune);
-  if (prune.print_pipeline) {
-    fmt::print("{}\n", pass::print_pipeline(pipeline));
-    return kExitOk;
-  }
-  return run_pipeline_command("prune", ".pruned.onnx", std::move(pipeline), f, data_flags, gate_flags);
-}
-
-int run_clip_command(const OptimizeFlags& f, const ClipFlags& clip, const DataFlags& data_flags, const GateFlags& gate_flags) {
-  pass::Pipeline pipeline = clip_pipeline(clip);
-  // Built before --print-pipeline so a bad combination is refused either way.
-  pass::find_pass("clip")->create(pipeline.elements.at(pipeline.elements.size() - 2).options);
-  if (clip.print_pipeline) {
-    fmt::print("{}\n", pass::print_pipeline(pipeline));
-    return kExitOk;
-  }
-  return run_pipeline_command("clip", ".clipped.onnx", std::move(pipeline), f, data_flags, gate_flags);
-}
-
-int run_convert_command(const OptimizeFlags& f, const ConvertFlags& c, const DataFlags& data_flags, const GateFlags& gate_flags) {
-  pass::Pipeline pipeline = convert_pipeline(c, data_flags, gate_flags);
-  if (c.print_pipeline) {
-    fmt::print("{}\n", pass::print_pipeline(pipeline));
-    return kExitOk;
-  }
-  return run_pipeline_command("convert", convert_suffix(c), std::move(pipeline), f, data_flags, gate_flags,
-                              c.batch ? std::optional<int64_t>(c.batch) : std::nullopt);
-}
-
-int run_quantize_command(const OptimizeFlags& f, const QuantizeFlags& q, const DataFlags& data_flags, const GateFlags& gate_flags) {
-  pass::Pipeline pipeline = quantize_pipeline(q, gate_flags);
-  if (q.print_pipeline) {
-    fmt::print("{}\n", pass::print_pipeline(pipeline));
-    return kExitOk;
-  }
-  const bool four_bit = (q.weight_only || q.mode == "weight-only") && q.bits == 4;
-  return run_pipeline_command("quantize", four_bit ? ".int4.onnx" : ".int8.onnx", std::move(pipeline), f, data_flags, gate_flags);
+  if (!f.pipeline_file.empty()) return pass::load_pipeline_file(f.pipeline_file);
+  return pass::parse_pipeline(f.passes.empty() ? kDefaultOptimizePipeline : f.passes);
 }
 
 int run_pipeline_command(const std::string& command, const std::string& suffix, pass::Pipeline pipeline, const OptimizeFlags& f,
@@ -1024,12 +983,33 @@ int main(int argc, char** argv) {
   }
   apply_log_flags(common);
   try {
-    if (optimize->parsed()) return run_optimize_command(optimize_flags, optimize_data, optimize_gates);
-    if (fuse->parsed()) return run_fuse_command(fuse_flags, fuse_options, fuse_data, fuse_gates);
-    if (prune->parsed()) return run_prune_command(prune_flags, prune_options, prune_data, prune_gates);
-    if (clip->parsed()) return run_clip_command(clip_flags, clip_options, clip_data, clip_gates);
-    if (convert->parsed()) return run_convert_command(convert_flags, convert_options, convert_data, convert_gates);
-    if (quantize->parsed()) return run_quantize_command(quantize_flags, quantize_options, quantize_data, quantize_gates);
+    if (optimize->parsed()) {
+      return print_or_run(optimize_flags.print_pipeline, "optimize", ".opt.onnx", optimize_pipeline(optimize_flags),
+                          optimize_flags, optimize_data, optimize_gates);
+    }
+    if (fuse->parsed()) {
+      return print_or_run(fuse_options.print_pipeline, "fuse", ".fused.onnx", fuse_pipeline(fuse_options), fuse_flags,
+                          fuse_data, fuse_gates);
+    }
+    if (prune->parsed()) {
+      return print_or_run(prune_options.print_pipeline, "prune", ".pruned.onnx", prune_pipeline(prune_options), prune_flags,
+                          prune_data, prune_gates);
+    }
+    if (clip->parsed()) {
+      return print_or_run(clip_options.print_pipeline, "clip", ".clipped.onnx", clip_pipeline(clip_options), clip_flags,
+                          clip_data, clip_gates);
+    }
+    if (convert->parsed()) {
+      return print_or_run(convert_options.print_pipeline, "convert", convert_suffix(convert_options),
+                          convert_pipeline(convert_options, convert_data, convert_gates), convert_flags, convert_data,
+                          convert_gates, convert_options.batch ? std::optional<int64_t>(convert_options.batch) : std::nullopt);
+    }
+    if (quantize->parsed()) {
+      const QuantizeFlags& q = quantize_options;
+      const bool four_bit = (q.weight_only || q.mode == "weight-only") && q.bits == 4;
+      return print_or_run(q.print_pipeline, "quantize", four_bit ? ".int4.onnx" : ".int8.onnx",
+                          quantize_pipeline(q, quantize_gates), quantize_flags, quantize_data, quantize_gates);
+    }
     if (compare->parsed()) return run_compare_command(compare_original, compare_candidate, compare_data, compare_gates, compare_report, compare_json);
     if (run->parsed()) return run_run_command(run_model, run_data, run_save, run_json);
     if (bench->parsed()) return run_bench_command(bench_model, bench_data, bench_warmup, bench_runs, bench_json, bench_profile);
