@@ -38,40 +38,28 @@ cases=(
   "ocr/ppocrv4_det.onnx|ocr/inputs/det|ocr/golden/ppocrv4_det"
 )
 
-check_in_ort() {  # model inputs golden label
-  local json
-  json=$(node "$TOOLS/run.js" "$1" --inputs-dir "$2" --compare "$3" --runs 1 --warmup 0 --json 2>&1 | grep '^JSON ' | cut -c6-)
-  if [ -z "$json" ]; then fail "$4: ONNX Runtime could not run it"; return; fi
-  node -e '
-    const r = JSON.parse(process.argv[1]); const tol = Number(process.argv[2]);
-    const cmp = Object.entries(r.comparisons || {});
-    if (cmp.length === 0) { console.log("no outputs compared"); process.exit(1); }
-    let bad = 0;
-    for (const [name, c] of cmp) {
-      const ok = c.max_abs_diff <= tol;
-      console.log(`  ${ok ? "ok  " : "FAIL"} ${name}: max|diff| ${c.max_abs_diff} cosine ${c.cosine}`);
-      if (!ok) bad++;
-    }
-    process.exit(bad ? 1 : 0);' "$json" "$TOL" || fail "$4: outputs differ from the golden outputs"
-}
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 
-check_cosine_in_ort() {  # model inputs golden label minimum-cosine
+# Runs MODEL in ONNX Runtime on INPUTS and judges every output against EXPECTED/expected_<name>.npy:
+# KIND max-abs (max|diff| <= LIMIT) or cosine (cosine >= LIMIT).
+compare_in_ort() {  # model inputs expected-dir label kind limit
   local json
   json=$(node "$TOOLS/run.js" "$1" --inputs-dir "$2" --compare "$3" --runs 1 --warmup 0 --json 2>&1 | grep '^JSON ' | cut -c6-)
   if [ -z "$json" ]; then fail "$4: ONNX Runtime could not run it"; return; fi
   node -e '
-    const r = JSON.parse(process.argv[1]); const min = Number(process.argv[2]);
+    const r = JSON.parse(process.argv[1]); const kind = process.argv[2]; const limit = Number(process.argv[3]);
     const cmp = Object.entries(r.comparisons || {});
     if (cmp.length === 0) { console.log("no outputs compared"); process.exit(1); }
     let bad = 0;
     for (const [name, c] of cmp) {
-      const ok = c.cosine >= min;
+      const ok = kind === "cosine" ? c.cosine >= limit : c.max_abs_diff <= limit;
       console.log(`  ${ok ? "ok  " : "FAIL"} ${name}: max|diff| ${c.max_abs_diff} cosine ${c.cosine}`);
       if (!ok) bad++;
     }
-    process.exit(bad ? 1 : 0);' "$json" "$5" || fail "$4: outputs differ from the golden outputs (cosine < $5)"
+    process.exit(bad ? 1 : 0);' "$json" "$5" "$6" || fail "$4: outputs differ from the expected ones ($5 limit $6)"
 }
+check_in_ort() { compare_in_ort "$1" "$2" "$3" "$4" max-abs "$TOL"; }  # model inputs golden label
+check_cosine_in_ort() { compare_in_ort "$1" "$2" "$3" "$4" cosine "$5"; }  # model inputs golden label minimum
 
 for c in "${cases[@]}"; do
   IFS='|' read -r model inputs golden <<<"$c"
@@ -165,23 +153,11 @@ check_in_ort "$T/ppocr_static.onnx" "$MODELS/ocr/inputs/det" "$MODELS/ocr/golden
 # float HardSigmoid/Mul/Resize between quantized Convs flip roundings. Its configurations therefore
 # quantize the graph as exported (--no-fuse); the fused quantized models of the others are checked.
 check_quantized_in_ort() {  # model inputs label
-  local ref="$T/ref_$3" json
+  local ref="$T/ref_$3"
   mkdir -p "$ref"
   "$MOPT" run "$1" --data "$2" --save-outputs "$ref" -q || { fail "$3: mopt could not run the quantized model"; return; }
   for f in "$ref"/*.npy; do mv "$f" "$ref/expected_$(basename "$f")"; done
-  json=$(node "$TOOLS/run.js" "$1" --inputs-dir "$2" --compare "$ref" --runs 1 --warmup 0 --json 2>&1 | grep '^JSON ' | cut -c6-)
-  if [ -z "$json" ]; then fail "$3: ONNX Runtime could not run it"; return; fi
-  node -e '
-    const r = JSON.parse(process.argv[1]);
-    const cmp = Object.entries(r.comparisons || {});
-    if (cmp.length === 0) { console.log("no outputs compared"); process.exit(1); }
-    let bad = 0;
-    for (const [name, c] of cmp) {
-      const ok = c.cosine >= 0.9999;
-      console.log(`  ${ok ? "ok  " : "FAIL"} ${name}: max|diff| ${c.max_abs_diff} cosine ${c.cosine}`);
-      if (!ok) bad++;
-    }
-    process.exit(bad ? 1 : 0);' "$json" || fail "$3: ONNX Runtime and mopt disagree on the quantized model"
+  compare_in_ort "$1" "$2" "$ref" "$3 (ONNX Runtime vs mopt)" cosine 0.9999
 }
 
 D="$MODELS/trained"
