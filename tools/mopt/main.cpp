@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <numeric>
 #include <iostream>
 #include <limits>
@@ -758,6 +759,27 @@ int run_passes_command(bool json) {
   return kExitOk;
 }
 
+// The flags every model-rewriting command shares: output, accuracy data and gates.
+struct PipelineCommandFlags {
+  OptimizeFlags output;
+  DataFlags data;
+  GateFlags gates;
+};
+
+// A command that rewrites a model: its own flags (`add_options`) come between the output flags and the
+// shared accuracy, gate and log flags.
+CLI::App* add_pipeline_command(CLI::App& app, const std::string& name, const std::string& description,
+                               const std::string& suffix, PipelineCommandFlags& flags, CommonFlags& common,
+                               const std::function<void(CLI::App*)>& add_options) {
+  CLI::App* cmd = app.add_subcommand(name, description);
+  add_model_output_flags(cmd, flags.output, suffix);
+  add_options(cmd);
+  add_data_flags(cmd, flags.data, "--accuracy", "random", true, 4);
+  add_gate_flags(cmd, flags.gates);
+  add_log_flags(cmd, common);
+  return cmd;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -769,18 +791,16 @@ int main(int argc, char** argv) {
       "Run `mopt <command> --help` for a command's options and examples.");
 
   CommonFlags common;
-  OptimizeFlags optimize_flags;
-  auto* optimize = app.add_subcommand("optimize", "Run a pipeline of passes over a model and write it with a report");
-  add_model_output_flags(optimize, optimize_flags, ".opt.onnx");
-  optimize->add_option("--passes", optimize_flags.passes,
-                       fmt::format("Pipeline text (default: {}); see `mopt passes`", kDefaultOptimizePipeline));
-  optimize->add_option("--pipeline", optimize_flags.pipeline_file, "Pipeline from a YAML or JSON file");
-  optimize->add_flag("--print-pipeline", optimize_flags.print_pipeline, "Print the normalized pipeline and exit");
-  DataFlags optimize_data;
-  GateFlags optimize_gates;
-  add_data_flags(optimize, optimize_data, "--accuracy", "random", true, 4);
-  add_gate_flags(optimize, optimize_gates);
-  add_log_flags(optimize, common);
+  PipelineCommandFlags optimize_cmd;
+  OptimizeFlags& optimize_flags = optimize_cmd.output;
+  auto* optimize = add_pipeline_command(
+      app, "optimize", "Run a pipeline of passes over a model and write it with a report", ".opt.onnx", optimize_cmd, common,
+      [&](CLI::App* cmd) {
+        cmd->add_option("--passes", optimize_flags.passes,
+                        fmt::format("Pipeline text (default: {}); see `mopt passes`", kDefaultOptimizePipeline));
+        cmd->add_option("--pipeline", optimize_flags.pipeline_file, "Pipeline from a YAML or JSON file");
+        cmd->add_flag("--print-pipeline", optimize_flags.print_pipeline, "Print the normalized pipeline and exit");
+      });
   optimize->footer(
       "Examples:\n"
       "  mopt optimize model.onnx                       # writes model.opt.onnx and model.opt.onnx.report.json\n"
@@ -790,16 +810,10 @@ int main(int argc, char** argv) {
       "  mopt optimize model.onnx --pipeline pipeline.yaml --verify-each\n"
       "  mopt optimize big.onnx --external-data 1K      # tensors >= 1 KiB go to big.opt.onnx.data");
 
-  OptimizeFlags quantize_flags;
+  PipelineCommandFlags quantize_cmd;
   QuantizeFlags quantize_options;
-  DataFlags quantize_data;
-  GateFlags quantize_gates;
-  auto* quantize = app.add_subcommand("quantize", "Quantize a model to int8 (dynamic or static) or its MatMul weights to 4/8 bits");
-  add_model_output_flags(quantize, quantize_flags, ".int8.onnx");
-  add_quantize_flags(quantize, quantize_options);
-  add_data_flags(quantize, quantize_data, "--accuracy", "random", true, 4);
-  add_gate_flags(quantize, quantize_gates);
-  add_log_flags(quantize, common);
+  auto* quantize = add_pipeline_command(app, "quantize", "Quantize a model to int8 (dynamic or static) or its MatMul weights to 4/8 bits",
+                                    ".int8.onnx", quantize_cmd, common, [&](CLI::App* cmd) { add_quantize_flags(cmd, quantize_options); });
   quantize->footer(
       "Modes: dynamic (default without --data): MatMul/Gemm weights int8, activations quantized at run time.\n"
       "       static (with --data): calibrated activations, QDQ or QOperator form; Conv, MatMul, Gemm, pooling, reshapes.\n"
@@ -813,16 +827,10 @@ int main(int argc, char** argv) {
       "  mopt quantize model.onnx --data calib.npy --accuracy test.npy --labels y.npy --max-accuracy-drop 1\n"
       "  mopt quantize llm.onnx --weight-only --bits 4 --block-size 32  # writes llm.int4.onnx");
 
-  OptimizeFlags fuse_flags;
+  PipelineCommandFlags fuse_cmd;
   FuseFlags fuse_options;
-  DataFlags fuse_data;
-  GateFlags fuse_gates;
-  auto* fuse = app.add_subcommand("fuse", "Fold constants, fuse operators and clean up the graph, to a fixed point");
-  add_model_output_flags(fuse, fuse_flags, ".fused.onnx");
-  add_fuse_flags(fuse, fuse_options);
-  add_data_flags(fuse, fuse_data, "--accuracy", "random", true, 4);
-  add_gate_flags(fuse, fuse_gates);
-  add_log_flags(fuse, common);
+  auto* fuse = add_pipeline_command(app, "fuse", "Fold constants, fuse operators and clean up the graph, to a fixed point",
+                                    ".fused.onnx", fuse_cmd, common, [&](CLI::App* cmd) { add_fuse_flags(cmd, fuse_options); });
   fuse->footer(
       "Runs the `fuse` pass group (see --print-pipeline) until nothing changes: constant folding, shape\n"
       "simplification, no-op and duplicate removal, BatchNorm/Mul/Add/Pad folding into Conv, MatMul+Add -> Gemm,\n"
@@ -834,16 +842,10 @@ int main(int argc, char** argv) {
       "  mopt fuse model.onnx --skip fold-input-normalization --max-folded-bytes 64K\n"
       "  mopt optimize model.onnx --passes 'fuse,quantize'      # the group inside a larger pipeline");
 
-  OptimizeFlags prune_flags;
+  PipelineCommandFlags prune_cmd;
   PruneFlags prune_options;
-  DataFlags prune_data;
-  GateFlags prune_gates;
-  auto* prune = app.add_subcommand("prune", "Zero Conv/MatMul/Gemm weights by magnitude or in an N:M pattern");
-  add_model_output_flags(prune, prune_flags, ".pruned.onnx");
-  add_prune_flags(prune, prune_options);
-  add_data_flags(prune, prune_data, "--accuracy", "random", true, 4);
-  add_gate_flags(prune, prune_gates);
-  add_log_flags(prune, common);
+  auto* prune = add_pipeline_command(app, "prune", "Zero Conv/MatMul/Gemm weights by magnitude or in an N:M pattern",
+                                    ".pruned.onnx", prune_cmd, common, [&](CLI::App* cmd) { add_prune_flags(cmd, prune_options); });
   prune->footer(
       "Zeros keep the file's dense size: unstructured sparsity pays off after compression (the report's zstd_bytes)\n"
       "or on sparse kernels (2:4 on sparse tensor cores). --method channels removes whole filters and the inputs\n"
@@ -855,16 +857,10 @@ int main(int argc, char** argv) {
       "  mopt prune model.onnx --method channels --sparsity 0.25 --exclude-nodes stem_conv\n"
       "  mopt prune model.onnx --sparsity 0.6 --accuracy x.npy --labels y.npy --max-accuracy-drop 2   # CI gate");
 
-  OptimizeFlags clip_flags;
+  PipelineCommandFlags clip_cmd;
   ClipFlags clip_options;
-  DataFlags clip_data;
-  GateFlags clip_gates;
-  auto* clip = app.add_subcommand("clip", "Clamp weight outliers (range, percentile or sigma) before quantization");
-  add_model_output_flags(clip, clip_flags, ".clipped.onnx");
-  add_clip_flags(clip, clip_options);
-  add_data_flags(clip, clip_data, "--accuracy", "random", true, 4);
-  add_gate_flags(clip, clip_gates);
-  add_log_flags(clip, common);
+  auto* clip = add_pipeline_command(app, "clip", "Clamp weight outliers (range, percentile or sigma) before quantization",
+                                    ".clipped.onnx", clip_cmd, common, [&](CLI::App* cmd) { add_clip_flags(cmd, clip_options); });
   clip->footer(
       "Weights: at most one of --range, --percentile, --sigma; activations: --data; float16: --fp16-range (any mix, at\n"
       "least one). The report lists per tensor the bounds and how many values moved. Measured: squeezenet static int8 cosine vs float 0.9957 alone, 0.99995 after --percentile 99.9;\n"
@@ -875,18 +871,12 @@ int main(int argc, char** argv) {
       "  mopt clip model.onnx --data calib/ --activation-percentile 99.99   # bounded Relus, tightened Clips\n"
       "  mopt clip model.onnx --range -0.5:0.5 -o clipped.onnx && mopt quantize clipped.onnx --data calib/");
 
-  OptimizeFlags convert_flags;
+  PipelineCommandFlags convert_cmd;
   ConvertFlags convert_options;
-  DataFlags convert_data;
-  GateFlags convert_gates;
-  auto* convert = app.add_subcommand("convert", "Convert to float16/bfloat16, another opset or IR version, or static input shapes");
-  add_model_output_flags(convert, convert_flags, ".fp16.onnx");
-  add_convert_flags(convert, convert_options);
-  add_data_flags(convert, convert_data, "--accuracy", "random", true, 4);
+  auto* convert = add_pipeline_command(app, "convert", "Convert to float16/bfloat16, another opset or IR version, or static input shapes",
+                                    ".fp16.onnx", convert_cmd, common, [&](CLI::App* cmd) { add_convert_flags(cmd, convert_options); });
   convert->get_option("--shape")->description("Make an input's shape static: NAME=1,3,224,224 (repeatable; random data follows it)");
   convert->get_option("--dim")->description("Give a symbolic dimension a value everywhere: NAME=8 (repeatable)");
-  add_gate_flags(convert, convert_gates);
-  add_log_flags(convert, common);
   convert->footer(
       "float16/bfloat16: operators whose ONNX schema admits the type convert; Resize, TopK, Range, ... (--op-block-list)\n"
       "stay float32; Casts go only where a value crosses between the two, and at inputs/outputs (--keep-io-types).\n"
@@ -985,30 +975,30 @@ int main(int argc, char** argv) {
   try {
     if (optimize->parsed()) {
       return print_or_run(optimize_flags.print_pipeline, "optimize", ".opt.onnx", optimize_pipeline(optimize_flags),
-                          optimize_flags, optimize_data, optimize_gates);
+                          optimize_flags, optimize_cmd.data, optimize_cmd.gates);
     }
     if (fuse->parsed()) {
-      return print_or_run(fuse_options.print_pipeline, "fuse", ".fused.onnx", fuse_pipeline(fuse_options), fuse_flags,
-                          fuse_data, fuse_gates);
+      return print_or_run(fuse_options.print_pipeline, "fuse", ".fused.onnx", fuse_pipeline(fuse_options), fuse_cmd.output,
+                          fuse_cmd.data, fuse_cmd.gates);
     }
     if (prune->parsed()) {
-      return print_or_run(prune_options.print_pipeline, "prune", ".pruned.onnx", prune_pipeline(prune_options), prune_flags,
-                          prune_data, prune_gates);
+      return print_or_run(prune_options.print_pipeline, "prune", ".pruned.onnx", prune_pipeline(prune_options), prune_cmd.output,
+                          prune_cmd.data, prune_cmd.gates);
     }
     if (clip->parsed()) {
-      return print_or_run(clip_options.print_pipeline, "clip", ".clipped.onnx", clip_pipeline(clip_options), clip_flags,
-                          clip_data, clip_gates);
+      return print_or_run(clip_options.print_pipeline, "clip", ".clipped.onnx", clip_pipeline(clip_options), clip_cmd.output,
+                          clip_cmd.data, clip_cmd.gates);
     }
     if (convert->parsed()) {
       return print_or_run(convert_options.print_pipeline, "convert", convert_suffix(convert_options),
-                          convert_pipeline(convert_options, convert_data, convert_gates), convert_flags, convert_data,
-                          convert_gates, convert_options.batch ? std::optional<int64_t>(convert_options.batch) : std::nullopt);
+                          convert_pipeline(convert_options, convert_cmd.data, convert_cmd.gates), convert_cmd.output, convert_cmd.data,
+                          convert_cmd.gates, convert_options.batch ? std::optional<int64_t>(convert_options.batch) : std::nullopt);
     }
     if (quantize->parsed()) {
       const QuantizeFlags& q = quantize_options;
       const bool four_bit = (q.weight_only || q.mode == "weight-only") && q.bits == 4;
       return print_or_run(q.print_pipeline, "quantize", four_bit ? ".int4.onnx" : ".int8.onnx",
-                          quantize_pipeline(q, quantize_gates), quantize_flags, quantize_data, quantize_gates);
+                          quantize_pipeline(q, quantize_cmd.gates), quantize_cmd.output, quantize_cmd.data, quantize_cmd.gates);
     }
     if (compare->parsed()) return run_compare_command(compare_original, compare_candidate, compare_data, compare_gates, compare_report, compare_json);
     if (run->parsed()) return run_run_command(run_model, run_data, run_save, run_json);
