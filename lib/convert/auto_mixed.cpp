@@ -11,7 +11,6 @@
 
 #include "exec/executor.h"
 #include "io/model_io.h"
-#include "quant/accuracy_aware.h"
 #include "util/error.h"
 
 namespace mopt::convert {
@@ -88,7 +87,7 @@ MixedPrecisionResult choose_float32_nodes(ir::Model& model, const FloatPrecision
     }
   }
   const std::vector<data::Feeds> first(evaluation.samples.begin(), evaluation.samples.begin() + 1);
-  const quant::Captures captured = quant::capture_values(model, first, values, evaluation.threads);
+  const eval::Captures captured = eval::capture_values(model, first, values, evaluation.threads);
   for (const auto& [name, node] : by_name) {
     std::vector<exec::Array> inputs;
     inputs.reserve(node->inputs().size());

@@ -15,7 +15,6 @@
 
 #include "convert/shapes.h"
 #include "exec/array.h"
-#include "quant/accuracy_aware.h"
 #include "rewrite/rewrite.h"
 #include "util/error.h"
 
@@ -451,7 +450,7 @@ FloatPrecisionResult convert_float_precision(ir::Model& model, const FloatPrecis
 }
 
 std::vector<std::string> convertible_nodes(ir::Model& model, const FloatPrecisionOptions& options) {
-  quant::name_unnamed_nodes(model);
+  rewrite::name_unnamed_nodes(model);
   infer_shapes(model);
   Converter converter(model, options);
   converter.plan();

@@ -15,6 +15,20 @@ namespace mopt::eval {
 namespace d = ir::dtype;
 using exec::Array;
 
+Captures capture_values(const ir::Model& model, const std::vector<data::Feeds>& samples, const std::set<std::string>& names,
+                        int threads) {
+  Captures out(samples.size());
+  size_t current = 0;
+  exec::ExecutorOptions options;
+  options.threads = threads;
+  options.observe = [&](const ir::Value& v, const exec::Array& a) {
+    if (names.count(v.name())) out[current][v.name()] = a;  // shares the buffer, no copy
+  };
+  exec::Executor executor(model, options);
+  for (current = 0; current < samples.size(); ++current) executor.run(samples[current]);
+  return out;
+}
+
 Outputs run_samples(const ir::Model& model, const std::vector<data::Feeds>& samples, int threads) {
   Outputs out;
   exec::Executor executor(model, exec::ExecutorOptions{threads, false, nullptr});

@@ -5,7 +5,9 @@
 #pragma once
 #include <nlohmann/json.hpp>
 
+#include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -21,6 +23,11 @@ struct Outputs {
   std::vector<std::vector<exec::Array>> per_sample;
   double seconds = 0;
 };
+
+// Values of `names` (main graph) computed by `model` on each of `samples`, sharing the executor's buffers.
+using Captures = std::vector<std::map<std::string, exec::Array>>;
+Captures capture_values(const ir::Model& model, const std::vector<data::Feeds>& samples, const std::set<std::string>& names,
+                        int threads);
 
 // Runs `model` on each sample. Throws mopt::Error if the executor cannot run it.
 Outputs run_samples(const ir::Model& model, const std::vector<data::Feeds>& samples, int threads = 0);

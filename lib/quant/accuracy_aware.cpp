@@ -27,21 +27,7 @@ double mean_relative_l2(const eval::Comparison& c) {
 
 }  // namespace
 
-Captures capture_values(const ir::Model& model, const std::vector<data::Feeds>& samples, const std::set<std::string>& names,
-                        int threads) {
-  Captures out(samples.size());
-  size_t current = 0;
-  exec::ExecutorOptions options;
-  options.threads = threads;
-  options.observe = [&](const ir::Value& v, const exec::Array& a) {
-    if (names.count(v.name())) out[current][v.name()] = a;  // shares the buffer, no copy
-  };
-  exec::Executor executor(model, options);
-  for (current = 0; current < samples.size(); ++current) executor.run(samples[current]);
-  return out;
-}
-
-void add_layer_errors(const Captures& float_values, const Captures& quantized_values, QuantizeSummary& summary) {
+void add_layer_errors(const eval::Captures& float_values, const eval::Captures& quantized_values, QuantizeSummary& summary) {
   for (LayerRecord& layer : summary.layers) {
     double diff2 = 0, ref2 = 0, q2 = 0, dot = 0, max_abs = 0;
     bool seen = false;
@@ -141,16 +127,6 @@ FallbackResult accuracy_aware_exclusions(const ir::Model& model, const QuantizeC
     if (chosen.count(node)) result.kept_float.push_back(node);
   }
   return result;
-}
-
-int64_t name_unnamed_nodes(ir::Model& model) {
-  int64_t named = 0;
-  for (ir::Node* n : model.graph().nodes()) {
-    if (!n->name().empty()) continue;
-    n->mutable_proto().set_name(model.fresh_name(n->op_type()));
-    ++named;
-  }
-  return named;
 }
 
 }  // namespace mopt::quant

@@ -22,13 +22,8 @@
 
 namespace mopt::quant {
 
-// Values of `names` computed by `model` on each of `samples`.
-using Captures = std::vector<std::map<std::string, exec::Array>>;
-Captures capture_values(const ir::Model& model, const std::vector<data::Feeds>& samples, const std::set<std::string>& names,
-                        int threads);
-
 // Fills each layer's error fields from float captures (by `output`) and quantized ones (by `value`).
-void add_layer_errors(const Captures& float_values, const Captures& quantized_values, QuantizeSummary& summary);
+void add_layer_errors(const eval::Captures& float_values, const eval::Captures& quantized_values, QuantizeSummary& summary);
 
 struct FallbackResult {
   double target = 0;
@@ -42,12 +37,8 @@ struct FallbackResult {
 
 // Chooses layers to keep in float so that quantizing `model` with `config` (plus those exclusions)
 // drops accuracy by at most `max_drop` points on `evaluation`. `model` is not modified; candidates are
-// quantized on copies. Nodes of `config` must have names (see name_unnamed_nodes).
+// quantized on copies. Nodes of `config` must have names (see rewrite::name_unnamed_nodes).
 FallbackResult accuracy_aware_exclusions(const ir::Model& model, const QuantizeConfig& config, const CalibrationTable* table,
                                          const eval::Evaluation& evaluation, double max_drop);
-
-// Gives every unnamed main-graph node a unique name (op type based), so layers can be reported and
-// excluded by name. Returns how many were named.
-int64_t name_unnamed_nodes(ir::Model& model);
 
 }  // namespace mopt::quant

@@ -12,6 +12,16 @@ std::string describe(const ir::Node& node) {
   return out ? node.op_type() + " -> " + out->name() : node.op_type();
 }
 
+int64_t name_unnamed_nodes(ir::Model& model) {
+  int64_t named = 0;
+  for (ir::Node* n : model.graph().nodes()) {
+    if (!n->name().empty()) continue;
+    n->mutable_proto().set_name(model.fresh_name(n->op_type()));
+    ++named;
+  }
+  return named;
+}
+
 void set_int_attr(ir::Node& node, const std::string& name, int64_t value) {
   remove_attr(node, name);
   ir::Attribute a;

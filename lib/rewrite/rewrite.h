@@ -13,6 +13,9 @@ namespace mopt::rewrite {
 
 // How reports name a node: its name, or "<op> -> <first output>" when it has none.
 std::string describe(const ir::Node& node);
+// Gives every unnamed main-graph node a unique name (op type based), so nodes can be reported and
+// excluded by name. Returns how many were named.
+int64_t name_unnamed_nodes(ir::Model& model);
 
 // Setting an attribute replaces any of the same name.
 void set_int_attr(ir::Node& node, const std::string& name, int64_t value);

@@ -18,6 +18,7 @@
 #include "quant/calibrate.h"
 #include "convert/versions.h"
 #include "quant/quantize.h"
+#include "rewrite/rewrite.h"
 #include "util/error.h"
 
 namespace mopt::passes {
@@ -53,20 +54,20 @@ class QuantizePass : public pass::Pass {
     std::optional<quant::FallbackResult> fallback;
     if (max_drop >= 0) {
       if (evaluation == nullptr) usage_error("quantize(max-accuracy-drop=...) needs the accuracy check (drop --accuracy off)");
-      if (int64_t named = quant::name_unnamed_nodes(model)) ctx.count("nodes-named", named);
+      if (int64_t named = rewrite::name_unnamed_nodes(model)) ctx.count("nodes-named", named);
       fallback = quant::accuracy_aware_exclusions(model, config, table ? &*table : nullptr, *evaluation, max_drop);
       config.exclude_nodes.insert(fallback->kept_float.begin(), fallback->kept_float.end());
     }
 
     // Float values of the layers about to be quantized, for the per-layer error report.
     std::vector<data::Feeds> error_samples;
-    quant::Captures float_values;
+    eval::Captures float_values;
     if (evaluation) {
       const size_t n = std::min<size_t>(evaluation->samples.size(), kLayerErrorSamples);
       error_samples.assign(evaluation->samples.begin(), evaluation->samples.begin() + static_cast<std::ptrdiff_t>(n));
       std::set<std::string> outputs;
       for (const ir::Node* node : quant::select_nodes(model, config, nullptr)) outputs.insert(node->output(0)->name());
-      float_values = quant::capture_values(model, error_samples, outputs, evaluation->threads);
+      float_values = eval::capture_values(model, error_samples, outputs, evaluation->threads);
     }
 
     // Quantize in QDQ form first: per-layer errors are measured there, then QOperator fuses patterns.
@@ -76,7 +77,7 @@ class QuantizePass : public pass::Pass {
     if (evaluation) {
       std::set<std::string> values;
       for (const quant::LayerRecord& l : summary.layers) values.insert(l.value);
-      quant::add_layer_errors(float_values, quant::capture_values(model, error_samples, values, evaluation->threads), summary);
+      quant::add_layer_errors(float_values, eval::capture_values(model, error_samples, values, evaluation->threads), summary);
     }
     if (format == quant::Format::QOperator && config.mode == quant::Mode::Static) quant::qdq_to_qoperator(model, summary);
 
