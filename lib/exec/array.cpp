@@ -96,15 +96,7 @@ std::vector<int64_t> Array::to_int64s() const {
 }
 
 std::vector<double> Array::to_doubles() const {
-  if (is_16bit_float(dtype_)) {
-    std::vector<double> out(static_cast<size_t>(numel_));
-    const bool bf16 = dtype_ == ir::dtype::kBfloat16;
-    for (int64_t i = 0; i < numel_; ++i) {
-      const uint16_t bits = data<uint16_t>()[i];
-      out[static_cast<size_t>(i)] = bf16 ? bfloat16_to_float(bits) : half_to_float(bits);
-    }
-    return out;
-  }
+  if (is_16bit_float(dtype_)) return cast(*this, ir::dtype::kFloat).to_doubles();
   return visit<kNumbers | kBools>(dtype_, "reading numbers", [&]<typename T>(T) {
     std::vector<double> out(static_cast<size_t>(numel_));
     for (int64_t i = 0; i < numel_; ++i) out[static_cast<size_t>(i)] = static_cast<double>(data<T>()[i]);
