@@ -62,7 +62,7 @@ no_outputs
 expect 0 "nodes +66 +65" -- "$MOPT" optimize "$T/work/model.onnx"
 [ -f "$T/work/model.opt.onnx" ] || fail "default output model.opt.onnx missing"
 [ -f "$T/work/model.opt.onnx.report.json" ] || fail "default report missing"
-grep -q '"schema_version": 1' "$T/work/model.opt.onnx.report.json" || fail "report has no schema_version"
+grep -q '"schema_version": 2' "$T/work/model.opt.onnx.report.json" || fail "report has no schema_version"
 grep -q '"dropout-removed": 1' "$T/work/model.opt.onnx.report.json" || fail "report lacks pass counters"
 grep -q '"zstd_bytes": [0-9]' "$T/work/model.opt.onnx.report.json" || fail "report lacks the compressed size"
 [ "$(sha256sum "$T/work/model.onnx" | cut -d' ' -f1)" = "$sum_before" ] || fail "the input model changed"
@@ -102,7 +102,8 @@ expect 0 "softmaxout_1 +float\[1,1000,1,1\]" -- "$MOPT" run "$T/work/model.onnx"
 expect 0 "outputs saved" -- "$MOPT" run "$T/work/model.onnx" --save-outputs "$T/outs"
 [ -f "$T/outs/softmaxout_1.npy" ] || fail "run --save-outputs wrote no .npy"
 expect 0 "cosine 1.000000" -- "$MOPT" compare "$T/work/model.onnx" "$T/work/model.opt.onnx" --samples 2
-expect 0 '"gate": "min-cosine"' -- "$MOPT" compare "$T/work/model.onnx" "$T/work/model.opt.onnx" --samples 1 --min-cosine 0.999 --json
+expect 2 "--min-cosine would decide on random inputs" -- "$MOPT" compare "$T/work/model.onnx" "$T/work/model.opt.onnx" --min-cosine 0.999
+expect 0 '"gate": "min-cosine"' -- "$MOPT" compare "$T/work/model.onnx" "$T/work/model.opt.onnx" --samples 1 --min-cosine 0.999 --json --data random
 expect 3 "gate max-size failed: output size [0-9]+ bytes exceeds the limit of 1024 bytes" -- \
   "$MOPT" compare "$T/work/model.onnx" "$T/work/model.opt.onnx" --samples 1 --max-size 1K
 expect 3 "gate max-size failed" -- "$MOPT" optimize "$T/work/model.onnx" -o "$T/work/gated.onnx" --max-size 1K
@@ -110,12 +111,66 @@ expect 3 "gate max-size failed" -- "$MOPT" optimize "$T/work/model.onnx" -o "$T/
 expect 0 "p50" -- "$MOPT" bench "$T/work/model.onnx" --runs 2 --warmup 1 --threads 1
 expect 1 "data path .*nowhere does not exist" -- "$MOPT" run "$T/work/model.onnx" --data "$T/nowhere"
 expect 2 "--shape expects NAME=VALUE" -- "$MOPT" run "$T/work/model.onnx" --shape data_0
+expect 0 "timing mopt's reference executor" -- "$MOPT" bench "$T/work/model.onnx" --runs 1 --warmup 0
+expect 2 "--shape nosuch: the model has no input named 'nosuch'" -- "$MOPT" run "$T/work/model.onnx" --shape nosuch=1,3
+expect 2 "--dim nosuch: no input has a dimension named 'nosuch'" -- "$MOPT" optimize "$T/work/model.onnx" --dim nosuch=8
+expect 2 "--value-range data_0: LO must not exceed HI" -- "$MOPT" run "$T/work/model.onnx" --value-range data_0=2:1
+expect 0 "ran .* on random inputs" -- "$MOPT" run "$T/work/model.onnx" --value-range data_0=0:255
 # Labelled accuracy on the real digits model (../shared/models), when present.
 M="$SRC/../shared/models/trained"
 if [ -f "$M/digits_cnn.onnx" ]; then
   expect 0 "original 100.00%  optimized 100.00%" -- "$MOPT" compare "$M/digits_cnn.onnx" "$M/digits_cnn.onnx" \
     --data "$M/digits_test_x.npy" --labels "$M/digits_test_y.npy" --max-accuracy-drop 0
   expect 0 "accuracy on 360 labels .*98.61%" -- "$MOPT" run "$M/digits_mlp.onnx" --data "$M/digits_test_xflat.npy" --labels "$M/digits_test_y.npy"
+fi
+
+# --- accuracy you can trust: real data by default, no verdict on unasked random data, no silent no-op
+S="$SRC/../shared/models"
+if [ -d "$S/vision/inputs/squeezenet_fish_fp32" ]; then
+  mkdir -p "$T/trust/calib"
+  cp "$S/vision/squeezenet1.1_fp32.onnx" "$T/trust/sq.onnx"
+  cp -r "$S/vision/inputs/squeezenet_fish_fp32" "$T/trust/calib/fish"
+  cp -r "$S/vision/inputs/squeezenet_kitten_224_fp32" "$T/trust/calib/kitten"
+  # Quantize measures on its calibration data, says so, and agrees with compare on the same data.
+  expect 0 "note: measured on the 2 calibration samples themselves .*not independent of the calibration" -- \
+    "$MOPT" quantize "$T/trust/sq.onnx" --data "$T/trust/calib" --no-compressed-size
+  expect 0 "^verdict: ok on the calibration data" -- "$MOPT" quantize "$T/trust/sq.onnx" --data "$T/trust/calib" --no-compressed-size
+  grep -q '"kind": "calibration"' "$T/trust/sq.int8.onnx.report.json" || fail "report lacks accuracy.data.kind"
+  expect 0 "top-1 agree 100.00%" -- "$MOPT" compare "$T/trust/sq.onnx" "$T/trust/sq.int8.onnx" --data "$T/trust/calib"
+  # The accuracy-aware fallback decides on that real data and keeps (almost) every layer quantized.
+  expect 0 "accuracy-aware: drop 0.00 pp -> 0.00 pp \(target 1.00\) with 0 layer\(s\) in float" -- \
+    "$MOPT" quantize "$T/trust/sq.onnx" --data "$T/trust/calib" --max-accuracy-drop 1 -o "$T/trust/aware.onnx" --no-compressed-size
+  grep -q '"nodes_quantized": 27' "$T/trust/aware.onnx.report.json" || fail "the fallback kept layers float on real data"
+  # Dynamic quantization of a CNN quantizes nothing: an error that says why, and no output.
+  expect 1 "quantize changed nothing: .*Conv is quantized only in static mode: pass --data" -- \
+    "$MOPT" quantize "$T/trust/sq.onnx" -o "$T/trust/dyn.onnx"
+  [ ! -e "$T/trust/dyn.onnx" ] && [ ! -e "$T/trust/dyn.onnx.report.json" ] || fail "a no-op quantize wrote output"
+  expect 0 "^$" -- "$MOPT" quantize "$T/trust/sq.onnx" -o "$T/trust/dyn.onnx" --allow-unchanged -q
+  [ -e "$T/trust/dyn.onnx" ] || fail "--allow-unchanged wrote no model"
+  # A gate on random data nobody asked for is refused before any work; asked for, it is judged.
+  expect 2 "--max-accuracy-drop would decide on random inputs" -- "$MOPT" prune "$T/trust/sq.onnx" -o "$T/trust/p.onnx" --max-accuracy-drop 1
+  [ ! -e "$T/trust/p.onnx" ] || fail "a refused gate wrote a model"
+  expect 2 "--fail-on-degraded would decide on random inputs" -- "$MOPT" convert "$T/trust/sq.onnx" --to fp16 -o "$T/trust/h.onnx" --fail-on-degraded
+  expect 2 "--auto-mixed would decide on random inputs" -- "$MOPT" convert "$T/trust/sq.onnx" --to fp16 -o "$T/trust/h.onnx" --auto-mixed
+  expect 0 "verdict: ok on random inputs \(not real data" -- "$MOPT" convert "$T/trust/sq.onnx" --to fp16 -o "$T/trust/h.onnx" \
+    --fail-on-degraded --accuracy random
+  # A collapse is never silent: DEGRADED on the terminal (even with -q) and in the report; the gate exits 3.
+  expect 3 "verdict: DEGRADED on .*kitten: top-1 disagreement" -- "$MOPT" prune "$T/trust/sq.onnx" -o "$T/trust/p90.onnx" \
+    --sparsity 0.9 --accuracy "$T/trust/calib/kitten" --fail-on-degraded -q
+  expect 3 "gate fail-on-degraded failed" -- "$MOPT" prune "$T/trust/sq.onnx" -o "$T/trust/p90.onnx" \
+    --sparsity 0.9 --accuracy "$T/trust/calib/kitten" --fail-on-degraded -q
+  grep -q '"status": "degraded"' "$T/trust/p90.onnx.report.json" || fail "report lacks the DEGRADED verdict"
+fi
+if [ -f "$S/ocr/ppocrv4_det.onnx" ]; then
+  # Random 1x3x1x1 inputs make both outputs near zero: no cosine, a warning naming the defaulted dims.
+  expect 0 "random accuracy inputs set unknown dims to 1 \(x\[0\]" -- \
+    "$MOPT" convert "$S/ocr/ppocrv4_det.onnx" --to fp16 -o "$T/trust/pp.onnx" --no-compressed-size
+  expect 0 "^verdict: NOT JUDGED on random inputs .*near zero" -- \
+    "$MOPT" convert "$S/ocr/ppocrv4_det.onnx" --to fp16 -o "$T/trust/pp.onnx" --no-compressed-size
+  expect 3 "cosine similarity of output .* is undefined" -- "$MOPT" convert "$S/ocr/ppocrv4_det.onnx" --to fp16 \
+    -o "$T/trust/pp.onnx" --no-compressed-size --accuracy random --min-cosine 0.999
+  expect 0 "verdict: ok on .*ocr/inputs/det" -- "$MOPT" convert "$S/ocr/ppocrv4_det.onnx" --to fp16 -o "$T/trust/pp.onnx" \
+    --no-compressed-size --accuracy "$S/ocr/inputs/det" --min-cosine 0.999
 fi
 
 # --- quantize

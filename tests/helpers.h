@@ -5,6 +5,7 @@
 #include <google/protobuf/util/message_differencer.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -29,6 +30,15 @@ inline onnx::ModelProto parse_proto(const std::string& text) {
   auto status = onnx::OnnxParser::Parse(proto, text.c_str());
   if (!status.IsOK()) throw std::runtime_error("bad ONNX text in test: " + status.ErrorMessage() + "\n" + text);
   return proto;
+}
+
+// An array of `dtype` and `shape` holding `values` (as T's bytes).
+template <typename T>
+exec::Array array(int32_t dtype, exec::Shape shape, std::vector<T> values) {
+  exec::Array a(dtype, shape);
+  if (static_cast<int64_t>(values.size()) != a.numel()) throw std::runtime_error("test array: values do not fill the shape");
+  std::memcpy(a.bytes(), values.data(), values.size() * sizeof(T));
+  return a;
 }
 
 // Parses ONNX text and loads it through the real loader (serialized bytes -> wire reader -> IR).

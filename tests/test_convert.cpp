@@ -37,17 +37,15 @@ const ir::Tensor* initializer(const ir::Model& m, const std::string& name) {
 
 double worst_cosine(const ir::Model& a, const ir::Model& b, const std::vector<data::Feeds>& samples) {
   const eval::Comparison c = eval::compare_outputs(eval::run_samples(a, samples, 1), eval::run_samples(b, samples, 1));
-  double worst = 1;
-  for (const auto& o : c.outputs) worst = std::min(worst, o.nonfinite_mismatches ? -1.0 : o.cosine);
-  return worst;
+  return eval::lowest_cosine(c).value_or(-1.0);  // new NaN/Inf or an undefined cosine fail every threshold
 }
 
 std::vector<data::Feeds> samples_of(const ir::Model& model, const std::string& source) {
   driver::AccuracyRequest request;
   request.source = source;
   request.random_samples = 2;
-  std::string description;
-  return driver::load_or_generate_samples(model, request, &description);
+  request.source_explicit = true;
+  return driver::load_or_generate_samples(model, request, nullptr);
 }
 
 // ONNX's own shape inference with type checking: a converted model whose declared types disagree

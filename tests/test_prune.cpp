@@ -150,7 +150,7 @@ TEST_CASE("clipping weight outliers before static quantization brings squeezenet
   auto cosine_after = [&](const std::string& pipeline) {
     auto model = io::load_model(kModels / "vision/squeezenet1.1_fp32.onnx");
     run(*model, pipeline);
-    return eval::compare_outputs(reference, eval::run_samples(*model, samples, 0), nullptr, "").outputs.at(0).cosine;
+    return eval::compare_outputs(reference, eval::run_samples(*model, samples, 0), nullptr, "").outputs.at(0).cosine.value();
   };
   const std::string quantize = "quantize(mode=static,data=" + calib + ")";
   const double alone = cosine_after("fuse," + quantize);

@@ -56,15 +56,15 @@ MixedPrecisionResult choose_float32_nodes(ir::Model& model, const FloatPrecision
     convert_float_precision(*candidate, o);
     ++result.evaluations;
     const eval::Comparison c = evaluation.evaluate(*candidate);
+    const bool broken = std::any_of(c.outputs.begin(), c.outputs.end(), [](const auto& m) { return m.broken(); });
     if (target.max_accuracy_drop) {
       std::optional<double> drop = eval::accuracy_drop_points(c, &result.basis);
       if (!drop) fail("--max-accuracy-drop needs labels (--labels) or a classifier-like output to measure");
-      return *drop;
+      return broken ? 100.0 : *drop;  // new NaN/Inf never meets a target
     }
     result.basis = "lowest cosine similarity of any output";
-    double worst = 1;
-    for (const eval::OutputMetrics& m : c.outputs) worst = std::min(worst, m.nonfinite_mismatches ? -1.0 : m.cosine);
-    return worst;
+    // New NaN/Inf or an undefined cosine cannot confirm the target: they count as the worst cosine.
+    return eval::lowest_cosine(c).value_or(-1.0);
   };
   auto met = [&](double v) { return target.max_accuracy_drop ? v <= *target.max_accuracy_drop : v >= target.min_cosine; };
 

@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <cmath>
 #include <random>
+#include <set>
 
 #include "data/npy.h"
 #include "exec/dispatch.h"
@@ -73,6 +75,62 @@ void ShapeOverrides::add_dim(const std::string& spec) {
   dims[name] = parse_dim(value, spec, "--dim");
 }
 
+void ShapeOverrides::add_range(const std::string& spec) {
+  auto [name, value] = split_assignment(spec, "--value-range");
+  const size_t colon = value.find(':');
+  auto number = [&](const std::string& text) {
+    try {
+      size_t used = 0;
+      const double v = std::stod(text, &used);
+      if (used != text.size() || !std::isfinite(v)) throw std::invalid_argument(text);
+      return v;
+    } catch (const std::exception&) {
+      usage_error("--value-range: '{}' is not a number in '{}' (expected NAME=LO:HI)", text, spec);
+    }
+  };
+  if (colon == std::string::npos) usage_error("--value-range expects NAME=LO:HI, got '{}'", spec);
+  const double lo = number(value.substr(0, colon)), hi = number(value.substr(colon + 1));
+  if (!(lo <= hi)) usage_error("--value-range {}: LO must not exceed HI, got '{}'", name, value);
+  ranges[name] = {lo, hi};
+}
+
+void ShapeOverrides::validate(const ir::Model& model) const {
+  const std::vector<InputSpec> inputs = model_inputs(model);
+  std::vector<std::string> input_names;
+  std::set<std::string> dim_names;
+  for (const InputSpec& s : inputs) {
+    input_names.push_back(s.name);
+    for (const std::string& p : s.dim_params) {
+      if (!p.empty()) dim_names.insert(p);
+    }
+  }
+  auto check_input = [&](const std::string& name, const char* flag) {
+    if (std::find(input_names.begin(), input_names.end(), name) == input_names.end())
+      usage_error("{} {}: the model has no input named '{}' (inputs: {})", flag, name, name, fmt::join(input_names, ", "));
+  };
+  for (const auto& [name, dims_] : shapes) check_input(name, "--shape");
+  for (const auto& [name, range] : ranges) check_input(name, "--value-range");
+  for (const auto& [name, value] : dims) {
+    if (!dim_names.count(name))
+      usage_error("--dim {}: no input has a dimension named '{}' (named dimensions: {})", name, name,
+                  dim_names.empty() ? "none" : fmt::format("{}", fmt::join(dim_names, ", ")));
+  }
+}
+
+std::vector<std::string> defaulted_dims(const ir::Model& model, const ShapeOverrides& overrides) {
+  std::vector<std::string> out;
+  for (const InputSpec& input : model_inputs(model)) {
+    if (overrides.shapes.count(input.name)) continue;
+    for (size_t i = 0; i < input.dims.size(); ++i) {
+      if (input.dims[i] >= 0) continue;
+      const std::string& param = input.dim_params[i];
+      if (!param.empty() && overrides.dims.count(param)) continue;
+      if (i == 0 && overrides.batch) continue;
+      out.push_back(param.empty() ? fmt::format("{}[{}]", input.name, i) : fmt::format("{}[{}] ('{}')", input.name, i, param));
+    }
+  }
+  return out;
+}
 std::vector<int64_t> concrete_shape(const InputSpec& input, const ShapeOverrides& overrides) {
   auto it = overrides.shapes.find(input.name);
   if (it != overrides.shapes.end()) {
@@ -108,8 +166,17 @@ Feeds random_feeds(const ir::Model& model, const ShapeOverrides& overrides, uint
     Array a(exec::is_16bit_float(input.dtype) ? d::kFloat : input.dtype, concrete_shape(input, overrides));
     // Each input draws from its own stream so adding an input does not change the others.
     std::mt19937_64 local(seed ^ std::hash<std::string>{}(input.name) ^ rng());
-    std::uniform_real_distribution<double> uniform(-1.0, 1.0);
-    std::uniform_int_distribution<int> small(0, 9);
+    const auto range = overrides.ranges.find(input.name);
+    const bool ranged = range != overrides.ranges.end();
+    std::uniform_real_distribution<double> uniform(ranged ? range->second.first : -1.0, ranged ? range->second.second : 1.0);
+    std::uniform_int_distribution<int64_t> small(0, 9);
+    if (ranged) {
+      small = std::uniform_int_distribution<int64_t>(static_cast<int64_t>(std::ceil(range->second.first)),
+                                                     static_cast<int64_t>(std::floor(range->second.second)));
+      if (a.dtype() != d::kFloat && a.dtype() != d::kDouble && small.a() > small.b())
+        usage_error("--value-range {}: [{}, {}] holds no integer for this integer input", input.name, range->second.first,
+                    range->second.second);
+    }
     exec::visit<exec::kNumbers | exec::kBools>(a.dtype(), "random input", [&]<typename T>(T) {
       T* p = a.data<T>();
       for (int64_t i = 0; i < a.numel(); ++i) {
@@ -117,9 +184,9 @@ Feeds random_feeds(const ir::Model& model, const ShapeOverrides& overrides, uint
         else if constexpr (std::is_same_v<T, bool>) p[i] = small(local) % 2 == 1;
         else p[i] = static_cast<T>(small(local));
       }
-      // Integer inputs must not be all zeros.
+      // Integer inputs must not be all zeros (unless their range says so).
       if constexpr (!std::is_floating_point_v<T>) {
-        if (a.numel() > 0) p[0] = static_cast<T>(1);
+        if (a.numel() > 0 && !ranged) p[0] = static_cast<T>(1);
       }
     });
     feeds[input.name] = exec::is_16bit_float(input.dtype) ? exec::cast(a, input.dtype) : a;
@@ -239,6 +306,26 @@ std::vector<Feeds> load_samples(const ir::Model& model, const std::string& path)
   }
   require_all(inputs, feeds, path);
   return split_batch(inputs, feeds);
+}
+
+std::vector<size_t> holdout_indices(size_t count) {
+  constexpr size_t kMinSamples = 10, kEvery = 5;
+  std::vector<size_t> out;
+  if (count < kMinSamples) return out;
+  for (size_t i = kEvery - 1; i < count; i += kEvery) out.push_back(i);
+  return out;
+}
+
+std::vector<Feeds> without_holdout(std::vector<Feeds> samples) {
+  const std::vector<size_t> held = holdout_indices(samples.size());
+  for (auto it = held.rbegin(); it != held.rend(); ++it) samples.erase(samples.begin() + static_cast<std::ptrdiff_t>(*it));
+  return samples;
+}
+
+std::vector<Feeds> only_holdout(const std::vector<Feeds>& samples) {
+  std::vector<Feeds> out;
+  for (size_t i : holdout_indices(samples.size())) out.push_back(samples[i]);
+  return out;
 }
 
 std::string describe(const Feeds& feeds) {

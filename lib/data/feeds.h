@@ -26,21 +26,33 @@ struct InputSpec {
 // The inputs a caller must feed (graph inputs without an initializer).
 std::vector<InputSpec> model_inputs(const ir::Model& model);
 
+// How random feeds are shaped and filled where the model leaves it open (the names are checked against the
+// model by `validate`, so a typo is a usage error, not a silently ignored flag).
 struct ShapeOverrides {
   std::map<std::string, std::vector<int64_t>> shapes;  // --shape name=1,3,224,224
   std::map<std::string, int64_t> dims;                 // --dim batch=8 (by dim_param name)
+  std::map<std::string, std::pair<double, double>> ranges;  // --value-range name=lo:hi (by input name)
   std::optional<int64_t> batch;                        // any other dynamic first dimension (convert --batch)
-  // Parses "name=1,3,224,224" and "batch=8"; usage errors on bad syntax.
+  // Parses "name=1,3,224,224", "batch=8" and "name=0:255"; usage errors on bad syntax.
   void add_shape(const std::string& spec);
   void add_dim(const std::string& spec);
+  void add_range(const std::string& spec);
+  bool empty() const { return shapes.empty() && dims.empty() && ranges.empty() && !batch; }
+  // Usage error for a --shape or --value-range naming no model input, or a --dim naming no symbolic dim.
+  void validate(const ir::Model& model) const;
 };
+
+// The dims random feeds set to 1 because nothing gave them a value, as "input[axis]" (with the dim's name),
+// for the warning that says the random data may not resemble real inputs.
+std::vector<std::string> defaulted_dims(const ir::Model& model, const ShapeOverrides& overrides);
 
 // The concrete shape for an input: an explicit --shape, else dims with symbolic ones from --dim, a
 // dynamic first dim from `batch`, and any other unknown dim set to 1.
 std::vector<int64_t> concrete_shape(const InputSpec& input, const ShapeOverrides& overrides);
 
 // Random feeds, deterministic for a seed. Ranges: float [-1, 1) (normal-ish inputs to trained models);
-// signed ints [0, 10), unsigned [0, 10), bool 50/50 -- integers are never all zero.
+// signed ints [0, 10), unsigned [0, 10), bool 50/50 -- integers are never all zero; --value-range sets an
+// input's range (integers: lo..hi inclusive).
 Feeds random_feeds(const ir::Model& model, const ShapeOverrides& overrides, uint64_t seed);
 
 // Loads samples for `model` from PATH: an .npy (single-input models), .npz or .pb file; a folder of
@@ -48,6 +60,14 @@ Feeds random_feeds(const ir::Model& model, const ShapeOverrides& overrides, uint
 // each. Arrays stacked along the batch axis are split into samples when the model's batch dim is fixed
 // at 1. Unknown files are ignored; a missing input is an error.
 std::vector<Feeds> load_samples(const ir::Model& model, const std::string& path);
+
+// Samples held out of a calibration set of `count` samples to measure accuracy on data the calibration did
+// not see: every 5th sample (indices 4, 9, ...) once there are at least 10; none for smaller sets.
+std::vector<size_t> holdout_indices(size_t count);
+// `samples` without the held-out ones (the calibration part).
+std::vector<Feeds> without_holdout(std::vector<Feeds> samples);
+// Only the held-out ones.
+std::vector<Feeds> only_holdout(const std::vector<Feeds>& samples);
 
 // The file name stem for a tensor name: characters other than [A-Za-z0-9_.-] written as '_'.
 std::string file_safe_name(const std::string& name);

@@ -20,20 +20,73 @@ bool same_file(const fs::path& a, const fs::path& b) {
 
 constexpr uint64_t kDefaultExternalThreshold = 1024;
 
+// A command whose pass did nothing did not do its job: it says why and writes nothing.
+void require_change(const pass::PipelineResult& result, const OptimizeRequest& request) {
+  bool ran = false;
+  std::string reason;
+  for (const pass::PassRun& p : result.passes) {
+    if (p.name != request.required_change) continue;
+    ran = true;
+    if (p.changed) return;
+    if (!p.unchanged_reason.empty()) reason = p.unchanged_reason;
+  }
+  if (!ran) return;
+  fail("{} changed nothing{}; nothing was written (pass --allow-unchanged to write the model anyway)", request.command,
+       reason.empty() ? "" : ": " + reason);
+}
+
 }  // namespace
 
+std::string data_kind(const AccuracyRequest& request) {
+  if (request.source == "off") return "off";
+  if (request.source_explicit) return request.source == "random" ? "random" : "data";
+  if (!request.calibration.empty()) return "calibration";  // or calibration-holdout, once the sample count is known
+  return "random";
+}
+
 std::vector<data::Feeds> load_or_generate_samples(const ir::Model& model, const AccuracyRequest& request,
-                                                  std::string* description) {
+                                                  eval::DataSource* source, std::vector<std::string>* warnings) {
+  eval::DataSource out;
+  out.kind = data_kind(request);
+  out.random_requested = request.source_explicit && request.source == "random";
+  request.shapes.validate(model);
   std::vector<data::Feeds> samples;
-  if (request.source == "random") {
+  if (out.kind == "random") {
     for (int i = 0; i < request.random_samples; ++i) {
       samples.push_back(data::random_feeds(model, request.shapes, request.seed + static_cast<uint64_t>(i)));
     }
-    if (description) *description = fmt::format("random inputs (seed {})", request.seed);
-  } else {
+    out.description = fmt::format("random inputs (seed {})", request.seed);
+    const std::vector<std::string> defaulted = data::defaulted_dims(model, request.shapes);
+    if (!defaulted.empty()) {
+      out.note = fmt::format("unknown dims set to 1: {}", fmt::join(defaulted, ", "));
+      if (warnings)
+        warnings->push_back(fmt::format("random accuracy inputs set unknown dims to 1 ({}); give --shape/--dim, or real "
+                                        "inputs with --accuracy DATA",
+                                        fmt::join(defaulted, ", ")));
+    }
+  } else if (out.kind == "data") {
     samples = data::load_samples(model, request.source);
-    if (description) *description = request.source;
+    out.description = request.source;
+  } else {
+    samples = data::load_samples(model, request.calibration);
+    const size_t total = samples.size();
+    const std::vector<size_t> held = data::holdout_indices(total);
+    if (!held.empty() && request.labels.empty()) {
+      out.kind = "calibration-holdout";
+      samples = data::only_holdout(samples);
+      out.description = fmt::format("{} held-out calibration samples of {}", samples.size(), request.calibration);
+      out.note = fmt::format("samples {}, {}, ... (every 5th, {} of {}) were held out of calibration, which used the other {}",
+                             held[0], held.size() > 1 ? held[1] : held[0], held.size(), total, total - held.size());
+    } else {
+      out.description = fmt::format("the calibration data {}", request.calibration);
+      out.note = fmt::format("measured on the {} calibration sample{} themselves ({}): not independent of the calibration; "
+                             "pass --accuracy DATA for held-out data",
+                             total, total == 1 ? "" : "s",
+                             request.labels.empty() ? "fewer than 10, too few to hold some out"
+                                                    : "--labels describe the whole calibration set");
+    }
   }
+  if (source) *source = out;
   return samples;
 }
 
@@ -54,6 +107,12 @@ OptimizeResult run_optimize(const OptimizeRequest& request) {
   if (!request.in_place && same_file(request.input, result.output))
     usage_error("output '{}' is the input model; pass --in-place to overwrite it", result.output.string());
   if (same_file(request.input, result.report)) usage_error("report path '{}' is the input model", result.report.string());
+
+  const AccuracyRequest& acc = request.accuracy;
+  // Decisions on random data nobody asked for are refused before any work.
+  if (data_kind(acc) == "random" && !(acc.source_explicit && acc.source == "random")) {
+    for (const std::string& what : acc.decisions) eval::require_real_data(eval::DataSource{}, what);
+  }
 
   report::RunReport& run = result.run;
   run.command = request.command;
@@ -79,18 +138,17 @@ OptimizeResult run_optimize(const OptimizeRequest& request) {
   // Reference outputs of the original model, computed before the passes change it; passes that search
   // for an accuracy target (quantize's fallback) see them through the pass manager.
   std::optional<eval::Evaluation> evaluation;
-  std::string data_description;
-  const AccuracyRequest& acc = request.accuracy;
   exec::Array labels;  // read before the passes so a bad labels file fails fast
   if (!acc.labels.empty() && acc.source != "off") labels = data::read_npy(acc.labels);
   if (acc.source != "off") {
     try {
       log::progress("running the original model for the accuracy check");
       eval::Evaluation e;
-      e.samples = load_or_generate_samples(*model, acc, &data_description);
+      e.samples = load_or_generate_samples(*model, acc, &e.source, &run.warnings);
+      if (e.source.kind == "calibration-holdout") e.holdout_of = acc.calibration;
       e.reference = eval::run_samples(*model, e.samples, acc.threads);
       if (labels.defined()) e.labels = labels;
-      e.label_output = acc.label_output;
+      e.classifier_output = acc.classifier_output;
       e.threads = acc.threads;
       evaluation = std::move(e);
     } catch (const Error& e) {
@@ -108,14 +166,17 @@ OptimizeResult run_optimize(const OptimizeRequest& request) {
   manager.evaluation = evaluation ? &*evaluation : nullptr;
   run.pipeline_result = pass::run_pipeline(request.pipeline, *model, manager);
   run.after = report::collect_stats(*model);
+  if (!request.required_change.empty() && !request.allow_unchanged) require_change(run.pipeline_result, request);
 
   std::optional<eval::Comparison> comparison;
   if (evaluation) {
     log::progress("running the optimized model for the accuracy check");
     comparison = evaluation->evaluate(*model);
-    comparison->data = data_description;
     run.accuracy = eval::to_json(*comparison);
     run.accuracy_summary = eval::summary(*comparison);
+    const eval::Verdict verdict = eval::judge(*comparison);
+    run.verdict_summary = eval::summary(verdict, comparison->data);
+    run.degraded = verdict.degraded();
   }
 
   log::progress("writing {}", result.output.string());

@@ -17,20 +17,29 @@ namespace mopt::driver {
 namespace fs = std::filesystem;
 
 // How the accuracy of the output is measured against the input.
+// How the accuracy of the output is measured against the input. Real data wins: an explicit source, else
+// the command's calibration data (a held-out part of it when there is enough), else random inputs, and
+// then every verdict says so.
 struct AccuracyRequest {
   std::string source = "random";  // "random", "off", or a data path (file or folder)
+  bool source_explicit = false;   // the user named the source (--accuracy/--data); "random" then is a choice
+  std::string calibration;        // the command's calibration data (quantize/clip --data), used when no source is named
   bool required = false;          // asked for explicitly (or a gate needs it): failing to measure is an error
+  std::vector<std::string> decisions;  // flags that decide on the data (gates, --auto-mixed): refused on unasked random data
   int random_samples = 4;
   uint64_t seed = 0;
   data::ShapeOverrides shapes;
-  std::string labels;        // .npy of integer labels, optional
-  std::string label_output;  // output scored against labels (default: first classifier-like one)
+  std::string labels;             // .npy of integer labels, optional
+  std::string classifier_output;  // "" (by shape), "none" or an output name (also the output scored against labels)
   int threads = 0;
 };
 
-// Samples from `source` ("random" or a path) for `model`.
+// The kind of data `request` measures on, known before anything is loaded.
+std::string data_kind(const AccuracyRequest& request);
+
+// Samples for `model` from the request's source (see AccuracyRequest), and where they came from.
 std::vector<data::Feeds> load_or_generate_samples(const ir::Model& model, const AccuracyRequest& request,
-                                                  std::string* description);
+                                                  eval::DataSource* source, std::vector<std::string>* warnings = nullptr);
 
 struct OptimizeRequest {
   std::string command = "optimize";
@@ -47,6 +56,10 @@ struct OptimizeRequest {
   bool compressed_size = true;  // zstd size of input and output in the report
   AccuracyRequest accuracy;
   eval::Gates gates;
+  // The pass this command exists to run ("quantize", "prune", ...): when it changed nothing the command
+  // fails with the pass's reason and writes nothing, unless allow_unchanged.
+  std::string required_change;
+  bool allow_unchanged = false;
 };
 
 struct OptimizeResult {

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <numeric>
+#include <set>
 
 #include "exec/executor.h"
 #include "util/error.h"
@@ -128,8 +129,49 @@ int64_t classes_of(const Outputs& o, size_t index) {
 
 }  // namespace
 
+namespace {
+
+// Below this RMS an output is "near zero": its direction (cosine) and its SNR are noise.
+constexpr double kNearZeroRms = 1e-6;
+
+// Which outputs `classifier_output` selects: "" every classifier-like one, "none" none, or one by name (it
+// must be classifier-like).
+std::vector<bool> classifier_outputs(const Outputs& reference, const std::string& classifier_output, std::string* note) {
+  std::vector<bool> out(reference.names.size(), false);
+  if (reference.per_sample.empty() || classifier_output == "none") {
+    if (note) *note = classifier_output == "none" ? "no output scored as a classifier (--classifier-output none)" : "";
+    return out;
+  }
+  std::vector<std::string> picked;
+  for (size_t o = 0; o < reference.names.size(); ++o) {
+    int64_t rows = 0, classes = 0;
+    const bool shaped = classifier_view(reference.per_sample[0][o].shape(), rows, classes);
+    if (!classifier_output.empty() && reference.names[o] != classifier_output) continue;
+    if (!classifier_output.empty() && !shaped)
+      usage_error("--classifier-output {}: the output has shape {}, not [N, C] with C >= 2 (after dropping unit dims)",
+                  classifier_output, exec::shape_string(reference.per_sample[0][o].shape()));
+    if (shaped) {
+      out[o] = true;
+      picked.push_back(fmt::format("'{}' {}", reference.names[o], exec::shape_string(reference.per_sample[0][o].shape())));
+    }
+  }
+  if (!classifier_output.empty() && picked.empty())
+    usage_error("--classifier-output {}: the model has no output named '{}' (outputs: {})", classifier_output, classifier_output,
+                fmt::join(reference.names, ", "));
+  if (note) {
+    *note = picked.empty() ? "no output is classifier-like ([N, C], C >= 2), so there is no top-1 agreement"
+            : classifier_output.empty()
+                ? fmt::format("scored as classifier{} by shape ([N, C], C >= 2): {} (set with --classifier-output NAME|none)",
+                              picked.size() == 1 ? "" : "s", fmt::join(picked, ", "))
+                : fmt::format("scored as classifier (--classifier-output): {}", picked[0]);
+  }
+  return out;
+}
+
+}  // namespace
+
 Comparison compare_outputs(const Outputs& reference, const Outputs& candidate, const Array* labels,
-                           const std::string& label_output) {
+                           const std::string& classifier_output) {
   Comparison c;
   c.samples = reference.per_sample.size();
   c.reference_seconds = reference.seconds;
@@ -137,6 +179,7 @@ Comparison compare_outputs(const Outputs& reference, const Outputs& candidate, c
   if (reference.names.size() != candidate.names.size()) {
     fail("the models have different numbers of outputs ({} and {})", reference.names.size(), candidate.names.size());
   }
+  const std::vector<bool> scored = classifier_outputs(reference, classifier_output, &c.classifier_note);
   for (size_t o = 0; o < reference.names.size(); ++o) {
     OutputMetrics m;
     m.name = reference.names[o];
@@ -154,6 +197,7 @@ Comparison compare_outputs(const Outputs& reference, const Outputs& candidate, c
         if (!std::isfinite(a) || !std::isfinite(b)) {
           bool same = (std::isnan(a) && std::isnan(b)) || a == b;
           if (!same) ++m.nonfinite_mismatches;
+          if (!same && std::isfinite(a)) ++m.new_nonfinite;
           continue;
         }
         double e = std::abs(a - b);
@@ -166,7 +210,7 @@ Comparison compare_outputs(const Outputs& reference, const Outputs& candidate, c
       }
       m.elements += rv.size();
       int64_t rows = 0, classes = 0;
-      if (classifier_view(r.shape(), rows, classes)) {
+      if (scored[o] && classifier_view(r.shape(), rows, classes)) {
         m.classifier = true;
         m.rows += static_cast<uint64_t>(rows);
         double same1 = 0, same5 = 0;
@@ -181,12 +225,27 @@ Comparison compare_outputs(const Outputs& reference, const Outputs& candidate, c
         if (classes >= 5) m.top5_agreement = m.top5_agreement.value_or(0) + same5;
       }
     }
-    double n = static_cast<double>(std::max<uint64_t>(m.elements, 1));
+    const double n = static_cast<double>(std::max<uint64_t>(m.elements, 1));
     m.mean_abs_error = sum_abs / n;
-    m.relative_l2 = sum_sq_ref > 0 ? std::sqrt(sum_sq_err / sum_sq_ref) : (sum_sq_err > 0 ? INFINITY : 0.0);
-    double denom = std::sqrt(sum_sq_ref) * std::sqrt(sum_sq_cand);
-    m.cosine = denom > 0 ? dot / denom : (sum_sq_ref == 0 && sum_sq_cand == 0 ? 1.0 : 0.0);
-    m.snr_db = sum_sq_err > 0 ? 10.0 * std::log10(sum_sq_ref / sum_sq_err) : INFINITY;
+    const double rms_ref = std::sqrt(sum_sq_ref / n), rms_cand = std::sqrt(sum_sq_cand / n);
+    if (m.broken()) {
+      m.max_abs_error = m.relative_l2 = INFINITY;
+      m.undefined_reason = fmt::format("the optimized model produced {} NaN/Inf value{} where the original is finite",
+                                       m.new_nonfinite, m.new_nonfinite == 1 ? "" : "s");
+    } else if (rms_ref <= kNearZeroRms && rms_cand <= kNearZeroRms) {
+      m.relative_l2 = sum_sq_ref > 0 ? std::sqrt(sum_sq_err / sum_sq_ref) : (sum_sq_err > 0 ? INFINITY : 0.0);
+      m.undefined_reason = fmt::format("both outputs are near zero (RMS {:.3g} and {:.3g}): cosine and SNR say nothing; "
+                                       "see max|err|, or measure on real data",
+                                       rms_ref, rms_cand);
+    } else if (sum_sq_ref == 0) {
+      m.relative_l2 = INFINITY;
+      m.undefined_reason = "the original output is all zeros: cosine and SNR are undefined; see max|err|";
+    } else {
+      m.relative_l2 = std::sqrt(sum_sq_err / sum_sq_ref);
+      const double denom = std::sqrt(sum_sq_ref) * std::sqrt(sum_sq_cand);
+      m.cosine = denom > 0 ? std::clamp(dot / denom, -1.0, 1.0) : 0.0;  // an all-zero candidate has collapsed
+      m.snr_db = sum_sq_err > 0 ? 10.0 * std::log10(sum_sq_ref / sum_sq_err) : INFINITY;
+    }
     if (m.classifier && m.rows) {
       m.top1_agreement /= static_cast<double>(m.rows);
       if (m.top5_agreement) *m.top5_agreement /= static_cast<double>(m.rows);
@@ -194,8 +253,9 @@ Comparison compare_outputs(const Outputs& reference, const Outputs& candidate, c
     c.outputs.push_back(m);
   }
   if (labels) {
-    LabelMetrics ref = label_accuracy(reference, *labels, label_output);
-    LabelMetrics cand = label_accuracy(candidate, *labels, label_output);
+    if (classifier_output == "none") usage_error("--labels score a classifier output; drop --classifier-output none");
+    LabelMetrics ref = label_accuracy(reference, *labels, classifier_output);
+    LabelMetrics cand = label_accuracy(candidate, *labels, classifier_output);
     ref.candidate_accuracy = cand.reference_accuracy;
     c.labels = ref;
   }
@@ -204,7 +264,7 @@ Comparison compare_outputs(const Outputs& reference, const Outputs& candidate, c
 
 LabelMetrics label_accuracy(const Outputs& outputs, const Array& labels, const std::string& label_output) {
   size_t index = 0;
-  if (!label_output.empty()) {
+  if (!label_output.empty() && label_output != "none") {
     index = output_index(outputs, label_output);
   } else {
     bool found = false;
@@ -215,7 +275,7 @@ LabelMetrics label_accuracy(const Outputs& outputs, const Array& labels, const s
         found = true;
       }
     }
-    if (!found) fail("no classifier-like output ([N, C]) to score labels against; name one with --output");
+    if (!found) fail("no classifier-like output ([N, C]) to score labels against; name one with --classifier-output");
   }
   LabelMetrics m;
   m.output = outputs.names[index];
@@ -227,7 +287,9 @@ LabelMetrics label_accuracy(const Outputs& outputs, const Array& labels, const s
 
 Comparison Evaluation::evaluate(const ir::Model& model) const {
   Outputs candidate = run_samples(model, samples, threads);
-  return compare_outputs(reference, candidate, labels ? &*labels : nullptr, label_output);
+  Comparison c = compare_outputs(reference, candidate, labels ? &*labels : nullptr, classifier_output);
+  c.data = source;
+  return c;
 }
 
 std::optional<double> accuracy_drop_points(const Comparison& c, std::string* basis) {
@@ -242,13 +304,101 @@ std::optional<double> accuracy_drop_points(const Comparison& c, std::string* bas
   return std::nullopt;
 }
 
+namespace {
+
+const OutputMetrics* first_broken(const Comparison& c) {
+  for (const OutputMetrics& m : c.outputs) {
+    if (m.broken()) return &m;
+  }
+  return nullptr;
+}
+
+std::string broken_message(const OutputMetrics& m) { return fmt::format("output '{}': {}", m.name, m.undefined_reason); }
+
+}  // namespace
+
+std::vector<data::Feeds> load_calibration(const ir::Model& model, const std::string& path, const Evaluation* evaluation) {
+  std::vector<data::Feeds> samples = data::load_samples(model, path);
+  if (evaluation && !evaluation->holdout_of.empty() && evaluation->holdout_of == path) samples = data::without_holdout(std::move(samples));
+  return samples;
+}
+
+std::optional<double> lowest_cosine(const Comparison& c) {
+  std::optional<double> worst;
+  for (const OutputMetrics& m : c.outputs) {
+    if (m.broken() || !m.cosine) return std::nullopt;
+    worst = std::min(worst.value_or(1.0), *m.cosine);
+  }
+  return worst;
+}
+
+void require_real_data(const DataSource& source, const std::string& what) {
+  if (!source.is_random() || source.random_requested) return;
+  usage_error("{} would decide on random inputs, which say nothing about accuracy on real data; give real inputs "
+              "(--accuracy DATA, or --data DATA for compare and calibration), or ask for random data explicitly "
+              "(--accuracy random) to accept a verdict on it",
+              what);
+}
+
+Verdict judge(const Comparison& c, const Thresholds& t) {
+  Verdict v;
+  std::vector<std::pair<double, std::string>> reasons;  // (severity, line): broken first, then by how far off
+  std::set<std::string> worst;
+  bool judged = false;
+  for (const OutputMetrics& m : c.outputs) {
+    if (m.broken()) {
+      reasons.emplace_back(1e9, broken_message(m));
+      worst.insert(m.name);
+      judged = true;
+      continue;
+    }
+    if (m.cosine) {
+      judged = true;
+      if (*m.cosine < t.min_cosine) {
+        reasons.emplace_back(t.min_cosine - *m.cosine,
+                             fmt::format("output '{}': cosine {:.6f} < {:.2f}", m.name, *m.cosine, t.min_cosine));
+        worst.insert(m.name);
+      }
+    }
+  }
+  std::string basis;
+  if (std::optional<double> drop = accuracy_drop_points(c, &basis)) {
+    judged = true;
+    if (*drop > t.max_drop_points + 1e-9) {
+      reasons.emplace_back(*drop / 100.0, fmt::format("{}: {:.2f} pp > {:.2f} pp", basis, *drop, t.max_drop_points));
+      if (c.labels) worst.insert(c.labels->output);
+    }
+  }
+  std::stable_sort(reasons.begin(), reasons.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (auto& r : reasons) v.reasons.push_back(std::move(r.second));
+  v.worst_outputs.assign(worst.begin(), worst.end());
+  if (!v.reasons.empty()) v.status = "degraded";
+  else if (!judged) {
+    v.status = "not-judged";
+    for (const OutputMetrics& m : c.outputs) {
+      if (!m.undefined_reason.empty()) v.reasons.push_back(fmt::format("output '{}': {}", m.name, m.undefined_reason));
+    }
+    if (c.outputs.empty()) v.reasons.push_back("the model has no outputs to compare");
+  }
+  return v;
+}
+
 std::vector<GateResult> check_gates(const Gates& gates, const Comparison* c, uint64_t output_bytes) {
   std::vector<GateResult> out;
+  const OutputMetrics* broken = c ? first_broken(*c) : nullptr;
+  // Every gate fails on an output that became NaN/Inf: no number measured on it means anything.
+  auto fail_broken = [&](GateResult& g) {
+    g.passed = false;
+    g.measured = "broken";
+    g.message = fmt::format("{} (every gate fails)", broken_message(*broken));
+  };
   if (gates.max_accuracy_drop) {
     GateResult g{"max-accuracy-drop", false, "", fmt::format("{:.2f} pp", *gates.max_accuracy_drop), ""};
     std::string basis;
     const std::optional<double> drop = c ? accuracy_drop_points(*c, &basis) : std::nullopt;
-    if (!drop) {
+    if (broken) {
+      fail_broken(g);
+    } else if (!drop) {
       g.measured = "not measurable";
       g.message = "accuracy drop not measurable: no labels and no classifier-like output (gate fails)";
     } else {
@@ -262,19 +412,29 @@ std::vector<GateResult> check_gates(const Gates& gates, const Comparison* c, uin
   }
   if (gates.min_cosine) {
     GateResult g{"min-cosine", false, "", fmt::format("{:.6f}", *gates.min_cosine), ""};
-    if (!c || c->outputs.empty()) {
+    const OutputMetrics* worst = nullptr;
+    const OutputMetrics* undefined = nullptr;
+    if (c) {
+      for (const OutputMetrics& m : c->outputs) {
+        if (!m.cosine) undefined = undefined ? undefined : &m;
+        else if (worst == nullptr || *m.cosine < *worst->cosine) worst = &m;
+      }
+    }
+    if (broken) {
+      fail_broken(g);
+    } else if (!c || c->outputs.empty()) {
       g.measured = "not measurable";
       g.message = "cosine similarity not measurable: accuracy was not evaluated (gate fails)";
+    } else if (undefined) {
+      g.measured = "not measurable";
+      g.message = fmt::format("cosine similarity of output '{}' is undefined: {} (gate fails)", undefined->name,
+                              undefined->undefined_reason);
     } else {
-      const OutputMetrics* worst = &c->outputs[0];
-      for (const OutputMetrics& m : c->outputs) {
-        if (m.cosine < worst->cosine) worst = &m;
-      }
-      g.passed = worst->cosine >= *gates.min_cosine;
-      g.measured = fmt::format("{:.6f}", worst->cosine);
-      g.message = fmt::format("lowest cosine similarity {:.6f} (output '{}') {} the minimum {:.6f}{}", worst->cosine,
+      g.passed = *worst->cosine >= *gates.min_cosine;
+      g.measured = fmt::format("{:.6f}", *worst->cosine);
+      g.message = fmt::format("lowest cosine similarity {:.6f} (output '{}') {} the minimum {:.6f}{}", *worst->cosine,
                               worst->name, g.passed ? "meets" : "is below", *gates.min_cosine,
-                              g.passed ? "" : fmt::format(" by {:.6f}", *gates.min_cosine - worst->cosine));
+                              g.passed ? "" : fmt::format(" by {:.6f}", *gates.min_cosine - *worst->cosine));
     }
     out.push_back(g);
   }
@@ -282,6 +442,22 @@ std::vector<GateResult> check_gates(const Gates& gates, const Comparison* c, uin
     GateResult g{"max-size", output_bytes <= *gates.max_size, std::to_string(output_bytes), std::to_string(*gates.max_size), ""};
     g.message = fmt::format("output size {} bytes {} the limit of {} bytes{}", output_bytes, g.passed ? "is within" : "exceeds",
                             *gates.max_size, g.passed ? "" : fmt::format(" by {} bytes", output_bytes - *gates.max_size));
+    if (broken) fail_broken(g);
+    out.push_back(g);
+  }
+  if (gates.fail_on_degraded) {
+    GateResult g{"fail-on-degraded", false, "", "ok", ""};
+    if (!c) {
+      g.measured = "not measurable";
+      g.message = "accuracy was not evaluated (gate fails)";
+    } else {
+      const Verdict v = judge(*c);
+      g.passed = v.status == "ok";
+      g.measured = v.status;
+      g.message = v.status == "ok" ? "the result is not degraded"
+                  : fmt::format("the result is {}: {}", v.status == "degraded" ? "DEGRADED" : "not judged",
+                                v.reasons.empty() ? "" : v.reasons[0]);
+    }
     out.push_back(g);
   }
   return out;
@@ -293,10 +469,22 @@ static nlohmann::json number(double v) {
   return v;
 }
 
+nlohmann::json to_json(const DataSource& d) {
+  nlohmann::json j = {{"kind", d.kind}, {"description", d.description}};
+  if (!d.note.empty()) j["note"] = d.note;
+  return j;
+}
+
+nlohmann::json to_json(const Verdict& v) {
+  return {{"status", v.status}, {"reasons", v.reasons}, {"worst_outputs", v.worst_outputs},
+          {"thresholds", {{"min_cosine", Thresholds{}.min_cosine}, {"max_drop_pp", Thresholds{}.max_drop_points}}}};
+}
+
 nlohmann::json to_json(const Comparison& c) {
   nlohmann::json j;
-  j["data"] = c.data;
+  j["data"] = to_json(c.data);
   j["samples"] = c.samples;
+  if (!c.classifier_note.empty()) j["classifier"] = c.classifier_note;
   j["seconds"] = {{"original", c.reference_seconds}, {"optimized", c.candidate_seconds}};
   j["outputs"] = nlohmann::json::array();
   for (const OutputMetrics& m : c.outputs) {
@@ -305,9 +493,11 @@ nlohmann::json to_json(const Comparison& c) {
                         {"max_abs_error", number(m.max_abs_error)},
                         {"mean_abs_error", number(m.mean_abs_error)},
                         {"relative_l2_error", number(m.relative_l2)},
-                        {"cosine_similarity", number(m.cosine)},
-                        {"snr_db", number(m.snr_db)},
-                        {"nonfinite_mismatches", m.nonfinite_mismatches}};
+                        {"cosine_similarity", m.cosine ? nlohmann::json(*m.cosine) : nlohmann::json(nullptr)},
+                        {"snr_db", m.snr_db ? number(*m.snr_db) : nlohmann::json(nullptr)},
+                        {"nonfinite_mismatches", m.nonfinite_mismatches},
+                        {"new_nonfinite", m.new_nonfinite}};
+    if (!m.undefined_reason.empty()) o["undefined_reason"] = m.undefined_reason;
     if (m.classifier) {
       o["rows"] = m.rows;
       o["top1_agreement"] = m.top1_agreement;
@@ -322,6 +512,7 @@ nlohmann::json to_json(const Comparison& c) {
                    {"optimized_accuracy", c.labels->candidate_accuracy},
                    {"accuracy_drop", c.labels->drop()}};
   }
+  j["verdict"] = to_json(judge(c));
   return j;
 }
 
@@ -334,15 +525,19 @@ nlohmann::json to_json(const std::vector<GateResult>& gates) {
 }
 
 std::string summary(const Comparison& c) {
-  std::string s = fmt::format("accuracy on {} ({} sample{}):\n", c.data, c.samples, c.samples == 1 ? "" : "s");
+  std::string s = fmt::format("accuracy on {} ({} sample{}):\n", c.data.description, c.samples, c.samples == 1 ? "" : "s");
+  if (!c.data.note.empty()) s += fmt::format("  note: {}\n", c.data.note);
   for (const OutputMetrics& m : c.outputs) {
-    s += fmt::format("  {:<24} max|err| {:.3g}  mean|err| {:.3g}  rel-L2 {:.3g}  cosine {:.6f}  SNR {:.1f} dB", m.name,
-                     m.max_abs_error, m.mean_abs_error, m.relative_l2, m.cosine, m.snr_db);
+    s += fmt::format("  {:<24} max|err| {:.3g}  mean|err| {:.3g}  rel-L2 {:.3g}", m.name, m.max_abs_error, m.mean_abs_error,
+                     m.relative_l2);
+    if (m.cosine) s += fmt::format("  cosine {:.6f}  SNR {:.1f} dB", *m.cosine, *m.snr_db);
+    else s += "  cosine n/a";
     if (m.classifier) {
       s += fmt::format("  top-1 agree {:.2f}%", m.top1_agreement * 100);
       if (m.top5_agreement) s += fmt::format("  top-5 {:.2f}%", *m.top5_agreement * 100);
     }
     s += "\n";
+    if (!m.undefined_reason.empty()) s += fmt::format("    {}\n", m.undefined_reason);
   }
   if (c.labels) {
     s += fmt::format("  labels ({} on '{}'): original {:.2f}%  optimized {:.2f}%  drop {:+.2f} pp\n", c.labels->count,
@@ -350,6 +545,13 @@ std::string summary(const Comparison& c) {
                      c.labels->drop() * 100);
   }
   return s;
+}
+
+std::string summary(const Verdict& v, const DataSource& source) {
+  const std::string on = source.is_random() ? "random inputs (not real data: pass --accuracy DATA for a real verdict)"
+                                            : source.description;
+  if (v.status == "ok") return fmt::format("verdict: ok on {}", on);
+  return fmt::format("verdict: {} on {}: {}", v.status == "degraded" ? "DEGRADED" : "NOT JUDGED", on, fmt::join(v.reasons, "; "));
 }
 
 }  // namespace mopt::eval

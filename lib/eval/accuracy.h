@@ -32,12 +32,21 @@ Captures capture_values(const ir::Model& model, const std::vector<data::Feeds>& 
 // Runs `model` on each sample. Throws mopt::Error if the executor cannot run it.
 Outputs run_samples(const ir::Model& model, const std::vector<data::Feeds>& samples, int threads = 0);
 
+// An output's numbers. A comparison cannot lie: NaN/Inf in the optimized output where the original is
+// finite makes the output `broken` (max error and rel-L2 infinite, cosine and SNR undefined, every gate
+// fails); cosine and SNR are undefined (nullopt, with the reason) when they would say nothing, e.g. for two
+// near-zero outputs, instead of reading 0 or 1.
 struct OutputMetrics {
   std::string name;
   uint64_t elements = 0;
-  double max_abs_error = 0, mean_abs_error = 0, relative_l2 = 0, cosine = 1, snr_db = 0;
-  uint64_t nonfinite_mismatches = 0;  // NaN/Inf in one model where the other has a finite value
-  // Classifier-like outputs ([N, C] after dropping unit dims, C >= 2): agreement of predictions.
+  double max_abs_error = 0, mean_abs_error = 0, relative_l2 = 0;
+  std::optional<double> cosine, snr_db;  // snr_db is +inf for identical outputs
+  std::string undefined_reason;          // why cosine (and SNR) are not given
+  uint64_t nonfinite_mismatches = 0;     // NaN/Inf in one model where the other has a finite value
+  uint64_t new_nonfinite = 0;            // ... of which NaN/Inf in the optimized model
+  bool broken() const { return new_nonfinite > 0; }
+  // Classifier-like outputs ([N, C] after dropping unit dims, C >= 2; or the one --classifier-output
+  // names): agreement of predictions.
   bool classifier = false;
   uint64_t rows = 0;
   double top1_agreement = 0;                // fraction of rows with the same argmax
@@ -51,20 +60,35 @@ struct LabelMetrics {
   double drop() const { return reference_accuracy - candidate_accuracy; }  // fraction, positive = worse
 };
 
+// Where the samples came from; every verdict says it.
+struct DataSource {
+  std::string kind = "random";  // "random", "data" (--accuracy/--data PATH), "calibration-holdout", "calibration"
+  std::string description;      // "random inputs (seed 0)", the path, ...
+  std::string note;             // e.g. "the calibration samples themselves: not independent of the calibration"
+  bool random_requested = false;  // the user asked for random data (--accuracy random): verdicts on it are accepted
+  bool is_random() const { return kind == "random"; }
+};
+
+// A decision (`what`: a gate, the accuracy-aware fallback, --auto-mixed) refuses random data the user did
+// not ask for: a usage error that says what to pass instead.
+void require_real_data(const DataSource& source, const std::string& what);
+
 struct Comparison {
-  std::string data;  // "random (N samples, seed S)" or the data path
+  DataSource data;
   size_t samples = 0;
+  std::string classifier_note;  // which outputs were scored as classifiers, and why
   std::vector<OutputMetrics> outputs;
   std::optional<LabelMetrics> labels;
   double reference_seconds = 0, candidate_seconds = 0;
 };
 
-// `labels`: integer class per row, rows concatenated over samples in order; `label_output` picks the
-// output (default: the first classifier-like one).
+// `labels`: integer class per row, rows concatenated over samples in order. `classifier_output` says which
+// output is scored as a classifier (top-1/top-5 agreement, labels): "" for every classifier-like one (the
+// first for labels), "none" for none, or an output's name.
 Comparison compare_outputs(const Outputs& reference, const Outputs& candidate, const exec::Array* labels = nullptr,
-                           const std::string& label_output = "");
+                           const std::string& classifier_output = "");
 // Accuracy of one model's outputs against labels (mopt run --labels).
-LabelMetrics label_accuracy(const Outputs& outputs, const exec::Array& labels, const std::string& label_output = "");
+LabelMetrics label_accuracy(const Outputs& outputs, const exec::Array& labels, const std::string& classifier_output = "");
 
 // The data and reference outputs the driver measures accuracy with, offered to passes that search for
 // an accuracy target or report per-layer errors (quantize's accuracy-aware fallback).
@@ -72,17 +96,44 @@ struct Evaluation {
   std::vector<data::Feeds> samples;
   Outputs reference;
   std::optional<exec::Array> labels;
-  std::string label_output;
+  std::string classifier_output;
+  DataSource source;
+  // The calibration data the samples were held out of (kind "calibration-holdout"): a pass calibrating on
+  // this path leaves the held-out samples out (data::without_holdout).
+  std::string holdout_of;
   int threads = 0;
   // Runs `model` on the samples and compares its outputs with the reference (and labels).
   Comparison evaluate(const ir::Model& model) const;
 };
 
+// The lowest cosine over the outputs; nullopt when an output is broken or its cosine undefined.
+std::optional<double> lowest_cosine(const Comparison& comparison);
+
+// When a result counts as DEGRADED (documented in the README, "How mopt measures accuracy").
+struct Thresholds {
+  double min_cosine = 0.99;       // on every output with a defined cosine
+  double max_drop_points = 1.0;   // labelled accuracy, else top-1 disagreement of a classifier output
+};
+
+struct Verdict {
+  std::string status = "ok";          // "ok", "degraded", "not-judged" (no metric could judge the outputs)
+  std::vector<std::string> reasons;   // one line each, worst first
+  std::vector<std::string> worst_outputs;
+  bool degraded() const { return status == "degraded"; }
+};
+Verdict judge(const Comparison& comparison, const Thresholds& thresholds = {});
+
+// Calibration samples from `path` for `model`, without the ones the accuracy check holds out of them
+// (`evaluation->holdout_of == path`), so the verdict is measured on data the calibration did not see.
+std::vector<data::Feeds> load_calibration(const ir::Model& model, const std::string& path, const Evaluation* evaluation);
+
 struct Gates {
   std::optional<double> max_accuracy_drop;  // percentage points
   std::optional<double> min_cosine;
   std::optional<uint64_t> max_size;  // bytes of the output model (file + external data)
-  bool any() const { return max_accuracy_drop || min_cosine || max_size; }
+  bool fail_on_degraded = false;     // a DEGRADED verdict fails (exit 3)
+  bool any() const { return max_accuracy_drop || min_cosine || max_size || fail_on_degraded; }
+  bool judge_accuracy() const { return max_accuracy_drop || min_cosine || fail_on_degraded; }
 };
 
 struct GateResult {
@@ -98,12 +149,17 @@ struct GateResult {
 std::optional<double> accuracy_drop_points(const Comparison& comparison, std::string* basis = nullptr);
 
 // Evaluates every set gate. The accuracy gate uses labels when given, otherwise the candidate's top-1
-// agreement with the original (drop = 100% - agreement); with neither it fails as not measurable.
+// agreement with the original (drop = 100% - agreement); with neither it fails as not measurable. An
+// output with new NaN/Inf values fails every gate.
 std::vector<GateResult> check_gates(const Gates& gates, const Comparison* comparison, uint64_t output_bytes);
 
+nlohmann::json to_json(const DataSource& source);
+nlohmann::json to_json(const Verdict& verdict);
 nlohmann::json to_json(const Comparison& comparison);
 nlohmann::json to_json(const std::vector<GateResult>& gates);
 // A few lines for the terminal.
 std::string summary(const Comparison& comparison);
+// One line: "verdict: DEGRADED on <data>: ..." / "verdict: ok on <data> ...".
+std::string summary(const Verdict& verdict, const DataSource& source);
 
 }  // namespace mopt::eval

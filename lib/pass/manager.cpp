@@ -27,7 +27,7 @@ class Runner {
       if (e.is_group()) {
         plan(e.children);
       } else {
-        result_.passes.push_back({e.name, print_element(e), 0, false, 0, {}, nullptr, 0});
+        result_.passes.push_back({e.name, print_element(e), 0, false, "", 0, {}, nullptr, 0});
       }
     }
   }
@@ -82,6 +82,7 @@ class Runner {
       }
     }
     record.changed = record.changed || r.changed;
+    record.unchanged_reason = record.changed ? "" : r.unchanged_reason;
     for (const auto& [name, value] : ctx.counters()) {
       auto it = std::find_if(record.counters.begin(), record.counters.end(), [&](const auto& c) { return c.first == name; });
       if (it == record.counters.end()) record.counters.emplace_back(name, value);

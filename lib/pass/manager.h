@@ -17,6 +17,7 @@ struct PassRun {
   std::string spec;  // the pass with its options, as in pipeline text
   int64_t runs = 0;  // more than one inside fixpoint
   bool changed = false;
+  std::string unchanged_reason;  // the pass's PassResult::unchanged_reason of its last run
   double seconds = 0;
   std::vector<std::pair<std::string, int64_t>> counters;
   nlohmann::json details;  // the pass's PassContext::details() of its last run

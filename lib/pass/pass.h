@@ -85,7 +85,12 @@ class PassContext {
 };
 
 struct PassResult {
+  PassResult(bool changed_ = false, std::string unchanged_reason_ = {})  // NOLINT: `return {changed}` reads well
+      : changed(changed_), unchanged_reason(std::move(unchanged_reason_)) {}
   bool changed = false;
+  // When nothing changed: why, in words a user can act on ("Conv is quantized only in static mode: pass
+  // --data"). A command whose job is this pass fails with it (driver::OptimizeRequest::required_change).
+  std::string unchanged_reason;
 };
 
 class Pass {

@@ -67,6 +67,14 @@ const char* unsupported_reason(const ir::Node& node, Mode mode) {
 
 }  // namespace
 
+static std::string not_selected_reason(const std::string& op, const QuantizeConfig& config, const std::set<std::string>& supported) {
+  if (!config.op_types.empty()) return fmt::format("{} is not in --op-types", op);
+  if (config.mode == Mode::Dynamic && op == "Conv")
+    return "Conv is quantized only in static mode: pass --data with calibration inputs";
+  if (!supported.count(op)) return fmt::format("{} mode does not quantize {}", name(config.mode), op);
+  return fmt::format("{} is not quantized by default in {} mode (--op-types)", op, name(config.mode));
+}
+
 std::set<std::string> default_op_types(Mode mode) {
   switch (mode) {
     case Mode::Dynamic: return {"MatMul", "Gemm"};
@@ -133,7 +141,12 @@ std::vector<ir::Node*> select_nodes(const ir::Model& model, const QuantizeConfig
   };
   std::vector<ir::Node*> selected;
   for (ir::Node* n : model.graph().nodes()) {
-    if (!ops.count(n->op_type()) || !n->is_default_domain()) continue;
+    if (!n->is_default_domain()) continue;
+    if (!ops.count(n->op_type())) {
+      // Every Conv/MatMul/Gemm left in float is listed with a reason the user can act on.
+      if (is_weighted(n->op_type())) skip(n, not_selected_reason(n->op_type(), config, supported));
+      continue;
+    }
     if (config.exclude_nodes.count(n->name())) {
       skip(n, "excluded by name");
       continue;

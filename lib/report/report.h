@@ -1,4 +1,4 @@
-// The report every optimizing command writes (JSON, schema_version 1) and the short table printed on
+// The report every optimizing command writes (JSON, schema_version 2) and the short table printed on
 // the terminal. Field reference: README.md "Report".
 #pragma once
 #include <nlohmann/json.hpp>
@@ -12,7 +12,9 @@
 
 namespace mopt::report {
 
-constexpr int kSchemaVersion = 1;
+// 2: accuracy.data is an object (kind, description, note); cosine_similarity and snr_db are null when
+// undefined (undefined_reason says why); accuracy.verdict; outputs[].new_nonfinite.
+constexpr int kSchemaVersion = 2;
 
 struct FileSizes {
   std::string path;
@@ -35,6 +37,8 @@ struct RunReport {
   nlohmann::json accuracy;
   std::string accuracy_skipped;
   std::string accuracy_summary;  // lines for the terminal
+  std::string verdict_summary;   // "verdict: ..." for the terminal; empty when accuracy was not measured
+  bool degraded = false;
   nlohmann::json gates = nlohmann::json::array();
 };
 

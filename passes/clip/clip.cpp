@@ -23,6 +23,7 @@
 #include <sstream>
 
 #include "data/feeds.h"
+#include "eval/accuracy.h"
 #include "exec/array.h"
 #include "pass/pass.h"
 #include "quant/calibrate.h"
@@ -107,7 +108,7 @@ class ClipPass : public pass::Pass {
     if (!data_.empty()) changed = clip_activations(model, ctx, details) || changed;
     if (fp16_) changed = clamp_to_float16(model, ctx, details) || changed;
     ctx.set_details(details);
-    return {changed};
+    return {changed, changed ? "" : "no weight or activation was outside its bounds (see the report's details)"};
   }
 
  private:
@@ -168,7 +169,7 @@ class ClipPass : public pass::Pass {
 
   // Relu -> Clip(0, hi) and Clip max -> min(max, hi), hi the activation-percentile of |output| on data.
   bool clip_activations(ir::Model& model, pass::PassContext& ctx, nlohmann::json& details) {
-    const std::vector<data::Feeds> samples = data::load_samples(model, data_);
+    const std::vector<data::Feeds> samples = eval::load_calibration(model, data_, ctx.evaluation());
     quant::CalibrationOptions options;
     options.method = quant::CalibrationMethod::Percentile;
     options.percentile = activation_percentile_;

@@ -19,6 +19,7 @@
 #include "convert/float_precision.h"
 #include "convert/shapes.h"
 #include "convert/versions.h"
+#include "eval/accuracy.h"
 #include "ir/tensor.h"
 #include "pass/pass.h"
 #include "util/error.h"
@@ -107,6 +108,7 @@ class ConvertPass : public pass::Pass {
     if (options_.get_bool("auto-mixed")) {
       const eval::Evaluation* evaluation = ctx.evaluation();
       if (evaluation == nullptr) usage_error("convert(auto-mixed=true) needs the accuracy check (drop --accuracy off)");
+      eval::require_real_data(evaluation->source, "--auto-mixed");
       convert::MixedTarget target;
       if (const double drop = options_.get_float("max-accuracy-drop"); drop >= 0) target.max_accuracy_drop = drop;
       target.min_cosine = options_.get_float("min-cosine");

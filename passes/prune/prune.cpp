@@ -79,7 +79,9 @@ class PrunePass : public pass::Pass {
     ctx.count("tensors-pruned", static_cast<int64_t>(summary.tensors.size()));
     ctx.count("weights-zeroed", summary.zeros_after - summary.zeros_before);
     if (summary.tensors.empty()) ctx.warn("no weight was pruned (see the report's skipped list)");
-    return {summary.zeros_after != summary.zeros_before};
+    const bool changed = summary.zeros_after != summary.zeros_before;
+    return {changed, changed ? "" : summary.tensors.empty() ? "no weight was selected for pruning (see the report's skipped list)"
+                                                            : "every selected weight was already zero where pruning would zero it"};
   }
 
  private:
@@ -99,7 +101,7 @@ class PrunePass : public pass::Pass {
     ctx.count("layers-pruned", static_cast<int64_t>(s.pruned.size()));
     ctx.count("channels-removed", removed);
     if (s.pruned.empty()) ctx.warn("no layer lost channels (see the report's kept list for why)");
-    return {removed > 0};
+    return {removed > 0, removed > 0 ? "" : "no layer lost channels (see the report's kept list for why)"};
   }
 
   prune::PruneConfig config_;

@@ -9,6 +9,7 @@
 //   quantize(mode=weight-only,bits=4,block-size=32)  MatMul -> com.microsoft MatMulNBits
 #include <fmt/format.h>
 
+#include <map>
 #include <sstream>
 
 #include "data/feeds.h"
@@ -47,13 +48,14 @@ class QuantizePass : public pass::Pass {
     nlohmann::json details;
     upgrade_opset_if_needed(model, config, ctx, details);
     std::optional<quant::CalibrationTable> table;
-    if (config.mode == quant::Mode::Static) table = calibrate(model);
     const eval::Evaluation* evaluation = ctx.evaluation();
+    if (config.mode == quant::Mode::Static) table = calibrate(model, evaluation);
     const double max_drop = options_.get_float("max-accuracy-drop");
 
     std::optional<quant::FallbackResult> fallback;
     if (max_drop >= 0) {
       if (evaluation == nullptr) usage_error("quantize(max-accuracy-drop=...) needs the accuracy check (drop --accuracy off)");
+      eval::require_real_data(evaluation->source, "the accuracy-aware fallback (--max-accuracy-drop)");
       if (int64_t named = rewrite::name_unnamed_nodes(model)) ctx.count("nodes-named", named);
       fallback = quant::accuracy_aware_exclusions(model, config, table ? &*table : nullptr, *evaluation, max_drop);
       config.exclude_nodes.insert(fallback->kept_float.begin(), fallback->kept_float.end());
@@ -100,7 +102,24 @@ class QuantizePass : public pass::Pass {
                              fallback->final_drop, max_drop));
     }
     ctx.set_details(std::move(j));
-    return {summary.nodes_quantized() > 0};
+    return {summary.nodes_quantized() > 0, summary.nodes_quantized() > 0 ? "" : unchanged_reason(summary, fallback)};
+  }
+
+  // Why nothing was quantized, from the skipped nodes' reasons (the most common first).
+  static std::string unchanged_reason(const quant::QuantizeSummary& summary, const std::optional<quant::FallbackResult>& fallback) {
+    if (fallback && !fallback->kept_float.empty())
+      return fmt::format("the accuracy-aware fallback kept every layer in float to meet {:.2f} pp (drop with every layer "
+                         "quantized: {:.2f} pp, {})",
+                         fallback->target, fallback->initial_drop, fallback->basis);
+    if (summary.skipped.empty()) return fmt::format("the model has no operator that {} quantization handles", summary.mode);
+    std::map<std::string, int> reasons;
+    for (const auto& [node, why] : summary.skipped) ++reasons[why];
+    std::vector<std::pair<int, std::string>> sorted;
+    for (const auto& [why, n] : reasons) sorted.emplace_back(n, why);
+    std::stable_sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    std::vector<std::string> parts;
+    for (size_t i = 0; i < sorted.size() && i < 3; ++i) parts.push_back(fmt::format("{} node(s): {}", sorted[i].first, sorted[i].second));
+    return fmt::format("0 of {} candidate node(s) quantized ({})", summary.skipped.size(), fmt::join(parts, "; "));
   }
 
   // Static and dynamic quantization write operators newer than old exports import; such models are
@@ -124,12 +143,12 @@ class QuantizePass : public pass::Pass {
     }
   }
 
-  quant::CalibrationTable calibrate(const ir::Model& model) const {
+  quant::CalibrationTable calibrate(const ir::Model& model, const eval::Evaluation* evaluation) const {
     const std::string& data_path = options_.get_string("data");
     if (data_path.empty()) usage_error("quantize(mode=static) needs calibration data: data=PATH");
     const double percentile = options_.get_float("percentile");
     if (!(percentile > 0 && percentile <= 100)) usage_error("percentile must be in (0, 100], not {}", percentile);
-    std::vector<data::Feeds> samples = data::load_samples(model, data_path);
+    std::vector<data::Feeds> samples = eval::load_calibration(model, data_path, evaluation);
     const int64_t limit = options_.get_int("max-samples");
     if (limit > 0 && static_cast<int64_t>(samples.size()) > limit) samples.resize(static_cast<size_t>(limit));
     quant::CalibrationOptions calibration;

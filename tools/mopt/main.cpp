@@ -51,39 +51,49 @@ void apply_log_flags(const CommonFlags& flags) {
 
 struct DataFlags {
   std::string data;  // random | off | PATH
+  CLI::Option* data_option = nullptr;  // to tell a default from an explicit choice
   int samples = 0;  // set by add_data_flags to the command's default
   uint64_t seed = 0;
-  std::vector<std::string> shapes, dims;
-  std::string labels, label_output;
+  std::vector<std::string> shapes, dims, value_ranges;
+  std::string labels, classifier_output;
   int threads = 0;
+  bool data_explicit() const { return data_option && data_option->count() > 0; }
 };
 
 void add_data_flags(CLI::App* cmd, DataFlags& f, const std::string& flag, const std::string& fallback, bool allow_off,
                     int default_samples) {
   f.data = fallback;
   f.samples = default_samples;
-  cmd->add_option(flag, f.data,
+  f.data_option = cmd->add_option(flag, f.data,
                   fmt::format("Input data: 'random'{}, an .npy/.npz/.pb file, or a folder of <input>.npy files or "
-                              "sample subfolders (default: {})",
-                              allow_off ? ", 'off'" : "", fallback));
+                              "sample subfolders (default: {}{})",
+                              allow_off ? ", 'off'" : "", allow_off ? "the command's calibration --data if any, else " : "",
+                              fallback));
   cmd->add_option("--samples", f.samples, fmt::format("Number of random samples (default: {})", default_samples))->check(CLI::Range(1, 1000000));
   cmd->add_option("--seed", f.seed, "Seed for random inputs (default: 0)");
   cmd->add_option("--shape", f.shapes, "Shape of an input for random data: NAME=1,3,224,224 (repeatable)");
   cmd->add_option("--dim", f.dims, "Value of a symbolic dimension for random data: NAME=8 (repeatable)");
+  cmd->add_option("--value-range", f.value_ranges,
+                  "Range of an input's random values: NAME=LO:HI (integers: LO..HI inclusive; default -1:1 for floats, "
+                  "0:9 for integers; repeatable)");
   cmd->add_option("--labels", f.labels, "Integer class labels (.npy), one per row of the classifier output");
-  cmd->add_option("--label-output", f.label_output, "Output scored against --labels (default: first [N, C] output)");
+  cmd->add_option("--classifier-output,--label-output", f.classifier_output,
+                  "Output scored as a classifier (top-1/top-5 agreement, --labels), or 'none' (default: every [N, C] "
+                  "output; the first for --labels)");
   cmd->add_option("--threads", f.threads, "Executor threads (default: all cores)")->check(CLI::Range(0, 1024));
 }
 
 driver::AccuracyRequest accuracy_request(const DataFlags& f) {
   driver::AccuracyRequest r;
   r.source = f.data;
+  r.source_explicit = f.data_explicit();
   r.random_samples = f.samples;
   r.seed = f.seed;
   for (const auto& s : f.shapes) r.shapes.add_shape(s);
   for (const auto& d : f.dims) r.shapes.add_dim(d);
+  for (const auto& v : f.value_ranges) r.shapes.add_range(v);
   r.labels = f.labels;
-  r.label_output = f.label_output;
+  r.classifier_output = f.classifier_output;
   r.threads = f.threads;
   return r;
 }
@@ -91,6 +101,7 @@ driver::AccuracyRequest accuracy_request(const DataFlags& f) {
 struct GateFlags {
   double max_accuracy_drop = -1, min_cosine = -2;
   std::string max_size;
+  bool fail_on_degraded = false;
 };
 
 void add_gate_flags(CLI::App* cmd, GateFlags& f) {
@@ -99,6 +110,9 @@ void add_gate_flags(CLI::App* cmd, GateFlags& f) {
                   "accuracy with --labels, else top-1 disagreement with the original)");
   cmd->add_option("--min-cosine", f.min_cosine, "Gate: fail (exit 3) if any output's cosine similarity is below this");
   cmd->add_option("--max-size", f.max_size, "Gate: fail (exit 3) if the output model is larger (bytes, or with K/M/G)");
+  cmd->add_flag("--fail-on-degraded", f.fail_on_degraded,
+                "Gate: fail (exit 3) on a DEGRADED verdict (an output with cosine < 0.99 or new NaN/Inf, or accuracy / "
+                "top-1 agreement down more than 1 point)");
 }
 
 std::optional<uint64_t> parse_size(const std::string& text, const char* flag);
@@ -108,7 +122,17 @@ eval::Gates gates_of(const GateFlags& f) {
   if (f.max_accuracy_drop >= 0) g.max_accuracy_drop = f.max_accuracy_drop;
   if (f.min_cosine > -2) g.min_cosine = f.min_cosine;
   g.max_size = parse_size(f.max_size, "--max-size");
+  g.fail_on_degraded = f.fail_on_degraded;
   return g;
+}
+
+// The flags that decide on the accuracy data: refused on random data the user did not ask for.
+std::vector<std::string> accuracy_decisions(const GateFlags& f) {
+  std::vector<std::string> out;
+  if (f.max_accuracy_drop >= 0) out.push_back("--max-accuracy-drop");
+  if (f.min_cosine > -2) out.push_back("--min-cosine");
+  if (f.fail_on_degraded) out.push_back("--fail-on-degraded");
+  return out;
 }
 
 int report_gates(const std::vector<eval::GateResult>& gates) {
@@ -457,7 +481,7 @@ struct OptimizeFlags {
   std::string input, output, report, passes, pipeline_file;
   std::string external_data;  // "" = keep the input's layout
   bool in_place = false, print_pipeline = false, verify_each = false, explain = false, no_compressed_size = false,
-       verify_numerics = false;
+       verify_numerics = false, allow_unchanged = false;
   double numerics_tolerance = 1e-4;
 };
 
@@ -480,6 +504,8 @@ void add_model_output_flags(CLI::App* cmd, OptimizeFlags& f, const std::string& 
                   "Largest output change --verify-numerics accepts, relative to max(1, max|output|) (default: 1e-4)")
       ->check(CLI::Range(0.0, 1e9));
   cmd->add_flag("--no-compressed-size", f.no_compressed_size, "Skip measuring the zstd-compressed sizes");
+  cmd->add_flag("--allow-unchanged", f.allow_unchanged,
+                "Write the model even when the command's pass changed nothing (by default that is an error, exit 1)");
 }
 
 std::optional<uint64_t> parse_size(const std::string& text, const char* flag) {
@@ -501,18 +527,29 @@ std::optional<uint64_t> parse_size(const std::string& text, const char* flag) {
   }
 }
 
-int run_pipeline_command(const std::string& command, const std::string& suffix, pass::Pipeline pipeline, const OptimizeFlags& f,
-                         const DataFlags& data_flags, const GateFlags& gate_flags, std::optional<int64_t> batch = std::nullopt);
+// What a model-rewriting command runs, beyond its flags.
+struct Job {
+  Job(std::string command_, std::string suffix_, pass::Pipeline pipeline_, std::string required_change_ = "",
+      std::string calibration_ = "")
+      : command(std::move(command_)), suffix(std::move(suffix_)), pipeline(std::move(pipeline_)),
+        required_change(std::move(required_change_)), calibration(std::move(calibration_)) {}
+  std::string command, suffix;
+  pass::Pipeline pipeline;
+  std::string required_change;         // the pass the command exists to run: it must change the model
+  std::string calibration;             // calibration data, measured on when --accuracy is not given
+  std::vector<std::string> decisions;  // the command's own flags that decide on the data (--auto-mixed)
+  std::optional<int64_t> batch;        // random data for a model whose batch dimension convert makes static
+};
+
+int run_pipeline_command(Job job, const OptimizeFlags& f, const DataFlags& data_flags, const GateFlags& gate_flags);
 
 // Prints the pipeline (--print-pipeline) or runs it and writes the model and report.
-int print_or_run(bool print_only, const std::string& command, const std::string& suffix, pass::Pipeline pipeline,
-                 const OptimizeFlags& f, const DataFlags& data_flags, const GateFlags& gate_flags,
-                 std::optional<int64_t> batch = std::nullopt) {
+int print_or_run(bool print_only, Job job, const OptimizeFlags& f, const DataFlags& data_flags, const GateFlags& gate_flags) {
   if (print_only) {
-    fmt::print("{}\n", pass::print_pipeline(pipeline));
+    fmt::print("{}\n", pass::print_pipeline(job.pipeline));
     return kExitOk;
   }
-  return run_pipeline_command(command, suffix, std::move(pipeline), f, data_flags, gate_flags, batch);
+  return run_pipeline_command(std::move(job), f, data_flags, gate_flags);
 }
 
 pass::Pipeline optimize_pipeline(const OptimizeFlags& f) {
@@ -521,17 +558,18 @@ pass::Pipeline optimize_pipeline(const OptimizeFlags& f) {
   return pass::parse_pipeline(f.passes.empty() ? kDefaultOptimizePipeline : f.passes);
 }
 
-int run_pipeline_command(const std::string& command, const std::string& suffix, pass::Pipeline pipeline, const OptimizeFlags& f,
-                         const DataFlags& data_flags, const GateFlags& gate_flags, std::optional<int64_t> batch) {
+int run_pipeline_command(Job job, const OptimizeFlags& f, const DataFlags& data_flags, const GateFlags& gate_flags) {
   if (f.in_place && !f.output.empty()) usage_error("give -o/--output or --in-place, not both");
   driver::OptimizeRequest request;
-  request.command = command;
-  request.default_suffix = suffix;
+  request.command = job.command;
+  request.default_suffix = job.suffix;
   request.input = f.input;
   request.output = f.output;
   request.report = f.report;
   request.in_place = f.in_place;
-  request.pipeline = std::move(pipeline);
+  request.pipeline = std::move(job.pipeline);
+  request.required_change = job.required_change;
+  request.allow_unchanged = f.allow_unchanged;
   request.manager.verify_each = f.verify_each;
   request.manager.explain = f.explain;
   request.manager.verify_numerics = f.verify_numerics;
@@ -539,11 +577,13 @@ int run_pipeline_command(const std::string& command, const std::string& suffix, 
   request.external_data_threshold = f.external_data == "inline" ? std::optional<uint64_t>(std::numeric_limits<uint64_t>::max())
                                                                 : parse_size(f.external_data, "--external-data");
   request.accuracy = accuracy_request(data_flags);
-  request.accuracy.shapes.batch = batch;  // random data for a model whose batch dimension convert makes static
+  request.accuracy.shapes.batch = job.batch;
+  request.accuracy.calibration = job.calibration;
   request.gates = gates_of(gate_flags);
-  request.accuracy.required = data_flags.data != "random" || request.gates.max_accuracy_drop || request.gates.min_cosine ||
-                              f.verify_numerics;
-  if (request.accuracy.source == "off" && (request.gates.max_accuracy_drop || request.gates.min_cosine)) {
+  request.accuracy.decisions = accuracy_decisions(gate_flags);
+  request.accuracy.decisions.insert(request.accuracy.decisions.end(), job.decisions.begin(), job.decisions.end());
+  request.accuracy.required = data_flags.data != "random" || request.gates.judge_accuracy() || f.verify_numerics;
+  if (request.accuracy.source == "off" && request.gates.judge_accuracy()) {
     usage_error("accuracy gates need the accuracy check; drop --accuracy off");
   }
   if (request.accuracy.source == "off" && f.verify_numerics) usage_error("--verify-numerics runs the model on the accuracy data; drop --accuracy off");
@@ -554,8 +594,11 @@ int run_pipeline_command(const std::string& command, const std::string& suffix, 
   if (log::level() >= log::Level::Normal) {
     fmt::print("{}", report::summary_table(result.run));
     print_quantize_summary(result.run);
+    if (!result.run.verdict_summary.empty()) fmt::print("{}\n", result.run.verdict_summary);
     fmt::print("wrote {} ({:.2f} s)\nreport {}\n", result.output.string(), result.run.total_seconds, result.report.string());
   }
+  // A degraded result is never silent, not even with -q.
+  if (result.run.degraded) fmt::print(stderr, "mopt: {}\n", result.run.verdict_summary);
   return report_gates(result.gates);
 }
 
@@ -567,14 +610,20 @@ int run_compare_command(const std::string& original_path, const std::string& can
   io::LoadInfo info;
   auto candidate = io::load_model(candidate_path, &info);
   driver::AccuracyRequest request = accuracy_request(f);
-  std::string description;
-  std::vector<data::Feeds> samples = driver::load_or_generate_samples(*original, request, &description);
+  eval::DataSource source;
+  std::vector<std::string> warnings;
+  const std::vector<std::string> decisions = accuracy_decisions(gate_flags);
+  if (!decisions.empty() && driver::data_kind(request) == "random" && !request.source_explicit)
+    eval::require_real_data(eval::DataSource{}, decisions[0]);
+  std::vector<data::Feeds> samples = driver::load_or_generate_samples(*original, request, &source, &warnings);
+  for (const auto& w : warnings) log::warn("{}", w);
   exec::Array labels;
   if (!f.labels.empty()) labels = data::read_npy(f.labels);
   eval::Outputs reference = eval::run_samples(*original, samples, f.threads);
   eval::Outputs outputs = eval::run_samples(*candidate, samples, f.threads);
-  eval::Comparison c = eval::compare_outputs(reference, outputs, f.labels.empty() ? nullptr : &labels, f.label_output);
-  c.data = description;
+  eval::Comparison c = eval::compare_outputs(reference, outputs, f.labels.empty() ? nullptr : &labels, f.classifier_output);
+  c.data = source;
+  const eval::Verdict verdict = eval::judge(c);
   std::vector<eval::GateResult> gates = eval::check_gates(gates_of(gate_flags), &c, info.file_bytes + info.external_bytes);
   nlohmann::json j = {{"schema_version", report::kSchemaVersion},
                       {"command", "compare"},
@@ -586,6 +635,7 @@ int run_compare_command(const std::string& original_path, const std::string& can
   if (json) fmt::print("{}\n", j.dump(2));
   else if (log::level() >= log::Level::Normal) {
     fmt::print("{}", eval::summary(c));
+    fmt::print("{}\n", eval::summary(verdict, c.data));
     for (const auto& g : gates) fmt::print("  gate {:<18} {}: {}\n", g.gate, g.passed ? "passed" : "FAILED", g.message);
   }
   return report_gates(gates);
@@ -601,8 +651,11 @@ std::string preview(const exec::Array& a) {
 int run_run_command(const std::string& model_path, const DataFlags& f, const std::string& save_dir, bool json) {
   auto model = io::load_model(model_path);
   driver::AccuracyRequest request = accuracy_request(f);
-  std::string description;
-  std::vector<data::Feeds> samples = driver::load_or_generate_samples(*model, request, &description);
+  eval::DataSource source;
+  std::vector<std::string> warnings;
+  std::vector<data::Feeds> samples = driver::load_or_generate_samples(*model, request, &source, &warnings);
+  for (const auto& w : warnings) log::warn("{}", w);
+  const std::string& description = source.description;
   eval::Outputs outputs = eval::run_samples(*model, samples, f.threads);
   if (!save_dir.empty()) {
     fs::create_directories(save_dir);
@@ -614,7 +667,7 @@ int run_run_command(const std::string& model_path, const DataFlags& f, const std
       }
     }
   }
-  nlohmann::json j = {{"model", model_path}, {"data", description}, {"samples", samples.size()}, {"seconds", outputs.seconds}};
+  nlohmann::json j = {{"model", model_path}, {"data", eval::to_json(source)}, {"samples", samples.size()}, {"seconds", outputs.seconds}};
   j["outputs"] = nlohmann::json::array();
   for (size_t o = 0; o < outputs.names.size(); ++o) {
     const exec::Array& a = outputs.per_sample[0][o];
@@ -622,7 +675,7 @@ int run_run_command(const std::string& model_path, const DataFlags& f, const std
   }
   std::optional<eval::LabelMetrics> acc;
   if (!f.labels.empty()) {
-    acc = eval::label_accuracy(outputs, data::read_npy(f.labels), f.label_output);
+    acc = eval::label_accuracy(outputs, data::read_npy(f.labels), f.classifier_output);
     j["labels"] = {{"output", acc->output}, {"count", acc->count}, {"accuracy", acc->reference_accuracy}};
   }
   if (json) {
@@ -640,12 +693,20 @@ int run_run_command(const std::string& model_path, const DataFlags& f, const std
   return kExitOk;
 }
 
+// What `mopt bench` times, said in its output: not the runtime the model will be deployed on.
+constexpr const char* kBenchRuntime =
+    "mopt's reference executor (lib/exec, CPU), not ONNX Runtime or the runtime you deploy on: use it to compare models, "
+    "not to predict deployed latency";
+
 int run_bench_command(const std::string& model_path, const DataFlags& f, int warmup, int runs, bool json, bool profile) {
   auto model = io::load_model(model_path);
   driver::AccuracyRequest request = accuracy_request(f);
   request.random_samples = 1;
-  std::string description;
-  std::vector<data::Feeds> samples = driver::load_or_generate_samples(*model, request, &description);
+  eval::DataSource source;
+  std::vector<std::string> warnings;
+  std::vector<data::Feeds> samples = driver::load_or_generate_samples(*model, request, &source, &warnings);
+  for (const auto& w : warnings) log::warn("{}", w);
+  const std::string& description = source.description;
   exec::Executor executor(*model, exec::ExecutorOptions{f.threads, profile, nullptr});
   for (int i = 0; i < warmup; ++i) executor.run(samples[0]);
   std::vector<double> ms;
@@ -659,7 +720,7 @@ int run_bench_command(const std::string& model_path, const DataFlags& f, int war
   std::sort(sorted.begin(), sorted.end());
   auto pct = [&](double p) { return sorted[std::min(sorted.size() - 1, static_cast<size_t>(p / 100.0 * static_cast<double>(sorted.size())))]; };
   double mean = std::accumulate(ms.begin(), ms.end(), 0.0) / static_cast<double>(ms.size());
-  nlohmann::json j = {{"model", model_path}, {"data", description}, {"warmup", warmup}, {"runs", runs},
+  nlohmann::json j = {{"model", model_path}, {"data", eval::to_json(source)}, {"runtime", kBenchRuntime}, {"warmup", warmup}, {"runs", runs},
                       {"threads", f.threads}, {"latency_ms", {{"min", sorted.front()}, {"p50", pct(50)}, {"p90", pct(90)},
                       {"p99", pct(99)}, {"max", sorted.back()}, {"mean", mean}}}};
   std::vector<std::pair<std::string, double>> ops(executor.profile().seconds.begin(), executor.profile().seconds.end());
@@ -671,8 +732,8 @@ int run_bench_command(const std::string& model_path, const DataFlags& f, int war
   }
   if (json) fmt::print("{}\n", j.dump(2));
   else if (log::level() >= log::Level::Normal) {
-    fmt::print("{}: {} runs after {} warm-up ({})\n  latency ms  min {:.3f}  p50 {:.3f}  p90 {:.3f}  p99 {:.3f}  max {:.3f}  mean {:.3f}\n",
-               model_path, runs, warmup, description, sorted.front(), pct(50), pct(90), pct(99), sorted.back(), mean);
+    fmt::print("{}: {} runs after {} warm-up ({})\n  timing {}\n  latency ms  min {:.3f}  p50 {:.3f}  p90 {:.3f}  p99 {:.3f}  max {:.3f}  mean {:.3f}\n",
+               model_path, runs, warmup, description, kBenchRuntime, sorted.front(), pct(50), pct(90), pct(99), sorted.back(), mean);
     if (profile) {
       fmt::print("  time per run by operator (ms):\n");
       for (const auto& [op, sec] : ops) fmt::print("    {:<24} {:>10.3f}\n", op, sec * 1e3 / (warmup + runs));
@@ -974,31 +1035,35 @@ int main(int argc, char** argv) {
   apply_log_flags(common);
   try {
     if (optimize->parsed()) {
-      return print_or_run(optimize_flags.print_pipeline, "optimize", ".opt.onnx", optimize_pipeline(optimize_flags),
+      return print_or_run(optimize_flags.print_pipeline, {"optimize", ".opt.onnx", optimize_pipeline(optimize_flags)},
                           optimize_flags, optimize_cmd.data, optimize_cmd.gates);
     }
     if (fuse->parsed()) {
-      return print_or_run(fuse_options.print_pipeline, "fuse", ".fused.onnx", fuse_pipeline(fuse_options), fuse_cmd.output,
+      return print_or_run(fuse_options.print_pipeline, {"fuse", ".fused.onnx", fuse_pipeline(fuse_options)}, fuse_cmd.output,
                           fuse_cmd.data, fuse_cmd.gates);
     }
     if (prune->parsed()) {
-      return print_or_run(prune_options.print_pipeline, "prune", ".pruned.onnx", prune_pipeline(prune_options), prune_cmd.output,
-                          prune_cmd.data, prune_cmd.gates);
+      return print_or_run(prune_options.print_pipeline, {"prune", ".pruned.onnx", prune_pipeline(prune_options), "prune"},
+                          prune_cmd.output, prune_cmd.data, prune_cmd.gates);
     }
     if (clip->parsed()) {
-      return print_or_run(clip_options.print_pipeline, "clip", ".clipped.onnx", clip_pipeline(clip_options), clip_cmd.output,
+      return print_or_run(clip_options.print_pipeline,
+                          {"clip", ".clipped.onnx", clip_pipeline(clip_options), "clip", clip_options.data}, clip_cmd.output,
                           clip_cmd.data, clip_cmd.gates);
     }
     if (convert->parsed()) {
-      return print_or_run(convert_options.print_pipeline, "convert", convert_suffix(convert_options),
-                          convert_pipeline(convert_options, convert_cmd.data, convert_cmd.gates), convert_cmd.output, convert_cmd.data,
-                          convert_cmd.gates, convert_options.batch ? std::optional<int64_t>(convert_options.batch) : std::nullopt);
+      Job job{"convert", convert_suffix(convert_options), convert_pipeline(convert_options, convert_cmd.data, convert_cmd.gates),
+              "convert"};
+      if (convert_options.auto_mixed) job.decisions.push_back("--auto-mixed");
+      if (convert_options.batch) job.batch = convert_options.batch;
+      return print_or_run(convert_options.print_pipeline, std::move(job), convert_cmd.output, convert_cmd.data, convert_cmd.gates);
     }
     if (quantize->parsed()) {
       const QuantizeFlags& q = quantize_options;
       const bool four_bit = (q.weight_only || q.mode == "weight-only") && q.bits == 4;
-      return print_or_run(q.print_pipeline, "quantize", four_bit ? ".int4.onnx" : ".int8.onnx",
-                          quantize_pipeline(q, quantize_cmd.gates), quantize_cmd.output, quantize_cmd.data, quantize_cmd.gates);
+      return print_or_run(q.print_pipeline,
+                          {"quantize", four_bit ? ".int4.onnx" : ".int8.onnx", quantize_pipeline(q, quantize_cmd.gates), "quantize", q.data},
+                          quantize_cmd.output, quantize_cmd.data, quantize_cmd.gates);
     }
     if (compare->parsed()) return run_compare_command(compare_original, compare_candidate, compare_data, compare_gates, compare_report, compare_json);
     if (run->parsed()) return run_run_command(run_model, run_data, run_save, run_json);

@@ -1,0 +1,274 @@
+// Accuracy you can trust: metrics that cannot lie (new NaN/Inf, near-zero outputs, collapses), the
+// DEGRADED verdict, classifier selection, random-feed overrides checked against the model, calibration
+// hold-out, verdicts refused on random data nobody asked for, and commands that did not do their job.
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "data/npy.h"
+#include "driver/optimize.h"
+#include "helpers.h"
+
+using namespace mopt;
+using namespace mopt::test;
+namespace d = ir::dtype;
+
+namespace {
+
+eval::Outputs outputs_of(const std::string& name, exec::Array a) {
+  eval::Outputs o;
+  o.names = {name};
+  o.per_sample = {{std::move(a)}};
+  return o;
+}
+
+// y = Exp(20 x) / (Exp(20 x) + 1): about 1 in float32 for x near 1; in float16 Exp overflows to Inf and
+// Inf / Inf is NaN.
+const char* kOverflowsInFp16 = R"(<ir_version: 8, opset_import: ["" : 13]>
+g (float[1,4] x) => (float[1,4] y) <float k = {20.0}, float one = {1.0}> {
+  s = Mul(x, k)
+  e = Exp(s)
+  p = Add(e, one)
+  y = Div(e, p)
+})";
+
+// A Conv-only network: dynamic quantization has nothing to quantize in it.
+const char* kConvOnly = R"(<ir_version: 8, opset_import: ["" : 13]>
+g (float[1,1,4,4] x) => (float[1,2,4,4] y) <float[2,1,1,1] w = {0.5, -1.0}> {
+  y = Conv(x, w)
+})";
+
+driver::OptimizeRequest request_for(const fs::path& input, const std::string& pipeline) {
+  driver::OptimizeRequest r;
+  r.input = input;
+  r.pipeline = pass::parse_pipeline(pipeline);
+  r.compressed_size = false;
+  return r;
+}
+
+fs::path write_model(const TempDir& dir, const std::string& name, const char* text) {
+  const fs::path path = dir / name;
+  io::save_model(*parse_model(text), path, {});
+  return path;
+}
+
+}  // namespace
+
+TEST_CASE("new NaN/Inf in the optimized output is a failed comparison: every metric and every gate says so") {
+  const eval::Outputs ref = outputs_of("y", array<float>(d::kFloat, {1, 4}, {0.5f, 1, 1, 1}));
+  const eval::Outputs bad = outputs_of("y", array<float>(d::kFloat, {1, 4}, {0.5f, NAN, INFINITY, 1}));
+  const eval::Comparison c = eval::compare_outputs(ref, bad);
+  const eval::OutputMetrics& m = c.outputs.at(0);
+  CHECK(m.broken());
+  CHECK(m.new_nonfinite == 2);
+  CHECK(std::isinf(m.max_abs_error));
+  CHECK(std::isinf(m.relative_l2));
+  CHECK_FALSE(m.cosine.has_value());
+  CHECK_FALSE(m.snr_db.has_value());
+  CHECK(m.undefined_reason.find("2 NaN/Inf values") != std::string::npos);
+  CHECK(eval::judge(c).degraded());
+  CHECK_FALSE(eval::lowest_cosine(c).has_value());
+
+  eval::Gates gates;
+  gates.min_cosine = 0.0;
+  gates.max_accuracy_drop = 100.0;
+  gates.max_size = 1ull << 40;
+  gates.fail_on_degraded = true;
+  const std::vector<eval::GateResult> results = eval::check_gates(gates, &c, 10);
+  REQUIRE(results.size() == 4);
+  for (const eval::GateResult& g : results) {
+    CAPTURE(g.gate);
+    CHECK_FALSE(g.passed);
+  }
+  // NaN in both models is not a new failure; NaN fixed by the optimization is a mismatch but not broken.
+  const eval::Comparison same = eval::compare_outputs(bad, bad);
+  CHECK_FALSE(same.outputs[0].broken());
+  CHECK(eval::compare_outputs(bad, ref).outputs[0].nonfinite_mismatches == 2);
+  CHECK_FALSE(eval::compare_outputs(bad, ref).outputs[0].broken());
+}
+
+TEST_CASE("cosine and SNR of near-zero outputs are undefined, not 0 or 1; a collapse to zero scores 0") {
+  const eval::Outputs tiny_a = outputs_of("y", array<float>(d::kFloat, {1, 3}, {1e-9f, 0, 2e-9f}));
+  const eval::Outputs tiny_b = outputs_of("y", array<float>(d::kFloat, {1, 3}, {0, 3e-9f, 0}));
+  const eval::Comparison c = eval::compare_outputs(tiny_a, tiny_b, nullptr, "none");
+  CHECK_FALSE(c.outputs[0].cosine.has_value());
+  CHECK(c.outputs[0].undefined_reason.find("near zero") != std::string::npos);
+  const eval::Verdict v = eval::judge(c);
+  CHECK(v.status == "not-judged");
+  eval::Gates gates;
+  gates.min_cosine = 0.5;
+  const auto g = eval::check_gates(gates, &c, 0);
+  CHECK_FALSE(g.at(0).passed);
+  CHECK(g.at(0).measured == "not measurable");
+
+  const eval::Outputs real = outputs_of("y", array<float>(d::kFloat, {1, 3}, {0.2f, -0.5f, 0.9f}));
+  const eval::Outputs zero = outputs_of("y", array<float>(d::kFloat, {1, 3}, {0, 0, 0}));
+  const eval::Comparison collapsed = eval::compare_outputs(real, zero, nullptr, "none");
+  REQUIRE(collapsed.outputs[0].cosine.has_value());
+  CHECK(*collapsed.outputs[0].cosine == 0.0);
+  CHECK(eval::judge(collapsed).degraded());
+  CHECK(eval::judge(eval::compare_outputs(real, real, nullptr, "none")).status == "ok");
+}
+
+TEST_CASE("the verdict: thresholds on cosine and top-1 agreement, worst first, and the classifier is stated") {
+  // Two rows of logits; row 2's argmax moves: 50% top-1 agreement, cosine still high.
+  const eval::Outputs a = outputs_of("logits", array<float>(d::kFloat, {2, 3}, {1, 2, 3, 3, 2.9f, 1}));
+  const eval::Outputs b = outputs_of("logits", array<float>(d::kFloat, {2, 3}, {1, 2, 3, 2.9f, 3, 1}));
+  const eval::Comparison c = eval::compare_outputs(a, b);
+  CHECK(c.classifier_note.find("'logits' [2,3]") != std::string::npos);
+  const eval::Verdict v = eval::judge(c);
+  CHECK(v.degraded());
+  REQUIRE_FALSE(v.reasons.empty());
+  CHECK(v.reasons[0].find("top-1 disagreement") != std::string::npos);
+  // Not a classifier: the same numbers pass on cosine alone.
+  const eval::Comparison plain = eval::compare_outputs(a, b, nullptr, "none");
+  CHECK_FALSE(plain.outputs[0].classifier);
+  CHECK(eval::judge(plain).status == "ok");
+  CHECK(error_of([&] { eval::compare_outputs(a, b, nullptr, "probs"); }).find("no output named 'probs'") != std::string::npos);
+  const eval::Outputs image = outputs_of("mask", exec::Array(d::kFloat, {1, 1, 4, 4}));
+  CHECK(error_of([&] { eval::compare_outputs(image, image, nullptr, "mask"); }).find("not [N, C]") != std::string::npos);
+}
+
+TEST_CASE("--shape, --dim and --value-range names are checked against the model; defaulted dims are listed") {
+  const char* text = R"(<ir_version: 8, opset_import: ["" : 13]>
+g (float[batch,3,H,W] x, int64[N] ids) => (float[batch,3,H,W] y) {
+  y = Identity(x)
+})";
+  auto model = parse_model(text);
+  data::ShapeOverrides o;
+  o.add_shape("nosuch=1,2");
+  CHECK(error_of([&] { o.validate(*model); }) == "--shape nosuch: the model has no input named 'nosuch' (inputs: x, ids)");
+  data::ShapeOverrides dim;
+  dim.add_dim("nosuch=8");
+  CHECK(error_of([&] { dim.validate(*model); }).find("--dim nosuch: no input has a dimension named 'nosuch'") == 0);
+  data::ShapeOverrides range;
+  range.add_range("nosuch=0:1");
+  CHECK(error_of([&] { range.validate(*model); }).find("--value-range nosuch: the model has no input") == 0);
+  CHECK(error_of([&] { range.add_range("x=3:1"); }).find("LO must not exceed HI") != std::string::npos);
+  CHECK(error_of([&] { range.add_range("x=a:1"); }).find("'a' is not a number") != std::string::npos);
+
+  data::ShapeOverrides good;
+  good.add_dim("batch=2");
+  good.add_range("x=10:20");
+  good.add_range("ids=3:3");
+  good.validate(*model);
+  CHECK(data::defaulted_dims(*model, good) == std::vector<std::string>{"x[2] ('H')", "x[3] ('W')", "ids[0] ('N')"});
+  const data::Feeds f = data::random_feeds(*model, good, 0);
+  for (double v : f.at("x").to_doubles()) CHECK((v >= 10 && v <= 20));
+  for (int64_t v : f.at("ids").to_int64s()) CHECK(v == 3);
+}
+
+TEST_CASE("calibration hold-out: every 5th sample once there are 10") {
+  CHECK(data::holdout_indices(9).empty());
+  CHECK(data::holdout_indices(10) == std::vector<size_t>{4, 9});
+  CHECK(data::holdout_indices(14) == std::vector<size_t>{4, 9});
+  std::vector<data::Feeds> samples(12);
+  for (size_t i = 0; i < samples.size(); ++i) samples[i]["i"] = array<int64_t>(d::kInt64, {1}, {static_cast<int64_t>(i)});
+  const auto rest = data::without_holdout(samples), held = data::only_holdout(samples);
+  REQUIRE(rest.size() == 10);
+  REQUIRE(held.size() == 2);
+  CHECK(held[0].at("i").to_int64s()[0] == 4);
+  CHECK(rest[4].at("i").to_int64s()[0] == 5);
+}
+
+TEST_CASE("accuracy is measured on held-out calibration data by default, and calibration leaves it out") {
+  TempDir dir;
+  const char* text = R"(<ir_version: 8, opset_import: ["" : 13]>
+g (float[1,4] x) => (float[1,4] y) <float[4,4] w = {1,0,0,0, 0,1,0,0, 0,0,1,0, 0,0,0,1}> {
+  y = MatMul(x, w)
+})";
+  const fs::path model = write_model(dir, "m.onnx", text);
+  fs::create_directories(dir / "calib");
+  for (int i = 0; i < 10; ++i) {
+    const fs::path sample = dir / "calib" / fmt::format("s{:02}", i);
+    fs::create_directories(sample);
+    data::write_npy((sample / "x.npy").string(),
+                    array<float>(d::kFloat, {1, 4}, {0.1f * static_cast<float>(i), 1, -1, 0.5f}));
+  }
+  driver::OptimizeRequest r = request_for(model, fmt::format("quantize(mode=static,data={})", (dir / "calib").string()));
+  r.accuracy.calibration = (dir / "calib").string();
+  const driver::OptimizeResult result = driver::run_optimize(r);
+  const nlohmann::json& data = result.run.accuracy.at("data");
+  CHECK(data.at("kind") == "calibration-holdout");
+  CHECK(result.run.accuracy.at("samples") == 2);
+  CHECK(data.at("note").get<std::string>().find("4, 9") != std::string::npos);
+  bool found = false;
+  for (const pass::PassRun& p : result.run.pipeline_result.passes) {
+    if (p.name != "quantize") continue;
+    found = true;
+    CHECK(p.details.at("calibration").at("samples") == 8);  // the 2 held out are not calibrated on
+  }
+  CHECK(found);
+
+  // Too few samples to hold out: the calibration samples themselves, and the report says they are not independent.
+  fs::remove_all(dir / "calib" / "s09");
+  const driver::OptimizeResult small = driver::run_optimize(r);
+  CHECK(small.run.accuracy.at("data").at("kind") == "calibration");
+  CHECK(small.run.accuracy.at("data").at("note").get<std::string>().find("not independent") != std::string::npos);
+  // An explicit source wins over the calibration data.
+  r.accuracy.source = "random";
+  r.accuracy.source_explicit = true;
+  CHECK(driver::run_optimize(r).run.accuracy.at("data").at("kind") == "random");
+}
+
+TEST_CASE("decisions on random data nobody asked for are refused before any work; asked-for random is accepted") {
+  TempDir dir;
+  const fs::path model = write_model(dir, "m.onnx", kOverflowsInFp16);
+  driver::OptimizeRequest r = request_for(model, "convert(to=fp16)");
+  r.output = dir / "out.onnx";
+  r.gates.min_cosine = 0.99;
+  r.accuracy.decisions = {"--min-cosine"};
+  const std::string refused = error_of([&] { driver::run_optimize(r); });
+  CHECK(refused.find("--min-cosine would decide on random inputs") == 0);
+  CHECK(refused.find("--accuracy random") != std::string::npos);
+  CHECK_FALSE(fs::exists(r.output));
+  r.accuracy.source_explicit = true;  // --accuracy random
+  const driver::OptimizeResult result = driver::run_optimize(r);
+  CHECK(result.run.accuracy.at("data").at("kind") == "random");
+  CHECK(fs::exists(r.output));
+}
+
+TEST_CASE("an fp16 conversion whose outputs become NaN is reported DEGRADED and fails its gate") {
+  TempDir dir;
+  const fs::path model = write_model(dir, "m.onnx", kOverflowsInFp16);
+  fs::create_directories(dir / "data");
+  data::write_npy((dir / "data" / "x.npy").string(), array<float>(d::kFloat, {1, 4}, {1.0f, 0.9f, 1.1f, 0.95f}));
+  driver::OptimizeRequest r = request_for(model, "convert(to=fp16)");
+  r.accuracy.source = (dir / "data").string();
+  r.accuracy.source_explicit = true;
+  r.gates.min_cosine = 0.99;
+  const driver::OptimizeResult result = driver::run_optimize(r);
+  CHECK(result.run.degraded);
+  CHECK(result.run.verdict_summary.find("verdict: DEGRADED") == 0);
+  CHECK(result.run.verdict_summary.find("NaN/Inf") != std::string::npos);
+  const nlohmann::json& out = result.run.accuracy.at("outputs").at(0);
+  CHECK(out.at("cosine_similarity").is_null());
+  CHECK(out.at("new_nonfinite") == 4);
+  CHECK(result.run.accuracy.at("verdict").at("status") == "degraded");
+  REQUIRE(result.gates.size() == 1);
+  CHECK_FALSE(result.gates[0].passed);
+}
+
+TEST_CASE("a command whose pass changed nothing fails with the reason and writes nothing") {
+  TempDir dir;
+  const fs::path model = write_model(dir, "m.onnx", kConvOnly);
+  driver::OptimizeRequest r = request_for(model, "quantize");
+  r.command = "quantize";
+  r.required_change = "quantize";
+  r.output = dir / "out.onnx";
+  const std::string message = error_of([&] { driver::run_optimize(r); });
+  CHECK(message.find("quantize changed nothing") == 0);
+  CHECK(message.find("Conv is quantized only in static mode: pass --data") != std::string::npos);
+  CHECK_FALSE(fs::exists(r.output));
+  CHECK_FALSE(fs::exists(dir / "out.onnx.report.json"));
+  r.allow_unchanged = true;
+  driver::run_optimize(r);
+  CHECK(fs::exists(r.output));
+
+  // Every Conv/MatMul/Gemm left in float is listed with its reason.
+  auto conv = parse_model(kConvOnly);
+  const pass::PipelineResult pr = run(*conv, "quantize");
+  REQUIRE(pr.passes.size() == 1);
+  CHECK_FALSE(pr.passes[0].changed);
+  CHECK(pr.passes[0].details.at("skipped").size() == 1);
+}
