@@ -137,6 +137,9 @@ if [ -d "$S/vision/inputs/squeezenet_fish_fp32" ]; then
   expect 0 "^verdict: ok on the calibration data" -- "$MOPT" quantize "$T/trust/sq.onnx" --data "$T/trust/calib" --no-compressed-size
   grep -q '"kind": "calibration"' "$T/trust/sq.int8.onnx.report.json" || fail "report lacks accuracy.data.kind"
   expect 0 "top-1 agree 100.00%" -- "$MOPT" compare "$T/trust/sq.onnx" "$T/trust/sq.int8.onnx" --data "$T/trust/calib"
+  expect 0 "^  Relu -> fire9/expand1x1_2 +Relu +rel-L2" -- "$MOPT" compare "$T/trust/sq.onnx" "$T/trust/sq.int8.onnx" \
+    --data "$T/trust/calib" --per-layer
+  grep -q '"worst_first"' "$T/trust/sq.int8.onnx.report.json" || fail "the quantize report lacks the per-layer table"
   # The accuracy-aware fallback decides on that real data and keeps (almost) every layer quantized.
   expect 0 "accuracy-aware: drop 0.00 pp -> 0.00 pp \(target 1.00\) with 0 layer\(s\) in float" -- \
     "$MOPT" quantize "$T/trust/sq.onnx" --data "$T/trust/calib" --max-accuracy-drop 1 -o "$T/trust/aware.onnx" --no-compressed-size

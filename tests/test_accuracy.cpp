@@ -7,6 +7,7 @@
 
 #include "data/npy.h"
 #include "driver/optimize.h"
+#include "eval/layers.h"
 #include "helpers.h"
 
 using namespace mopt;
@@ -271,4 +272,66 @@ TEST_CASE("a command whose pass changed nothing fails with the reason and writes
   REQUIRE(pr.passes.size() == 1);
   CHECK_FALSE(pr.passes[0].changed);
   CHECK(pr.passes[0].details.at("skipped").size() == 1);
+}
+
+TEST_CASE("per-layer error matches values by name, through folded Relus, worst first, by original node name") {
+  const char* text = R"(<ir_version: 8, opset_import: ["" : 13]>
+g (float[1,1,4,4] x) => (float[1,2,4,4] y) <float[2,1,1,1] w = {0.5, -1.0}, float[2] b = {0.1, -0.2}> {
+  c = Conv <pads = [0, 0, 0, 0]> (x, w, b)
+  y = Relu(c)
+})";
+  auto original = parse_model(text);
+  for (ir::Node* n : original->graph().nodes()) n->mutable_proto().set_name(n->op_type() == "Conv" ? "conv1" : "relu1");
+  std::vector<data::Feeds> samples;
+  for (uint64_t s = 0; s < 3; ++s) samples.push_back(data::random_feeds(*original, {}, s));
+
+  // Identical models: every value compared, all exact.
+  const eval::LayerReport same = eval::compare_layers(*original, *parse_model(text), samples);
+  CHECK(same.samples == 3);
+  CHECK(same.values == 2);
+  REQUIRE(same.layers.size() == 2);
+  for (const eval::LayerError& l : same.layers) CHECK(l.metrics.max_abs_error == 0);
+
+  // Static int8: the Relu is folded into the QuantizeLinear after the Conv; its counterpart is the DequantizeLinear.
+  TempDir dir;
+  for (size_t s = 0; s < samples.size(); ++s) {
+    const fs::path sample = dir / "calib" / fmt::format("s{}", s);
+    fs::create_directories(sample);
+    data::write_npy((sample / "x.npy").string(), samples[s].at("x"));
+  }
+  auto quantized = parse_model(text);
+  for (ir::Node* n : quantized->graph().nodes()) n->mutable_proto().set_name(n->op_type() == "Conv" ? "conv1" : "relu1");
+  run(*quantized, fmt::format("quantize(mode=static,data={}),eliminate-dead-code", (dir / "calib").string()));
+  const eval::LayerReport q = eval::compare_layers(*original, *quantized, samples);
+  REQUIRE(q.layers.size() == 2);
+  CHECK(q.unmatched == 0);
+  for (const eval::LayerError& l : q.layers) {
+    CAPTURE(l.value);
+    CHECK(l.metrics.relative_l2 > 0);
+    CHECK(l.metrics.relative_l2 < 0.05);
+    CHECK((l.node == "conv1" || l.node == "relu1"));
+  }
+  CHECK(q.layers[0].metrics.relative_l2 >= q.layers[1].metrics.relative_l2);
+  const nlohmann::json j = eval::to_json(q);
+  CHECK(j.at("compared") == 2);
+  CHECK(j.at("worst_first").size() == 2);
+  CHECK(eval::summary(q).find("worst layers (2 of 2 values compared on 3 samples") == 0);
+
+  // A removed value (the Conv output, after Conv -> Relu became one node) is unmatched, not compared to the wrong tensor.
+  const char* fused = R"(<ir_version: 8, opset_import: ["" : 13]>
+g (float[1,1,4,4] x) => (float[1,2,4,4] y) <float[2,1,1,1] w = {0.5, -1.0}, float[2] b = {0.1, -0.2}> {
+  y = Conv <pads = [0, 0, 0, 0]> (x, w, b)
+})";
+  const eval::LayerReport f = eval::compare_layers(*original, *parse_model(fused), samples);
+  CHECK(f.unmatched == 1);
+  REQUIRE(f.layers.size() == 1);
+  CHECK(f.layers[0].node == "relu1");
+  CHECK(f.layers[0].metrics.max_abs_error > 0);  // the "fused" model lost the Relu: it shows
+
+  // A tiny capture budget still compares every value, in more rounds.
+  eval::LayerOptions tiny;
+  tiny.max_bytes = 16;
+  const eval::LayerReport rounds = eval::compare_layers(*original, *quantized, samples, tiny);
+  CHECK(rounds.layers.size() == 2);
+  CHECK(rounds.note.empty());
 }

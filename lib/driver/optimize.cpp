@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "data/npy.h"
+#include "eval/layers.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -161,6 +162,10 @@ OptimizeResult run_optimize(const OptimizeRequest& request) {
     run.accuracy_skipped = "disabled (--accuracy off)";
   }
 
+  // The original, for the per-layer comparison after the passes (tensor payloads are shared, not copied).
+  std::unique_ptr<ir::Model> original;
+  if (evaluation && request.per_layer) original = io::clone_model(*model);
+
   log::progress("running {}", run.pipeline);
   pass::ManagerOptions manager = request.manager;
   manager.evaluation = evaluation ? &*evaluation : nullptr;
@@ -177,6 +182,24 @@ OptimizeResult run_optimize(const OptimizeRequest& request) {
     const eval::Verdict verdict = eval::judge(*comparison);
     run.verdict_summary = eval::summary(verdict, comparison->data);
     run.degraded = verdict.degraded();
+    if (original) {
+      log::progress("comparing the models layer by layer");
+      try {
+        eval::LayerOptions options;
+        options.threads = acc.threads;
+        const eval::LayerReport layers = eval::compare_layers(*original, *model, evaluation->samples, options);
+        run.accuracy["layers"] = eval::to_json(layers);
+        run.layers_summary = eval::summary(layers);
+        if (run.degraded && !layers.layers.empty()) {
+          std::vector<std::string> worst;
+          for (size_t i = 0; i < layers.layers.size() && i < 3; ++i)
+            worst.push_back(fmt::format("{} (rel-L2 {:.3g})", layers.layers[i].node, layers.layers[i].metrics.relative_l2));
+          run.verdict_summary += fmt::format("; worst layers: {}", fmt::join(worst, ", "));
+        }
+      } catch (const Error& e) {
+        run.accuracy["layers"] = {{"skipped", e.what()}};
+      }
+    }
   }
 
   log::progress("writing {}", result.output.string());

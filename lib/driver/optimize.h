@@ -60,6 +60,7 @@ struct OptimizeRequest {
   // fails with the pass's reason and writes nothing, unless allow_unchanged.
   std::string required_change;
   bool allow_unchanged = false;
+  bool per_layer = true;  // per-layer error by original node name in the report (accuracy.layers)
 };
 
 struct OptimizeResult {

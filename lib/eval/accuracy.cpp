@@ -134,6 +134,61 @@ namespace {
 // Below this RMS an output is "near zero": its direction (cosine) and its SNR are noise.
 constexpr double kNearZeroRms = 1e-6;
 
+}  // namespace
+
+void MetricAccumulator::add(const std::vector<double>& reference, const std::vector<double>& candidate) {
+  for (size_t i = 0; i < reference.size() && i < candidate.size(); ++i) {
+    const double a = reference[i], b = candidate[i];
+    if (!std::isfinite(a) || !std::isfinite(b)) {
+      const bool same = (std::isnan(a) && std::isnan(b)) || a == b;
+      if (!same) ++nonfinite_mismatches_;
+      if (!same && std::isfinite(a)) ++new_nonfinite_;
+      continue;
+    }
+    const double e = std::abs(a - b);
+    max_abs_ = std::max(max_abs_, e);
+    sum_abs_ += e;
+    sum_sq_err_ += e * e;
+    sum_sq_ref_ += a * a;
+    sum_sq_cand_ += b * b;
+    dot_ += a * b;
+  }
+  elements_ += reference.size();
+}
+
+OutputMetrics MetricAccumulator::finish(const std::string& name) const {
+  OutputMetrics m;
+  m.name = name;
+  m.elements = elements_;
+  m.nonfinite_mismatches = nonfinite_mismatches_;
+  m.new_nonfinite = new_nonfinite_;
+  m.max_abs_error = max_abs_;
+  const double n = static_cast<double>(std::max<uint64_t>(elements_, 1));
+  m.mean_abs_error = sum_abs_ / n;
+  const double rms_ref = std::sqrt(sum_sq_ref_ / n), rms_cand = std::sqrt(sum_sq_cand_ / n);
+  if (m.broken()) {
+    m.max_abs_error = m.relative_l2 = INFINITY;
+    m.undefined_reason = fmt::format("the optimized model produced {} NaN/Inf value{} where the original is finite",
+                                     m.new_nonfinite, m.new_nonfinite == 1 ? "" : "s");
+  } else if (rms_ref <= kNearZeroRms && rms_cand <= kNearZeroRms) {
+    m.relative_l2 = sum_sq_ref_ > 0 ? std::sqrt(sum_sq_err_ / sum_sq_ref_) : (sum_sq_err_ > 0 ? INFINITY : 0.0);
+    m.undefined_reason = fmt::format("both outputs are near zero (RMS {:.3g} and {:.3g}): cosine and SNR say nothing; "
+                                     "see max|err|, or measure on real data",
+                                     rms_ref, rms_cand);
+  } else if (sum_sq_ref_ == 0) {
+    m.relative_l2 = INFINITY;
+    m.undefined_reason = "the original output is all zeros: cosine and SNR are undefined; see max|err|";
+  } else {
+    m.relative_l2 = std::sqrt(sum_sq_err_ / sum_sq_ref_);
+    const double denom = std::sqrt(sum_sq_ref_) * std::sqrt(sum_sq_cand_);
+    m.cosine = denom > 0 ? std::clamp(dot_ / denom, -1.0, 1.0) : 0.0;  // an all-zero candidate has collapsed
+    m.snr_db = sum_sq_err_ > 0 ? 10.0 * std::log10(sum_sq_ref_ / sum_sq_err_) : INFINITY;
+  }
+  return m;
+}
+
+namespace {
+
 // Which outputs `classifier_output` selects: "" every classifier-like one, "none" none, or one by name (it
 // must be classifier-like).
 std::vector<bool> classifier_outputs(const Outputs& reference, const std::string& classifier_output, std::string* note) {
@@ -181,74 +236,39 @@ Comparison compare_outputs(const Outputs& reference, const Outputs& candidate, c
   }
   const std::vector<bool> scored = classifier_outputs(reference, classifier_output, &c.classifier_note);
   for (size_t o = 0; o < reference.names.size(); ++o) {
-    OutputMetrics m;
-    m.name = reference.names[o];
-    double sum_abs = 0, sum_sq_ref = 0, sum_sq_err = 0, dot = 0, sum_sq_cand = 0;
+    MetricAccumulator acc;
+    double top1 = 0, top5 = 0;
+    uint64_t rows_total = 0;
+    bool classifier = false, has_top5 = false;
     for (size_t s = 0; s < reference.per_sample.size(); ++s) {
       const Array& r = reference.per_sample[s][o];
       const Array& k = candidate.per_sample[s][o];
       if (r.shape() != k.shape()) {
-        fail("output '{}' has shape {} in the original and {} in the new model", m.name, exec::shape_string(r.shape()),
-             exec::shape_string(k.shape()));
+        fail("output '{}' has shape {} in the original and {} in the new model", reference.names[o],
+             exec::shape_string(r.shape()), exec::shape_string(k.shape()));
       }
-      std::vector<double> rv = r.to_doubles(), kv = k.to_doubles();
-      for (size_t i = 0; i < rv.size(); ++i) {
-        double a = rv[i], b = kv[i];
-        if (!std::isfinite(a) || !std::isfinite(b)) {
-          bool same = (std::isnan(a) && std::isnan(b)) || a == b;
-          if (!same) ++m.nonfinite_mismatches;
-          if (!same && std::isfinite(a)) ++m.new_nonfinite;
-          continue;
-        }
-        double e = std::abs(a - b);
-        m.max_abs_error = std::max(m.max_abs_error, e);
-        sum_abs += e;
-        sum_sq_err += e * e;
-        sum_sq_ref += a * a;
-        sum_sq_cand += b * b;
-        dot += a * b;
-      }
-      m.elements += rv.size();
+      const std::vector<double> rv = r.to_doubles(), kv = k.to_doubles();
+      acc.add(rv, kv);
       int64_t rows = 0, classes = 0;
       if (scored[o] && classifier_view(r.shape(), rows, classes)) {
-        m.classifier = true;
-        m.rows += static_cast<uint64_t>(rows);
-        double same1 = 0, same5 = 0;
+        classifier = true;
+        rows_total += static_cast<uint64_t>(rows);
         for (int64_t row = 0; row < rows; ++row) {
           const double* rr = rv.data() + row * classes;
           const double* kr = kv.data() + row * classes;
-          int64_t ref_top = argmax(rr, classes);
-          if (argmax(kr, classes) == ref_top) ++same1;
-          if (in_top_k(kr, classes, ref_top, 5)) ++same5;
+          const int64_t ref_top = argmax(rr, classes);
+          if (argmax(kr, classes) == ref_top) ++top1;
+          if (in_top_k(kr, classes, ref_top, 5)) ++top5;
         }
-        m.top1_agreement += same1;
-        if (classes >= 5) m.top5_agreement = m.top5_agreement.value_or(0) + same5;
+        has_top5 = has_top5 || classes >= 5;
       }
     }
-    const double n = static_cast<double>(std::max<uint64_t>(m.elements, 1));
-    m.mean_abs_error = sum_abs / n;
-    const double rms_ref = std::sqrt(sum_sq_ref / n), rms_cand = std::sqrt(sum_sq_cand / n);
-    if (m.broken()) {
-      m.max_abs_error = m.relative_l2 = INFINITY;
-      m.undefined_reason = fmt::format("the optimized model produced {} NaN/Inf value{} where the original is finite",
-                                       m.new_nonfinite, m.new_nonfinite == 1 ? "" : "s");
-    } else if (rms_ref <= kNearZeroRms && rms_cand <= kNearZeroRms) {
-      m.relative_l2 = sum_sq_ref > 0 ? std::sqrt(sum_sq_err / sum_sq_ref) : (sum_sq_err > 0 ? INFINITY : 0.0);
-      m.undefined_reason = fmt::format("both outputs are near zero (RMS {:.3g} and {:.3g}): cosine and SNR say nothing; "
-                                       "see max|err|, or measure on real data",
-                                       rms_ref, rms_cand);
-    } else if (sum_sq_ref == 0) {
-      m.relative_l2 = INFINITY;
-      m.undefined_reason = "the original output is all zeros: cosine and SNR are undefined; see max|err|";
-    } else {
-      m.relative_l2 = std::sqrt(sum_sq_err / sum_sq_ref);
-      const double denom = std::sqrt(sum_sq_ref) * std::sqrt(sum_sq_cand);
-      m.cosine = denom > 0 ? std::clamp(dot / denom, -1.0, 1.0) : 0.0;  // an all-zero candidate has collapsed
-      m.snr_db = sum_sq_err > 0 ? 10.0 * std::log10(sum_sq_ref / sum_sq_err) : INFINITY;
-    }
-    if (m.classifier && m.rows) {
-      m.top1_agreement /= static_cast<double>(m.rows);
-      if (m.top5_agreement) *m.top5_agreement /= static_cast<double>(m.rows);
+    OutputMetrics m = acc.finish(reference.names[o]);
+    if (classifier && rows_total) {
+      m.classifier = true;
+      m.rows = rows_total;
+      m.top1_agreement = top1 / static_cast<double>(rows_total);
+      if (has_top5) m.top5_agreement = top5 / static_cast<double>(rows_total);
     }
     c.outputs.push_back(m);
   }

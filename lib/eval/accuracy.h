@@ -53,6 +53,18 @@ struct OutputMetrics {
   std::optional<double> top5_agreement;     // reference top-1 within candidate top-5 (C >= 5)
 };
 
+// The one NaN-aware comparison of two tensors' values, accumulated over samples (outputs, per-layer
+// errors and tests all use it).
+class MetricAccumulator {
+ public:
+  void add(const std::vector<double>& reference, const std::vector<double>& candidate);
+  OutputMetrics finish(const std::string& name) const;  // no classifier fields
+
+ private:
+  uint64_t elements_ = 0, nonfinite_mismatches_ = 0, new_nonfinite_ = 0;
+  double max_abs_ = 0, sum_abs_ = 0, sum_sq_ref_ = 0, sum_sq_err_ = 0, sum_sq_cand_ = 0, dot_ = 0;
+};
+
 struct LabelMetrics {
   std::string output;
   uint64_t count = 0;

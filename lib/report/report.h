@@ -38,6 +38,7 @@ struct RunReport {
   std::string accuracy_skipped;
   std::string accuracy_summary;  // lines for the terminal
   std::string verdict_summary;   // "verdict: ..." for the terminal; empty when accuracy was not measured
+  std::string layers_summary;    // the worst layers, for the terminal
   bool degraded = false;
   nlohmann::json gates = nlohmann::json::array();
 };

@@ -17,6 +17,7 @@
 #include "data/npy.h"
 #include "driver/optimize.h"
 #include "eval/accuracy.h"
+#include "eval/layers.h"
 #include "exec/executor.h"
 #include "io/model_io.h"
 #include "ir/verify.h"
@@ -245,13 +246,6 @@ void print_quantize_summary(const report::RunReport& run) {
       fmt::print("  calibration  {} on {} row(s) in {} batch(es), {:.3f} ms per row\n", d["calibration"]["method"].get<std::string>(),
                  d["calibration"]["rows"].get<int64_t>(), d["calibration"]["samples"].get<size_t>(),
                  d["calibration"]["seconds_per_row"].get<double>() * 1e3);
-    std::vector<std::pair<double, std::string>> worst;
-    for (const auto& l : d["layers"]) {
-      if (l.contains("error")) worst.emplace_back(l["error"]["relative_l2"].get<double>(), l["node"].get<std::string>());
-    }
-    std::sort(worst.rbegin(), worst.rend());
-    for (size_t i = 0; i < worst.size() && i < 3; ++i)
-      fmt::print("  layer error  {:<32} rel-L2 {:.4f}\n", worst[i].second, worst[i].first);
     if (d.contains("accuracy_aware")) {
       const auto& a = d["accuracy_aware"];
       fmt::print("  accuracy-aware: drop {:.2f} pp -> {:.2f} pp (target {:.2f}) with {} layer(s) in float [{}], {} evaluations\n",
@@ -481,7 +475,7 @@ struct OptimizeFlags {
   std::string input, output, report, passes, pipeline_file;
   std::string external_data;  // "" = keep the input's layout
   bool in_place = false, print_pipeline = false, verify_each = false, explain = false, no_compressed_size = false,
-       verify_numerics = false, allow_unchanged = false;
+       verify_numerics = false, allow_unchanged = false, no_per_layer = false;
   double numerics_tolerance = 1e-4;
 };
 
@@ -504,6 +498,8 @@ void add_model_output_flags(CLI::App* cmd, OptimizeFlags& f, const std::string& 
                   "Largest output change --verify-numerics accepts, relative to max(1, max|output|) (default: 1e-4)")
       ->check(CLI::Range(0.0, 1e9));
   cmd->add_flag("--no-compressed-size", f.no_compressed_size, "Skip measuring the zstd-compressed sizes");
+  cmd->add_flag("--no-per-layer", f.no_per_layer,
+                "Skip the per-layer comparison (two more runs of the models on up to 4 accuracy samples)");
   cmd->add_flag("--allow-unchanged", f.allow_unchanged,
                 "Write the model even when the command's pass changed nothing (by default that is an error, exit 1)");
 }
@@ -588,12 +584,14 @@ int run_pipeline_command(Job job, const OptimizeFlags& f, const DataFlags& data_
   }
   if (request.accuracy.source == "off" && f.verify_numerics) usage_error("--verify-numerics runs the model on the accuracy data; drop --accuracy off");
   request.compressed_size = !f.no_compressed_size;
+  request.per_layer = !f.no_per_layer;
   driver::OptimizeResult result = driver::run_optimize(request);
   for (const auto& w : result.run.pipeline_result.warnings) log::warn("{}", w);
   for (const auto& w : result.run.warnings) log::warn("{}", w);
   if (log::level() >= log::Level::Normal) {
     fmt::print("{}", report::summary_table(result.run));
     print_quantize_summary(result.run);
+    fmt::print("{}", result.run.layers_summary);
     if (!result.run.verdict_summary.empty()) fmt::print("{}\n", result.run.verdict_summary);
     fmt::print("wrote {} ({:.2f} s)\nreport {}\n", result.output.string(), result.run.total_seconds, result.report.string());
   }
@@ -605,7 +603,7 @@ int run_pipeline_command(Job job, const OptimizeFlags& f, const DataFlags& data_
 // ------------------------------------------------------------------ compare, run, bench
 
 int run_compare_command(const std::string& original_path, const std::string& candidate_path, const DataFlags& f,
-                        const GateFlags& gate_flags, const std::string& report_path, bool json) {
+                        const GateFlags& gate_flags, const std::string& report_path, bool json, bool per_layer) {
   auto original = io::load_model(original_path);
   io::LoadInfo info;
   auto candidate = io::load_model(candidate_path, &info);
@@ -624,6 +622,13 @@ int run_compare_command(const std::string& original_path, const std::string& can
   eval::Comparison c = eval::compare_outputs(reference, outputs, f.labels.empty() ? nullptr : &labels, f.classifier_output);
   c.data = source;
   const eval::Verdict verdict = eval::judge(c);
+  std::optional<eval::LayerReport> layers;
+  if (per_layer) {
+    eval::LayerOptions options;
+    options.threads = f.threads;
+    options.max_samples = samples.size();
+    layers = eval::compare_layers(*original, *candidate, samples, options);
+  }
   std::vector<eval::GateResult> gates = eval::check_gates(gates_of(gate_flags), &c, info.file_bytes + info.external_bytes);
   nlohmann::json j = {{"schema_version", report::kSchemaVersion},
                       {"command", "compare"},
@@ -631,10 +636,12 @@ int run_compare_command(const std::string& original_path, const std::string& can
                       {"optimized", candidate_path},
                       {"accuracy", eval::to_json(c)},
                       {"gates", eval::to_json(gates)}};
+  if (layers) j["accuracy"]["layers"] = eval::to_json(*layers);
   if (!report_path.empty()) report::write_json(j, report_path);
   if (json) fmt::print("{}\n", j.dump(2));
   else if (log::level() >= log::Level::Normal) {
     fmt::print("{}", eval::summary(c));
+    if (layers) fmt::print("{}", eval::summary(*layers, 20));
     fmt::print("{}\n", eval::summary(verdict, c.data));
     for (const auto& g : gates) fmt::print("  gate {:<18} {}: {}\n", g.gate, g.passed ? "passed" : "FAILED", g.message);
   }
@@ -965,7 +972,7 @@ int main(int argc, char** argv) {
       "  mopt inspect model.onnx --json | jq .op_histogram");
 
   std::string compare_original, compare_candidate, compare_report;
-  bool compare_json = false;
+  bool compare_json = false, compare_per_layer = false;
   DataFlags compare_data;
   GateFlags compare_gates;
   auto* compare = app.add_subcommand("compare", "Run two models on the same data and report how their outputs differ");
@@ -975,12 +982,16 @@ int main(int argc, char** argv) {
   add_gate_flags(compare, compare_gates);
   compare->add_option("--report", compare_report, "Also write the JSON report to this file");
   compare->add_flag("--json", compare_json, "Print the JSON report");
+  compare->add_flag("--per-layer", compare_per_layer,
+                    "Also compare every intermediate value of the original with its counterpart (through QDQ pairs and "
+                    "fused nodes), worst first, by original node name");
   add_log_flags(compare, common);
   compare->footer(
       "Examples:\n"
       "  mopt compare model.onnx model.opt.onnx                        # 4 random samples\n"
       "  mopt compare model.onnx model.int8.onnx --data x_test.npy --labels y_test.npy\n"
-      "  mopt compare a.onnx b.onnx --data inputs/ --min-cosine 0.999 --max-accuracy-drop 1   # CI gate, exit 3");
+      "  mopt compare a.onnx b.onnx --data inputs/ --min-cosine 0.999 --max-accuracy-drop 1   # CI gate, exit 3\n"
+      "  mopt compare model.onnx model.int8.onnx --data calib/ --per-layer   # which layers lose the most");
 
   std::string run_model, run_save;
   bool run_json = false;
@@ -1065,7 +1076,8 @@ int main(int argc, char** argv) {
                           {"quantize", four_bit ? ".int4.onnx" : ".int8.onnx", quantize_pipeline(q, quantize_cmd.gates), "quantize", q.data},
                           quantize_cmd.output, quantize_cmd.data, quantize_cmd.gates);
     }
-    if (compare->parsed()) return run_compare_command(compare_original, compare_candidate, compare_data, compare_gates, compare_report, compare_json);
+    if (compare->parsed()) return run_compare_command(compare_original, compare_candidate, compare_data, compare_gates, compare_report, compare_json,
+                                                     compare_per_layer);
     if (run->parsed()) return run_run_command(run_model, run_data, run_save, run_json);
     if (bench->parsed()) return run_bench_command(bench_model, bench_data, bench_warmup, bench_runs, bench_json, bench_profile);
     if (inspect->parsed()) return run_inspect_command(inspect_input, inspect_json);
