@@ -127,7 +127,19 @@ TEST_CASE("the verdict: thresholds on cosine and top-1 agreement, worst first, a
   CHECK(eval::judge(plain).status == "ok");
   CHECK(error_of([&] { eval::compare_outputs(a, b, nullptr, "probs"); }).find("no output named 'probs'") != std::string::npos);
   const eval::Outputs image = outputs_of("mask", exec::Array(d::kFloat, {1, 1, 4, 4}));
-  CHECK(error_of([&] { eval::compare_outputs(image, image, nullptr, "mask"); }).find("not [N, C]") != std::string::npos);
+  CHECK(error_of([&] { eval::compare_outputs(image, image, nullptr, "mask"); }).find("neither [N, C]") != std::string::npos);
+
+  // One probability per row is a binary decision (p > 0.5): a VAD whose speech flag flips is degraded
+  // even when its numbers stay close.
+  const eval::Outputs p = outputs_of("speech", array<float>(d::kFloat, {4, 1}, {0.1f, 0.49f, 0.7f, 0.9f}));
+  const eval::Outputs q = outputs_of("speech", array<float>(d::kFloat, {4, 1}, {0.1f, 0.51f, 0.7f, 0.9f}));
+  const eval::Comparison flips = eval::compare_outputs(p, q);
+  CHECK(flips.outputs[0].classifier);
+  CHECK(flips.outputs[0].top1_agreement == doctest::Approx(0.75));
+  CHECK(flips.classifier_note.find("binary decision") != std::string::npos);
+  CHECK(eval::judge(flips).degraded());
+  const eval::Outputs logits = outputs_of("score", array<float>(d::kFloat, {2, 1}, {-3.0f, 4.0f}));
+  CHECK_FALSE(eval::compare_outputs(logits, logits).outputs[0].classifier);  // not probabilities
 }
 
 TEST_CASE("--shape, --dim and --value-range names are checked against the model; defaulted dims are listed") {
@@ -334,4 +346,72 @@ g (float[1,1,4,4] x) => (float[1,2,4,4] y) <float[2,1,1,1] w = {0.5, -1.0}, floa
   const eval::LayerReport rounds = eval::compare_layers(*original, *quantized, samples, tiny);
   CHECK(rounds.layers.size() == 2);
   CHECK(rounds.note.empty());
+}
+
+namespace {
+
+const fs::path kModels = MOPT_SHARED_MODELS;
+
+// The shared 60 s of speech as silero v5's stream: chunks of 512 samples with the previous 64 as context,
+// the sample rate, and a zero state for the first chunk (the state of the others comes by --feedback).
+fs::path write_vad_stream(const TempDir& dir, size_t chunks) {
+  const std::vector<double> audio = data::read_npy((kModels / "audio/silero_test_16k.npy").string()).to_doubles();
+  const fs::path root = dir / "stream";
+  for (size_t c = 0; c < chunks; ++c) {
+    std::vector<float> window(576, 0.0f);
+    for (size_t i = 0; i < 576; ++i) {
+      const int64_t at = static_cast<int64_t>(c * 512 + i) - 64;
+      if (at >= 0 && static_cast<size_t>(at) < audio.size()) window[i] = static_cast<float>(audio[static_cast<size_t>(at)]);
+    }
+    const fs::path sample = root / fmt::format("chunk_{:04}", c);
+    fs::create_directories(sample);
+    data::write_npy((sample / "input.npy").string(), array<float>(d::kFloat, {1, 576}, window));
+    data::write_npy((sample / "sr.npy").string(), array<int64_t>(d::kInt64, {}, {16000}));
+    data::write_npy((sample / "state.npy").string(), array<float>(d::kFloat, {2, 1, 128}, std::vector<float>(256, 0.0f)));
+  }
+  return root;
+}
+
+}  // namespace
+
+TEST_CASE("--feedback runs a VAD as a stream: state carried for calibration and accuracy, decisions over the sequence") {
+  if (!fs::exists(kModels / "audio/silero_test_16k.npy")) return;
+  TempDir dir;
+  const fs::path stream = write_vad_stream(dir, 150);
+  const fs::path model = kModels / "audio/silero_vad_v5_16k_op15.onnx";
+  auto vad = io::load_model(model);
+  const std::vector<data::Feeds> samples = data::load_samples(*vad, stream.string());
+  REQUIRE(samples.size() == 150);
+  const eval::Feedback feedback = {eval::parse_feedback(*vad, "stateN=state")};
+  CHECK(error_of([&] { eval::parse_feedback(*vad, "nosuch=state"); }).find("no output named 'nosuch'") != std::string::npos);
+  CHECK(error_of([&] { eval::parse_feedback(*vad, "stateN=nosuch"); }).find("no input named 'nosuch'") != std::string::npos);
+  // Carried state changes what the model says: the stream is not 150 independent chunks.
+  const eval::Outputs carried = eval::run_samples(*vad, samples, 0, feedback);
+  const eval::Outputs independent = eval::run_samples(*vad, samples, 0);
+  const eval::Comparison c = eval::compare_outputs(independent, carried, nullptr, "output");
+  CHECK(c.outputs[0].max_abs_error > 0.05);
+  const std::vector<data::Feeds> fed = eval::carry_state(*vad, samples, feedback);
+  CHECK(fed[1].at("state").to_doubles() == carried.per_sample[0][1].to_doubles());
+  // The speech decisions of a static int8 model, streamed, against the float model streamed.
+  driver::OptimizeRequest r = request_for(model, fmt::format("quantize(mode=static,data={})", stream.string()));
+  r.output = dir / "vad.int8.onnx";
+  r.accuracy.calibration = stream.string();
+  r.accuracy.feedback = {"stateN=state"};
+  r.accuracy.classifier_output = "output";
+  r.per_layer = false;
+  const driver::OptimizeResult result = driver::run_optimize(r);
+  const nlohmann::json& a = result.run.accuracy;
+  CHECK(a.at("data").at("kind") == "calibration");
+  CHECK(a.at("data").at("note").get<std::string>().find("run as one sequence of 150 samples, feeding back stateN -> state") !=
+        std::string::npos);
+  CHECK(a.at("samples") == 150);
+  const nlohmann::json& speech = a.at("outputs").at(0);
+  CHECK(speech.at("rows") == 150);
+  MESSAGE("silero static int8, streamed 150 chunks: decision agreement " << speech.at("top1_agreement") << ", cosine "
+                                                                         << speech.at("cosine_similarity") << "; verdict "
+                                                                         << result.run.verdict_summary);
+  // Streamed, static int8 loses the speech decisions (the one-chunk view hides it): the verdict says so.
+  CHECK(result.run.degraded);
+  CHECK(result.run.degraded == (speech.at("top1_agreement").get<double>() < 0.99 ||
+                                speech.at("cosine_similarity").get<double>() < 0.99));
 }

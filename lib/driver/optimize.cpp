@@ -71,7 +71,8 @@ std::vector<data::Feeds> load_or_generate_samples(const ir::Model& model, const 
   } else {
     samples = data::load_samples(model, request.calibration);
     const size_t total = samples.size();
-    const std::vector<size_t> held = data::holdout_indices(total);
+    // A sequence (--feedback) is measured whole: holding samples out would break the state it carries.
+    const std::vector<size_t> held = request.feedback.empty() ? data::holdout_indices(total) : std::vector<size_t>{};
     if (!held.empty() && request.labels.empty()) {
       out.kind = "calibration-holdout";
       samples = data::only_holdout(samples);
@@ -83,9 +84,19 @@ std::vector<data::Feeds> load_or_generate_samples(const ir::Model& model, const 
       out.note = fmt::format("measured on the {} calibration sample{} themselves ({}): not independent of the calibration; "
                              "pass --accuracy DATA for held-out data",
                              total, total == 1 ? "" : "s",
-                             request.labels.empty() ? "fewer than 10, too few to hold some out"
-                                                    : "--labels describe the whole calibration set");
+                             !request.feedback.empty() ? "a sequence (--feedback) is measured whole"
+                             : request.labels.empty()  ? "fewer than 10, too few to hold some out"
+                                                       : "--labels describe the whole calibration set");
     }
+  }
+  if (!request.feedback.empty()) {
+    std::vector<std::string> pairs;
+    for (const std::string& f : request.feedback) {
+      const auto [out_name, in_name] = eval::parse_feedback(model, f);
+      pairs.push_back(out_name + " -> " + in_name);
+    }
+    const std::string sequence = fmt::format("run as one sequence of {} samples, feeding back {}", samples.size(), fmt::join(pairs, ", "));
+    out.note = out.note.empty() ? sequence : out.note + "; " + sequence;
   }
   if (source) *source = out;
   return samples;
@@ -147,7 +158,8 @@ OptimizeResult run_optimize(const OptimizeRequest& request) {
       eval::Evaluation e;
       e.samples = load_or_generate_samples(*model, acc, &e.source, &run.warnings);
       if (e.source.kind == "calibration-holdout") e.holdout_of = acc.calibration;
-      e.reference = eval::run_samples(*model, e.samples, acc.threads);
+      for (const std::string& f : acc.feedback) e.feedback.push_back(eval::parse_feedback(*model, f));
+      e.reference = eval::run_samples(*model, e.samples, acc.threads, e.feedback);
       if (labels.defined()) e.labels = labels;
       e.classifier_output = acc.classifier_output;
       e.threads = acc.threads;
@@ -187,7 +199,9 @@ OptimizeResult run_optimize(const OptimizeRequest& request) {
       try {
         eval::LayerOptions options;
         options.threads = acc.threads;
-        const eval::LayerReport layers = eval::compare_layers(*original, *model, evaluation->samples, options);
+        // Per layer, both models see the same inputs: the sequence with the original's state carried.
+        const eval::LayerReport layers = eval::compare_layers(
+            *original, *model, eval::carry_state(*original, evaluation->samples, evaluation->feedback, acc.threads), options);
         run.accuracy["layers"] = eval::to_json(layers);
         run.layers_summary = eval::summary(layers);
         if (run.degraded && !layers.layers.empty()) {

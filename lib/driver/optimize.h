@@ -31,6 +31,7 @@ struct AccuracyRequest {
   data::ShapeOverrides shapes;
   std::string labels;             // .npy of integer labels, optional
   std::string classifier_output;  // "" (by shape), "none" or an output name (also the output scored against labels)
+  std::vector<std::string> feedback;  // "OUT=IN": the samples are a sequence with OUT fed back to IN
   int threads = 0;
 };
 

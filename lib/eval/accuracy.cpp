@@ -30,11 +30,27 @@ Captures capture_values(const ir::Model& model, const std::vector<data::Feeds>& 
   return out;
 }
 
-Outputs run_samples(const ir::Model& model, const std::vector<data::Feeds>& samples, int threads) {
-  Outputs out;
-  exec::Executor executor(model, exec::ExecutorOptions{threads, false, nullptr});
-  for (const ir::Value* v : model.graph().outputs()) out.names.push_back(v->name());
-  auto start = std::chrono::steady_clock::now();
+std::pair<std::string, std::string> parse_feedback(const ir::Model& model, const std::string& spec) {
+  const size_t eq = spec.find('=');
+  if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size())
+    usage_error("--feedback expects OUTPUT=INPUT (an output fed back as the next sample's input), got '{}'", spec);
+  std::string out = spec.substr(0, eq), in = spec.substr(eq + 1);
+  std::vector<std::string> outputs, inputs;
+  for (const ir::Value* v : model.graph().outputs()) outputs.push_back(v->name());
+  for (const data::InputSpec& i : data::model_inputs(model)) inputs.push_back(i.name);
+  if (std::find(outputs.begin(), outputs.end(), out) == outputs.end())
+    usage_error("--feedback {}: the model has no output named '{}' (outputs: {})", spec, out, fmt::join(outputs, ", "));
+  if (std::find(inputs.begin(), inputs.end(), in) == inputs.end())
+    usage_error("--feedback {}: the model has no input named '{}' (inputs: {})", spec, in, fmt::join(inputs, ", "));
+  return {out, in};
+}
+
+namespace {
+
+// Runs `samples` through `executor` in order, feeding back outputs; calls `each(feeds, outputs)`.
+template <typename Each>
+void run_sequence(const ir::Model& model, exec::Executor& executor, const std::vector<data::Feeds>& samples,
+                  const Feedback& feedback, Each&& each) {
   // A model converted to float16 with its inputs converted too (convert --no-keep-io-types) is fed the
   // same samples as the original, rounded to its input type as a caller of the converted model would.
   std::map<std::string, int32_t> float_inputs;
@@ -42,19 +58,46 @@ Outputs run_samples(const ir::Model& model, const std::vector<data::Feeds>& samp
     const int32_t t = v->info().type().tensor_type().elem_type();
     if (exec::is_16bit_float(t)) float_inputs[v->name()] = t;
   }
-  for (const data::Feeds& feeds : samples) {
-    if (float_inputs.empty()) {
-      out.per_sample.push_back(executor.run(feeds));
-      continue;
-    }
-    data::Feeds adapted = feeds;
-    for (auto& [name, array] : adapted) {
+  std::vector<size_t> feedback_outputs;
+  for (const auto& [out, in] : feedback) {
+    size_t index = 0;
+    while (index < model.graph().outputs().size() && model.graph().outputs()[index]->name() != out) ++index;
+    if (index == model.graph().outputs().size()) fail("--feedback: the model has no output named '{}'", out);
+    feedback_outputs.push_back(index);
+  }
+  std::vector<Array> previous;
+  for (size_t s = 0; s < samples.size(); ++s) {
+    data::Feeds feeds = samples[s];
+    for (size_t f = 0; f < feedback.size() && s > 0; ++f) feeds[feedback[f].second] = previous[feedback_outputs[f]];
+    for (auto& [name, array] : feeds) {
       auto it = float_inputs.find(name);
       if (it != float_inputs.end() && array.dtype() == ir::dtype::kFloat) array = exec::cast(array, it->second);
     }
-    out.per_sample.push_back(executor.run(adapted));
+    std::vector<Array> outputs = executor.run(feeds);
+    each(feeds, outputs);
+    if (!feedback.empty()) previous = std::move(outputs);
   }
+}
+
+}  // namespace
+
+Outputs run_samples(const ir::Model& model, const std::vector<data::Feeds>& samples, int threads, const Feedback& feedback) {
+  Outputs out;
+  exec::Executor executor(model, exec::ExecutorOptions{threads, false, nullptr});
+  for (const ir::Value* v : model.graph().outputs()) out.names.push_back(v->name());
+  auto start = std::chrono::steady_clock::now();
+  run_sequence(model, executor, samples, feedback,
+               [&](const data::Feeds&, const std::vector<Array>& outputs) { out.per_sample.push_back(outputs); });
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return out;
+}
+
+std::vector<data::Feeds> carry_state(const ir::Model& model, std::vector<data::Feeds> samples, const Feedback& feedback,
+                                     int threads) {
+  if (feedback.empty()) return samples;
+  exec::Executor executor(model, exec::ExecutorOptions{threads, false, nullptr});
+  std::vector<data::Feeds> out;
+  run_sequence(model, executor, samples, feedback, [&](const data::Feeds& feeds, const std::vector<Array>&) { out.push_back(feeds); });
   return out;
 }
 
@@ -189,34 +232,60 @@ OutputMetrics MetricAccumulator::finish(const std::string& name) const {
 
 namespace {
 
+enum class Scored { No, Classes, Binary };
+
+// A binary decision output: one value per row ([N], [N, 1], [1, 1]) holding probabilities (every value of
+// the reference in [0, 1] on every sample); its decision is p > 0.5.
+bool binary_view(const Outputs& reference, size_t o, int64_t& rows) {
+  const exec::Shape& shape = reference.per_sample[0][o].shape();
+  if (shape.empty()) return false;
+  for (size_t i = 1; i < shape.size(); ++i) {
+    if (shape[i] != 1) return false;
+  }
+  for (const auto& sample : reference.per_sample) {
+    if (!exec::is_16bit_float(sample[o].dtype()) && sample[o].dtype() != ir::dtype::kFloat && sample[o].dtype() != ir::dtype::kDouble)
+      return false;
+    for (double v : sample[o].to_doubles()) {
+      if (!(v >= 0 && v <= 1)) return false;
+    }
+  }
+  rows = shape[0];
+  return true;
+}
+
 // Which outputs `classifier_output` selects: "" every classifier-like one, "none" none, or one by name (it
 // must be classifier-like).
-std::vector<bool> classifier_outputs(const Outputs& reference, const std::string& classifier_output, std::string* note) {
-  std::vector<bool> out(reference.names.size(), false);
+std::vector<Scored> classifier_outputs(const Outputs& reference, const std::string& classifier_output, std::string* note) {
+  std::vector<Scored> out(reference.names.size(), Scored::No);
   if (reference.per_sample.empty() || classifier_output == "none") {
     if (note) *note = classifier_output == "none" ? "no output scored as a classifier (--classifier-output none)" : "";
     return out;
   }
   std::vector<std::string> picked;
   for (size_t o = 0; o < reference.names.size(); ++o) {
-    int64_t rows = 0, classes = 0;
-    const bool shaped = classifier_view(reference.per_sample[0][o].shape(), rows, classes);
     if (!classifier_output.empty() && reference.names[o] != classifier_output) continue;
-    if (!classifier_output.empty() && !shaped)
-      usage_error("--classifier-output {}: the output has shape {}, not [N, C] with C >= 2 (after dropping unit dims)",
-                  classifier_output, exec::shape_string(reference.per_sample[0][o].shape()));
-    if (shaped) {
-      out[o] = true;
-      picked.push_back(fmt::format("'{}' {}", reference.names[o], exec::shape_string(reference.per_sample[0][o].shape())));
+    const exec::Shape& shape = reference.per_sample[0][o].shape();
+    int64_t rows = 0, classes = 0;
+    if (classifier_view(shape, rows, classes)) {
+      out[o] = Scored::Classes;
+      picked.push_back(fmt::format("'{}' {} (top-1 of C)", reference.names[o], exec::shape_string(shape)));
+    } else if (binary_view(reference, o, rows)) {
+      out[o] = Scored::Binary;
+      picked.push_back(fmt::format("'{}' {} (binary decision p > 0.5: values in [0, 1])", reference.names[o], exec::shape_string(shape)));
+    } else if (!classifier_output.empty()) {
+      usage_error("--classifier-output {}: the output has shape {}: neither [N, C] with C >= 2 (after dropping unit dims) nor "
+                  "one probability per row",
+                  classifier_output, exec::shape_string(shape));
     }
   }
   if (!classifier_output.empty() && picked.empty())
     usage_error("--classifier-output {}: the model has no output named '{}' (outputs: {})", classifier_output, classifier_output,
                 fmt::join(reference.names, ", "));
   if (note) {
-    *note = picked.empty() ? "no output is classifier-like ([N, C], C >= 2), so there is no top-1 agreement"
+    *note = picked.empty() ? "no output is classifier-like ([N, C] with C >= 2, or one probability per row), so there is no "
+                             "top-1 agreement"
             : classifier_output.empty()
-                ? fmt::format("scored as classifier{} by shape ([N, C], C >= 2): {} (set with --classifier-output NAME|none)",
+                ? fmt::format("scored as classifier{} by shape: {} (set with --classifier-output NAME|none)",
                               picked.size() == 1 ? "" : "s", fmt::join(picked, ", "))
                 : fmt::format("scored as classifier (--classifier-output): {}", picked[0]);
   }
@@ -234,7 +303,7 @@ Comparison compare_outputs(const Outputs& reference, const Outputs& candidate, c
   if (reference.names.size() != candidate.names.size()) {
     fail("the models have different numbers of outputs ({} and {})", reference.names.size(), candidate.names.size());
   }
-  const std::vector<bool> scored = classifier_outputs(reference, classifier_output, &c.classifier_note);
+  const std::vector<Scored> scored = classifier_outputs(reference, classifier_output, &c.classifier_note);
   for (size_t o = 0; o < reference.names.size(); ++o) {
     MetricAccumulator acc;
     double top1 = 0, top5 = 0;
@@ -250,7 +319,11 @@ Comparison compare_outputs(const Outputs& reference, const Outputs& candidate, c
       const std::vector<double> rv = r.to_doubles(), kv = k.to_doubles();
       acc.add(rv, kv);
       int64_t rows = 0, classes = 0;
-      if (scored[o] && classifier_view(r.shape(), rows, classes)) {
+      if (scored[o] == Scored::Binary) {
+        classifier = true;
+        rows_total += static_cast<uint64_t>(rv.size());
+        for (size_t i = 0; i < rv.size(); ++i) top1 += (rv[i] > 0.5) == (kv[i] > 0.5) ? 1 : 0;
+      } else if (scored[o] == Scored::Classes && classifier_view(r.shape(), rows, classes)) {
         classifier = true;
         rows_total += static_cast<uint64_t>(rows);
         for (int64_t row = 0; row < rows; ++row) {
@@ -306,7 +379,7 @@ LabelMetrics label_accuracy(const Outputs& outputs, const Array& labels, const s
 }
 
 Comparison Evaluation::evaluate(const ir::Model& model) const {
-  Outputs candidate = run_samples(model, samples, threads);
+  Outputs candidate = run_samples(model, samples, threads, feedback);
   Comparison c = compare_outputs(reference, candidate, labels ? &*labels : nullptr, classifier_output);
   c.data = source;
   return c;
@@ -340,6 +413,8 @@ std::string broken_message(const OutputMetrics& m) { return fmt::format("output 
 std::vector<data::Feeds> load_calibration(const ir::Model& model, const std::string& path, const Evaluation* evaluation) {
   std::vector<data::Feeds> samples = data::load_samples(model, path);
   if (evaluation && !evaluation->holdout_of.empty() && evaluation->holdout_of == path) samples = data::without_holdout(std::move(samples));
+  // A sequence calibrates on the states the model itself carries through it.
+  if (evaluation && !evaluation->feedback.empty()) samples = carry_state(model, std::move(samples), evaluation->feedback, evaluation->threads);
   return samples;
 }
 

@@ -29,8 +29,20 @@ using Captures = std::vector<std::map<std::string, exec::Array>>;
 Captures capture_values(const ir::Model& model, const std::vector<data::Feeds>& samples, const std::set<std::string>& names,
                         int threads);
 
-// Runs `model` on each sample. Throws mopt::Error if the executor cannot run it.
-Outputs run_samples(const ir::Model& model, const std::vector<data::Feeds>& samples, int threads = 0);
+// Outputs fed back as inputs when samples are a sequence (RNN/VAD state): {output, input} pairs.
+using Feedback = std::vector<std::pair<std::string, std::string>>;
+// Parses "stateN=state"; usage error unless OUT names an output and IN an input of `model`.
+std::pair<std::string, std::string> parse_feedback(const ir::Model& model, const std::string& spec);
+
+// Runs `model` on each sample. With `feedback`, the samples are a sequence: from the second on, each
+// input named there takes the previous sample's output instead of its data, as a streaming caller
+// would do; each model carries its own state. Throws mopt::Error if the executor cannot run it.
+Outputs run_samples(const ir::Model& model, const std::vector<data::Feeds>& samples, int threads = 0,
+                    const Feedback& feedback = {});
+// The feeds `model` sees over the sequence with its own state carried: the samples with each fed-back
+// input replaced (calibration and per-layer comparisons run them as independent samples).
+std::vector<data::Feeds> carry_state(const ir::Model& model, std::vector<data::Feeds> samples, const Feedback& feedback,
+                                     int threads = 0);
 
 // An output's numbers. A comparison cannot lie: NaN/Inf in the optimized output where the original is
 // finite makes the output `broken` (max error and rel-L2 infinite, cosine and SNR undefined, every gate
@@ -109,6 +121,7 @@ struct Evaluation {
   Outputs reference;
   std::optional<exec::Array> labels;
   std::string classifier_output;
+  Feedback feedback;
   DataSource source;
   // The calibration data the samples were held out of (kind "calibration-holdout"): a pass calibrating on
   // this path leaves the held-out samples out (data::without_holdout).

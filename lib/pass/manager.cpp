@@ -110,7 +110,7 @@ class Runner {
   std::string numeric_drift() {
     eval::Outputs now;
     try {
-      now = eval::run_samples(model_, options_.evaluation->samples, options_.evaluation->threads);
+      now = eval::run_samples(model_, options_.evaluation->samples, options_.evaluation->threads, options_.evaluation->feedback);
     } catch (const Error& e) {
       return fmt::format("the model no longer runs: {}", e.what());
     }

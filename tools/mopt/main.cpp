@@ -55,7 +55,7 @@ struct DataFlags {
   CLI::Option* data_option = nullptr;  // to tell a default from an explicit choice
   int samples = 0;  // set by add_data_flags to the command's default
   uint64_t seed = 0;
-  std::vector<std::string> shapes, dims, value_ranges;
+  std::vector<std::string> shapes, dims, value_ranges, feedback;
   std::string labels, classifier_output;
   int threads = 0;
   bool data_explicit() const { return data_option && data_option->count() > 0; }
@@ -77,6 +77,9 @@ void add_data_flags(CLI::App* cmd, DataFlags& f, const std::string& flag, const 
   cmd->add_option("--value-range", f.value_ranges,
                   "Range of an input's random values: NAME=LO:HI (integers: LO..HI inclusive; default -1:1 for floats, "
                   "0:9 for integers; repeatable)");
+  cmd->add_option("--feedback", f.feedback,
+                  "The samples are a sequence: output OUT of each sample is the next sample's input IN (RNN/VAD state), "
+                  "for accuracy and calibration: OUT=IN (repeatable)");
   cmd->add_option("--labels", f.labels, "Integer class labels (.npy), one per row of the classifier output");
   cmd->add_option("--classifier-output,--label-output", f.classifier_output,
                   "Output scored as a classifier (top-1/top-5 agreement, --labels), or 'none' (default: every [N, C] "
@@ -95,8 +98,15 @@ driver::AccuracyRequest accuracy_request(const DataFlags& f) {
   for (const auto& v : f.value_ranges) r.shapes.add_range(v);
   r.labels = f.labels;
   r.classifier_output = f.classifier_output;
+  r.feedback = f.feedback;
   r.threads = f.threads;
   return r;
+}
+
+eval::Feedback feedback_of(const ir::Model& model, const DataFlags& f) {
+  eval::Feedback out;
+  for (const std::string& spec : f.feedback) out.push_back(eval::parse_feedback(model, spec));
+  return out;
 }
 
 struct GateFlags {
@@ -617,8 +627,9 @@ int run_compare_command(const std::string& original_path, const std::string& can
   for (const auto& w : warnings) log::warn("{}", w);
   exec::Array labels;
   if (!f.labels.empty()) labels = data::read_npy(f.labels);
-  eval::Outputs reference = eval::run_samples(*original, samples, f.threads);
-  eval::Outputs outputs = eval::run_samples(*candidate, samples, f.threads);
+  const eval::Feedback feedback = feedback_of(*original, f);
+  eval::Outputs reference = eval::run_samples(*original, samples, f.threads, feedback);
+  eval::Outputs outputs = eval::run_samples(*candidate, samples, f.threads, feedback);
   eval::Comparison c = eval::compare_outputs(reference, outputs, f.labels.empty() ? nullptr : &labels, f.classifier_output);
   c.data = source;
   const eval::Verdict verdict = eval::judge(c);
@@ -627,7 +638,7 @@ int run_compare_command(const std::string& original_path, const std::string& can
     eval::LayerOptions options;
     options.threads = f.threads;
     options.max_samples = samples.size();
-    layers = eval::compare_layers(*original, *candidate, samples, options);
+    layers = eval::compare_layers(*original, *candidate, eval::carry_state(*original, samples, feedback, f.threads), options);
   }
   std::vector<eval::GateResult> gates = eval::check_gates(gates_of(gate_flags), &c, info.file_bytes + info.external_bytes);
   nlohmann::json j = {{"schema_version", report::kSchemaVersion},
@@ -663,7 +674,7 @@ int run_run_command(const std::string& model_path, const DataFlags& f, const std
   std::vector<data::Feeds> samples = driver::load_or_generate_samples(*model, request, &source, &warnings);
   for (const auto& w : warnings) log::warn("{}", w);
   const std::string& description = source.description;
-  eval::Outputs outputs = eval::run_samples(*model, samples, f.threads);
+  eval::Outputs outputs = eval::run_samples(*model, samples, f.threads, feedback_of(*model, f));
   if (!save_dir.empty()) {
     fs::create_directories(save_dir);
     for (size_t s = 0; s < outputs.per_sample.size(); ++s) {
@@ -707,6 +718,7 @@ constexpr const char* kBenchRuntime =
 
 int run_bench_command(const std::string& model_path, const DataFlags& f, int warmup, int runs, bool json, bool profile) {
   auto model = io::load_model(model_path);
+  if (!f.feedback.empty()) usage_error("bench times one sample; --feedback does not apply (use run or compare for sequences)");
   driver::AccuracyRequest request = accuracy_request(f);
   request.random_samples = 1;
   eval::DataSource source;
