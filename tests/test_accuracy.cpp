@@ -171,17 +171,38 @@ g (float[batch,3,H,W] x, int64[N] ids) => (float[batch,3,H,W] y) {
   for (int64_t v : f.at("ids").to_int64s()) CHECK(v == 3);
 }
 
-TEST_CASE("calibration hold-out: every 5th sample once there are 10") {
-  CHECK(data::holdout_indices(9).empty());
-  CHECK(data::holdout_indices(10) == std::vector<size_t>{4, 9});
-  CHECK(data::holdout_indices(14) == std::vector<size_t>{4, 9});
-  std::vector<data::Feeds> samples(12);
-  for (size_t i = 0; i < samples.size(); ++i) samples[i]["i"] = array<int64_t>(d::kInt64, {1}, {static_cast<int64_t>(i)});
-  const auto rest = data::without_holdout(samples), held = data::only_holdout(samples);
-  REQUIRE(rest.size() == 10);
-  REQUIRE(held.size() == 2);
-  CHECK(held[0].at("i").to_int64s()[0] == 4);
-  CHECK(rest[4].at("i").to_int64s()[0] == 5);
+TEST_CASE("calibration hold-out: every 5th sample once there are 10, else every 5th row of one batched sample") {
+  auto numbered = [](size_t n) {
+    std::vector<data::Feeds> samples(n);
+    for (size_t i = 0; i < n; ++i) samples[i]["i"] = array<int64_t>(d::kInt64, {1}, {static_cast<int64_t>(i)});
+    return samples;
+  };
+  CHECK(data::split_holdout(numbered(9)).held_out.empty());
+  CHECK(data::split_holdout(numbered(9)).calibration.size() == 9);
+  const data::Holdout twelve = data::split_holdout(numbered(12));
+  REQUIRE(twelve.held_out.size() == 2);
+  REQUIRE(twelve.calibration.size() == 10);
+  CHECK(twelve.held_out[0].at("i").to_int64s()[0] == 4);
+  CHECK(twelve.held_out[1].at("i").to_int64s()[0] == 9);
+  CHECK(twelve.calibration[4].at("i").to_int64s()[0] == 5);
+  CHECK(twelve.how == "samples 4, 9, ... (every 5th, 2 of 12)");
+
+  // One sample of 12 rows, two inputs batched along axis 0: rows 4 and 9 are held out of both.
+  std::vector<int64_t> ids(12);
+  std::vector<float> x(24);
+  for (int64_t i = 0; i < 12; ++i) {
+    ids[static_cast<size_t>(i)] = i;
+    x[static_cast<size_t>(2 * i)] = static_cast<float>(i);
+    x[static_cast<size_t>(2 * i + 1)] = -static_cast<float>(i);
+  }
+  const data::Holdout rows = data::split_holdout({{{"ids", array<int64_t>(d::kInt64, {12}, ids)}, {"x", array<float>(d::kFloat, {12, 2}, x)}}});
+  REQUIRE(rows.held_out.size() == 1);
+  CHECK(rows.held_out[0].at("ids").to_int64s() == std::vector<int64_t>{4, 9});
+  CHECK(rows.held_out[0].at("x").to_doubles() == std::vector<double>{4, -4, 9, -9});
+  CHECK(rows.calibration[0].at("x").shape() == exec::Shape{10, 2});
+  CHECK(rows.calibration[0].at("ids").to_int64s()[4] == 5);
+  // Inputs that disagree on dim 0 are not rows of one batch: no split.
+  CHECK(data::split_holdout({{{"a", exec::Array(d::kFloat, {12})}, {"b", exec::Array(d::kFloat, {11})}}}).held_out.empty());
 }
 
 TEST_CASE("accuracy is measured on held-out calibration data by default, and calibration leaves it out") {
@@ -218,6 +239,7 @@ g (float[1,4] x) => (float[1,4] y) <float[4,4] w = {1,0,0,0, 0,1,0,0, 0,0,1,0, 0
   const driver::OptimizeResult small = driver::run_optimize(r);
   CHECK(small.run.accuracy.at("data").at("kind") == "calibration");
   CHECK(small.run.accuracy.at("data").at("note").get<std::string>().find("not independent") != std::string::npos);
+  CHECK(small.run.accuracy.at("samples") == 9);
   // An explicit source wins over the calibration data.
   r.accuracy.source = "random";
   r.accuracy.source_explicit = true;

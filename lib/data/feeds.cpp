@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <functional>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <set>
 
@@ -308,24 +310,55 @@ std::vector<Feeds> load_samples(const ir::Model& model, const std::string& path)
   return split_batch(inputs, feeds);
 }
 
-std::vector<size_t> holdout_indices(size_t count) {
-  constexpr size_t kMinSamples = 10, kEvery = 5;
-  std::vector<size_t> out;
-  if (count < kMinSamples) return out;
-  for (size_t i = kEvery - 1; i < count; i += kEvery) out.push_back(i);
+namespace {
+
+constexpr size_t kHoldoutMin = 10, kHoldoutEvery = 5;
+
+// Rows `keep(i)` of every array (all share dim 0).
+Feeds take_rows(const Feeds& feeds, int64_t rows, const std::function<bool(int64_t)>& keep) {
+  Feeds out;
+  int64_t kept = 0;
+  for (int64_t i = 0; i < rows; ++i) kept += keep(i) ? 1 : 0;
+  for (const auto& [name, a] : feeds) {
+    exec::Shape shape = a.shape();
+    shape[0] = kept;
+    Array part(a.dtype(), shape);
+    const size_t row_bytes = a.nbytes() / static_cast<size_t>(rows);
+    size_t at = 0;
+    for (int64_t i = 0; i < rows; ++i) {
+      if (!keep(i)) continue;
+      std::memcpy(part.bytes() + at * row_bytes, a.bytes() + static_cast<size_t>(i) * row_bytes, row_bytes);
+      ++at;
+    }
+    out[name] = std::move(part);
+  }
   return out;
 }
 
-std::vector<Feeds> without_holdout(std::vector<Feeds> samples) {
-  const std::vector<size_t> held = holdout_indices(samples.size());
-  for (auto it = held.rbegin(); it != held.rend(); ++it) samples.erase(samples.begin() + static_cast<std::ptrdiff_t>(*it));
-  return samples;
-}
+}  // namespace
 
-std::vector<Feeds> only_holdout(const std::vector<Feeds>& samples) {
-  std::vector<Feeds> out;
-  for (size_t i : holdout_indices(samples.size())) out.push_back(samples[i]);
-  return out;
+Holdout split_holdout(std::vector<Feeds> samples) {
+  Holdout h;
+  auto held = [](int64_t i) { return i % static_cast<int64_t>(kHoldoutEvery) == static_cast<int64_t>(kHoldoutEvery) - 1; };
+  if (samples.size() >= kHoldoutMin) {
+    for (size_t i = 0; i < samples.size(); ++i) (held(static_cast<int64_t>(i)) ? h.held_out : h.calibration).push_back(std::move(samples[i]));
+    h.how = fmt::format("samples 4, 9, ... (every 5th, {} of {})", h.held_out.size(), h.held_out.size() + h.calibration.size());
+    return h;
+  }
+  int64_t rows = -1;
+  bool batched = samples.size() == 1 && !samples[0].empty();
+  for (const auto& [name, a] : batched ? samples[0] : Feeds{}) {
+    if (a.rank() == 0 || (rows >= 0 && a.dim(0) != rows)) batched = false;
+    else rows = a.dim(0);
+  }
+  if (batched && rows >= static_cast<int64_t>(kHoldoutMin)) {
+    h.held_out.push_back(take_rows(samples[0], rows, held));
+    h.calibration.push_back(take_rows(samples[0], rows, [&](int64_t i) { return !held(i); }));
+    h.how = fmt::format("rows 4, 9, ... of the one sample (every 5th, {} of {})", h.held_out[0].begin()->second.dim(0), rows);
+    return h;
+  }
+  h.calibration = std::move(samples);
+  return h;
 }
 
 std::string describe(const Feeds& feeds) {

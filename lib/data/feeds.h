@@ -61,13 +61,15 @@ Feeds random_feeds(const ir::Model& model, const ShapeOverrides& overrides, uint
 // at 1. Unknown files are ignored; a missing input is an error.
 std::vector<Feeds> load_samples(const ir::Model& model, const std::string& path);
 
-// Samples held out of a calibration set of `count` samples to measure accuracy on data the calibration did
-// not see: every 5th sample (indices 4, 9, ...) once there are at least 10; none for smaller sets.
-std::vector<size_t> holdout_indices(size_t count);
-// `samples` without the held-out ones (the calibration part).
-std::vector<Feeds> without_holdout(std::vector<Feeds> samples);
-// Only the held-out ones.
-std::vector<Feeds> only_holdout(const std::vector<Feeds>& samples);
+// A calibration set split so that accuracy is measured on data the calibration did not see: with at
+// least 10 samples every 5th sample (indices 4, 9, ...) is held out; a single sample of at least 10 rows
+// (inputs batched along axis 0) holds out every 5th row instead; smaller sets are not split (held_out
+// empty, calibration the whole set).
+struct Holdout {
+  std::vector<Feeds> calibration, held_out;
+  std::string how;  // "samples 4, 9, ... (every 5th, 2 of 10)", "rows 4, 9, ... of the one sample (every 5th, 287 of 1437)"
+};
+Holdout split_holdout(std::vector<Feeds> samples);
 
 // The file name stem for a tensor name: characters other than [A-Za-z0-9_.-] written as '_'.
 std::string file_safe_name(const std::string& name);

@@ -71,22 +71,23 @@ std::vector<data::Feeds> load_or_generate_samples(const ir::Model& model, const 
   } else {
     samples = data::load_samples(model, request.calibration);
     const size_t total = samples.size();
-    // A sequence (--feedback) is measured whole: holding samples out would break the state it carries.
-    const std::vector<size_t> held = request.feedback.empty() ? data::holdout_indices(total) : std::vector<size_t>{};
-    if (!held.empty() && request.labels.empty()) {
+    // A sequence (--feedback) is measured whole: holding samples out would break the state it carries;
+    // labels describe the whole set.
+    data::Holdout split;
+    if (request.feedback.empty() && request.labels.empty()) split = data::split_holdout(samples);
+    if (!split.held_out.empty()) {
       out.kind = "calibration-holdout";
-      samples = data::only_holdout(samples);
-      out.description = fmt::format("{} held-out calibration samples of {}", samples.size(), request.calibration);
-      out.note = fmt::format("samples {}, {}, ... (every 5th, {} of {}) were held out of calibration, which used the other {}",
-                             held[0], held.size() > 1 ? held[1] : held[0], held.size(), total, total - held.size());
+      samples = std::move(split.held_out);
+      out.description = fmt::format("held-out calibration data of {}", request.calibration);
+      out.note = fmt::format("{} were held out of calibration, which used the rest", split.how);
     } else {
       out.description = fmt::format("the calibration data {}", request.calibration);
-      out.note = fmt::format("measured on the {} calibration sample{} themselves ({}): not independent of the calibration; "
+      out.note = fmt::format("measured on the calibration data itself ({} sample{}; {}): not independent of the calibration; "
                              "pass --accuracy DATA for held-out data",
                              total, total == 1 ? "" : "s",
                              !request.feedback.empty() ? "a sequence (--feedback) is measured whole"
-                             : request.labels.empty()  ? "fewer than 10, too few to hold some out"
-                                                       : "--labels describe the whole calibration set");
+                             : !request.labels.empty() ? "--labels describe the whole calibration set"
+                                                       : "too small to hold some out: 10 samples or rows needed");
     }
   }
   if (!request.feedback.empty()) {

@@ -412,7 +412,7 @@ std::string broken_message(const OutputMetrics& m) { return fmt::format("output 
 
 std::vector<data::Feeds> load_calibration(const ir::Model& model, const std::string& path, const Evaluation* evaluation) {
   std::vector<data::Feeds> samples = data::load_samples(model, path);
-  if (evaluation && !evaluation->holdout_of.empty() && evaluation->holdout_of == path) samples = data::without_holdout(std::move(samples));
+  if (evaluation && !evaluation->holdout_of.empty() && evaluation->holdout_of == path) samples = data::split_holdout(std::move(samples)).calibration;
   // A sequence calibrates on the states the model itself carries through it.
   if (evaluation && !evaluation->feedback.empty()) samples = carry_state(model, std::move(samples), evaluation->feedback, evaluation->threads);
   return samples;

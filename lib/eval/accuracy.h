@@ -124,7 +124,7 @@ struct Evaluation {
   Feedback feedback;
   DataSource source;
   // The calibration data the samples were held out of (kind "calibration-holdout"): a pass calibrating on
-  // this path leaves the held-out samples out (data::without_holdout).
+  // this path leaves the held-out samples out (data::split_holdout).
   std::string holdout_of;
   int threads = 0;
   // Runs `model` on the samples and compares its outputs with the reference (and labels).
