@@ -17,16 +17,9 @@ export NODE_PATH="$ORT/node_modules"
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 
-cases=(
-  "trained/digits_cnn.onnx|trained/inputs/digits_test|trained/golden/digits_cnn"
-  "trained/digits_mlp.onnx|trained/inputs/digits_test_flat|trained/golden/digits_mlp"
-  "trained/digits_vit.onnx|trained/inputs/digits_test|trained/golden/digits_vit"
-  "tabular/iris_mlp.onnx|tabular/iris_inputs|tabular/golden/iris_mlp"
-  "vision/squeezenet1.1_fp32.onnx|vision/inputs/squeezenet_fish_fp32|vision/golden/squeezenet_fp32"
-  "vision/mnist_winml.onnx|vision/inputs/mnist_28|vision/golden/mnist_winml"
-  "audio/silero_vad_v5_16k_op15.onnx|audio/inputs/silero_v5_x1|audio/golden/silero_vad_v5_16k_op15_x1"
-  "ocr/ppocrv4_det.onnx|ocr/inputs/det|ocr/golden/ppocrv4_det"
-)
+# shellcheck source=tests/shared_model_cases.sh
+. tests/shared_model_cases.sh
+cases=("${shared_model_cases[@]}")
 # command | extra flags ({IN} is the model's real inputs)
 commands=(
   "optimize|"
