@@ -45,6 +45,12 @@ std::string data_kind(const AccuracyRequest& request) {
   return "random";
 }
 
+void refuse_decisions_on_unasked_random(const AccuracyRequest& request) {
+  if (data_kind(request) != "random" || request.source_explicit) return;
+  eval::DataSource unasked;  // random, not requested
+  for (const std::string& what : request.decisions) eval::require_real_data(unasked, what);
+}
+
 std::vector<data::Feeds> load_or_generate_samples(const ir::Model& model, const AccuracyRequest& request,
                                                   eval::DataSource* source, std::vector<std::string>* warnings) {
   eval::DataSource out;
@@ -122,10 +128,7 @@ OptimizeResult run_optimize(const OptimizeRequest& request) {
   if (same_file(request.input, result.report)) usage_error("report path '{}' is the input model", result.report.string());
 
   const AccuracyRequest& acc = request.accuracy;
-  // Decisions on random data nobody asked for are refused before any work.
-  if (data_kind(acc) == "random" && !(acc.source_explicit && acc.source == "random")) {
-    for (const std::string& what : acc.decisions) eval::require_real_data(eval::DataSource{}, what);
-  }
+  refuse_decisions_on_unasked_random(acc);
 
   report::RunReport& run = result.run;
   run.command = request.command;

@@ -38,6 +38,9 @@ struct AccuracyRequest {
 // The kind of data `request` measures on, known before anything is loaded.
 std::string data_kind(const AccuracyRequest& request);
 
+// Usage error when `request.decisions` would decide on random data the user did not ask for.
+void refuse_decisions_on_unasked_random(const AccuracyRequest& request);
+
 // Samples for `model` from the request's source (see AccuracyRequest), and where they came from.
 std::vector<data::Feeds> load_or_generate_samples(const ir::Model& model, const AccuracyRequest& request,
                                                   eval::DataSource* source, std::vector<std::string>* warnings = nullptr);

@@ -620,9 +620,8 @@ int run_compare_command(const std::string& original_path, const std::string& can
   driver::AccuracyRequest request = accuracy_request(f);
   eval::DataSource source;
   std::vector<std::string> warnings;
-  const std::vector<std::string> decisions = accuracy_decisions(gate_flags);
-  if (!decisions.empty() && driver::data_kind(request) == "random" && !request.source_explicit)
-    eval::require_real_data(eval::DataSource{}, decisions[0]);
+  request.decisions = accuracy_decisions(gate_flags);
+  driver::refuse_decisions_on_unasked_random(request);
   std::vector<data::Feeds> samples = driver::load_or_generate_samples(*original, request, &source, &warnings);
   for (const auto& w : warnings) log::warn("{}", w);
   exec::Array labels;
