@@ -1,4 +1,5 @@
 // Shape inference onto the IR and static input shapes; see shapes.h.
+#include "ir/validate.h"
 #include "convert/shapes.h"
 
 #include <onnx/shape_inference/implementation.h>
@@ -89,6 +90,7 @@ void substitute(ir::Graph& graph, const std::map<std::string, int64_t>& values) 
 }  // namespace
 
 InferenceResult infer_shapes(ir::Model& model, bool strict, bool data_propagation) {
+  ir::validate_model(model);  // ONNX 1.12's inference crashes on some malformed nodes
   InferenceResult result;
   onnx::ModelProto proto = ir::export_for_analysis(model);
   try {

@@ -1,4 +1,5 @@
 // Opset conversion through ONNX's version converter, and IR versions; see versions.h.
+#include "ir/validate.h"
 #include "convert/versions.h"
 
 #include <onnx/version_converter/convert.h>
@@ -48,6 +49,7 @@ std::string converter_complaint(const std::string& what) {
 }  // namespace
 
 bool convert_opset(ir::Model& model, int64_t target) {
+  ir::validate_model(model);  // the converter runs ONNX's shape inference
   const int64_t current = model.opset();
   if (current == target) return false;
   if (target < 1 || target > 17) {

@@ -1,5 +1,6 @@
 // Graph execution: a per-graph plan (node order and when to free each intermediate), kernel lookup,
 // float16-through-float32 conversion, and error context naming the failing node.
+#include "ir/validate.h"
 #include "exec/executor.h"
 
 #include <cblas.h>
@@ -155,6 +156,7 @@ std::vector<Array> GraphRunner::run_kernel(const KernelDef& def, const ir::Node&
 
 std::vector<Array> run_node(const ir::Model& model, const ir::Node& node, const std::vector<const Array*>& inputs) {
   const int64_t opset = node_opset(model, node);
+  ir::validate_node(node, opset);
   const KernelDef* def = KernelRegistry::instance().find(node.domain(), node.op_type(), opset);
   if (!def) fail("{}: {}", describe(node), KernelRegistry::instance().why_unsupported(node.domain(), node.op_type(), opset));
   static const ir::Model empty;  // no initializers: the runner only hosts the kernel call
@@ -216,6 +218,7 @@ std::vector<std::string> unsupported_operators(const ir::Model& model) {
 }
 
 Executor::Executor(const ir::Model& model, ExecutorOptions options) : model_(model), runner_(model, options) {
+  ir::validate_model(model);  // no kernel sees a node the validation layer has not passed
   std::vector<std::string> missing = unsupported_operators(model);
   for (const ir::Value* v : model.graph().inputs()) {
     const onnx::TypeProto& type = v->info().type();

@@ -1,4 +1,5 @@
 // IR invariants and the ONNX checker; see verify.h.
+#include "ir/validate.h"
 #include "ir/verify.h"
 
 #include <onnx/checker.h>
@@ -96,6 +97,7 @@ std::optional<std::string> newer_than_onnx_knows(const Model& model) {
 }
 
 CheckResult run_onnx_checker(const Model& model) {
+  validate_model(model);  // the checker must not see a node the validation layer refuses
   if (auto why = newer_than_onnx_knows(model))
     return {CheckResult::Status::NotJudged, "the ONNX checker (ONNX 1.12) could not judge this model: " + *why};
   onnx::ModelProto proto = export_for_analysis(model, 0);
