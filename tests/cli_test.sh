@@ -55,8 +55,16 @@ expect 2 "external-data takes a size" -- "$MOPT" optimize "$T/work/model.onnx" -
 expect 1 "does not exist" -- "$MOPT" optimize "$T/work/model.onnx" -o "$T/work/nowhere/out.onnx"
 # A full disk, simulated with a file size limit: the write fails cleanly and leaves nothing.
 expect 1 "cannot write .*model.opt.onnx" -- bash -c "ulimit -f 1000; exec '$MOPT' optimize '$T/work/model.onnx' --no-compressed-size"
+expect 2 "the report path .* is the output model's path" -- "$MOPT" optimize "$T/work/model.onnx" -o "$T/work/o.onnx" --report "$T/work/o.onnx"
+expect 1 "folder .*nowhere' does not exist" -- "$MOPT" optimize "$T/work/model.onnx" --report "$T/work/nowhere/r.json"
+expect 2 "give the report a file with --report" -- "$MOPT" optimize "$T/work/model.onnx" -o -
 no_outputs
 [ "$(sha256sum "$T/work/model.onnx" | cut -d' ' -f1)" = "$sum_before" ] || fail "the input model changed"
+# '-' is standard output: the model (summary on stderr) or the report.
+"$MOPT" optimize "$T/work/model.onnx" -o - --report "$T/stdout.json" --no-compressed-size > "$T/stdout.onnx" 2>/dev/null || fail "-o - failed"
+expect 0 "ir version" -- "$MOPT" inspect "$T/stdout.onnx"
+"$MOPT" optimize "$T/work/model.onnx" -o "$T/r.onnx" --report - --no-compressed-size -q | grep -q '"schema_version": 2' || fail "--report - printed no report"
+[ ! -e "$T/work/-" ] && [ ! -e ./- ] || fail "'-' became a file"
 
 # --- the main job, default names, report
 expect 0 "nodes +66 +65" -- "$MOPT" optimize "$T/work/model.onnx"
@@ -83,6 +91,10 @@ expect 0 '"parameters": 1235496' -- "$MOPT" inspect "$T/work/model.onnx" --json
 expect 0 "wrote" -- "$MOPT" optimize "$T/work/model.opt.onnx" -o "$T/work/ext.onnx" --external-data 1K
 [ -f "$T/work/ext.onnx.data" ] || fail "external data file missing"
 expect 0 "external data" -- "$MOPT" inspect "$T/work/ext.onnx"
+ext_sum=$(cat "$T/work/ext.onnx" "$T/work/ext.onnx.data" | sha256sum)
+expect 2 "is the input model's external data file" -- "$MOPT" optimize "$T/work/ext.onnx" -o "$T/work/ext.onnx.data"
+expect 2 "is the input model's external data file" -- "$MOPT" optimize "$T/work/ext.onnx" -o "$T/work/x.onnx" --report "$T/work/ext.onnx.data"
+[ "$(cat "$T/work/ext.onnx" "$T/work/ext.onnx.data" | sha256sum)" = "$ext_sum" ] || fail "an output onto the input's external data changed the input"
 expect 0 "wrote" -- "$MOPT" optimize "$T/work/ext.onnx" -o "$T/work/inline.onnx" --external-data 0G --passes eliminate-dead-code
 expect 0 "wrote" -- "$MOPT" optimize "$T/work/ext.onnx" -o "$T/work/inline.onnx" --external-data 100G --passes eliminate-dead-code
 cmp -s "$T/work/model.opt.onnx" "$T/work/inline.onnx" || fail "external data round trip changed the model"

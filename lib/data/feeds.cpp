@@ -210,13 +210,21 @@ namespace {
 Feeds read_folder(const std::vector<InputSpec>& inputs, const fs::path& dir) {
   Feeds out;
   std::vector<fs::path> pbs;
+  // input_<N>.pb, in the order of N (other names are not inputs).
+  auto number = [](const fs::path& p) -> std::optional<int64_t> {
+    const std::string stem = p.stem().string();
+    if (p.extension() != ".pb" || stem.rfind("input_", 0) != 0 || stem.size() == 6 || stem.size() > 16) return std::nullopt;
+    int64_t n = 0;
+    for (size_t i = 6; i < stem.size(); ++i) {
+      if (!std::isdigit(static_cast<unsigned char>(stem[i]))) return std::nullopt;
+      n = n * 10 + (stem[i] - '0');
+    }
+    return n;
+  };
   for (const auto& entry : fs::directory_iterator(dir)) {
-    if (entry.path().extension() == ".pb" && entry.path().filename().string().rfind("input_", 0) == 0) pbs.push_back(entry.path());
+    if (number(entry.path())) pbs.push_back(entry.path());
   }
-  std::sort(pbs.begin(), pbs.end(), [](const fs::path& a, const fs::path& b) {
-    auto num = [](const fs::path& p) { return std::stoll(p.stem().string().substr(6)); };
-    return num(a) < num(b);
-  });
+  std::sort(pbs.begin(), pbs.end(), [&](const fs::path& a, const fs::path& b) { return *number(a) < *number(b); });
   for (size_t i = 0; i < pbs.size(); ++i) {
     std::string name;
     Array a = read_tensor_pb(pbs[i].string(), &name);

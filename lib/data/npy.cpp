@@ -18,10 +18,11 @@ using exec::Array;
 
 namespace {
 
+// Regular files only (a FIFO or device must not block or stream forever), mapped, then copied once.
 std::string read_all(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("cannot open {}", path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
+  const std::shared_ptr<const MappedFile> file = MappedFile::open(path);
+  const std::span<const std::byte> bytes = file->bytes();
+  return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
 }
 
 int32_t dtype_of_descr(const std::string& descr) {
@@ -89,23 +90,32 @@ Array parse_npy(const std::string& bytes, const std::string& what) {
   if (shape_field.empty() || shape_field[0] != '(' || shape_field.find(')') == std::string::npos) {
     fail("{}: .npy header has no shape", what);
   }
+  // "(3, 4)", "(5,)", "()": integers separated by commas, nothing else.
   exec::Shape shape;
-  std::string dims = shape_field.substr(1, shape_field.find(')') - 1);
+  const std::string dims = shape_field.substr(1, shape_field.find(')') - 1);
   for (size_t i = 0; i < dims.size();) {
-    if (std::isdigit(static_cast<unsigned char>(dims[i]))) {
-      size_t j = i;
-      while (j < dims.size() && std::isdigit(static_cast<unsigned char>(dims[j]))) ++j;
-      shape.push_back(std::stoll(dims.substr(i, j - i)));
-      i = j;
-    } else {
+    const unsigned char c = static_cast<unsigned char>(dims[i]);
+    if (c == ' ' || c == ',') {
       ++i;
+      continue;
     }
+    if (!std::isdigit(c)) fail("{}: malformed .npy shape '({})'", what, dims);
+    int64_t dim = 0;
+    for (; i < dims.size() && std::isdigit(static_cast<unsigned char>(dims[i])); ++i) {
+      if (__builtin_mul_overflow(dim, 10, &dim) || __builtin_add_overflow(dim, dims[i] - '0', &dim))
+        fail("{}: .npy shape '({})' has a dimension too large for any file", what, dims);
+    }
+    shape.push_back(dim);
+  }
+  // The declared size is checked against the file before anything is allocated.
+  const size_t body = start + header_len;
+  const uint64_t count = static_cast<uint64_t>(exec::numel(shape));
+  uint64_t need = 0;
+  if (__builtin_mul_overflow(count, static_cast<uint64_t>(exec::element_size(dtype)), &need) || bytes.size() - body < need) {
+    fail("{}: truncated .npy data ({} bytes for shape {}, {} expected)", what, bytes.size() - body, exec::shape_string(shape),
+         need ? fmt::format("{}", need) : "more than fit in memory");
   }
   Array a(dtype, shape);
-  size_t body = start + header_len;
-  if (bytes.size() - body < a.nbytes()) {
-    fail("{}: truncated .npy data ({} bytes for shape {}, {} expected)", what, bytes.size() - body, exec::shape_string(shape), a.nbytes());
-  }
   if (a.nbytes()) std::memcpy(a.bytes(), bytes.data() + body, a.nbytes());
   return a;
 }

@@ -1,11 +1,14 @@
 // The load -> passes -> verify -> save -> report job; see optimize.h.
 #include "driver/optimize.h"
 
+#include <unistd.h>
+
 #include <chrono>
 
 #include "data/npy.h"
 #include "eval/layers.h"
 #include "util/error.h"
+#include "util/file.h"
 #include "util/log.h"
 
 namespace mopt::driver {
@@ -20,6 +23,16 @@ bool same_file(const fs::path& a, const fs::path& b) {
 }
 
 constexpr uint64_t kDefaultExternalThreshold = 1024;
+
+// Usage error when `target`'s folder does not exist or cannot be written (devices and "-" are written directly).
+void check_writable(const fs::path& target) {
+  if (is_direct_target(target)) return;
+  const fs::path dir = target.parent_path().empty() ? fs::path(".") : target.parent_path();
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) fail("cannot write '{}': folder '{}' does not exist", target.string(), dir.string());
+  if (::access(dir.c_str(), W_OK) != 0) fail("cannot write '{}': folder '{}' is not writable", target.string(), dir.string());
+  if (fs::is_directory(target, ec)) fail("cannot write '{}': it is a directory", target.string());
+}
 
 // A command whose pass did nothing did not do its job: it says why and writes nothing.
 void require_change(const pass::PipelineResult& result, const OptimizeRequest& request) {
@@ -119,13 +132,22 @@ fs::path default_output(const fs::path& input, const std::string& suffix) {
 OptimizeResult run_optimize(const OptimizeRequest& request) {
   const auto start = Clock::now();
   OptimizeResult result;
-  result.output = request.in_place ? request.input
+  // --in-place replaces the file a symlink points to, not the link.
+  std::error_code ec;
+  result.output = request.in_place ? fs::weakly_canonical(request.input, ec)
                   : request.output.empty() ? default_output(request.input, request.default_suffix)
                                            : request.output;
+  if (result.output == "-" && request.report.empty())
+    usage_error("-o - writes the model to standard output; give the report a file with --report PATH");
   result.report = request.report.empty() ? fs::path(result.output.string() + ".report.json") : request.report;
+  if (result.output == "-" && result.report == "-") usage_error("the model and the report cannot both go to standard output");
   if (!request.in_place && same_file(request.input, result.output))
     usage_error("output '{}' is the input model; pass --in-place to overwrite it", result.output.string());
   if (same_file(request.input, result.report)) usage_error("report path '{}' is the input model", result.report.string());
+  if (result.report != "-" && (result.report == result.output || same_file(result.report, result.output)))
+    usage_error("the report path '{}' is the output model's path", result.report.string());
+  // Folders that cannot take the outputs are found before any work, not after it.
+  for (const fs::path& target : {result.output, result.report}) check_writable(target);
 
   const AccuracyRequest& acc = request.accuracy;
   refuse_decisions_on_unasked_random(acc);
@@ -146,6 +168,11 @@ OptimizeResult run_optimize(const OptimizeRequest& request) {
   if (!save.external_data_threshold && !load_info.external_files.empty()) save.external_data_threshold = kDefaultExternalThreshold;
   const fs::path output_data = result.output.parent_path() / io::default_external_data_name(result.output);
   for (const auto& f : load_info.external_files) {
+    // The input's own files are never a target: compared by device and inode, so links and other
+    // spellings of the same file count.
+    if (same_file(f, result.output) || same_file(f, result.report))
+      usage_error("'{}' is the input model's external data file; writing onto it would destroy the input",
+                  same_file(f, result.output) ? result.output.string() : result.report.string());
     if (!request.in_place && same_file(f, output_data))
       usage_error("the output's external data file '{}' is an input file; choose another output name or pass --in-place",
                   output_data.string());
@@ -220,25 +247,33 @@ OptimizeResult run_optimize(const OptimizeRequest& request) {
     }
   }
 
+  // Model, external data and report are all written and fsynced first, then renamed into place
+  // together: a failure anywhere before the renames leaves no output at all.
   log::progress("writing {}", result.output.string());
   const auto save_start = Clock::now();
-  io::SaveInfo saved = io::save_model(*model, result.output, save);
+  io::StagedModel staged = io::stage_model(*model, result.output, save);
+  const io::SaveInfo& saved = staged.info;
   run.save_seconds = seconds_since(save_start);
   run.output = {result.output.string(), saved.file_bytes, saved.external_bytes, std::nullopt};
 
-  if (request.compressed_size) {
+  if (request.compressed_size && result.output != "-" && !is_direct_target(result.output)) {
     log::progress("measuring compressed size");
     std::vector<fs::path> in_files{request.input};
     in_files.insert(in_files.end(), load_info.external_files.begin(), load_info.external_files.end());
     run.input.zstd_bytes = report::zstd_compressed_size(in_files);
-    std::vector<fs::path> out_files{result.output};
-    if (!saved.external_file.empty()) out_files.push_back(saved.external_file);
-    run.output.zstd_bytes = report::zstd_compressed_size(out_files);
+    run.output.zstd_bytes = report::zstd_compressed_size(staged.files());
   }
   result.gates = eval::check_gates(request.gates, comparison ? &*comparison : nullptr, saved.file_bytes + saved.external_bytes);
   run.gates = eval::to_json(result.gates);
+  // --in-place never replaces the input with a model that failed a gate; the report says why.
+  result.input_kept = request.in_place && !result.gates_passed();
+  if (result.input_kept) run.warnings.push_back("a gate failed: --in-place left the input model unchanged");
   run.total_seconds = seconds_since(start);
-  report::write_json(report::to_json(run), result.report.string());
+  AtomicFileWriter report_writer(result.report);
+  report_writer.write(report::dump_json(report::to_json(run)) + "\n");
+  report_writer.finish();
+  if (!result.input_kept) staged.commit();
+  report_writer.commit();
   return result;
 }
 

@@ -72,6 +72,7 @@ struct OptimizeResult {
   fs::path report;
   report::RunReport run;
   std::vector<eval::GateResult> gates;
+  bool input_kept = false;  // --in-place and a failed gate: the input was not replaced (the report was written)
   bool gates_passed() const {
     for (const auto& g : gates) {
       if (!g.passed) return false;

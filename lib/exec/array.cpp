@@ -12,8 +12,14 @@
 namespace mopt::exec {
 
 int64_t numel(const Shape& shape) {
+  // Overflow-checked: a shape from a malformed model or data file must not wrap into a small allocation.
+  constexpr int64_t kMaxElements = int64_t{1} << 48;
   int64_t n = 1;
-  for (int64_t d : shape) n *= d;
+  for (int64_t d : shape) {
+    if (d < 0) fail("negative dimension in shape {}", shape_string(shape));
+    if (__builtin_mul_overflow(n, d, &n) || n > kMaxElements)
+      fail("a tensor of shape {} has more elements than any memory holds", shape_string(shape));
+  }
   return n;
 }
 
@@ -37,9 +43,6 @@ Array Array::uninitialized(int32_t dtype, Shape shape) { return Array(dtype, std
 Array::Array(int32_t dtype, Shape shape, bool zero) : dtype_(dtype), shape_(std::move(shape)), numel_(exec::numel(shape_)) {
   size_t size = element_size(dtype);
   if (size == 0) fail("not supported: {} tensors in the executor", ir::dtype::name(dtype));
-  for (int64_t d : shape_) {
-    if (d < 0) fail("negative dimension in shape {}", shape_string(shape_));
-  }
   // 64-byte aligned, zero-filled storage (at least one element so data() is never null).
   size_t bytes = std::max<size_t>(static_cast<size_t>(numel_) * size, 1);
   size_t rounded = (bytes + 63) / 64 * 64;

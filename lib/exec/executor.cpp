@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <optional>
 #include <set>
 #include <thread>
 #include <unordered_set>
@@ -34,6 +35,8 @@ int64_t node_opset(const ir::Model& model, const ir::Node& node) {
 }
 
 static std::atomic<int> g_threads{1};
+static std::atomic<double> g_run_time_limit{0};
+void set_run_time_limit(double seconds) { g_run_time_limit.store(seconds > 0 ? seconds : 0); }
 int thread_count() { return g_threads.load(std::memory_order_relaxed); }
 
 void set_thread_count(int threads) {
@@ -43,6 +46,14 @@ void set_thread_count(int threads) {
 }
 
 namespace {
+
+thread_local std::optional<std::chrono::steady_clock::time_point> t_deadline;
+
+void check_deadline() {
+  if (t_deadline && std::chrono::steady_clock::now() > *t_deadline)
+    fail("the executor stopped after {} s (--max-eval-seconds): the model runs too long on this data (a Loop with a huge "
+         "trip count?)", g_run_time_limit.load());
+}
 
 std::string describe(const ir::Node& node) {
   return node.name().empty() ? node.op_type() : fmt::format("{} '{}'", node.op_type(), node.name());
@@ -166,6 +177,7 @@ std::vector<Array> run_node(const ir::Model& model, const ir::Node& node, const 
 }
 
 std::vector<Array> GraphRunner::run_graph(const ir::Graph& graph, const std::vector<Array>& inputs, const Env* outer) {
+  check_deadline();
   const Plan& plan = plan_for(graph);
   Env env;
   env.parent = outer;
@@ -179,6 +191,7 @@ std::vector<Array> GraphRunner::run_graph(const ir::Graph& graph, const std::vec
   };
 
   for (size_t i = 0; i < plan.nodes.size(); ++i) {
+    check_deadline();
     const ir::Node& node = *plan.nodes[i];
     std::vector<const Array*> in;
     for (const ir::Value* v : node.inputs()) {
@@ -271,6 +284,17 @@ std::vector<Array> Executor::run(const std::map<std::string, Array>& feeds) {
   for (const auto& [name, array] : feeds) {
     if (!used.count(name)) fail("data given for '{}', which is not an input of the model", name);
   }
+  struct Deadline {  // the time limit counts from here; nested runs (fold-constants inside a pass) keep the outer one
+    bool owner = !t_deadline.has_value();
+    Deadline() {
+      if (owner && g_run_time_limit.load() > 0)
+        t_deadline = std::chrono::steady_clock::now() +
+                     std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(g_run_time_limit.load()));
+    }
+    ~Deadline() {
+      if (owner) t_deadline.reset();
+    }
+  } deadline;
   return runner_.run_graph(graph, inputs, nullptr);
 }
 

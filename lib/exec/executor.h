@@ -89,4 +89,9 @@ int64_t node_opset(const ir::Model& model, const ir::Node& node);
 // Applies the thread count to the linear-algebra library.
 void set_thread_count(int threads);
 
+// The longest one Executor::run may take, in seconds (0: no limit; the CLI's --max-eval-seconds). A run
+// past it stops with an Error between nodes (Loop bodies included), so a malformed Loop cannot hang a
+// command. Process-wide, like the thread count.
+void set_run_time_limit(double seconds);
+
 }  // namespace mopt::exec

@@ -198,7 +198,7 @@ std::unique_ptr<ir::Model> clone_model(const ir::Model& model) {
 
 std::string default_external_data_name(const fs::path& model_path) { return model_path.filename().string() + ".data"; }
 
-SaveInfo save_model(const ir::Model& model, const fs::path& path, const SaveOptions& options) {
+StagedModel stage_model(const ir::Model& model, const fs::path& path, const SaveOptions& options) {
   const std::string external_name =
       options.external_data_name.empty() ? default_external_data_name(path) : options.external_data_name;
   if (fs::path(external_name).has_parent_path() || external_name == "." || external_name == "..")
@@ -209,25 +209,43 @@ SaveInfo save_model(const ir::Model& model, const fs::path& path, const SaveOpti
   if (expanded.size > kProtobufLimit)
     fail("the model is {:.2f} GB, over protobuf's 2 GB limit for one file: save it with --external-data", expanded.size / 1e9);
 
-  SaveInfo info;
+  StagedModel staged;
+  SaveInfo& info = staged.info;
   fs::path dir = path.parent_path();
-  std::unique_ptr<AtomicFileWriter> data_writer;
   if (!s.external.empty()) {
+    if (path == "-" || is_direct_target(path)) usage_error("a model with external data cannot be written to '{}'; give a file name", path.string());
     info.external_file = (dir.empty() ? fs::path(".") : dir) / external_name;
-    data_writer = std::make_unique<AtomicFileWriter>(info.external_file);
+    staged.data_ = std::make_unique<AtomicFileWriter>(info.external_file);
     static const std::byte kZeros[64] = {};
     for (const auto& [offset, bytes] : s.external) {
-      data_writer->write(ByteChunk(kZeros, offset - data_writer->bytes_written()));
-      data_writer->write(bytes.span());
+      staged.data_->write(ByteChunk(kZeros, offset - staged.data_->bytes_written()));
+      staged.data_->write(bytes.span());
     }
-    info.external_bytes = data_writer->bytes_written();
+    info.external_bytes = staged.data_->bytes_written();
+    staged.data_->finish();
   }
-  AtomicFileWriter writer(path);
-  for (const ByteChunk& chunk : expanded.chunks) writer.write(chunk);
-  info.file_bytes = writer.bytes_written();
-  if (data_writer) data_writer->commit();
-  writer.commit();
-  return info;
+  staged.model_ = std::make_unique<AtomicFileWriter>(path);
+  for (const ByteChunk& chunk : expanded.chunks) staged.model_->write(chunk);
+  info.file_bytes = staged.model_->bytes_written();
+  staged.model_->finish();
+  return staged;
+}
+
+void StagedModel::commit() {
+  if (data_) data_->commit();
+  model_->commit();
+}
+
+std::vector<fs::path> StagedModel::files() const {
+  std::vector<fs::path> out{model_->written_path()};
+  if (data_) out.push_back(data_->written_path());
+  return out;
+}
+
+SaveInfo save_model(const ir::Model& model, const fs::path& path, const SaveOptions& options) {
+  StagedModel staged = stage_model(model, path, options);
+  staged.commit();
+  return staged.info;
 }
 
 std::string save_model_to_bytes(const ir::Model& model) {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "ir/ir.h"
+#include "util/file.h"
 
 namespace mopt::io {
 
@@ -48,6 +49,22 @@ struct SaveInfo {
 
 // The external-data file name used when SaveOptions::external_data_name is empty: "<file name>.data".
 std::string default_external_data_name(const fs::path& model_path);
+
+// A model written and fsynced beside its target but not yet in place, so it can be committed together with
+// other outputs (the report): commit() renames the external data, then the model; destroying it
+// uncommitted removes both temporary files.
+class StagedModel {
+ public:
+  SaveInfo info;
+  void commit();
+  // The files holding the staged bytes (temporary names until commit), model first.
+  std::vector<fs::path> files() const;
+
+ private:
+  friend StagedModel stage_model(const ir::Model&, const fs::path&, const SaveOptions&);
+  std::unique_ptr<AtomicFileWriter> data_, model_;
+};
+StagedModel stage_model(const ir::Model& model, const fs::path& path, const SaveOptions& options = {});
 
 SaveInfo save_model(const ir::Model& model, const fs::path& path, const SaveOptions& options = {});
 // The serialized model (no external data); throws if it would exceed protobuf's 2 GB limit.

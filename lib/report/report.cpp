@@ -107,9 +107,14 @@ std::string summary_table(const RunReport& r) {
   return out;
 }
 
+std::string dump_json(const nlohmann::json& json) {
+  // Names from a model may be invalid UTF-8: replaced (U+FFFD) rather than failing after the work is done.
+  return json.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 void write_json(const nlohmann::json& json, const std::string& path) {
   AtomicFileWriter writer(path);
-  writer.write(json.dump(2) + "\n");
+  writer.write(dump_json(json) + "\n");
   writer.commit();
 }
 

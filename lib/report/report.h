@@ -45,6 +45,8 @@ struct RunReport {
 
 nlohmann::json to_json(const RunReport& report);
 std::string summary_table(const RunReport& report);
+// JSON text with invalid UTF-8 in strings replaced, so serializing never fails.
+std::string dump_json(const nlohmann::json& json);
 // Writes JSON atomically (no partial report on failure).
 void write_json(const nlohmann::json& json, const std::string& path);
 

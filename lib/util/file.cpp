@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -15,7 +16,9 @@
 namespace mopt {
 
 std::shared_ptr<const MappedFile> MappedFile::open(const fs::path& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO (or a device) must not wait for a writer; fstat then refuses anything but
+  // a regular file.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) fail("cannot open '{}': {}", path.string(), std::strerror(errno));
   struct stat st {};
   if (fstat(fd, &st) != 0) {
@@ -69,31 +72,94 @@ void write_all(int fd, const std::byte* p, size_t n, const std::string& what) {
 }
 }  // namespace
 
-AtomicFileWriter::AtomicFileWriter(fs::path target) : target_(std::move(target)) {
+// Temporary files to remove if SIGINT or SIGTERM arrives: fixed slots, so the handler only calls unlink.
+namespace {
+constexpr int kSignalSlots = 32;
+char g_temp_paths[kSignalSlots][4096];
+std::atomic<bool> g_slot_used[kSignalSlots];
+
+extern "C" void remove_temps_and_die(int sig) {
+  for (int i = 0; i < kSignalSlots; ++i) {
+    if (g_slot_used[i].load()) ::unlink(g_temp_paths[i]);
+  }
+  std::signal(sig, SIG_DFL);
+  std::raise(sig);
+}
+
+int register_temp(const std::string& path) {
+  static const bool installed = [] {
+    std::signal(SIGINT, remove_temps_and_die);
+    std::signal(SIGTERM, remove_temps_and_die);
+    return true;
+  }();
+  (void)installed;
+  if (path.size() >= sizeof(g_temp_paths[0])) return -1;
+  for (int i = 0; i < kSignalSlots; ++i) {
+    bool expected = false;
+    if (g_slot_used[i].load() || !g_slot_used[i].compare_exchange_strong(expected, true)) continue;
+    std::memcpy(g_temp_paths[i], path.c_str(), path.size() + 1);
+    return i;
+  }
+  return -1;
+}
+
+void unregister_temp(int slot) {
+  if (slot >= 0) g_slot_used[slot].store(false);
+}
+
+void fsync_folder(const fs::path& dir) {
+  const int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  ::fsync(fd);  // best effort: some file systems refuse fsync on folders
+  ::close(fd);
+}
+}  // namespace
+
+bool is_direct_target(const fs::path& target) {
+  if (target == "-") return true;
+  struct stat st {};
+  return ::stat(target.c_str(), &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode);
+}
+
+AtomicFileWriter::AtomicFileWriter(fs::path target) : target_(std::move(target)), target_string_(target_.string()) {
   // A file size limit (ulimit -f) must surface as a write error (EFBIG), not kill the process.
   std::signal(SIGXFSZ, SIG_IGN);
+  buffer_.reserve(kBufferSize);
+  if (is_direct_target(target_)) {
+    direct_ = true;
+    fd_ = target_ == "-" ? ::dup(STDOUT_FILENO) : ::open(target_.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd_ < 0) fail("cannot write '{}': {}", target_string_, std::strerror(errno));
+    return;
+  }
   fs::path dir = target_.parent_path();
   if (dir.empty()) dir = ".";
   std::error_code ec;
-  if (!fs::is_directory(dir, ec)) fail("cannot write '{}': folder '{}' does not exist", target_.string(), dir.string());
-  if (fs::is_directory(target_, ec)) fail("cannot write '{}': it is a directory", target_.string());
+  if (!fs::is_directory(dir, ec)) fail("cannot write '{}': folder '{}' does not exist", target_string_, dir.string());
+  if (fs::is_directory(target_, ec)) fail("cannot write '{}': it is a directory", target_string_);
   temp_path_ = (dir / fmt::format(".{}.tmp.XXXXXX", target_.filename().string())).string();
   fd_ = mkostemp(temp_path_.data(), O_CLOEXEC);
   if (fd_ < 0) fail("cannot create a file in '{}': {}", dir.string(), std::strerror(errno));
-  // mkstemp creates 0600; give the output the permissions a normally created file would get.
-  mode_t mask = umask(0);
-  umask(mask);
-  fchmod(fd_, 0666 & ~mask);
-  buffer_.reserve(kBufferSize);
+  signal_slot_ = register_temp(temp_path_);
+  // mkstemp creates 0600: an overwritten file keeps its permissions, a new one gets what a normally
+  // created file would.
+  struct stat st {};
+  if (::stat(target_.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+    fchmod(fd_, st.st_mode & 07777);
+  } else {
+    mode_t mask = umask(0);
+    umask(mask);
+    fchmod(fd_, 0666 & ~mask);
+  }
 }
 
 AtomicFileWriter::~AtomicFileWriter() {
   if (fd_ >= 0) ::close(fd_);
-  if (!committed_) ::unlink(temp_path_.c_str());
+  if (!committed_ && !direct_) ::unlink(temp_path_.c_str());
+  unregister_temp(signal_slot_);
 }
 
 void AtomicFileWriter::flush_buffer() {
-  write_all(fd_, buffer_.data(), buffer_.size(), target_.string());
+  write_all(fd_, buffer_.data(), buffer_.size(), target_string_);
   buffer_.clear();
 }
 
@@ -101,23 +167,35 @@ void AtomicFileWriter::write(ByteChunk chunk) {
   written_ += chunk.size();
   if (chunk.size() >= kDirectWriteSize) {
     flush_buffer();
-    write_all(fd_, chunk.data(), chunk.size(), target_.string());
+    write_all(fd_, chunk.data(), chunk.size(), target_string_);
     return;
   }
   if (buffer_.size() + chunk.size() > kBufferSize) flush_buffer();
   buffer_.insert(buffer_.end(), chunk.begin(), chunk.end());
 }
 
-void AtomicFileWriter::commit() {
+void AtomicFileWriter::finish() {
+  if (finished_) return;
   flush_buffer();
-  if (::close(fd_) != 0) {
-    fd_ = -1;
-    fail("cannot write '{}': {}", target_.string(), std::strerror(errno));
-  }
+  if (!direct_ && ::fsync(fd_) != 0) fail("cannot write '{}': {}", target_string_, std::strerror(errno));
+  const int rc = ::close(fd_);
   fd_ = -1;
+  if (rc != 0) fail("cannot write '{}': {}", target_string_, std::strerror(errno));
+  finished_ = true;
+}
+
+void AtomicFileWriter::commit() {
+  finish();
+  if (direct_) {
+    committed_ = true;
+    return;
+  }
   if (std::rename(temp_path_.c_str(), target_.c_str()) != 0)
-    fail("cannot rename onto '{}': {}", target_.string(), std::strerror(errno));
+    fail("cannot rename onto '{}': {}", target_string_, std::strerror(errno));
   committed_ = true;
+  unregister_temp(signal_slot_);
+  signal_slot_ = -1;
+  fsync_folder(target_.parent_path());
 }
 
 uint64_t file_size_or_throw(const fs::path& path) {

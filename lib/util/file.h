@@ -36,6 +36,12 @@ class MappedFile {
 // source (a memory map, a buffer) to the file without being gathered into one string first.
 using ByteChunk = std::span<const std::byte>;
 
+// Writes `target` through a temporary file in its folder: `finish()` flushes and fsyncs it, `commit()`
+// renames it into place and fsyncs the folder, so several outputs can be finished first and committed
+// together (nothing is committed unless all of them could be written). The temporary file is removed on
+// failure, destruction, SIGINT and SIGTERM. Overwriting an existing file keeps its permissions. A target
+// that is not a regular file (a terminal, a pipe, /dev/stdout) or "-" (standard output) is written
+// directly instead: there is nothing to rename onto, and a device must not be replaced by a file.
 class AtomicFileWriter {
  public:
   explicit AtomicFileWriter(fs::path target);
@@ -46,18 +52,29 @@ class AtomicFileWriter {
   void write(ByteChunk chunk);
   void write(const std::string& s) { write(ByteChunk(reinterpret_cast<const std::byte*>(s.data()), s.size())); }
   uint64_t bytes_written() const { return written_; }
-  // Flushes, closes and renames the temporary file onto the target.
+  // Flushes, fsyncs and closes the temporary file (the last step that can fail for lack of space).
+  void finish();
+  // finish() if not yet done, then renames the temporary file onto the target and fsyncs the folder.
   void commit();
+  // The file holding the bytes written so far (the temporary file, or the target when written directly).
+  const std::string& written_path() const { return direct_ ? target_string_ : temp_path_; }
 
  private:
   void flush_buffer();
   fs::path target_;
+  std::string target_string_;
   std::string temp_path_;
   int fd_ = -1;
+  int signal_slot_ = -1;
+  bool direct_ = false;
+  bool finished_ = false;
   std::vector<std::byte> buffer_;
   uint64_t written_ = 0;
   bool committed_ = false;
 };
+
+// True for "-" and for existing targets that are not regular files (devices, pipes): written in place.
+bool is_direct_target(const fs::path& target);
 
 // Size of a file in bytes; throws mopt::Error if it cannot be read.
 uint64_t file_size_or_throw(const fs::path& path);

@@ -20,6 +20,7 @@
 #include "eval/layers.h"
 #include "exec/executor.h"
 #include "io/model_io.h"
+#include "ir/validate.h"
 #include "ir/verify.h"
 #include "pass/pipeline.h"
 #include "report/stats.h"
@@ -32,6 +33,15 @@ using namespace mopt;
 namespace fs = std::filesystem;
 
 constexpr int kExitOk = 0, kExitError = 1, kExitUsage = 2, kExitGate = 3;
+
+// One line on stderr: control characters escaped (a model's names cannot forge lines or drive the
+// terminal) and at most 1000 characters.
+void print_error(const std::string& message) {
+  constexpr size_t kMaxChars = 1000;
+  std::string line = ir::printable(message);
+  if (line.size() > kMaxChars) line = fmt::format("{}... ({} more characters)", line.substr(0, kMaxChars), line.size() - kMaxChars);
+  fmt::print(stderr, "mopt: error: {}\n", line);
+}
 
 struct CommonFlags {
   bool quiet = false;
@@ -58,6 +68,7 @@ struct DataFlags {
   std::vector<std::string> shapes, dims, value_ranges, feedback;
   std::string labels, classifier_output;
   int threads = 0;
+  double max_eval_seconds = 600;
   bool data_explicit() const { return data_option && data_option->count() > 0; }
 };
 
@@ -85,9 +96,13 @@ void add_data_flags(CLI::App* cmd, DataFlags& f, const std::string& flag, const 
                   "Output scored as a classifier (top-1/top-5 agreement, --labels), or 'none' (default: every [N, C] "
                   "output; the first for --labels)");
   cmd->add_option("--threads", f.threads, "Executor threads (default: all cores)")->check(CLI::Range(0, 1024));
+  cmd->add_option("--max-eval-seconds", f.max_eval_seconds,
+                  "Stop any one run of the reference executor after this many seconds (0: no limit; default: 600)")
+      ->check(CLI::Range(0.0, 1e9));
 }
 
 driver::AccuracyRequest accuracy_request(const DataFlags& f) {
+  exec::set_run_time_limit(f.max_eval_seconds);
   driver::AccuracyRequest r;
   r.source = f.data;
   r.source_explicit = f.data_explicit();
@@ -246,19 +261,19 @@ pass::Pipeline quantize_pipeline(const QuantizeFlags& f, const GateFlags& gates)
 }
 
 // The quantization part of the report, for the terminal.
-void print_quantize_summary(const report::RunReport& run) {
+void print_quantize_summary(const report::RunReport& run, std::FILE* out) {
   for (const pass::PassRun& p : run.pipeline_result.passes) {
     if (p.name != "quantize" || p.details.is_null()) continue;
     const nlohmann::json& d = p.details;
-    fmt::print("quantization ({}): {} layer(s) quantized, {} skipped (see the report, or --explain)\n", d.value("mode", ""),
+    fmt::print(out, "quantization ({}): {} layer(s) quantized, {} skipped (see the report, or --explain)\n", d.value("mode", ""),
                d.value("nodes_quantized", 0), d["skipped"].size());
     if (d.contains("calibration"))
-      fmt::print("  calibration  {} on {} row(s) in {} batch(es), {:.3f} ms per row\n", d["calibration"]["method"].get<std::string>(),
+      fmt::print(out, "  calibration  {} on {} row(s) in {} batch(es), {:.3f} ms per row\n", d["calibration"]["method"].get<std::string>(),
                  d["calibration"]["rows"].get<int64_t>(), d["calibration"]["samples"].get<size_t>(),
                  d["calibration"]["seconds_per_row"].get<double>() * 1e3);
     if (d.contains("accuracy_aware")) {
       const auto& a = d["accuracy_aware"];
-      fmt::print("  accuracy-aware: drop {:.2f} pp -> {:.2f} pp (target {:.2f}) with {} layer(s) in float [{}], {} evaluations\n",
+      fmt::print(out, "  accuracy-aware: drop {:.2f} pp -> {:.2f} pp (target {:.2f}) with {} layer(s) in float [{}], {} evaluations\n",
                  a["initial_drop_pp"].get<double>(), a["final_drop_pp"].get<double>(), a["target_drop_pp"].get<double>(),
                  a["kept_float"].size(), fmt::join(a["kept_float"].get<std::vector<std::string>>(), ", "),
                  a["evaluations"].get<int>());
@@ -598,12 +613,17 @@ int run_pipeline_command(Job job, const OptimizeFlags& f, const DataFlags& data_
   driver::OptimizeResult result = driver::run_optimize(request);
   for (const auto& w : result.run.pipeline_result.warnings) log::warn("{}", w);
   for (const auto& w : result.run.warnings) log::warn("{}", w);
+  // With -o - the model is standard output, so the summary goes to stderr.
+  std::FILE* out = result.output == "-" ? stderr : stdout;
   if (log::level() >= log::Level::Normal) {
-    fmt::print("{}", report::summary_table(result.run));
-    print_quantize_summary(result.run);
-    fmt::print("{}", result.run.layers_summary);
-    if (!result.run.verdict_summary.empty()) fmt::print("{}\n", result.run.verdict_summary);
-    fmt::print("wrote {} ({:.2f} s)\nreport {}\n", result.output.string(), result.run.total_seconds, result.report.string());
+    fmt::print(out, "{}", report::summary_table(result.run));
+    print_quantize_summary(result.run, out);
+    fmt::print(out, "{}", result.run.layers_summary);
+    if (!result.run.verdict_summary.empty()) fmt::print(out, "{}\n", result.run.verdict_summary);
+    if (result.input_kept) fmt::print(out, "a gate failed: --in-place left {} unchanged\n", f.input);
+    else fmt::print(out, "wrote {} ({:.2f} s)\n", result.output == "-" ? "the model to standard output" : result.output.string(),
+                    result.run.total_seconds);
+    fmt::print(out, "report {}\n", result.report.string());
   }
   // A degraded result is never silent, not even with -q.
   if (result.run.degraded) fmt::print(stderr, "mopt: {}\n", result.run.verdict_summary);
@@ -648,7 +668,7 @@ int run_compare_command(const std::string& original_path, const std::string& can
                       {"gates", eval::to_json(gates)}};
   if (layers) j["accuracy"]["layers"] = eval::to_json(*layers);
   if (!report_path.empty()) report::write_json(j, report_path);
-  if (json) fmt::print("{}\n", j.dump(2));
+  if (json) fmt::print("{}\n", report::dump_json(j));
   else if (log::level() >= log::Level::Normal) {
     fmt::print("{}", eval::summary(c));
     if (layers) fmt::print("{}", eval::summary(*layers, 20));
@@ -696,7 +716,7 @@ int run_run_command(const std::string& model_path, const DataFlags& f, const std
     j["labels"] = {{"output", acc->output}, {"count", acc->count}, {"accuracy", acc->reference_accuracy}};
   }
   if (json) {
-    fmt::print("{}\n", j.dump(2));
+    fmt::print("{}\n", report::dump_json(j));
   } else if (log::level() >= log::Level::Normal) {
     fmt::print("ran {} on {} ({} sample{}, {:.3f} s)\n", model_path, description, samples.size(), samples.size() == 1 ? "" : "s",
                outputs.seconds);
@@ -748,7 +768,7 @@ int run_bench_command(const std::string& model_path, const DataFlags& f, int war
     for (const auto& [op, sec] : ops) p[op] = {{"ms_per_run", sec * 1e3 / (warmup + runs)}, {"calls", executor.profile().calls.at(op)}};
     j["profile"] = p;
   }
-  if (json) fmt::print("{}\n", j.dump(2));
+  if (json) fmt::print("{}\n", report::dump_json(j));
   else if (log::level() >= log::Level::Normal) {
     fmt::print("{}: {} runs after {} warm-up ({})\n  timing {}\n  latency ms  min {:.3f}  p50 {:.3f}  p90 {:.3f}  p99 {:.3f}  max {:.3f}  mean {:.3f}\n",
                model_path, runs, warmup, description, kBenchRuntime, sorted.front(), pct(50), pct(90), pct(99), sorted.back(), mean);
@@ -776,7 +796,7 @@ int run_inspect_command(const std::string& input, bool json) {
     j["file_bytes"] = info.file_bytes;
     j["external_data_bytes"] = info.external_bytes;
     j["checker"] = {{"status", status}, {"message", check.message}};
-    fmt::print("{}\n", j.dump(2));
+    fmt::print("{}\n", report::dump_json(j));
     return kExitOk;
   }
   fmt::print("{}\n", input);
@@ -823,7 +843,7 @@ int run_passes_command(bool json) {
                  {"expands_to", pass::kFuseGroup}, {"options", nlohmann::json::array({{{"name", "max-iterations"},
                  {"default", std::to_string(pass::kDefaultFixpointIterations)}, {"help", "rounds before giving up with a warning"},
                  {"choices", nlohmann::json::array()}}})}});
-    fmt::print("{}\n", j.dump(2));
+    fmt::print("{}\n", report::dump_json(j));
     return kExitOk;
   }
   for (const auto& p : pass::registered_passes()) {
@@ -1094,13 +1114,17 @@ int main(int argc, char** argv) {
     if (inspect->parsed()) return run_inspect_command(inspect_input, inspect_json);
     if (passes->parsed()) return run_passes_command(passes_json);
   } catch (const Error& e) {
-    fmt::print(stderr, "mopt: error: {}\n", e.what());
+    print_error(e.what());
     return e.kind() == ErrorKind::Usage ? kExitUsage : kExitError;
   } catch (const std::bad_alloc&) {
-    fmt::print(stderr, "mopt: error: out of memory\n");
+    print_error("out of memory: the model or its data needs more memory than this machine can give");
+    return kExitError;
+  } catch (const std::length_error&) {
+    print_error("a size in the model or its data is too large to allocate");
     return kExitError;
   } catch (const std::exception& e) {
-    fmt::print(stderr, "mopt: error: {}\n", e.what());
+    // Library texts ("stoll", "[json.exception...]") are not for users; say where to look instead.
+    print_error(fmt::format("internal error ({}); please report it with the model", e.what()));
     return kExitError;
   }
   return kExitUsage;
