@@ -108,12 +108,38 @@ struct Geometry {
   int64_t kernel_size() const { return kernel[0] * kernel[1] * kernel[2]; }
 };
 
+// The window attributes must fit the input's spatial rank before anything indexes them (the validation
+// layer checks declared ranks; this checks the actual one), and stay small enough for the size arithmetic.
+void check_window(KernelContext& ctx, int spatial, const std::vector<int64_t>& kernel) {
+  constexpr int64_t kMax = int64_t{1} << 31;
+  auto sized = [&](const char* name, size_t want, int64_t lo) {
+    const std::vector<int64_t> v = ctx.attr_ints(name);
+    if (!v.empty() && v.size() != want)
+      ctx.error(fmt::format("{} has {} values; a {}-D window needs {}", name, v.size(), spatial, want));
+    for (int64_t x : v) {
+      if (x < lo || x > kMax) ctx.error(fmt::format("{} holds {}, outside [{}, {}]", name, x, lo, kMax));
+    }
+  };
+  const size_t k = static_cast<size_t>(spatial);
+  sized("strides", k, 1);
+  sized("dilations", k, 1);
+  sized("pads", 2 * k, 0);
+  sized("output_padding", k, 0);
+  const std::vector<int64_t> out_shape = ctx.attr_ints("output_shape");
+  if (!out_shape.empty() && out_shape.size() != k && out_shape.size() != k + 2)
+    ctx.error(fmt::format("output_shape has {} values; a {}-D window needs {} (or {})", out_shape.size(), spatial, k, k + 2));
+  for (int64_t x : kernel) {
+    if (x < 1 || x > kMax) ctx.error(fmt::format("kernel_shape holds {}, outside [1, {}]", x, kMax));
+  }
+}
+
 // Reads kernel_shape/strides/dilations/pads/auto_pad and computes output sizes (forward ops).
 Geometry forward_geometry(KernelContext& ctx, const Shape& x, const std::vector<int64_t>& kernel, bool ceil_mode) {
   Geometry g;
   g.spatial = static_cast<int>(x.size()) - 2;
   if (g.spatial < 1 || g.spatial > 3) ctx.error(fmt::format("not supported: {} spatial dimensions", g.spatial));
   if (static_cast<int>(kernel.size()) != g.spatial) ctx.error("kernel_shape does not match the input rank");
+  check_window(ctx, g.spatial, kernel);
   std::vector<int64_t> strides = ctx.attr_ints("strides"), dilations = ctx.attr_ints("dilations"), pads = ctx.attr_ints("pads");
   std::string auto_pad = ctx.attr_string("auto_pad", "NOTSET");
   // Windows are right-aligned into the 3 slots so 1-D and 2-D ops use the same loops.
@@ -296,10 +322,14 @@ void depthwise(const T* x, const T* w, const T* bias, int64_t planes, int64_t ch
 Array conv_forward(KernelContext& ctx, const Array& x, const Array& w, const Array* bias) {
   int64_t group = ctx.attr_int("group", 1);
   if (x.rank() < 3) ctx.error("input must have rank >= 3");
+  if (w.rank() != x.rank()) ctx.error(fmt::format("the weight has rank {} but the input has rank {}", w.rank(), x.rank()));
   int64_t n = x.dim(0), c = x.dim(1), m = w.dim(0);
   if (group <= 0 || c % group != 0 || m % group != 0 || w.dim(1) * group != c) {
     ctx.error(fmt::format("input channels {} and weight shape {} do not match group={}", c, shape_string(w.shape()), group));
   }
+  if (bias && bias->numel() != m)
+    ctx.error(fmt::format("the bias holds {} values; the weight has {} output channels", bias->numel(), m));
+  if (bias && bias->dtype() != x.dtype()) ctx.error("the bias's type differs from the input's");
   Geometry g = forward_geometry(ctx, x.shape(), kernel_shape_of(ctx, w), false);
   Array y = Array::uninitialized(x.dtype(), output_shape(n, m, g));
   visit<kFloats>(x.dtype(), "Conv", [&]<typename T>(T) {
@@ -365,10 +395,16 @@ void conv_transpose_kernel(KernelContext& ctx) {
   const Array* bias = ctx.optional_input(2);
   int64_t group = ctx.attr_int("group", 1);
   if (x.rank() < 3) ctx.error("input must have rank >= 3");
+  if (w.rank() != x.rank()) ctx.error(fmt::format("the weight has rank {} but the input has rank {}", w.rank(), x.rank()));
+  if (group < 1) ctx.error(fmt::format("group={} is not allowed (it must be at least 1)", group));
   int64_t n = x.dim(0), c = x.dim(1);
   if (w.dim(0) != c || c % group != 0) ctx.error("weight shape does not match the input channels");
   int64_t mg = w.dim(1), m = mg * group, cg = c / group;
+  if (bias && bias->numel() != m)
+    ctx.error(fmt::format("the bias holds {} values; the weight has {} output channels", bias->numel(), m));
   std::vector<int64_t> kernel = kernel_shape_of(ctx, w);
+  if (static_cast<int64_t>(kernel.size()) != x.rank() - 2) ctx.error("kernel_shape does not match the input rank");
+  check_window(ctx, static_cast<int>(kernel.size()), kernel);
   Geometry g;
   g.spatial = static_cast<int>(x.rank()) - 2;
   if (g.spatial > 3 || static_cast<int>(kernel.size()) != g.spatial) ctx.error("unsupported ConvTranspose geometry");
@@ -559,14 +595,25 @@ void global_pool_kernel(KernelContext& ctx, bool max) {
 
 // ---- normalization ----
 
+// A per-channel parameter (input `index`) must hold exactly one value per channel: kernels index it by channel.
+void require_per_channel(KernelContext& ctx, size_t index, int64_t channels, const char* what) {
+  const int64_t have = ctx.input(index).numel();
+  if (have != channels)
+    ctx.error(fmt::format("{} (input {}) holds {} value{}; the input has {} channel{}", what, index, have, have == 1 ? "" : "s",
+                          channels, channels == 1 ? "" : "s"));
+}
+
 void batch_norm_kernel(KernelContext& ctx) {
   if (ctx.attr_int("training_mode", 0) != 0) ctx.error("not supported: BatchNormalization in training mode");
   if (ctx.opset() < 7 && ctx.attr_int("is_test", 0) == 0) ctx.error("not supported: BatchNormalization with is_test=0");
   if (ctx.opset() < 9 && ctx.attr_int("spatial", 1) == 0) ctx.error("not supported: BatchNormalization with spatial=0");
   const Array& x = ctx.input(0);
+  if (x.rank() < 1) ctx.error("the input is a scalar; it needs (N, C, ...)");
   float eps = ctx.attr_float("epsilon", 1e-5f);
   int64_t n = x.dim(0), c = x.rank() > 1 ? x.dim(1) : 1;
   int64_t plane = c ? x.numel() / std::max<int64_t>(n * c, 1) : 0;
+  const char* names[] = {"", "scale", "B", "mean", "var"};
+  for (size_t i = 1; i < 5; ++i) require_per_channel(ctx, i, c, names[i]);
   Array y(x.dtype(), x.shape());
   visit<kFloats>(x.dtype(), "BatchNormalization", [&]<typename T>(T) {
     std::vector<double> scale = ctx.input(1).to_doubles(), bias = ctx.input(2).to_doubles(),
@@ -587,8 +634,11 @@ void batch_norm_kernel(KernelContext& ctx) {
 
 void instance_norm_kernel(KernelContext& ctx) {
   const Array& x = ctx.input(0);
+  if (x.rank() < 3) ctx.error(fmt::format("the input has rank {}; it needs (N, C, spatial...)", x.rank()));
   float eps = ctx.attr_float("epsilon", 1e-5f);
   int64_t n = x.dim(0), c = x.dim(1), plane = x.numel() / std::max<int64_t>(n * c, 1);
+  require_per_channel(ctx, 1, c, "scale");
+  require_per_channel(ctx, 2, c, "B");
   Array y(x.dtype(), x.shape());
   visit<kFloats>(x.dtype(), "InstanceNormalization", [&]<typename T>(T) {
     std::vector<double> scale = ctx.input(1).to_doubles(), bias = ctx.input(2).to_doubles();

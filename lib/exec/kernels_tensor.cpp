@@ -309,6 +309,10 @@ void slice_kernel(KernelContext& ctx) {
     size_t a = static_cast<size_t>(normalize_axis(ctx, axes[i], x.rank()));
     int64_t dim = x.shape()[a], st = steps[i];
     if (st == 0) ctx.error("slice step cannot be 0");
+    // A step longer than the axis takes one element, whatever its size: clamped so the count arithmetic
+    // below cannot overflow (or negate INT64_MIN).
+    if (st > dim) st = std::max<int64_t>(dim, 1);
+    if (st < -dim) st = -std::max<int64_t>(dim, 1);
     int64_t s = starts[i], e = ends[i];
     if (s < 0) s += dim;
     if (e < 0) e += dim;
@@ -389,6 +393,10 @@ void gather_kernel(KernelContext& ctx) {
 std::vector<int64_t> element_offsets(KernelContext& ctx, const Array& x, const Array& ind) {
   int64_t axis = normalize_axis(ctx, ctx.attr_int("axis", 0), x.rank());
   if (ind.rank() != x.rank()) ctx.error("indices must have the data's rank");
+  for (int64_t k = 0; k < x.rank(); ++k) {
+    if (k != axis && ind.dim(k) > x.dim(k))
+      ctx.error(fmt::format("indices have {} entries on axis {} but the data has {}", ind.dim(k), k, x.dim(k)));
+  }
   std::vector<int64_t> idx = ind.to_int64s();
   std::vector<int64_t> xs = strides_of(x.shape()), is = strides_of(ind.shape());
   std::vector<int64_t> offsets(idx.size());
@@ -595,7 +603,10 @@ void pad_kernel(KernelContext& ctx) {
   }
   Shape s;
   for (int64_t k = 0; k < rank; ++k) {
-    int64_t dim = x.dim(k) + before[static_cast<size_t>(k)] + after[static_cast<size_t>(k)];
+    int64_t dim = 0;
+    if (__builtin_add_overflow(x.dim(k), before[static_cast<size_t>(k)], &dim) ||
+        __builtin_add_overflow(dim, after[static_cast<size_t>(k)], &dim))
+      ctx.error(fmt::format("pads on axis {} overflow the output size", k));
     if (dim < 0) ctx.error("negative pads remove more than the dimension");
     s.push_back(dim);
   }
