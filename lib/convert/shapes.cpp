@@ -1,11 +1,11 @@
 // Shape inference onto the IR and static input shapes; see shapes.h.
-#include "ir/validate.h"
 #include "convert/shapes.h"
 
 #include <onnx/shape_inference/implementation.h>
 
 #include <algorithm>
 
+#include "ir/validate.h"
 #include "ir/verify.h"
 #include "util/error.h"
 

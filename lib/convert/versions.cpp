@@ -1,5 +1,4 @@
 // Opset conversion through ONNX's version converter, and IR versions; see versions.h.
-#include "ir/validate.h"
 #include "convert/versions.h"
 
 #include <onnx/version_converter/convert.h>
@@ -10,6 +9,7 @@
 #include <map>
 
 #include "ir/proto.h"
+#include "ir/validate.h"
 #include "ir/verify.h"
 #include "util/error.h"
 

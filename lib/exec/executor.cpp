@@ -1,7 +1,8 @@
 // Graph execution: a per-graph plan (node order and when to free each intermediate), kernel lookup,
 // float16-through-float32 conversion, and error context naming the failing node.
-#include "ir/validate.h"
 #include "exec/executor.h"
+
+#include <onnx/defs/schema.h>
 
 #include <cblas.h>
 #include <fmt/format.h>
@@ -9,6 +10,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <optional>
 #include <set>
 #include <thread>
@@ -16,6 +18,7 @@
 
 #include "exec/kernel.h"
 #include "exec/parallel.h"
+#include "ir/validate.h"
 #include "util/error.h"
 
 namespace mopt::exec {
@@ -55,8 +58,25 @@ void check_deadline() {
          "trip count?)", g_run_time_limit.load());
 }
 
-std::string describe(const ir::Node& node) {
-  return node.name().empty() ? node.op_type() : fmt::format("{} '{}'", node.op_type(), node.name());
+std::string describe(const ir::Node& node) { return ir::label(node); }
+
+// Input indices that the operator's schema gives one type variable ("T" for Gemm's A, B and C).
+std::vector<std::vector<size_t>> same_type_groups(const ir::Node& node, int64_t opset) {
+  const onnx::OpSchema* schema =
+      onnx::OpSchemaRegistry::Schema(node.op_type(), static_cast<int>(opset), node.is_default_domain() ? "" : node.domain());
+  if (schema == nullptr || schema->inputs().empty()) return {};
+  const auto& formals = schema->inputs();
+  std::map<std::string, std::vector<size_t>> by_type;
+  for (size_t i = 0; i < node.inputs().size(); ++i) {
+    if (node.input(i) == nullptr) continue;
+    if (i >= formals.size() && (formals.back().GetOption() != onnx::OpSchema::Variadic || !formals.back().GetIsHomogeneous())) break;
+    by_type[formals[std::min(i, formals.size() - 1)].GetTypeStr()].push_back(i);
+  }
+  std::vector<std::vector<size_t>> out;
+  for (auto& [type, indices] : by_type) {
+    if (indices.size() > 1) out.push_back(std::move(indices));
+  }
+  return out;
 }
 
 // Inputs of nodes nested in `node`'s subgraphs that are owned by `graph` (captured values).
@@ -80,6 +100,8 @@ struct GraphRunner::Plan {
   std::vector<const ir::Node*> nodes;
   std::vector<const KernelDef*> kernels;
   std::vector<int64_t> opsets;
+  // Per node: groups of input indices the schema binds to one type variable; kernels read them as one type.
+  std::vector<std::vector<std::vector<size_t>>> same_type;
   std::vector<std::vector<const ir::Value*>> release_after;  // per node
 };
 
@@ -107,6 +129,7 @@ const GraphRunner::Plan& GraphRunner::plan_for(const ir::Graph& graph) {
     if (!def) fail("{}: {}", describe(n), registry.why_unsupported(n.domain(), n.op_type(), opset));
     plan->kernels.push_back(def);
     plan->opsets.push_back(opset);
+    plan->same_type.push_back(same_type_groups(n, opset));
     std::vector<const ir::Value*> reads;
     for (const ir::Value* v : n.inputs()) {
       if (v && v->owner() == &graph) reads.push_back(v);
@@ -198,6 +221,13 @@ std::vector<Array> GraphRunner::run_graph(const ir::Graph& graph, const std::vec
       const Array* a = v ? lookup(v) : nullptr;
       if (v && !a) fail("{}: input '{}' has no value (is it fed?)", describe(node), v->name());
       in.push_back(a);
+    }
+    for (const std::vector<size_t>& group : plan.same_type[i]) {
+      for (size_t k : group) {
+        if (in[k]->dtype() != in[group[0]]->dtype())
+          fail("{}: inputs {} and {} must have the same type, got {} and {}", describe(node), group[0], k,
+               ir::dtype::name(in[group[0]]->dtype()), ir::dtype::name(in[k]->dtype()));
+      }
     }
     std::vector<Array> outs = run_kernel(*plan.kernels[i], node, plan.opsets[i], std::move(in), &env);
     for (size_t o = 0; o < node.outputs().size(); ++o) {

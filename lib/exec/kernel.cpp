@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <mutex>
 
+#include "ir/validate.h"
 #include "util/error.h"
 
 namespace mopt::exec {
@@ -59,9 +60,7 @@ const ir::Graph* KernelContext::attr_graph(const std::string& name) const {
   return a->graph.get();
 }
 
-std::string KernelContext::describe() const {
-  return node_.name().empty() ? node_.op_type() : fmt::format("{} '{}'", node_.op_type(), node_.name());
-}
+std::string KernelContext::describe() const { return ir::label(node_); }
 
 void KernelContext::error(const std::string& message) const { throw Error(message); }
 

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <functional>
 #include <limits>
 
 #include "exec/broadcast.h"
@@ -156,6 +157,24 @@ T divide(T a, T b) {
     }
   }
   return static_cast<T>(a / b);
+}
+
+// Integer arithmetic wraps around as two's complement (what runtimes do; signed overflow is undefined
+// behaviour in C++, so it goes through the unsigned type). Floats are computed as usual.
+// Narrow types compute in unsigned int: uint16 * uint16 would otherwise promote to (overflowing) int.
+template <typename T, typename Op>
+T wrapping(T a, T b, Op op) {
+  if constexpr (std::is_integral_v<T>) {
+    using U = std::conditional_t<(sizeof(T) < sizeof(unsigned)), unsigned, std::make_unsigned_t<T>>;
+    return static_cast<T>(static_cast<U>(op(static_cast<U>(a), static_cast<U>(b))));
+  } else {
+    return static_cast<T>(op(a, b));
+  }
+}
+template <typename T>
+T wrap_neg(T v) {
+  if constexpr (std::is_integral_v<T> && std::is_signed_v<T>) return static_cast<T>(-static_cast<std::make_unsigned_t<T>>(v));
+  else return static_cast<T>(-v);
 }
 
 template <typename T>
@@ -370,11 +389,11 @@ void register_elementwise_kernels(KernelRegistry& r) {
   r.add({"", "Abs", 6, kLatest, [](KernelContext& ctx) {
            unary<kNumbers>(ctx, [](auto v) {
              if constexpr (std::is_unsigned_v<decltype(v)>) return v;
-             else return v < 0 ? static_cast<decltype(v)>(-v) : v;
+             else return v < 0 ? wrap_neg(v) : v;  // Abs(INT64_MIN) wraps to INT64_MIN, as in the runtimes
            });
          }});
   r.add({"", "Neg", 6, kLatest, [](KernelContext& ctx) {
-           unary<kFloats | kSignedInts>(ctx, [](auto v) { return static_cast<decltype(v)>(-v); });
+           unary<kFloats | kSignedInts>(ctx, [](auto v) { return wrap_neg(v); });
          }});
   r.add({"", "Sign", 9, kLatest, [](KernelContext& ctx) {
            unary<kNumbers>(ctx, [](auto v) {
@@ -391,9 +410,9 @@ void register_elementwise_kernels(KernelRegistry& r) {
          }});
 
   // Binary arithmetic and logic.
-  r.add({"", "Add", 1, kLatest, [](KernelContext& ctx) { arithmetic<kNumbers>(ctx, [](auto a, auto b) { return a + b; }); }});
-  r.add({"", "Sub", 1, kLatest, [](KernelContext& ctx) { arithmetic<kNumbers>(ctx, [](auto a, auto b) { return a - b; }); }});
-  r.add({"", "Mul", 1, kLatest, [](KernelContext& ctx) { arithmetic<kNumbers>(ctx, [](auto a, auto b) { return a * b; }); }});
+  r.add({"", "Add", 1, kLatest, [](KernelContext& ctx) { arithmetic<kNumbers>(ctx, [](auto a, auto b) { return wrapping(a, b, std::plus<>()); }); }});
+  r.add({"", "Sub", 1, kLatest, [](KernelContext& ctx) { arithmetic<kNumbers>(ctx, [](auto a, auto b) { return wrapping(a, b, std::minus<>()); }); }});
+  r.add({"", "Mul", 1, kLatest, [](KernelContext& ctx) { arithmetic<kNumbers>(ctx, [](auto a, auto b) { return wrapping(a, b, std::multiplies<>()); }); }});
   r.add({"", "Div", 1, kLatest, [](KernelContext& ctx) { arithmetic<kNumbers>(ctx, [](auto a, auto b) { return divide(a, b); }); }});
   r.add({"", "Mod", 10, kLatest, [](KernelContext& ctx) {
            bool fmod = ctx.attr_int("fmod", 0) != 0;
@@ -425,9 +444,9 @@ void register_elementwise_kernels(KernelRegistry& r) {
   r.add({"", "Min", 1, kLatest, [](KernelContext& ctx) {
            variadic(ctx, [](auto a, auto b) { return (std::isnan(static_cast<double>(a)) || a < b) ? a : b; });
          }});
-  r.add({"", "Sum", 1, kLatest, [](KernelContext& ctx) { variadic(ctx, [](auto a, auto b) { return a + b; }); }});
+  r.add({"", "Sum", 1, kLatest, [](KernelContext& ctx) { variadic(ctx, [](auto a, auto b) { return wrapping(a, b, std::plus<>()); }); }});
   r.add({"", "Mean", 1, kLatest, [](KernelContext& ctx) {
-           variadic(ctx, [](auto a, auto b) { return a + b; });
+           variadic(ctx, [](auto a, auto b) { return wrapping(a, b, std::plus<>()); });
            Array& y = ctx.outputs()[0];
            double n = static_cast<double>(ctx.input_count());
            visit<kFloats>(y.dtype(), "Mean", [&]<typename T>(T) {

@@ -1,5 +1,4 @@
 // IR invariants and the ONNX checker; see verify.h.
-#include "ir/validate.h"
 #include "ir/verify.h"
 
 #include <onnx/checker.h>
@@ -9,6 +8,7 @@
 #include <unordered_set>
 
 #include "ir/proto.h"
+#include "ir/validate.h"
 #include "util/error.h"
 
 namespace mopt::ir {
