@@ -148,8 +148,9 @@ void write_npy(const std::string& path, const Array& array) {
   writer.commit();
 }
 
-std::map<std::string, Array> read_npz(const std::string& path) {
-  std::string zip = read_all(path);
+std::map<std::string, Array> read_npz(const std::string& path) { return parse_npz(read_all(path), path); }
+
+std::map<std::string, Array> parse_npz(const std::string& zip, const std::string& path) {
   auto* u = reinterpret_cast<const unsigned char*>(zip.data());
   // End of central directory: scan back for its signature.
   if (zip.size() < 22) fail("{}: not an .npz (zip) file", path);
@@ -172,26 +173,37 @@ std::map<std::string, Array> read_npz(const std::string& path) {
   std::map<std::string, Array> out;
   size_t p = dir;
   for (uint64_t e = 0; e < entries; ++e) {
-    if (p + 46 > zip.size() || le32(u + p) != 0x02014b50) fail("{}: corrupt zip directory", path);
+    if (p > zip.size() || zip.size() - p < 46 || le32(u + p) != 0x02014b50) fail("{}: corrupt zip directory", path);
     uint16_t method = le16(u + p + 10);
     uint64_t csize = le32(u + p + 20), usize = le32(u + p + 24), local = le32(u + p + 42);
     uint16_t name_len = le16(u + p + 28), extra_len = le16(u + p + 30), comment_len = le16(u + p + 32);
+    if (p + 46 + name_len + extra_len > zip.size()) fail("{}: corrupt zip directory", path);
     std::string name = zip.substr(p + 46, name_len);
     // zip64 extra field holds the 64-bit sizes/offset that are 0xffffffff above.
-    for (size_t x = p + 46 + name_len; x + 4 <= p + 46 + name_len + extra_len;) {
+    const size_t extra_end = p + 46 + name_len + extra_len;
+    for (size_t x = p + 46 + name_len; x + 4 <= extra_end;) {
       uint16_t id = le16(u + x), len = le16(u + x + 2);
+      if (x + 4 + len > extra_end) fail("{}: corrupt zip extra field", path);
       if (id == 1) {
         size_t q = x + 4;
-        if (usize == 0xffffffff) { usize = le64(u + q); q += 8; }
-        if (csize == 0xffffffff) { csize = le64(u + q); q += 8; }
-        if (local == 0xffffffff) { local = le64(u + q); }
+        auto take = [&](uint64_t& field) {
+          if (field != 0xffffffff) return;
+          if (q + 8 > x + 4 + len) fail("{}: corrupt zip64 field", path);
+          field = le64(u + q);
+          q += 8;
+        };
+        take(usize);
+        take(csize);
+        take(local);
       }
       x += 4 + len;
     }
     p += 46 + name_len + extra_len + comment_len;
-    if (local + 30 > zip.size() || le32(u + local) != 0x04034b50) fail("{}: corrupt zip entry {}", path, name);
+    if (local > zip.size() || zip.size() - local < 30 || le32(u + local) != 0x04034b50) fail("{}: corrupt zip entry {}", path, name);
     size_t data = local + 30 + le16(u + local + 26) + le16(u + local + 28);
-    if (data + csize > zip.size()) fail("{}: truncated zip entry {}", path, name);
+    if (data > zip.size() || csize > zip.size() - data) fail("{}: truncated zip entry {}", path, name);
+    // Deflate expands at most ~1032:1: a larger claimed size is a lie, refused before allocating it.
+    if (method == 8 && usize > csize * 1032 + 64) fail("{}: zip entry {} claims {} bytes from {} compressed", path, name, usize, csize);
     std::string member;
     if (method == 0) {
       member = zip.substr(data, csize);

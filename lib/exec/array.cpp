@@ -1,6 +1,8 @@
 // Array storage, dtype conversion (Cast semantics) and half-precision helpers.
 #include "exec/array.h"
 
+#include <atomic>
+
 #include <fmt/format.h>
 
 #include <cmath>
@@ -10,6 +12,12 @@
 #include "util/error.h"
 
 namespace mopt::exec {
+
+namespace {
+std::atomic<uint64_t> g_max_tensor_bytes{0};
+}  // namespace
+
+void set_max_tensor_bytes(uint64_t bytes) { g_max_tensor_bytes.store(bytes); }
 
 int64_t numel(const Shape& shape) {
   // Overflow-checked: a shape from a malformed model or data file must not wrap into a small allocation.
@@ -45,6 +53,9 @@ Array::Array(int32_t dtype, Shape shape, bool zero) : dtype_(dtype), shape_(std:
   if (size == 0) fail("not supported: {} tensors in the executor", ir::dtype::name(dtype));
   // 64-byte aligned, zero-filled storage (at least one element so data() is never null).
   size_t bytes = std::max<size_t>(static_cast<size_t>(numel_) * size, 1);
+  if (const uint64_t limit = g_max_tensor_bytes.load(); limit && bytes > limit)
+    fail("a {} tensor of shape {} needs {:.1f} MiB, over the executor's limit of {:.1f} MiB", ir::dtype::name(dtype),
+         shape_string(shape_), static_cast<double>(bytes) / (1 << 20), static_cast<double>(limit) / (1 << 20));
   size_t rounded = (bytes + 63) / 64 * 64;
   void* p = std::aligned_alloc(64, rounded);
   if (!p) fail("out of memory allocating a {} tensor of shape {}", ir::dtype::name(dtype), shape_string(shape_));
