@@ -6,6 +6,7 @@ packages=(
   build-essential cmake pkg-config
   libprotobuf-dev protobuf-compiler libonnx-dev libonnx-testdata
   libcli11-dev libfmt-dev nlohmann-json3-dev doctest-dev libyaml-cpp-dev libzstd-dev libopenblas-dev zlib1g-dev
+  clang libclang-rt-14-dev
 
 )
 # ONNX Runtime for Node.js (the interop tests) needs node and npm; install Debian's only when absent.
