@@ -115,7 +115,8 @@ int64_t make_static(ir::Model& model, const StaticShapes& shapes) {
       usage_error("symbolic dimension '{}' would be both {} and {} ({})", param, it->second, value, where);
     }
   };
-  for (const auto& [name, dims] : shapes.given.shapes) {
+  for (const auto& given : shapes.given.shapes) {
+    const std::string& name = given.first;  // a plain reference: clang 14 cannot capture structured bindings
     const auto& in = graph.inputs();
     auto it = std::find_if(in.begin(), in.end(), [&](const ir::Value* v) { return v->name() == name && !v->initializer(); });
     if (it == in.end()) usage_error("--shape {}: the model has no input named '{}'", name, name);

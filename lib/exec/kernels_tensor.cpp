@@ -82,8 +82,8 @@ void reshape_kernel(KernelContext& ctx) {
       infer = static_cast<int64_t>(i);
     } else if (target[i] < 0) {
       ctx.error(fmt::format("invalid dimension {} in the target shape", target[i]));
-    } else {
-      known *= target[i];
+    } else if (__builtin_mul_overflow(known, target[i], &known)) {
+      ctx.error(fmt::format("the target shape {} has more elements than any tensor", shape_string(target)));
     }
   }
   if (infer >= 0) {
@@ -531,7 +531,13 @@ void tile_kernel(KernelContext& ctx) {
   std::vector<int64_t> repeats = ctx.input(1).to_int64s();
   if (static_cast<int64_t>(repeats.size()) != x.rank()) ctx.error("repeats must have one entry per input dimension");
   Shape s;
-  for (int64_t k = 0; k < x.rank(); ++k) s.push_back(x.dim(k) * repeats[static_cast<size_t>(k)]);
+  for (int64_t k = 0; k < x.rank(); ++k) {
+    int64_t dim = 0;
+    const int64_t r = repeats[static_cast<size_t>(k)];
+    if (r < 0) ctx.error(fmt::format("repeats holds {}; repeats must not be negative", r));
+    if (__builtin_mul_overflow(x.dim(k), r, &dim)) ctx.error(fmt::format("repeats {} on axis {} overflow the output size", r, k));
+    s.push_back(dim);
+  }
   Array y(x.dtype(), s);
   std::vector<int64_t> xs = strides_of(x.shape()), ys = strides_of(s);
   size_t esize = element_size(x.dtype());

@@ -83,10 +83,10 @@ class Runner {
     }
     record.changed = record.changed || r.changed;
     record.unchanged_reason = record.changed ? "" : r.unchanged_reason;
-    for (const auto& [name, value] : ctx.counters()) {
-      auto it = std::find_if(record.counters.begin(), record.counters.end(), [&](const auto& c) { return c.first == name; });
-      if (it == record.counters.end()) record.counters.emplace_back(name, value);
-      else it->second += value;
+    for (const auto& counter : ctx.counters()) {  // not a structured binding: clang 14 cannot capture one
+      auto it = std::find_if(record.counters.begin(), record.counters.end(), [&](const auto& c) { return c.first == counter.first; });
+      if (it == record.counters.end()) record.counters.push_back(counter);
+      else it->second += counter.second;
     }
     if (!ctx.details().is_null()) record.details = ctx.details();
     for (const auto& w : ctx.warnings()) result_.warnings.push_back(fmt::format("{}: {}", e.name, w));
