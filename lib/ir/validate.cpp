@@ -41,6 +41,12 @@ class Checker {
 
   const Attribute* attr(const char* name) const { return node_.attribute(name); }
 
+  const Graph& graph_attr(const char* name) const {
+    const Attribute* a = attr(name);
+    if (a == nullptr || a->graph == nullptr) fail_with(fmt::format("graph attribute {} is required", name));
+    return *a->graph;
+  }
+
   std::optional<std::vector<int64_t>> ints(const char* name) const {
     const Attribute* a = attr(name);
     if (a == nullptr) return std::nullopt;
@@ -209,6 +215,30 @@ class Checker {
         if (const std::optional<size_t> r = constant_rank(node_.input(i)); r && *r != 2)
           fail_with(fmt::format("input {} has rank {}; Gemm multiplies 2-D matrices", i == 0 ? "A" : "B", *r));
       }
+    } else if (op == "If") {
+      graph_attr("then_branch");
+      graph_attr("else_branch");
+    } else if (op == "Loop") {
+      const Graph& body = graph_attr("body");
+      // Body inputs: iteration number, condition, then the carried values (the node's inputs after M and cond).
+      const size_t carried = node_.inputs().size() >= 2 ? node_.inputs().size() - 2 : 0;
+      if (body.inputs().size() != carried + 2)
+        fail_with(fmt::format("the body takes {} inputs; with {} carried value(s) it needs {}", body.inputs().size(), carried, carried + 2));
+      if (body.outputs().empty()) fail_with("the body has no outputs (it must return the condition)");
+    } else if (op == "Scan") {
+      const Graph& body = graph_attr("body");
+      const std::optional<int64_t> scans = integer("num_scan_inputs");
+      if (!scans) fail_with("num_scan_inputs is required");
+      const int64_t first = opset_ < 9 ? 1 : 0;  // opset 8 leads with sequence_lens
+      const int64_t inputs = static_cast<int64_t>(node_.inputs().size()) - first;
+      if (*scans < 1 || *scans > inputs)
+        fail_with(fmt::format("num_scan_inputs={} is outside [1, {}] for {} input(s)", *scans, inputs, inputs));
+      if (static_cast<int64_t>(body.inputs().size()) != inputs)
+        fail_with(fmt::format("the body takes {} inputs; the node gives it {}", body.inputs().size(), inputs));
+      const int64_t states = inputs - *scans;
+      if (static_cast<int64_t>(body.outputs().size()) < states)
+        fail_with(fmt::format("the body returns {} outputs; it must return at least its {} state(s)", body.outputs().size(), states));
+      for (const char* list : {"scan_input_axes", "scan_input_directions"}) sized(list, ints(list), static_cast<size_t>(*scans), "num_scan_inputs");
     } else if (op == "Tile" || op == "Expand" || op == "Reshape") {
       // Shapes come at run time; the kernels check them with overflow-checked sizes.
     }
