@@ -76,11 +76,12 @@ void write_all(int fd, const std::byte* p, size_t n, const std::string& what) {
 namespace {
 constexpr int kSignalSlots = 32;
 char g_temp_paths[kSignalSlots][4096];
-std::atomic<bool> g_slot_used[kSignalSlots];
+std::atomic<bool> g_slot_used[kSignalSlots];   // claimed by a writer
+std::atomic<bool> g_slot_ready[kSignalSlots];  // its path is complete (the handler reads only these)
 
 extern "C" void remove_temps_and_die(int sig) {
   for (int i = 0; i < kSignalSlots; ++i) {
-    if (g_slot_used[i].load()) ::unlink(g_temp_paths[i]);
+    if (g_slot_ready[i].load()) ::unlink(g_temp_paths[i]);
   }
   std::signal(sig, SIG_DFL);
   std::raise(sig);
@@ -98,13 +99,16 @@ int register_temp(const std::string& path) {
     bool expected = false;
     if (g_slot_used[i].load() || !g_slot_used[i].compare_exchange_strong(expected, true)) continue;
     std::memcpy(g_temp_paths[i], path.c_str(), path.size() + 1);
+    g_slot_ready[i].store(true);
     return i;
   }
   return -1;
 }
 
 void unregister_temp(int slot) {
-  if (slot >= 0) g_slot_used[slot].store(false);
+  if (slot < 0) return;
+  g_slot_ready[slot].store(false);
+  g_slot_used[slot].store(false);
 }
 
 void fsync_folder(const fs::path& dir) {
