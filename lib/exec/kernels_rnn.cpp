@@ -35,11 +35,29 @@ void recurrent_kernel(KernelContext& ctx, Cell cell) {
   if (x_in.dtype() != ir::dtype::kFloat) ctx.error("not supported: recurrent ops on non-float32 data");
   int64_t layout = ctx.attr_int("layout", 0);
   if (x_in.rank() != 3) ctx.error("X must be 3-D");
+  if (w.rank() != 3 || r.rank() != 3) ctx.error("W and R must be 3-D");
   int64_t seq = layout ? x_in.dim(1) : x_in.dim(0), batch = layout ? x_in.dim(0) : x_in.dim(1), input = x_in.dim(2);
   int64_t hidden = ctx.attr_int("hidden_size", r.dim(2));
   std::string direction = ctx.attr_string("direction", "forward");
   int64_t dirs = direction == "bidirectional" ? 2 : 1;
   if (w.dim(0) != dirs || w.dim(1) != gates * hidden || w.dim(2) != input) ctx.error("W has the wrong shape");
+  // Every optional input is indexed by direction, batch and hidden size below: its shape must be exact.
+  auto expect = [&](const Array* a, const Shape& shape, const char* name) {
+    if (a == nullptr) return;
+    if (a->dtype() != ir::dtype::kFloat) ctx.error(fmt::format("{} must be float32", name));
+    if (a->shape() != shape)
+      ctx.error(fmt::format("{} has shape {}; it must be {}", name, shape_string(a->shape()), shape_string(shape)));
+  };
+  expect(&w, w.shape(), "W");
+  expect(&r, {dirs, gates * hidden, hidden}, "R");
+  expect(ctx.optional_input(3), {dirs, 2 * gates * hidden}, "B");
+  expect(ctx.optional_input(5), {dirs, batch, hidden}, "initial_h");
+  if (cell == Cell::LSTM) {
+    expect(ctx.optional_input(6), {dirs, batch, hidden}, "initial_c");
+    expect(ctx.optional_input(7), {dirs, 3 * hidden}, "P");
+  }
+  if (const Array* sl = ctx.optional_input(4); sl && sl->numel() != batch)
+    ctx.error(fmt::format("sequence_lens holds {} entries for a batch of {}", sl->numel(), batch));
   float clip = ctx.attr_float("clip", 0.0f);
   bool input_forget = ctx.attr_int("input_forget", 0) != 0;
   bool linear_before_reset = ctx.attr_int("linear_before_reset", 0) != 0;
