@@ -9,40 +9,7 @@
 'use strict';
 const fs = require('fs');
 const path = require('path');
-
-function readNpy(file) {
-  const buf = fs.readFileSync(file);
-  const major = buf[6];  // format version: 1 has a 2-byte header length, 2 and 3 a 4-byte one
-  const hl = major === 1 ? buf.readUInt16LE(8) : buf.readUInt32LE(8);
-  const start = major === 1 ? 10 + hl : 12 + hl;
-  const header = buf.toString('latin1', major === 1 ? 10 : 12, start);
-  const descr = /'descr':\s*'([^']+)'/.exec(header)[1];
-  const shapeText = /'shape':\s*\(([^)]*)\)/.exec(header)[1];
-  const shape = shapeText.split(',').map((s) => s.trim()).filter((s) => s.length).map(Number);
-  const body = buf.subarray(start);
-  const ab = body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength);
-  let data;
-  switch (descr) {
-    case '<f4': data = Array.from(new Float32Array(ab)); break;
-    case '<f8': data = Array.from(new Float64Array(ab)); break;
-    case '<i8': data = Array.from(new BigInt64Array(ab), Number); break;
-    case '<i4': data = Array.from(new Int32Array(ab)); break;
-    case '|u1': case '|b1': data = Array.from(new Uint8Array(ab)); break;
-    case '|i1': data = Array.from(new Int8Array(ab)); break;
-    case '<f2': {
-      const u = new Uint16Array(ab);
-      data = Array.from(u, (h) => {
-        const s = h & 0x8000 ? -1 : 1, e = (h >> 10) & 0x1f, f = h & 0x3ff;
-        if (e === 0) return s * Math.pow(2, -14) * (f / 1024);
-        if (e === 31) return f ? NaN : s * Infinity;
-        return s * Math.pow(2, e - 15) * (1 + f / 1024);
-      });
-      break;
-    }
-    default: throw new Error(`${file}: unsupported dtype ${descr}`);
-  }
-  return { shape, data };
-}
+const { readNpy } = require('./npy.js');
 
 function judge(name, ref, cand, reasons) {
   const a = ref.data, b = cand.data;
@@ -84,15 +51,17 @@ function judge(name, ref, cand, reasons) {
   return r;
 }
 
-const [golden, outputs] = process.argv.slice(2);
-const reasons = [];
-const result = {};
-for (const f of fs.readdirSync(golden).sort()) {
-  if (!f.startsWith('expected_') || !f.endsWith('.npy')) continue;
-  const name = f.slice('expected_'.length, -'.npy'.length);
-  const cand = path.join(outputs, name + '.npy');
-  if (!fs.existsSync(cand)) { reasons.push(`${name}: no output`); continue; }
-  result[name] = judge(name, readNpy(path.join(golden, f)), readNpy(cand), reasons);
+if (require.main === module) {
+  const [golden, outputs] = process.argv.slice(2);
+  const reasons = [];
+  const result = {};
+  for (const f of fs.readdirSync(golden).sort()) {
+    if (!f.startsWith('expected_') || !f.endsWith('.npy')) continue;
+    const name = f.slice('expected_'.length, -'.npy'.length);
+    const cand = path.join(outputs, name + '.npy');
+    if (!fs.existsSync(cand)) { reasons.push(`${name}: no output`); continue; }
+    result[name] = judge(name, readNpy(path.join(golden, f)), readNpy(cand), reasons);
+  }
+  if (Object.keys(result).length === 0) reasons.push('no output compared');
+  console.log(JSON.stringify({ wrong: reasons.length > 0, reasons, outputs: result }));
 }
-if (Object.keys(result).length === 0) reasons.push('no output compared');
-console.log(JSON.stringify({ wrong: reasons.length > 0, reasons, outputs: result }));

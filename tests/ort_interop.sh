@@ -32,6 +32,15 @@ cases=("${shared_model_cases[@]}")
 
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 
+# MODEL gives the same outputs in ONNX Runtime as in mopt's executor, within cosine MINIMUM (default 0.9999).
+check_agrees_with_executor() {  # model inputs label [minimum]
+  local ref="$T/ref_$3"
+  mkdir -p "$ref"
+  "$MOPT" run "$1" --data "$2" --save-outputs "$ref" -q || { fail "$3: mopt could not run it"; return; }
+  for f in "$ref"/*.npy; do mv "$f" "$ref/expected_$(basename "$f")"; done
+  compare_in_ort "$1" "$2" "$ref" "$3 (ONNX Runtime vs mopt)" cosine "${4:-0.9999}"
+}
+
 # Runs MODEL in ONNX Runtime on INPUTS and judges every output against EXPECTED/expected_<name>.npy:
 # KIND max-abs (max|diff| <= LIMIT) or cosine (cosine >= LIMIT).
 compare_in_ort() {  # model inputs expected-dir label kind limit
@@ -111,7 +120,41 @@ for c in "${cases[@]}"; do
   echo "$name fp16: weights $before -> $after bytes, file $(stat -c %s "$MODELS/$model") -> $(stat -c %s "$out") bytes"
   [ $((after * 100)) -le $((before * 51)) ] || fail "$name: the float16 model holds $after weight bytes, the original $before"
   check_cosine_in_ort "$out" "$MODELS/$inputs" "$MODELS/$golden" "$name (fp16)" 0.999
+  # mopt's executor computes float16 as ONNX Runtime's CPU provider does, so their verdicts agree
+  # (scripts/bench_fp16.sh: worst cosine 0.9999996 on ppocrv4_det, whose Conv+BN ORT fuses in float16).
+  check_agrees_with_executor "$out" "$MODELS/$inputs" "fp16_$name" 0.99999
 done
+
+# Float16 semantics on made-up graphs (testdata/fp16): ONNX Runtime keeps float16 values in float32 between
+# its float32 kernels, and so does mopt's executor. rounding.onnxtxt must give exactly 1 and 2.333984375 in
+# both (a runtime rounding each operator gives 0 and 2.33203125); overflow_inside.onnxtxt converted to
+# float16 overflows e^20 only where float16 is rounded per operator, so neither gives NaN/Inf.
+mkdir -p "$T/fp16_in"
+node -e '
+  const { writeNpy } = require(process.argv[1]);
+  writeNpy(process.argv[2] + "/x.npy", "<f2", [1], Uint16Array.from([0x3c00]));
+  writeNpy(process.argv[2] + "/third.npy", "<f4", [1], Float32Array.from([1 / 3]));' "$SRC/scripts/npy.js" "$T/fp16_in"
+if "$MOPT" optimize "$SRC/testdata/fp16/rounding.onnxtxt" -o "$T/rounding.onnx" -q --allow-unchanged --accuracy off; then
+  mkdir -p "$T/rounding_ref"
+  "$MOPT" run "$T/rounding.onnx" --data "$T/fp16_in" --save-outputs "$T/rounding_ref" -q
+  node -e '
+    const { readNpy } = require(process.argv[1]);
+    const y = readNpy(process.argv[2] + "/y.npy").data[0], z = readNpy(process.argv[2] + "/z.npy").data[0];
+    if (y !== 1 || z !== 2.333984375) { console.log(`mopt gives y=${y} z=${z}`); process.exit(1); }' \
+    "$SRC/scripts/npy.js" "$T/rounding_ref" || fail "rounding.onnxtxt: mopt's executor rounds float16 where ONNX Runtime does not"
+  for f in "$T/rounding_ref"/*.npy; do mv "$f" "$T/rounding_ref/expected_$(basename "$f")"; done
+  compare_in_ort "$T/rounding.onnx" "$T/fp16_in" "$T/rounding_ref" "rounding.onnxtxt (ONNX Runtime vs mopt)" max-abs 0
+else
+  fail "rounding.onnxtxt: mopt could not write it"
+fi
+mkdir -p "$T/ovf_in"
+node -e 'require(process.argv[1]).writeNpy(process.argv[2] + "/x.npy", "<f4", [1, 4], Float32Array.from([1, 0.9, 1.1, 0.95]))' \
+  "$SRC/scripts/npy.js" "$T/ovf_in"
+if "$MOPT" convert "$SRC/testdata/fp16/overflow_inside.onnxtxt" --to fp16 -o "$T/ovf16.onnx" -q --accuracy "$T/ovf_in" --min-cosine 0.999; then
+  check_agrees_with_executor "$T/ovf16.onnx" "$T/ovf_in" "overflow_inside_fp16" 0.999999
+else
+  fail "overflow_inside.onnxtxt: mopt convert --to fp16 failed or judged it degraded"
+fi
 
 # Opset conversion of the opset-7 models to 13 and 17: same outputs in ONNX Runtime (1e-4).
 for c in "vision/squeezenet1.1_fp32.onnx|vision/inputs/squeezenet_fish_fp32|vision/golden/squeezenet_fp32" \
@@ -144,13 +187,6 @@ check_in_ort "$T/ppocr_static.onnx" "$MODELS/ocr/inputs/det" "$MODELS/ocr/golden
 # differs by cosine 0.9995 between the runtimes, both equally far from float (0.944 vs 0.944): the
 # float HardSigmoid/Mul/Resize between quantized Convs flip roundings. Its configurations therefore
 # quantize the graph as exported (--no-fuse); the fused quantized models of the others are checked.
-check_quantized_in_ort() {  # model inputs label
-  local ref="$T/ref_$3"
-  mkdir -p "$ref"
-  "$MOPT" run "$1" --data "$2" --save-outputs "$ref" -q || { fail "$3: mopt could not run the quantized model"; return; }
-  for f in "$ref"/*.npy; do mv "$f" "$ref/expected_$(basename "$f")"; done
-  compare_in_ort "$1" "$2" "$ref" "$3 (ONNX Runtime vs mopt)" cosine 0.9999
-}
 
 D="$MODELS/trained"
 qcases=(
@@ -174,7 +210,7 @@ for c in "${qcases[@]}"; do
     fail "$label: mopt quantize failed"; continue
   fi
   echo "$label"
-  check_quantized_in_ort "$out" "$MODELS/$inputs" "$(echo "$label" | tr ' ' '_')"
+  check_agrees_with_executor "$out" "$MODELS/$inputs" "$(echo "$label" | tr ' ' '_')"
 done
 
 # Pruned models (zeros in the weights, BatchNorm folded first) must load in ONNX Runtime and agree with
@@ -186,7 +222,7 @@ for c in "digits_cnn magnitude|--sparsity 0.5" "digits_cnn 2:4|--method nm" "dig
   "$MOPT" prune "$MODELS/trained/digits_cnn.onnx" -o "$out" -q --verify-each --no-compressed-size --accuracy off $flags ||
     { fail "$label: mopt prune failed"; continue; }
   echo "$label (pruned)"
-  check_quantized_in_ort "$out" "$MODELS/trained/inputs/digits_test" "$(echo "$label" | tr ' :' '__')"
+  check_agrees_with_executor "$out" "$MODELS/trained/inputs/digits_test" "$(echo "$label" | tr ' :' '__')"
 done
 
 if [ "$failures" -gt 0 ]; then echo "$failures interop check(s) failed"; exit 1; fi

@@ -55,7 +55,7 @@ MixedPrecisionResult choose_float32_nodes(ir::Model& model, const FloatPrecision
     o.node_block_list.insert(keep.begin(), keep.end());
     convert_float_precision(*candidate, o);
     ++result.evaluations;
-    const eval::Comparison c = evaluation.evaluate(*candidate);
+    const eval::Comparison c = evaluation.evaluate(*candidate, exec::Float16Compute::kRoundEachOperator);
     const bool broken = std::any_of(c.outputs.begin(), c.outputs.end(), [](const auto& m) { return m.broken(); });
     if (target.max_accuracy_drop) {
       std::optional<double> drop = eval::accuracy_drop_points(c, &result.basis);

@@ -7,6 +7,10 @@
 //      of its outputs from the float32 ones (overflow to inf ranks first)
 //   3. binary search the smallest k such that keeping the k most sensitive nodes in float32 meets the
 //      target: 2 + ceil(log2 N) evaluations for N convertible nodes
+// Evaluations round every operator's float16 result (exec::Float16Compute::kRoundEachOperator), as
+// runtimes with float16 kernels (GPUs) compute: that is where overflow and lost precision need float32
+// nodes. ONNX Runtime's CPU provider keeps float16 values in float32 between operators, so there only the
+// rounding of weights, inputs and outputs is left, and the command's accuracy report measures that.
 #pragma once
 #include <optional>
 #include <string>

@@ -81,9 +81,13 @@ void run_sequence(const ir::Model& model, exec::Executor& executor, const std::v
 
 }  // namespace
 
-Outputs run_samples(const ir::Model& model, const std::vector<data::Feeds>& samples, int threads, const Feedback& feedback) {
+Outputs run_samples(const ir::Model& model, const std::vector<data::Feeds>& samples, int threads, const Feedback& feedback,
+                    exec::Float16Compute float16) {
   Outputs out;
-  exec::Executor executor(model, exec::ExecutorOptions{threads, false, nullptr});
+  exec::ExecutorOptions options;
+  options.threads = threads;
+  options.float16 = float16;
+  exec::Executor executor(model, options);
   for (const ir::Value* v : model.graph().outputs()) out.names.push_back(v->name());
   auto start = std::chrono::steady_clock::now();
   run_sequence(model, executor, samples, feedback,
@@ -378,8 +382,8 @@ LabelMetrics label_accuracy(const Outputs& outputs, const Array& labels, const s
   return m;
 }
 
-Comparison Evaluation::evaluate(const ir::Model& model) const {
-  Outputs candidate = run_samples(model, samples, threads, feedback);
+Comparison Evaluation::evaluate(const ir::Model& model, exec::Float16Compute float16) const {
+  Outputs candidate = run_samples(model, samples, threads, feedback, float16);
   Comparison c = compare_outputs(reference, candidate, labels ? &*labels : nullptr, classifier_output);
   c.data = source;
   return c;

@@ -13,6 +13,7 @@
 
 #include "data/feeds.h"
 #include "exec/array.h"
+#include "exec/executor.h"
 #include "ir/ir.h"
 
 namespace mopt::eval {
@@ -37,8 +38,10 @@ std::pair<std::string, std::string> parse_feedback(const ir::Model& model, const
 // Runs `model` on each sample. With `feedback`, the samples are a sequence: from the second on, each
 // input named there takes the previous sample's output instead of its data, as a streaming caller
 // would do; each model carries its own state. Throws mopt::Error if the executor cannot run it.
+// Float16 is computed as `float16` says (exec::Float16Compute; by default as ONNX Runtime's CPU provider).
 Outputs run_samples(const ir::Model& model, const std::vector<data::Feeds>& samples, int threads = 0,
-                    const Feedback& feedback = {});
+                    const Feedback& feedback = {},
+                    exec::Float16Compute float16 = exec::Float16Compute::kLikeOnnxRuntimeCpu);
 // The feeds `model` sees over the sequence with its own state carried: the samples with each fed-back
 // input replaced (calibration and per-layer comparisons run them as independent samples).
 std::vector<data::Feeds> carry_state(const ir::Model& model, std::vector<data::Feeds> samples, const Feedback& feedback,
@@ -128,7 +131,8 @@ struct Evaluation {
   std::string holdout_of;
   int threads = 0;
   // Runs `model` on the samples and compares its outputs with the reference (and labels).
-  Comparison evaluate(const ir::Model& model) const;
+  Comparison evaluate(const ir::Model& model,
+                      exec::Float16Compute float16 = exec::Float16Compute::kLikeOnnxRuntimeCpu) const;
 };
 
 // The lowest cosine over the outputs; nullopt when an output is broken or its cosine undefined.

@@ -1,5 +1,6 @@
 // Graph execution: a per-graph plan (node order and when to free each intermediate), kernel lookup,
-// float16-through-float32 conversion, and error context naming the failing node.
+// float16 computed through float32 (rounded per operator, or held in float32 as ONNX Runtime's CPU provider
+// does), and error context naming the failing node.
 #include "exec/executor.h"
 
 #include <onnx/defs/schema.h>
@@ -108,11 +109,17 @@ struct GraphRunner::Plan {
 GraphRunner::GraphRunner(const ir::Model& model, ExecutorOptions options) : model_(model), options_(options) {
   if (options_.threads >= 0) set_thread_count(options_.threads);
   model.for_each_graph([&](const ir::Graph& g) {
-    for (const ir::Value* v : g.initializers()) initializers_.emplace(v, Array::from_tensor(*v->initializer()));
+    for (const ir::Value* v : g.initializers()) initializers_.emplace(v, held(Array::from_tensor(*v->initializer())));
   });
 }
 
 GraphRunner::~GraphRunner() = default;
+
+Array GraphRunner::held(Array a) const {
+  if (options_.float16 == Float16Compute::kLikeOnnxRuntimeCpu && a.defined() && a.dtype() == ir::dtype::kFloat16)
+    return cast(a, ir::dtype::kFloat);  // exact: every float16 value is a float32 value
+  return a;
+}
 
 const GraphRunner::Plan& GraphRunner::plan_for(const ir::Graph& graph) {
   auto it = plans_.find(&graph);
@@ -165,6 +172,14 @@ std::vector<Array> GraphRunner::run_kernel(const KernelDef& def, const ir::Node&
       a = &converted.back();
     }
   }
+  if (options_.float16 == Float16Compute::kLikeOnnxRuntimeCpu && node.op_type() == "Cast" && node.is_default_domain() &&
+      inputs[0] && node.attribute_int("to").value_or(0) == ir::dtype::kFloat16) {
+    // ONNX Runtime removes a Cast to float16 together with the Cast back to float32 it inserts before the
+    // next (float32) kernel, so the value is never rounded; a float16 graph output is rounded at the end.
+    std::vector<Array> outs;
+    outs.push_back(cast(*inputs[0], ir::dtype::kFloat));
+    return outs;
+  }
   KernelContext ctx(node, opset, std::move(inputs), *this);
   ctx.set_scope(scope);
   try {
@@ -184,6 +199,7 @@ std::vector<Array> GraphRunner::run_kernel(const KernelDef& def, const ir::Node&
     if (!node.output(o)) continue;
     if (!outs[o].defined()) fail("{}: output {} was not produced", describe(node), o);
     if (half_type && outs[o].dtype() == ir::dtype::kFloat) outs[o] = cast(outs[o], half_type);
+    outs[o] = held(std::move(outs[o]));
   }
   return std::move(outs);
 }
@@ -194,7 +210,10 @@ std::vector<Array> run_node(const ir::Model& model, const ir::Node& node, const 
   const KernelDef* def = KernelRegistry::instance().find(node.domain(), node.op_type(), opset);
   if (!def) fail("{}: {}", describe(node), KernelRegistry::instance().why_unsupported(node.domain(), node.op_type(), opset));
   static const ir::Model empty;  // no initializers: the runner only hosts the kernel call
-  GraphRunner runner(empty, ExecutorOptions{-1, false, nullptr});
+  ExecutorOptions options;  // one node, its outputs in the types the node declares (as folding stores them)
+  options.threads = -1;
+  options.float16 = Float16Compute::kRoundEachOperator;
+  GraphRunner runner(empty, options);
   Env scope;
   return runner.run_kernel(*def, node, opset, inputs, &scope);
 }
@@ -205,7 +224,7 @@ std::vector<Array> GraphRunner::run_graph(const ir::Graph& graph, const std::vec
   Env env;
   env.parent = outer;
   for (size_t i = 0; i < graph.inputs().size() && i < inputs.size(); ++i) {
-    if (inputs[i].defined()) env.values[graph.inputs()[i]] = inputs[i];
+    if (inputs[i].defined()) env.values[graph.inputs()[i]] = held(inputs[i]);
   }
   auto lookup = [&](const ir::Value* v) -> const Array* {
     if (const Array* a = env.find(v)) return a;
@@ -325,7 +344,14 @@ std::vector<Array> Executor::run(const std::map<std::string, Array>& feeds) {
       if (owner) t_deadline.reset();
     }
   } deadline;
-  return runner_.run_graph(graph, inputs, nullptr);
+  std::vector<Array> outputs = runner_.run_graph(graph, inputs, nullptr);
+  for (size_t i = 0; i < outputs.size(); ++i) {  // float16 outputs held as float32 are rounded as declared
+    const onnx::TypeProto& type = graph.outputs()[i]->info().type();
+    if (type.has_tensor_type() && type.tensor_type().elem_type() == ir::dtype::kFloat16 &&
+        outputs[i].dtype() == ir::dtype::kFloat)
+      outputs[i] = cast(outputs[i], ir::dtype::kFloat16);
+  }
+  return outputs;
 }
 
 }  // namespace mopt::exec

@@ -19,12 +19,26 @@ namespace mopt::exec {
 
 struct KernelDef;
 
+// How float16 tensors are computed. Every kernel computes in float32 either way; the modes differ in where
+// float16 rounding happens.
+enum class Float16Compute {
+  // As ONNX Runtime's CPU provider runs a float16 model: it has float16 kernels for few operators, so it wraps
+  // the others in Casts to and from float32 and then removes each float16->float32 Cast pair between two of
+  // them. Float16 tensors therefore stay float32 between operators; rounding happens where float16 data is
+  // stored or asked for: initializers, fed inputs, explicit Casts to float16, and the graph's outputs.
+  kLikeOnnxRuntimeCpu,
+  // Every operator's float16 result is rounded to float16 (a runtime with float16 kernels, as GPUs have).
+  kRoundEachOperator,
+};
+
 struct ExecutorOptions {
   int threads = 0;  // threads for the kernels; 0 = all cores, -1 = leave the current setting
   bool profile = false;  // accumulate time per operator type (Executor::profile())
   // Called with every value a node of the main graph computes, right after it is computed (calibration
-  // and per-layer error reports read intermediate values through it).
+  // and per-layer error reports read intermediate values through it). Under kLikeOnnxRuntimeCpu, float16
+  // values are observed as the float32 arrays they are held in.
   std::function<void(const ir::Value&, const Array&)> observe;
+  Float16Compute float16 = Float16Compute::kLikeOnnxRuntimeCpu;  // bfloat16 is always rounded per operator
 };
 
 // Time spent per operator type, summed over runs.
@@ -57,6 +71,8 @@ class GraphRunner {
   struct Plan;
   OpProfile profile_;
   const Plan& plan_for(const ir::Graph& graph);
+  // `a` as this runner holds it: float16 as float32 under Float16Compute::kLikeOnnxRuntimeCpu.
+  Array held(Array a) const;
   const ir::Model& model_;
   ExecutorOptions options_;
   std::unordered_map<const ir::Value*, Array> initializers_;

@@ -277,10 +277,15 @@ void col2im(const T* col, int64_t channels, const Geometry& g, T* x) {
   }
 }
 
+// The kernel's spatial shape: the weight's dims after the first two, which a `kernel_shape` attribute
+// must repeat (the kernels index the weight by it).
 std::vector<int64_t> kernel_shape_of(KernelContext& ctx, const Array& w) {
-  std::vector<int64_t> k = ctx.attr_ints("kernel_shape");
-  if (k.empty()) k.assign(w.shape().begin() + 2, w.shape().end());
-  return k;
+  const std::vector<int64_t> from_weight(w.shape().begin() + std::min<size_t>(2, w.rank()), w.shape().end());
+  const std::vector<int64_t> k = ctx.attr_ints("kernel_shape");
+  if (!k.empty() && k != from_weight)
+    ctx.error(fmt::format("kernel_shape [{}] does not match the weight's spatial shape [{}]", fmt::join(k, ","),
+                          fmt::join(from_weight, ",")));
+  return from_weight;
 }
 
 // Direct depthwise convolution (one filter per channel), much faster than per-channel tiny GEMMs.

@@ -6,6 +6,8 @@
 #include <cstring>
 #include <map>
 
+#include <onnx/defs/parser.h>
+
 #include "io/wire.h"
 #include "ir/proto.h"
 #include "util/error.h"
@@ -135,6 +137,18 @@ std::unique_ptr<ir::Model> load_model(const fs::path& path, LoadInfo* info) {
   fs::path dir = path.parent_path();
   if (dir.empty()) dir = ".";
   auto bytes = file->bytes();
+  if (path.extension() == ".onnxtxt") {  // ONNX text syntax (onnx/defs/parser.h), as the tests' golden cases use
+    const std::string text(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+    onnx::ModelProto proto;
+    const auto status = onnx::OnnxParser::Parse(proto, text.c_str());
+    if (!status.IsOK()) {
+      const std::string message = status.ErrorMessage();
+      fail("'{}' is not valid ONNX text: {}", path.string(), message.substr(0, message.find('\n')));
+    }
+    auto owner = std::make_shared<std::string>(proto.SerializeAsString());
+    std::span<const std::byte> view(reinterpret_cast<const std::byte*>(owner->data()), owner->size());
+    return parse(std::move(owner), view, dir, fmt::format("'{}'", path.string()), info);
+  }
   return parse(std::move(file), bytes, dir, fmt::format("'{}'", path.string()), info);
 }
 
