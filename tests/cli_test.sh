@@ -301,5 +301,15 @@ if [ -f "$M/digits_cnn.onnx" ]; then
     --accuracy "$M/digits_test_x.npy"
 fi
 
+# The executor's tensor budget: an Expand to 1e5 x 1e4 floats (4 GB) is refused with a message, not
+# allocated; sizes that overflow 64 bits are usage errors.
+cat >"$T/expand.onnxtxt" <<'TXT'
+<ir_version: 8, opset_import: ["" : 13]>
+g (float[1] x) => (float[100000,10000] y) <int64[2] s = {100000, 10000}> { y = Expand(x, s) }
+TXT
+expect 1 "a float tensor of shape \[100000,10000\] needs 3814.7 MiB, over the executor's limit of 1.0 MiB" -- \
+  "$MOPT" run "$T/expand.onnxtxt" --max-tensor-bytes 1M
+expect 2 "--max-tensor-bytes takes a size in bytes" -- "$MOPT" run "$T/expand.onnxtxt" --max-tensor-bytes 99999999999999999G
+
 if [ "$failures" -gt 0 ]; then echo "$failures CLI check(s) failed"; exit 1; fi
 echo "all CLI checks passed"

@@ -164,6 +164,36 @@ TEST_CASE("external data: save, load back, and keep the bytes") {
   CHECK(read_file(dir / "inline.onnx") == read_file(dir / "m.onnx"));
 }
 
+TEST_CASE("replacing a model with external data: a failed model rename puts the old data back") {
+  TempDir dir;
+  write_file(dir / "m.onnx", with_weight(4096).SerializeAsString());
+  auto m = io::load_model(dir / "m.onnx");
+  io::SaveOptions options;
+  options.external_data_threshold = 1024;
+  io::save_model(*m, dir / "ext.onnx", options);
+  const std::string old_model = read_file(dir / "ext.onnx"), old_data = read_file(dir / "ext.onnx.data");
+  onnx::ModelProto changed = with_weight(4096);
+  changed.mutable_graph()->mutable_initializer(0)->set_raw_data(std::string(4096 * 4, '\x02'));
+  auto m2 = io::load_model_from_bytes(changed.SerializeAsString());
+  {
+    io::StagedModel staged = io::stage_model(*m2, dir / "ext.onnx", options);
+    // The model's rename will fail: its target became a non-empty folder after staging.
+    fs::remove(dir / "ext.onnx");
+    fs::create_directories(dir / "ext.onnx" / "x");
+    CHECK(error_of([&] { staged.commit(); }).find("cannot rename onto") != std::string::npos);
+  }
+  CHECK(read_file(dir / "ext.onnx.data") == old_data);  // the old weights, not the new ones
+  fs::remove_all(dir / "ext.onnx");
+  write_file(dir / "ext.onnx", old_model);
+  CHECK(io::load_model(dir / "ext.onnx") != nullptr);
+  // No temporary or kept-aside file is left behind.
+  for (const auto& entry : fs::directory_iterator(dir.path())) CHECK(entry.path().filename().string()[0] != '.');
+  // A successful replacement swaps both and leaves nothing else.
+  io::save_model(*m2, dir / "ext.onnx", options);
+  CHECK(read_file(dir / "ext.onnx.data") == std::string(4096 * 4, '\x02'));
+  for (const auto& entry : fs::directory_iterator(dir.path())) CHECK(entry.path().filename().string()[0] != '.');
+}
+
 TEST_CASE("unsafe external data paths are refused") {
   TempDir dir;
   fs::create_directories(dir / "model");

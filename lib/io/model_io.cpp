@@ -6,6 +6,8 @@
 #include <cstring>
 #include <map>
 
+#include <unistd.h>
+
 #include <onnx/defs/parser.h>
 
 #include "io/wire.h"
@@ -246,8 +248,34 @@ StagedModel stage_model(const ir::Model& model, const fs::path& path, const Save
 }
 
 void StagedModel::commit() {
-  if (data_) data_->commit();
-  model_->commit();
+  if (!data_) return model_->commit();
+  // The data file being replaced stays reachable under a hard link until the model is in place.
+  const fs::path& data_target = data_->target();
+  std::error_code ec;
+  fs::path previous;
+  if (fs::is_regular_file(data_target, ec)) {
+    previous = data_target.parent_path() / fmt::format(".{}.previous.{}", data_target.filename().string(), ::getpid());
+    fs::remove(previous, ec);
+    fs::create_hard_link(data_target, previous, ec);
+    if (ec) fail("cannot keep '{}' while replacing it: {}", data_target.string(), ec.message());
+  }
+  try {
+    data_->commit();
+  } catch (...) {
+    if (!previous.empty()) fs::remove(previous, ec);
+    throw;
+  }
+  try {
+    model_->commit();
+  } catch (...) {
+    if (!previous.empty()) {
+      fs::rename(previous, data_target, ec);
+    } else {
+      fs::remove(data_target, ec);
+    }
+    throw;
+  }
+  if (!previous.empty()) fs::remove(previous, ec);
 }
 
 std::vector<fs::path> StagedModel::files() const {

@@ -51,8 +51,9 @@ struct SaveInfo {
 std::string default_external_data_name(const fs::path& model_path);
 
 // A model written and fsynced beside its target but not yet in place, so it can be committed together with
-// other outputs (the report): commit() renames the external data, then the model; destroying it
-// uncommitted removes both temporary files.
+// other outputs (the report): commit() renames the external data, then the model; if the model's rename
+// fails, the data file that was there before is put back (a model replaced in place never reads another
+// version's weights). Destroying it uncommitted removes both temporary files.
 class StagedModel {
  public:
   SaveInfo info;

@@ -58,6 +58,7 @@ class AtomicFileWriter {
   void commit();
   // The file holding the bytes written so far (the temporary file, or the target when written directly).
   const std::string& written_path() const { return direct_ ? target_string_ : temp_path_; }
+  const fs::path& target() const { return target_; }
 
  private:
   void flush_buffer();

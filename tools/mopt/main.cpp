@@ -2,6 +2,7 @@
 // the library; the work itself lives in lib/. Exit codes: 0 success, 1 error, 2 usage error,
 // 3 a quality gate failed (the model and report are still written).
 #include <CLI/CLI.hpp>
+#include <unistd.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -69,6 +70,7 @@ struct DataFlags {
   std::string labels, classifier_output;
   int threads = 0;
   double max_eval_seconds = 600;
+  std::string max_tensor_bytes;  // empty: half the machine's memory
   bool data_explicit() const { return data_option && data_option->count() > 0; }
 };
 
@@ -99,10 +101,23 @@ void add_data_flags(CLI::App* cmd, DataFlags& f, const std::string& flag, const 
   cmd->add_option("--max-eval-seconds", f.max_eval_seconds,
                   "Stop any one run of the reference executor after this many seconds (0: no limit; default: 600)")
       ->check(CLI::Range(0.0, 1e9));
+  cmd->add_option("--max-tensor-bytes", f.max_tensor_bytes,
+                  "Largest tensor the reference executor may allocate, like 512M or 4G (0: no limit; default: half the "
+                  "machine's memory)");
+}
+
+std::optional<uint64_t> parse_size(const std::string& text, const char* flag);
+
+// Half the physical memory: the executor's default limit per tensor, so a malformed shape fails with a
+// message instead of the kernel's out-of-memory killer.
+uint64_t default_max_tensor_bytes() {
+  const long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page_size > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page_size) / 2 : 0;
 }
 
 driver::AccuracyRequest accuracy_request(const DataFlags& f) {
   exec::set_run_time_limit(f.max_eval_seconds);
+  if (std::optional<uint64_t> limit = parse_size(f.max_tensor_bytes, "--max-tensor-bytes")) exec::set_max_tensor_bytes(*limit);
   driver::AccuracyRequest r;
   r.source = f.data;
   r.source_explicit = f.data_explicit();
@@ -141,7 +156,6 @@ void add_gate_flags(CLI::App* cmd, GateFlags& f) {
                 "top-1 agreement down more than 1 point)");
 }
 
-std::optional<uint64_t> parse_size(const std::string& text, const char* flag);
 
 eval::Gates gates_of(const GateFlags& f) {
   eval::Gates g;
@@ -282,8 +296,6 @@ void print_quantize_summary(const report::RunReport& run, std::FILE* out) {
 }
 
 // ------------------------------------------------------------------ fuse
-
-std::optional<uint64_t> parse_size(const std::string& text, const char* flag);
 
 struct FuseFlags {
   int64_t max_iterations = pass::kDefaultFixpointIterations;
@@ -542,6 +554,7 @@ std::optional<uint64_t> parse_size(const std::string& text, const char* flag) {
     size_t used = 0;
     const unsigned long long v = std::stoull(digits, &used);
     if (used != digits.size() || digits.empty() || digits[0] == '-') throw std::invalid_argument(text);
+    if (v > std::numeric_limits<uint64_t>::max() / multiplier) throw std::out_of_range(text);
     return v * multiplier;
   } catch (const std::exception&) {
     usage_error("{} takes a size in bytes (like 1024, 64K or 1M), not '{}'", flag, text);
@@ -889,6 +902,7 @@ int main(int argc, char** argv) {
       "Exit codes: 0 success, 1 error (bad model, I/O), 2 usage error, 3 a quality gate failed.\n"
       "Run `mopt <command> --help` for a command's options and examples.");
 
+  exec::set_max_tensor_bytes(default_max_tensor_bytes());
   CommonFlags common;
   PipelineCommandFlags optimize_cmd;
   OptimizeFlags& optimize_flags = optimize_cmd.output;
