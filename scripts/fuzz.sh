@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (clang, ASan + UBSan, build-fuzz/) and runs each for SECONDS (default 60)
 # from a seed corpus: ONNX's own node-test models (libonnx-testdata) and the small shared models for
-# fuzz_model; .npy/.npz/.pb files from testdata/, ../shared/models and libonnx-testdata for fuzz_data.
+# fuzz_model; .npy/.npz/.pb files from testdata/, ../shared/models and libonnx-testdata for fuzz_data;
+# fuzz_passes (differential: random valid graphs through every output-keeping pass) starts from nothing.
 # Exits non-zero on any finding (a crash, sanitizer report, timeout or out-of-memory), leaving the
 # reproducer in build-fuzz/findings/. Usage: scripts/fuzz.sh [SECONDS] ; FUZZ_WORK=DIR keeps the corpus.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMOPT_FUZZ=ON >/dev/null
-cmake --build build-fuzz -j"$(nproc)" --target fuzz_model fuzz_data
+cmake --build build-fuzz -j"$(nproc)" --target fuzz_model fuzz_data fuzz_passes
 work=${FUZZ_WORK:-$(mktemp -d)}
 [ -n "${FUZZ_WORK:-}" ] || trap 'rm -rf "$work"' EXIT
 findings=build-fuzz/findings
-mkdir -p "$work/seeds_model" "$work/seeds_data" "$work/corpus_model" "$work/corpus_data" "$findings"
+mkdir -p "$work/seeds_model" "$work/seeds_data" "$work/seeds_passes" "$work/corpus_model" "$work/corpus_data" \
+  "$work/corpus_passes" "$findings"
 testdata=/usr/share/libonnx-testdata/data
 i=0
 for m in "$testdata"/node/*/model.onnx; do
@@ -26,7 +28,7 @@ for f in "$testdata"/node/test_{add,conv,gather,reshape,slice,cast}*/test_data_s
 done
 find testdata/data ../shared/models -name '*.np[yz]' -size -200k -exec cp {} "$work/seeds_data/" \; 2>/dev/null || true
 status=0
-for target in fuzz_model fuzz_data; do
+for target in fuzz_model fuzz_data fuzz_passes; do
   echo "fuzz: $target for ${seconds}s ($(ls "$work/seeds_${target#fuzz_}" | wc -l) seeds)" >&2
   if ! build-fuzz/"$target" -seed=1 -max_total_time="$seconds" -timeout=20 -rss_limit_mb=3072 -max_len=1048576 \
       -artifact_prefix="$findings/$target-" -print_final_stats=1 "$work/corpus_${target#fuzz_}" "$work/seeds_${target#fuzz_}" \

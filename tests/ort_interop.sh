@@ -9,7 +9,8 @@
 # format) must agree with mopt's executor in ONNX Runtime. Exits 77 (skipped) when node or ONNX Runtime is unavailable, unless
 # MOPT_REQUIRE_ORT=1, as the project's test command sets.
 set -u
-MOPT=${1:?usage: ort_interop.sh path/to/mopt}
+MOPT=${1:?usage: ort_interop.sh path/to/mopt [path/to/mopt_tests]}
+TESTS=${2:-}  # the doctest binary, for the differential check's random graphs
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 MODELS="$SRC/../shared/models"
 TOOLS="$SRC/../shared/tools/ort"
@@ -212,6 +213,28 @@ for c in "${qcases[@]}"; do
   echo "$label"
   check_agrees_with_executor "$out" "$MODELS/$inputs" "$(echo "$label" | tr ' ' '_')"
 done
+
+# Differential check in ONNX Runtime: random graphs from tests/random_graph.h and their `fuse` forms
+# (written by the differential test with MOPT_DIFF_DUMP) give the same outputs in ONNX Runtime on the same
+# random inputs, and mopt's executor agrees with ONNX Runtime on each original.
+if [ -n "$TESTS" ]; then
+  MOPT_DIFF_DUMP="$T/diff" "$TESTS" -tc="differential: passes*" >"$T/diff.log" 2>&1 || fail "the differential test failed: $(tail -5 "$T/diff.log")"
+  pairs=0
+  for g in "$T"/diff/graph???.onnx; do
+    [ -f "$g" ] || continue
+    base=${g%.onnx}; n=$(basename "$base")
+    mkdir -p "$base.in" "$base.out"
+    node "$TOOLS/run.js" "$g" --runs 1 --warmup 0 --seed 7 --save-inputs "$base.in" --save-outputs "$base.out" >/dev/null 2>&1 ||
+      { fail "$n: ONNX Runtime could not run the random graph"; continue; }
+    for f in "$base.out"/*.npy; do mv "$f" "$base.out/expected_$(basename "$f")"; done
+    compare_in_ort "$base.fused.onnx" "$base.in" "$base.out" "$n fused vs original (ONNX Runtime)" cosine 0.999999 >"$base.log"
+    check_agrees_with_executor "$g" "$base.in" "$n" 0.999999 >>"$base.log"
+    grep -h -B3 "FAIL" "$base.log"
+    pairs=$((pairs + 1))
+  done
+  echo "differential: $pairs random graphs and their fused forms agree in ONNX Runtime and with mopt's executor"
+  [ "$pairs" -ge 20 ] || fail "differential: only $pairs random graphs were checked in ONNX Runtime"
+fi
 
 # Pruned models (zeros in the weights, BatchNorm folded first) must load in ONNX Runtime and agree with
 # mopt's executor the same way.
