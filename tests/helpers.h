@@ -46,6 +46,25 @@ inline std::unique_ptr<ir::Model> parse_model(const std::string& text) {
   return io::load_model_from_bytes(parse_proto(text).SerializeAsString());
 }
 
+// Largest |expected - actual| relative to max(1, max|expected|), the tests' one output comparison. NaN-aware:
+// a NaN or infinity on one side only (or infinities of opposite sign) is an infinite difference; the same
+// non-finite value on both sides agrees. Different sizes are an infinite difference too.
+inline double scaled_max_diff(const exec::Array& expected, const exec::Array& actual) {
+  const std::vector<double> e = expected.to_doubles(), a = actual.to_doubles();
+  if (e.size() != a.size()) return INFINITY;
+  double scale = 1, worst = 0;
+  for (double v : e) {
+    if (std::isfinite(v)) scale = std::max(scale, std::abs(v));
+  }
+  for (size_t i = 0; i < e.size(); ++i) {
+    if (std::isnan(e[i]) && std::isnan(a[i])) continue;
+    if (std::isinf(e[i]) && e[i] == a[i]) continue;
+    const double d = std::abs(e[i] - a[i]);
+    if (!(d <= worst)) worst = std::isfinite(d) ? d : INFINITY;  // NaN compares false: counts as infinite
+  }
+  return worst / scale;
+}
+
 // Runs both models on seeded random inputs (shaped from `before`'s inputs) and returns "" when every
 // output agrees within max|diff| <= tolerance * max(1, max|expected|); otherwise what differs. Sets
 // *ran = false (and returns "") when the executor cannot run the model or its inputs have no shape.
@@ -75,16 +94,9 @@ inline std::string output_difference(const ir::Model& before, const ir::Model& a
       // A float16/bfloat16 conversion without kept I/O types may turn a float output into a 16-bit one.
       const bool to_16bit = x.dtype() == ir::dtype::kFloat && exec::is_16bit_float(y.dtype());
       if ((x.dtype() != y.dtype() && !to_16bit) || x.shape() != y.shape()) return "output '" + a.names[o] + "' changed type or shape";
-      std::vector<double> xv = x.to_doubles(), yv = y.to_doubles();
-      double scale = 1, worst = 0;
-      for (double v : xv) scale = std::max(scale, std::abs(v));
-      for (size_t i = 0; i < xv.size(); ++i) {
-        if (std::isnan(xv[i]) && std::isnan(yv[i])) continue;
-        double d = std::abs(xv[i] - yv[i]);
-        if (!(d <= worst)) worst = std::isnan(d) ? INFINITY : d;
-      }
-      if (worst > tolerance * scale) {
-        return fmt::format("output '{}' differs by up to {} (tolerance {})", a.names[o], worst, tolerance * scale);
+      const double worst = scaled_max_diff(x, y);
+      if (!(worst <= tolerance)) {
+        return fmt::format("output '{}' differs by up to {} of max(1, max|output|) (tolerance {})", a.names[o], worst, tolerance);
       }
     }
   }

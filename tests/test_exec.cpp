@@ -37,15 +37,6 @@ const RealCase kRealCases[] = {
     {"ocr/ppocrv4_det.onnx", "ocr/inputs/det", "ocr/golden/ppocrv4_det"},
 };
 
-// Largest |a - b| relative to max(1, max|a|).
-double scaled_max_diff(const exec::Array& expected, const exec::Array& actual) {
-  std::vector<double> e = expected.to_doubles(), a = actual.to_doubles();
-  double scale = 1, worst = 0;
-  for (double v : e) scale = std::max(scale, std::abs(v));
-  for (size_t i = 0; i < e.size(); ++i) worst = std::max(worst, std::abs(e[i] - a[i]));
-  return worst / scale;
-}
-
 std::vector<exec::Array> run_text(const std::string& text, const data::Feeds& feeds) {
   auto model = parse_model(text);
   exec::Executor executor(*model);
@@ -158,6 +149,17 @@ TEST_CASE("comparison metrics") {
   r = eval::check_gates(only_drop, nullptr, 0);
   CHECK_FALSE(r[0].passed);
   CHECK(r[0].measured == "not measurable");
+}
+
+TEST_CASE("the tests' output comparison cannot be fooled by NaN or infinity") {
+  const exec::Array finite = array<float>(d::kFloat, {3}, {1.0f, 2.0f, 3.0f});
+  CHECK(scaled_max_diff(finite, finite) == 0.0);
+  CHECK(scaled_max_diff(finite, array<float>(d::kFloat, {3}, {1.0f, 2.0f, 4.5f})) == 0.5);  // 1.5 / max(1, 3)
+  CHECK(std::isinf(scaled_max_diff(finite, array<float>(d::kFloat, {3}, {NAN, NAN, NAN}))));  // all NaN: not 0
+  CHECK(std::isinf(scaled_max_diff(finite, array<float>(d::kFloat, {3}, {1.0f, INFINITY, 3.0f}))));
+  CHECK(std::isinf(scaled_max_diff(array<float>(d::kFloat, {1}, {NAN}), array<float>(d::kFloat, {1}, {0.0f}))));
+  CHECK(scaled_max_diff(array<float>(d::kFloat, {2}, {NAN, INFINITY}), array<float>(d::kFloat, {2}, {NAN, INFINITY})) == 0.0);
+  CHECK(std::isinf(scaled_max_diff(finite, array<float>(d::kFloat, {2}, {1.0f, 2.0f}))));
 }
 
 TEST_CASE("kernels: edge cases checked by hand") {

@@ -38,14 +38,8 @@ double relative_difference(const eval::Outputs& a, const eval::Outputs& b) {
   double worst = 0;
   for (size_t s = 0; s < a.per_sample.size(); ++s) {
     for (size_t o = 0; o < a.names.size(); ++o) {
-      const std::vector<double> x = a.per_sample[s][o].to_doubles(), y = b.per_sample[s][o].to_doubles();
-      REQUIRE(x.size() == y.size());
-      double scale = 1, diff = 0;
-      for (size_t i = 0; i < x.size(); ++i) {
-        scale = std::max(scale, std::abs(x[i]));
-        diff = std::max(diff, std::abs(x[i] - y[i]));
-      }
-      worst = std::max(worst, diff / scale);
+      const double diff = scaled_max_diff(a.per_sample[s][o], b.per_sample[s][o]);
+      worst = std::max(worst, diff);  // scaled_max_diff is NaN-aware: NaN or Inf where the other differs is +inf
     }
   }
   return worst;
