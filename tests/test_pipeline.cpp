@@ -82,9 +82,30 @@ TEST_CASE("pipelines load from YAML and JSON files") {
   CHECK(err.find("unknown pass 'no-such-pass'") != std::string::npos);
 }
 
-TEST_CASE("every registered pass has a summary and parses with its defaults") {
+TEST_CASE("every registered pass has a summary and parses with its defaults, or says what it needs") {
+  // clip and convert do nothing with their defaults: the parser refuses them before anything runs.
+  const std::map<std::string, std::string> needs = {{"clip", "clip takes exactly one of range=, percentile= or sigma="},
+                                                    {"convert", "convert: nothing to do"}};
   for (const auto& p : pass::registered_passes()) {
+    CAPTURE(p.name);
     CHECK(std::string(p.summary).size() > 10);
-    CHECK(pass::print_pipeline(pass::parse_pipeline(p.name)) == p.name);
+    if (needs.count(p.name)) {
+      CHECK(error_of([&] { pass::parse_pipeline(p.name); }).find("pipeline column 1: " + needs.at(p.name)) == 0);
+    } else {
+      CHECK(pass::print_pipeline(pass::parse_pipeline(p.name)) == p.name);
+    }
   }
+}
+
+TEST_CASE("an option that does not apply, or is out of range, fails at parse time with its column") {
+  CHECK(error_of([&] { pass::parse_pipeline("eliminate-nops, prune(method=nm, sparsity=0.3)"); }) ==
+        "pipeline column 17: option 'sparsity' of pass 'prune' applies only with method=magnitude|channels (here method=nm)");
+  CHECK(error_of([&] { pass::parse_pipeline("quantize(mode=dynamic, calibration=entropy)"); })
+            .find("option 'calibration' of pass 'quantize' applies only with mode=static") != std::string::npos);
+  CHECK(error_of([&] { pass::parse_pipeline("clip(percentile=99.9, activation-percentile=99)"); })
+            .find("option 'activation-percentile' of pass 'clip' applies only with data set") != std::string::npos);
+  CHECK(error_of([&] { pass::parse_pipeline("prune(sparsity=1.5)"); }) == "pipeline column 1: prune: sparsity must be in [0, 1), not 1.5");
+  CHECK(error_of([&] { pass::parse_pipeline("convert(opset=99)"); }) ==
+        "pipeline column 9: option 'opset' of pass 'convert' must be in [1, 17], not 99");
+  CHECK_NOTHROW(pass::parse_pipeline("prune(method=nm, n=1, m=4), quantize(mode=static, data=x, calibration=percentile, percentile=99)"));
 }

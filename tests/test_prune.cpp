@@ -81,7 +81,7 @@ TEST_CASE("pruning settings that make no sense are usage errors") {
   config.method = prune::Method::NM;
   config.n = 4;
   CHECK(error_of([&] { prune::prune_model(*model, config); }).find("1 <= n < m") != std::string::npos);
-  CHECK(error_of([&] { run(*model, "prune(method=channels,sparsity=1)"); }).find("fraction of channels removed") !=
+  CHECK(error_of([&] { run(*model, "prune(method=channels,sparsity=1)"); }).find("prune: sparsity must be in [0, 1), not 1") !=
         std::string::npos);
   CHECK(error_of([&] { run(*model, "prune(op-sparsity=Conv)"); }).find("NAME=SPARSITY") != std::string::npos);
 }

@@ -17,6 +17,13 @@ const OptionSpec* find_spec(const std::vector<OptionSpec>& specs, const std::str
   return nullptr;
 }
 
+void check_range(const OptionSpec& spec, const std::string& pass_name, double v, const std::string& text) {
+  if ((spec.min && v < *spec.min) || (spec.max && v > *spec.max)) {
+    const std::string lo = spec.min ? fmt::format("{}", *spec.min) : "-inf", hi = spec.max ? fmt::format("{}", *spec.max) : "inf";
+    usage_error("option '{}' of pass '{}' must be in [{}, {}], not {}", spec.name, pass_name, lo, hi, text);
+  }
+}
+
 std::string spec_names(const std::vector<OptionSpec>& specs) {
   std::string names;
   for (const auto& s : specs) names += (names.empty() ? "" : ", ") + s.name;
@@ -39,6 +46,7 @@ void Options::set(const std::string& pass_name, const std::string& name, const s
       auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
       if (ec != std::errc() || end != value.data() + value.size())
         usage_error("option '{}' of pass '{}' must be an integer, not '{}'", name, pass_name, value);
+      check_range(*spec, pass_name, static_cast<double>(v), value);
       normalized = std::to_string(v);
       break;
     }
@@ -47,6 +55,7 @@ void Options::set(const std::string& pass_name, const std::string& name, const s
       double v = std::strtod(value.c_str(), &end);
       if (value.empty() || *end != '\0' || !std::isfinite(v))
         usage_error("option '{}' of pass '{}' must be a number, not '{}'", name, pass_name, value);
+      check_range(*spec, pass_name, v, value);
       break;
     }
     case OptionSpec::Type::String:
@@ -85,6 +94,30 @@ std::vector<std::pair<std::string, std::string>> Options::explicit_values() cons
     if (it != values_.end()) result.emplace_back(spec.name, it->second);
   }
   return result;
+}
+
+void Options::check_applicable(const std::string& pass_name) const {
+  for (const OptionSpec& spec : *specs_) {
+    if (spec.applies_when.empty() || !is_set(spec.name)) continue;
+    const size_t eq = spec.applies_when.find('=');
+    const std::string other = spec.applies_when.substr(0, eq);
+    const std::string& value = raw(other);
+    bool holds = false;
+    if (eq == std::string::npos) {
+      holds = !value.empty() && value != "false" && value != "0";
+    } else {
+      for (size_t start = eq + 1; start <= spec.applies_when.size();) {  // "A|B|C"
+        const size_t bar = std::min(spec.applies_when.find('|', start), spec.applies_when.size());
+        holds = holds || spec.applies_when.compare(start, bar - start, value) == 0;
+        start = bar + 1;
+      }
+    }
+    if (!holds) {
+      usage_error("option '{}' of pass '{}' applies only with {}{}", spec.name, pass_name,
+                  eq == std::string::npos ? other + " set" : spec.applies_when,
+                  fmt::format(" (here {}={})", other, value.empty() ? "\"\"" : value));
+    }
+  }
 }
 
 void PassContext::count(const std::string& counter, int64_t n) {

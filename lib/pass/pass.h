@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
@@ -20,13 +21,24 @@ struct Evaluation;
 
 namespace mopt::pass {
 
+// One option of a pass, declared once in the pass's file: the pipeline parser, `mopt passes`, the README's
+// pass table and the CLI's flags (tools/mopt/pass_flags.h) all read this table.
 struct OptionSpec {
   enum class Type { Bool, Int, Float, String, Choice };
+  OptionSpec(std::string name_, Type type_, std::string default_value_, std::string help_,
+             std::vector<std::string> choices_ = {}, std::string applies_when_ = {},
+             std::optional<double> min_ = std::nullopt, std::optional<double> max_ = std::nullopt)
+      : name(std::move(name_)), type(type_), default_value(std::move(default_value_)), help(std::move(help_)),
+        choices(std::move(choices_)), applies_when(std::move(applies_when_)), min(min_), max(max_) {}
   std::string name;
   Type type;
   std::string default_value;
   std::string help;
   std::vector<std::string> choices;  // for Type::Choice
+  // When setting the option means something: "OTHER=A|B" (another option has one of these values) or
+  // "OTHER" (another option is set and not false or empty). Setting it otherwise is a usage error.
+  std::string applies_when;
+  std::optional<double> min, max;  // for Int and Float: the accepted range (the default may lie outside: "unset")
 };
 
 // Option values of one pass instance, validated against its specs when parsed.
@@ -43,6 +55,9 @@ class Options {
   const std::string& get_string(const std::string& name) const;
   // Options the user set, in spec order, with normalized values.
   std::vector<std::pair<std::string, std::string>> explicit_values() const;
+  bool is_set(const std::string& name) const { return values_.count(name) > 0; }
+  // Throws a usage error for a set option whose applies_when does not hold.
+  void check_applicable(const std::string& pass_name) const;
   const std::vector<OptionSpec>& specs() const { return *specs_; }
 
  private:

@@ -53,6 +53,16 @@ PipelineElement make_element(const std::string& name, const std::string& where) 
   return e;
 }
 
+}  // namespace
+
+void validate_element(const PipelineElement& e) {
+  if (e.is_group()) return;
+  e.options.check_applicable(e.name);
+  find_pass(e.name)->create(e.options);
+}
+
+namespace {
+
 void set_option(PipelineElement& e, const std::string& key, const std::string& value, const std::string& where) {
   if (e.is_group()) {
     if (key != "max-iterations") usage_error("{}fixpoint has one option, max-iterations, not '{}'", where, key);
@@ -103,7 +113,7 @@ class TextParser {
     PipelineElement e = make_element(name, where(start));
     const bool preset = name != e.name;  // fuse: its passes are fixed, only max-iterations may be set
     skip_space();
-    if (!consume('(')) return e;
+    if (!consume('(')) return validated(std::move(e), start);
     skip_space();
     if (consume(')')) {
       if (e.is_group()) usage_error("{}fixpoint needs at least one pass", where(start));
@@ -131,6 +141,15 @@ class TextParser {
       if (!consume(',')) error(at_end() ? "unclosed '('" : fmt::format("expected ',' or ')', found '{}'", text_[pos_]));
     }
     if (e.is_group() && e.children.empty()) usage_error("{}fixpoint needs at least one pass", where(start));
+    return validated(std::move(e), start);
+  }
+
+  PipelineElement validated(PipelineElement e, size_t start) const {
+    try {
+      validate_element(e);
+    } catch (const Error& err) {
+      usage_error("{}{}", where(start), err.what());
+    }
     return e;
   }
 
@@ -192,8 +211,20 @@ std::string quote_if_needed(const std::string& v) {
 
 std::vector<PipelineElement> elements_from_yaml(const YAML::Node& list, const std::string& file);
 
+PipelineElement element_from_yaml_unchecked(const YAML::Node& node, const std::string& file, const std::string& where);
+
 PipelineElement element_from_yaml(const YAML::Node& node, const std::string& file) {
   const std::string where = fmt::format("{} line {}: ", file, node.Mark().line + 1);
+  PipelineElement e = element_from_yaml_unchecked(node, file, where);
+  try {
+    validate_element(e);
+  } catch (const Error& err) {
+    usage_error("{}{}", where, err.what());
+  }
+  return e;
+}
+
+PipelineElement element_from_yaml_unchecked(const YAML::Node& node, const std::string& file, const std::string& where) {
   if (node.IsScalar()) return make_element(node.as<std::string>(), where);
   if (!node.IsMap() || node.size() != 1)
     usage_error("{}each pipeline entry is a pass name or a map with one pass name as its key", where);

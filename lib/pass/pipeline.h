@@ -31,6 +31,11 @@ struct Pipeline {
   std::vector<PipelineElement> elements;
 };
 
+// Checks a pass element the way it will run: every set option applies (OptionSpec::applies_when) and the
+// pass accepts the combination (it is constructed once). Throws a usage error naming the pass. The parser
+// calls it for every element, so a bad option anywhere fails before any pass runs.
+void validate_element(const PipelineElement& element);
+
 constexpr int64_t kDefaultFixpointIterations = 10;
 
 // The `fuse` preset: graph cleanup and fusions repeated to a fixed point. `fuse` in a pipeline (text or

@@ -287,7 +287,7 @@ const std::vector<pass::OptionSpec>& ClipOptions() {
       {"per-channel", T::Bool, "false", "percentile/sigma bounds per output channel instead of per tensor", {}},
       {"op-types", T::String, "Conv,MatMul,Gemm", "comma-separated operator types whose weights are clipped", {}},
       {"data", T::String, "", "calibration data: bound Relu outputs (Relu -> Clip) and tighten Clip maxima to what it produces", {}},
-      {"activation-percentile", T::Float, "99.99", "with data=: the percentile of |activation| kept", {}},
+      {"activation-percentile", T::Float, "99.99", "with data=: the percentile of |activation| kept", {}, "data", 0, 100},
       {"fp16-range", T::Bool, "false", "clamp every float32 initializer into the float16 range (+-65504)", {}},
   };
   return specs;

@@ -165,20 +165,20 @@ const std::vector<pass::OptionSpec>& ConvertOptions() {
   using T = pass::OptionSpec::Type;
   static const std::vector<pass::OptionSpec> specs = {
       {"to", T::Choice, "keep", "float precision: fp16, bf16, or keep", {"keep", "fp16", "bf16"}},
-      {"keep-io-types", T::Bool, "true", "graph inputs and outputs stay float32 (Casts at the edges)", {}},
+      {"keep-io-types", T::Bool, "true", "graph inputs and outputs stay float32 (Casts at the edges)", {}, "to=fp16|bf16"},
       {"op-block-list", T::String, "default",
-       "comma-separated operator types kept in float32; 'default' is ONNX Runtime's list, 'none' keeps none", {}},
-      {"node-block-list", T::String, "", "comma-separated node names kept in float32", {}},
+       "comma-separated operator types kept in float32; 'default' is ONNX Runtime's list, 'none' keeps none", {}, "to=fp16|bf16"},
+      {"node-block-list", T::String, "", "comma-separated node names kept in float32", {}, "to=fp16|bf16"},
       {"out-of-range", T::Choice, "keep",
-       "weights beyond the float16 range: keep their nodes in float32, or clamp them to +-65504", {"keep", "clamp"}},
-      {"auto-mixed", T::Bool, "false", "keep the most sensitive nodes in float32 until the accuracy target holds", {}},
-      {"min-cosine", T::Float, "0.999", "auto-mixed target: lowest cosine similarity of any output", {}},
-      {"max-accuracy-drop", T::Float, "-1", "auto-mixed target in accuracy points instead (labels or top-1), if >= 0", {}},
-      {"opset", T::Int, "0", "convert the default-domain opset to this version (up or down)", {}},
-      {"ir-version", T::Int, "0", "set the IR version", {}},
+       "weights beyond the float16 range: keep their nodes in float32, or clamp them to +-65504", {"keep", "clamp"}, "to=fp16|bf16"},
+      {"auto-mixed", T::Bool, "false", "keep the most sensitive nodes in float32 until the accuracy target holds", {}, "to=fp16|bf16"},
+      {"min-cosine", T::Float, "0.999", "auto-mixed target: lowest cosine similarity of any output", {}, "auto-mixed", -1, 1},
+      {"max-accuracy-drop", T::Float, "-1", "auto-mixed target in accuracy points instead (labels or top-1), if >= 0", {}, "auto-mixed"},
+      {"opset", T::Int, "0", "convert the default-domain opset to this version (up or down)", {}, "", 1, 17},
+      {"ir-version", T::Int, "0", "set the IR version", {}, "", 1, 100},
       {"shapes", T::String, "", "static input shapes: 'x=1,3,224,224;mask=1,128'", {}},
       {"dims", T::String, "", "values of symbolic dimensions: 'batch=1,seq=128'", {}},
-      {"batch", T::Int, "0", "first dimension of every input whose first dimension is dynamic", {}},
+      {"batch", T::Int, "0", "first dimension of every input whose first dimension is dynamic", {}, "", 1, 1099511627776.0},
   };
   return specs;
 }

@@ -70,6 +70,12 @@ class PrunePass : public pass::Pass {
     config_.skip_first = o.get_bool("skip-first");
     config_.skip_last = o.get_bool("skip-last");
     config_.min_elements = o.get_int("min-elements");
+    auto check_fraction = [](double v, const std::string& what) {
+      if (!(v >= 0 && v < 1)) usage_error("prune: {} must be in [0, 1), not {}", what, v);
+    };
+    check_fraction(config_.sparsity, "sparsity");
+    for (const auto& [name, v] : config_.op_sparsity) check_fraction(v, "the sparsity of " + name);
+    for (const auto& [name, v] : config_.node_sparsity) check_fraction(v, "the sparsity of " + name);
   }
 
   pass::PassResult run(ir::Model& model, pass::PassContext& ctx) override {
@@ -86,8 +92,6 @@ class PrunePass : public pass::Pass {
 
  private:
   pass::PassResult run_channels(ir::Model& model, pass::PassContext& ctx) {
-    if (!(channel_config_.ratio >= 0 && channel_config_.ratio < 1))
-      usage_error("sparsity (the fraction of channels removed) must be in [0, 1), not {}", channel_config_.ratio);
     const prune::ChannelSummary s = prune::prune_channels(model, channel_config_);
     nlohmann::json pruned = nlohmann::json::array(), kept = nlohmann::json::array();
     int64_t removed = 0;
@@ -116,18 +120,20 @@ const std::vector<pass::OptionSpec>& PruneOptions() {
   static const std::vector<pass::OptionSpec> specs = {
       {"method", T::Choice, "magnitude", "magnitude (smallest |w|), nm (N:M along the reduction axis), channels (remove filters)",
        {"magnitude", "nm", "channels"}},
-      {"sparsity", T::Float, "0.5", "magnitude: fraction of weights set to zero; channels: fraction of channels removed; in [0, 1)", {}},
-      {"norm", T::Choice, "l1", "channels: rank channels by the L1 or L2 norm of their weights", {"l1", "l2"}},
-      {"scope", T::Choice, "global", "magnitude: one threshold over all selected weights (default; small first layers keep more), or the fraction per weight tensor", {"global", "layer"}},
-      {"n", T::Int, "2", "nm: nonzeros kept per group", {}},
-      {"m", T::Int, "4", "nm: group length along the reduction axis", {}},
+      {"sparsity", T::Float, "0.5", "magnitude: fraction of weights set to zero; channels: fraction of channels removed; in [0, 1)", {},
+       "method=magnitude|channels"},
+      {"norm", T::Choice, "l1", "channels: rank channels by the L1 or L2 norm of their weights", {"l1", "l2"}, "method=channels"},
+      {"scope", T::Choice, "global", "magnitude: one threshold over all selected weights (default; small first layers keep more), or the fraction per weight tensor", {"global", "layer"},
+       "method=magnitude"},
+      {"n", T::Int, "2", "nm: nonzeros kept per group", {}, "method=nm", 1},
+      {"m", T::Int, "4", "nm: group length along the reduction axis", {}, "method=nm", 1},
       {"op-types", T::String, "", "comma-separated operator types to prune (default: Conv,MatMul,Gemm)", {}},
-      {"op-sparsity", T::String, "", "magnitude: per operator type, e.g. Conv=0.3,Gemm=0.7", {}},
-      {"node-sparsity", T::String, "", "magnitude: per node name, e.g. fc1=0.8 (wins over op-sparsity)", {}},
+      {"op-sparsity", T::String, "", "magnitude: per operator type, e.g. Conv=0.3,Gemm=0.7", {}, "method=magnitude"},
+      {"node-sparsity", T::String, "", "magnitude: per node name, e.g. fc1=0.8 (wins over op-sparsity)", {}, "method=magnitude"},
       {"exclude-nodes", T::String, "", "comma-separated node names to leave alone", {}},
       {"skip-first", T::Bool, "false", "leave the first selected layer alone", {}},
       {"skip-last", T::Bool, "false", "leave the last selected layer alone", {}},
-      {"min-elements", T::Int, "0", "leave weights with fewer elements alone", {}},
+      {"min-elements", T::Int, "0", "leave weights with fewer elements alone", {}, "", 0},
   };
   return specs;
 }
