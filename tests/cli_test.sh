@@ -193,7 +193,17 @@ expect 0 "Examples:" -- "$MOPT" quantize --help
 expect 2 "static quantization needs calibration data: --data" -- "$MOPT" quantize "$T/work/model.onnx" --mode static
 expect 2 "dynamic mode does not use it" -- "$MOPT" quantize "$T/work/model.onnx" --mode dynamic --data "$T/work"
 expect 2 "--percentile.*|percentile must be in" -- "$MOPT" quantize "$T/work/model.onnx" --data "$T/work/model.onnx" --calibration percentile --percentile 0
-expect 0 "quantize\(mode=weight-only,bits=4,block-size=32\)" -- "$MOPT" quantize "$T/work/model.onnx" --weight-only --print-pipeline
+# Pass flags come from the pass's option table; the pipeline records the options given (and the mode).
+expect 0 "quantize\(mode=weight-only\),eliminate-dead-code$" -- "$MOPT" quantize "$T/work/model.onnx" --weight-only --print-pipeline
+expect 0 "quantize\(mode=weight-only,bits=8,block-size=64\)" -- "$MOPT" quantize "$T/work/model.onnx" --weight-only --bits 8 --block-size 64 --print-pipeline
+expect 2 "option 'per-channel' of pass 'quantize' applies only with mode=dynamic\|static \(here mode=weight-only\)" -- \
+  "$MOPT" quantize "$T/work/model.onnx" --weight-only --per-channel
+expect 2 "option 'calibration' of pass 'quantize' applies only with mode=static \(here mode=dynamic\)" -- \
+  "$MOPT" quantize "$T/work/model.onnx" --calibration entropy
+expect 2 "option 'percentile' of pass 'quantize' applies only with calibration=percentile" -- \
+  "$MOPT" quantize "$T/work/model.onnx" --data "$T/work" --percentile 99.9 --print-pipeline
+expect 2 "--accuracy-level: Value 7 not in range 0 to 4" -- "$MOPT" quantize "$T/work/model.onnx" --weight-only --accuracy-level 7
+expect 0 "--upgrade-opset,--no-upgrade-opset" -- "$MOPT" quantize --help
 if [ -f "$M/digits_mlp.onnx" ]; then
   mkdir -p "$T/q"
   cp "$M/digits_mlp.onnx" "$M/digits_vit.onnx" "$T/q/"
@@ -238,7 +248,8 @@ fi
 
 # --- prune
 expect 0 "Examples:" -- "$MOPT" prune --help
-expect 0 "prune\(method=nm,n=2,m=4\)" -- "$MOPT" prune "$T/work/model.onnx" --method nm --print-pipeline
+expect 0 "prune\(method=nm\),eliminate-dead-code$" -- "$MOPT" prune "$T/work/model.onnx" --method nm --print-pipeline
+expect 2 "option 'n' of pass 'prune' applies only with method=nm \(here method=magnitude\)" -- "$MOPT" prune "$T/work/model.onnx" --n 1
 expect 0 "prune\(method=channels,sparsity=0.25" -- "$MOPT" prune "$T/work/model.onnx" --method channels --sparsity 0.25 --print-pipeline
 expect 2 "sparsity must be in \[0, 1\)" -- "$MOPT" prune "$T/work/model.onnx" --sparsity 1.5
 [ ! -e "$T/work/model.pruned.onnx" ] || fail "a refused prune wrote a model"
@@ -275,7 +286,7 @@ fi
 # --- convert
 expect 0 "Examples:" -- "$MOPT" convert --help
 expect 2 "nothing to do" -- "$MOPT" convert "$T/work/model.onnx"
-expect 2 "need --to fp16\|bf16" -- "$MOPT" convert "$T/work/model.onnx" --auto-mixed
+expect 2 "option 'auto-mixed' of pass 'convert' applies only with to=fp16\|bf16 \(here to=keep\)" -- "$MOPT" convert "$T/work/model.onnx" --auto-mixed
 expect 2 "--to: .*fp32 not in" -- "$MOPT" convert "$T/work/model.onnx" --to fp32
 expect 2 "--opset: Value 99 not in range" -- "$MOPT" convert "$T/work/model.onnx" --opset 99
 expect 2 "needs the accuracy check" -- "$MOPT" convert "$T/work/model.onnx" --to fp16 --auto-mixed --accuracy off

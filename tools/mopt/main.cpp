@@ -25,6 +25,7 @@
 #include "ir/verify.h"
 #include "pass/pipeline.h"
 #include "report/stats.h"
+#include "pass_flags.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -186,46 +187,16 @@ int report_gates(const std::vector<eval::GateResult>& gates) {
   return ok ? kExitOk : kExitGate;
 }
 
-// ------------------------------------------------------------------ quantize
+// ------------------------------------------------------------------ quantize, prune, clip, convert
+// Each is a preset pipeline around its pass. The pass's options are flags generated from its option table
+// (pass_flags.h); what is written here is only what a command adds: flags of its own, options it derives
+// from other flags, and its output name.
 
-struct QuantizeFlags {
-  std::string mode, format = "qdq", data, calibration = "minmax", weight_type = "int8", activation_type = "uint8";
-  std::string op_types, exclude_nodes, exclude_op_types;
-  double percentile = 99.999;
-  int64_t max_calibration_samples = 0, bits = 4, block_size = 32, accuracy_level = 0;
-  bool per_channel = false, asymmetric_weights = false, symmetric_activations = false, keep_first = false,
-       keep_last = false, weight_only = false, print_pipeline = false, no_upgrade_opset = false, no_fuse = false;
+struct PassCommandFlags {
+  explicit PassCommandFlags(cli::PassFlagLayout layout) : pass(std::move(layout)) {}
+  cli::PassFlags pass;
+  bool no_fuse = false, fuse = false, weight_only = false, print_pipeline = false;
 };
-
-void add_quantize_flags(CLI::App* cmd, QuantizeFlags& f) {
-  cmd->add_option("--data", f.data, "Calibration data (static mode): .npy/.npz/.pb file or folder, as for --accuracy");
-  cmd->add_option("--mode", f.mode, "dynamic, static or weight-only (default: static with --data, else dynamic)")
-      ->check(CLI::IsMember({"dynamic", "static", "weight-only"}));
-  cmd->add_flag("--weight-only", f.weight_only, "Same as --mode weight-only: MatMul weights in 4/8-bit blocks (MatMulNBits)");
-  cmd->add_option("--format", f.format, "Static output: qdq (QuantizeLinear/DequantizeLinear pairs) or qoperator (QLinearConv, ...)")
-      ->check(CLI::IsMember({"qdq", "qoperator"}));
-  cmd->add_option("--calibration", f.calibration, "Activation ranges: minmax, percentile, entropy or mse (default: minmax)")
-      ->check(CLI::IsMember({"minmax", "percentile", "entropy", "mse"}));
-  cmd->add_option("--percentile", f.percentile, "Percentile of |x| kept by --calibration percentile (default: 99.999)");
-  cmd->add_option("--max-calibration-samples", f.max_calibration_samples, "Use at most this many calibration samples (default: all)");
-  cmd->add_flag("--per-channel", f.per_channel, "One weight scale per output channel");
-  cmd->add_option("--weight-type", f.weight_type, "int8 or uint8 (default: int8)")->check(CLI::IsMember({"int8", "uint8"}));
-  cmd->add_option("--activation-type", f.activation_type, "uint8 or int8 (default: uint8)")->check(CLI::IsMember({"int8", "uint8"}));
-  cmd->add_flag("--asymmetric-weights", f.asymmetric_weights, "Weights with a zero point (default: symmetric)");
-  cmd->add_flag("--symmetric-activations", f.symmetric_activations, "Activations with symmetric ranges (default: asymmetric)");
-  cmd->add_option("--op-types", f.op_types, "Comma-separated operator types to quantize (default: the mode's)");
-  cmd->add_option("--exclude-nodes", f.exclude_nodes, "Comma-separated node names to keep in float");
-  cmd->add_option("--exclude-op-types", f.exclude_op_types, "Comma-separated operator types to keep in float");
-  cmd->add_flag("--keep-first", f.keep_first, "Keep the first Conv/MatMul/Gemm in float");
-  cmd->add_flag("--keep-last", f.keep_last, "Keep the last Conv/MatMul/Gemm in float");
-  cmd->add_option("--bits", f.bits, "Weight-only: 4 or 8 bits per weight (default: 4)");
-  cmd->add_option("--block-size", f.block_size, "Weight-only: weights per block along K (default: 32)");
-  cmd->add_option("--accuracy-level", f.accuracy_level, "Weight-only: MatMulNBits accuracy_level (4: int8 compute, faster)");
-  cmd->add_flag("--no-upgrade-opset", f.no_upgrade_opset, "Fail instead of upgrading models below the opset quantization needs");
-  cmd->add_flag("--no-fuse", f.no_fuse,
-                "Quantize the graph as it is, without the fuse group first (BatchNorm folding, constant folding, ...)");
-  cmd->add_flag("--print-pipeline", f.print_pipeline, "Print the pipeline this command runs and exit");
-}
 
 // How quantize, prune and clip run their pass: the fuse group first (unless --no-fuse), so BatchNorm is
 // folded and constants computed before weights are judged, and dead-code elimination after.
@@ -235,43 +206,69 @@ pass::Pipeline around_fuse(pass::PipelineElement element, bool fuse) {
   return pipeline;
 }
 
-pass::Pipeline quantize_pipeline(const QuantizeFlags& f, const GateFlags& gates) {
-  const pass::PassInfo* info = pass::find_pass("quantize");
-  pass::PipelineElement q{"quantize", pass::Options(&info->option_specs()), {}, 0};
-  std::string mode = f.weight_only ? "weight-only" : !f.mode.empty() ? f.mode : f.data.empty() ? "dynamic" : "static";
-  if (f.weight_only && !f.mode.empty() && f.mode != "weight-only") usage_error("--weight-only contradicts --mode {}", f.mode);
-  if (mode == "static" && f.data.empty()) usage_error("static quantization needs calibration data: --data PATH");
-  if (mode != "static" && !f.data.empty()) usage_error("--data is calibration data for static mode; {} mode does not use it", mode);
-  auto set = [&](const char* key, const std::string& value) { q.options.set("quantize", key, value); };
-  set("mode", mode);
-  if (mode == "static") {
-    set("data", f.data);
-    set("calibration", f.calibration);
-    set("percentile", fmt::format("{}", f.percentile));
-    if (f.max_calibration_samples > 0) set("max-samples", std::to_string(f.max_calibration_samples));
-    set("format", f.format);
-    set("activation-type", f.activation_type);
-    if (f.symmetric_activations) set("symmetric-activations", "true");
-  }
-  if (mode == "weight-only") {
-    set("bits", std::to_string(f.bits));
-    set("block-size", std::to_string(f.block_size));
-    if (f.accuracy_level) set("accuracy-level", std::to_string(f.accuracy_level));
+void add_pass_command_flags(CLI::App* cmd, PassCommandFlags& f) {
+  f.pass.add_to(cmd);
+  if (cmd->get_name() == "convert") {
+    cmd->add_flag("--fuse", f.fuse, "Run the fuse group first (BatchNorm folding, constant folding, ...)");
   } else {
-    set("weight-type", f.weight_type);
-    if (f.per_channel) set("per-channel", "true");
+    cmd->add_flag("--no-fuse", f.no_fuse,
+                  "Work on the graph as it is, without the fuse group first (BatchNorm folding, constant folding, ...)");
   }
-  if (f.asymmetric_weights) set("asymmetric-weights", "true");
-  if (!f.op_types.empty()) set("op-types", f.op_types);
-  if (!f.exclude_nodes.empty()) set("exclude-nodes", f.exclude_nodes);
-  if (!f.exclude_op_types.empty()) set("exclude-op-types", f.exclude_op_types);
-  if (f.keep_first) set("keep-first", "true");
-  if (f.keep_last) set("keep-last", "true");
-  if (f.no_upgrade_opset) set("upgrade-opset", "false");
-  if (gates.max_accuracy_drop >= 0) set("max-accuracy-drop", fmt::format("{}", gates.max_accuracy_drop));
+  if (cmd->get_name() == "quantize")
+    cmd->add_flag("--weight-only", f.weight_only, "Same as --mode weight-only: MatMul weights in 4/8-bit blocks (MatMulNBits)");
+  cmd->add_flag("--print-pipeline", f.print_pipeline, "Print the pipeline this command runs and exit");
+}
+
+cli::PassFlagLayout quantize_layout() {
+  return {"quantize",
+          {{"max-samples", "max-calibration-samples"}},
+          {"max-accuracy-drop"},  // the gate's --max-accuracy-drop is also the fallback's target
+          {{"mode", "dynamic, static or weight-only (default: static with --data, else dynamic)"}}};
+}
+
+pass::Pipeline quantize_pipeline(const PassCommandFlags& f, const GateFlags& gates) {
+  const std::string data = f.pass.value("data");
+  const std::string mode = f.weight_only ? "weight-only" : f.pass.given("mode") ? f.pass.value("mode") : data.empty() ? "dynamic" : "static";
+  if (f.weight_only && f.pass.given("mode") && f.pass.value("mode") != "weight-only")
+    usage_error("--weight-only contradicts --mode {}", f.pass.value("mode"));
+  if (mode == "static" && data.empty()) usage_error("static quantization needs calibration data: --data PATH");
+  if (mode != "static" && !data.empty()) usage_error("--data is calibration data for static mode; {} mode does not use it", mode);
+  std::vector<std::pair<std::string, std::string>> derived = {{"mode", mode}};
+  if (gates.max_accuracy_drop >= 0) derived.emplace_back("max-accuracy-drop", fmt::format("{}", gates.max_accuracy_drop));
   // Fusing first matters for speed: a BatchNormalization left between quantized Convs runs in float
   // between Q/DQ pairs (digits_cnn was 1.2-1.6x slower quantized than float in ONNX Runtime).
-  return around_fuse(std::move(q), !f.no_fuse);
+  return around_fuse(f.pass.element(derived), !f.no_fuse);
+}
+
+std::string quantize_suffix(const PassCommandFlags& f) {
+  const bool weight_only = f.weight_only || f.pass.value("mode") == "weight-only";
+  return weight_only && f.pass.value("bits") == "4" ? ".int4.onnx" : ".int8.onnx";
+}
+
+cli::PassFlagLayout convert_layout() {
+  // --shape and --dim (the data flags) fix the model's input dimensions; --min-cosine and --max-accuracy-drop
+  // (the gates) are auto-mixed's targets.
+  return {"convert", {}, {"shapes", "dims", "min-cosine", "max-accuracy-drop"}, {}};
+}
+
+pass::Pipeline convert_pipeline(const PassCommandFlags& f, const DataFlags& data, const GateFlags& gates) {
+  std::vector<std::pair<std::string, std::string>> derived;
+  if (!data.shapes.empty()) derived.emplace_back("shapes", fmt::format("{}", fmt::join(data.shapes, ";")));
+  if (!data.dims.empty()) derived.emplace_back("dims", fmt::format("{}", fmt::join(data.dims, ",")));
+  if (f.pass.value("auto-mixed") == "true") {
+    if (gates.max_accuracy_drop >= 0) derived.emplace_back("max-accuracy-drop", fmt::format("{}", gates.max_accuracy_drop));
+    if (gates.min_cosine > -2) derived.emplace_back("min-cosine", fmt::format("{}", gates.min_cosine));
+  }
+  pass::Pipeline pipeline;
+  if (f.fuse) pipeline = pass::parse_pipeline("fuse");
+  pipeline.elements.push_back(f.pass.element(derived));
+  return pipeline;
+}
+
+std::string convert_suffix(const PassCommandFlags& f) {
+  if (f.pass.value("to") != "keep") return "." + f.pass.value("to") + ".onnx";
+  if (f.pass.given("opset")) return fmt::format(".opset{}.onnx", f.pass.value("opset"));
+  return ".converted.onnx";
 }
 
 // The quantization part of the report, for the terminal.
@@ -335,175 +332,6 @@ pass::Pipeline fuse_pipeline(const FuseFlags& f) {
     }
   }
   return pipeline;
-}
-
-// ------------------------------------------------------------------ prune
-
-struct PruneFlags {
-  std::string method = "magnitude", scope = "global", norm = "l1", op_types, op_sparsity, node_sparsity, exclude_nodes;
-  double sparsity = 0.5;
-  int64_t n = 2, m = 4, min_elements = 0;
-  bool skip_first = false, skip_last = false, no_fuse = false, print_pipeline = false;
-};
-
-void add_prune_flags(CLI::App* cmd, PruneFlags& f) {
-  cmd->add_option("--method", f.method, "magnitude (smallest |w|), nm (N:M along the reduction axis) or channels (remove filters)")
-      ->check(CLI::IsMember({"magnitude", "nm", "channels"}));
-  cmd->add_option("--sparsity", f.sparsity,
-                  "Magnitude: fraction of the selected weights set to zero; channels: fraction of each layer's channels "
-                  "removed (default: 0.5)");
-  cmd->add_option("--norm", f.norm, "Channels: rank channels by the l1 or l2 norm of their weights (default: l1)")
-      ->check(CLI::IsMember({"l1", "l2"}));
-  cmd->add_option("--scope", f.scope, "Magnitude: global (one threshold over all weights, default) or layer (the fraction per tensor)")
-      ->check(CLI::IsMember({"global", "layer"}));
-  cmd->add_option("--n", f.n, "N:M: nonzeros kept per group (default: 2)");
-  cmd->add_option("--m", f.m, "N:M: group length along the reduction axis (default: 4)");
-  cmd->add_option("--op-types", f.op_types, "Comma-separated operator types to prune (default: Conv,MatMul,Gemm)");
-  cmd->add_option("--op-sparsity", f.op_sparsity, "Magnitude: per operator type, e.g. Conv=0.3,Gemm=0.7");
-  cmd->add_option("--node-sparsity", f.node_sparsity, "Magnitude: per node name, e.g. fc1=0.8");
-  cmd->add_option("--exclude-nodes", f.exclude_nodes, "Comma-separated node names to leave alone");
-  cmd->add_flag("--skip-first", f.skip_first, "Leave the first Conv/MatMul/Gemm alone");
-  cmd->add_flag("--skip-last", f.skip_last, "Leave the last Conv/MatMul/Gemm alone");
-  cmd->add_option("--min-elements", f.min_elements, "Leave weights with fewer elements alone");
-  cmd->add_flag("--no-fuse", f.no_fuse, "Prune the graph as it is, without the fuse group first (BatchNorm folding, ...)");
-  cmd->add_flag("--print-pipeline", f.print_pipeline, "Print the pipeline this command runs and exit");
-}
-
-pass::Pipeline prune_pipeline(const PruneFlags& f) {
-  const pass::PassInfo* info = pass::find_pass("prune");
-  pass::PipelineElement p{"prune", pass::Options(&info->option_specs()), {}, 0};
-  auto set = [&](const char* key, const std::string& value) { p.options.set("prune", key, value); };
-  set("method", f.method);
-  if (f.method == "nm") {
-    set("n", std::to_string(f.n));
-    set("m", std::to_string(f.m));
-  } else if (f.method == "channels") {
-    set("sparsity", fmt::format("{}", f.sparsity));
-    set("norm", f.norm);
-  } else {
-    set("sparsity", fmt::format("{}", f.sparsity));
-    set("scope", f.scope);
-    if (!f.op_sparsity.empty()) set("op-sparsity", f.op_sparsity);
-    if (!f.node_sparsity.empty()) set("node-sparsity", f.node_sparsity);
-  }
-  if (!f.op_types.empty()) set("op-types", f.op_types);
-  if (!f.exclude_nodes.empty()) set("exclude-nodes", f.exclude_nodes);
-  if (f.skip_first) set("skip-first", "true");
-  if (f.skip_last) set("skip-last", "true");
-  if (f.min_elements) set("min-elements", std::to_string(f.min_elements));
-  // BatchNorm is folded first, so the magnitudes judged are those the deployed model multiplies by.
-  return around_fuse(std::move(p), !f.no_fuse);
-}
-
-// ------------------------------------------------------------------ clip
-
-struct ClipFlags {
-  std::string range, op_types, data;
-  double percentile = 0, sigma = 0, activation_percentile = 99.99;
-  bool per_channel = false, fp16_range = false, no_fuse = false, print_pipeline = false;
-};
-
-void add_clip_flags(CLI::App* cmd, ClipFlags& f) {
-  cmd->add_option("--range", f.range, "Fixed bounds: A for [-A, A], or LO:HI");
-  cmd->add_option("--percentile", f.percentile, "Bound |w| by this percentile of |w| (e.g. 99.9)");
-  cmd->add_option("--sigma", f.sigma, "Bound w to mean +- SIGMA * std");
-  cmd->add_flag("--per-channel", f.per_channel, "Percentile/sigma bounds per output channel instead of per tensor");
-  cmd->add_option("--data", f.data, "Calibration data: Relu becomes Clip(0, hi) and Clip maxima are tightened to what the data produces");
-  cmd->add_option("--activation-percentile", f.activation_percentile, "With --data: percentile of |activation| kept (default: 99.99)");
-  cmd->add_flag("--fp16-range", f.fp16_range, "Clamp every float32 initializer into the float16 range (+-65504)");
-  cmd->add_option("--op-types", f.op_types, "Comma-separated operator types whose weights are clipped (default: Conv,MatMul,Gemm)");
-  cmd->add_flag("--no-fuse", f.no_fuse, "Clip the graph as it is, without the fuse group first");
-  cmd->add_flag("--print-pipeline", f.print_pipeline, "Print the pipeline this command runs and exit");
-}
-
-pass::Pipeline clip_pipeline(const ClipFlags& f) {
-  const pass::PassInfo* info = pass::find_pass("clip");
-  pass::PipelineElement c{"clip", pass::Options(&info->option_specs()), {}, 0};
-  auto set = [&](const char* key, const std::string& value) { c.options.set("clip", key, value); };
-  if (!f.range.empty()) set("range", f.range);
-  if (f.percentile != 0) set("percentile", fmt::format("{}", f.percentile));
-  if (f.sigma != 0) set("sigma", fmt::format("{}", f.sigma));
-  if (f.per_channel) set("per-channel", "true");
-  if (!f.op_types.empty()) set("op-types", f.op_types);
-  if (!f.data.empty()) {
-    set("data", f.data);
-    set("activation-percentile", fmt::format("{}", f.activation_percentile));
-  }
-  if (f.fp16_range) set("fp16-range", "true");
-  pass::find_pass("clip")->create(c.options);  // refuses a bad combination, --print-pipeline or not
-  return around_fuse(std::move(c), !f.no_fuse);
-}
-
-// ------------------------------------------------------------------ convert
-
-struct ConvertFlags {
-  std::string to, op_block_list = "default", node_block_list, out_of_range = "keep";
-  int64_t opset = 0, ir_version = 0, batch = 0;
-  bool keep_io_types = true, auto_mixed = false, fuse = false, print_pipeline = false;
-};
-
-void add_convert_flags(CLI::App* cmd, ConvertFlags& f) {
-  cmd->add_option("--to", f.to, "Float precision: fp16 or bf16")->check(CLI::IsMember({"fp16", "bf16"}));
-  cmd->add_flag("--keep-io-types,!--no-keep-io-types", f.keep_io_types,
-                "Keep graph inputs and outputs float32, with Casts at the edges (default: on)");
-  cmd->add_option("--op-block-list", f.op_block_list,
-                  "Operator types kept in float32, comma-separated; 'default' is ONNX Runtime's list (Resize, TopK, "
-                  "Range, ...), e.g. 'default,Softmax'; 'none' for none (default: default)");
-  cmd->add_option("--node-block-list", f.node_block_list, "Node names kept in float32, comma-separated");
-  cmd->add_option("--out-of-range", f.out_of_range,
-                  "Weights beyond the float16 range: keep their nodes float32 (default) or clamp them to +-65504")
-      ->check(CLI::IsMember({"keep", "clamp"}));
-  cmd->add_flag("--auto-mixed", f.auto_mixed,
-                "Keep the nodes most sensitive to float16 in float32 until the accuracy target holds on --accuracy "
-                "data (target: --max-accuracy-drop, else --min-cosine, default 0.999)");
-  cmd->add_option("--opset", f.opset, "Convert the default-domain opset to N, up or down, with ONNX's version converter")
-      ->check(CLI::Range(int64_t{1}, int64_t{17}));
-  cmd->add_option("--ir-version", f.ir_version, "Set the IR version")->check(CLI::Range(int64_t{1}, int64_t{100}));
-  cmd->add_option("--batch", f.batch, "Make the first dimension of every input whose first dimension is dynamic N")
-      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
-  cmd->add_flag("--fuse", f.fuse, "Run the fuse group first (BatchNorm folding, constant folding, ...)");
-  cmd->add_flag("--print-pipeline", f.print_pipeline, "Print the pipeline this command runs and exit");
-}
-
-pass::Pipeline convert_pipeline(const ConvertFlags& f, const DataFlags& data, const GateFlags& gates) {
-  const pass::PassInfo* info = pass::find_pass("convert");
-  pass::PipelineElement c{"convert", pass::Options(&info->option_specs()), {}, 0};
-  auto set = [&](const char* key, const std::string& value) { c.options.set("convert", key, value); };
-  if (!f.to.empty()) {
-    set("to", f.to);
-    if (!f.keep_io_types) set("keep-io-types", "false");
-    if (f.op_block_list != "default") set("op-block-list", f.op_block_list);
-    if (!f.node_block_list.empty()) set("node-block-list", f.node_block_list);
-    if (f.out_of_range != "keep") set("out-of-range", f.out_of_range);
-    if (f.auto_mixed) {
-      set("auto-mixed", "true");
-      if (gates.max_accuracy_drop >= 0) set("max-accuracy-drop", fmt::format("{}", gates.max_accuracy_drop));
-      if (gates.min_cosine > -2) set("min-cosine", fmt::format("{}", gates.min_cosine));
-    }
-  } else if (f.auto_mixed || !f.keep_io_types || f.op_block_list != "default" || !f.node_block_list.empty() ||
-             f.out_of_range != "keep") {
-    usage_error("--auto-mixed, --no-keep-io-types, --op-block-list, --node-block-list and --out-of-range need --to fp16|bf16");
-  }
-  if (f.to.empty() && !f.opset && !f.ir_version && !f.batch && data.shapes.empty() && data.dims.empty()) {
-    usage_error("convert: nothing to do; give --to, --opset, --ir-version, --shape, --dim or --batch");
-  }
-  if (f.opset) set("opset", std::to_string(f.opset));
-  if (f.ir_version) set("ir-version", std::to_string(f.ir_version));
-  // --shape and --dim fix the model's input dimensions; the random accuracy data follows them.
-  if (!data.shapes.empty()) set("shapes", fmt::format("{}", fmt::join(data.shapes, ";")));
-  if (!data.dims.empty()) set("dims", fmt::format("{}", fmt::join(data.dims, ",")));
-  if (f.batch) set("batch", std::to_string(f.batch));
-  pass::find_pass("convert")->create(c.options);  // refuses "nothing to do" and bad values up front
-  pass::Pipeline pipeline;
-  if (f.fuse) pipeline = pass::parse_pipeline("fuse");
-  pipeline.elements.push_back(std::move(c));
-  return pipeline;
-}
-
-std::string convert_suffix(const ConvertFlags& f) {
-  if (!f.to.empty()) return "." + f.to + ".onnx";
-  if (f.opset) return fmt::format(".opset{}.onnx", f.opset);
-  return ".converted.onnx";
 }
 
 // ------------------------------------------------------------------ optimize
@@ -924,9 +752,9 @@ int main(int argc, char** argv) {
       "  mopt optimize big.onnx --external-data 1K      # tensors >= 1 KiB go to big.opt.onnx.data");
 
   PipelineCommandFlags quantize_cmd;
-  QuantizeFlags quantize_options;
+  PassCommandFlags quantize_options(quantize_layout());
   auto* quantize = add_pipeline_command(app, "quantize", "Quantize a model to int8 (dynamic or static) or its MatMul weights to 4/8 bits",
-                                    ".int8.onnx", quantize_cmd, common, [&](CLI::App* cmd) { add_quantize_flags(cmd, quantize_options); });
+                                    ".int8.onnx", quantize_cmd, common, [&](CLI::App* cmd) { add_pass_command_flags(cmd, quantize_options); });
   quantize->footer(
       "Modes: dynamic (default without --data): MatMul/Gemm weights int8, activations quantized at run time.\n"
       "       static (with --data): calibrated activations, QDQ or QOperator form; Conv, MatMul, Gemm, pooling, reshapes.\n"
@@ -956,9 +784,9 @@ int main(int argc, char** argv) {
       "  mopt optimize model.onnx --passes 'fuse,quantize'      # the group inside a larger pipeline");
 
   PipelineCommandFlags prune_cmd;
-  PruneFlags prune_options;
+  PassCommandFlags prune_options({"prune", {}, {}, {}});
   auto* prune = add_pipeline_command(app, "prune", "Zero Conv/MatMul/Gemm weights by magnitude or in an N:M pattern",
-                                    ".pruned.onnx", prune_cmd, common, [&](CLI::App* cmd) { add_prune_flags(cmd, prune_options); });
+                                    ".pruned.onnx", prune_cmd, common, [&](CLI::App* cmd) { add_pass_command_flags(cmd, prune_options); });
   prune->footer(
       "Zeros keep the file's dense size: unstructured sparsity pays off after compression (the report's zstd_bytes)\n"
       "or on sparse kernels (2:4 on sparse tensor cores). --method channels removes whole filters and the inputs\n"
@@ -971,9 +799,9 @@ int main(int argc, char** argv) {
       "  mopt prune model.onnx --sparsity 0.6 --accuracy x.npy --labels y.npy --max-accuracy-drop 2   # CI gate");
 
   PipelineCommandFlags clip_cmd;
-  ClipFlags clip_options;
+  PassCommandFlags clip_options({"clip", {}, {}, {}});
   auto* clip = add_pipeline_command(app, "clip", "Clamp weight outliers (range, percentile or sigma) before quantization",
-                                    ".clipped.onnx", clip_cmd, common, [&](CLI::App* cmd) { add_clip_flags(cmd, clip_options); });
+                                    ".clipped.onnx", clip_cmd, common, [&](CLI::App* cmd) { add_pass_command_flags(cmd, clip_options); });
   clip->footer(
       "Weights: at most one of --range, --percentile, --sigma; activations: --data; float16: --fp16-range (any mix, at\n"
       "least one). The report lists per tensor the bounds and how many values moved. Measured: squeezenet static int8 cosine vs float 0.9957 alone, 0.99995 after --percentile 99.9;\n"
@@ -985,9 +813,9 @@ int main(int argc, char** argv) {
       "  mopt clip model.onnx --range -0.5:0.5 -o clipped.onnx && mopt quantize clipped.onnx --data calib/");
 
   PipelineCommandFlags convert_cmd;
-  ConvertFlags convert_options;
+  PassCommandFlags convert_options(convert_layout());
   auto* convert = add_pipeline_command(app, "convert", "Convert to float16/bfloat16, another opset or IR version, or static input shapes",
-                                    ".fp16.onnx", convert_cmd, common, [&](CLI::App* cmd) { add_convert_flags(cmd, convert_options); });
+                                    ".fp16.onnx", convert_cmd, common, [&](CLI::App* cmd) { add_pass_command_flags(cmd, convert_options); });
   convert->get_option("--shape")->description("Make an input's shape static: NAME=1,3,224,224 (repeatable; random data follows it)");
   convert->get_option("--dim")->description("Give a symbolic dimension a value everywhere: NAME=8 (repeatable)");
   convert->footer(
@@ -1099,26 +927,28 @@ int main(int argc, char** argv) {
                           fuse_cmd.data, fuse_cmd.gates);
     }
     if (prune->parsed()) {
-      return print_or_run(prune_options.print_pipeline, {"prune", ".pruned.onnx", prune_pipeline(prune_options), "prune"},
+      return print_or_run(prune_options.print_pipeline,
+                          {"prune", ".pruned.onnx", around_fuse(prune_options.pass.element(), !prune_options.no_fuse), "prune"},
                           prune_cmd.output, prune_cmd.data, prune_cmd.gates);
     }
     if (clip->parsed()) {
       return print_or_run(clip_options.print_pipeline,
-                          {"clip", ".clipped.onnx", clip_pipeline(clip_options), "clip", clip_options.data}, clip_cmd.output,
+                          {"clip", ".clipped.onnx", around_fuse(clip_options.pass.element(), !clip_options.no_fuse), "clip",
+                           clip_options.pass.value("data")},
+                          clip_cmd.output,
                           clip_cmd.data, clip_cmd.gates);
     }
     if (convert->parsed()) {
       Job job{"convert", convert_suffix(convert_options), convert_pipeline(convert_options, convert_cmd.data, convert_cmd.gates),
               "convert"};
-      if (convert_options.auto_mixed) job.decisions.push_back("--auto-mixed");
-      if (convert_options.batch) job.batch = convert_options.batch;
+      if (convert_options.pass.value("auto-mixed") == "true") job.decisions.push_back("--auto-mixed");
+      if (convert_options.pass.given("batch")) job.batch = std::stoll(convert_options.pass.value("batch"));
       return print_or_run(convert_options.print_pipeline, std::move(job), convert_cmd.output, convert_cmd.data, convert_cmd.gates);
     }
     if (quantize->parsed()) {
-      const QuantizeFlags& q = quantize_options;
-      const bool four_bit = (q.weight_only || q.mode == "weight-only") && q.bits == 4;
+      const PassCommandFlags& q = quantize_options;
       return print_or_run(q.print_pipeline,
-                          {"quantize", four_bit ? ".int4.onnx" : ".int8.onnx", quantize_pipeline(q, quantize_cmd.gates), "quantize", q.data},
+                          {"quantize", quantize_suffix(q), quantize_pipeline(q, quantize_cmd.gates), "quantize", q.pass.value("data")},
                           quantize_cmd.output, quantize_cmd.data, quantize_cmd.gates);
     }
     if (compare->parsed()) return run_compare_command(compare_original, compare_candidate, compare_data, compare_gates, compare_report, compare_json,
