@@ -312,6 +312,22 @@ if [ -f "$M/digits_cnn.onnx" ]; then
     --accuracy "$M/digits_test_x.npy"
 fi
 
+# Every option of a command's pass is a flag of the command (generated from the pass's table), except the
+# ones the command derives from its other flags; renamed flags are listed here.
+for cmd in quantize prune clip convert; do
+  missing=$("$MOPT" passes --json | CMD=$cmd HELP="$("$MOPT" $cmd --help)" node -e '
+    let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
+      const derived = { quantize: ["max-accuracy-drop"], convert: ["shapes", "dims", "min-cosine", "max-accuracy-drop"] };
+      const renamed = { "max-samples": "max-calibration-samples" };
+      const pass = JSON.parse(s).find((p) => p.name === process.env.CMD);
+      const out = pass.options.filter((o) => !(derived[process.env.CMD] || []).includes(o.name))
+        .map((o) => "--" + (renamed[o.name] || o.name)).filter((f) => !process.env.HELP.includes(f + " ") && !process.env.HELP.includes(f + ","));
+      console.log(out.join(" "));
+    });')
+  [ -z "$missing" ] || fail "mopt $cmd --help lacks the flags of its pass's options: $missing"
+done
+expect 0 "n=2  nm: nonzeros kept per group \[1, \] \[with method=nm\]" -- "$MOPT" passes
+
 # The executor's tensor budget: an Expand to 1e5 x 1e4 floats (4 GB) is refused with a message, not
 # allocated; sizes that overflow 64 bits are usage errors.
 cat >"$T/expand.onnxtxt" <<'TXT'

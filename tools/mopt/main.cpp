@@ -676,8 +676,13 @@ int run_passes_command(bool json) {
     nlohmann::json j = nlohmann::json::array();
     for (const auto& p : pass::registered_passes()) {
       nlohmann::json options = nlohmann::json::array();
-      for (const auto& o : p.option_specs())
-        options.push_back({{"name", o.name}, {"default", o.default_value}, {"help", o.help}, {"choices", o.choices}});
+      for (const auto& o : p.option_specs()) {
+        nlohmann::json option = {{"name", o.name}, {"default", o.default_value}, {"help", o.help}, {"choices", o.choices}};
+        if (!o.applies_when.empty()) option["applies_when"] = o.applies_when;
+        if (o.min) option["min"] = *o.min;
+        if (o.max) option["max"] = *o.max;
+        options.push_back(option);
+      }
       j.push_back({{"name", p.name}, {"summary", p.summary}, {"options", options}});
     }
     j.push_back({{"name", "fuse"}, {"summary", "Preset group (a fixpoint) of the fusion and cleanup passes"},
@@ -689,9 +694,12 @@ int run_passes_command(bool json) {
   }
   for (const auto& p : pass::registered_passes()) {
     fmt::print("{}\n    {}\n", p.name, p.summary);
-    for (const auto& o : p.option_specs())
-      fmt::print("    {}={}  {}{}\n", o.name, o.default_value, o.help,
-                 o.choices.empty() ? "" : fmt::format(" ({})", fmt::join(o.choices, "|")));
+    for (const auto& o : p.option_specs()) {
+      std::string notes = o.choices.empty() ? "" : fmt::format(" ({})", fmt::join(o.choices, "|"));
+      if (o.min || o.max) notes += fmt::format(" [{}, {}]", o.min ? fmt::format("{}", *o.min) : "", o.max ? fmt::format("{}", *o.max) : "");
+      if (!o.applies_when.empty()) notes += fmt::format(" [with {}]", o.applies_when);
+      fmt::print("    {}={}  {}{}\n", o.name, o.default_value, o.help, notes);
+    }
   }
   fmt::print("fixpoint(max-iterations={}, PASS, ...)\n    Repeat the passes inside until none changes the model\n",
              pass::kDefaultFixpointIterations);
