@@ -46,23 +46,9 @@ inline std::unique_ptr<ir::Model> parse_model(const std::string& text) {
   return io::load_model_from_bytes(parse_proto(text).SerializeAsString());
 }
 
-// Largest |expected - actual| relative to max(1, max|expected|), the tests' one output comparison. NaN-aware:
-// a NaN or infinity on one side only (or infinities of opposite sign) is an infinite difference; the same
-// non-finite value on both sides agrees. Different sizes are an infinite difference too.
+// The tests' one output comparison: eval::scaled_max_difference (NaN-aware), as --verify-numerics uses.
 inline double scaled_max_diff(const exec::Array& expected, const exec::Array& actual) {
-  const std::vector<double> e = expected.to_doubles(), a = actual.to_doubles();
-  if (e.size() != a.size()) return INFINITY;
-  double scale = 1, worst = 0;
-  for (double v : e) {
-    if (std::isfinite(v)) scale = std::max(scale, std::abs(v));
-  }
-  for (size_t i = 0; i < e.size(); ++i) {
-    if (std::isnan(e[i]) && std::isnan(a[i])) continue;
-    if (std::isinf(e[i]) && e[i] == a[i]) continue;
-    const double d = std::abs(e[i] - a[i]);
-    if (!(d <= worst)) worst = std::isfinite(d) ? d : INFINITY;  // NaN compares false: counts as infinite
-  }
-  return worst / scale;
+  return eval::scaled_max_difference(expected, actual);
 }
 
 // Runs both models on seeded random inputs (shaped from `before`'s inputs) and returns "" when every

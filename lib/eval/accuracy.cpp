@@ -81,6 +81,21 @@ void run_sequence(const ir::Model& model, exec::Executor& executor, const std::v
 
 }  // namespace
 
+double scaled_max_difference(const Array& reference, const Array& candidate) {
+  const std::vector<double> a = reference.to_doubles(), b = candidate.to_doubles();
+  if (a.size() != b.size()) return INFINITY;
+  double scale = 1, worst = 0;
+  for (double v : a) {
+    if (std::isfinite(v)) scale = std::max(scale, std::abs(v));
+  }
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::isnan(a[i]) && std::isnan(b[i])) continue;
+    const double d = a[i] == b[i] ? 0.0 : std::abs(a[i] - b[i]);
+    if (!(d <= worst)) worst = std::isfinite(d) ? d : INFINITY;  // NaN compares false: counts as infinite
+  }
+  return worst / scale;
+}
+
 Outputs run_samples(const ir::Model& model, const std::vector<data::Feeds>& samples, int threads, const Feedback& feedback,
                     exec::Float16Compute float16) {
   Outputs out;

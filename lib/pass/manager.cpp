@@ -120,17 +120,10 @@ class Runner {
         const exec::Array& after = now.per_sample[s][o];
         if (before.shape() != after.shape() || before.dtype() != after.dtype())
           return fmt::format("output '{}' changed type or shape", now.names[o]);
-        const std::vector<double> a = before.to_doubles(), b = after.to_doubles();
-        double scale = 1, worst = 0;
-        for (double v : a) scale = std::max(scale, std::isfinite(v) ? std::abs(v) : 0.0);
-        for (size_t i = 0; i < a.size(); ++i) {
-          if (std::isnan(a[i]) && std::isnan(b[i])) continue;
-          const double d = a[i] == b[i] ? 0.0 : std::abs(a[i] - b[i]);
-          if (!(d <= worst)) worst = std::isnan(d) ? INFINITY : d;
-        }
-        if (worst > options_.numerics_tolerance * scale)
-          return fmt::format("output '{}' moved by up to {:.3g}, tolerance {:.3g}", now.names[o], worst,
-                             options_.numerics_tolerance * scale);
+        const double worst = eval::scaled_max_difference(before, after);
+        if (!(worst <= options_.numerics_tolerance))
+          return fmt::format("output '{}' moved by up to {:.3g} of max(1, max|output|), tolerance {:.3g}", now.names[o], worst,
+                             options_.numerics_tolerance);
       }
     }
     current_ = std::move(now);
