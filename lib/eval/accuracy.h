@@ -68,13 +68,13 @@ struct OutputMetrics {
   std::optional<double> top5_agreement;     // reference top-1 within candidate top-5 (C >= 5)
 };
 
-// The one NaN-aware comparison of two tensors' values, accumulated over samples (outputs, per-layer
-// errors and tests all use it).
 // Largest |reference - candidate| relative to max(1, max|finite reference|): the tolerance check of
 // --verify-numerics and of the tests. A NaN or infinity on one side only (or of the other sign) is an
 // infinite difference; the same non-finite value on both sides agrees; different sizes are infinite too.
 double scaled_max_difference(const exec::Array& reference, const exec::Array& candidate);
 
+// The one NaN-aware comparison of two tensors' values, accumulated over samples (outputs, per-layer
+// errors of the accuracy report and of quantize's details, tests).
 class MetricAccumulator {
  public:
   void add(const std::vector<double>& reference, const std::vector<double>& candidate);

@@ -29,27 +29,20 @@ double mean_relative_l2(const eval::Comparison& c) {
 
 void add_layer_errors(const eval::Captures& float_values, const eval::Captures& quantized_values, QuantizeSummary& summary) {
   for (LayerRecord& layer : summary.layers) {
-    double diff2 = 0, ref2 = 0, q2 = 0, dot = 0, max_abs = 0;
+    eval::MetricAccumulator metrics;  // NaN-aware, as the accuracy report's per-layer table
     bool seen = false;
     for (size_t s = 0; s < float_values.size() && s < quantized_values.size(); ++s) {
       auto f = float_values[s].find(layer.output);
       auto q = quantized_values[s].find(layer.value);
       if (f == float_values[s].end() || q == quantized_values[s].end() || f->second.numel() != q->second.numel()) continue;
-      const std::vector<double> a = f->second.to_doubles(), b = q->second.to_doubles();
-      for (size_t i = 0; i < a.size(); ++i) {
-        const double d = b[i] - a[i];
-        diff2 += d * d;
-        ref2 += a[i] * a[i];
-        q2 += b[i] * b[i];
-        dot += a[i] * b[i];
-        max_abs = std::max(max_abs, std::fabs(d));
-      }
+      metrics.add(f->second.to_doubles(), q->second.to_doubles());
       seen = true;
     }
     if (!seen) continue;
-    layer.relative_l2 = ref2 > 0 ? std::sqrt(diff2 / ref2) : std::sqrt(diff2);
-    layer.cosine = ref2 > 0 && q2 > 0 ? dot / std::sqrt(ref2 * q2) : (diff2 == 0 ? 1.0 : 0.0);
-    layer.max_abs_error = max_abs;
+    const eval::OutputMetrics m = metrics.finish(layer.node);
+    layer.relative_l2 = m.relative_l2;
+    layer.cosine = m.cosine;  // undefined (null) for an all-zero layer, or one broken by NaN/Inf
+    layer.max_abs_error = m.max_abs_error;
   }
 }
 

@@ -209,7 +209,9 @@ nlohmann::json to_json(const QuantizeSummary& s) {
   j["layers"] = nlohmann::json::array();
   for (const LayerRecord& l : s.layers) {
     nlohmann::json lj = {{"node", l.node}, {"op_type", l.op_type}, {"output", l.output}};
-    if (l.relative_l2) lj["error"] = {{"relative_l2", *l.relative_l2}, {"cosine", *l.cosine}, {"max_abs", *l.max_abs_error}};
+    if (l.relative_l2)
+      lj["error"] = {{"relative_l2", *l.relative_l2}, {"cosine", l.cosine ? nlohmann::json(*l.cosine) : nlohmann::json()},
+                     {"max_abs", *l.max_abs_error}};
     j["layers"].push_back(std::move(lj));
   }
   j["skipped"] = nlohmann::json::array();
