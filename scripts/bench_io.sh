@@ -34,6 +34,8 @@ measure() {
 }
 
 read -r cp_s cp_kib < <(measure cp "$model" "$WORK/copy.onnx")
+# mopt fsyncs the file and its folder before the rename (a crash never leaves a torn model); cp does not.
+read -r cps_s cps_kib < <(measure sh -c 'cp "$1" "$2" && sync "$2" "$(dirname "$2")"' sh "$model" "$WORK/copy.onnx")
 # Interleave nothing else between runs of one command; the ratio is what matters on a noisy machine.
 read -r rt_s rt_kib < <(measure "$MOPT" optimize "$model" -o "$WORK/out.onnx" -q --no-compressed-size --accuracy off --passes eliminate-dead-code)
 read -r ext_s ext_kib < <(measure "$MOPT" optimize "$model" -o "$WORK/ext.onnx" -q --no-compressed-size --accuracy off --passes eliminate-dead-code --external-data 1K)
@@ -48,6 +50,7 @@ mkdir -p bench
   row() { printf '%-44s %8.2f %10.0f %8.2f %10.2f\n' "$1" "$2" "$(awk "BEGIN{print $3/1024}")" \
           "$(awk "BEGIN{print ($cp_s > 0 ? $2/$cp_s : 0)}")" "$(awk "BEGIN{print $3*1024/$size}")"; }
   row "cp" "$cp_s" "$cp_kib"
+  row "cp + fsync (as mopt writes)" "$cps_s" "$cps_kib"
   row "mopt optimize (load, dead-code, save)" "$rt_s" "$rt_kib"
   row "mopt optimize --external-data 1K" "$ext_s" "$ext_kib"
   row "mopt inspect" "$in_s" "$in_kib"
