@@ -173,6 +173,7 @@ class ClipPass : public pass::Pass {
     quant::CalibrationOptions options;
     options.method = quant::CalibrationMethod::Percentile;
     options.percentile = activation_percentile_;
+    options.threads = ctx.evaluation() ? ctx.evaluation()->threads : 0;  // --threads, as for the accuracy check
     const quant::CalibrationTable table = quant::calibrate(model, samples, options);
     ir::Graph& graph = model.graph();
     const bool clip_inputs = model.opset() >= 11;  // Clip takes min/max as inputs from opset 11

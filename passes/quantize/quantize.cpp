@@ -154,6 +154,7 @@ class QuantizePass : public pass::Pass {
     quant::CalibrationOptions calibration;
     calibration.method = quant::parse_calibration_method(options_.get_string("calibration"));
     calibration.percentile = options_.get_float("percentile");
+    calibration.threads = evaluation ? evaluation->threads : 0;  // --threads, as for the accuracy check
     return quant::calibrate(model, samples, calibration);
   }
 
