@@ -118,6 +118,13 @@ std::vector<double> Array::to_doubles() const {
   });
 }
 
+std::vector<double> Array::first_doubles(int64_t count) const {
+  const int64_t n = std::max<int64_t>(0, std::min(count, numel_));
+  Array head(dtype_, {n});
+  std::memcpy(head.bytes(), data_, static_cast<size_t>(n) * element_size(dtype_));
+  return head.to_doubles();
+}
+
 double Array::scalar_double() const {
   if (numel_ != 1) fail("expected a single value, got shape {}", shape_string(shape_));
   return to_doubles()[0];

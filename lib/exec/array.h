@@ -67,6 +67,8 @@ class Array {
   std::vector<int64_t> to_int64s() const;
   // The values converted to double (any numeric dtype), for scalar parameters and comparisons.
   std::vector<double> to_doubles() const;
+  // The first min(count, numel) values as double, without converting the rest (previews of big tensors).
+  std::vector<double> first_doubles(int64_t count) const;
   double scalar_double() const;
   // An IR tensor holding a copy of this array's bytes (for constant folding and saving outputs).
   ir::Tensor to_tensor(const std::string& name) const;
