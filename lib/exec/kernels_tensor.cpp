@@ -730,6 +730,8 @@ void arg_kernel(KernelContext& ctx, bool max) {
 
 void topk_kernel(KernelContext& ctx) {
   const Array& x = ctx.input(0);
+  if (ctx.opset() >= 10 && ctx.input(1).numel() != 1)
+    ctx.error(fmt::format("K must hold one value, not {}", ctx.input(1).numel()));
   int64_t k = ctx.opset() < 10 ? ctx.attr_int("k", 1) : ctx.input(1).to_int64s()[0];
   int64_t axis = normalize_axis(ctx, ctx.attr_int("axis", -1), x.rank());
   bool largest = ctx.attr_int("largest", 1) != 0;
@@ -747,9 +749,14 @@ void topk_kernel(KernelContext& ctx) {
       for (int64_t i = 0; i < inner; ++i) {
         auto at = [&](int64_t j) { return in[(o * n + j) * inner + i]; };
         std::iota(order.begin(), order.end(), 0);
-        // Ties keep the lower index first, as ONNX requires.
+        // Ties keep the lower index first, as ONNX requires. NaN ranks above every number (first for
+        // largest, last for smallest), so the comparison stays a strict weak order.
         std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
-          return largest ? at(a) > at(b) : at(a) < at(b);
+          const T va = at(a), vb = at(b);
+          if constexpr (std::is_floating_point_v<T>) {
+            if (std::isnan(va) || std::isnan(vb)) return largest ? !std::isnan(vb) : !std::isnan(va);
+          }
+          return largest ? va > vb : va < vb;
         });
         for (int64_t j = 0; j < k; ++j) {
           values.data<T>()[(o * k + j) * inner + i] = at(order[static_cast<size_t>(j)]);
