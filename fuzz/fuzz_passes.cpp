@@ -22,14 +22,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return true;
   }();
   (void)setup;
-  static const char* kPipelines[] = {
-      "shape-inference,eliminate-dead-code", "shape-inference,eliminate-nops", "shape-inference,eliminate-common-subexpressions",
-      "shape-inference,fold-constants", "shape-inference,simplify-shapes", "shape-inference,fold-batchnorm",
-      "shape-inference,fuse-conv-add", "shape-inference,fold-mul-add-into-conv", "shape-inference,fuse-matmul-add",
-      "shape-inference,fuse-pad-into-conv", "shape-inference,fuse-consecutive", "shape-inference,fuse-layernorm", "fuse"};
   const std::string text = testing::random_graph(testing::byte_choices(data, size));
   std::unique_ptr<ir::Model> original = test::parse_model(text);
-  for (const char* pipeline : kPipelines) {
+  for (const std::string& pass : testing::kOutputKeepingPasses) {
+    const std::string pipeline = testing::differential_pipeline(pass);
     std::unique_ptr<ir::Model> model = io::clone_model(*original);
     std::string difference;
     try {
@@ -41,7 +37,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       difference = std::string("threw: ") + e.what();
     }
     if (!difference.empty()) {
-      std::fprintf(stderr, "fuzz_passes: '%s' %s\n%s\n", pipeline, difference.c_str(), text.c_str());
+      std::fprintf(stderr, "fuzz_passes: '%s' %s\n%s\n", pipeline.c_str(), difference.c_str(), text.c_str());
       std::abort();
     }
   }

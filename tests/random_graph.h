@@ -365,6 +365,20 @@ class Builder {
 
 }  // namespace detail
 
+// The passes that must keep what a graph computes, as the differential test and fuzzer run them. fuse-gelu
+// (opset >= 20, beyond ONNX 1.12's checker) and fold-input-normalization run only inside `fuse`: the
+// generator does not make their patterns.
+inline const std::vector<std::string> kOutputKeepingPasses = {
+    "eliminate-dead-code", "eliminate-nops", "eliminate-common-subexpressions", "fold-constants", "simplify-shapes",
+    "fold-batchnorm", "fuse-conv-add", "fold-mul-add-into-conv", "fuse-matmul-add", "fuse-pad-into-conv",
+    "fuse-consecutive", "fuse-layernorm", "shape-inference", "fuse"};
+
+// The pipeline that runs `pass` in those checks: after shape inference (some fusions need the ranks it
+// records), or the whole fuse group.
+inline std::string differential_pipeline(const std::string& pass) {
+  return pass == "fuse" || pass == "shape-inference" ? pass : "shape-inference," + pass;
+}
+
 // ONNX text of one random graph (see the top of this file).
 inline std::string random_graph(Choices choices) { return detail::Builder(std::move(choices)).build(); }
 

@@ -55,10 +55,15 @@ PipelineElement make_element(const std::string& name, const std::string& where) 
 
 }  // namespace
 
-void validate_element(const PipelineElement& e) {
+void validate_element(const PipelineElement& e, const std::string& where) {
   if (e.is_group()) return;
-  e.options.check_applicable(e.name);
-  find_pass(e.name)->create(e.options);
+  try {
+    e.options.check_applicable(e.name);
+    find_pass(e.name)->create(e.options);
+  } catch (const Error& err) {
+    if (where.empty()) throw;
+    usage_error("{}{}", where, err.what());
+  }
 }
 
 namespace {
@@ -145,11 +150,7 @@ class TextParser {
   }
 
   PipelineElement validated(PipelineElement e, size_t start) const {
-    try {
-      validate_element(e);
-    } catch (const Error& err) {
-      usage_error("{}{}", where(start), err.what());
-    }
+    validate_element(e, where(start));
     return e;
   }
 
@@ -216,11 +217,7 @@ PipelineElement element_from_yaml_unchecked(const YAML::Node& node, const std::s
 PipelineElement element_from_yaml(const YAML::Node& node, const std::string& file) {
   const std::string where = fmt::format("{} line {}: ", file, node.Mark().line + 1);
   PipelineElement e = element_from_yaml_unchecked(node, file, where);
-  try {
-    validate_element(e);
-  } catch (const Error& err) {
-    usage_error("{}{}", where, err.what());
-  }
+  validate_element(e, where);
   return e;
 }
 

@@ -32,9 +32,10 @@ struct Pipeline {
 };
 
 // Checks a pass element the way it will run: every set option applies (OptionSpec::applies_when) and the
-// pass accepts the combination (it is constructed once). Throws a usage error naming the pass. The parser
-// calls it for every element, so a bad option anywhere fails before any pass runs.
-void validate_element(const PipelineElement& element);
+// pass accepts the combination (it is constructed once). Throws a usage error naming the pass, after
+// `where` (the parser's "pipeline column N: " or "FILE line N: "). The parser calls it for every element,
+// so a bad option anywhere fails before any pass runs.
+void validate_element(const PipelineElement& element, const std::string& where = "");
 
 constexpr int64_t kDefaultFixpointIterations = 10;
 

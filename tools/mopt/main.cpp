@@ -206,16 +206,16 @@ pass::Pipeline around_fuse(pass::PipelineElement element, bool fuse) {
   return pipeline;
 }
 
-void add_pass_command_flags(CLI::App* cmd, PassCommandFlags& f) {
+// The pass's flags, and the command's own: --no-fuse where the command fuses first (quantize, prune, clip),
+// --fuse where it does not (convert), and --print-pipeline.
+void add_pass_command_flags(CLI::App* cmd, PassCommandFlags& f, bool fuses_first) {
   f.pass.add_to(cmd);
-  if (cmd->get_name() == "convert") {
-    cmd->add_flag("--fuse", f.fuse, "Run the fuse group first (BatchNorm folding, constant folding, ...)");
-  } else {
+  if (fuses_first) {
     cmd->add_flag("--no-fuse", f.no_fuse,
                   "Work on the graph as it is, without the fuse group first (BatchNorm folding, constant folding, ...)");
+  } else {
+    cmd->add_flag("--fuse", f.fuse, "Run the fuse group first (BatchNorm folding, constant folding, ...)");
   }
-  if (cmd->get_name() == "quantize")
-    cmd->add_flag("--weight-only", f.weight_only, "Same as --mode weight-only: MatMul weights in 4/8-bit blocks (MatMulNBits)");
   cmd->add_flag("--print-pipeline", f.print_pipeline, "Print the pipeline this command runs and exit");
 }
 
@@ -762,7 +762,11 @@ int main(int argc, char** argv) {
   PipelineCommandFlags quantize_cmd;
   PassCommandFlags quantize_options(quantize_layout());
   auto* quantize = add_pipeline_command(app, "quantize", "Quantize a model to int8 (dynamic or static) or its MatMul weights to 4/8 bits",
-                                    ".int8.onnx", quantize_cmd, common, [&](CLI::App* cmd) { add_pass_command_flags(cmd, quantize_options); });
+                                    ".int8.onnx", quantize_cmd, common, [&](CLI::App* cmd) {
+                                      add_pass_command_flags(cmd, quantize_options, true);
+                                      cmd->add_flag("--weight-only", quantize_options.weight_only,
+                                                    "Same as --mode weight-only: MatMul weights in 4/8-bit blocks (MatMulNBits)");
+                                    });
   quantize->footer(
       "Modes: dynamic (default without --data): MatMul/Gemm weights int8, activations quantized at run time.\n"
       "       static (with --data): calibrated activations, QDQ or QOperator form; Conv, MatMul, Gemm, pooling, reshapes.\n"
@@ -794,7 +798,7 @@ int main(int argc, char** argv) {
   PipelineCommandFlags prune_cmd;
   PassCommandFlags prune_options({"prune", {}, {}, {}});
   auto* prune = add_pipeline_command(app, "prune", "Zero Conv/MatMul/Gemm weights by magnitude or in an N:M pattern",
-                                    ".pruned.onnx", prune_cmd, common, [&](CLI::App* cmd) { add_pass_command_flags(cmd, prune_options); });
+                                    ".pruned.onnx", prune_cmd, common, [&](CLI::App* cmd) { add_pass_command_flags(cmd, prune_options, true); });
   prune->footer(
       "Zeros keep the file's dense size: unstructured sparsity pays off after compression (the report's zstd_bytes)\n"
       "or on sparse kernels (2:4 on sparse tensor cores). --method channels removes whole filters and the inputs\n"
@@ -809,7 +813,7 @@ int main(int argc, char** argv) {
   PipelineCommandFlags clip_cmd;
   PassCommandFlags clip_options({"clip", {}, {}, {}});
   auto* clip = add_pipeline_command(app, "clip", "Clamp weight outliers (range, percentile or sigma) before quantization",
-                                    ".clipped.onnx", clip_cmd, common, [&](CLI::App* cmd) { add_pass_command_flags(cmd, clip_options); });
+                                    ".clipped.onnx", clip_cmd, common, [&](CLI::App* cmd) { add_pass_command_flags(cmd, clip_options, true); });
   clip->footer(
       "Weights: at most one of --range, --percentile, --sigma; activations: --data; float16: --fp16-range (any mix, at\n"
       "least one). The report lists per tensor the bounds and how many values moved. Measured: squeezenet static int8 cosine vs float 0.9957 alone, 0.99995 after --percentile 99.9;\n"
@@ -823,7 +827,7 @@ int main(int argc, char** argv) {
   PipelineCommandFlags convert_cmd;
   PassCommandFlags convert_options(convert_layout());
   auto* convert = add_pipeline_command(app, "convert", "Convert to float16/bfloat16, another opset or IR version, or static input shapes",
-                                    ".fp16.onnx", convert_cmd, common, [&](CLI::App* cmd) { add_pass_command_flags(cmd, convert_options); });
+                                    ".fp16.onnx", convert_cmd, common, [&](CLI::App* cmd) { add_pass_command_flags(cmd, convert_options, false); });
   convert->get_option("--shape")->description("Make an input's shape static: NAME=1,3,224,224 (repeatable; random data follows it)");
   convert->get_option("--dim")->description("Give a symbolic dimension a value everywhere: NAME=8 (repeatable)");
   convert->footer(
