@@ -319,7 +319,7 @@ TEST_CASE("a command whose pass changed nothing fails with the reason and writes
   const fs::path model = write_model(dir, "m.onnx", kConvOnly);
   driver::OptimizeRequest r = request_for(model, "quantize");
   r.command = "quantize";
-  r.required_change = "quantize";
+  r.required_change = {"quantize"};
   r.output = dir / "out.onnx";
   const std::string message = error_of([&] { driver::run_optimize(r); });
   CHECK(message.find("quantize changed nothing") == 0);

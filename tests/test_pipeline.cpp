@@ -6,6 +6,7 @@
 
 #include "helpers.h"
 #include "pass/pipeline.h"
+#include "pass/preset.h"
 
 using namespace mopt;
 using namespace mopt::test;
@@ -83,9 +84,13 @@ TEST_CASE("pipelines load from YAML and JSON files") {
 }
 
 TEST_CASE("every registered pass has a summary and parses with its defaults, or says what it needs") {
-  // clip and convert do nothing with their defaults: the parser refuses them before anything runs.
-  const std::map<std::string, std::string> needs = {{"clip", "clip takes exactly one of range=, percentile= or sigma="},
-                                                    {"convert", "convert: nothing to do"}};
+  // These do nothing with their defaults: the parser refuses them before anything runs.
+  const std::map<std::string, std::string> needs = {
+      {"clip-weights", "clip-weights takes exactly one of range=, percentile= or sigma="},
+      {"clip-activations", "clip-activations needs data=PATH"},
+      {"convert-opset", "convert-opset needs opset=N"},
+      {"set-ir-version", "set-ir-version needs ir-version=N"},
+      {"set-static-shapes", "set-static-shapes needs shapes=, dims= or batch="}};
   for (const auto& p : pass::registered_passes()) {
     CAPTURE(p.name);
     CHECK(std::string(p.summary).size() > 10);
@@ -97,13 +102,36 @@ TEST_CASE("every registered pass has a summary and parses with its defaults, or 
   }
 }
 
+TEST_CASE("a preset expands to the member passes its options select, each option to the pass that declares it") {
+  CHECK(pass::print_pipeline(pass::parse_pipeline("convert(to=bf16, opset=13, keep-io-types=false)")) ==
+        "convert-opset(opset=13),convert-precision(to=bf16,keep-io-types=false)");
+  CHECK(pass::print_pipeline(pass::parse_pipeline("eliminate-nops, clip(data=calib, sigma=3, fp16-range=true)")) ==
+        "eliminate-nops,clip-weights(sigma=3),clip-activations(data=calib),clip-fp16-range");
+  CHECK(pass::print_pipeline(pass::parse_pipeline("fixpoint(convert(batch=1), eliminate-nops)")) ==
+        "fixpoint(set-static-shapes(batch=1),eliminate-nops)");
+  CHECK(pass::print_pipeline(pass::parse_pipeline("clip(fp16-range=false, range=1)")) == "clip-weights(range=1)");
+  // The expansion prints as text that parses back to itself.
+  const std::string expanded = pass::print_pipeline(pass::parse_pipeline("convert(dims=\"batch=1,seq=8\", to=fp16)"));
+  CHECK(expanded == "set-static-shapes(dims=\"batch=1,seq=8\"),convert-precision(to=fp16)");
+  CHECK(pass::print_pipeline(pass::parse_pipeline(expanded)) == expanded);
+  // Every preset refuses to do nothing, and an option whose member is not selected fails with its column.
+  for (const pass::PresetInfo& preset : pass::registered_presets()) {
+    CAPTURE(preset.name);
+    CHECK(error_of([&] { pass::parse_pipeline(preset.name); }).find("pipeline column 1: " + preset.name + ": nothing to do; give ") == 0);
+    CHECK(!preset.specs.empty());
+  }
+  CHECK(error_of([&] { pass::parse_pipeline("eliminate-nops, convert(keep-io-types=false)"); }) ==
+        "pipeline column 17: option 'keep-io-types' of 'convert' applies only with to=");
+  CHECK(error_of([&] { pass::parse_pipeline("convert(to=fp8)"); }).find("must be one of fp16|bf16") != std::string::npos);
+}
+
 TEST_CASE("an option that does not apply, or is out of range, fails at parse time with its column") {
   CHECK(error_of([&] { pass::parse_pipeline("eliminate-nops, prune(method=nm, sparsity=0.3)"); }) ==
         "pipeline column 17: option 'sparsity' of pass 'prune' applies only with method=magnitude|channels (here method=nm)");
   CHECK(error_of([&] { pass::parse_pipeline("quantize(mode=dynamic, calibration=entropy)"); })
             .find("option 'calibration' of pass 'quantize' applies only with mode=static") != std::string::npos);
-  CHECK(error_of([&] { pass::parse_pipeline("clip(percentile=99.9, activation-percentile=99)"); })
-            .find("option 'activation-percentile' of pass 'clip' applies only with data set") != std::string::npos);
+  CHECK(error_of([&] { pass::parse_pipeline("clip(percentile=99.9, activation-percentile=99)"); }) ==
+        "pipeline column 1: option 'activation-percentile' of 'clip' applies only with data=");
   CHECK(error_of([&] { pass::parse_pipeline("prune(sparsity=1.5)"); }) == "pipeline column 1: prune: sparsity must be in [0, 1), not 1.5");
   CHECK(error_of([&] { pass::parse_pipeline("convert(opset=99)"); }) ==
         "pipeline column 9: option 'opset' of pass 'convert' must be in [1, 17], not 99");

@@ -1,6 +1,8 @@
 // The load -> passes -> verify -> save -> report job; see optimize.h.
 #include "driver/optimize.h"
 
+#include <algorithm>
+
 #include <unistd.h>
 
 #include <chrono>
@@ -34,19 +36,20 @@ void check_writable(const fs::path& target) {
   if (fs::is_directory(target, ec)) fail("cannot write '{}': it is a directory", target.string());
 }
 
-// A command whose pass did nothing did not do its job: it says why and writes nothing.
+// A command whose passes did nothing did not do its job: it says why and writes nothing.
 void require_change(const pass::PipelineResult& result, const OptimizeRequest& request) {
   bool ran = false;
-  std::string reason;
+  std::vector<std::string> reasons;
   for (const pass::PassRun& p : result.passes) {
-    if (p.name != request.required_change) continue;
+    if (std::find(request.required_change.begin(), request.required_change.end(), p.name) == request.required_change.end()) continue;
     ran = true;
     if (p.changed) return;
-    if (!p.unchanged_reason.empty()) reason = p.unchanged_reason;
+    if (!p.unchanged_reason.empty() && std::find(reasons.begin(), reasons.end(), p.unchanged_reason) == reasons.end())
+      reasons.push_back(p.unchanged_reason);
   }
   if (!ran) return;
   fail("{} changed nothing{}; nothing was written (pass --allow-unchanged to write the model anyway)", request.command,
-       reason.empty() ? "" : ": " + reason);
+       reasons.empty() ? "" : fmt::format(": {}", fmt::join(reasons, "; ")));
 }
 
 }  // namespace

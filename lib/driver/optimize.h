@@ -60,9 +60,9 @@ struct OptimizeRequest {
   bool compressed_size = true;  // zstd size of input and output in the report
   AccuracyRequest accuracy;
   eval::Gates gates;
-  // The pass this command exists to run ("quantize", "prune", ...): when it changed nothing the command
-  // fails with the pass's reason and writes nothing, unless allow_unchanged.
-  std::string required_change;
+  // The passes this command exists to run ("quantize"; "clip-weights", "clip-activations"): when none of
+  // them changed anything the command fails with their reasons and writes nothing, unless allow_unchanged.
+  std::vector<std::string> required_change;
   bool allow_unchanged = false;
   bool per_layer = true;  // per-layer error by original node name in the report (accuracy.layers)
 };

@@ -1,6 +1,7 @@
 // Option parsing, the pass context, the graph-pass driver and the registry table built from passes.def.
 #include "pass/pass.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 
@@ -86,6 +87,17 @@ bool Options::get_bool(const std::string& name) const { return raw(name) == "tru
 int64_t Options::get_int(const std::string& name) const { return std::stoll(raw(name)); }
 double Options::get_float(const std::string& name) const { return std::stod(raw(name)); }
 const std::string& Options::get_string(const std::string& name) const { return raw(name); }
+
+std::vector<std::string> Options::get_list(const std::string& name, char separator) const {
+  std::vector<std::string> items;
+  const std::string& text = raw(name);
+  for (size_t start = 0; start <= text.size();) {
+    const size_t end = std::min(text.find(separator, start), text.size());
+    if (end > start) items.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return items;
+}
 
 std::vector<std::pair<std::string, std::string>> Options::explicit_values() const {
   std::vector<std::pair<std::string, std::string>> result;

@@ -53,6 +53,8 @@ class Options {
   int64_t get_int(const std::string& name) const;
   double get_float(const std::string& name) const;
   const std::string& get_string(const std::string& name) const;
+  // A String option read as a list: the non-empty items between separators ("Conv,MatMul" -> {Conv, MatMul}).
+  std::vector<std::string> get_list(const std::string& name, char separator = ',') const;
   // Options the user set, in spec order, with normalized values.
   std::vector<std::pair<std::string, std::string>> explicit_values() const;
   bool is_set(const std::string& name) const { return values_.count(name) > 0; }

@@ -7,6 +7,7 @@
 #include <cctype>
 #include <fstream>
 
+#include "pass/preset.h"
 #include "util/error.h"
 
 namespace mopt::pass {
@@ -31,14 +32,17 @@ std::string suggestion(const std::string& name) {
     size_t d = edit_distance(name, p.name);
     if (d < best_distance) best_distance = d, best = p.name;
   }
-  for (const char* group : {"fixpoint", "fuse"}) {
+  std::vector<std::string> groups = {"fixpoint", "fuse"};
+  for (const PresetInfo& p : registered_presets()) groups.push_back(p.name);
+  for (const std::string& group : groups) {
     if (edit_distance(name, group) < best_distance) best_distance = edit_distance(name, group), best = group;
   }
   return best.empty() ? " (see `mopt passes`)" : fmt::format(" (did you mean '{}'?)", best);
 }
 
-// A fresh element for a pass or group name; throws a usage error for unknown names. A preset group
-// ("fuse") expands to its fixpoint.
+// A fresh element for a pass, group or preset name; throws a usage error for unknown names. The `fuse`
+// group expands to its fixpoint here; a preset (preset.h) keeps its name until its options are set, and
+// append() expands it.
 PipelineElement make_element(const std::string& name, const std::string& where) {
   if (name == "fuse") return parse_pipeline(kFuseGroup).elements.at(0);
   PipelineElement e;
@@ -47,16 +51,48 @@ PipelineElement make_element(const std::string& name, const std::string& where) 
     e.max_iterations = kDefaultFixpointIterations;
     return e;
   }
+  if (const PresetInfo* preset = find_preset(name)) {
+    e.options = Options(&preset->specs);
+    return e;
+  }
   const PassInfo* info = find_pass(name);
   if (info == nullptr) usage_error("{}unknown pass '{}'{}", where, name, suggestion(name));
   e.options = Options(&info->option_specs());
   return e;
 }
 
+// Adds `e` to `list`, a preset as the member passes it selects.
+void append(std::vector<PipelineElement>& list, PipelineElement e, const std::string& where) {
+  if (const PresetInfo* preset = find_preset(e.name)) {
+    for (PipelineElement& member : expand_preset(*preset, e.options, where)) list.push_back(std::move(member));
+  } else {
+    validate_element(e, where);
+    list.push_back(std::move(e));
+  }
+}
+
 }  // namespace
+
+const std::vector<OptionSpec>* option_specs_of(const std::string& name) {
+  if (const PresetInfo* preset = find_preset(name)) return &preset->specs;
+  if (const PassInfo* info = find_pass(name)) return &info->option_specs();
+  return nullptr;
+}
+
+std::vector<PipelineElement> make_elements(const std::string& name, const std::vector<std::pair<std::string, std::string>>& options) {
+  PipelineElement e = make_element(name, "");
+  for (const auto& [key, value] : options) e.options.set(e.name, key, value);
+  std::vector<PipelineElement> list;
+  append(list, std::move(e), "");
+  return list;
+}
 
 void validate_element(const PipelineElement& e, const std::string& where) {
   if (e.is_group()) return;
+  if (const PresetInfo* preset = find_preset(e.name)) {
+    expand_preset(*preset, e.options, where);
+    return;
+  }
   try {
     e.options.check_applicable(e.name);
     find_pass(e.name)->create(e.options);
@@ -104,7 +140,9 @@ class TextParser {
   std::vector<PipelineElement> parse_list() {
     std::vector<PipelineElement> list;
     for (;;) {
-      list.push_back(parse_element());
+      skip_space();
+      const size_t start = pos_;
+      append(list, parse_element(), where(start));
       skip_space();
       if (!consume(',')) return list;
     }
@@ -118,7 +156,7 @@ class TextParser {
     PipelineElement e = make_element(name, where(start));
     const bool preset = name != e.name;  // fuse: its passes are fixed, only max-iterations may be set
     skip_space();
-    if (!consume('(')) return validated(std::move(e), start);
+    if (!consume('(')) return e;
     skip_space();
     if (consume(')')) {
       if (e.is_group()) usage_error("{}fixpoint needs at least one pass", where(start));
@@ -139,18 +177,13 @@ class TextParser {
           if (key.empty()) error(at_end() ? "unclosed '('" : fmt::format("expected name=value, found '{}'", text_[pos_]));
           usage_error("{}pass '{}' takes options (name=value), not a pass ('{}')", where(item_start), e.name, key);
         }
-        e.children.push_back(parse_element());
+        append(e.children, parse_element(), where(item_start));
       }
       skip_space();
       if (consume(')')) break;
       if (!consume(',')) error(at_end() ? "unclosed '('" : fmt::format("expected ',' or ')', found '{}'", text_[pos_]));
     }
     if (e.is_group() && e.children.empty()) usage_error("{}fixpoint needs at least one pass", where(start));
-    return validated(std::move(e), start);
-  }
-
-  PipelineElement validated(PipelineElement e, size_t start) const {
-    validate_element(e, where(start));
     return e;
   }
 
@@ -212,16 +245,12 @@ std::string quote_if_needed(const std::string& v) {
 
 std::vector<PipelineElement> elements_from_yaml(const YAML::Node& list, const std::string& file);
 
-PipelineElement element_from_yaml_unchecked(const YAML::Node& node, const std::string& file, const std::string& where);
-
-PipelineElement element_from_yaml(const YAML::Node& node, const std::string& file) {
-  const std::string where = fmt::format("{} line {}: ", file, node.Mark().line + 1);
-  PipelineElement e = element_from_yaml_unchecked(node, file, where);
-  validate_element(e, where);
-  return e;
+std::string where_in(const std::string& file, const YAML::Node& node) {
+  return fmt::format("{} line {}: ", file, node.Mark().line + 1);
 }
 
-PipelineElement element_from_yaml_unchecked(const YAML::Node& node, const std::string& file, const std::string& where) {
+// One entry, unchecked: append() checks it (or expands a preset).
+PipelineElement element_from_yaml(const YAML::Node& node, const std::string& file, const std::string& where) {
   if (node.IsScalar()) return make_element(node.as<std::string>(), where);
   if (!node.IsMap() || node.size() != 1)
     usage_error("{}each pipeline entry is a pass name or a map with one pass name as its key", where);
@@ -246,7 +275,7 @@ PipelineElement element_from_yaml_unchecked(const YAML::Node& node, const std::s
 std::vector<PipelineElement> elements_from_yaml(const YAML::Node& list, const std::string& file) {
   if (!list.IsSequence()) usage_error("{} line {}: expected a list of passes", file, list.Mark().line + 1);
   std::vector<PipelineElement> result;
-  for (const auto& item : list) result.push_back(element_from_yaml(item, file));
+  for (const auto& item : list) append(result, element_from_yaml(item, file, where_in(file, item)), where_in(file, item));
   return result;
 }
 

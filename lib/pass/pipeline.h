@@ -37,6 +37,12 @@ struct Pipeline {
 // so a bad option anywhere fails before any pass runs.
 void validate_element(const PipelineElement& element, const std::string& where = "");
 
+// The option table of a pass or preset (preset.h); nullptr for other names.
+const std::vector<OptionSpec>* option_specs_of(const std::string& name);
+
+// What `name(k=v,...)` parses to, checked as the parser checks it: the pass, or the preset's member passes.
+std::vector<PipelineElement> make_elements(const std::string& name, const std::vector<std::pair<std::string, std::string>>& options);
+
 constexpr int64_t kDefaultFixpointIterations = 10;
 
 // The `fuse` preset: graph cleanup and fusions repeated to a fixed point. `fuse` in a pipeline (text or

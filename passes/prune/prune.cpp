@@ -14,7 +14,6 @@
 // nodes are pruned and which skipped (and why) is in the report's details.
 #include <fmt/format.h>
 
-#include <sstream>
 
 #include "pass/pass.h"
 #include "prune/channels.h"
@@ -24,19 +23,10 @@
 namespace mopt::passes {
 namespace {
 
-std::vector<std::string> split(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream ss(text);
-  for (std::string item; std::getline(ss, item, ',');) {
-    if (!item.empty()) out.push_back(item);
-  }
-  return out;
-}
-
-// "Conv=0.3,MatMul=0.6" -> {Conv: 0.3, MatMul: 0.6}
-std::map<std::string, double> parse_overrides(const std::string& text, const char* option) {
+// {"Conv=0.3", "MatMul=0.6"} -> {Conv: 0.3, MatMul: 0.6}
+std::map<std::string, double> parse_overrides(const std::vector<std::string>& items, const char* option) {
   std::map<std::string, double> out;
-  for (const std::string& item : split(text)) {
+  for (const std::string& item : items) {
     const size_t eq = item.rfind('=');
     char* end = nullptr;
     const double v = eq == std::string::npos ? 0 : std::strtod(item.c_str() + eq + 1, &end);
@@ -61,11 +51,11 @@ class PrunePass : public pass::Pass {
     config_.m = o.get_int("m");
     if (!o.get_string("op-types").empty()) {
       config_.op_types.clear();
-      for (const std::string& op : split(o.get_string("op-types"))) config_.op_types.insert(op);
+      for (const std::string& op : o.get_list("op-types")) config_.op_types.insert(op);
     }
-    config_.op_sparsity = parse_overrides(o.get_string("op-sparsity"), "op-sparsity");
-    config_.node_sparsity = parse_overrides(o.get_string("node-sparsity"), "node-sparsity");
-    for (const std::string& n : split(o.get_string("exclude-nodes"))) config_.exclude_nodes.insert(n);
+    config_.op_sparsity = parse_overrides(o.get_list("op-sparsity"), "op-sparsity");
+    config_.node_sparsity = parse_overrides(o.get_list("node-sparsity"), "node-sparsity");
+    for (const std::string& n : o.get_list("exclude-nodes")) config_.exclude_nodes.insert(n);
     channel_config_.exclude_nodes.assign(config_.exclude_nodes.begin(), config_.exclude_nodes.end());
     config_.skip_first = o.get_bool("skip-first");
     config_.skip_last = o.get_bool("skip-last");

@@ -22,15 +22,15 @@ CLI::Validator at_least(double min) {
 }
 }  // namespace
 
-PassFlags::PassFlags(PassFlagLayout layout) : layout_(std::move(layout)), info_(pass::find_pass(layout_.pass)) {
-  if (info_ == nullptr) fail("internal error: no pass '{}' for its command's flags", layout_.pass);
-  for (const pass::OptionSpec& spec : info_->option_specs()) {
+PassFlags::PassFlags(PassFlagLayout layout) : layout_(std::move(layout)), specs_(pass::option_specs_of(layout_.pass)) {
+  if (specs_ == nullptr) fail("internal error: no pass '{}' for its command's flags", layout_.pass);
+  for (const pass::OptionSpec& spec : *specs_) {
     if (!layout_.omitted.count(spec.name)) slots_[spec.name].spec = &spec;
   }
 }
 
 void PassFlags::add_to(CLI::App* cmd) {
-  for (const pass::OptionSpec& spec : info_->option_specs()) {
+  for (const pass::OptionSpec& spec : *specs_) {
     auto it = slots_.find(spec.name);
     if (it == slots_.end()) continue;
     Slot& slot = it->second;
@@ -42,7 +42,11 @@ void PassFlags::add_to(CLI::App* cmd) {
     const size_t first_word = help.find_first_of(" :");
     if (!help.empty() && (first_word == std::string::npos || help[first_word] != ':'))
       help[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(help[0])));
-    const bool show_default = custom == layout_.help.end() && !spec.default_value.empty() && spec.type != Type::Bool;
+    // A default outside the option's range means "unset" (opset=0): not worth printing.
+    const double numeric_default = spec.type == Type::Int || spec.type == Type::Float ? std::stod(spec.default_value) : 0;
+    const bool unset_default = (spec.min && numeric_default < *spec.min) || (spec.max && numeric_default > *spec.max);
+    const bool show_default =
+        custom == layout_.help.end() && !spec.default_value.empty() && spec.type != Type::Bool && !unset_default;
     if (show_default) help += fmt::format(" (default: {})", spec.default_value);
     switch (spec.type) {
       case Type::Bool:
@@ -96,18 +100,15 @@ std::string PassFlags::value(const std::string& option) const {
   return given(option) ? text(it->second) : it->second.spec->default_value;
 }
 
-pass::PipelineElement PassFlags::element(const std::vector<std::pair<std::string, std::string>>& derived) const {
-  pass::PipelineElement e;
-  e.name = layout_.pass;
-  e.options = pass::Options(&info_->option_specs());
-  for (const pass::OptionSpec& spec : info_->option_specs()) {  // in table order, as the pipeline prints them
+std::vector<pass::PipelineElement> PassFlags::elements(const std::vector<std::pair<std::string, std::string>>& derived) const {
+  std::vector<std::pair<std::string, std::string>> options;
+  for (const pass::OptionSpec& spec : *specs_) {  // in table order, as the pipeline prints them
     for (const auto& [name, value] : derived) {
-      if (name == spec.name) e.options.set(e.name, name, value);
+      if (name == spec.name) options.emplace_back(name, value);
     }
-    if (given(spec.name)) e.options.set(e.name, spec.name, text(slots_.at(spec.name)));
+    if (given(spec.name)) options.emplace_back(spec.name, text(slots_.at(spec.name)));
   }
-  pass::validate_element(e);
-  return e;
+  return pass::make_elements(layout_.pass, options);
 }
 
 }  // namespace mopt::cli

@@ -16,7 +16,7 @@
 namespace mopt::cli {
 
 struct PassFlagLayout {
-  std::string pass;                              // the registered pass the flags configure
+  std::string pass;                              // the registered pass or preset the flags configure
   std::map<std::string, std::string> renamed;    // option -> flag name (without "--"), where they differ
   std::set<std::string> omitted;                 // options the command derives from its other flags
   std::map<std::string, std::string> help;       // option -> help text, where the command's meaning differs
@@ -34,9 +34,9 @@ class PassFlags {
   bool given(const std::string& option) const;
   // The option's value as pipeline text: the flag's, or the table's default.
   std::string value(const std::string& option) const;
-  // The pass with every given flag, then `derived` (options the command sets from its other flags), checked
-  // as the pipeline parser checks a pass (pass::validate_element).
-  pass::PipelineElement element(const std::vector<std::pair<std::string, std::string>>& derived = {}) const;
+  // The pass (or a preset's member passes) with every given flag, then `derived` (options the command sets
+  // from its other flags), checked as the pipeline parser checks them (pass::make_elements).
+  std::vector<pass::PipelineElement> elements(const std::vector<std::pair<std::string, std::string>>& derived = {}) const;
 
  private:
   struct Slot {
@@ -49,7 +49,7 @@ class PassFlags {
   };
   std::string text(const Slot& slot) const;
   PassFlagLayout layout_;
-  const pass::PassInfo* info_ = nullptr;
+  const std::vector<pass::OptionSpec>* specs_ = nullptr;
   std::map<std::string, Slot> slots_;  // by option name; std::map keeps the addresses CLI11 writes to
 };
 
