@@ -14,7 +14,7 @@ trap 'rm -rf "$T"' EXIT
 . tests/shared_model_cases.sh
 commands=("fuse|" "quantize|" "quantize|--data {IN}" "quantize|--data {IN} --per-channel --calibration entropy"
           "quantize|--weight-only" "prune|" "prune|--method nm" "clip|--percentile 99.9" "convert|--to fp16"
-          "convert|--to fp16 --no-keep-io-types --op-block-list default,Softmax")
+          "convert|--to fp16 --no-keep-io-types --op-block-list default,Softmax" "clip|--sigma 3 --fp16-range" "convert|--opset 13 --batch 1")
 same=0 differ=0 both_refused=0
 for c in "${shared_model_cases[@]}"; do
   IFS='|' read -r model inputs _ <<<"$c"

@@ -41,7 +41,7 @@ expect 0 '"name": "shape-inference"' -- "$MOPT" passes --json
 # The README's pass table is `mopt passes --markdown`, from the same option tables.
 readme_table=$(sed -n '/^<!-- mopt passes --markdown/,/^<!-- end of mopt passes --markdown/p' "$SRC/README.md" | sed '1d;$d')
 [ -n "$readme_table" ] && [ "$readme_table" = "$("$MOPT" passes --markdown)" ] ||
-  fail "README's pass table differs from 'mopt passes --markdown' (regenerate it)"
+  fail "README's pass table differs from 'mopt passes --markdown' (run scripts/update_readme_passes.sh)"
 
 # --- bad input: one clear line, exit 1 or 2, nothing written
 expect 1 "cannot open .*missing.onnx.*no such file" -- "$MOPT" optimize "$T/work/missing.onnx"

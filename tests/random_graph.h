@@ -370,7 +370,7 @@ class Builder {
 // generator does not make their patterns.
 inline const std::vector<std::string> kOutputKeepingPasses = {
     "eliminate-dead-code", "eliminate-nops", "eliminate-common-subexpressions", "fold-constants", "simplify-shapes",
-    "fold-batchnorm", "fuse-conv-add", "fold-mul-add-into-conv", "fuse-matmul-add", "fuse-pad-into-conv",
+    "fold-batchnorm", "fold-channel-ops-into-conv", "fuse-matmul-add", "fuse-pad-into-conv",
     "fuse-consecutive", "fuse-layernorm", "shape-inference", "fuse"};
 
 // The pipeline that runs `pass` in those checks: after shape inference (some fusions need the ranks it

@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include "data/npy.h"
+#include "driver/numerics_check.h"
 #include "helpers.h"
 #include "pass/pipeline.h"
 
@@ -29,7 +30,13 @@ int64_t count_nodes(const ir::Model& m) {
   return n;
 }
 
-pass::PipelineResult fuse(ir::Model& model, const pass::ManagerOptions& options = {.verify_each = true}) {
+pass::ManagerOptions verifying_each() {
+  pass::ManagerOptions options;
+  options.verify_each = true;
+  return options;
+}
+
+pass::PipelineResult fuse(ir::Model& model, const pass::ManagerOptions& options = verifying_each()) {
   return pass::run_pipeline(pass::parse_pipeline("fuse"), model, options);
 }
 
@@ -74,7 +81,7 @@ TEST_CASE("fuse folds PaddleOCR det's constant subgraphs and BatchNorms, with th
   CHECK(count_op(*model, "Constant") == 0);
   CHECK(count_op(*model, "BatchNormalization") == 0);  // two after Conv, one after ConvTranspose
   CHECK(count_nodes(*model) < nodes_before / 2);  // 672 -> 269 (ONNX Runtime basic: 328)
-  CHECK(counter(r, "scales-folded-into-conv") > 0);
+  CHECK(counter(r, "channel-ops-folded") > 0);
   CHECK(counter(r, "rewrites-refused") > 0);  // Adds after Convs whose output has other readers
   const std::vector<data::Feeds> samples = data::load_samples(*original, (kModels / "ocr/inputs/det").string());
   CHECK(relative_difference(eval::run_samples(*original, samples, 0), eval::run_samples(*model, samples, 0)) <= 1e-4);
@@ -98,9 +105,9 @@ TEST_CASE("--verify-numerics rolls back the pass whose outputs drift and names i
   pass::ManagerOptions options;
   options.verify_each = true;
   options.evaluation = &evaluation;
-  options.verify_numerics = true;
   SUBCASE("a zero tolerance refuses BatchNorm folding, which rounds differently") {
-    options.numerics_tolerance = 0;
+    driver::NumericsCheck check(evaluation, 0);
+    options.instruments = {&check};
     const pass::PipelineResult r = fuse(*model, options);
     CHECK(count_op(*model, "BatchNormalization") == 3);
     bool named = false;
@@ -110,6 +117,8 @@ TEST_CASE("--verify-numerics rolls back the pass whose outputs drift and names i
     ir::verify_invariants(*model);
   }
   SUBCASE("the default tolerance keeps it") {
+    driver::NumericsCheck check(evaluation, 1e-4);
+    options.instruments = {&check};
     const pass::PipelineResult r = fuse(*model, options);
     CHECK(count_op(*model, "BatchNormalization") == 0);
     for (const auto& p : r.passes) CHECK(p.rolled_back == 0);

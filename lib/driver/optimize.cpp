@@ -1,5 +1,6 @@
 // The load -> passes -> verify -> save -> report job; see optimize.h.
 #include "driver/optimize.h"
+#include "driver/numerics_check.h"
 
 #include <algorithm>
 
@@ -215,6 +216,12 @@ OptimizeResult run_optimize(const OptimizeRequest& request) {
   log::progress("running {}", run.pipeline);
   pass::ManagerOptions manager = request.manager;
   manager.evaluation = evaluation ? &*evaluation : nullptr;
+  std::optional<NumericsCheck> numerics;
+  if (request.verify_numerics) {
+    if (!evaluation) usage_error("--verify-numerics needs data to run the model on; drop --accuracy off");
+    numerics.emplace(*evaluation, request.numerics_tolerance);
+    manager.instruments.push_back(&*numerics);
+  }
   run.pipeline_result = pass::run_pipeline(request.pipeline, *model, manager);
   run.after = report::collect_stats(*model);
   if (!request.required_change.empty() && !request.allow_unchanged) require_change(run.pipeline_result, request);

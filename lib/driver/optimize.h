@@ -54,6 +54,10 @@ struct OptimizeRequest {
   bool in_place = false;
   pass::Pipeline pipeline;
   pass::ManagerOptions manager;
+  // Run the model on the accuracy samples after every pass that changed it and undo a pass whose outputs
+  // move by more than numerics_tolerance * max(1, max|output|) (driver/numerics_check.h).
+  bool verify_numerics = false;
+  double numerics_tolerance = 1e-4;
   // External data for the output: a threshold in bytes; unset keeps the input's layout (external data
   // with a 1 KiB threshold if the input used it, otherwise everything inline).
   std::optional<uint64_t> external_data_threshold;

@@ -222,13 +222,14 @@ void Graph::detach_all_inputs() {
   }
 }
 
+bool Graph::can_replace_all_uses(const Value* from, const Value* to) const {
+  if (from == to || !from->is_graph_output()) return true;
+  return to->owner_ == this && to->producer_ != nullptr && !to->is_graph_output() && !to->graph_input_ && !to->initializer_;
+}
+
 bool Graph::replace_all_uses(Value* from, Value* to) {
   if (from == to) return true;
-  if (from->is_graph_output()) {
-    const bool to_can_take_name = to->owner_ == this && to->producer_ != nullptr && !to->is_graph_output() &&
-                                  !to->graph_input_ && !to->initializer_;
-    if (!to_can_take_name) return false;
-  }
+  if (!can_replace_all_uses(from, to)) return false;
   std::vector<Use> uses = from->uses_;
   for (const Use& u : uses) u.node->set_input(u.input_index, to);
   if (from->is_graph_output()) {

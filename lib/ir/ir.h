@@ -168,6 +168,8 @@ class Graph {
   // takes it over if `to` is a node output of this graph not itself exposed; otherwise nothing changes
   // and false is returned (a rewrite must then leave the node alone).
   bool replace_all_uses(Value* from, Value* to);
+  // Whether replace_all_uses(from, to) would succeed; changes nothing (for a rule's match).
+  bool can_replace_all_uses(const Value* from, const Value* to) const;
   void set_output(size_t index, Value* value);
   // Sets a value's type; an intermediate value gets a value_info entry so the type is saved.
   void set_value_type(Value* value, const onnx::TypeProto& type);

@@ -3,10 +3,8 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <set>
 
-#include "eval/accuracy.h"
 #include "io/model_io.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -58,7 +56,7 @@ class Runner {
 
   bool run_pass(const PipelineElement& e, size_t& slot) {
     PassRun& record = result_.passes[slot++];
-    if (record.rolled_back) return false;  // undone once by --verify-numerics: not retried in later rounds
+    if (record.rolled_back) return false;  // undone once by an instrument: not retried in later rounds
     const PassInfo* info = find_pass(e.name);
     auto pass = info->create(e.options);
     PassContext ctx(options_.explain);
@@ -67,17 +65,20 @@ class Runner {
     ctx.set_seen_refusals(&seen_refusals_);
     log::verbose("running {}", record.spec);
     std::unique_ptr<ir::Model> snapshot;
-    if (options_.verify_numerics) snapshot = io::clone_model(model_);
+    if (may_undo_) snapshot = io::clone_model(model_);
     const auto start = Clock::now();
     PassResult r = pass->run(model_, ctx);
     model_.for_each_graph([](ir::Graph& g) { g.compact(); });
     record.seconds += std::chrono::duration<double>(Clock::now() - start).count();
     record.runs++;
-    if (snapshot && r.changed) {
-      if (std::string drift = numeric_drift(); !drift.empty()) {
+    if (r.changed) {
+      for (PassInstrument* instrument : options_.instruments) {
+        const std::string undo = instrument->after_change(record.spec, model_);
+        if (undo.empty()) continue;
+        if (!snapshot) fail("internal error: an instrument undid {} without saying it may undo", record.spec);
         model_.replace_with(std::move(*snapshot));
         record.rolled_back++;
-        result_.warnings.push_back(fmt::format("{} changed the outputs ({}); its changes were rolled back", record.spec, drift));
+        result_.warnings.push_back(fmt::format("{} {}; its changes were rolled back", record.spec, undo));
         return false;
       }
     }
@@ -95,39 +96,11 @@ class Runner {
   }
 
  public:
-  // The outputs of the model as it stands, on the evaluation's samples: the driver's reference outputs
-  // at first, then those of each verified change.
-  void start_numerics() {
-    if (!options_.verify_numerics) return;
-    if (options_.evaluation == nullptr || options_.evaluation->samples.empty())
-      usage_error("--verify-numerics needs data to run the model on; drop --accuracy off");
-    current_ = options_.evaluation->reference;
-  }
-
- private:
-  // "" when the model's outputs still match current_ within the tolerance (and then current_ moves on);
-  // otherwise which output moved and by how much.
-  std::string numeric_drift() {
-    eval::Outputs now;
-    try {
-      now = eval::run_samples(model_, options_.evaluation->samples, options_.evaluation->threads, options_.evaluation->feedback);
-    } catch (const Error& e) {
-      return fmt::format("the model no longer runs: {}", e.what());
+  void start_instruments() {
+    for (PassInstrument* instrument : options_.instruments) {
+      instrument->before_pipeline(model_);
+      may_undo_ = may_undo_ || instrument->may_undo();
     }
-    for (size_t s = 0; s < now.per_sample.size(); ++s) {
-      for (size_t o = 0; o < now.names.size(); ++o) {
-        const exec::Array& before = current_.per_sample[s][o];
-        const exec::Array& after = now.per_sample[s][o];
-        if (before.shape() != after.shape() || before.dtype() != after.dtype())
-          return fmt::format("output '{}' changed type or shape", now.names[o]);
-        const double worst = eval::scaled_max_difference(before, after);
-        if (!(worst <= options_.numerics_tolerance))
-          return fmt::format("output '{}' moved by up to {:.3g} of max(1, max|output|), tolerance {:.3g}", now.names[o], worst,
-                             options_.numerics_tolerance);
-      }
-    }
-    current_ = std::move(now);
-    return "";
   }
 
  public:
@@ -148,7 +121,7 @@ class Runner {
   ir::Model& model_;
   const ManagerOptions& options_;
   PipelineResult& result_;
-  eval::Outputs current_;
+  bool may_undo_ = false;
   std::set<std::string> seen_refusals_;  // --explain prints each refusal once across fixpoint rounds
 };
 
@@ -162,7 +135,7 @@ PipelineResult run_pipeline(const Pipeline& pipeline, ir::Model& model, const Ma
   if (result.input_check.status == ir::CheckResult::Status::NotJudged) result.warnings.push_back(result.input_check.message);
   Runner runner(model, options, result);
   runner.plan(pipeline.elements);
-  runner.start_numerics();
+  runner.start_instruments();
   const auto start = Clock::now();
   size_t slot = 0;
   runner.run(pipeline.elements, slot);

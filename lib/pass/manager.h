@@ -1,13 +1,13 @@
-// Runs a pipeline over a model: times every pass, gathers its counters, and verifies the result.
-// With verify_numerics, every change is also checked on data and undone when it moves the outputs. The IR
+// Runs a pipeline over a model: times every pass, gathers its counters, and verifies the result. The IR
 // invariants and the ONNX checker run on the input first, after every pass with --verify-each, and on
 // the final model always. A pass that breaks a model the checker accepted is an error: nothing is
-// written.
+// written. Instruments (instrument.h) check every change further and may undo it (--verify-numerics).
 #pragma once
 #include <string>
 #include <vector>
 
 #include "ir/verify.h"
+#include "pass/instrument.h"
 #include "pass/pipeline.h"
 
 namespace mopt::pass {
@@ -21,17 +21,14 @@ struct PassRun {
   double seconds = 0;
   std::vector<std::pair<std::string, int64_t>> counters;
   nlohmann::json details;  // the pass's PassContext::details() of its last run
-  int64_t rolled_back = 0;  // runs undone by --verify-numerics because the outputs drifted
+  int64_t rolled_back = 0;  // runs an instrument undid (--verify-numerics: the outputs drifted)
 };
 
 struct ManagerOptions {
   bool verify_each = false;
   bool explain = false;
   const eval::Evaluation* evaluation = nullptr;  // handed to every pass (PassContext::evaluation)
-  // Run the model on the evaluation's samples before and after every pass that changed it; a pass whose
-  // outputs drift by more than tolerance * max(1, max|output|) is rolled back, with a warning naming it.
-  bool verify_numerics = false;
-  double numerics_tolerance = 1e-4;
+  std::vector<PassInstrument*> instruments;      // run after every change, in this order
 };
 
 struct PipelineResult {

@@ -153,6 +153,12 @@ void PassContext::explain_skip(const ir::Node& node, const std::string& reason) 
   if (explain_) log::info("{}", line);
 }
 
+void PassContext::explain_graph(const std::string& reason) {
+  std::string line = fmt::format("[{}] left the graph alone: {}", pass_name_, reason);
+  if (seen_refusals_ != nullptr && !seen_refusals_->insert(line).second) return;
+  if (explain_) log::info("{}", line);
+}
+
 PassResult GraphPass::run(ir::Model& model, PassContext& ctx) {
   bool changed = false;
   model.for_each_graph([&](ir::Graph& graph) { changed = run_on_graph(graph, ctx) || changed; });

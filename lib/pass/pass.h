@@ -76,6 +76,8 @@ class PassContext {
   // A rewrite that was considered and refused, with the reason (printed under --explain). Counted and
   // printed once per pipeline run even when a fixpoint group considers it again (see set_seen_refusals).
   void explain_skip(const ir::Node& node, const std::string& reason);
+  // A pass that leaves a whole graph alone (an opset it needs): said once under --explain, not counted.
+  void explain_graph(const std::string& reason);
   void set_seen_refusals(std::set<std::string>* seen) { seen_refusals_ = seen; }
   void warn(std::string message) { warnings_.push_back(std::move(message)); }
   // Structured detail for the report (e.g. the parameters of every quantized tensor); null when unset.

@@ -51,7 +51,7 @@ constexpr int64_t kDefaultFixpointIterations = 10;
 // first, since their weights are graph inputs that no rewrite may treat as constant.
 constexpr const char* kFuseGroup =
     "fixpoint(max-iterations=10, upgrade-ir-version, shape-inference, fold-constants, simplify-shapes, eliminate-nops, "
-    "eliminate-common-subexpressions, fuse-consecutive, fold-batchnorm, fold-mul-add-into-conv, fuse-conv-add, "
+    "eliminate-common-subexpressions, fuse-consecutive, fold-batchnorm, fold-channel-ops-into-conv, "
     "fuse-matmul-add, fuse-pad-into-conv, fuse-layernorm, fuse-gelu, fold-input-normalization, eliminate-dead-code)";
 
 Pipeline parse_pipeline(const std::string& text);

@@ -1,4 +1,4 @@
-// What the Conv-family fusions share (fold-batchnorm, fuse-conv-add, fold-mul-add-into-conv,
+// What the Conv-family fusions share (fold-batchnorm, fold-channel-ops-into-conv,
 // fold-input-normalization): reading a Conv or ConvTranspose's float weights and bias, recognizing a
 // constant that varies only along the channel axis, and scaling output channels.
 #pragma once

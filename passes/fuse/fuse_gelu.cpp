@@ -9,7 +9,7 @@
 // node of the pattern, apart from x itself.
 #include <cmath>
 
-#include "pass/pass.h"
+#include "pass/rule.h"
 #include "rewrite/rewrite.h"
 
 namespace mopt::passes {
@@ -83,58 +83,67 @@ std::optional<std::pair<ir::Value*, const char*>> gelu_core(const ir::Graph& gra
   return std::nullopt;
 }
 
-class FuseGeluPass : public pass::GraphPass {
- protected:
-  bool run_on_graph(ir::Graph& graph, pass::PassContext& ctx) override {
-    if (graph.model()->opset() < 20) return false;
-    bool changed = false;
-    // The pattern ends in the Mul by 0.5 (x * core * 0.5 in either grouping); match from there.
-    for (ir::Node* last : graph.nodes()) {
-      if (last->dead() || !last->is_op("Mul")) continue;
-      std::vector<ir::Node*> nodes = {last};
-      std::optional<std::pair<ir::Value*, const char*>> match;
-      if (std::optional<Operands> half = with_constant(last); half && half->constant == 0.5) {
-        // (x * core) * 0.5
-        ir::Node* product = producer_in(half->other, graph, "Mul");
-        if (product) {
-          nodes.push_back(product);
-          for (size_t side = 0; side < 2 && !match; ++side) {
-            std::vector<ir::Node*> core;
-            match = gelu_core(graph, producer_in(product->input(1 - side), graph, "Add"), core);
-            if (match && match->first != product->input(side)) match.reset();
-            if (match) nodes.insert(nodes.end(), core.begin(), core.end());
-          }
-        }
-      } else {
-        // (x * 0.5) * core
-        for (size_t side = 0; side < 2 && !match; ++side) {
-          ir::Node* halve = producer_in(last->input(side), graph, "Mul");
-          std::optional<Operands> h = with_constant(halve);
-          if (!h || h->constant != 0.5) continue;
+struct GeluMatch {
+  ir::Value* x;
+  const char* approximate;       // "none" or "tanh"
+  std::vector<ir::Node*> nodes;  // the rest of the pattern, from the anchor back
+};
+
+class FuseGeluRule : public pass::RewriteRule<GeluMatch> {
+ public:
+  // The pattern ends in the Mul by 0.5 (x * core * 0.5 in either grouping); match from there.
+  std::vector<std::string> anchors() const override { return {"Mul"}; }
+  const char* counter() const override { return "gelus-fused"; }
+  std::string graph_refusal(const ir::Graph& graph) const override {
+    return graph.model()->opset() < 20 ? "Gelu needs opset 20 (the decomposed form is the only portable one below it)" : "";
+  }
+
+  pass::Matched<GeluMatch> match(const ir::Node& last) const override {
+    const ir::Graph& graph = *last.owner();
+    std::vector<ir::Node*> nodes;  // besides `last`
+    std::optional<std::pair<ir::Value*, const char*>> found;
+    if (std::optional<Operands> half = with_constant(&last); half && half->constant == 0.5) {
+      // (x * core) * 0.5
+      if (ir::Node* product = producer_in(half->other, graph, "Mul")) {
+        nodes.push_back(product);
+        for (size_t side = 0; side < 2 && !found; ++side) {
           std::vector<ir::Node*> core;
-          match = gelu_core(graph, producer_in(last->input(1 - side), graph, "Add"), core);
-          if (match && match->first != h->other) match.reset();
-          if (match) {
-            nodes.push_back(halve);
-            nodes.insert(nodes.end(), core.begin(), core.end());
-          }
+          found = gelu_core(graph, producer_in(product->input(1 - side), graph, "Add"), core);
+          if (found && found->first != product->input(side)) found.reset();
+          if (found) nodes.insert(nodes.end(), core.begin(), core.end());
         }
       }
-      if (!match) continue;
-      ir::Node* gelu = graph.create_node("Gelu", {match->first}, 1, last, "", last->output(0)->name());
-      if (std::string(match->second) == "tanh") {
-        ir::Attribute a;
-        a.proto.set_name("approximate");
-        a.proto.set_type(onnx::AttributeProto::STRING);
-        a.proto.set_s("tanh");
-        gelu->mutable_attributes().push_back(std::move(a));
+    } else {
+      // (x * 0.5) * core
+      for (size_t side = 0; side < 2 && !found; ++side) {
+        ir::Node* halve = producer_in(last.input(side), graph, "Mul");
+        std::optional<Operands> h = with_constant(halve);
+        if (!h || h->constant != 0.5) continue;
+        std::vector<ir::Node*> core;
+        found = gelu_core(graph, producer_in(last.input(1 - side), graph, "Add"), core);
+        if (found && found->first != h->other) found.reset();
+        if (found) {
+          nodes.push_back(halve);
+          nodes.insert(nodes.end(), core.begin(), core.end());
+        }
       }
-      graph.replace_all_uses(last->output(0), gelu->output(0));
-      for (ir::Node* n : nodes) graph.erase(n);  // listed from the output back: each is dead when erased
-      ctx.count("gelus-fused");
-      changed = true;
     }
-    return changed;
+    if (!found) return pass::no_match();
+    return GeluMatch{found->first, found->second, std::move(nodes)};
+  }
+
+  void apply(ir::Graph& graph, ir::Node& last, const GeluMatch& m) const override {
+    ir::Node* gelu = graph.create_node("Gelu", {m.x}, 1, &last, "", last.output(0)->name());
+    if (std::string(m.approximate) == "tanh") {
+      ir::Attribute a;
+      a.proto.set_name("approximate");
+      a.proto.set_type(onnx::AttributeProto::STRING);
+      a.proto.set_s("tanh");
+      gelu->mutable_attributes().push_back(std::move(a));
+    }
+    graph.replace_all_uses(last.output(0), gelu->output(0));
+    graph.erase(&last);
+    for (ir::Node* n : m.nodes) graph.erase(n);  // listed from the output back: each is dead when erased
   }
 };
 
@@ -145,6 +154,6 @@ const std::vector<pass::OptionSpec>& FuseGeluOptions() {
   return specs;
 }
 
-std::unique_ptr<pass::Pass> createFuseGelu(const pass::Options&) { return std::make_unique<FuseGeluPass>(); }
+std::unique_ptr<pass::Pass> createFuseGelu(const pass::Options&) { return pass::make_rule_pass<FuseGeluRule>(); }
 
 }  // namespace mopt::passes

@@ -7,7 +7,7 @@
 // shape-inference first). The bias must broadcast to [M, N] without growing it (Gemm's C is
 // unidirectional), and t must feed only the Add. Higher-rank MatMuls (transformer blocks) stay:
 // flattening them would add two Reshapes, which is no gain.
-#include "pass/pass.h"
+#include "pass/rule.h"
 #include "rewrite/rewrite.h"
 
 namespace mopt::passes {
@@ -15,55 +15,52 @@ namespace {
 
 using rewrite::rank_of;
 
-class FuseMatMulAddPass : public pass::GraphPass {
- protected:
-  bool run_on_graph(ir::Graph& graph, pass::PassContext& ctx) override {
-    if (graph.model()->opset() < 7) return false;  // Gemm's broadcasting C needs opset 7
-    bool changed = false;
-    for (ir::Node* add : graph.nodes()) {
-      if (add->dead() || !add->is_op("Add")) continue;
-      for (size_t side = 0; side < 2; ++side) {
-        ir::Value* t = add->input(side);
-        ir::Node* matmul = t ? t->producer() : nullptr;
-        if (matmul == nullptr || matmul->owner() != &graph || !matmul->is_op("MatMul")) continue;
-        if (const char* why = fuse(graph, *matmul, *add, side)) {
-          ctx.explain_skip(*add, why);
-        } else {
-          ctx.count("matmul-add-fused");
-          changed = true;
-        }
-        break;
-      }
-    }
-    return changed;
+struct MatMulAdd {
+  ir::Node* matmul;
+  ir::Value* bias;
+};
+
+class FuseMatMulAddRule : public pass::RewriteRule<MatMulAdd> {
+ public:
+  std::vector<std::string> anchors() const override { return {"Add"}; }
+  const char* counter() const override { return "matmul-add-fused"; }
+  std::string graph_refusal(const ir::Graph& graph) const override {
+    return graph.model()->opset() < 7 ? "Gemm's broadcasting C needs opset 7" : "";
   }
 
- private:
-  static const char* fuse(ir::Graph& graph, ir::Node& matmul, ir::Node& add, size_t side) {
-    if (!rewrite::has_single_use(*matmul.output(0))) return "the MatMul output has other readers";
-    const ir::Tensor* w = matmul.input(1) ? matmul.input(1)->constant() : nullptr;
-    if (w == nullptr || w->dims().size() != 2) return "the MatMul weight is not a 2-D constant";
-    if (rank_of(*matmul.input(0)) != std::optional<size_t>(2)) return "the MatMul input is not known to be 2-D";
-    const int32_t dtype = w->dtype();
-    if (dtype != ir::dtype::kFloat && dtype != ir::dtype::kDouble && dtype != ir::dtype::kFloat16)
-      return "Gemm needs a float type";
-    ir::Value* bias = add.input(1 - side);
-    const ir::Tensor* c = bias ? bias->constant() : nullptr;
-    if (c == nullptr || c->dtype() != dtype) return "the added operand is not a constant of the same type";
-    const int64_t n = w->dims()[1];
-    const std::vector<int64_t> cd = c->dims();
-    std::optional<std::vector<int64_t>> a_shape = rewrite::static_shape(*matmul.input(0));
-    const bool fits = cd.empty() || (cd.size() == 1 && (cd[0] == n || cd[0] == 1)) ||
-                      (cd.size() == 2 && (cd[1] == n || cd[1] == 1) &&
-                       (cd[0] == 1 || (a_shape && cd[0] == (*a_shape)[0])));
-    if (!fits) return "the bias does not broadcast to [M, N] without growing it";
-    ir::Node* gemm = graph.create_node("Gemm", {matmul.input(0), matmul.input(1), bias}, 1, &matmul, "",
-                                       matmul.output(0)->name());
+  pass::Matched<MatMulAdd> match(const ir::Node& add) const override {
+    for (size_t side = 0; side < 2; ++side) {
+      ir::Value* t = add.input(side);
+      ir::Node* matmul = t ? t->producer() : nullptr;
+      if (matmul == nullptr || matmul->owner() != add.owner() || !matmul->is_op("MatMul")) continue;
+      if (!rewrite::has_single_use(*matmul->output(0))) return pass::refuse("the MatMul output has other readers");
+      const ir::Tensor* w = matmul->input(1) ? matmul->input(1)->constant() : nullptr;
+      if (w == nullptr || w->dims().size() != 2) return pass::refuse("the MatMul weight is not a 2-D constant");
+      if (rank_of(*matmul->input(0)) != std::optional<size_t>(2)) return pass::refuse("the MatMul input is not known to be 2-D");
+      const int32_t dtype = w->dtype();
+      if (dtype != ir::dtype::kFloat && dtype != ir::dtype::kDouble && dtype != ir::dtype::kFloat16)
+        return pass::refuse("Gemm needs a float type");
+      ir::Value* bias = add.input(1 - side);
+      const ir::Tensor* c = bias ? bias->constant() : nullptr;
+      if (c == nullptr || c->dtype() != dtype) return pass::refuse("the added operand is not a constant of the same type");
+      const int64_t n = w->dims()[1];
+      const std::vector<int64_t> cd = c->dims();
+      std::optional<std::vector<int64_t>> a_shape = rewrite::static_shape(*matmul->input(0));
+      const bool fits = cd.empty() || (cd.size() == 1 && (cd[0] == n || cd[0] == 1)) ||
+                        (cd.size() == 2 && (cd[1] == n || cd[1] == 1) && (cd[0] == 1 || (a_shape && cd[0] == (*a_shape)[0])));
+      if (!fits) return pass::refuse("the bias does not broadcast to [M, N] without growing it");
+      return MatMulAdd{matmul, bias};
+    }
+    return pass::no_match();
+  }
+
+  void apply(ir::Graph& graph, ir::Node& add, const MatMulAdd& m) const override {
+    ir::Node& matmul = *m.matmul;
+    ir::Node* gemm = graph.create_node("Gemm", {matmul.input(0), matmul.input(1), m.bias}, 1, &matmul, "", matmul.output(0)->name());
     if (!matmul.name().empty()) gemm->mutable_proto().set_name(matmul.name());
     graph.replace_all_uses(add.output(0), gemm->output(0));  // a fresh node output can take an output's name
     graph.erase(&add);
     graph.erase(&matmul);
-    return nullptr;
   }
 };
 
@@ -74,6 +71,6 @@ const std::vector<pass::OptionSpec>& FuseMatMulAddOptions() {
   return specs;
 }
 
-std::unique_ptr<pass::Pass> createFuseMatMulAdd(const pass::Options&) { return std::make_unique<FuseMatMulAddPass>(); }
+std::unique_ptr<pass::Pass> createFuseMatMulAdd(const pass::Options&) { return pass::make_rule_pass<FuseMatMulAddRule>(); }
 
 }  // namespace mopt::passes

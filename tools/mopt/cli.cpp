@@ -227,8 +227,8 @@ int run_pipeline_command(Job job, const OptimizeFlags& f, const DataFlags& data_
   request.allow_unchanged = f.allow_unchanged;
   request.manager.verify_each = f.verify_each;
   request.manager.explain = f.explain;
-  request.manager.verify_numerics = f.verify_numerics;
-  request.manager.numerics_tolerance = f.numerics_tolerance;
+  request.verify_numerics = f.verify_numerics;
+  request.numerics_tolerance = f.numerics_tolerance;
   request.external_data_threshold = f.external_data == "inline" ? std::optional<uint64_t>(std::numeric_limits<uint64_t>::max())
                                                                 : parse_size(f.external_data, "--external-data");
   request.accuracy = accuracy_request(data_flags);
