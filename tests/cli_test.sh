@@ -298,6 +298,13 @@ expect 2 "no input named 'nope'" -- "$MOPT" convert "$T/work/model.onnx" --shape
 expect 0 "^convert-opset\(opset=13\),convert-precision\(to=fp16,op-block-list=\"default,Softmax\"\)$" -- \
   "$MOPT" convert "$T/work/model.onnx" --to fp16 --opset 13 --op-block-list default,Softmax --print-pipeline
 [ ! -e "$T/work/model.fp16.onnx" ] && [ ! -e "$T/work/model.converted.onnx" ] || fail "a refused convert wrote a model"
+# rename-values is a pass of the convert preset: its option is the --rename flag with no CLI code.
+if [ -f "$M/digits_cnn.onnx" ]; then
+  expect 0 "values-renamed 2" -- "$MOPT" convert "$M/digits_cnn.onnx" --rename input=image,logits=scores -o "$T/work/renamed.onnx"
+  expect 0 "image .*float\[batch,1,8,8\]" -- "$MOPT" inspect "$T/work/renamed.onnx"
+  expect 2 "the main graph has no value named 'nope'" -- "$MOPT" convert "$M/digits_cnn.onnx" --rename nope=x -o "$T/work/renamed2.onnx"
+  [ ! -e "$T/work/renamed2.onnx" ] || fail "a refused rename wrote a model"
+fi
 if [ -f "$M/digits_cnn.onnx" ]; then
   mkdir -p "$T/v"
   cp "$M/digits_cnn.onnx" "$T/v/"

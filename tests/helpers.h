@@ -70,7 +70,9 @@ inline std::string output_difference(const ir::Model& before, const ir::Model& a
     return "";
   }
   eval::Outputs a = eval::run_samples(before, samples, 1);
-  eval::Outputs b = eval::run_samples(after, samples, 1);
+  std::vector<data::Feeds> renamed;  // by position where the rewrite renamed inputs (rename-values)
+  for (const data::Feeds& f : samples) renamed.push_back(data::feeds_for(after, before, f));
+  eval::Outputs b = eval::run_samples(after, renamed, 1);
   if (ran) *ran = true;
   if (a.names.size() != b.names.size()) return "different number of outputs";
   for (size_t s = 0; s < samples.size(); ++s) {

@@ -90,7 +90,8 @@ TEST_CASE("every registered pass has a summary and parses with its defaults, or 
       {"clip-activations", "clip-activations needs data=PATH"},
       {"convert-opset", "convert-opset needs opset=N"},
       {"set-ir-version", "set-ir-version needs ir-version=N"},
-      {"set-static-shapes", "set-static-shapes needs shapes=, dims= or batch="}};
+      {"set-static-shapes", "set-static-shapes needs shapes=, dims= or batch="},
+      {"rename-values", "rename-values needs rename=OLD=NEW"}};
   for (const auto& p : pass::registered_passes()) {
     CAPTURE(p.name);
     CHECK(std::string(p.summary).size() > 10);

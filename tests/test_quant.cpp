@@ -14,6 +14,7 @@
 #include "quant/params.h"
 #include "quant/quantize.h"
 #include "report/stats.h"
+#include "rewrite/weight_layout.h"
 
 using namespace mopt;
 using namespace mopt::test;
@@ -393,4 +394,40 @@ TEST_CASE("accuracy-aware fallback keeps the most sensitive layers float until t
   // Deterministic.
   quant::FallbackResult again = quant::accuracy_aware_exclusions(*m, config, nullptr, e, 0.0);
   CHECK(again.kept_float == r.kept_float);
+}
+
+TEST_CASE("the weight layout names output and reduction axes; per-channel scales lie along the output channels") {
+  const auto matmul = parse_model(R"(<ir_version: 8, opset_import: ["" : 13]>
+g (float[2,3,4] x) => (float[2,3,5] y) {
+  w = RandomNormal <shape=[2,4,5], seed=1.0> ()
+  y = MatMul(x, w)
+})");
+  const ir::Node* node = nullptr;
+  for (const ir::Node* n : matmul->graph().nodes()) node = n->is_op("MatMul") ? n : node;
+  REQUIRE(node != nullptr);
+  const std::optional<rewrite::WeightLayout> three = rewrite::weight_layout(*node, 3), two = rewrite::weight_layout(*node, 2);
+  REQUIRE((three && two));
+  CHECK(three->output_axis == 2);
+  CHECK(three->reduction_axis == 1);
+  CHECK(two->output_axis == 1);
+  CHECK(!rewrite::weight_layout(*node, 1));
+  auto m = parse_model(R"(<ir_version: 8, opset_import: ["" : 13]>
+g (float[3,4] x) => (float[3,5] y) <float[4,5] w = {)" + [] {
+    std::string v;
+    for (int i = 0; i < 20; ++i) v += (i ? ", " : "") + std::to_string((i % 7) * 0.25 - 0.6);
+    return v;
+  }() + R"(}> {
+  y = MatMul(x, w)
+})");
+  quant::QuantizeConfig config;
+  config.per_channel = true;
+  const quant::QuantizeSummary s = quantize_static(*m, seeded_samples(*m, 4), config);
+  CHECK(s.nodes_quantized() == 1);
+  const ir::Node* dq = nullptr;
+  for (const ir::Node* n : m->graph().nodes()) {
+    if (n->is_op("DequantizeLinear") && n->input(0)->constant() && n->input(0)->constant()->dims().size() == 2) dq = n;
+  }
+  REQUIRE(dq != nullptr);
+  CHECK(dq->attribute_int("axis") == std::optional<int64_t>(1));
+  CHECK(dq->input(1)->constant()->dims() == std::vector<int64_t>{5});
 }

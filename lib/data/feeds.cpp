@@ -275,6 +275,29 @@ std::vector<Feeds> split_batch(const std::vector<InputSpec>& inputs, const Feeds
 
 }  // namespace
 
+Feeds feeds_for(const ir::Model& model, const std::vector<std::string>& original_inputs, const Feeds& feeds) {
+  const std::vector<InputSpec> inputs = model_inputs(model);
+  if (inputs.size() != original_inputs.size()) return feeds;
+  bool same = true;
+  for (size_t i = 0; i < inputs.size(); ++i) same = same && inputs[i].name == original_inputs[i];
+  if (same) return feeds;
+  Feeds renamed;
+  for (const auto& [name, array] : feeds) {
+    if (std::find(original_inputs.begin(), original_inputs.end(), name) == original_inputs.end()) renamed[name] = array;
+  }
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    auto it = feeds.find(original_inputs[i]);
+    if (it != feeds.end()) renamed[inputs[i].name] = it->second;
+  }
+  return renamed;
+}
+
+Feeds feeds_for(const ir::Model& model, const ir::Model& original, const Feeds& feeds) {
+  std::vector<std::string> names;
+  for (const InputSpec& s : model_inputs(original)) names.push_back(s.name);
+  return feeds_for(model, names, feeds);
+}
+
 std::vector<Feeds> load_samples(const ir::Model& model, const std::string& path) {
   std::vector<InputSpec> inputs = model_inputs(model);
   fs::path p(path);

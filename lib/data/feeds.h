@@ -26,6 +26,12 @@ struct InputSpec {
 // The inputs a caller must feed (graph inputs without an initializer).
 std::vector<InputSpec> model_inputs(const ir::Model& model);
 
+// `feeds` (for `original`) keyed by `model`'s input names where a pass renamed inputs (rename-values):
+// the same inputs in the same order under other names. Returned as they are when the names agree or
+// the input counts differ.
+Feeds feeds_for(const ir::Model& model, const ir::Model& original, const Feeds& feeds);
+Feeds feeds_for(const ir::Model& model, const std::vector<std::string>& original_inputs, const Feeds& feeds);
+
 // How random feeds are shaped and filled where the model leaves it open (the names are checked against the
 // model by `validate`, so a typo is a usage error, not a silently ignored flag).
 struct ShapeOverrides {

@@ -16,7 +16,9 @@ void NumericsCheck::before_pipeline(const ir::Model&) { current_ = evaluation_.r
 std::string NumericsCheck::after_change(const std::string&, const ir::Model& model) {
   eval::Outputs now;
   try {
-    now = eval::run_samples(model, evaluation_.samples, evaluation_.threads, evaluation_.feedback);
+    std::vector<data::Feeds> fed;
+    for (const data::Feeds& f : evaluation_.samples) fed.push_back(data::feeds_for(model, evaluation_.input_names, f));
+    now = eval::run_samples(model, fed, evaluation_.threads, evaluation_.feedback);
   } catch (const Error& e) {
     return fmt::format("broke the model (it no longer runs: {})", e.what());
   }

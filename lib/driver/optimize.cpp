@@ -192,6 +192,7 @@ OptimizeResult run_optimize(const OptimizeRequest& request) {
       log::progress("running the original model for the accuracy check");
       eval::Evaluation e;
       e.samples = load_or_generate_samples(*model, acc, &e.source, &run.warnings);
+      for (const data::InputSpec& s : data::model_inputs(*model)) e.input_names.push_back(s.name);
       if (e.source.kind == "calibration-holdout") e.holdout_of = acc.calibration;
       for (const std::string& f : acc.feedback) e.feedback.push_back(eval::parse_feedback(*model, f));
       e.reference = eval::run_samples(*model, e.samples, acc.threads, e.feedback);

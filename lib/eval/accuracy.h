@@ -135,6 +135,7 @@ struct Evaluation {
   // this path leaves the held-out samples out (data::split_holdout).
   std::string holdout_of;
   int threads = 0;
+  std::vector<std::string> input_names;  // the original's, in order: a renamed input is fed by position
   // Runs `model` on the samples and compares its outputs with the reference (and labels).
   Comparison evaluate(const ir::Model& model,
                       exec::Float16Compute float16 = exec::Float16Compute::kLikeOnnxRuntimeCpu) const;

@@ -100,6 +100,7 @@ LayerReport compare_layers(const ir::Model& original, const ir::Model& optimized
   bool incomplete = false;
   for (size_t s = 0; s < n; ++s) {
     std::fill(done.begin(), done.end(), 0);
+    const data::Feeds optimized_feeds = data::feeds_for(optimized, original, samples[s]);  // renamed inputs
     for (int round = 0;; ++round) {
       held = 0;
       original_values.clear();
@@ -110,7 +111,7 @@ LayerReport compare_layers(const ir::Model& original, const ir::Model& optimized
         incomplete = true;
         break;
       }
-      run_optimized.run(samples[s]);
+      run_optimized.run(optimized_feeds);
       for (const auto& [name, ref] : original_values) {
         const size_t index = by_value.at(name);
         Pair& p = pairs[index];

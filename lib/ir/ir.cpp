@@ -129,6 +129,11 @@ void Graph::rename(Value* value, const std::string& name) {
   model_->reserve_name(name);
 }
 
+void Graph::rename_value(Value* value, const std::string& name) {
+  assert(value->owner_ == this && !model_->name_used(name));
+  rename(value, name);
+}
+
 void Graph::add_use(Value* value, Node* node, size_t index) { value->uses_.push_back({node, index}); }
 
 void Graph::remove_use(Value* value, Node* node, size_t index) {

@@ -168,6 +168,8 @@ class Graph {
   // takes it over if `to` is a node output of this graph not itself exposed; otherwise nothing changes
   // and false is returned (a rewrite must then leave the node alone).
   bool replace_all_uses(Value* from, Value* to);
+  // Gives `value` (of this graph) a new name; the name must be unused in the model (Model::name_used).
+  void rename_value(Value* value, const std::string& name);
   // Whether replace_all_uses(from, to) would succeed; changes nothing (for a rule's match).
   bool can_replace_all_uses(const Value* from, const Value* to) const;
   void set_output(size_t index, Value* value);
@@ -222,6 +224,8 @@ class Model {
   // A name no value or node in the model uses yet, derived from `base`; deterministic.
   std::string fresh_name(const std::string& base);
   void reserve_name(const std::string& name) { used_names_.insert(name); }
+  // Whether any value or node of the model has used `name` (names a rewrite retired count too).
+  bool name_used(const std::string& name) const { return used_names_.count(name) > 0; }
 
   // Takes over everything `other` holds (after a conversion that builds a new model, e.g. an opset
   // upgrade), so that references to this Model stay valid. `other` is left empty.

@@ -40,11 +40,12 @@ const std::vector<PresetInfo>& registered_presets() {
   using T = OptionSpec::Type;
   static const std::vector<PresetInfo> presets = {
       make_preset("convert",
-                  "Convert the opset, the IR version, dynamic input dimensions to static ones, or float32 to "
-                  "float16/bfloat16, in that order",
+                  "Convert the opset, the IR version, dynamic input dimensions to static ones, value names, or float32 "
+                  "to float16/bfloat16, in that order",
                   {{"convert-opset", {"opset"}},
                    {"set-ir-version", {"ir-version"}},
                    {"set-static-shapes", {"shapes", "dims", "batch"}},
+                   {"rename-values", {"rename"}},
                    {"convert-precision", {"to"}}}),
       make_preset("clip", "Clamp weight outliers, bound activations on calibration data, or clamp weights into the float16 range",
                   {{"clip-weights", {"range", "percentile", "sigma"}},

@@ -22,6 +22,7 @@
 
 #include "exec/array.h"
 #include "rewrite/rewrite.h"
+#include "rewrite/weight_layout.h"
 
 namespace mopt::prune {
 namespace {
@@ -157,7 +158,7 @@ const char* trace(const ir::Value& value, int64_t channels, Plan& plan, Position
     if (op == "Gemm" && use.input_index == 0 && !rewrite::attr_int(n, "transA", 0)) {
       std::optional<exec::Array> b = constant_array(n.input(1));
       if (!b || b->dtype() != ir::dtype::kFloat || b->rank() != 2) return "a following Gemm's weight is not a 2-D float32 constant";
-      const size_t k_axis = rewrite::attr_int(n, "transB", 0) ? 1 : 0;
+      const size_t k_axis = rewrite::weight_layout(n, 2)->reduction_axis;
       if (b->dim(static_cast<int64_t>(k_axis)) != width) return "a following Gemm's K does not match";
       if (rewrite::rank_of(value) != std::optional<size_t>(2)) return "a Gemm reads channels of a tensor not known to be 2-D";
       slice(n, 1, k_axis);
@@ -183,7 +184,7 @@ const char* trace(const ir::Value& value, int64_t channels, Plan& plan, Position
         if (!g.is_op("Gemm") || fu.input_index != 0 || rewrite::attr_int(g, "transA", 0) || !b || b->rank() != 2 ||
             b->dtype() != ir::dtype::kFloat)
           return "a Flatten feeds something other than a Gemm with a constant weight";
-        const size_t k_axis = rewrite::attr_int(g, "transB", 0) ? 1 : 0;
+        const size_t k_axis = rewrite::weight_layout(g, 2)->reduction_axis;
         if (b->dim(static_cast<int64_t>(k_axis)) != width * spatial) return "a Gemm after Flatten does not match";
         slice(g, 1, k_axis, spatial);
       }
@@ -274,8 +275,12 @@ ChannelSummary prune_channels(ir::Model& model, const ChannelConfig& config) {
       summary.kept.emplace_back(who, "its weight is shared");
       continue;
     }
-    // Output channels: Conv weight axis 0; Gemm B's N axis (0 with transB).
-    const size_t out_axis = conv ? 0 : rewrite::attr_int(*p, "transB", 0) ? 0 : 1;
+    const std::optional<rewrite::WeightLayout> layout = rewrite::weight_layout(*p, w->rank());
+    if (!layout) {
+      summary.kept.emplace_back(who, "its weight's rank is not one the operator takes");
+      continue;
+    }
+    const size_t out_axis = layout->output_axis;  // Conv: 0; Gemm: B's N axis
     const int64_t channels = w->dim(static_cast<int64_t>(out_axis));
     const auto remove = static_cast<int64_t>(std::floor(config.ratio * static_cast<double>(channels)));
     if (remove == 0 || remove >= channels) {

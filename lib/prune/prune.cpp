@@ -9,6 +9,7 @@
 
 #include "exec/array.h"
 #include "rewrite/rewrite.h"
+#include "rewrite/weight_layout.h"
 #include "util/error.h"
 
 namespace mopt::prune {
@@ -34,10 +35,9 @@ const char* reason_to_skip(const ir::Node& node, const PruneConfig& config, size
   if (dims.size() < 2) return "the weight has fewer than 2 dimensions";
   if (w->uses().size() != 1) return "the weight is shared with other nodes";
   if (t->numel() < config.min_elements) return "the weight is smaller than min-elements";
-  if (node.op_type() == "MatMul") *axis = dims.size() - 2;
-  else if (node.op_type() == "Gemm") *axis = rewrite::attr_int(node, "transB", 0) != 0 ? 1 : 0;
-  else if (node.op_type() == "Conv") *axis = 1;
-  else return "not a Conv, MatMul or Gemm";
+  const std::optional<rewrite::WeightLayout> layout = rewrite::weight_layout(node, dims.size());
+  if (!layout || node.op_type() == "ConvTranspose") return "not a Conv, MatMul or Gemm";
+  *axis = layout->reduction_axis;
   if (config.method == Method::NM && dims[*axis] % config.m != 0)
     return "the reduction axis is not a multiple of m";
   return nullptr;

@@ -24,6 +24,7 @@
 #include "quant/params.h"
 #include "quant/quantize.h"
 #include "rewrite/rewrite.h"
+#include "rewrite/weight_layout.h"
 #include "util/error.h"
 
 namespace mopt::quant {
@@ -175,12 +176,12 @@ ir::Node* foldable_relu(const ir::Node& node, const QuantizeConfig& config) {
   return r;
 }
 
-// Weight axis of the output channels: Conv W [M, C, ...] -> 0; MatMul W [K, N] -> 1; Gemm B [K, N] or
-// [N, K] with transB.
+// Weight axis of the output channels (rewrite/weight_layout.h): Conv 0, MatMul and Gemm the N axis.
 int64_t channel_axis(const ir::Node& node) {
-  if (node.is_op("Conv")) return 0;
-  if (node.is_op("Gemm")) return node.attribute_int("transB").value_or(0) ? 0 : 1;
-  return 1;
+  const ir::Tensor* w = node.input(1)->constant();
+  const std::optional<rewrite::WeightLayout> layout = rewrite::weight_layout(node, w->dims().size());
+  if (!layout) fail("internal error: per-channel quantization of '{}', whose weight layout is unknown", describe(node));
+  return static_cast<int64_t>(layout->output_axis);
 }
 
 }  // namespace

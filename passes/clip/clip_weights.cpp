@@ -9,8 +9,8 @@
 //   Before:  W = [0.1, -0.2, 0.15, 9.0]      After (range=1):  W = [0.1, -0.2, 0.15, 1.0]
 //
 // The weight is rewritten as a new initializer; the report lists, per tensor, the bounds and how many
-// values moved. Weights shared by several nodes are clipped once. Output channels are axis 0 of Conv
-// weights, the N axis of MatMul ([K, N]) and Gemm weights (axis 0 with transB).
+// values moved. Weights shared by several nodes are clipped once. Output channels are where
+// rewrite/weight_layout.h says (axis 0 of Conv weights, the N axis of MatMul and Gemm weights).
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -20,6 +20,7 @@
 #include "exec/array.h"
 #include "pass/pass.h"
 #include "rewrite/rewrite.h"
+#include "rewrite/weight_layout.h"
 #include "util/error.h"
 
 namespace mopt::passes {
@@ -49,13 +50,6 @@ Bounds bounds_of(std::vector<float>& group, Rule rule, double value, Bounds rang
   return {-group[k], group[k]};
 }
 
-// The output-channel axis of `node`'s weight (input 1).
-size_t channel_axis(const ir::Node& node, size_t rank) {
-  if (node.op_type() == "Conv") return 0;
-  if (node.op_type() == "Gemm") return rewrite::attr_int(node, "transB", 0) != 0 ? 0 : 1;
-  return rank - 1;  // MatMul [.., K, N]
-}
-
 class ClipWeightsPass : public pass::Pass {
  public:
   explicit ClipWeightsPass(const pass::Options& o) : per_channel_(o.get_bool("per-channel")) {
@@ -74,7 +68,12 @@ class ClipWeightsPass : public pass::Pass {
       rule_ = Rule::Sigma;
       value_ = sigma;
     }
-    for (const std::string& op : o.get_list("op-types")) op_types_.insert(op);
+    for (const std::string& op : o.get_list("op-types")) {
+      if (per_channel_ && op != "Conv" && op != "ConvTranspose" && op != "MatMul" && op != "Gemm")
+        usage_error("clip-weights(per-channel=true) knows the output channels of Conv, ConvTranspose, MatMul and Gemm "
+                    "weights only, not {}", op);
+      op_types_.insert(op);
+    }
   }
 
   pass::PassResult run(ir::Model& model, pass::PassContext& ctx) override {
@@ -98,7 +97,12 @@ class ClipWeightsPass : public pass::Pass {
       done.insert(w);
       exec::Array a = exec::Array::from_tensor(*t).clone();
       const std::vector<int64_t> dims = a.shape();
-      const size_t axis = per_channel_ ? channel_axis(*node, dims.size()) : 0;
+      const std::optional<rewrite::WeightLayout> layout = rewrite::weight_layout(*node, dims.size());
+      if (per_channel_ && !layout) {
+        ctx.explain_skip(*node, "per-channel bounds need the weight's output-channel axis, which this node's weight does not have");
+        continue;
+      }
+      const size_t axis = per_channel_ ? layout->output_axis : 0;
       int64_t outer = 1, inner = 1;
       for (size_t d = 0; d < axis; ++d) outer *= dims[d];
       for (size_t d = axis + 1; d < dims.size(); ++d) inner *= dims[d];

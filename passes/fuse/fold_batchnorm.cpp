@@ -20,6 +20,7 @@
 #include "pass/pass.h"
 #include "rewrite/conv.h"
 #include "rewrite/rewrite.h"
+#include "rewrite/weight_layout.h"
 
 namespace mopt::passes {
 namespace {
@@ -123,7 +124,7 @@ class FoldBatchNormPass : public pass::GraphPass {
     std::optional<exec::Array> b = constant_array(gemm.input(1));
     if (!b || b->dtype() != ir::dtype::kFloat || b->rank() != 2) return "Gemm's B is not a 2-D float32 constant";
     const bool trans_b = rewrite::attr_int(gemm, "transB", 0) != 0;
-    const int64_t m = trans_b ? b->dim(0) : b->dim(1);
+    const int64_t m = b->dim(static_cast<int64_t>(rewrite::weight_layout(gemm, 2)->output_axis));
     std::vector<double> c(static_cast<size_t>(m), 0.0);
     if (gemm.input(2)) {
       std::optional<exec::Array> ca = constant_array(gemm.input(2));

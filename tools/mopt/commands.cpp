@@ -38,7 +38,9 @@ int run_compare_command(const std::string& original_path, const std::string& can
   if (!f.labels.empty()) labels = data::read_npy(f.labels);
   const eval::Feedback feedback = feedback_of(*original, f);
   eval::Outputs reference = eval::run_samples(*original, samples, f.threads, feedback);
-  eval::Outputs outputs = eval::run_samples(*candidate, samples, f.threads, feedback);
+  std::vector<data::Feeds> candidate_samples;  // by position where the candidate renamed inputs
+  for (const data::Feeds& s : samples) candidate_samples.push_back(data::feeds_for(*candidate, *original, s));
+  eval::Outputs outputs = eval::run_samples(*candidate, candidate_samples, f.threads, feedback);
   eval::Comparison c = eval::compare_outputs(reference, outputs, f.labels.empty() ? nullptr : &labels, f.classifier_output);
   c.data = source;
   const eval::Verdict verdict = eval::judge(c);
