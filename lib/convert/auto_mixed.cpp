@@ -12,6 +12,7 @@
 #include "exec/executor.h"
 #include "io/model_io.h"
 #include "util/error.h"
+#include "util/search.h"
 
 namespace mopt::convert {
 namespace {
@@ -132,26 +133,18 @@ MixedPrecisionResult choose_float32_nodes(ir::Model& model, const FloatPrecision
     for (size_t i = 0; i < k; ++i) keep.push_back(result.sensitivity[i].first);
     return keep;
   };
-  // Smallest k in (0, N] meeting the target; k = N keeps every ranked node.
-  size_t lo = 0, hi = result.sensitivity.size();
-  double at_hi = measure(top(hi));
-  if (!met(at_hi)) {
-    result.kept_float32 = top(hi);
-    result.final = at_hi;
+  // Smallest k in [1, N] meeting the target; k = N keeps every ranked node, and is measured first: when even
+  // that misses the target there is nothing to search.
+  const size_t all = result.sensitivity.size();
+  std::map<size_t, double> measured = {{all, measure(top(all))}};
+  if (!met(measured[all])) {
+    result.kept_float32 = top(all);
+    result.final = measured[all];
     return result;
   }
-  while (hi - lo > 1) {
-    const size_t mid = lo + (hi - lo) / 2;
-    const double v = measure(top(mid));
-    if (met(v)) {
-      hi = mid;
-      at_hi = v;
-    } else {
-      lo = mid;
-    }
-  }
-  result.kept_float32 = top(hi);
-  result.final = at_hi;
+  const size_t k = util::smallest_meeting(1, all, [&](size_t mid) { return met(measured[mid] = measure(top(mid))); });
+  result.kept_float32 = top(k);
+  result.final = measured.at(k);
   result.met = true;
   return result;
 }

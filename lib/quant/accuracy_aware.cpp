@@ -5,10 +5,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 
 #include "exec/executor.h"
 #include "ir/proto.h"
 #include "util/error.h"
+#include "util/search.h"
 #include "util/log.h"
 
 namespace mopt::quant {
@@ -99,23 +101,13 @@ FallbackResult accuracy_aware_exclusions(const ir::Model& model, const QuantizeC
     return s;
   };
   // Smallest k in [1, L] meeting the target; k = L keeps every weighted layer float.
-  size_t lo = 1, hi = result.sensitivity.size();
-  double hi_drop = 0;
-  bool hi_measured = false;
-  while (lo < hi) {
-    const size_t mid = lo + (hi - lo) / 2;
+  std::map<size_t, double> drops;
+  const size_t k = util::smallest_meeting(1, result.sensitivity.size(), [&](size_t mid) {
     log::progress("accuracy-aware: trying {} layer(s) in float", mid);
-    const double drop = measure(top(mid)).first;
-    if (drop <= max_drop + 1e-9) {
-      hi = mid;
-      hi_drop = drop;
-      hi_measured = true;
-    } else {
-      lo = mid + 1;
-    }
-  }
-  const std::set<std::string> chosen = top(hi);
-  result.final_drop = hi_measured ? hi_drop : measure(chosen).first;
+    return (drops[mid] = measure(top(mid)).first) <= max_drop + 1e-9;
+  });
+  const std::set<std::string> chosen = top(k);
+  result.final_drop = drops.count(k) ? drops[k] : measure(chosen).first;
   for (const auto& [node, value] : result.sensitivity) {
     if (chosen.count(node)) result.kept_float.push_back(node);
   }
