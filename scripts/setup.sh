@@ -7,6 +7,7 @@ packages=(
   libprotobuf-dev protobuf-compiler libonnx-dev libonnx-testdata
   libcli11-dev libfmt-dev nlohmann-json3-dev doctest-dev libyaml-cpp-dev libzstd-dev libopenblas-dev zlib1g-dev
   clang libclang-rt-14-dev
+  python3-torch
 
 )
 # ONNX Runtime for Node.js (the interop tests) needs node and npm; install Debian's only when absent.

@@ -230,7 +230,7 @@ fi
 
 # --- fuse
 expect 0 "Examples:" -- "$MOPT" fuse --help
-expect 0 "^fixpoint\(upgrade-ir-version,shape-inference,fold-constants.*fold-batchnorm" -- "$MOPT" fuse "$T/work/model.onnx" --print-pipeline
+expect 0 "^fixpoint\(upgrade-ir-version,shape-inference\(data-propagation=true\),simplify-shapes,fold-constants.*fold-batchnorm" -- "$MOPT" fuse "$T/work/model.onnx" --print-pipeline
 expect 0 "fold-constants\(max-folded-bytes=65536\)" -- "$MOPT" fuse "$T/work/model.onnx" --print-pipeline --max-folded-bytes 64K
 expect 2 "--skip: 'fuse-everything' is not a pass of the fuse group" -- "$MOPT" fuse "$T/work/model.onnx" --skip fuse-everything
 expect 2 "--verify-numerics runs the model on the accuracy data" -- "$MOPT" fuse "$T/work/model.onnx" --verify-numerics --accuracy off

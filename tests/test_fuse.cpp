@@ -131,3 +131,32 @@ TEST_CASE("a fuse group that has not converged within its cap says so") {
   REQUIRE(!r.warnings.empty());
   CHECK(r.warnings.back().find("did not converge within 1 iterations") != std::string::npos);
 }
+
+namespace {
+std::vector<fs::path> shared_models() {
+  std::vector<fs::path> models;
+  for (const auto& entry : fs::recursive_directory_iterator(kModels)) {
+    if (entry.is_regular_file() && entry.path().extension() == ".onnx") models.push_back(entry.path());
+  }
+  std::sort(models.begin(), models.end());
+  return models;
+}
+}  // namespace
+
+TEST_CASE("the fuse group converges in at most 3 rounds on every shared model, and each of its passes is idempotent") {
+  const std::vector<fs::path> models = shared_models();
+  REQUIRE(models.size() >= 8);
+  for (const fs::path& path : models) {
+    CAPTURE(path.filename().string());
+    auto model = io::load_model(path);
+    const pass::PipelineResult r = fuse(*model);
+    for (const auto& w : r.warnings) CHECK(w.find("did not converge") == std::string::npos);
+    for (const auto& p : r.passes) CHECK(p.runs <= 3);  // the last round changes nothing: at most 2 that do
+    // On the fused model every pass of the group, run again alone, finds nothing left to do.
+    for (const auto& p : r.passes) {
+      CAPTURE(p.spec);
+      const pass::PipelineResult again = pass::run_pipeline(pass::parse_pipeline(p.spec), *model);
+      CHECK(!again.passes.at(0).changed);
+    }
+  }
+}

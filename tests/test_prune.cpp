@@ -40,6 +40,23 @@ TEST_CASE("zero_smallest zeroes exactly the k smallest magnitudes, ties by index
   CHECK(ties == std::vector<float>{0, 0, 1, -1});
 }
 
+TEST_CASE("kth_smallest_magnitude agrees with sorting, over several tensors, with ties, zeros and subnormals") {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.0f, 0.05f);
+  std::vector<float> a(5000), b(3001);
+  for (float& v : a) v = normal(rng);
+  for (size_t i = 0; i < b.size(); ++i) b[i] = i % 5 == 0 ? 0.0f : i % 7 == 0 ? -0.0f : i % 11 == 0 ? 1e-40f : normal(rng);
+  b[17] = -a[3];  // a tie across tensors
+  std::vector<float> all;
+  for (float v : a) all.push_back(std::abs(v));
+  for (float v : b) all.push_back(std::abs(v));
+  std::sort(all.begin(), all.end());
+  for (uint64_t k : {uint64_t{1}, uint64_t{2}, uint64_t{700}, uint64_t{4000}, uint64_t{8000}, static_cast<uint64_t>(all.size())}) {
+    CAPTURE(k);
+    CHECK(prune::kth_smallest_magnitude({a, b}, k) == all[k - 1]);
+  }
+}
+
 TEST_CASE("prune_n_m keeps the n largest of every m along the chosen axis") {
   // [K=4, N=2], axis 0: column 0 is {1, -4, 3, 2} -> keeps -4 and 3; column 1 is {5, 6, -7, 8} -> 8, -7.
   std::vector<float> w = {1, 5, -4, 6, 3, -7, 2, 8};

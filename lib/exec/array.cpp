@@ -140,6 +140,18 @@ ir::Tensor Array::to_tensor(const std::string& name) const {
   return t;
 }
 
+ir::Tensor Array::into_tensor(const std::string& name) && {
+  onnx::TensorProto shell;
+  shell.set_name(name);
+  shell.set_data_type(dtype_);
+  for (int64_t d : shape_) shell.add_dims(d);
+  ir::Tensor t(std::move(shell));
+  if (owner_ == nullptr) t.set_raw(ir::Bytes::copy_of({data_, nbytes()}));
+  else t.set_raw(ir::Bytes(std::move(owner_), {data_, nbytes()}));
+  *this = Array();
+  return t;
+}
+
 float half_to_float(uint16_t h) {
   uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
   uint32_t exponent = (h >> 10) & 0x1f;

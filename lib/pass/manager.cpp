@@ -82,6 +82,11 @@ class Runner {
         return false;
       }
     }
+    if (r.changed && log::level() >= log::Level::Verbose) {  // what each run did: why a fixpoint takes its rounds
+      std::vector<std::string> counts;
+      for (const auto& counter : ctx.counters()) counts.push_back(fmt::format("{} {}", counter.first, counter.second));
+      log::verbose("{} changed the model: {}", record.spec, fmt::join(counts, ", "));
+    }
     record.changed = record.changed || r.changed;
     record.unchanged_reason = record.changed ? "" : r.unchanged_reason;
     for (const auto& counter : ctx.counters()) {  // not a structured binding: clang 14 cannot capture one

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <numeric>
 
@@ -67,17 +68,59 @@ std::span<float> span_of(exec::Array& a) { return {a.data<float>(), static_cast<
 
 }  // namespace
 
+namespace {
+// |v| as an unsigned integer: ordered as the magnitudes are (NaN above infinity).
+uint32_t magnitude_bits(float v) { return std::bit_cast<uint32_t>(v) & 0x7fffffffu; }
+}  // namespace
+
+float kth_smallest_magnitude(const std::vector<std::span<const float>>& spans, uint64_t k) {
+  // Radix selection on the magnitude bits, high half then low half: two passes over the values, two
+  // 65536-entry histograms, no copy of the weights (the models are gigabytes; an index array is 2x them).
+  std::vector<uint64_t> histogram(65536);
+  for (const auto& s : spans) {
+    for (float v : s) ++histogram[magnitude_bits(v) >> 16];
+  }
+  uint32_t high = 0;
+  for (uint64_t seen = 0;; ++high) {
+    if (seen + histogram[high] >= k) {
+      k -= seen;
+      break;
+    }
+    seen += histogram[high];
+  }
+  std::fill(histogram.begin(), histogram.end(), 0);
+  for (const auto& s : spans) {
+    for (float v : s) {
+      const uint32_t bits = magnitude_bits(v);
+      if ((bits >> 16) == high) ++histogram[bits & 0xffffu];
+    }
+  }
+  uint32_t low = 0;
+  for (uint64_t seen = 0;; ++low) {
+    if (seen + histogram[low] >= k) break;
+    seen += histogram[low];
+  }
+  return std::bit_cast<float>((high << 16) | low);
+}
+
+void zero_below(const std::vector<std::span<float>>& spans, float threshold, int64_t count) {
+  int64_t below = 0;
+  for (const auto& s : spans) {
+    for (float v : s) below += std::abs(v) < threshold;
+  }
+  int64_t ties = count - below;  // values equal to the threshold, zeroed in order until `count` are
+  for (const auto& s : spans) {
+    for (float& v : s) {
+      if (std::abs(v) < threshold) v = 0.0f;
+      else if (std::abs(v) == threshold && ties > 0) v = 0.0f, --ties;
+    }
+  }
+}
+
 void zero_smallest(std::span<float> values, int64_t count) {
   count = std::clamp<int64_t>(count, 0, static_cast<int64_t>(values.size()));
   if (count == 0) return;
-  std::vector<size_t> order(values.size());
-  std::iota(order.begin(), order.end(), size_t{0});
-  auto smaller = [&](size_t a, size_t b) {
-    const float x = std::abs(values[a]), y = std::abs(values[b]);
-    return x < y || (x == y && a < b);
-  };
-  std::nth_element(order.begin(), order.begin() + (count - 1), order.end(), smaller);
-  for (int64_t i = 0; i < count; ++i) values[order[static_cast<size_t>(i)]] = 0.0f;
+  zero_below({values}, kth_smallest_magnitude({values}, static_cast<uint64_t>(count)), count);
 }
 
 namespace {
@@ -162,26 +205,17 @@ PruneSummary prune_model(ir::Model& model, const PruneConfig& config) {
       if (overridden) zero_smallest(span_of(pruned[i]), static_cast<int64_t>(std::floor(targets[i].sparsity * static_cast<double>(pruned[i].numel()))));
       else shared.push_back(i);
     }
-    std::vector<float> all;
-    for (size_t i : shared) all.insert(all.end(), pruned[i].data<float>(), pruned[i].data<float>() + pruned[i].numel());
-    const auto k = static_cast<int64_t>(std::floor(config.sparsity * static_cast<double>(all.size())));
-    if (k > 0) {
-      for (float& v : all) v = std::abs(v);
-      std::nth_element(all.begin(), all.begin() + (k - 1), all.end());
-      const float threshold = all[static_cast<size_t>(k - 1)];
-      // Below the threshold: zero. At it: zero in tensor order until k are zero.
-      int64_t below = 0;
-      for (size_t i : shared) {
-        for (float v : span_of(pruned[i])) below += std::abs(v) < threshold;
-      }
-      int64_t ties = k - below;
-      for (size_t i : shared) {
-        for (float& v : span_of(pruned[i])) {
-          if (std::abs(v) < threshold) v = 0.0f;
-          else if (std::abs(v) == threshold && ties > 0) v = 0.0f, --ties;
-        }
-      }
+    std::vector<std::span<float>> spans;
+    std::vector<std::span<const float>> readonly;
+    uint64_t total = 0;
+    for (size_t i : shared) {
+      spans.push_back(span_of(pruned[i]));
+      readonly.emplace_back(spans.back());
+      total += spans.back().size();
     }
+    const auto k = static_cast<int64_t>(std::floor(config.sparsity * static_cast<double>(total)));
+    // Below the k-th smallest |w|: zero. At it: zero in tensor order until k are zero.
+    if (k > 0) zero_below(spans, kth_smallest_magnitude(readonly, static_cast<uint64_t>(k)), k);
   } else {
     for (size_t i = 0; i < targets.size(); ++i)
       zero_smallest(span_of(pruned[i]), static_cast<int64_t>(std::floor(targets[i].sparsity * static_cast<double>(pruned[i].numel()))));
@@ -206,7 +240,7 @@ PruneSummary prune_model(ir::Model& model, const PruneConfig& config) {
     summary.zeros_after += r.zeros_after;
     summary.tensors.push_back(r);
     ir::Value* old = t.weight;
-    t.node->set_input(1, rewrite::add_constant(graph, old->name(), pruned[i]));
+    t.node->set_input(1, rewrite::add_constant(graph, old->name(), std::move(pruned[i])));
     rewrite::remove_unused_weights(graph, {old});
   }
   return summary;

@@ -50,6 +50,10 @@ PruneSummary prune_model(ir::Model& model, const PruneConfig& config);
 
 // Sets the `count` smallest-magnitude values to zero (ties: lower index first).
 void zero_smallest(std::span<float> values, int64_t count);
+// The k-th smallest magnitude (k >= 1, at most the number of values) over all spans; no copy of the values.
+float kth_smallest_magnitude(const std::vector<std::span<const float>>& spans, uint64_t k);
+// Zeroes every value of magnitude below `threshold`, then values equal to it in order, until `count` are zero.
+void zero_below(const std::vector<std::span<float>>& spans, float threshold, int64_t count);
 // Keeps the n largest |values| of every m consecutive ones along `axis` of a tensor of `dims` (ties:
 // lower index kept) and zeros the rest. dims[axis] must be a multiple of m.
 void prune_n_m(std::span<float> values, const std::vector<int64_t>& dims, size_t axis, int64_t n, int64_t m);

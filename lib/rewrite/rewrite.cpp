@@ -156,6 +156,10 @@ ir::Value* add_constant(ir::Graph& graph, const std::string& base, const exec::A
   return add_constant(graph, base, array.to_tensor(base));
 }
 
+ir::Value* add_constant(ir::Graph& graph, const std::string& base, exec::Array&& array) {
+  return add_constant(graph, base, std::move(array).into_tensor(base));
+}
+
 int32_t elem_type(const ir::Value& value) {
   const onnx::TypeProto& t = value.info().type();
   if (value.initializer()) return value.initializer()->dtype();

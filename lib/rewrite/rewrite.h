@@ -58,6 +58,8 @@ void set_ints_attr(ir::Node& node, const std::string& name, const std::vector<in
 void remove_attr(ir::Node& node, const std::string& name);
 // Adds an initializer holding a copy of `array`; returns its value.
 ir::Value* add_constant(ir::Graph& graph, const std::string& base, const exec::Array& array);
+// The same, taking over the array's buffer instead of copying it (Array::into_tensor).
+ir::Value* add_constant(ir::Graph& graph, const std::string& base, exec::Array&& array);
 // The element type recorded for a value (input, output or value_info), or 0 when unknown.
 int32_t elem_type(const ir::Value& value);
 // The static shape recorded for a value, or nullopt when its rank or any dimension is unknown.

@@ -44,7 +44,7 @@ class ClipFp16RangePass : public pass::Pass {
             ++moved;
           }
         }
-        graph.replace_all_uses(v, rewrite::add_constant(graph, v->name(), c));
+        graph.replace_all_uses(v, rewrite::add_constant(graph, v->name(), std::move(c)));
         rewrite::remove_unused_weights(graph, {v});
         ++tensors;
       }

@@ -133,7 +133,7 @@ class ClipWeightsPass : public pass::Pass {
                          {"moved", moved}, {"lowest_bound", lo_min}, {"highest_bound", hi_max}});
       moved_total += moved;
       if (moved == 0) continue;
-      graph.replace_all_uses(w, rewrite::add_constant(graph, w->name(), a));
+      graph.replace_all_uses(w, rewrite::add_constant(graph, w->name(), std::move(a)));
       rewrite::remove_unused_weights(graph, {w});
       ctx.count("tensors-clipped");
     }

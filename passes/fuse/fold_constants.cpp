@@ -118,7 +118,7 @@ class FoldConstantsPass : public pass::GraphPass {
     for (size_t o = 0; o < node.outputs().size(); ++o) {
       ir::Value* out = node.output(o);
       if (out == nullptr) continue;
-      ir::Value* folded = rewrite::add_constant(graph, out->name(), outputs[o]);
+      ir::Value* folded = rewrite::add_constant(graph, out->name(), std::move(outputs[o]));
       graph.replace_all_uses(out, folded);  // not a graph output: checked above
     }
     graph.erase(&node);
