@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libprotobuf-dev protobuf-compiler libonnx-dev libonnx-testdata
-  libcli11-dev libfmt-dev nlohmann-json3-dev doctest-dev libyaml-cpp-dev libzstd-dev libopenblas-dev zlib1g-dev
+  libcli11-dev libfmt-dev nlohmann-json3-dev doctest-dev libyaml-cpp-dev libzstd-dev libxxhash-dev libopenblas-dev zlib1g-dev
   clang libclang-rt-14-dev
   python3-torch
 

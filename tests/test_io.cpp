@@ -4,8 +4,12 @@
 #include <doctest/doctest.h>
 #include <unistd.h>
 
+#include <cmath>
+#include <random>
+
 #include "helpers.h"
 #include "ir/verify.h"
+#include "report/stats.h"
 
 using namespace mopt;
 using namespace mopt::test;
@@ -229,4 +233,25 @@ TEST_CASE("save is deterministic") {
   const std::string a = io::save_model_to_bytes(*m);
   const std::string b = io::save_model_to_bytes(*m);
   CHECK(a == b);
+}
+
+TEST_CASE("the sampled zstd size of a big file is close to the exact one, and says it is an estimate") {
+  // 80 MiB of weights as a pruned model has them: normal values with half of them zero, in runs.
+  TempDir dir;
+  const fs::path file = dir.path() / "weights.bin";
+  {
+    std::mt19937 rng(3);
+    std::normal_distribution<float> normal(0.0f, 0.02f);
+    std::vector<float> values(20u << 20);
+    for (size_t i = 0; i < values.size(); ++i) values[i] = (i / 64) % 2 ? 0.0f : normal(rng);
+    write_file(file, std::string(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float)));
+  }
+  const report::CompressedSize exact = report::zstd_compressed_size({file}, 3, UINT64_MAX);
+  const report::CompressedSize sampled = report::zstd_compressed_size({file}, 3, 0);
+  CHECK(!exact.estimated());
+  CHECK(exact.sampled_bytes == fs::file_size(file));
+  CHECK(sampled.estimated());
+  CHECK(sampled.sampled_bytes == static_cast<uint64_t>(report::kSampleBlocks) << 20);
+  const double error = std::abs(static_cast<double>(sampled.bytes) - static_cast<double>(exact.bytes)) / static_cast<double>(exact.bytes);
+  CHECK(error < 0.02);
 }

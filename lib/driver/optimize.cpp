@@ -271,8 +271,11 @@ OptimizeResult run_optimize(const OptimizeRequest& request) {
     log::progress("measuring compressed size");
     std::vector<fs::path> in_files{request.input};
     in_files.insert(in_files.end(), load_info.external_files.begin(), load_info.external_files.end());
-    run.input.zstd_bytes = report::zstd_compressed_size(in_files);
-    run.output.zstd_bytes = report::zstd_compressed_size(staged.files());
+    const report::CompressedSize in = report::zstd_compressed_size(in_files), out = report::zstd_compressed_size(staged.files());
+    run.input.zstd_bytes = in.bytes;
+    run.input.zstd_sampled_bytes = in.sampled_bytes;
+    run.output.zstd_bytes = out.bytes;
+    run.output.zstd_sampled_bytes = out.sampled_bytes;
   }
   result.gates = eval::check_gates(request.gates, comparison ? &*comparison : nullptr, saved.file_bytes + saved.external_bytes);
   run.gates = eval::to_json(result.gates);

@@ -1,6 +1,8 @@
 // Tensor payload handling: dtype tables, element counts and conversion of typed data fields to raw.
 #include "ir/tensor.h"
 
+#include <xxhash.h>
+
 #include <fmt/format.h>
 
 #include <cstring>
@@ -97,6 +99,15 @@ void Tensor::set_raw(Bytes bytes) {
   proto_.clear_data_location();
   raw_ = std::move(bytes);
   has_raw_ = true;
+  hash_.reset();
+}
+
+uint64_t Tensor::content_hash() const {
+  if (!hash_) {
+    const Bytes bytes = data();
+    hash_ = XXH3_64bits(bytes.data(), bytes.size());
+  }
+  return *hash_;
 }
 
 namespace {

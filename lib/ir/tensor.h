@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -67,15 +68,23 @@ class Tensor {
   // Replaces the payload with raw bytes, clearing typed fields. The caller sets dtype and dims.
   void set_raw(Bytes bytes);
   const Bytes& raw() const { return raw_; }
+  // A 64-bit hash (XXH3) of data(), computed once per payload: fixpoint rounds that compare initializers
+  // (eliminate-common-subexpressions) hash each weight once, not once per round. Equal hashes do not
+  // prove equal bytes; compare them before merging. Not safe to call from two threads at once.
+  uint64_t content_hash() const;
 
   // The shell: all fields but the raw payload. Typed data fields live here when the tensor uses them.
   const onnx::TensorProto& proto() const { return proto_; }
-  onnx::TensorProto& mutable_proto() { return proto_; }
+  onnx::TensorProto& mutable_proto() {
+    hash_.reset();
+    return proto_;
+  }
 
  private:
   onnx::TensorProto proto_;
   Bytes raw_;
   bool has_raw_ = false;
+  mutable std::optional<uint64_t> hash_;
 };
 
 }  // namespace mopt::ir

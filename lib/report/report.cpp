@@ -21,6 +21,9 @@ nlohmann::json sizes_json(const FileSizes& f) {
   nlohmann::json j = {{"path", f.path}, {"file_bytes", f.file_bytes}, {"external_data_bytes", f.external_bytes},
                       {"total_bytes", f.total()}};
   j["zstd_bytes"] = f.zstd_bytes ? nlohmann::json(*f.zstd_bytes) : nlohmann::json(nullptr);
+  // An estimate says so: how many bytes were compressed to get it (report::zstd_compressed_size).
+  j["zstd_estimated_from_bytes"] =
+      f.zstd_bytes && f.zstd_sampled_bytes < f.total() ? nlohmann::json(f.zstd_sampled_bytes) : nlohmann::json(nullptr);
   return j;
 }
 
@@ -78,7 +81,8 @@ std::string summary_table(const RunReport& r) {
   row("model size", human_bytes(r.input.total()), human_bytes(r.output.total()),
       ratio(static_cast<double>(r.input.total()), static_cast<double>(r.output.total())));
   if (r.output.zstd_bytes)
-    row("zstd size", r.input.zstd_bytes ? human_bytes(*r.input.zstd_bytes) : "-", human_bytes(*r.output.zstd_bytes),
+    row(r.output.zstd_sampled_bytes < r.output.total() ? "zstd size (sampled)" : "zstd size",
+        r.input.zstd_bytes ? human_bytes(*r.input.zstd_bytes) : "-", human_bytes(*r.output.zstd_bytes),
         r.input.zstd_bytes ? ratio(static_cast<double>(*r.input.zstd_bytes), static_cast<double>(*r.output.zstd_bytes)) : "-");
   row("parameters", human_count(r.before.parameters), human_count(r.after.parameters),
       ratio(static_cast<double>(r.before.parameters), static_cast<double>(r.after.parameters)));

@@ -21,6 +21,7 @@ struct FileSizes {
   uint64_t file_bytes = 0;
   uint64_t external_bytes = 0;
   std::optional<uint64_t> zstd_bytes;
+  uint64_t zstd_sampled_bytes = 0;  // less than total() when zstd_bytes is an estimate from samples
   uint64_t total() const { return file_bytes + external_bytes; }
 };
 

@@ -116,7 +116,9 @@ nlohmann::json to_json(const ModelStats& s) {
   return j;
 }
 
-uint64_t zstd_compressed_size(const std::vector<std::filesystem::path>& files, int level) {
+namespace {
+
+uint64_t compress_stream(const std::vector<std::filesystem::path>& files, int level) {
   std::unique_ptr<ZSTD_CCtx, decltype(&ZSTD_freeCCtx)> ctx(ZSTD_createCCtx(), ZSTD_freeCCtx);
   ZSTD_CCtx_setParameter(ctx.get(), ZSTD_c_compressionLevel, level);
   const unsigned threads = std::max(1u, std::thread::hardware_concurrency());
@@ -137,6 +139,66 @@ uint64_t zstd_compressed_size(const std::vector<std::filesystem::path>& files, i
     }
   }
   return total;
+}
+
+// One file's estimate: `blocks` evenly spaced blocks (the first and last included), compressed alone on
+// the machine's cores; returns (compressed, sampled) bytes.
+std::pair<uint64_t, uint64_t> compress_samples(const std::filesystem::path& path, int blocks, int level) {
+  constexpr size_t kBlock = 1u << 20;
+  auto file = MappedFile::open(path);
+  const auto bytes = file->bytes();
+  if (bytes.size() <= kBlock * static_cast<size_t>(blocks)) {
+    std::unique_ptr<ZSTD_CCtx, decltype(&ZSTD_freeCCtx)> ctx(ZSTD_createCCtx(), ZSTD_freeCCtx);
+    std::vector<char> out(ZSTD_compressBound(bytes.size()));
+    const size_t n = ZSTD_compressCCtx(ctx.get(), out.data(), out.size(), bytes.data(), bytes.size(), level);
+    if (ZSTD_isError(n)) fail("zstd: {}", ZSTD_getErrorName(n));
+    return {n, bytes.size()};
+  }
+  const unsigned threads = std::max(1u, std::min(std::thread::hardware_concurrency(), static_cast<unsigned>(blocks)));
+  std::vector<uint64_t> compressed(threads, 0);
+  std::vector<std::thread> workers;
+  for (unsigned t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      std::unique_ptr<ZSTD_CCtx, decltype(&ZSTD_freeCCtx)> ctx(ZSTD_createCCtx(), ZSTD_freeCCtx);
+      std::vector<char> out(ZSTD_compressBound(kBlock));
+      for (int b = static_cast<int>(t); b < blocks; b += static_cast<int>(threads)) {
+        const size_t offset = (bytes.size() - kBlock) * static_cast<size_t>(b) / static_cast<size_t>(blocks - 1);
+        const size_t n = ZSTD_compressCCtx(ctx.get(), out.data(), out.size(), bytes.data() + offset, kBlock, level);
+        compressed[t] += ZSTD_isError(n) ? kBlock : n;
+      }
+    });
+  }
+  for (auto& w : workers) w.join();
+  uint64_t sum = 0;
+  for (uint64_t c : compressed) sum += c;
+  return {sum, kBlock * static_cast<uint64_t>(blocks)};
+}
+
+}  // namespace
+
+CompressedSize zstd_compressed_size(const std::vector<std::filesystem::path>& files, int level, uint64_t exact_up_to) {
+  CompressedSize r;
+  std::vector<uint64_t> sizes;
+  for (const auto& f : files) {
+    sizes.push_back(std::filesystem::file_size(f));
+    r.total_bytes += sizes.back();
+  }
+  if (r.total_bytes <= exact_up_to) {
+    r.bytes = compress_stream(files, level);
+    r.sampled_bytes = r.total_bytes;
+    return r;
+  }
+  double estimate = 0;
+  for (size_t f = 0; f < files.size(); ++f) {
+    if (sizes[f] == 0) continue;
+    const int blocks = std::max(2, static_cast<int>(std::lround(kSampleBlocks * static_cast<double>(sizes[f]) / static_cast<double>(r.total_bytes))));
+    const auto [compressed, sampled] = compress_samples(files[f], blocks, level);
+    r.sampled_bytes += sampled;
+    estimate += static_cast<double>(sizes[f]) * static_cast<double>(compressed) / static_cast<double>(sampled);
+  }
+  r.sampled_bytes = std::min(r.sampled_bytes, r.total_bytes);
+  r.bytes = static_cast<uint64_t>(std::llround(estimate));
+  return r;
 }
 
 std::string human_bytes(uint64_t bytes) {

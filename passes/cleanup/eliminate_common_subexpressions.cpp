@@ -8,7 +8,6 @@
 // Kept: nodes with subgraphs (comparing bodies is not worth it), random operators, graph outputs that
 // cannot be renamed, and initializers that are graph inputs (a caller may override them).
 // Nodes are visited in order, so a merge lets later nodes reading the merged values merge in turn.
-#include <functional>
 #include <map>
 #include <string_view>
 
@@ -23,11 +22,12 @@ using rewrite::is_random;
 std::string_view view(const ir::Bytes& bytes) { return {reinterpret_cast<const char*>(bytes.data()), bytes.size()}; }
 
 // A tensor's identity for merging: dtype, dims and a hash of the bytes (equal bytes are confirmed
-// separately, so a hash collision never merges different tensors). The bytes are not copied.
+// separately, so a hash collision never merges different tensors). The hash is the tensor's cached
+// content hash: each payload is read once however many fixpoint rounds compare it.
 std::string tensor_key(const ir::Tensor& t) {
   std::string key = std::to_string(t.dtype()) + ":";
   for (int64_t d : t.dims()) key += std::to_string(d) + ",";
-  return key + ":" + std::to_string(std::hash<std::string_view>{}(view(t.data())));
+  return key + ":" + std::to_string(t.content_hash());
 }
 
 bool same_bytes(const ir::Tensor& a, const ir::Tensor& b) { return view(a.data()) == view(b.data()); }
