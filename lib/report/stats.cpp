@@ -2,9 +2,13 @@
 #include "report/stats.h"
 
 #include <fmt/format.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <zstd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <thread>
 
 #include "util/error.h"
@@ -141,37 +145,45 @@ uint64_t compress_stream(const std::vector<std::filesystem::path>& files, int le
   return total;
 }
 
-// One file's estimate: `blocks` evenly spaced blocks (the first and last included), compressed alone on
-// the machine's cores; returns (compressed, sampled) bytes.
+// One file's estimate: `blocks` evenly spaced blocks (the first and last included), read with pread (no
+// mapping: the sampled pages do not add to the process's memory) and compressed alone on the machine's
+// cores; returns (compressed, sampled) bytes.
 std::pair<uint64_t, uint64_t> compress_samples(const std::filesystem::path& path, int blocks, int level) {
   constexpr size_t kBlock = 1u << 20;
-  auto file = MappedFile::open(path);
-  const auto bytes = file->bytes();
-  if (bytes.size() <= kBlock * static_cast<size_t>(blocks)) {
-    std::unique_ptr<ZSTD_CCtx, decltype(&ZSTD_freeCCtx)> ctx(ZSTD_createCCtx(), ZSTD_freeCCtx);
-    std::vector<char> out(ZSTD_compressBound(bytes.size()));
-    const size_t n = ZSTD_compressCCtx(ctx.get(), out.data(), out.size(), bytes.data(), bytes.size(), level);
-    if (ZSTD_isError(n)) fail("zstd: {}", ZSTD_getErrorName(n));
-    return {n, bytes.size()};
-  }
+  const uint64_t size = std::filesystem::file_size(path);
+  if (size <= kBlock * static_cast<uint64_t>(blocks)) return {compress_stream({path}, level), size};
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail("cannot open '{}': {}", path.string(), std::strerror(errno));
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
   const unsigned threads = std::max(1u, std::min(std::thread::hardware_concurrency(), static_cast<unsigned>(blocks)));
-  std::vector<uint64_t> compressed(threads, 0);
+  std::vector<uint64_t> compressed(threads, 0), read(threads, 0);
   std::vector<std::thread> workers;
   for (unsigned t = 0; t < threads; ++t) {
     workers.emplace_back([&, t] {
       std::unique_ptr<ZSTD_CCtx, decltype(&ZSTD_freeCCtx)> ctx(ZSTD_createCCtx(), ZSTD_freeCCtx);
-      std::vector<char> out(ZSTD_compressBound(kBlock));
+      std::vector<char> in(kBlock), out(ZSTD_compressBound(kBlock));
       for (int b = static_cast<int>(t); b < blocks; b += static_cast<int>(threads)) {
-        const size_t offset = (bytes.size() - kBlock) * static_cast<size_t>(b) / static_cast<size_t>(blocks - 1);
-        const size_t n = ZSTD_compressCCtx(ctx.get(), out.data(), out.size(), bytes.data() + offset, kBlock, level);
-        compressed[t] += ZSTD_isError(n) ? kBlock : n;
+        const uint64_t offset = (size - kBlock) * static_cast<uint64_t>(b) / static_cast<uint64_t>(blocks - 1);
+        size_t got = 0;
+        while (got < kBlock) {
+          const ssize_t n = ::pread(fd, in.data() + got, kBlock - got, static_cast<off_t>(offset + got));
+          if (n <= 0) break;
+          got += static_cast<size_t>(n);
+        }
+        const size_t n = ZSTD_compressCCtx(ctx.get(), out.data(), out.size(), in.data(), got, level);
+        compressed[t] += ZSTD_isError(n) ? got : n;
+        read[t] += got;
       }
     });
   }
   for (auto& w : workers) w.join();
-  uint64_t sum = 0;
-  for (uint64_t c : compressed) sum += c;
-  return {sum, kBlock * static_cast<uint64_t>(blocks)};
+  uint64_t sum = 0, sampled = 0;
+  for (unsigned t = 0; t < threads; ++t) sum += compressed[t], sampled += read[t];
+  if (sampled == 0) fail("cannot read '{}'", path.string());
+  return {sum, sampled};
 }
 
 }  // namespace
