@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Speed and memory of every optimizing command on a BERT-shaped model (../shared/tools/gen/bert_like.py,
 # random weights; Debian's python3-torch) at two sizes, against copying the file (cp + fsync, as mopt
-# writes) and ONNX Runtime's own session save, in interleaved rounds (medians; read the ratios, the machine
-# is noisy). Results: bench/tool.txt.
+# writes), ONNX's Python API load + save (Debian's python3-onnx) and ONNX Runtime's own session save, in
+# interleaved rounds (medians; read the ratios, the machine is noisy). Results: bench/tool.txt.
 #   scripts/bench_tool.sh            ROUNDS=3 by default; SIZES="small big" (small: --layers 2 --hidden 128)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +33,7 @@ commands=(
   "convert --to fp16|convert --to fp16 --no-compressed-size"
   "prune|prune --no-compressed-size"
   "prune, default report (zstd size)|prune"
+  "ONNX Python API load + save|onnx-python"
   "ONNX Runtime session save (basic)|ort"
 )
 
@@ -43,6 +44,9 @@ run_one() {
   sync
   case "$spec" in
     "") /usr/bin/time -f "%e %M" -o "$T/time" sh -c 'cp "$1" "$2" && sync "$2"' sh "$model" "$dst" ;;
+    onnx-python) /usr/bin/time -f "%e %M" -o "$T/time" /usr/bin/python3 -c \
+                   'import onnx, sys; onnx.save(onnx.load(sys.argv[1]), sys.argv[2])' "$model" "$dst" >/dev/null 2>&1 ||
+                 { echo "NA NA"; return; } ;;
     ort) /usr/bin/time -f "%e %M" -o "$T/time" node -e '
            const ort = require(process.argv[1] + "/node_modules/onnxruntime-node");
            ort.InferenceSession.create(process.argv[2], { graphOptimizationLevel: "basic", optimizedModelFilePath: process.argv[3] })

@@ -4,7 +4,7 @@
 //   struct Found { ir::Node* conv; ... };
 //   class MyRule : public pass::RewriteRule<Found> {
 //     std::vector<std::string> anchors() const override { return {"Add"}; }
-//     const char* counter() const override { return "adds-folded"; }
+//     std::string counter(const Found&) const override { return "adds-folded"; }
 //     pass::Matched<Found> match(const ir::Node& add) const override {
 //       if (...) return pass::refuse("the Conv output has other readers");   // reported under --explain
 //       if (...) return pass::no_match();                                     // not a candidate: silent
@@ -46,8 +46,8 @@ class RewriteRule {
   virtual ~RewriteRule() = default;
   // The operator types a match starts from (default domain).
   virtual std::vector<std::string> anchors() const = 0;
-  // The counter one application adds to (the report's per-pass counters).
-  virtual const char* counter() const = 0;
+  // The counter an application adds to (the report's per-pass counters).
+  virtual std::string counter(const Found& found) const = 0;
   // The graph-wide precondition (an opset the rewrite needs), or "" when the rule may run.
   virtual std::string graph_refusal(const ir::Graph&) const { return ""; }
   virtual Matched<Found> match(const ir::Node& anchor) const = 0;
@@ -84,8 +84,9 @@ class RulePass : public GraphPass {
         if (!r->why.empty()) ctx.explain_skip(*node, r->why);
         continue;
       }
-      rule_.apply(graph, *node, std::get<typename Rule::Match>(m));
-      ctx.count(rule_.counter());
+      const auto& found = std::get<typename Rule::Match>(m);
+      ctx.count(rule_.counter(found));
+      rule_.apply(graph, *node, found);
       changed = true;
     }
     return changed;

@@ -17,7 +17,7 @@
 
 #include <cmath>
 
-#include "pass/pass.h"
+#include "pass/rule.h"
 #include "rewrite/conv.h"
 #include "rewrite/rewrite.h"
 #include "rewrite/weight_layout.h"
@@ -79,66 +79,78 @@ std::optional<Affine> batchnorm_affine(const ir::Node& bn, const char** why) {
   return a;
 }
 
-class FoldBatchNormPass : public pass::GraphPass {
- protected:
-  bool run_on_graph(ir::Graph& graph, pass::PassContext& ctx) override {
-    bool changed = false;
-    for (ir::Node* bn : graph.nodes()) {
-      if (bn->dead() || !bn->is_op("BatchNormalization") || bn->input(0) == nullptr) continue;
-      ir::Node* producer = bn->input(0)->producer();
-      if (producer == nullptr || producer->owner() != &graph) continue;
-      const char* why = nullptr;
-      if (!rewrite::has_single_use(*bn->input(0))) why = "the producer's output has other readers";
-      else if (producer->is_op("Conv") || producer->is_op("ConvTranspose")) why = fold_into_conv(graph, *producer, *bn);
-      else if (producer->is_op("Gemm")) why = fold_into_gemm(graph, *producer, *bn);
-      else why = "not after a Conv, ConvTranspose or Gemm";
-      if (why != nullptr) {
-        ctx.explain_skip(*bn, why);
-        continue;
-      }
-      ctx.count(fmt::format("batchnorm-folded-into-{}", producer->op_type() == "Gemm" ? "gemm" : "conv"));
-      changed = true;
-    }
-    return changed;
+// What folding computed: the producer's new weight and bias.
+struct BatchNormFold {
+  ir::Node* producer;
+  exec::Array weight;
+  std::vector<float> bias;
+};
+
+class FoldBatchNormRule : public pass::RewriteRule<BatchNormFold> {
+ public:
+  std::vector<std::string> anchors() const override { return {"BatchNormalization"}; }
+  std::string counter(const BatchNormFold& f) const override {
+    return f.producer->is_op("Gemm") ? "batchnorm-folded-into-gemm" : "batchnorm-folded-into-conv";
+  }
+
+  pass::Matched<BatchNormFold> match(const ir::Node& bn) const override {
+    ir::Node* producer = bn.input(0) ? bn.input(0)->producer() : nullptr;
+    if (producer == nullptr || producer->owner() != bn.owner()) return pass::no_match();
+    if (!rewrite::has_single_use(*bn.input(0))) return pass::refuse("the producer's output has other readers");
+    std::optional<BatchNormFold> fold;
+    const char* why = nullptr;
+    if (producer->is_op("Conv") || producer->is_op("ConvTranspose")) fold = into_conv(*producer, bn, &why);
+    else if (producer->is_op("Gemm")) fold = into_gemm(*producer, bn, &why);
+    else why = "not after a Conv, ConvTranspose or Gemm";
+    if (!fold) return pass::refuse(why);
+    if (!bn.owner()->can_replace_all_uses(bn.output(0), producer->output(0)))
+      return pass::refuse("its output is a graph output that cannot be renamed");
+    return std::move(*fold);
+  }
+
+  void apply(ir::Graph& graph, ir::Node& bn, const BatchNormFold& f) const override {
+    graph.replace_all_uses(bn.output(0), f.producer->output(0));
+    rewrite::set_weight_and_bias(graph, *f.producer, &f.weight, f.bias);
+    if (f.producer->is_op("Gemm")) rewrite::set_float_attr(*f.producer, "beta", 1.0f);
+    graph.erase(&bn);
   }
 
  private:
-  // Folds and returns nullptr, or returns why not (nothing changed).
-  static const char* fold_into_conv(ir::Graph& graph, ir::Node& conv, ir::Node& bn) {
-    const char* why = nullptr;
-    std::optional<rewrite::ConvWeights> w = rewrite::conv_weights(conv, &why);
-    if (!w) return why;
-    std::optional<Affine> a = batchnorm_affine(bn, &why);
-    if (!a) return why;
-    if (static_cast<int64_t>(a->scale.size()) != w->out_channels) return "its channel count differs from the producer's";
-    if (!graph.replace_all_uses(bn.output(0), conv.output(0))) return "its output is a graph output that cannot be renamed";
+  static std::optional<BatchNormFold> into_conv(ir::Node& conv, const ir::Node& bn, const char** why) {
+    std::optional<rewrite::ConvWeights> w = rewrite::conv_weights(conv, why);
+    if (!w) return std::nullopt;
+    std::optional<Affine> a = batchnorm_affine(bn, why);
+    if (!a) return std::nullopt;
+    if (static_cast<int64_t>(a->scale.size()) != w->out_channels) {
+      *why = "its channel count differs from the producer's";
+      return std::nullopt;
+    }
     std::vector<float> scale(a->scale.begin(), a->scale.end()), bias(w->bias.size());
     for (size_t c = 0; c < bias.size(); ++c) bias[c] = static_cast<float>(w->bias[c] * a->scale[c] + a->shift[c]);
-    const exec::Array weight = rewrite::scale_output_channels(*w, scale);
-    rewrite::set_weight_and_bias(graph, conv, &weight, bias);
-    graph.erase(&bn);
-    return nullptr;
+    return BatchNormFold{&conv, rewrite::scale_output_channels(*w, scale), std::move(bias)};
   }
 
-  static const char* fold_into_gemm(ir::Graph& graph, ir::Node& gemm, ir::Node& bn) {
+  static std::optional<BatchNormFold> into_gemm(ir::Node& gemm, const ir::Node& bn, const char** why) {
+    auto refuse = [&](const char* reason) {
+      *why = reason;
+      return std::nullopt;
+    };
     std::optional<exec::Array> b = constant_array(gemm.input(1));
-    if (!b || b->dtype() != ir::dtype::kFloat || b->rank() != 2) return "Gemm's B is not a 2-D float32 constant";
+    if (!b || b->dtype() != ir::dtype::kFloat || b->rank() != 2) return refuse("Gemm's B is not a 2-D float32 constant");
     const bool trans_b = rewrite::attr_int(gemm, "transB", 0) != 0;
     const int64_t m = b->dim(static_cast<int64_t>(rewrite::weight_layout(gemm, 2)->output_axis));
     std::vector<double> c(static_cast<size_t>(m), 0.0);
     if (gemm.input(2)) {
       std::optional<exec::Array> ca = constant_array(gemm.input(2));
-      if (!ca || ca->dtype() != ir::dtype::kFloat) return "Gemm's C is not a float32 constant";
+      if (!ca || ca->dtype() != ir::dtype::kFloat) return refuse("Gemm's C is not a float32 constant");
       const bool per_column = ca->numel() == m && (ca->rank() == 1 || (ca->rank() == 2 && ca->dim(0) == 1));
-      if (ca->numel() != 1 && !per_column) return "Gemm's C is not per-column";
+      if (ca->numel() != 1 && !per_column) return refuse("Gemm's C is not per-column");
       const double beta = gemm.attribute_float("beta").value_or(1.0f);
       for (int64_t j = 0; j < m; ++j) c[static_cast<size_t>(j)] = beta * ca->data<float>()[ca->numel() == 1 ? 0 : j];
     }
-    const char* why = nullptr;
-    std::optional<Affine> a = batchnorm_affine(bn, &why);
-    if (!a) return why;
-    if (static_cast<int64_t>(a->scale.size()) != m) return "its channel count differs from Gemm's columns";
-    if (!graph.replace_all_uses(bn.output(0), gemm.output(0))) return "its output is a graph output that cannot be renamed";
+    std::optional<Affine> a = batchnorm_affine(bn, why);
+    if (!a) return std::nullopt;
+    if (static_cast<int64_t>(a->scale.size()) != m) return refuse("its channel count differs from Gemm's columns");
     exec::Array scaled = exec::Array::uninitialized(ir::dtype::kFloat, b->shape());
     const float* src = b->data<float>();
     float* dst = scaled.data<float>();
@@ -150,10 +162,7 @@ class FoldBatchNormPass : public pass::GraphPass {
     }
     std::vector<float> bias(static_cast<size_t>(m));
     for (size_t j = 0; j < bias.size(); ++j) bias[j] = static_cast<float>(c[j] * a->scale[j] + a->shift[j]);
-    rewrite::set_weight_and_bias(graph, gemm, &scaled, bias);
-    rewrite::set_float_attr(gemm, "beta", 1.0f);
-    graph.erase(&bn);
-    return nullptr;
+    return BatchNormFold{&gemm, std::move(scaled), std::move(bias)};
   }
 };
 
@@ -164,6 +173,6 @@ const std::vector<pass::OptionSpec>& FoldBatchNormOptions() {
   return specs;
 }
 
-std::unique_ptr<pass::Pass> createFoldBatchNorm(const pass::Options&) { return std::make_unique<FoldBatchNormPass>(); }
+std::unique_ptr<pass::Pass> createFoldBatchNorm(const pass::Options&) { return pass::make_rule_pass<FoldBatchNormRule>(); }
 
 }  // namespace mopt::passes

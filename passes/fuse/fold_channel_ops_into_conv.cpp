@@ -18,7 +18,7 @@ namespace {
 class FoldChannelOpRule : public pass::RewriteRule<rewrite::ConvChannelOp> {
  public:
   std::vector<std::string> anchors() const override { return {"Mul", "Add"}; }
-  const char* counter() const override { return "channel-ops-folded"; }
+  std::string counter(const rewrite::ConvChannelOp&) const override { return "channel-ops-folded"; }
 
   pass::Matched<rewrite::ConvChannelOp> match(const ir::Node& op) const override {
     const char* why = nullptr;

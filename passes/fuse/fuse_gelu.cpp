@@ -93,7 +93,7 @@ class FuseGeluRule : public pass::RewriteRule<GeluMatch> {
  public:
   // The pattern ends in the Mul by 0.5 (x * core * 0.5 in either grouping); match from there.
   std::vector<std::string> anchors() const override { return {"Mul"}; }
-  const char* counter() const override { return "gelus-fused"; }
+  std::string counter(const GeluMatch&) const override { return "gelus-fused"; }
   std::string graph_refusal(const ir::Graph& graph) const override {
     return graph.model()->opset() < 20 ? "Gelu needs opset 20 (the decomposed form is the only portable one below it)" : "";
   }

@@ -23,7 +23,7 @@ struct MatMulAdd {
 class FuseMatMulAddRule : public pass::RewriteRule<MatMulAdd> {
  public:
   std::vector<std::string> anchors() const override { return {"Add"}; }
-  const char* counter() const override { return "matmul-add-fused"; }
+  std::string counter(const MatMulAdd&) const override { return "matmul-add-fused"; }
   std::string graph_refusal(const ir::Graph& graph) const override {
     return graph.model()->opset() < 7 ? "Gemm's broadcasting C needs opset 7" : "";
   }

@@ -12,7 +12,7 @@
 #include <cmath>
 #include <limits>
 
-#include "pass/pass.h"
+#include "pass/rule.h"
 #include "rewrite/rewrite.h"
 
 namespace mopt::passes {
@@ -88,42 +88,40 @@ const char* reason_consumer_cannot_absorb(const ir::Node& consumer, double value
   return "not read by a Conv, AveragePool or MaxPool";
 }
 
-class FusePadIntoConvPass : public pass::GraphPass {
- protected:
-  bool run_on_graph(ir::Graph& graph, pass::PassContext& ctx) override {
-    bool changed = false;
-    for (ir::Node* pad : graph.nodes()) {
-      if (pad->dead() || !pad->is_op("Pad") || pad->output(0) == nullptr) continue;
-      ir::Node* consumer = rewrite::sole_consumer(*pad->output(0));
-      if (consumer == nullptr || consumer->owner() != &graph || consumer->input(0) != pad->output(0)) {
-        ctx.explain_skip(*pad, "its output is not read by exactly one operator's data input");
-        continue;
-      }
-      const char* why = nullptr;
-      std::optional<PadInfo> info = constant_pad(*pad, &why);
-      if (info) why = reason_consumer_cannot_absorb(*consumer, info->value);
-      if (why) {
-        ctx.explain_skip(*pad, why);
-        continue;
-      }
-      const size_t rank = info->pads.size() / 2, spatial = rank - 2;
-      std::vector<int64_t> pads = rewrite::attr_ints(*consumer, "pads");
-      if (pads.empty()) pads.assign(2 * spatial, 0);
-      if (pads.size() != 2 * spatial) {
-        ctx.explain_skip(*pad, "the consumer's pads do not match the Pad's rank");
-        continue;
-      }
-      for (size_t i = 0; i < spatial; ++i) {
-        pads[i] += info->pads[2 + i];
-        pads[spatial + i] += info->pads[rank + 2 + i];
-      }
-      rewrite::set_ints_attr(*consumer, "pads", pads);
-      consumer->set_input(0, pad->input(0));
-      graph.erase(pad);
-      ctx.count("pads-fused");
-      changed = true;
+struct PadFusion {
+  ir::Node* consumer;
+  std::vector<int64_t> pads;  // the consumer's pads with the Pad's added
+};
+
+class FusePadIntoConvRule : public pass::RewriteRule<PadFusion> {
+ public:
+  std::vector<std::string> anchors() const override { return {"Pad"}; }
+  std::string counter(const PadFusion&) const override { return "pads-fused"; }
+
+  pass::Matched<PadFusion> match(const ir::Node& pad) const override {
+    if (pad.output(0) == nullptr) return pass::no_match();
+    ir::Node* consumer = rewrite::sole_consumer(*pad.output(0));
+    if (consumer == nullptr || consumer->owner() != pad.owner() || consumer->input(0) != pad.output(0))
+      return pass::refuse("its output is not read by exactly one operator's data input");
+    const char* why = nullptr;
+    std::optional<PadInfo> info = constant_pad(pad, &why);
+    if (info) why = reason_consumer_cannot_absorb(*consumer, info->value);
+    if (why) return pass::refuse(why);
+    const size_t rank = info->pads.size() / 2, spatial = rank - 2;
+    std::vector<int64_t> pads = rewrite::attr_ints(*consumer, "pads");
+    if (pads.empty()) pads.assign(2 * spatial, 0);
+    if (pads.size() != 2 * spatial) return pass::refuse("the consumer's pads do not match the Pad's rank");
+    for (size_t i = 0; i < spatial; ++i) {
+      pads[i] += info->pads[2 + i];
+      pads[spatial + i] += info->pads[rank + 2 + i];
     }
-    return changed;
+    return PadFusion{consumer, std::move(pads)};
+  }
+
+  void apply(ir::Graph& graph, ir::Node& pad, const PadFusion& m) const override {
+    rewrite::set_ints_attr(*m.consumer, "pads", m.pads);
+    m.consumer->set_input(0, pad.input(0));
+    graph.erase(&pad);
   }
 };
 
@@ -134,6 +132,6 @@ const std::vector<pass::OptionSpec>& FusePadIntoConvOptions() {
   return specs;
 }
 
-std::unique_ptr<pass::Pass> createFusePadIntoConv(const pass::Options&) { return std::make_unique<FusePadIntoConvPass>(); }
+std::unique_ptr<pass::Pass> createFusePadIntoConv(const pass::Options&) { return pass::make_rule_pass<FusePadIntoConvRule>(); }
 
 }  // namespace mopt::passes
