@@ -106,7 +106,7 @@ TEST_CASE("--verify-numerics rolls back the pass whose outputs drift and names i
   options.verify_each = true;
   options.evaluation = &evaluation;
   SUBCASE("a zero tolerance refuses BatchNorm folding, which rounds differently") {
-    driver::NumericsCheck check(evaluation, 0);
+    driver::NumericsCheck check(&evaluation, 0);
     options.instruments = {&check};
     const pass::PipelineResult r = fuse(*model, options);
     CHECK(count_op(*model, "BatchNormalization") == 3);
@@ -117,7 +117,7 @@ TEST_CASE("--verify-numerics rolls back the pass whose outputs drift and names i
     ir::verify_invariants(*model);
   }
   SUBCASE("the default tolerance keeps it") {
-    driver::NumericsCheck check(evaluation, 1e-4);
+    driver::NumericsCheck check(&evaluation, 1e-4);
     options.instruments = {&check};
     const pass::PipelineResult r = fuse(*model, options);
     CHECK(count_op(*model, "BatchNormalization") == 0);

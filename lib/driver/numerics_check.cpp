@@ -7,18 +7,23 @@
 
 namespace mopt::driver {
 
-NumericsCheck::NumericsCheck(const eval::Evaluation& evaluation, double tolerance) : evaluation_(evaluation), tolerance_(tolerance) {
-  if (evaluation_.samples.empty()) usage_error("--verify-numerics needs data to run the model on; drop --accuracy off");
+namespace {
+const eval::Evaluation& with_samples(const eval::Evaluation* evaluation) {
+  if (evaluation == nullptr || evaluation->samples.empty())
+    usage_error("--verify-numerics needs data to run the model on; drop --accuracy off");
+  return *evaluation;
 }
+}  // namespace
+
+NumericsCheck::NumericsCheck(const eval::Evaluation* evaluation, double tolerance)
+    : evaluation_(with_samples(evaluation)), tolerance_(tolerance) {}
 
 void NumericsCheck::before_pipeline(const ir::Model&) { current_ = evaluation_.reference; }
 
 std::string NumericsCheck::after_change(const std::string&, const ir::Model& model) {
   eval::Outputs now;
   try {
-    std::vector<data::Feeds> fed;
-    for (const data::Feeds& f : evaluation_.samples) fed.push_back(data::feeds_for(model, evaluation_.input_names, f));
-    now = eval::run_samples(model, fed, evaluation_.threads, evaluation_.feedback);
+    now = evaluation_.run(model);
   } catch (const Error& e) {
     return fmt::format("broke the model (it no longer runs: {})", e.what());
   }

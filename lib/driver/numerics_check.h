@@ -9,8 +9,9 @@ namespace mopt::driver {
 
 class NumericsCheck : public pass::PassInstrument {
  public:
-  // `evaluation` (samples and the original's outputs) must outlive the check. A usage error when it has no samples.
-  NumericsCheck(const eval::Evaluation& evaluation, double tolerance);
+  // `evaluation` (samples and the original's outputs) must outlive the check. A usage error when there is
+  // none (--accuracy off) or it has no samples.
+  NumericsCheck(const eval::Evaluation* evaluation, double tolerance);
   void before_pipeline(const ir::Model&) override;
   bool may_undo() const override { return true; }
   std::string after_change(const std::string& pass, const ir::Model& model) override;

@@ -219,8 +219,7 @@ OptimizeResult run_optimize(const OptimizeRequest& request) {
   manager.evaluation = evaluation ? &*evaluation : nullptr;
   std::optional<NumericsCheck> numerics;
   if (request.verify_numerics) {
-    if (!evaluation) usage_error("--verify-numerics needs data to run the model on; drop --accuracy off");
-    numerics.emplace(*evaluation, request.numerics_tolerance);
+    numerics.emplace(manager.evaluation, request.numerics_tolerance);
     manager.instruments.push_back(&*numerics);
   }
   run.pipeline_result = pass::run_pipeline(request.pipeline, *model, manager);

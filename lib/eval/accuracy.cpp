@@ -397,10 +397,15 @@ LabelMetrics label_accuracy(const Outputs& outputs, const Array& labels, const s
   return m;
 }
 
-Comparison Evaluation::evaluate(const ir::Model& model, exec::Float16Compute float16) const {
+Outputs Evaluation::run(const ir::Model& model, exec::Float16Compute float16) const {
+  if (input_names.empty()) return run_samples(model, samples, threads, feedback, float16);
   std::vector<data::Feeds> fed;
   for (const data::Feeds& f : samples) fed.push_back(data::feeds_for(model, input_names, f));
-  Outputs candidate = run_samples(model, input_names.empty() ? samples : fed, threads, feedback, float16);
+  return run_samples(model, fed, threads, feedback, float16);
+}
+
+Comparison Evaluation::evaluate(const ir::Model& model, exec::Float16Compute float16) const {
+  Outputs candidate = run(model, float16);
   Comparison c = compare_outputs(reference, candidate, labels ? &*labels : nullptr, classifier_output);
   c.data = source;
   return c;

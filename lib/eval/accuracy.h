@@ -136,6 +136,8 @@ struct Evaluation {
   std::string holdout_of;
   int threads = 0;
   std::vector<std::string> input_names;  // the original's, in order: a renamed input is fed by position
+  // Runs `model` on the samples (an input a pass renamed is fed by position, data::feeds_for).
+  Outputs run(const ir::Model& model, exec::Float16Compute float16 = exec::Float16Compute::kLikeOnnxRuntimeCpu) const;
   // Runs `model` on the samples and compares its outputs with the reference (and labels).
   Comparison evaluate(const ir::Model& model,
                       exec::Float16Compute float16 = exec::Float16Compute::kLikeOnnxRuntimeCpu) const;

@@ -91,7 +91,8 @@ cli::PassFlagLayout convert_layout() {
   return {"convert", {}, {"shapes", "dims", "min-cosine", "max-accuracy-drop"}, {{"to", "Float precision: fp16 or bf16"}}};
 }
 
-pass::Pipeline convert_pipeline(const PassCommandFlags& f, const DataFlags& data, const GateFlags& gates) {
+// The passes convert runs (the preset's members its flags select); --fuse puts the fuse group before them.
+std::vector<pass::PipelineElement> convert_elements(const PassCommandFlags& f, const DataFlags& data, const GateFlags& gates) {
   std::vector<std::pair<std::string, std::string>> derived;
   if (!data.shapes.empty()) derived.emplace_back("shapes", fmt::format("{}", fmt::join(data.shapes, ";")));
   if (!data.dims.empty()) derived.emplace_back("dims", fmt::format("{}", fmt::join(data.dims, ",")));
@@ -99,10 +100,7 @@ pass::Pipeline convert_pipeline(const PassCommandFlags& f, const DataFlags& data
     if (gates.max_accuracy_drop >= 0) derived.emplace_back("max-accuracy-drop", fmt::format("{}", gates.max_accuracy_drop));
     if (gates.min_cosine > -2) derived.emplace_back("min-cosine", fmt::format("{}", gates.min_cosine));
   }
-  pass::Pipeline pipeline;
-  if (f.fuse) pipeline = pass::parse_pipeline("fuse");
-  for (pass::PipelineElement& e : f.pass.elements(derived)) pipeline.elements.push_back(std::move(e));
-  return pipeline;
+  return f.pass.elements(derived);
 }
 
 std::string convert_suffix(const PassCommandFlags& f) {
@@ -384,12 +382,10 @@ int main(int argc, char** argv) {
                           clip_cmd.output, clip_cmd.data, clip_cmd.gates);
     }
     if (convert->parsed()) {
-      pass::Pipeline pipeline = convert_pipeline(convert_options, convert_cmd.data, convert_cmd.gates);
-      std::vector<std::string> own;
-      for (const auto& e : pipeline.elements) {
-        if (!e.is_group()) own.push_back(e.name);
-      }
-      Job job{"convert", convert_suffix(convert_options), std::move(pipeline), own};
+      const auto own = convert_elements(convert_options, convert_cmd.data, convert_cmd.gates);
+      pass::Pipeline pipeline = convert_options.fuse ? pass::parse_pipeline("fuse") : pass::Pipeline{};
+      pipeline.elements.insert(pipeline.elements.end(), own.begin(), own.end());
+      Job job{"convert", convert_suffix(convert_options), std::move(pipeline), names_of(own)};
       if (convert_options.pass.value("auto-mixed") == "true") job.decisions.push_back("--auto-mixed");
       if (convert_options.pass.given("batch")) job.batch = std::stoll(convert_options.pass.value("batch"));
       return print_or_run(convert_options.print_pipeline, std::move(job), convert_cmd.output, convert_cmd.data, convert_cmd.gates);
