@@ -137,6 +137,15 @@ inline std::string graph_difference(const ir::Model& actual, const ir::Model& ex
   return diff;
 }
 
+// Live nodes of type `op` in every graph of the model (subgraphs included).
+inline int64_t count_op(const ir::Model& m, const std::string& op) {
+  int64_t n = 0;
+  m.for_each_graph([&](const ir::Graph& g) {
+    for (const ir::Node* node : g.nodes()) n += node->op_type() == op;
+  });
+  return n;
+}
+
 inline pass::PipelineResult run(ir::Model& model, const std::string& pipeline) {
   pass::ManagerOptions options;
   options.verify_each = true;

@@ -271,6 +271,50 @@ g (float[1,2] X) => (float[2] Y) {
   CHECK(vit->opset() == 17);  // unchanged
 }
 
+TEST_CASE("opset 9 -> 13: Softmax, LogSoftmax and Hardmax keep their coerced-2D meaning on unshaped inputs") {
+  // S has no inferable shape (Squeeze without axes on a symbolic batch may drop any dimension), so
+  // ONNX's own adapter fails ("input shape is unknown"); mopt's rewrite needs none. Each output
+  // normalizes rows of S coerced to 2-D at its axis.
+  const char* old = R"(<ir_version: 4, opset_import: ["" : 9]>
+g (float[N,3,4] X) => (float[N,3,4] A, float[N,3,4] B, float[N,3,4] C, float[N,3,4] D) {
+  S = Squeeze(X)
+  A = Softmax(S)
+  B = LogSoftmax<axis = 2>(S)
+  C = Hardmax<axis = 0>(S)
+  D = Softmax<axis = -1>(S)
+})";
+  auto model = parse_model(old);
+  auto original = parse_model(old);
+  run(*model, "convert-opset(opset=13)");
+  CHECK(model->opset() == 13);
+  CHECK(count_op(*model, "Flatten") == 3);  // A, B, C; D is already along the last axis
+  CHECK(count_op(*model, "Reshape") == 3);
+  ir::verify_invariants(*model);
+  const ir::CheckResult checked = ir::run_onnx_checker(*model);
+  CHECK_MESSAGE(checked.status == ir::CheckResult::Status::Passed, checked.message);
+  for (const ir::Node* n : model->graph().nodes()) {
+    if (n->op_type().find("max") != std::string::npos) CHECK(n->attribute_int("axis") == -1);
+  }
+  // Graph outputs keep their names.
+  for (size_t i = 0; i < 4; ++i) CHECK(model->graph().outputs()[i]->name() == original->graph().outputs()[i]->name());
+  data::Feeds feeds;
+  exec::Array x(ir::dtype::kFloat, {2, 3, 4});
+  float* px = x.data<float>();
+  for (int64_t i = 0; i < x.numel(); ++i) px[i] = std::sin(0.7f * static_cast<float>(i)) * 3.0f;
+  feeds.emplace("X", std::move(x));
+  const eval::Outputs a = eval::run_samples(*original, {feeds}, 1), b = eval::run_samples(*model, {feeds}, 1);
+  REQUIRE(a.names.size() == 4);
+  for (size_t o = 0; o < 4; ++o) {
+    CHECK(b.per_sample[0][o].shape() == exec::Shape{2, 3, 4});
+    CHECK(scaled_max_diff(a.per_sample[0][o], b.per_sample[0][o]) <= 1e-6);
+  }
+  // Old semantics, checked directly: A's 12 values per batch row sum to 1 (not each last-axis row of 4).
+  const float* pa = b.per_sample[0][0].data<float>();
+  double row = 0;
+  for (int i = 0; i < 12; ++i) row += pa[i];
+  CHECK(row == doctest::Approx(1.0).epsilon(1e-5));
+}
+
 TEST_CASE("static shapes: errors name the problem") {
   const char* text = R"(<ir_version: 8, opset_import: ["" : 13]>
 g (float[N,2] X) => (float[N,2] Y) {

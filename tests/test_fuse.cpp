@@ -16,14 +16,6 @@ namespace {
 
 const fs::path kModels = MOPT_SHARED_MODELS;
 
-int64_t count_op(const ir::Model& m, const std::string& op) {
-  int64_t n = 0;
-  m.for_each_graph([&](const ir::Graph& g) {
-    for (const ir::Node* node : g.nodes()) n += node->op_type() == op;
-  });
-  return n;
-}
-
 int64_t count_nodes(const ir::Model& m) {
   int64_t n = 0;
   m.for_each_graph([&](const ir::Graph& g) { n += static_cast<int64_t>(g.node_count()); });

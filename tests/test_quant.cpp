@@ -35,12 +35,6 @@ std::string tensor_text(const std::string& name, const std::vector<int64_t>& dim
   return fmt::format("float[{}] {} = {{{}}}", fmt::join(dims, ","), name, fmt::join(values, ", "));
 }
 
-int64_t count_op(const ir::Model& m, const std::string& op) {
-  int64_t n = 0;
-  for (const ir::Node* node : m.graph().nodes()) n += node->op_type() == op;
-  return n;
-}
-
 // A small CNN: Conv -> Relu -> MaxPool -> Flatten -> Gemm.
 std::string small_cnn(int opset = 13) {
   return fmt::format(R"(<ir_version: 8, opset_import: ["" : {}]>

@@ -11,6 +11,7 @@
 #include "ir/proto.h"
 #include "ir/validate.h"
 #include "ir/verify.h"
+#include "rewrite/rewrite.h"
 #include "util/error.h"
 
 namespace mopt::convert {
@@ -46,19 +47,11 @@ std::string converter_complaint(const std::string& what) {
   return message;
 }
 
-}  // namespace
-
-bool convert_opset(ir::Model& model, int64_t target) {
-  ir::validate_model(model);  // the converter runs ONNX's shape inference
-  const int64_t current = model.opset();
-  if (current == target) return false;
-  if (target < 1 || target > 17) {
-    usage_error("opset {}: ONNX 1.12's version converter converts between opsets 1 and 17", target);
-  }
-  // Weights travel through the converter as one-byte placeholders (export_for_analysis) and come back
-  // by name as the same shared bytes: the conversion never copies them (on a 435 MB model the peak went
-  // from 1.5 GB to the model's size). Unnamed large Constant tensors would not be found again, so a
-  // model with any goes through whole.
+// ONNX's converter on `model`, as a new model (a copy at the same opset when `target` is its own). Weights travel through the converter as one-byte
+// placeholders (export_for_analysis) and come back by name as the same shared bytes: the conversion
+// never copies them (on a 435 MB model the peak went from 1.5 GB to the model's size). Unnamed large
+// Constant tensors would not be found again, so a model with any goes through whole.
+std::unique_ptr<ir::Model> run_converter(const ir::Model& model, int64_t target) {
   std::map<std::string, ir::Bytes> weights;
   bool all_named = true;
   model.for_each_graph([&](const ir::Graph& g) {
@@ -73,20 +66,80 @@ bool convert_opset(ir::Model& model, int64_t target) {
       }
     }
   });
-  onnx::ModelProto converted;
+  onnx::ModelProto converted = all_named ? ir::export_for_analysis(model, kInlineLimit) : ir::export_model(model);
   try {
-    converted = onnx::version_conversion::ConvertVersion(
-        all_named ? ir::export_for_analysis(model, kInlineLimit) : ir::export_model(model), static_cast<int>(target));
+    if (model.opset() != target) converted = onnx::version_conversion::ConvertVersion(converted, static_cast<int>(target));
   } catch (const std::exception& e) {
-    fail("cannot convert the model from opset {} to {} with ONNX's version converter: {}", current, target,
+    fail("cannot convert the model from opset {} to {} with ONNX's version converter: {}", model.opset(), target,
          converter_complaint(e.what()));
   }
-  std::unique_ptr<ir::Model> result = ir::import_model(std::move(converted), [&](const onnx::TensorProto& shell) {
+  return ir::import_model(std::move(converted), [&](const onnx::TensorProto& shell) {
     std::optional<ir::Bytes> payload;
     if (!all_named || shell.raw_data().size() != 1) return payload;
     if (auto it = weights.find(shell.name()); it != weights.end()) payload = it->second;
     return payload;
   });
+}
+
+bool is_softmax_family(const ir::Node& node) {
+  return node.is_default_domain() && (node.is_op("Softmax") || node.is_op("LogSoftmax") || node.is_op("Hardmax"));
+}
+
+// Softmax, LogSoftmax and Hardmax up to opset 12 coerce their input to 2-D at `axis` (default 1) and
+// normalize each row; from opset 13 they normalize along `axis` (default -1) alone. ONNX's adapter
+// rewrites the old form with a Reshape to the input's static shape, so it fails ("input shape is
+// unknown") on unshaped inputs and writes a wrong Reshape for symbolic dims. This rewrite, at opset 12,
+// leaves the adapter nothing to do:
+//
+//   last axis:  Softmax(axis=a)  ->  Softmax(axis=-1)                      (same rows either way)
+//   otherwise:  y = Softmax(x, axis=a)  ->  y = Reshape(Softmax(Flatten(x, axis=a), axis=-1), Shape(x))
+void prepare_softmax_for_opset13(ir::Model& model) {
+  model.for_each_graph([](ir::Graph& g) {
+    for (ir::Node* n : g.nodes()) {
+      if (!is_softmax_family(*n) || n->input(0) == nullptr) continue;
+      const int64_t axis = rewrite::attr_int(*n, "axis", 1);
+      const std::optional<size_t> rank = rewrite::rank_of(*n->input(0));
+      if (axis == -1 || (rank && axis == static_cast<int64_t>(*rank) - 1)) {
+        rewrite::set_int_attr(*n, "axis", -1);
+        continue;
+      }
+      ir::Value* x = n->input(0);
+      ir::Node* flatten = g.create_node("Flatten", {x}, 1, n, "", x->name() + "_rows");
+      rewrite::set_int_attr(*flatten, "axis", axis);
+      ir::Node* rows = g.create_node(n->op_type(), {flatten->output(0)}, 1, n, "", n->output(0)->name() + "_rows");
+      rewrite::set_int_attr(*rows, "axis", -1);
+      rows->mutable_proto().set_name(n->name());
+      ir::Node* shape = g.create_node("Shape", {x}, 1, n, "", x->name() + "_shape");
+      ir::Node* reshape = g.create_node("Reshape", {rows->output(0), shape->output(0)}, 1, n, "", n->output(0)->name());
+      if (!g.replace_all_uses(n->output(0), reshape->output(0)))
+        fail("internal error: cannot rewire the output of {} '{}' for opset 13", n->op_type(), n->name());
+      g.erase(n);
+    }
+  });
+}
+
+}  // namespace
+
+bool convert_opset(ir::Model& model, int64_t target) {
+  ir::validate_model(model);  // the converter runs ONNX's shape inference
+  const int64_t current = model.opset();
+  if (current == target) return false;
+  if (target < 1 || target > 17) {
+    usage_error("opset {}: ONNX 1.12's version converter converts between opsets 1 and 17", target);
+  }
+  bool has_softmax = false;
+  model.for_each_graph([&](const ir::Graph& g) {
+    for (const ir::Node* n : g.nodes()) has_softmax |= is_softmax_family(*n);
+  });
+  std::unique_ptr<ir::Model> result;
+  if (current < 13 && target >= 13 && has_softmax) {
+    // Up to opset 12 with ONNX's converter, Softmax and its kin by mopt's own rewrite, then on.
+    result = run_converter(model, 12);
+    prepare_softmax_for_opset13(*result);
+    result = run_converter(*result, target);
+  } else {
+    result = run_converter(model, target);
+  }
   model.replace_with(std::move(*result));
   // IR 3 lists initializers as inputs; newer IR versions treat those as overridable inputs, so leaving
   // IR 3 also stops listing them (see upgrade_ir_version).

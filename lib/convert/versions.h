@@ -8,7 +8,9 @@
 namespace mopt::convert {
 
 // Converts `model` in place to default-domain opset `target`, up or down, and raises the IR version to
-// at least the one released with that opset (leaving IR 3 as upgrade_ir_version does). Throws mopt::Error with the converter's complaint (an
+// at least the one released with that opset. Softmax, LogSoftmax and Hardmax cross opset 13 through
+// mopt's own rewrite, which needs no input shape (ONNX's adapter does). IR 3 is left as upgrade_ir_version
+// does. Throws mopt::Error with the converter's complaint (an
 // operator it has no adapter for, named) when ONNX's converter cannot do it; the model is then
 // unchanged. Returns false when the model already imports `target`.
 bool convert_opset(ir::Model& model, int64_t target);
