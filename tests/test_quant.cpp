@@ -61,8 +61,11 @@ double output_cosine(const ir::Model& a, const ir::Model& b, const std::vector<d
   return c.outputs.at(0).cosine.value();  // throws when undefined: the test fails
 }
 
+// Static quantization of the rewrite's mechanics: --target portable, so the small test graphs are quantized
+// even where ONNX Runtime would run them faster in float (placement has its own tests).
 quant::QuantizeSummary quantize_static(ir::Model& m, const std::vector<data::Feeds>& calib, quant::QuantizeConfig config) {
   config.mode = quant::Mode::Static;
+  config.target = quant::Target::Portable;
   quant::CalibrationTable table = quant::calibrate(m, calib, {});
   return quant::quantize_model(m, config, &table);
 }
@@ -208,6 +211,59 @@ g (float[1,3,4,4] x, float[4,3,3,3] w) => (float[1,4,2,2] y) {
   }
 }
 
+TEST_CASE("ort-cpu placement keeps float the int8 regions whose conversions cost more than they save") {
+  auto static_config = [](quant::Target target) {
+    quant::QuantizeConfig c;
+    c.mode = quant::Mode::Static;
+    c.target = target;
+    return c;
+  };
+  SUBCASE("a small CNN on two 8x8 images: one region, far too small") {
+    auto m = parse_model(small_cnn());
+    const quant::CalibrationTable table = quant::calibrate(*m, seeded_samples(*m, 2), {});
+    CHECK(table.find("x")->elements == 2 * 3 * 8 * 8);
+    quant::QuantizeSummary s = quant::quantize_model(*m, static_config(quant::Target::OrtCpu), &table);
+    CHECK(s.nodes_quantized() == 0);
+    CHECK(count_op(*m, "QuantizeLinear") == 0);
+    // Conv, MaxPool, Flatten and Gemm are one region: the Relu the QDQ writer would fold joins it.
+    REQUIRE(s.regions.size() == 1);
+    const quant::RegionRecord& r = s.regions[0];
+    CHECK(r.nodes.size() == 4);
+    CHECK(r.kept_float);
+    // Conv: 2*4*8*8 outputs x 27; Gemm: 2*5 outputs x 64, counted half.
+    CHECK(r.multiply_adds == 512 * 27 + 10 * 64 / quant::kMatMulSavingsDivisor);
+    CHECK(r.converted_values == 384 + 10);  // x in, y out
+    CHECK(r.border_tensors == 2);
+    CHECK(r.cost == quant::kMultiplyAddsPerConvertedValue * 394 + quant::kMultiplyAddsPerInt8Node * (4 + 2));
+    REQUIRE(s.skipped.size() == 4);
+    for (const auto& [node, why] : s.skipped) CHECK(why.find("--target portable quantizes it anyway") != std::string::npos);
+    CHECK(quant::to_json(s).at("regions").at(0).at("kept_float") == true);
+    // Portable quantizes it all and records no regions.
+    auto p = parse_model(small_cnn());
+    quant::QuantizeSummary all = quant::quantize_model(*p, static_config(quant::Target::Portable), &table);
+    CHECK(all.nodes_quantized() == 4);
+    CHECK(all.regions.empty());
+  }
+  SUBCASE("two 64-channel Convs on 16x16: deep reductions pay for their two border conversions") {
+    auto m = parse_model(fmt::format(R"(<ir_version: 8, opset_import: ["" : 13]>
+g (float[1,64,16,16] x) => (float[1,64,16,16] r2) <{}, {}> {{
+  c1 = Conv <pads=[1,1,1,1], kernel_shape=[3,3]> (x, W1)
+  r1 = Relu(c1)
+  c2 = Conv <kernel_shape=[1,1]> (r1, W2)
+  r2 = Relu(c2)
+}})", tensor_text("W1", {64, 64, 3, 3}, 5, 0.05f), tensor_text("W2", {64, 64, 1, 1}, 6, 0.1f)));
+    const quant::CalibrationTable table = quant::calibrate(*m, seeded_samples(*m, 2), {});
+    quant::QuantizeSummary s = quant::quantize_model(*m, static_config(quant::Target::OrtCpu), &table);
+    REQUIRE(s.regions.size() == 1);
+    const quant::RegionRecord& r = s.regions[0];
+    CHECK(!r.kept_float);
+    CHECK(r.multiply_adds == 16384 * 576 + 16384 * 64);
+    CHECK(r.converted_values == 16384 * 2);  // x in; c2 out (the Relu after it is a graph output: not folded)
+    CHECK(s.nodes_quantized() == 2);
+    CHECK(count_op(*m, "QuantizeLinear") == 3);  // x, r1 (folded into c1's output), c2
+  }
+}
+
 TEST_CASE("QOperator: QDQ patterns fuse into QLinearConv and integer MaxPool with the same outputs") {
   auto qdq = parse_model(small_cnn());
   auto qop = parse_model(small_cnn());
@@ -319,7 +375,7 @@ Measured quantize_real(const std::string& model, const std::string& pipeline, co
 TEST_CASE("real models: accuracy and size after quantization" * doctest::skip(!fs::exists(kModels))) {
   const std::string calib = (kModels / "trained/digits_train_x.npy").string();
   SUBCASE("digits_cnn static int8: labelled drop <= 1 point, weights <= 0.27x") {
-    Measured r = quantize_real("trained/digits_cnn.onnx", "quantize(mode=static,data=\"" + calib + "\"),eliminate-dead-code",
+    Measured r = quantize_real("trained/digits_cnn.onnx", "quantize(mode=static,target=portable,data=\"" + calib + "\"),eliminate-dead-code",
                                "trained/digits_test_x.npy", "trained/digits_test_y.npy");
     REQUIRE(r.comparison.labels);
     CHECK(r.comparison.labels->drop() * 100 <= 1.0);

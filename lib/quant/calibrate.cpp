@@ -16,6 +16,7 @@ namespace {
 struct Stats {
   double min = std::numeric_limits<double>::infinity(), max = -std::numeric_limits<double>::infinity();
   std::vector<double> histogram;  // of |x| over [0, absmax]
+  int64_t elements = 0, arrays = 0;  // values seen over the samples, and in how many arrays
   double absmax() const { return std::max(std::fabs(min), std::fabs(max)); }
 };
 
@@ -38,6 +39,8 @@ void update_minmax(Stats& s, const exec::Array& a) {
   }
   s.min = std::min(s.min, static_cast<double>(lo));
   s.max = std::max(s.max, static_cast<double>(hi));
+  s.elements += a.numel();
+  ++s.arrays;
 }
 
 void update_histogram(Stats& s, const exec::Array& a, int bins) {
@@ -204,6 +207,7 @@ CalibrationTable calibrate(const ir::Model& model, const std::vector<data::Feeds
     if (!(s.min <= s.max)) s.min = s.max = 0;  // only non-finite values were seen
     r.observed_min = r.min = s.min;
     r.observed_max = r.max = s.max;
+    r.elements = s.arrays > 0 ? s.elements / s.arrays : 0;
     if (options.method != CalibrationMethod::MinMax) {
       const double t = choose_threshold(options.method, s.histogram, s.absmax(), options.percentile);
       r.min = std::max(s.min, -t);

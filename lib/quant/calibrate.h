@@ -35,6 +35,7 @@ struct CalibrationOptions {
 struct TensorRange {
   double min = 0, max = 0;                    // the range quantization covers
   double observed_min = 0, observed_max = 0;  // what the samples produced
+  int64_t elements = 0;                       // values per sample (the mean over the samples)
 };
 
 struct CalibrationTable {

@@ -105,6 +105,36 @@ Mode parse_mode(const std::string& n) {
   usage_error("unknown quantization mode '{}' (dynamic, static, weight-only)", n);
 }
 
+Target parse_target(const std::string& n) {
+  if (n == "ort-cpu") return Target::OrtCpu;
+  if (n == "portable") return Target::Portable;
+  usage_error("unknown quantization target '{}' (ort-cpu, portable)", n);
+}
+
+std::optional<int64_t> reduction_depth(const ir::Node& node) {
+  const ir::Value* w = node.input(1);
+  if (w == nullptr) return std::nullopt;
+  if (const ir::Tensor* t = w->constant()) {
+    const std::vector<int64_t>& dims = t->dims();
+    if (node.is_op("Conv") && dims.size() >= 3) {
+      int64_t k = 1;
+      for (size_t i = 1; i < dims.size(); ++i) k *= dims[i];
+      return k;
+    }
+    if (dims.size() != 2) return std::nullopt;
+    if (node.is_op("Gemm")) return dims[node.attribute_int("transB").value_or(0) != 0 ? 1 : 0];
+    if (node.is_op("MatMul")) return dims[0];
+    return std::nullopt;
+  }
+  // MatMul of two activations: K is the last axis of the first operand, when its shape says so.
+  if (!node.is_op("MatMul") || node.input(0) == nullptr) return std::nullopt;
+  const onnx::TypeProto& type = node.input(0)->info().type();
+  if (!type.has_tensor_type() || !type.tensor_type().has_shape() || type.tensor_type().shape().dim_size() == 0) return std::nullopt;
+  const onnx::TensorShapeProto_Dimension& last = type.tensor_type().shape().dim(type.tensor_type().shape().dim_size() - 1);
+  if (!last.has_dim_value()) return std::nullopt;
+  return last.dim_value();
+}
+
 Format parse_format(const std::string& n) {
   if (n == "qdq") return Format::QDQ;
   if (n == "qoperator") return Format::QOperator;
@@ -195,6 +225,7 @@ QuantizeSummary quantize_model(ir::Model& model, const QuantizeConfig& config, c
     case Mode::WeightOnly: quantize_weight_only(model, config, nodes, summary); break;
     case Mode::Static:
       if (table == nullptr) usage_error("static quantization needs calibration data");
+      if (config.target == Target::OrtCpu) keep_unprofitable_regions_float(*table, nodes, summary);
       quantize_static_qdq(model, config, nodes, *table, summary);
       if (config.format == Format::QOperator) qdq_to_qoperator(model, summary);
       break;
@@ -213,6 +244,17 @@ nlohmann::json to_json(const QuantizeSummary& s) {
       lj["error"] = {{"relative_l2", *l.relative_l2}, {"cosine", l.cosine ? nlohmann::json(*l.cosine) : nlohmann::json()},
                      {"max_abs", *l.max_abs_error}};
     j["layers"].push_back(std::move(lj));
+  }
+  if (!s.regions.empty()) {
+    j["regions"] = nlohmann::json::array();
+    for (const RegionRecord& r : s.regions) {
+      j["regions"].push_back({{"nodes", r.nodes},
+                              {"multiply_adds", r.multiply_adds ? nlohmann::json(*r.multiply_adds) : nlohmann::json()},
+                              {"converted_values", r.converted_values},
+                              {"border_tensors", r.border_tensors},
+                              {"cost_multiply_adds", r.cost},
+                              {"kept_float", r.kept_float}});
+    }
   }
   j["skipped"] = nlohmann::json::array();
   for (const auto& [node, why] : s.skipped) j["skipped"].push_back({{"node", node}, {"reason", why}});

@@ -28,10 +28,14 @@ namespace mopt::quant {
 
 enum class Mode { Dynamic, Static, WeightOnly };
 enum class Format { QDQ, QOperator };
+// Where the quantized model runs. OrtCpu keeps float the int8 regions that ONNX Runtime's CPU kernels
+// would run slower than float (placement.cpp); Portable quantizes whatever the mode handles.
+enum class Target { OrtCpu, Portable };
 
 struct QuantizeConfig {
   Mode mode = Mode::Dynamic;
   Format format = Format::QDQ;
+  Target target = Target::OrtCpu;
   bool per_channel = false;
   int32_t weight_type = ir::dtype::kInt8;
   int32_t activation_type = ir::dtype::kUint8;
@@ -53,6 +57,10 @@ std::set<std::string> supported_op_types(Mode mode);  // what --op-types may nam
 bool moves_values(const std::string& op_type);
 Mode parse_mode(const std::string& name);
 Format parse_format(const std::string& name);
+Target parse_target(const std::string& name);
+// Multiply-adds per output value of a Conv, MatMul or Gemm (its weight's reduction axes), or nullopt
+// when the shapes do not say.
+std::optional<int64_t> reduction_depth(const ir::Node& node);
 int32_t parse_qtype(const std::string& name, bool allow_4bit = false);
 const char* name(Mode mode);
 
@@ -83,8 +91,21 @@ struct LayerRecord {
   }
 };
 
+// A connected region of nodes quantized together (static mode): int8 data flows between its members,
+// and QuantizeLinear/DequantizeLinear convert at its borders. See placement.cpp.
+struct RegionRecord {
+  std::vector<std::string> nodes;
+  std::optional<int64_t> multiply_adds;  // per calibration sample, of its Conv/MatMul/Gemm (MatMul/Gemm: counted
+                                         // 1/kMatMulSavingsDivisor); nullopt: unknown
+  int64_t converted_values = 0;          // per calibration sample, quantized or dequantized at its borders
+  int64_t border_tensors = 0;            // tensors converted at its borders (one Q or DQ node each)
+  int64_t cost = 0;                      // what int8 must save to pay off, in multiply-adds (placement.cpp)
+  bool kept_float = false;
+};
+
 struct QuantizeSummary {
   std::string mode;
+  std::vector<RegionRecord> regions;
   std::vector<LayerRecord> layers;
   std::vector<std::pair<std::string, std::string>> skipped;  // node, reason
   std::vector<TensorRecord> tensors;
@@ -103,6 +124,30 @@ std::vector<ir::Node*> select_nodes(const ir::Model& model, const QuantizeConfig
 QuantizeSummary quantize_model(ir::Model& model, const QuantizeConfig& config, const CalibrationTable* table);
 
 nlohmann::json to_json(const QuantizeSummary& summary);
+
+// Conversion cost of one value crossing an int8 region's border (quantized on the way in or dequantized on
+// the way out), in the multiply-adds the int8 kernels must save to pay for it. Measured in ONNX Runtime
+// 1.30's CPU kernels (2 threads, AMD EPYC Zen 4 with AVX-512 VNNI; scripts/bench_qdq_cost.sh,
+// bench/qdq_cost.txt): a lone Conv or MatMul with a quantized input and a dequantized output (about two
+// conversions per output) broke even between 64 and 128 multiply-adds per output, so 32-64 per
+// conversion; squeezenet ran slower with its regions of 48 and 57 kept float than with them quantized.
+// The low end is used: only regions that clearly lose stay float.
+constexpr int64_t kMultiplyAddsPerConvertedValue = 32;
+// Fixed cost of each int8 kernel and border conversion a region runs, in the same multiply-adds: ONNX
+// Runtime's int8 calls cost a few microseconds more than their float twins, which tiny models never
+// earn back (mnist_winml, 0.8 M multiply-adds per image over 6 quantized nodes and 2 border
+// conversions, ran 1.4-1.6x slower in int8).
+constexpr int64_t kMultiplyAddsPerInt8Node = 500'000;
+// MatMul and Gemm multiply-adds count 1/kMatMulSavingsDivisor of a Conv's: at the same balance int8
+// MatMul lost where int8 Conv won (lone MatMul K=64 1.0-1.2x of float, digits_vit's MatMul regions at
+// 43-48 multiply-adds per conversion 1.3x; squeezenet's Conv regions at 48-57 faster), and dynamic
+// MatMulInteger with K=64 was slower too (digits_vit 1.17x).
+constexpr int64_t kMatMulSavingsDivisor = 2;
+
+// --target ort-cpu: drops from `nodes` every region whose multiply-adds do not pay for its border
+// conversions and int8 calls (kMultiplyAddsPerConvertedValue, kMultiplyAddsPerInt8Node), with the reason in `summary.skipped`; every region goes
+// to `summary.regions`. Element counts come from the calibration table.
+void keep_unprofitable_regions_float(const CalibrationTable& table, std::vector<ir::Node*>& nodes, QuantizeSummary& summary);
 
 // ---- the rewrites behind quantize_model (one file each) ----
 void quantize_dynamic(ir::Model& model, const QuantizeConfig& config, const std::vector<ir::Node*>& nodes,

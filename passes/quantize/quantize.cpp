@@ -162,6 +162,7 @@ class QuantizePass : public pass::Pass {
     quant::QuantizeConfig c;
     c.mode = quant::parse_mode(o.get_string("mode"));
     c.format = quant::parse_format(o.get_string("format"));
+    c.target = quant::parse_target(o.get_string("target"));
     c.per_channel = o.get_bool("per-channel");
     c.weight_type = quant::parse_qtype(o.get_string("weight-type"));
     c.activation_type = quant::parse_qtype(o.get_string("activation-type"));
@@ -189,6 +190,7 @@ const std::vector<pass::OptionSpec>& QuantizeOptions() {
   static const std::vector<pass::OptionSpec> specs = {
       {"mode", T::Choice, "dynamic", "dynamic (no data), static (calibrated activations) or weight-only (MatMul blocks)", {"dynamic", "static", "weight-only"}},
       {"format", T::Choice, "qdq", "static output: QuantizeLinear/DequantizeLinear pairs or QLinear operators", {"qdq", "qoperator"}, "mode=static"},
+      {"target", T::Choice, "ort-cpu", "where the model runs: ort-cpu keeps float the Conv/MatMul/Gemm whose int8 kernels ONNX Runtime's CPU runs slower than float; portable quantizes all the mode handles", {"ort-cpu", "portable"}, "mode=dynamic|static"},
       {"data", T::String, "", "calibration data for static mode (.npy/.npz/.pb file or folder)", {}, "mode=static"},
       {"max-samples", T::Int, "0", "use at most this many calibration samples (0: all)", {}, "mode=static", 0},
       {"calibration", T::Choice, "minmax", "activation range method", {"minmax", "percentile", "entropy", "mse"}, "mode=static"},
