@@ -5,7 +5,8 @@
 # (same thread count, interleaved rounds, median of round medians). Then tool speed on a BERT-base-shaped
 # model (../shared/tools/gen/bert_like.py, ~435 MB) against `cp` of the same file.
 # Results go to bench/quant.txt (and stdout).
-#   scripts/bench_quant.sh            THREADS=2 ROUNDS=3 RUNS=20 by default; BERT=0 skips the big model
+#   scripts/bench_quant.sh            THREADS=2 ROUNDS=5 RUNS=20 by default; BERT=0 skips the big model
+# Exits 1 when a gate row (default static int8) ran slower than float in ONNX Runtime or failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MOPT=${MOPT:-build/mopt}
@@ -14,30 +15,38 @@ ORT=$(../shared/tools/ort/setup.sh)
 M=../shared/models
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
-THREADS=${THREADS:-2}; ROUNDS=${ROUNDS:-3}; RUNS=${RUNS:-20}
+THREADS=${THREADS:-2}; ROUNDS=${ROUNDS:-5}; RUNS=${RUNS:-20}
 PY=/usr/bin/python3
 mkdir -p "$T/sq_calib/fish" "$T/sq_calib/kitten"
 cp "$M/vision/inputs/squeezenet_fish_fp32/data_0.npy" "$T/sq_calib/fish/"
 cp "$M/vision/inputs/squeezenet_kitten_224_fp32/data_0.npy" "$T/sq_calib/kitten/"
 D=$M/trained
-# name | model | ORT inputs | mopt quantize flags
+# name | model | ORT inputs | mopt quantize flags | role: "gate" rows are the default static int8 (--target
+# ort-cpu) that must be no slower than float in ONNX Runtime or kept float with a stated reason; "info" rows
+# (other modes, --target portable) show what the gate avoids and are not judged.
+A=$M/audio/inputs
 cases=(
-  "digits_cnn static|trained/digits_cnn.onnx|trained/inputs/digits_test|--data $D/digits_train_x.npy --accuracy $D/digits_test_x.npy --labels $D/digits_test_y.npy"
-  "digits_cnn static per-ch|trained/digits_cnn.onnx|trained/inputs/digits_test|--data $D/digits_train_x.npy --per-channel --accuracy $D/digits_test_x.npy --labels $D/digits_test_y.npy"
-  "digits_cnn static qop|trained/digits_cnn.onnx|trained/inputs/digits_test|--data $D/digits_train_x.npy --format qoperator --accuracy $D/digits_test_x.npy --labels $D/digits_test_y.npy"
-  "digits_cnn entropy|trained/digits_cnn.onnx|trained/inputs/digits_test|--data $D/digits_train_x.npy --calibration entropy --accuracy $D/digits_test_x.npy --labels $D/digits_test_y.npy"
-  "digits_mlp dynamic|trained/digits_mlp.onnx|trained/inputs/digits_test_flat|--accuracy $D/digits_test_xflat.npy --labels $D/digits_test_y.npy"
-  "digits_mlp static|trained/digits_mlp.onnx|trained/inputs/digits_test_flat|--data $D/digits_test_xflat.npy --accuracy $D/digits_test_xflat.npy --labels $D/digits_test_y.npy"
-  "digits_vit dynamic|trained/digits_vit.onnx|trained/inputs/digits_test|--accuracy $D/digits_test_x.npy --labels $D/digits_test_y.npy"
-  "digits_vit int4 w-only|trained/digits_vit.onnx|trained/inputs/digits_test|--weight-only --accuracy $D/digits_test_x.npy --labels $D/digits_test_y.npy"
-  "digits_vit int4 aware|trained/digits_vit.onnx|trained/inputs/digits_test|--weight-only --max-accuracy-drop 0 --accuracy $D/digits_test_x.npy --labels $D/digits_test_y.npy"
-  "digits_vit static|trained/digits_vit.onnx|trained/inputs/digits_test|--data $D/digits_train_x.npy --accuracy $D/digits_test_x.npy --labels $D/digits_test_y.npy"
-  "squeezenet static per-ch|vision/squeezenet1.1_fp32.onnx|vision/inputs/squeezenet_fish_fp32|--data $T/sq_calib --per-channel --accuracy $T/sq_calib"
-  "squeezenet static qop|vision/squeezenet1.1_fp32.onnx|vision/inputs/squeezenet_fish_fp32|--data $T/sq_calib --per-channel --format qoperator --accuracy $T/sq_calib"
-  "mnist_winml static|vision/mnist_winml.onnx|vision/inputs/mnist_28|--data $M/vision/inputs/mnist_28/Input3.npy --accuracy $M/vision/inputs/mnist_28/Input3.npy"
-  "ppocrv4_det static|ocr/ppocrv4_det.onnx|ocr/inputs/det|--data $M/ocr/inputs/det --accuracy $M/ocr/inputs/det"
-  "ppocrv4_det per-ch mse|ocr/ppocrv4_det.onnx|ocr/inputs/det|--data $M/ocr/inputs/det --per-channel --calibration mse --accuracy $M/ocr/inputs/det"
-  "ppocrv4_det per-ch mse qop|ocr/ppocrv4_det.onnx|ocr/inputs/det|--data $M/ocr/inputs/det --per-channel --calibration mse --format qoperator --accuracy $M/ocr/inputs/det"
+  "digits_cnn static|trained/digits_cnn.onnx|trained/inputs/digits_test|--data $D/digits_train_x.npy --accuracy $D/digits_test_x.npy --labels $D/digits_test_y.npy|gate"
+  "digits_cnn static per-ch|trained/digits_cnn.onnx|trained/inputs/digits_test|--data $D/digits_train_x.npy --per-channel --accuracy $D/digits_test_x.npy --labels $D/digits_test_y.npy|gate"
+  "digits_cnn static qop|trained/digits_cnn.onnx|trained/inputs/digits_test|--data $D/digits_train_x.npy --format qoperator --accuracy $D/digits_test_x.npy --labels $D/digits_test_y.npy|gate"
+  "digits_cnn entropy|trained/digits_cnn.onnx|trained/inputs/digits_test|--data $D/digits_train_x.npy --calibration entropy --accuracy $D/digits_test_x.npy --labels $D/digits_test_y.npy|info"
+  "digits_mlp dynamic|trained/digits_mlp.onnx|trained/inputs/digits_test_flat|--accuracy $D/digits_test_xflat.npy --labels $D/digits_test_y.npy|info"
+  "digits_mlp static|trained/digits_mlp.onnx|trained/inputs/digits_test_flat|--data $D/digits_test_xflat.npy --accuracy $D/digits_test_xflat.npy --labels $D/digits_test_y.npy|gate"
+  "digits_vit dynamic|trained/digits_vit.onnx|trained/inputs/digits_test|--accuracy $D/digits_test_x.npy --labels $D/digits_test_y.npy|info"
+  "digits_vit int4 w-only|trained/digits_vit.onnx|trained/inputs/digits_test|--weight-only --accuracy $D/digits_test_x.npy --labels $D/digits_test_y.npy|info"
+  "digits_vit int4 aware|trained/digits_vit.onnx|trained/inputs/digits_test|--weight-only --max-accuracy-drop 0 --accuracy $D/digits_test_x.npy --labels $D/digits_test_y.npy|info"
+  "digits_vit static|trained/digits_vit.onnx|trained/inputs/digits_test|--data $D/digits_train_x.npy --accuracy $D/digits_test_x.npy --labels $D/digits_test_y.npy|gate"
+  "digits_vit static portable|trained/digits_vit.onnx|trained/inputs/digits_test|--data $D/digits_train_x.npy --target portable --accuracy $D/digits_test_x.npy --labels $D/digits_test_y.npy|info"
+  "iris_mlp static|tabular/iris_mlp.onnx|tabular/iris_inputs|--data $M/tabular/iris_inputs --accuracy $M/tabular/iris_inputs --labels $M/tabular/iris_labels.npy|gate"
+  "squeezenet static per-ch|vision/squeezenet1.1_fp32.onnx|vision/inputs/squeezenet_fish_fp32|--data $T/sq_calib --per-channel --accuracy $T/sq_calib|gate"
+  "squeezenet static qop|vision/squeezenet1.1_fp32.onnx|vision/inputs/squeezenet_fish_fp32|--data $T/sq_calib --per-channel --format qoperator --accuracy $T/sq_calib|gate"
+  "mnist_winml static|vision/mnist_winml.onnx|vision/inputs/mnist_28|--data $M/vision/inputs/mnist_28/Input3.npy --accuracy $M/vision/inputs/mnist_28/Input3.npy|gate"
+  "mnist_winml static portable|vision/mnist_winml.onnx|vision/inputs/mnist_28|--data $M/vision/inputs/mnist_28/Input3.npy --target portable --accuracy $M/vision/inputs/mnist_28/Input3.npy|info"
+  "silero_vad static|audio/silero_vad_v5_16k_op15.onnx|audio/inputs/silero_v5_x1|--data $A/silero_v5_x100 --accuracy $A/silero_v5_x100|gate"
+  "ppocrv4_det static|ocr/ppocrv4_det.onnx|ocr/inputs/det|--data $M/ocr/inputs/det --accuracy $M/ocr/inputs/det|gate"
+  "ppocrv4_det static portable|ocr/ppocrv4_det.onnx|ocr/inputs/det|--data $M/ocr/inputs/det --target portable --accuracy $M/ocr/inputs/det|info"
+  "ppocrv4_det per-ch mse|ocr/ppocrv4_det.onnx|ocr/inputs/det|--data $M/ocr/inputs/det --per-channel --calibration mse --accuracy $M/ocr/inputs/det|gate"
+  "ppocrv4_det per-ch mse qop|ocr/ppocrv4_det.onnx|ocr/inputs/det|--data $M/ocr/inputs/det --per-channel --calibration mse --format qoperator --accuracy $M/ocr/inputs/det|gate"
 )
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 ort_ms() {
@@ -46,19 +55,31 @@ ort_ms() {
 }
 out=$(mktemp)
 {
-  echo "# mopt quantize on ../shared/models, $(date -u +%F). weights = parameter bytes after/before; accuracy vs the float"
-  echo "# model (labelled drop in points where labels exist, else top-1 agreement); ORT = ONNX Runtime 1.30 latency,"
-  echo "# quantized/float, median of $ROUNDS interleaved rounds of $RUNS runs, $THREADS threads (< 1 = faster)."
-  printf '%-28s %8s %11s %9s %9s %9s %9s %8s\n' case weights accuracy cosine mopt_s ort_f_ms ort_q_ms ort_q/f
+  echo "# mopt quantize on ../shared/models, $(date -u +%F), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)."
+  echo "# weights = parameter bytes after/before; accuracy vs the float model (labelled drop in points where labels"
+  echo "# exist, else top-1 agreement); ORT = ONNX Runtime 1.30 latency, quantized/float, median of $ROUNDS interleaved"
+  echo "# rounds of $RUNS runs, $THREADS threads (< 1 = faster). verdict: gate rows must be <= 1.00x or kept float with"
+  echo "# the reason mopt gave (--target ort-cpu); info rows are not judged."
+  printf '%-28s %8s %11s %9s %9s %9s %9s %8s  %s\n' case weights accuracy cosine mopt_s ort_f_ms ort_q_ms ort_q/f verdict
 } > "$out"
 cat "$out"
+slower=0
 for c in "${cases[@]}"; do
-  IFS='|' read -r name model inputs flags <<<"$c"
+  IFS='|' read -r name model inputs flags role <<<"$c"
   q="$T/q.onnx"
+  rm -f "$q" "$q.report.json"
   start=$(date +%s.%N)
   # shellcheck disable=SC2086
-  "$MOPT" quantize "$M/$model" -o "$q" -q --threads "$THREADS" $flags || true
+  log=$("$MOPT" quantize "$M/$model" -o "$q" -q --threads "$THREADS" $flags 2>&1) || true
   secs=$(echo "$(date +%s.%N) - $start" | bc)
+  if [ ! -f "$q" ]; then
+    # Nothing written: kept float (a gate row passes only when the reason is the ort-cpu placement).
+    why=$(echo "$log" | grep -m1 -o 'quantize changed nothing.*' | cut -c1-150)
+    verdict="kept float"
+    case "$why" in *"--target ort-cpu"*) ;; *) verdict="FAILED"; [ "$role" = gate ] && slower=$((slower + 1)) ;; esac
+    printf '%-28s %8s %11s %9s %9.2f %9s %9s %8s  %s: %s\n' "$name" - - - "$secs" - - - "$verdict" "${why:-$log}" | tee -a "$out"
+    continue
+  fi
   read -r weights acc cos < <($PY - "$q.report.json" <<'PYEOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
@@ -81,9 +102,12 @@ PYEOF
   done
   f=$(printf '%s\n' "${f_ms[@]}" | median)
   qm=$(printf '%s\n' "${q_ms[@]}" | median)
-  awk -v n="$name" -v w="$weights" -v a="$acc" -v c="$cos" -v s="$secs" -v f="$f" -v q="$qm" \
-    'BEGIN {printf "%-28s %8s %11s %9s %9.2f %9.3f %9.3f %7.2fx\n", n, w, a, c, s, f, q, q / f}' | tee -a "$out"
+  verdict=$(awk -v f="$f" -v q="$qm" -v r="$role" 'BEGIN {print r != "gate" ? "info" : (q <= f ? "ok" : "SLOWER")}')
+  [ "$verdict" = SLOWER ] && slower=$((slower + 1))
+  awk -v n="$name" -v w="$weights" -v a="$acc" -v c="$cos" -v s="$secs" -v f="$f" -v q="$qm" -v v="$verdict" \
+    'BEGIN {printf "%-28s %8s %11s %9s %9.2f %9.3f %9.3f %7.2fx  %s\n", n, w, a, c, s, f, q, q / f, v}' | tee -a "$out"
 done
+echo "# gate rows slower than float or failed: $slower" | tee -a "$out"
 
 if [ "${BERT:-1}" = 1 ] && $PY -c 'import torch' 2>/dev/null; then
   $PY ../shared/tools/gen/bert_like.py "$T/bert.onnx" >/dev/null
@@ -107,3 +131,4 @@ if [ "${BERT:-1}" = 1 ] && $PY -c 'import torch' 2>/dev/null; then
 fi
 mkdir -p bench
 mv "$out" bench/quant.txt
+[ "$slower" -eq 0 ]

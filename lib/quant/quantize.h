@@ -128,19 +128,20 @@ nlohmann::json to_json(const QuantizeSummary& summary);
 // Conversion cost of one value crossing an int8 region's border (quantized on the way in or dequantized on
 // the way out), in the multiply-adds the int8 kernels must save to pay for it. Measured in ONNX Runtime
 // 1.30's CPU kernels (2 threads, AMD EPYC Zen 4 with AVX-512 VNNI; scripts/bench_qdq_cost.sh,
-// bench/qdq_cost.txt): a lone Conv or MatMul with a quantized input and a dequantized output (about two
-// conversions per output) broke even between 64 and 128 multiply-adds per output, so 32-64 per
-// conversion; squeezenet ran slower with its regions of 48 and 57 kept float than with them quantized.
-// The low end is used: only regions that clearly lose stay float.
+// bench/qdq_cost.txt): a lone op with a quantized input and a dequantized output, about two conversions
+// per output, against float: 3x3 Conv 1.27x at K=72 multiply-adds per output, 0.96x at 144, 0.78x at 288;
+// MatMul 1.01x at K=64, 0.87x at 128, 0.48x at 512. So 32-72 per conversion, and squeezenet ran slower
+// with its regions of 48 and 57 kept float than quantized: the low end is used, and only regions that
+// clearly lose stay float.
 constexpr int64_t kMultiplyAddsPerConvertedValue = 32;
 // Fixed cost of each int8 kernel and border conversion a region runs, in the same multiply-adds: ONNX
 // Runtime's int8 calls cost a few microseconds more than their float twins, which tiny models never
 // earn back (mnist_winml, 0.8 M multiply-adds per image over 6 quantized nodes and 2 border
 // conversions, ran 1.4-1.6x slower in int8).
 constexpr int64_t kMultiplyAddsPerInt8Node = 500'000;
-// MatMul and Gemm multiply-adds count 1/kMatMulSavingsDivisor of a Conv's: at the same balance int8
-// MatMul lost where int8 Conv won (lone MatMul K=64 1.0-1.2x of float, digits_vit's MatMul regions at
-// 43-48 multiply-adds per conversion 1.3x; squeezenet's Conv regions at 48-57 faster), and dynamic
+// MatMul and Gemm multiply-adds count 1/kMatMulSavingsDivisor of a Conv's: inside real models int8
+// MatMul lost where int8 Conv won at the same balance (digits_vit's MatMul regions at 43-48 multiply-adds
+// per conversion ran 1.3x slower than float; squeezenet's Conv regions at 48-57 faster), and dynamic
 // MatMulInteger with K=64 was slower too (digits_vit 1.17x).
 constexpr int64_t kMatMulSavingsDivisor = 2;
 
