@@ -11,7 +11,9 @@
 //   float -> [Q] -> MatMul(K=64) -> [DQ] -> LayerNorm -> [Q] -> MatMul ...      does not: ~32 multiply-adds
 //                                                                                per converted value
 // Both counts are per calibration sample, from the calibration table (values per tensor) and the weights
-// (reduction depth per output). A region whose counts are unknown is kept quantized.
+// (reduction depth per output). A region whose counts are unknown is kept quantized. Before that, the
+// non-weighted candidates at region edges are trimmed (trim_region_edges): a pooling or Add whose output
+// only float code reads would just requantize it.
 #include <fmt/format.h>
 
 #include <map>
@@ -40,7 +42,46 @@ bool is_weighted(const ir::Node& n) { return n.is_op("Conv") || n.is_op("MatMul"
 
 }  // namespace
 
+namespace {
+
+
+// Non-weighted candidates (data movement, Add, Mul, Concat, pools) at a region's edge gain nothing: one
+// whose output no candidate reads only requantizes a value that float code reads next (behind a head's
+// Softmax or Sigmoid that rounding is what collapses accuracy); one that reads no candidate's output needs
+// its inputs quantized just for itself. They are dropped until none is left at an edge.
+void trim_region_edges(std::vector<ir::Node*>& nodes, QuantizeSummary& summary) {
+  for (bool changed = true; changed;) {
+    changed = false;
+    const std::set<const ir::Node*> selected(nodes.begin(), nodes.end());
+    std::set<const ir::Node*> dropped;
+    for (const ir::Node* n : nodes) {
+      if (is_weighted(*n)) continue;
+      bool feeds = false, fed = false;
+      for (const ir::Value* y : n->outputs()) {
+        for (const ir::Use& u : y ? y->uses() : std::vector<ir::Use>{}) feeds |= selected.count(u.node) > 0;
+      }
+      for (const ir::Value* v : n->inputs()) {
+        const ir::Node* p = v ? v->producer() : nullptr;
+        // A Relu between a candidate and this node is folded into the candidate's output range.
+        if (p && p->is_op("Relu") && p->input(0)) p = p->input(0)->producer();
+        fed |= p && selected.count(p) > 0;
+      }
+      if (feeds && fed) continue;
+      dropped.insert(n);
+      summary.skipped.emplace_back(rewrite::describe(*n), !fed ? "kept in float: none of its inputs comes from a quantized node"
+                                                              : "kept in float: no quantized node reads its output (requantizing it "
+                                                                "would only add error)");
+    }
+    if (dropped.empty()) break;
+    std::erase_if(nodes, [&](const ir::Node* n) { return dropped.count(n) > 0; });
+    changed = true;
+  }
+}
+
+}  // namespace
+
 void keep_unprofitable_regions_float(const CalibrationTable& table, std::vector<ir::Node*>& nodes, QuantizeSummary& summary) {
+  trim_region_edges(nodes, summary);
   std::unordered_map<const ir::Node*, size_t> index;
   for (size_t i = 0; i < nodes.size(); ++i) index.emplace(nodes[i], i);
   // The candidate whose int8 output `v` is: its own output, or that of the Relu right after it, which

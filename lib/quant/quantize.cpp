@@ -80,7 +80,11 @@ std::set<std::string> default_op_types(Mode mode) {
     case Mode::Dynamic: return {"MatMul", "Gemm"};
     case Mode::WeightOnly: return {"MatMul"};
     case Mode::Static:
-      return {"Conv", "MatMul", "Gemm", "MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze"};
+      // Besides the weighted operators: those ONNX Runtime runs on int8 data (integer MaxPool and data
+      // movement; QLinearConcat, QLinearAdd, QLinearMul, QLinearAveragePool, QLinearGlobalAveragePool), so
+      // regions of int8 data do not break at them.
+      return {"Conv", "MatMul", "Gemm", "MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze",
+              "Concat", "AveragePool", "GlobalAveragePool", "Add", "Mul"};
   }
   return {};
 }
