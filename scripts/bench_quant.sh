@@ -74,10 +74,11 @@ for c in "${cases[@]}"; do
   secs=$(echo "$(date +%s.%N) - $start" | bc)
   if [ ! -f "$q" ]; then
     # Nothing written: kept float (a gate row passes only when the reason is the ort-cpu placement).
-    why=$(echo "$log" | grep -m1 -o 'quantize changed nothing.*' | cut -c1-150)
+    why=$(echo "$log" | grep -m1 -o 'quantize changed nothing.*')
     verdict="kept float"
     case "$why" in *"--target ort-cpu"*) ;; *) verdict="FAILED"; [ "$role" = gate ] && slower=$((slower + 1)) ;; esac
-    printf '%-28s %8s %11s %9s %9.2f %9s %9s %8s  %s: %s\n' "$name" - - - "$secs" - - - "$verdict" "${why:-$log}" | tee -a "$out"
+    why=$(echo "${why:-$log}" | cut -c1-220)
+    printf '%-28s %8s %11s %9s %9.2f %9s %9s %8s  %s: %s\n' "$name" - - - "$secs" - - - "$verdict" "$why" | tee -a "$out"
     continue
   fi
   read -r weights acc cos < <($PY - "$q.report.json" <<'PYEOF'

@@ -33,20 +33,24 @@ cases=("${shared_model_cases[@]}")
 
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 
-# MODEL gives the same outputs in ONNX Runtime as in mopt's executor, within cosine MINIMUM (default 0.9999).
-check_agrees_with_executor() {  # model inputs label [minimum]
+# MODEL gives the same outputs in ONNX Runtime as in mopt's executor. Twice: with ONNX Runtime's graph
+# optimizations at `basic`, which runs each QuantizeLinear/DequantizeLinear/integer operator as written, within
+# cosine SEMANTICS (default 0.99999: the operators' definitions agree); and with all optimizations, where
+# ONNX Runtime fuses QDQ groups into its own int8 kernels, within cosine MINIMUM (default 0.999).
+check_agrees_with_executor() {  # model inputs label [minimum] [semantics]
   local ref="$T/ref_$3"
   mkdir -p "$ref"
   "$MOPT" run "$1" --data "$2" --save-outputs "$ref" -q || { fail "$3: mopt could not run it"; return; }
   for f in "$ref"/*.npy; do mv "$f" "$ref/expected_$(basename "$f")"; done
-  compare_in_ort "$1" "$2" "$ref" "$3 (ONNX Runtime vs mopt)" cosine "${4:-0.9999}"
+  compare_in_ort "$1" "$2" "$ref" "$3 (ONNX Runtime at basic vs mopt)" cosine "${5:-0.99999}" basic
+  compare_in_ort "$1" "$2" "$ref" "$3 (ONNX Runtime vs mopt)" cosine "${4:-0.999}"
 }
 
 # Runs MODEL in ONNX Runtime on INPUTS and judges every output against EXPECTED/expected_<name>.npy:
 # KIND max-abs (max|diff| <= LIMIT) or cosine (cosine >= LIMIT).
-compare_in_ort() {  # model inputs expected-dir label kind limit
+compare_in_ort() {  # model inputs expected-dir label kind limit [ONNX Runtime optimization level]
   local json
-  json=$(node "$TOOLS/run.js" "$1" --inputs-dir "$2" --compare "$3" --runs 1 --warmup 0 --json 2>&1 | grep '^JSON ' | cut -c6-)
+  json=$(node "$TOOLS/run.js" "$1" --inputs-dir "$2" --compare "$3" --runs 1 --warmup 0 --opt "${7:-all}" --json 2>&1 | grep '^JSON ' | cut -c6-)
   if [ -z "$json" ]; then fail "$4: ONNX Runtime could not run it"; return; fi
   node -e '
     const r = JSON.parse(process.argv[1]); const kind = process.argv[2]; const limit = Number(process.argv[3]);
@@ -177,9 +181,15 @@ done
 echo "ppocrv4_det with a static input shape"
 check_in_ort "$T/ppocr_static.onnx" "$MODELS/ocr/inputs/det" "$MODELS/ocr/golden/ppocrv4_det" "ppocrv4_det (static shape)"
 
-# Quantized models: each must load in ONNX Runtime and agree with mopt's executor on the same model
-# (cosine similarity >= 0.9999 on every output, unless the case names its own minimum): that the integer kernels of
-# both runtimes implement the same rounding and saturation is what makes mopt's accuracy report true.
+# Quantized models: each must load in ONNX Runtime and agree with mopt's executor on the same model: that both
+# runtimes implement the same rounding and saturation is what makes mopt's accuracy report true. With ONNX
+# Runtime's optimizations at `basic` (each QuantizeLinear/DequantizeLinear as written) the outputs agree within
+# cosine 0.99999 (squeezenet per channel: max|diff| 2e-12). With all optimizations ONNX Runtime fuses the QDQ
+# groups into its own int8 kernels (QLinearConv, QLinearAdd, QLinearConcat, QLinearGlobalAveragePool), whose
+# fixed-point requantization flips a rounding here and there: squeezenet per channel then differs by cosine
+# 0.99942 (max|diff| 0.023 on a softmax probability: its GlobalAveragePool output, quantized right before Softmax,
+# moves one step), ppocrv4_det by 0.99975, so the fused check's minimum is 0.999 (a wrong kernel is far below).
+# A case that names its own minimum uses it for both checks.
 # QOperator models agree exactly (integer arithmetic). QDQ models run float kernels between the Q/DQ
 # pairs, so a 1e-7 difference in a float sum can flip a rounding; ppocrv4_det amplifies such flips
 # (quantized per channel with mse ranges its QDQ output differs by cosine 0.998 between the two
@@ -202,6 +212,7 @@ qcases=(
   "digits_vit int4 weight-only|trained/digits_vit.onnx|trained/inputs/digits_test|--weight-only"
   "digits_vit int8 weight-only asymmetric|trained/digits_vit.onnx|trained/inputs/digits_test|--weight-only --bits 8 --asymmetric-weights"
   "digits_cnn static QDQ|trained/digits_cnn.onnx|trained/inputs/digits_test|--data $D/digits_train_x.npy --target portable"
+  "digits_cnn static QDQ bias-correction|trained/digits_cnn.onnx|trained/inputs/digits_test|--data $D/digits_train_x.npy --bias-correction --target portable"
   "digits_cnn static QOperator per-channel|trained/digits_cnn.onnx|trained/inputs/digits_test|--data $D/digits_train_x.npy --format qoperator --per-channel --target portable"
   "squeezenet static QDQ per-channel|vision/squeezenet1.1_fp32.onnx|vision/inputs/squeezenet_fish_fp32|--data $MODELS/vision/inputs/squeezenet_fish_fp32 --per-channel --target portable"
   "squeezenet static QOperator|vision/squeezenet1.1_fp32.onnx|vision/inputs/squeezenet_fish_fp32|--data $MODELS/vision/inputs/squeezenet_fish_fp32 --format qoperator --target portable"
@@ -219,7 +230,7 @@ for c in "${qcases[@]}"; do
     fail "$label: mopt quantize failed"; continue
   fi
   echo "$label"
-  check_agrees_with_executor "$out" "$MODELS/$inputs" "$(echo "$label" | tr ' ' '_')" "${minimum:-0.9999}"
+  check_agrees_with_executor "$out" "$MODELS/$inputs" "$(echo "$label" | tr ' ' '_')" "${minimum:-0.999}" "${minimum:-0.99999}"
 done
 
 # An opset-9 model whose Softmax input has no shape (testdata/opset9_softmax.onnxtxt): per tensor it is

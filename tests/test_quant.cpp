@@ -166,6 +166,93 @@ TEST_CASE("static QDQ: structure, Relu folding, int32 bias, and outputs close to
   CHECK(output_cosine(*original, *m, seeded_samples(*original, 3)) > 0.999);
 }
 
+TEST_CASE("bias correction cancels the mean output shift of rounded weights, measured on held-out inputs") {
+  // A Gemm without a bias on inputs with a large mean: rounding its weights to int8 shifts each output column by
+  // about sum_k (W - W_q)[n, k] * mean(x_k), which the correction adds back as a bias.
+  const std::string text = fmt::format(R"(<ir_version: 8, opset_import: ["" : 13]>
+g (float[8,64] x) => (float[8,6] y) <{}> {{
+  y = Gemm <transB=1> (x, G)
+}})",
+                                       tensor_text("G", {6, 64}, 7, 0.5f));
+  auto samples = [](uint32_t seed, int n) {  // x uniform in [3, 5): the mean is what the shift scales with
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> dist(3.0f, 5.0f);
+    std::vector<data::Feeds> out;
+    for (int i = 0; i < n; ++i) {
+      std::vector<float> v(8 * 64);
+      for (float& f : v) f = dist(rng);
+      out.push_back({{"x", exec::Array::vector(d::kFloat, v).reshaped({8, 64})}});
+    }
+    return out;
+  };
+  // The largest |mean over rows and samples of (quantized - float)| over the output columns.
+  auto mean_shift = [](const ir::Model& original, const ir::Model& q, const std::vector<data::Feeds>& feeds) {
+    std::vector<double> sum(6, 0.0);
+    int64_t rows = 0;
+    const eval::Outputs a = eval::run_samples(original, feeds, 1), b = eval::run_samples(q, feeds, 1);
+    for (size_t s = 0; s < feeds.size(); ++s) {
+      const exec::Array &fa = a.per_sample[s][0], &fb = b.per_sample[s][0];
+      for (int64_t i = 0; i < fa.numel(); ++i) sum[static_cast<size_t>(i % 6)] += fb.data<float>()[i] - fa.data<float>()[i];
+      rows += 8;
+    }
+    double worst = 0;
+    for (double v : sum) worst = std::max(worst, std::fabs(v / static_cast<double>(rows)));
+    return worst;
+  };
+  auto original = parse_model(text);
+  const auto calib = samples(1, 16), held_out = samples(2, 16);
+  quant::QuantizeConfig config;
+  config.mode = quant::Mode::Static;
+  config.target = quant::Target::Portable;
+
+  auto plain = parse_model(text);
+  const quant::CalibrationTable plain_table = quant::calibrate(*plain, calib, {});
+  quant::QuantizeSummary ps = quant::quantize_model(*plain, config, &plain_table);
+  CHECK(ps.biases_corrected == 0);
+
+  config.bias_correction = true;
+  auto corrected = parse_model(text);
+  quant::CalibrationOptions options;
+  options.channel_means_of = quant::bias_correction_inputs(*corrected, config);
+  REQUIRE(options.channel_means_of == std::map<std::string, int64_t>{{"x", -1}});
+  const quant::CalibrationTable table = quant::calibrate(*corrected, calib, options);
+  REQUIRE(table.find("x")->channel_mean.size() == 64);
+  CHECK(table.find("x")->channel_mean[0] == doctest::Approx(4.0).epsilon(0.05));
+  quant::QuantizeSummary cs = quant::quantize_model(*corrected, config, &table);
+  CHECK(cs.biases_corrected == 1);
+  auto bias_warnings = [](const quant::QuantizeSummary& summary) {
+    std::vector<std::string> found;
+    for (const std::string& w : summary.warnings) {
+      if (w.find("bias correction") != std::string::npos) found.push_back(w);
+    }
+    return found;
+  };
+  CHECK(bias_warnings(cs).empty());  // 128 calibration rows: no small-sample warning
+  run(*corrected, "eliminate-dead-code");
+  ir::verify_invariants(*corrected);
+  // The Gemm got an int32 bias it did not have.
+  const ir::Node* gemm = nullptr;
+  for (const ir::Node* n : corrected->graph().nodes()) gemm = n->is_op("Gemm") ? n : gemm;
+  REQUIRE(gemm != nullptr);
+  REQUIRE(gemm->inputs().size() == 3);
+  CHECK(gemm->input(2)->producer()->is_op("DequantizeLinear"));
+
+  const double before = mean_shift(*original, *plain, held_out), after = mean_shift(*original, *corrected, held_out);
+  INFO("mean output shift without correction " << before << ", with " << after);
+  CHECK(before > 1e-3);
+  CHECK(after < before / 3);
+  CHECK(output_cosine(*original, *corrected, held_out) >= output_cosine(*original, *plain, held_out));
+
+  SUBCASE("few calibration rows are warned about") {
+    auto m = parse_model(text);
+    const quant::CalibrationTable one = quant::calibrate(*m, samples(3, 1), options);
+    quant::QuantizeSummary s = quant::quantize_model(*m, config, &one);
+    const std::vector<std::string> found = bias_warnings(s);
+    REQUIRE(found.size() == 1);
+    CHECK(found[0].find("only 8 calibration row(s)") != std::string::npos);
+  }
+}
+
 TEST_CASE("static QDQ leaves alone what it cannot prove: graph-output Relu, non-constant weights, excluded nodes") {
   SUBCASE("a Relu that is a graph output is not folded") {
     auto m = parse_model(fmt::format(R"(<ir_version: 8, opset_import: ["" : 13]>

@@ -17,6 +17,8 @@ struct Stats {
   double min = std::numeric_limits<double>::infinity(), max = -std::numeric_limits<double>::infinity();
   std::vector<double> histogram;  // of |x| over [0, absmax]
   int64_t elements = 0, arrays = 0;  // values seen over the samples, and in how many arrays
+  std::vector<double> channel_sum;   // CalibrationOptions::channel_means_of
+  int64_t per_channel = 0;           // values summed into each channel
   double absmax() const { return std::max(std::fabs(min), std::fabs(max)); }
 };
 
@@ -41,6 +43,26 @@ void update_minmax(Stats& s, const exec::Array& a) {
   s.max = std::max(s.max, static_cast<double>(hi));
   s.elements += a.numel();
   ++s.arrays;
+}
+
+// Adds each channel's values along `axis` (1, or -1 for the last) to its sum; arrays whose channel count
+// changes between samples are left out.
+void update_channel_sums(Stats& s, const exec::Array& a, int64_t axis) {
+  if (a.rank() < 2) return;
+  const int64_t ax = axis < 0 ? a.rank() - 1 : axis;
+  if (ax >= a.rank()) return;
+  const int64_t channels = a.dim(ax);
+  int64_t inner = 1;
+  for (int64_t i = ax + 1; i < a.rank(); ++i) inner *= a.dim(i);
+  if (channels <= 0) return;
+  if (s.channel_sum.empty()) s.channel_sum.assign(static_cast<size_t>(channels), 0.0);
+  if (static_cast<int64_t>(s.channel_sum.size()) != channels) return;
+  exec::Array holder;
+  const float* v = as_float(a, holder);
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    if (std::isfinite(v[i])) s.channel_sum[static_cast<size_t>((i / inner) % channels)] += v[i];
+  }
+  s.per_channel += a.numel() / channels;
 }
 
 void update_histogram(Stats& s, const exec::Array& a, int bins) {
@@ -190,7 +212,10 @@ CalibrationTable calibrate(const ir::Model& model, const std::vector<data::Feeds
     usage_error("percentile must be in (0, 100], not {}", options.percentile);
   const auto start = std::chrono::steady_clock::now();
   std::map<std::string, Stats> stats;
-  observe_all(model, samples, options.threads, [&](const std::string& n, const exec::Array& a) { update_minmax(stats[n], a); });
+  observe_all(model, samples, options.threads, [&](const std::string& n, const exec::Array& a) {
+    update_minmax(stats[n], a);
+    if (auto it = options.channel_means_of.find(n); it != options.channel_means_of.end()) update_channel_sums(stats[n], a, it->second);
+  });
   if (options.method != CalibrationMethod::MinMax) {
     observe_all(model, samples, options.threads,
                 [&](const std::string& n, const exec::Array& a) { update_histogram(stats[n], a, options.bins); });
@@ -208,6 +233,7 @@ CalibrationTable calibrate(const ir::Model& model, const std::vector<data::Feeds
     r.observed_min = r.min = s.min;
     r.observed_max = r.max = s.max;
     r.elements = s.arrays > 0 ? s.elements / s.arrays : 0;
+    for (double sum : s.channel_sum) r.channel_mean.push_back(s.per_channel > 0 ? sum / static_cast<double>(s.per_channel) : 0.0);
     if (options.method != CalibrationMethod::MinMax) {
       const double t = choose_threshold(options.method, s.histogram, s.absmax(), options.percentile);
       r.min = std::max(s.min, -t);

@@ -27,6 +27,9 @@ const char* name(CalibrationMethod method);
 
 struct CalibrationOptions {
   CalibrationMethod method = CalibrationMethod::MinMax;
+  // Tensors whose per-channel means to record (bias correction), with the channel axis: 1 for NCHW
+  // activations, -1 for the last axis.
+  std::map<std::string, int64_t> channel_means_of;
   double percentile = 99.999;
   int bins = 2048;
   int threads = 0;
@@ -36,6 +39,7 @@ struct TensorRange {
   double min = 0, max = 0;                    // the range quantization covers
   double observed_min = 0, observed_max = 0;  // what the samples produced
   int64_t elements = 0;                       // values per sample (the mean over the samples)
+  std::vector<double> channel_mean;           // per channel, when CalibrationOptions::channel_means_of asks
 };
 
 struct CalibrationTable {

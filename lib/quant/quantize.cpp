@@ -212,6 +212,16 @@ std::vector<ir::Node*> select_nodes(const ir::Model& model, const QuantizeConfig
   return selected;
 }
 
+std::map<std::string, int64_t> bias_correction_inputs(const ir::Model& model, const QuantizeConfig& config) {
+  std::map<std::string, int64_t> inputs;
+  if (!config.bias_correction) return inputs;
+  for (const ir::Node* n : select_nodes(model, config, nullptr)) {
+    if (n->is_op("Conv")) inputs[n->input(0)->name()] = 1;
+    else if (n->is_op("MatMul") || (n->is_op("Gemm") && n->attribute_int("transA").value_or(0) == 0)) inputs[n->input(0)->name()] = -1;
+  }
+  return inputs;
+}
+
 QuantizeSummary quantize_model(ir::Model& model, const QuantizeConfig& config, const CalibrationTable* table) {
   QuantizeSummary summary;
   summary.mode = name(config.mode);
@@ -229,7 +239,23 @@ QuantizeSummary quantize_model(ir::Model& model, const QuantizeConfig& config, c
     case Mode::WeightOnly: quantize_weight_only(model, config, nodes, summary); break;
     case Mode::Static:
       if (table == nullptr) usage_error("static quantization needs calibration data");
-      if (config.target == Target::OrtCpu) keep_unprofitable_regions_float(*table, nodes, summary);
+      if (config.target == Target::OrtCpu) {
+        keep_unprofitable_regions_float(*table, nodes, summary);
+      } else {
+        // Portable quantizes everything; say which regions ONNX Runtime's CPU kernels would run slower.
+        std::vector<ir::Node*> placed = nodes;
+        QuantizeSummary ort;
+        keep_unprofitable_regions_float(*table, placed, ort);
+        std::vector<std::string> losing;
+        for (const RegionRecord& r : ort.regions) {
+          if (r.kept_float) losing.push_back(fmt::format("'{}'{}", r.nodes.front(), r.nodes.size() > 1 ? fmt::format(" (+{})", r.nodes.size() - 1) : ""));
+        }
+        if (!losing.empty())
+          summary.warnings.push_back(fmt::format(
+              "{} int8 region(s) convert more at their borders than they save, which measured slower than float in ONNX "
+              "Runtime's CPU kernels: {} (--target ort-cpu keeps them float)",
+              losing.size(), fmt::join(losing.begin(), losing.begin() + static_cast<std::ptrdiff_t>(std::min<size_t>(losing.size(), 5)), ", ")));
+      }
       quantize_static_qdq(model, config, nodes, *table, summary);
       if (config.format == Format::QOperator) qdq_to_qoperator(model, summary);
       break;
@@ -278,6 +304,7 @@ nlohmann::json to_json(const QuantizeSummary& s) {
     if (t.block_size > 0) tj["block_size"] = t.block_size;
     j["tensors"].push_back(std::move(tj));
   }
+  if (s.biases_corrected > 0) j["biases_corrected"] = s.biases_corrected;
   j["notes"] = s.notes;
   j["warnings"] = s.warnings;
   return j;

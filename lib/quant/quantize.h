@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -41,6 +42,7 @@ struct QuantizeConfig {
   int32_t activation_type = ir::dtype::kUint8;
   bool symmetric_weights = true;
   bool symmetric_activations = false;
+  bool bias_correction = false;  // static: cancel the mean output shift of rounded weights (qdq.cpp)
   std::set<std::string> op_types;  // empty: the mode's defaults (default_op_types)
   std::set<std::string> exclude_nodes, exclude_op_types;
   bool keep_first = false, keep_last = false;  // first/last Conv, MatMul or Gemm stays float
@@ -110,6 +112,7 @@ struct QuantizeSummary {
   std::vector<std::pair<std::string, std::string>> skipped;  // node, reason
   std::vector<TensorRecord> tensors;
   std::vector<std::string> notes;
+  int64_t biases_corrected = 0;
   std::vector<std::string> warnings;  // what may make the result worse than the user expects (report warnings)
   int64_t nodes_quantized() const { return static_cast<int64_t>(layers.size()); }
 };
@@ -118,6 +121,10 @@ struct QuantizeSummary {
 // are appended to `skipped` (only nodes whose op type is selected are mentioned).
 std::vector<ir::Node*> select_nodes(const ir::Model& model, const QuantizeConfig& config,
                                     std::vector<std::pair<std::string, std::string>>* skipped);
+
+// Bias correction (QuantizeConfig::bias_correction): the inputs whose per-channel means calibration must record,
+// with their channel axis (1 for Conv's NCHW input, -1 for MatMul/Gemm's reduction axis).
+std::map<std::string, int64_t> bias_correction_inputs(const ir::Model& model, const QuantizeConfig& config);
 
 // Rewrites `model` in place. Static mode needs `table` (ranges of the tensors it quantizes). Throws
 // mopt::Error (usage) for a configuration the model cannot take, e.g. per-channel QDQ below opset 13.

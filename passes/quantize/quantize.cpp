@@ -85,6 +85,7 @@ class QuantizePass : public pass::Pass {
     for (const std::string& w : summary.warnings) ctx.warn(w);
     ctx.count("nodes-quantized", summary.nodes_quantized());
     ctx.count("nodes-skipped", static_cast<int64_t>(summary.skipped.size()));
+    if (summary.biases_corrected > 0) ctx.count("biases-corrected", summary.biases_corrected);
     for (const auto& [node, why] : summary.skipped) {
       if (ctx.explain()) fmt::print(stderr, "quantize: skipped '{}': {}\n", node, why);
     }
@@ -111,6 +112,17 @@ class QuantizePass : public pass::Pass {
                          "quantized: {:.2f} pp, {})",
                          fallback->target, fallback->initial_drop, fallback->basis);
     if (summary.skipped.empty()) return fmt::format("the model has no operator that {} quantization handles", summary.mode);
+    if (!summary.regions.empty() && std::all_of(summary.regions.begin(), summary.regions.end(),
+                                                [](const quant::RegionRecord& r) { return r.kept_float; })) {
+      const quant::RegionRecord* best = &summary.regions.front();
+      for (const quant::RegionRecord& r : summary.regions) {
+        if (r.multiply_adds && (!best->multiply_adds || *r.multiply_adds * best->cost > *best->multiply_adds * r.cost)) best = &r;
+      }
+      return fmt::format("every int8 region would run slower than float in ONNX Runtime's CPU kernels (--target ort-cpu): "
+                         "{} region(s), the best saving {:.2g} multiply-adds per sample where its conversions and int8 calls "
+                         "cost {:.2g} (--target portable quantizes anyway)",
+                         summary.regions.size(), static_cast<double>(best->multiply_adds.value_or(0)), static_cast<double>(best->cost));
+    }
     std::map<std::string, int> reasons;
     for (const auto& [node, why] : summary.skipped) ++reasons[why];
     std::vector<std::pair<int, std::string>> sorted;
@@ -155,6 +167,7 @@ class QuantizePass : public pass::Pass {
     calibration.method = quant::parse_calibration_method(options_.get_string("calibration"));
     calibration.percentile = options_.get_float("percentile");
     calibration.threads = evaluation ? evaluation->threads : 0;  // --threads, as for the accuracy check
+    if (options_.get_bool("bias-correction")) calibration.channel_means_of = quant::bias_correction_inputs(model, config_from(options_));
     return quant::calibrate(model, samples, calibration);
   }
 
@@ -168,6 +181,7 @@ class QuantizePass : public pass::Pass {
     c.activation_type = quant::parse_qtype(o.get_string("activation-type"));
     c.symmetric_weights = !o.get_bool("asymmetric-weights");
     c.symmetric_activations = o.get_bool("symmetric-activations");
+    c.bias_correction = o.get_bool("bias-correction");
     c.op_types = split_list(o.get_string("op-types"));
     c.exclude_nodes = split_list(o.get_string("exclude-nodes"));
     c.exclude_op_types = split_list(o.get_string("exclude-op-types"));
@@ -200,6 +214,7 @@ const std::vector<pass::OptionSpec>& QuantizeOptions() {
       {"activation-type", T::Choice, "uint8", "quantized activation type (static mode)", {"uint8", "int8"}, "mode=static"},
       {"asymmetric-weights", T::Bool, "false", "weights with a zero point instead of symmetric ranges", {}},
       {"symmetric-activations", T::Bool, "false", "activations with symmetric ranges", {}, "mode=static"},
+      {"bias-correction", T::Bool, "false", "add the mean output shift of each layer's rounded weights (from the calibration data) back to its bias", {}, "mode=static"},
       {"op-types", T::String, "", "comma-separated operator types to quantize (default: the mode's)", {}},
       {"exclude-nodes", T::String, "", "comma-separated node names to keep in float", {}},
       {"exclude-op-types", T::String, "", "comma-separated operator types to keep in float", {}},
