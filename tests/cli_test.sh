@@ -206,6 +206,10 @@ expect 2 "option 'calibration' of pass 'quantize' applies only with mode=static 
   "$MOPT" quantize "$T/work/model.onnx" --calibration entropy
 expect 2 "option 'percentile' of pass 'quantize' applies only with calibration=percentile" -- \
   "$MOPT" quantize "$T/work/model.onnx" --data "$T/work" --percentile 99.9 --print-pipeline
+expect 2 "tensor-range expects NAME=LO:HI, got 'data_0'" -- "$MOPT" quantize "$T/work/model.onnx" --data "$T/work" --tensor-range data_0
+expect 2 "tensor-range: the main graph has no value named 'nosuch'" -- \
+  "$MOPT" quantize "$T/work/model.onnx" --data "$T/work" --tensor-range nosuch=0:1 -o "$T/work/tr.onnx"
+[ ! -e "$T/work/tr.onnx" ] || fail "a refused tensor-range wrote output"
 expect 2 "--accuracy-level: Value 7 not in range 0 to 4" -- "$MOPT" quantize "$T/work/model.onnx" --weight-only --accuracy-level 7
 expect 0 "--upgrade-opset,--no-upgrade-opset" -- "$MOPT" quantize --help
 if [ -f "$M/digits_mlp.onnx" ]; then

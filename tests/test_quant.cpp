@@ -253,6 +253,41 @@ g (float[8,64] x) => (float[8,6] y) <{}> {{
   }
 }
 
+TEST_CASE("tensor-range overrides replace calibrated ranges, are reported, and say when they quantized nothing") {
+  auto m = parse_model(small_cnn());
+  const auto calib = seeded_samples(*m, 4);
+  quant::CalibrationTable table = quant::calibrate(*m, calib, {});
+  const double observed_max = table.find("x")->observed_max;
+  // x gets [-4, 4]; p (MaxPool's output) inherits its input's parameters, so its override cannot apply.
+  quant::apply_range_overrides(table, {{"x", -4.0, 4.0}, {"p", 0.0, 2.0}});
+  CHECK(table.find("x")->overridden);
+  CHECK(table.find("x")->observed_max == observed_max);  // what the samples produced is kept
+  CHECK_FALSE(table.find("c")->overridden);
+  quant::QuantizeConfig config;
+  config.mode = quant::Mode::Static;
+  config.target = quant::Target::Portable;
+  quant::QuantizeSummary s = quant::quantize_model(*m, config, &table);
+  const quant::TensorRecord* x = nullptr;
+  for (const quant::TensorRecord& t : s.tensors) x = t.name == "x" && t.role == "activation" ? &t : x;
+  REQUIRE(x != nullptr);
+  CHECK(x->method == "tensor-range");
+  CHECK(x->scale.at(0) == doctest::Approx(8.0 / 255).epsilon(1e-6));  // uint8 asymmetric over [-4, 4]
+  auto mentions = [](const std::vector<std::string>& lines, const std::string& text) {
+    return std::any_of(lines.begin(), lines.end(), [&](const std::string& l) { return l.find(text) != std::string::npos; });
+  };
+  CHECK(mentions(s.notes, "tensor-range overrides applied: 'x' [-4, 4]"));
+  CHECK(mentions(s.warnings, "tensor-range overrides not used"));
+  CHECK(mentions(s.warnings, "'p' [0, 2]"));
+
+  SUBCASE("bad overrides are usage errors") {
+    quant::CalibrationTable t = quant::calibrate(*parse_model(small_cnn()), calib, {});
+    CHECK(error_of([&] { quant::apply_range_overrides(t, {{"nosuch", 0, 1}}); }).find("no float tensor named 'nosuch'") != std::string::npos);
+    CHECK(error_of([&] { quant::apply_range_overrides(t, {{"x", 0, 1}, {"x", 0, 2}}); }).find("'x' is given twice") != std::string::npos);
+    CHECK(error_of([] { data::parse_named_range("x=2:1", "tensor-range"); }).find("LO must not exceed HI") != std::string::npos);
+    CHECK(error_of([] { data::parse_named_range("x=0:inf", "tensor-range"); }).find("is not a number") != std::string::npos);
+  }
+}
+
 TEST_CASE("static QDQ leaves alone what it cannot prove: graph-output Relu, non-constant weights, excluded nodes") {
   SUBCASE("a Relu that is a graph output is not folded") {
     auto m = parse_model(fmt::format(R"(<ir_version: 8, opset_import: ["" : 13]>

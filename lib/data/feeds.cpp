@@ -77,8 +77,10 @@ void ShapeOverrides::add_dim(const std::string& spec) {
   dims[name] = parse_dim(value, spec, "--dim");
 }
 
-void ShapeOverrides::add_range(const std::string& spec) {
-  auto [name, value] = split_assignment(spec, "--value-range");
+NamedRange parse_named_range(const std::string& spec, const std::string& flag) {
+  const size_t eq = spec.find('=');
+  if (eq == std::string::npos || eq == 0) usage_error("{} expects NAME=LO:HI, got '{}'", flag, spec);
+  const std::string name = spec.substr(0, eq), value = spec.substr(eq + 1);
   const size_t colon = value.find(':');
   auto number = [&](const std::string& text) {
     try {
@@ -87,13 +89,18 @@ void ShapeOverrides::add_range(const std::string& spec) {
       if (used != text.size() || !std::isfinite(v)) throw std::invalid_argument(text);
       return v;
     } catch (const std::exception&) {
-      usage_error("--value-range: '{}' is not a number in '{}' (expected NAME=LO:HI)", text, spec);
+      usage_error("{}: '{}' is not a number in '{}' (expected NAME=LO:HI)", flag, text, spec);
     }
   };
-  if (colon == std::string::npos) usage_error("--value-range expects NAME=LO:HI, got '{}'", spec);
+  if (colon == std::string::npos) usage_error("{} expects NAME=LO:HI, got '{}'", flag, spec);
   const double lo = number(value.substr(0, colon)), hi = number(value.substr(colon + 1));
-  if (!(lo <= hi)) usage_error("--value-range {}: LO must not exceed HI, got '{}'", name, value);
-  ranges[name] = {lo, hi};
+  if (!(lo <= hi)) usage_error("{} {}: LO must not exceed HI, got '{}'", flag, name, value);
+  return {name, lo, hi};
+}
+
+void ShapeOverrides::add_range(const std::string& spec) {
+  const NamedRange r = parse_named_range(spec, "--value-range");
+  ranges[r.name] = {r.lo, r.hi};
 }
 
 void ShapeOverrides::validate(const ir::Model& model) const {

@@ -32,6 +32,13 @@ std::vector<InputSpec> model_inputs(const ir::Model& model);
 Feeds feeds_for(const ir::Model& model, const ir::Model& original, const Feeds& feeds);
 Feeds feeds_for(const ir::Model& model, const std::vector<std::string>& original_inputs, const Feeds& feeds);
 
+// "NAME=LO:HI" with finite LO <= HI (--value-range, quantize's tensor-range); usage errors name `flag`.
+struct NamedRange {
+  std::string name;
+  double lo = 0, hi = 0;
+};
+NamedRange parse_named_range(const std::string& spec, const std::string& flag);
+
 // How random feeds are shaped and filled where the model leaves it open (the names are checked against the
 // model by `validate`, so a typo is a usage error, not a silently ignored flag).
 struct ShapeOverrides {

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <set>
 
 #include "exec/executor.h"
 #include "util/error.h"
@@ -243,6 +244,19 @@ CalibrationTable calibrate(const ir::Model& model, const std::vector<data::Feeds
   }
   table.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return table;
+}
+
+void apply_range_overrides(CalibrationTable& table, const std::vector<data::NamedRange>& overrides) {
+  std::set<std::string> seen;
+  for (const data::NamedRange& o : overrides) {
+    if (!seen.insert(o.name).second) usage_error("tensor-range: '{}' is given twice", o.name);
+    auto it = table.ranges.find(o.name);
+    if (it == table.ranges.end())
+      usage_error("tensor-range: the model has no float tensor named '{}' (graph inputs and node outputs of the main graph)", o.name);
+    it->second.min = o.lo;
+    it->second.max = o.hi;
+    it->second.overridden = true;
+  }
 }
 
 }  // namespace mopt::quant

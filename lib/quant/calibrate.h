@@ -40,6 +40,7 @@ struct TensorRange {
   double observed_min = 0, observed_max = 0;  // what the samples produced
   int64_t elements = 0;                       // values per sample (the mean over the samples)
   std::vector<double> channel_mean;           // per channel, when CalibrationOptions::channel_means_of asks
+  bool overridden = false;                    // min/max were given by the user (apply_range_overrides)
 };
 
 struct CalibrationTable {
@@ -57,6 +58,11 @@ struct CalibrationTable {
 // Ranges of every float graph input and float node output of the main graph. Throws mopt::Error when
 // the executor cannot run the model or there are no samples.
 CalibrationTable calibrate(const ir::Model& model, const std::vector<data::Feeds>& samples, const CalibrationOptions& options);
+
+// Replaces the calibrated ranges of the named tensors by the given ones (quantize(tensor-range=NAME=LO:HI,...)),
+// keeping what the samples produced as the observed range. Usage error for a name that is no float value the
+// calibration saw (graph input or node output of the main graph), or one named twice.
+void apply_range_overrides(CalibrationTable& table, const std::vector<data::NamedRange>& overrides);
 
 // The threshold chosen by `method` from a histogram of |x| over [0, absmax] (exposed for tests).
 double choose_threshold(CalibrationMethod method, const std::vector<double>& histogram, double absmax, double percentile);

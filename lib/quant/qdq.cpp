@@ -115,7 +115,7 @@ class QdqWriter {
       const TensorRange* r = table_.find(range_of->name());
       if (r == nullptr) return nullptr;
       params = compute_params(r->min, r->max, config_.activation_type, config_.symmetric_activations);
-      rec.method = table_.method;
+      rec.method = r->overridden ? std::string(kOverrideMethod) : table_.method;
       rec.min = r->min;
       rec.max = r->max;
       rec.observed_min = r->observed_min;

@@ -3,6 +3,9 @@
 #include "quant/quantize.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
 
 #include "rewrite/rewrite.h"
 #include "util/error.h"
@@ -212,6 +215,28 @@ std::vector<ir::Node*> select_nodes(const ir::Model& model, const QuantizeConfig
   return selected;
 }
 
+namespace {
+
+// Says which tensor-range overrides were applied and warns about those that quantized nothing (a tensor no
+// quantized node reads or writes, or one that inherits its input's parameters, like a MaxPool output).
+void report_range_overrides(const CalibrationTable& table, QuantizeSummary& summary) {
+  std::vector<std::string> applied, unused;
+  for (const auto& entry : table.ranges) {
+    const std::string& name = entry.first;  // not a structured binding: clang 14 cannot capture those
+    const TensorRange& r = entry.second;
+    if (!r.overridden) continue;
+    const bool used = std::any_of(summary.tensors.begin(), summary.tensors.end(),
+                                  [&](const TensorRecord& t) { return t.name == name && t.method == kOverrideMethod; });
+    (used ? applied : unused).push_back(fmt::format("'{}' [{:g}, {:g}] (observed [{:g}, {:g}])", name, r.min, r.max, r.observed_min, r.observed_max));
+  }
+  if (!applied.empty()) summary.notes.push_back(fmt::format("tensor-range overrides applied: {}", fmt::join(applied, ", ")));
+  if (!unused.empty())
+    summary.warnings.push_back(fmt::format("tensor-range overrides not used (no quantized node reads or writes the tensor with a "
+                                           "range of its own, or it inherits its input's parameters): {}", fmt::join(unused, ", ")));
+}
+
+}  // namespace
+
 std::map<std::string, int64_t> bias_correction_inputs(const ir::Model& model, const QuantizeConfig& config) {
   std::map<std::string, int64_t> inputs;
   if (!config.bias_correction) return inputs;
@@ -257,6 +282,7 @@ QuantizeSummary quantize_model(ir::Model& model, const QuantizeConfig& config, c
               losing.size(), fmt::join(losing.begin(), losing.begin() + static_cast<std::ptrdiff_t>(std::min<size_t>(losing.size(), 5)), ", ")));
       }
       quantize_static_qdq(model, config, nodes, *table, summary);
+      report_range_overrides(*table, summary);
       if (config.format == Format::QOperator) qdq_to_qoperator(model, summary);
       break;
   }

@@ -122,6 +122,9 @@ struct QuantizeSummary {
 std::vector<ir::Node*> select_nodes(const ir::Model& model, const QuantizeConfig& config,
                                     std::vector<std::pair<std::string, std::string>>* skipped);
 
+// TensorRecord::method of an activation whose range the user gave (quantize(tensor-range=...)).
+inline constexpr const char* kOverrideMethod = "tensor-range";
+
 // Bias correction (QuantizeConfig::bias_correction): the inputs whose per-channel means calibration must record,
 // with their channel axis (1 for Conv's NCHW input, -1 for MatMul/Gemm's reduction axis).
 std::map<std::string, int64_t> bias_correction_inputs(const ir::Model& model, const QuantizeConfig& config);

@@ -40,7 +40,9 @@ constexpr int64_t kUpgradeIrVersion = 7;  // the IR version released with opset 
 
 class QuantizePass : public pass::Pass {
  public:
-  explicit QuantizePass(const pass::Options& o) : options_(o) {}
+  explicit QuantizePass(const pass::Options& o) : options_(o) {
+    for (const std::string& spec : o.get_list("tensor-range")) range_overrides_.push_back(data::parse_named_range(spec, "tensor-range"));
+  }
 
   pass::PassResult run(ir::Model& model, pass::PassContext& ctx) override {
     quant::QuantizeConfig config = config_from(options_);
@@ -160,6 +162,9 @@ class QuantizePass : public pass::Pass {
     if (data_path.empty()) usage_error("quantize(mode=static) needs calibration data: data=PATH");
     const double percentile = options_.get_float("percentile");
     if (!(percentile > 0 && percentile <= 100)) usage_error("percentile must be in (0, 100], not {}", percentile);
+    for (const data::NamedRange& r : range_overrides_) {  // before calibration spends its time
+      if (model.graph().find_local(r.name) == nullptr) usage_error("tensor-range: the main graph has no value named '{}'", r.name);
+    }
     std::vector<data::Feeds> samples = eval::load_calibration(model, data_path, evaluation);
     const int64_t limit = options_.get_int("max-samples");
     if (limit > 0 && static_cast<int64_t>(samples.size()) > limit) samples.resize(static_cast<size_t>(limit));
@@ -168,7 +173,9 @@ class QuantizePass : public pass::Pass {
     calibration.percentile = options_.get_float("percentile");
     calibration.threads = evaluation ? evaluation->threads : 0;  // --threads, as for the accuracy check
     if (options_.get_bool("bias-correction")) calibration.channel_means_of = quant::bias_correction_inputs(model, config_from(options_));
-    return quant::calibrate(model, samples, calibration);
+    quant::CalibrationTable table = quant::calibrate(model, samples, calibration);
+    quant::apply_range_overrides(table, range_overrides_);
+    return table;
   }
 
   static quant::QuantizeConfig config_from(const pass::Options& o) {
@@ -195,6 +202,7 @@ class QuantizePass : public pass::Pass {
 
  private:
   pass::Options options_;
+  std::vector<data::NamedRange> range_overrides_;  // tensor-range, checked when the pipeline is parsed
 };
 
 }  // namespace
@@ -214,6 +222,7 @@ const std::vector<pass::OptionSpec>& QuantizeOptions() {
       {"activation-type", T::Choice, "uint8", "quantized activation type (static mode)", {"uint8", "int8"}, "mode=static"},
       {"asymmetric-weights", T::Bool, "false", "weights with a zero point instead of symmetric ranges", {}},
       {"symmetric-activations", T::Bool, "false", "activations with symmetric ranges", {}, "mode=static"},
+      {"tensor-range", T::String, "", "ranges that replace the calibrated ones, per activation tensor: 'NAME=LO:HI,NAME=LO:HI'", {}, "mode=static"},
       {"bias-correction", T::Bool, "false", "add the mean output shift of each layer's rounded weights (from the calibration data) back to its bias", {}, "mode=static"},
       {"op-types", T::String, "", "comma-separated operator types to quantize (default: the mode's)", {}},
       {"exclude-nodes", T::String, "", "comma-separated node names to keep in float", {}},
