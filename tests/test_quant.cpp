@@ -204,6 +204,8 @@ g (float[8,64] x) => (float[8,6] y) <{}> {{
   quant::QuantizeConfig config;
   config.mode = quant::Mode::Static;
   config.target = quant::Target::Portable;
+  SUBCASE("weights per tensor") {}
+  SUBCASE("weights per output channel") { config.per_channel = true; }
 
   auto plain = parse_model(text);
   const quant::CalibrationTable plain_table = quant::calibrate(*plain, calib, {});
