@@ -140,6 +140,23 @@ TEST_CASE("calibration thresholds on a Gaussian histogram") {
   CHECK(mse < 20.0);
 }
 
+TEST_CASE("entropy calibration is not pulled to a tiny threshold by the exact zeros of a ReLU output") {
+  // A sparse ReLU output: 90% of the values are exactly 0 (all in bin 0), the rest |N(0,1)|. Counted as it is,
+  // the zero spike made the KL threshold clip the signal (digits_cnn with entropy: cosine 0.45).
+  const int bins = 2048;
+  const double absmax = 5.0;
+  std::vector<double> hist(bins, 0.0);
+  std::mt19937 rng(11);
+  std::normal_distribution<double> normal(0, 1);
+  for (int i = 0; i < 200000; ++i) {
+    const double v = i % 10 == 0 ? std::fabs(normal(rng)) : 0.0;
+    hist[std::min(bins - 1, static_cast<int>(v / absmax * bins))] += 1;
+  }
+  const double kl = quant::choose_threshold(quant::CalibrationMethod::Entropy, hist, absmax, 0);
+  CHECK(kl > 2.0);  // keeps the bulk of the positive half, like the plain Gaussian above
+  CHECK(kl <= absmax);
+}
+
 TEST_CASE("static QDQ: structure, Relu folding, int32 bias, and outputs close to float") {
   auto original = parse_model(small_cnn());
   auto m = parse_model(small_cnn());

@@ -98,10 +98,15 @@ void observe_all(const ir::Model& model, const std::vector<data::Feeds>& samples
   }
 }
 
-double kl_divergence_threshold(const std::vector<double>& hist, double absmax) {
+double kl_divergence_threshold(std::vector<double> hist, double absmax) {
   const size_t bins = hist.size();
   const size_t levels = 128;  // quantized levels on one side of an 8-bit range
   if (bins <= levels) return absmax;
+  // The zero bin holds every exact zero (ReLU outputs, zero padding, blank pixels): counted as it is, that spike
+  // makes the divergence favour a tiny threshold that clips the values that carry the signal (digits_cnn:
+  // cosine 0.45, labelled accuracy 100% -> 32.5%). It weighs as its neighbour, as NVIDIA's pytorch-quantization
+  // entropy calibrator does (bins[0] = bins[1]).
+  hist[0] = hist[1];
   double best_kl = std::numeric_limits<double>::infinity();
   size_t best = bins;
   const size_t stride = std::max<size_t>(1, bins / 512);
