@@ -259,6 +259,38 @@ for c in "per-tensor|10|" "per-channel|13|--per-channel"; do
   compare_in_ort "$out" "$T/op9_in" "$T/op9_ref" "opset9_softmax $label vs the float model (ONNX Runtime)" cosine 0.999
 done
 
+# Weight-only quantization of a transformer as PyTorch exports it (../shared/tools/gen/bert_like.py --layers 2
+# --hidden 128, Debian's python3-torch): MatMuls become MatMulNBits (int4) and the token and position embedding
+# Gathers int8 rows (Gather, Cast, Mul); the result runs in ONNX Runtime and agrees with mopt's executor. The
+# embeddings quantized alone (--op-types Gather) stay within cosine 0.9999 of the float model in ONNX Runtime on
+# random token ids across the vocabulary (int4 MatMuls on these random weights cost more: cosine 0.9990).
+if /usr/bin/python3 "$SRC/../shared/tools/gen/bert_like.py" "$T/bert.onnx" --layers 2 --hidden 128 >"$T/bert_gen.log" 2>&1; then
+  mkdir -p "$T/bert_in" "$T/bert_ref"
+  node "$TOOLS/run.js" "$T/bert.onnx" --runs 1 --warmup 0 --seed 3 --dim batch=2 --dim seq=16 --int-range 0,30522 \
+    --save-inputs "$T/bert_in" --save-outputs "$T/bert_ref" >/dev/null 2>&1 || fail "bert_like: ONNX Runtime could not run the float model"
+  for f in "$T/bert_ref"/*.npy; do mv "$f" "$T/bert_ref/expected_$(basename "$f")"; done
+  if "$MOPT" quantize "$T/bert.onnx" --weight-only -o "$T/bert_w4.onnx" -q --verify-each --no-compressed-size --accuracy off; then
+    echo "bert_like int4 weight-only with int8 embeddings"
+    node -e '
+      const r = require(process.argv[1]); const q = r.passes.find((p) => p.name === "quantize").details;
+      const rows = q.tensors.filter((t) => t.dtype === "int8 (Gather rows)").map((t) => t.name).sort().join(",");
+      if (rows !== "pos.weight,tok.weight") { console.log(`FAIL: embedding tables quantized: "${rows}"`); process.exit(1); }' \
+      "$T/bert_w4.onnx.report.json" || fail "bert_like: the embedding Gathers were not quantized"
+    check_agrees_with_executor "$T/bert_w4.onnx" "$T/bert_in" "bert_like_int4_weight_only"
+  else
+    fail "bert_like: mopt quantize --weight-only failed"
+  fi
+  if "$MOPT" quantize "$T/bert.onnx" --weight-only --op-types Gather -o "$T/bert_emb.onnx" -q --verify-each --no-compressed-size --accuracy off; then
+    echo "bert_like int8 embeddings alone"
+    check_agrees_with_executor "$T/bert_emb.onnx" "$T/bert_in" "bert_like_int8_embeddings"
+    compare_in_ort "$T/bert_emb.onnx" "$T/bert_in" "$T/bert_ref" "bert_like int8 embeddings vs the float model (ONNX Runtime)" cosine 0.9999
+  else
+    fail "bert_like: mopt quantize --weight-only --op-types Gather failed"
+  fi
+else
+  fail "bert_like: could not generate it (python3-torch, installed by scripts/setup.sh): $(tail -1 "$T/bert_gen.log")"
+fi
+
 # Differential check in ONNX Runtime: random graphs from tests/random_graph.h and their `fuse` forms
 # (written by the differential test with MOPT_DIFF_DUMP) give the same outputs in ONNX Runtime on the same
 # random inputs, and mopt's executor agrees with ONNX Runtime on each original.

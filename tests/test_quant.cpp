@@ -473,6 +473,75 @@ g (float[3,70] x) => (float[3,9] y) <{}> {{
   }
 }
 
+TEST_CASE("weight-only: embedding Gathers become int8 rows with a scale each; shared tables and index Gathers stay") {
+  // E: an embedding (quantized). U: read by two Gathers (one int8 table for both). T: also read by a
+  // ReduceSum, so quantizing it would keep a float copy (left alone, with the reason). The Shape -> Gather is
+  // index arithmetic, not a weight (not mentioned).
+  const std::string text = fmt::format(R"(<ir_version: 8, opset_import: ["" : 13]>
+g (int64[2,3] ids) => (float[2,3,8] y, float[2,3,4] u1, float[3,4] u2, float[2,3,4] t, float t_sum, int64 d) <{}, {}, {}, int64[1] i0 = {{2}}> {{
+  y = Gather(E, ids)
+  u1 = Gather(U, ids)
+  row = Slice(ids, i0, i0)
+  first = Squeeze(row)
+  u2 = Gather(U, first)
+  t = Gather(T, ids)
+  t_sum = ReduceSum <keepdims=0> (T)
+  shape = Shape(y)
+  d = Gather(shape, i0)
+}})",
+                                       tensor_text("E", {16, 8}, 21, 3.0f), tensor_text("U", {16, 4}, 22), tensor_text("T", {16, 4}, 23));
+  auto original = parse_model(text);
+  auto m = parse_model(text);
+  quant::QuantizeConfig config;
+  config.mode = quant::Mode::WeightOnly;
+  quant::QuantizeSummary s = quant::quantize_model(*m, config, nullptr);
+  run(*m, "eliminate-dead-code");
+  ir::verify_invariants(*m);
+  CHECK(ir::run_onnx_checker(*m).status == ir::CheckResult::Status::Passed);
+  CHECK(s.nodes_quantized() == 3);  // y, u1, u2
+  REQUIRE(s.skipped.size() == 1);
+  CHECK(s.skipped[0].second.find("also read by other operators") != std::string::npos);
+  int64_t int8_tables = 0, float_tables = 0;
+  for (const ir::Value* v : m->graph().initializers()) {
+    const ir::Tensor& t = *v->initializer();
+    if (t.dtype() == d::kInt8) ++int8_tables;
+    if (t.dtype() == d::kFloat && t.dims().size() == 2 && t.dims()[1] > 1) ++float_tables;
+  }
+  CHECK(int8_tables == 2);   // E and U, U once for its two Gathers
+  CHECK(float_tables == 1);  // T
+  CHECK(count_op(*m, "Cast") == 3);
+  CHECK(count_op(*m, "Mul") == 3);
+
+  // Every value is within half a step (max|row| / 254) of the float one, at any index, negative ones included.
+  std::vector<int64_t> ids = {0, 15, 7, -1, 3, -16};
+  data::Feeds feeds = {{"ids", exec::Array::vector(d::kInt64, ids).reshaped({2, 3})}};
+  const eval::Outputs a = eval::run_samples(*original, {feeds}, 1), b = eval::run_samples(*m, {feeds}, 1);
+  const exec::Array &fy = a.per_sample[0][0], &qy = b.per_sample[0][0];
+  auto e = original->graph().find_local("E")->constant();
+  exec::Array table = exec::Array::from_tensor(*e);
+  for (int64_t r = 0; r < 6; ++r) {
+    const int64_t row = ids[static_cast<size_t>(r)] < 0 ? ids[static_cast<size_t>(r)] + 16 : ids[static_cast<size_t>(r)];
+    float absmax = 0;
+    for (int64_t c = 0; c < 8; ++c) absmax = std::max(absmax, std::fabs(table.data<float>()[row * 8 + c]));
+    for (int64_t c = 0; c < 8; ++c) {
+      const float want = fy.data<float>()[r * 8 + c], got = qy.data<float>()[r * 8 + c];
+      CHECK(std::fabs(got - want) <= absmax / 254.0f * 1.0001f + 1e-7f);
+    }
+  }
+  CHECK(output_cosine(*original, *m, {feeds}) > 0.9999);
+  // T was left float: its Gather and ReduceSum give exactly what they gave; so does the index Gather.
+  for (size_t o : {3, 4, 5}) CHECK(a.per_sample[0][o].to_doubles() == b.per_sample[0][o].to_doubles());
+
+  SUBCASE("other modes leave Gathers alone, and --op-types Gather selects only them") {
+    auto dyn = parse_model(text);
+    quant::QuantizeConfig c;
+    c.op_types = {"Gather"};
+    CHECK(error_of([&] { quant::quantize_model(*dyn, c, nullptr); }).find("not supported: quantizing Gather in dynamic mode") != std::string::npos);
+    c.mode = quant::Mode::WeightOnly;
+    CHECK(quant::quantize_model(*dyn, c, nullptr).nodes_quantized() == 3);
+  }
+}
+
 TEST_CASE("quantization refuses bad configurations clearly") {
   auto m = parse_model(small_cnn());
   quant::QuantizeConfig config;

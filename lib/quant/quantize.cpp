@@ -1,5 +1,5 @@
 // Node selection, the quantize_model entry point and the summary JSON; the rewrites live in
-// dynamic.cpp, qdq.cpp, qoperator.cpp and weight_only.cpp.
+// dynamic.cpp, qdq.cpp, qoperator.cpp, weight_only.cpp and embedding.cpp.
 #include "quant/quantize.h"
 
 #include <fmt/format.h>
@@ -37,6 +37,7 @@ bool is_float_or_unknown(const ir::Value* v) {
 const char* unsupported_reason(const ir::Node& node, Mode mode) {
   const std::string& op = node.op_type();
   if (!node.is_default_domain()) return "not an ONNX-domain operator";
+  if (op == "Gather") return mode == Mode::WeightOnly ? nullptr : "not supported in this mode";  // an embedding (select_nodes)
   for (const ir::Value* v : node.inputs()) {
     if (v && !v->constant() && !is_float_or_unknown(v)) return "an input is not float32";
   }
@@ -81,7 +82,7 @@ static std::string not_selected_reason(const std::string& op, const QuantizeConf
 std::set<std::string> default_op_types(Mode mode) {
   switch (mode) {
     case Mode::Dynamic: return {"MatMul", "Gemm"};
-    case Mode::WeightOnly: return {"MatMul"};
+    case Mode::WeightOnly: return {"MatMul", "Gather"};
     case Mode::Static:
       // Besides the weighted operators: those ONNX Runtime runs on int8 data (integer MaxPool and data
       // movement; QLinearConcat, QLinearAdd, QLinearMul, QLinearAveragePool, QLinearGlobalAveragePool), so
@@ -184,6 +185,7 @@ std::vector<ir::Node*> select_nodes(const ir::Model& model, const QuantizeConfig
       if (is_weighted(n->op_type())) skip(n, not_selected_reason(n->op_type(), config, supported));
       continue;
     }
+    if (n->is_op("Gather") && !is_embedding_gather(*n)) continue;  // shape and index arithmetic, not a weight
     if (config.exclude_nodes.count(n->name())) {
       skip(n, "excluded by name");
       continue;
@@ -261,7 +263,13 @@ QuantizeSummary quantize_model(ir::Model& model, const QuantizeConfig& config, c
   std::vector<ir::Node*> nodes = select_nodes(model, config, &summary.skipped);
   switch (config.mode) {
     case Mode::Dynamic: quantize_dynamic(model, config, nodes, summary); break;
-    case Mode::WeightOnly: quantize_weight_only(model, config, nodes, summary); break;
+    case Mode::WeightOnly: {
+      std::vector<ir::Node*> matmuls, gathers;
+      for (ir::Node* n : nodes) (n->is_op("Gather") ? gathers : matmuls).push_back(n);
+      quantize_weight_only(model, config, matmuls, summary);
+      quantize_gathers(model, gathers, summary);
+      break;
+    }
     case Mode::Static:
       if (table == nullptr) usage_error("static quantization needs calibration data");
       if (config.target == Target::OrtCpu) {

@@ -169,5 +169,9 @@ void quantize_static_qdq(ir::Model& model, const QuantizeConfig& config, const s
 void qdq_to_qoperator(ir::Model& model, QuantizeSummary& summary);
 void quantize_weight_only(ir::Model& model, const QuantizeConfig& config, const std::vector<ir::Node*>& nodes,
                           QuantizeSummary& summary);
+// Weight-only: Gathers from embedding tables become int8 rows with a scale each (embedding.cpp).
+void quantize_gathers(ir::Model& model, const std::vector<ir::Node*>& nodes, QuantizeSummary& summary);
+// A Gather along axis 0 of a constant float32 [V, D] table with indices computed at run time (an embedding).
+bool is_embedding_gather(const ir::Node& node);
 
 }  // namespace mopt::quant

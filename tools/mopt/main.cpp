@@ -196,12 +196,13 @@ int main(int argc, char** argv) {
                                     ".int8.onnx", quantize_cmd, common, [&](CLI::App* cmd) {
                                       add_pass_command_flags(cmd, quantize_options, true);
                                       cmd->add_flag("--weight-only", quantize_options.weight_only,
-                                                    "Same as --mode weight-only: MatMul weights in 4/8-bit blocks (MatMulNBits)");
+                                                    "Same as --mode weight-only: MatMul weights in 4/8-bit blocks (MatMulNBits), "
+                                                    "embedding (Gather) tables in int8 rows");
                                     });
   quantize->footer(
       "Modes: dynamic (default without --data): MatMul/Gemm weights int8, activations quantized at run time.\n"
       "       static (with --data): calibrated activations, QDQ or QOperator form; Conv, MatMul, Gemm, pooling, reshapes.\n"
-      "       weight-only: MatMul weights in blocks of 4 or 8 bits, ONNX Runtime's MatMulNBits.\n"
+      "       weight-only: MatMul weights in blocks of 4 or 8 bits (ONNX Runtime's MatMulNBits), embedding tables in int8 rows.\n"
       "--max-accuracy-drop is also the target of the accuracy-aware fallback: the most sensitive layers stay\n"
       "float until the drop is within it (needs --labels or a classifier-like output).\n"
       "Examples:\n"
