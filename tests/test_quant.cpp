@@ -532,6 +532,22 @@ g (int64[2,3] ids) => (float[2,3,8] y, float[2,3,4] u1, float[3,4] u2, float[2,3
   // T was left float: its Gather and ReduceSum give exactly what they gave; so does the index Gather.
   for (size_t o : {3, 4, 5}) CHECK(a.per_sample[0][o].to_doubles() == b.per_sample[0][o].to_doubles());
 
+  SUBCASE("a table with a NaN is left alone, with the reason") {
+    auto n = parse_model(R"(<ir_version: 8, opset_import: ["" : 13]>
+g (int64[2] ids) => (float[2,2] y) <float[3,2] N = {1.0, 2.0, 3.0, 4.0, 5.0, 6.0}> {
+  y = Gather(N, ids)
+})");
+    // ONNX's text syntax has no NaN literal: the Gather reads a table with one instead.
+    ir::Node* gather = n->graph().find_local("y")->producer();
+    gather->set_input(0, rewrite::add_constant(n->graph(), "N_nan", quant::make_float_tensor("", {3, 2}, {1, 2, 3, NAN, 5, 6})));
+    run(*n, "eliminate-dead-code");
+    quant::QuantizeSummary ns = quant::quantize_model(*n, config, nullptr);
+    CHECK(ns.nodes_quantized() == 0);
+    REQUIRE(ns.skipped.size() == 1);
+    CHECK(ns.skipped[0].second == "its table holds NaN or infinite values");
+    CHECK(count_op(*n, "Cast") == 0);
+  }
+
   SUBCASE("other modes leave Gathers alone, and --op-types Gather selects only them") {
     auto dyn = parse_model(text);
     quant::QuantizeConfig c;

@@ -6,8 +6,8 @@
 //   After:   ids -> Gather(E_q [V, D] int8) -> Cast(float) -> Mul -> y
 //            ids -> Gather(E_scale [V, 1] float) -------------^
 //
-// Rows are quantized to [-127, 127] with scale max|row| / 127 (a zero row gets scale 1). A table that other
-// operators also read (tied input/output embeddings) is left alone: quantizing it would keep a float copy
+// Rows are quantized to [-127, 127] with scale max|row| / 127 (a zero row gets scale 1). A table holding NaN or
+// infinite values, or one that other operators also read (tied input/output embeddings) is left alone: quantizing it would keep a float copy
 // beside the int8 one. 4 bits would need DequantizeLinear with int4 blocks (opset 21), so tables are int8
 // whatever --bits says for MatMul.
 #include <fmt/format.h>
@@ -41,6 +41,12 @@ struct QuantizedTable {
   ir::Value* scales;  // float [V, 1]
 };
 
+bool all_finite(const ir::Value* table) {
+  exec::Array holder;
+  const std::span<const float> values = float_span(*table->constant(), holder);
+  return std::all_of(values.begin(), values.end(), [](float v) { return std::isfinite(v); });
+}
+
 QuantizedTable quantize_table(ir::Graph& g, ir::Value* table, QuantizeSummary& summary) {
   const std::vector<int64_t> dims = table->constant()->dims();
   const int64_t rows = dims[0], cols = dims[1];
@@ -55,7 +61,6 @@ QuantizedTable quantize_table(ir::Graph& g, ir::Value* table, QuantizeSummary& s
     const float* row = values.data() + r * cols;
     float absmax = 0;
     for (int64_t c = 0; c < cols; ++c) {
-      if (!std::isfinite(row[c])) fail("quantize: embedding table '{}' holds a non-finite value in row {}", table->name(), r);
       absmax = std::max(absmax, std::fabs(row[c]));
       rmin = std::min(rmin, static_cast<double>(row[c]));
       rmax = std::max(rmax, static_cast<double>(row[c]));
@@ -86,6 +91,10 @@ void quantize_gathers(ir::Model& model, const std::vector<ir::Node*>& nodes, Qua
                                   });
     if (shared_elsewhere) {
       summary.skipped.emplace_back(describe(*node), "its table is also read by other operators (quantizing it would keep a float copy)");
+      continue;
+    }
+    if (!done.count(table) && !all_finite(table)) {
+      summary.skipped.emplace_back(describe(*node), "its table holds NaN or infinite values");
       continue;
     }
     ir::Value* y = node->output(0);
