@@ -117,15 +117,26 @@ TEST_CASE("quantization parameters follow ONNX Runtime's convention") {
   }
 }
 
+namespace {
+
+// A 2048-bin histogram over [0, absmax] of 200000 values, the i-th drawn by draw(i, rng, unit Gaussian).
+template <typename Draw>
+std::vector<double> histogram_of(double absmax, uint32_t seed, Draw&& draw) {
+  const int bins = 2048;
+  std::vector<double> hist(bins, 0.0);
+  std::mt19937 rng(seed);
+  std::normal_distribution<double> normal(0, 1);
+  for (int i = 0; i < 200000; ++i) hist[std::min(bins - 1, static_cast<int>(draw(i, rng, normal) / absmax * bins))] += 1;
+  return hist;
+}
+
+}  // namespace
+
 TEST_CASE("calibration thresholds on a Gaussian histogram") {
   // |x| of a unit Gaussian with one far outlier at 40 sigma.
-  const int bins = 2048;
   const double absmax = 40.0;
-  std::vector<double> hist(bins, 0.0);
-  std::mt19937 rng(7);
-  std::normal_distribution<double> normal(0, 1);
-  for (int i = 0; i < 200000; ++i) hist[std::min(bins - 1, static_cast<int>(std::fabs(normal(rng)) / absmax * bins))] += 1;
-  hist[bins - 1] += 1;
+  std::vector<double> hist = histogram_of(absmax, 7, [](int, auto& rng, auto& normal) { return std::fabs(normal(rng)); });
+  hist.back() += 1;
   using M = quant::CalibrationMethod;
   CHECK(quant::choose_threshold(M::MinMax, hist, absmax, 0) == absmax);
   const double p = quant::choose_threshold(M::Percentile, hist, absmax, 99.0);
@@ -143,15 +154,9 @@ TEST_CASE("calibration thresholds on a Gaussian histogram") {
 TEST_CASE("entropy calibration is not pulled to a tiny threshold by the exact zeros of a ReLU output") {
   // A sparse ReLU output: 90% of the values are exactly 0 (all in bin 0), the rest |N(0,1)|. Counted as it is,
   // the zero spike made the KL threshold clip the signal (digits_cnn with entropy: cosine 0.45).
-  const int bins = 2048;
   const double absmax = 5.0;
-  std::vector<double> hist(bins, 0.0);
-  std::mt19937 rng(11);
-  std::normal_distribution<double> normal(0, 1);
-  for (int i = 0; i < 200000; ++i) {
-    const double v = i % 10 == 0 ? std::fabs(normal(rng)) : 0.0;
-    hist[std::min(bins - 1, static_cast<int>(v / absmax * bins))] += 1;
-  }
+  const std::vector<double> hist =
+      histogram_of(absmax, 11, [](int i, auto& rng, auto& normal) { return i % 10 == 0 ? std::fabs(normal(rng)) : 0.0; });
   const double kl = quant::choose_threshold(quant::CalibrationMethod::Entropy, hist, absmax, 0);
   CHECK(kl > 2.0);  // keeps the bulk of the positive half, like the plain Gaussian above
   CHECK(kl <= absmax);

@@ -172,7 +172,7 @@ class QuantizePass : public pass::Pass {
     calibration.method = quant::parse_calibration_method(options_.get_string("calibration"));
     calibration.percentile = options_.get_float("percentile");
     calibration.threads = evaluation ? evaluation->threads : 0;  // --threads, as for the accuracy check
-    if (options_.get_bool("bias-correction")) calibration.channel_means_of = quant::bias_correction_inputs(model, config_from(options_));
+    calibration.channel_means_of = quant::bias_correction_inputs(model, config_from(options_));  // empty without bias-correction
     quant::CalibrationTable table = quant::calibrate(model, samples, calibration);
     quant::apply_range_overrides(table, range_overrides_);
     return table;
