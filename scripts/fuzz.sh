@@ -27,6 +27,7 @@ for f in "$testdata"/node/test_{add,conv,gather,reshape,slice,cast}*/test_data_s
   [ -f "$f" ] && cp "$f" "$work/seeds_data/pb_$i.pb" && i=$((i + 1))
 done
 find testdata/data ../shared/models -name '*.np[yz]' -size -200k -exec cp {} "$work/seeds_data/" \; 2>/dev/null || true
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
 status=0
 for target in fuzz_model fuzz_data fuzz_passes; do
   echo "fuzz: $target for ${seconds}s ($(ls "$work/seeds_${target#fuzz_}" | wc -l) seeds)" >&2
@@ -37,7 +38,9 @@ for target in fuzz_model fuzz_data fuzz_passes; do
       >"$work/$target.log" 2>&1; then
     status=1
     echo "fuzz: $target found a problem; reproducer in $findings:" >&2
-    grep -E "ERROR|SUMMARY|runtime error|Test unit written" "$work/$target.log" | head -20 >&2 || tail -30 "$work/$target.log" >&2
+    # The report and the first frames of its stack, so that a CI log alone shows where it happened.
+    grep -E "ERROR|SUMMARY|runtime error|Test unit written|^ +#[0-9]+ " "$work/$target.log" | head -30 >&2 ||
+      tail -30 "$work/$target.log" >&2
   fi
   grep -E "^stat::(number_of_executed_units|peak_rss_mb)|cov: " "$work/$target.log" | tail -3 >&2 || true
 done

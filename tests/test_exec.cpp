@@ -242,6 +242,28 @@ TEST_CASE("kernels: edge cases checked by hand") {
                         {{"x", array<float>(d::kFloat, {1, 2, 2}, {0, 0, 0, 0})}});
     for (double v : out[0].to_doubles()) CHECK(v == doctest::Approx(0.25));
   }
+  SUBCASE("an axis of a scalar is refused, not read out of bounds (fuzz finding: ArgMax of a rank-0 input)") {
+    const std::string message = error_of([] {
+      run_text(R"(<ir_version: 8, opset_import: ["" : 13]>
+        g (float x) => (int64[1] y) { y = ArgMax <keepdims = 1> (x) })",
+               {{"x", array<float>(d::kFloat, {}, {1.0f})}});
+    });
+    CHECK(message.find("axis 0 is out of range for rank 0") != std::string::npos);
+  }
+  SUBCASE("Clip bounds are checked before use (fuzz finding: an integer Clip before opset 11, an empty min)") {
+    std::string message = error_of([] {
+      run_text(R"(<ir_version: 7, opset_import: ["" : 6]>
+        g (int8[2] x) => (int8[2] y) { y = Clip(x) })",
+               {{"x", array<int8_t>(d::kInt8, {2}, {1, -1})}});
+    });
+    CHECK(message.find("floating-point input only") != std::string::npos);
+    message = error_of([] {
+      run_text(R"(<ir_version: 8, opset_import: ["" : 13]>
+        g (float[2] x, float[0] lo) => (float[2] y) { y = Clip(x, lo) })",
+               {{"x", array<float>(d::kFloat, {2}, {1, -1})}, {"lo", array<float>(d::kFloat, {0}, {})}});
+    });
+    CHECK(message.find("min and max must be scalars") != std::string::npos);
+  }
 }
 
 TEST_CASE("unsupported operators and types are refused up front, naming op, domain and opset") {

@@ -114,7 +114,7 @@ const KernelRegistry& KernelRegistry::instance() {
 
 int64_t normalize_axis(const KernelContext& ctx, int64_t axis, int64_t rank) {
   int64_t a = axis < 0 ? axis + rank : axis;
-  if (a < 0 || a >= std::max<int64_t>(rank, 1)) {
+  if (a < 0 || a >= rank) {
     ctx.error(fmt::format("axis {} is out of range for rank {}", axis, rank));
   }
   return a;

@@ -251,11 +251,18 @@ void clip_kernel(KernelContext& ctx) {
     T lo = std::numeric_limits<T>::lowest();
     T hi = std::numeric_limits<T>::max();
     if (ctx.opset() < 11) {
+      if constexpr (!std::is_floating_point_v<T>) ctx.error("Clip before opset 11 takes floating-point input only");
       lo = static_cast<T>(ctx.attr_float("min", -std::numeric_limits<float>::max()));
       hi = static_cast<T>(ctx.attr_float("max", std::numeric_limits<float>::max()));
     } else {
-      if (const Array* m = ctx.optional_input(1)) lo = m->data<T>()[0];
-      if (const Array* m = ctx.optional_input(2)) hi = m->data<T>()[0];
+      auto bound = [&](int index, T& to) {
+        const Array* m = ctx.optional_input(index);
+        if (m == nullptr) return;
+        if (m->dtype() != x.dtype() || m->numel() != 1) ctx.error("min and max must be scalars of the input's type");
+        to = m->data<T>()[0];
+      };
+      bound(1, lo);
+      bound(2, hi);
     }
     Array y(x.dtype(), x.shape());
     for (int64_t i = 0; i < x.numel(); ++i) {
