@@ -112,6 +112,12 @@ const KernelRegistry& KernelRegistry::instance() {
   return registry;
 }
 
+const Array& KernelContext::scalar_input(size_t i, const char* what) const {
+  const Array& a = input(i);
+  if (a.numel() != 1) error(fmt::format("{} must hold one value, not {}", what, a.numel()));
+  return a;
+}
+
 int64_t normalize_axis(const KernelContext& ctx, int64_t axis, int64_t rank) {
   int64_t a = axis < 0 ? axis + rank : axis;
   if (a < 0 || a >= rank) {

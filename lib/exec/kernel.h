@@ -32,6 +32,8 @@ class KernelContext {
   bool has_input(size_t i) const { return i < inputs_.size() && inputs_[i] != nullptr; }
   const Array& input(size_t i) const;  // throws if the input is absent
   const Array* optional_input(size_t i) const { return has_input(i) ? inputs_[i] : nullptr; }
+  // An input that must hold exactly one element (a count, an axis, a condition), checked before use.
+  const Array& scalar_input(size_t i, const char* what) const;
   size_t output_count() const { return outputs_.size(); }
   bool wants_output(size_t i) const { return i < outputs_.size() && node_.output(i) != nullptr; }
   void set_output(size_t i, Array value);

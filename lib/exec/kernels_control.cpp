@@ -13,9 +13,7 @@ constexpr int64_t kLatest = 21;
 namespace d = ir::dtype;
 
 void if_kernel(KernelContext& ctx) {
-  const Array& cond = ctx.input(0);
-  if (cond.numel() != 1) ctx.error("condition must hold one element");
-  bool take_then = cond.to_doubles()[0] != 0;
+  bool take_then = ctx.scalar_input(0, "the condition").to_doubles()[0] != 0;
   const ir::Graph* branch = ctx.attr_graph(take_then ? "then_branch" : "else_branch");
   std::vector<Array> outs = ctx.runner().run_graph(*branch, {}, ctx.scope());
   if (outs.size() != ctx.output_count()) ctx.error("branch output count differs from the node's");
@@ -38,8 +36,8 @@ Array stack(const KernelContext& ctx, const std::vector<Array>& parts) {
 
 void loop_kernel(KernelContext& ctx) {
   const ir::Graph* body = ctx.attr_graph("body");
-  const Array* max_trip = ctx.optional_input(0);
-  const Array* cond_in = ctx.optional_input(1);
+  const Array* max_trip = ctx.has_input(0) ? &ctx.scalar_input(0, "the trip count") : nullptr;
+  const Array* cond_in = ctx.has_input(1) ? &ctx.scalar_input(1, "the condition") : nullptr;
   int64_t trips = max_trip ? max_trip->to_int64s()[0] : std::numeric_limits<int64_t>::max();
   bool cond = cond_in ? cond_in->to_doubles()[0] != 0 : true;
   size_t carried = ctx.input_count() - 2;
@@ -53,6 +51,7 @@ void loop_kernel(KernelContext& ctx) {
     inputs.insert(inputs.end(), state.begin(), state.end());
     std::vector<Array> outs = ctx.runner().run_graph(*body, inputs, ctx.scope());
     if (outs.size() != 1 + carried + scans) ctx.error("body output count does not match");
+    if (outs[0].numel() != 1) ctx.error("the body's condition output must hold one value");
     cond = outs[0].to_doubles()[0] != 0;
     for (size_t i = 0; i < carried; ++i) state[i] = outs[1 + i];
     for (size_t i = 0; i < scans; ++i) scan_parts[i].push_back(outs[1 + carried + i]);

@@ -571,6 +571,9 @@ void constant_of_shape_kernel(KernelContext& ctx) {
 void range_kernel(KernelContext& ctx) {
   const Array& start = ctx.input(0);
   visit<kFloats | kSignedInts>(start.dtype(), "Range", [&]<typename T>(T) {
+    for (size_t i = 0; i < 3; ++i) {
+      if (ctx.scalar_input(i, "start, limit and delta").dtype() != start.dtype()) ctx.error("start, limit and delta differ in type");
+    }
     T s = start.data<T>()[0], limit = ctx.input(1).data<T>()[0], delta = ctx.input(2).data<T>()[0];
     if (delta == 0) ctx.error("delta cannot be 0");
     double n = std::ceil((static_cast<double>(limit) - static_cast<double>(s)) / static_cast<double>(delta));
@@ -661,7 +664,7 @@ void pad_kernel(KernelContext& ctx) {
 
 void trilu_kernel(KernelContext& ctx) {
   const Array& x = ctx.input(0);
-  int64_t k = ctx.has_input(1) ? ctx.input(1).to_int64s()[0] : 0;
+  int64_t k = ctx.has_input(1) ? ctx.scalar_input(1, "k").to_int64s()[0] : 0;
   bool upper = ctx.attr_int("upper", 1) != 0;
   if (x.rank() < 2) ctx.error("input must have rank >= 2");
   Array y = x.clone();
@@ -771,7 +774,7 @@ void topk_kernel(KernelContext& ctx) {
 
 void cumsum_kernel(KernelContext& ctx) {
   const Array& x = ctx.input(0);
-  int64_t axis = normalize_axis(ctx, ctx.input(1).to_int64s()[0], x.rank());
+  int64_t axis = normalize_axis(ctx, ctx.scalar_input(1, "axis").to_int64s()[0], x.rank());
   bool exclusive = ctx.attr_int("exclusive", 0) != 0, reverse = ctx.attr_int("reverse", 0) != 0;
   int64_t outer = 1, inner = 1, n = x.dim(axis);
   for (int64_t a = 0; a < axis; ++a) outer *= x.dim(a);
@@ -800,8 +803,10 @@ void cumsum_kernel(KernelContext& ctx) {
 
 void onehot_kernel(KernelContext& ctx) {
   std::vector<int64_t> idx = cast(ctx.input(0), d::kInt64).to_int64s();
-  int64_t depth = static_cast<int64_t>(ctx.input(1).to_doubles()[0]);
+  int64_t depth = static_cast<int64_t>(ctx.scalar_input(1, "depth").to_doubles()[0]);
   const Array& values = ctx.input(2);
+  if (depth < 1) ctx.error(fmt::format("depth must be positive, got {}", depth));
+  if (values.numel() != 2) ctx.error(fmt::format("values must hold [off, on], not {} values", values.numel()));
   const Shape& is = ctx.input(0).shape();
   int64_t rank = static_cast<int64_t>(is.size()) + 1;
   int64_t axis = normalize_axis(ctx, ctx.attr_int("axis", -1), rank);
@@ -880,7 +885,7 @@ void register_tensor_kernels(KernelRegistry& r) {
   add(r, "Identity", 1, [](KernelContext& ctx) { ctx.set_output(0, ctx.input(0)); });
   add(r, "Dropout", 1, [](KernelContext& ctx) {
     // Inference: outputs the input; the mask is all true. training_mode=true is refused.
-    if (const Array* t = ctx.optional_input(2); t && t->to_doubles()[0] != 0) {
+    if (ctx.has_input(2) && ctx.scalar_input(2, "training_mode").to_doubles()[0] != 0) {
       ctx.error("not supported: Dropout in training mode");
     }
     if (ctx.opset() < 7 && ctx.attr_int("is_test", 0) == 0) ctx.error("not supported: Dropout with is_test=0");
