@@ -1,16 +1,21 @@
-// A minimal parallel-for for the executor's own loops (elementwise, pooling, depthwise convolution).
-// GEMMs are threaded by OpenBLAS; these loops split [0, n) into one contiguous chunk per thread and only
-// go parallel when there is enough work to pay for starting threads.
+// A minimal parallel-for for the executor's own loops (elementwise, pooling, convolution, GEMM blocks).
+// Work is split into one contiguous chunk per thread and only goes parallel when there is enough of it.
+// The threads are started once and kept (a persistent pool): starting a thread per call cost more than
+// the small operators it was meant to speed up. GEMMs run single-threaded OpenBLAS calls on these threads.
 #pragma once
 #include <algorithm>
 #include <cstdint>
-#include <thread>
-#include <vector>
+#include <functional>
 
 namespace mopt::exec {
 
 // Threads the executor may use (set with set_thread_count; 1 until then).
 int thread_count();
+
+// Runs task(0) .. task(count - 1), task 0 on the calling thread and the others on pool threads, and
+// returns when all are done; the first exception a task throws is rethrown here. Runs them one after
+// another when called from a pool thread (nested) or while another thread holds the pool.
+void run_tasks(int count, const std::function<void(int)>& task);
 
 // Calls fn(begin, end) over [0, n). `cost` is the rough work per index (elements touched).
 template <typename Fn>
@@ -22,14 +27,11 @@ void parallel_for(int64_t n, int64_t cost, Fn&& fn) {
     if (n > 0) fn(int64_t{0}, n);
     return;
   }
-  std::vector<std::thread> workers;
   const int64_t chunk = (n + threads - 1) / threads;
-  for (int64_t t = 1; t < threads; ++t) {
-    int64_t begin = t * chunk, end = std::min(n, begin + chunk);
-    if (begin < end) workers.emplace_back([&fn, begin, end] { fn(begin, end); });
-  }
-  fn(int64_t{0}, std::min(n, chunk));
-  for (auto& w : workers) w.join();
+  run_tasks(static_cast<int>(threads), [&](int t) {
+    const int64_t begin = t * chunk, end = std::min(n, begin + chunk);
+    if (begin < end) fn(begin, end);
+  });
 }
 
 }  // namespace mopt::exec
