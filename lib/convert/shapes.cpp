@@ -93,6 +93,18 @@ InferenceResult infer_shapes(ir::Model& model, bool strict, bool data_propagatio
   ir::validate_model(model);  // ONNX 1.12's inference crashes on some malformed nodes
   InferenceResult result;
   onnx::ModelProto proto = ir::export_for_analysis(model);
+  if (data_propagation) {
+    // ONNX 1.12's data propagation reads the type of a value whose own inference failed, a null pointer
+    // (found by fuzzing: Shape after an Unsqueeze whose axis is beyond its scalar input's rank). It only
+    // runs on a graph that infers without an error; one that does not gets plain inference.
+    onnx::ModelProto probe = proto;
+    try {
+      onnx::ShapeInferenceOptions options(/*check_type=*/false, /*strict_mode=*/1, /*data_prop=*/false);
+      onnx::shape_inference::InferShapes(probe, onnx::OpSchemaRegistry::Instance(), options);
+    } catch (const std::exception&) {
+      data_propagation = false;
+    }
+  }
   try {
     onnx::ShapeInferenceOptions options(/*check_type=*/false, /*strict_mode=*/strict ? 1 : 0, data_propagation);
     onnx::shape_inference::InferShapes(proto, onnx::OpSchemaRegistry::Instance(), options);

@@ -18,6 +18,9 @@ int64_t numel(const Shape& shape);
 // The largest tensor the executor allocates, in bytes (0: no limit besides memory itself); one past it
 // is an Error naming dtype and shape. Process-wide.
 void set_max_tensor_bytes(uint64_t bytes);
+// Frees the buffers kept for reuse by later runs (see BufferCache in array.cpp); the Executor does this
+// when it is destroyed.
+void release_buffer_cache();
 std::string shape_string(const Shape& shape);  // "[1,3,224,224]"
 // Bytes per element of the dtypes the executor computes with (bool is one byte); 0 for others.
 size_t element_size(int32_t dtype);

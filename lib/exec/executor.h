@@ -83,6 +83,9 @@ class Executor {
  public:
   // Throws mopt::Error listing every unsupported operator of the model (all graphs).
   explicit Executor(const ir::Model& model, ExecutorOptions options = {});
+  ~Executor() { release_buffer_cache(); }
+  Executor(const Executor&) = delete;
+  Executor& operator=(const Executor&) = delete;
   // Runs the model. Feeds are matched by input name; every input without an initializer needs one.
   // Returns the graph outputs in order.
   std::vector<Array> run(const std::map<std::string, Array>& feeds);
