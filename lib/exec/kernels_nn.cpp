@@ -210,35 +210,36 @@ TapRange tap_range(const Geometry& g, int slot) {
 }
 
 // Rows of `col` are `ld` elements apart (ld = out_size for one image; wider when images share a GEMM).
+// Only output rows [first_row, first_row + rows) are written, a row being one (out[0], out[1]) position
+// with its out[2] columns (rows = -1: all), so a convolution can work through a big image in tiles.
 template <typename T>
-void im2col(const T* x, int64_t channels, const Geometry& g, T* col, int64_t ld = 0) {
-  const int64_t out_size = g.out_size();
-  if (ld == 0) ld = out_size;
+void im2col(const T* x, int64_t channels, const Geometry& g, T* col, int64_t ld = 0, int64_t first_row = 0, int64_t rows = -1) {
+  if (rows < 0) rows = g.out[0] * g.out[1];
+  if (ld == 0) ld = rows * g.out[2];
   for (int64_t c = 0; c < channels; ++c) {
     const T* src = x + c * g.in_size();
     for (int64_t k0 = 0; k0 < g.kernel[0]; ++k0) {
       for (int64_t k1 = 0; k1 < g.kernel[1]; ++k1) {
         for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2) {
           T* dst = col + (((c * g.kernel[0] + k0) * g.kernel[1] + k1) * g.kernel[2] + k2) * ld;
-          for (int64_t o0 = 0; o0 < g.out[0]; ++o0) {
-            int64_t i0 = o0 * g.stride[0] - g.pad_begin[0] + k0 * g.dilation[0];
-            for (int64_t o1 = 0; o1 < g.out[1]; ++o1) {
-              int64_t i1 = o1 * g.stride[1] - g.pad_begin[1] + k1 * g.dilation[1];
-              T* row = dst + (o0 * g.out[1] + o1) * g.out[2];
-              if (i0 < 0 || i0 >= g.in[0] || i1 < 0 || i1 >= g.in[1]) {
-                std::fill(row, row + g.out[2], T(0));
-                continue;
-              }
-              const T* in_row = src + (i0 * g.in[1] + i1) * g.in[2];
-              int64_t base = -g.pad_begin[2] + k2 * g.dilation[2];
-              if (g.stride[2] == 1 && base >= 0 && base + g.out[2] <= g.in[2]) {
-                std::copy(in_row + base, in_row + base + g.out[2], row);
-                continue;
-              }
-              for (int64_t o2 = 0; o2 < g.out[2]; ++o2) {
-                int64_t i2 = o2 * g.stride[2] + base;
-                row[o2] = (i2 >= 0 && i2 < g.in[2]) ? in_row[i2] : T(0);
-              }
+          for (int64_t r = first_row; r < first_row + rows; ++r) {
+            const int64_t o0 = r / g.out[1], o1 = r % g.out[1];
+            const int64_t i0 = o0 * g.stride[0] - g.pad_begin[0] + k0 * g.dilation[0];
+            const int64_t i1 = o1 * g.stride[1] - g.pad_begin[1] + k1 * g.dilation[1];
+            T* row = dst + (r - first_row) * g.out[2];
+            if (i0 < 0 || i0 >= g.in[0] || i1 < 0 || i1 >= g.in[1]) {
+              std::fill(row, row + g.out[2], T(0));
+              continue;
+            }
+            const T* in_row = src + (i0 * g.in[1] + i1) * g.in[2];
+            int64_t base = -g.pad_begin[2] + k2 * g.dilation[2];
+            if (g.stride[2] == 1 && base >= 0 && base + g.out[2] <= g.in[2]) {
+              std::copy(in_row + base, in_row + base + g.out[2], row);
+              continue;
+            }
+            for (int64_t o2 = 0; o2 < g.out[2]; ++o2) {
+              int64_t i2 = o2 * g.stride[2] + base;
+              row[o2] = (i2 >= 0 && i2 < g.in[2]) ? in_row[i2] : T(0);
             }
           }
         }
@@ -371,17 +372,34 @@ Array conv_forward(KernelContext& ctx, const Array& x, const Array& w, const Arr
     }
     bool pointwise = ks == 1;
     for (int i = 0; i < 3; ++i) pointwise = pointwise && g.stride[i] == 1 && g.pad_begin[i] == 0 && g.pad_end[i] == 0;
-    std::unique_ptr<T[]> col(pointwise ? nullptr : new T[static_cast<size_t>(cg * ks * out_size)]);
+    // Other convolutions go through the image in tiles of output rows whose im2col columns fit in the
+    // cache (64 Ki values), one GEMM per tile, the tiles spread over the threads. A whole-image im2col is
+    // kernel-size times the input: 100+ MiB for a 3x3 layer of a 960x960 detector, paid in page faults.
+    const int64_t out_rows = g.out[0] * g.out[1], k_rows = cg * ks;
+    int64_t tile_rows = std::max<int64_t>(1, (int64_t{64} << 10) / std::max<int64_t>(k_rows * g.out[2], 1));
+    tile_rows = std::min(tile_rows, (out_rows + thread_count() - 1) / thread_count());
+    const int64_t tiles = (out_rows + tile_rows - 1) / tile_rows;
     for (int64_t i = 0; i < n; ++i) {
       for (int64_t grp = 0; grp < group; ++grp) {
         const T* src = x.data<T>() + (i * c + grp * cg) * g.in_size();
-        if (!pointwise) im2col<T>(src, cg, g, col.get());
+        const T* filters = w.data<T>() + grp * mg * k_rows;
         T* dst = y.data<T>() + (i * m + grp * mg) * out_size;
         if (b) {
           for (int64_t o = 0; o < mg; ++o) std::fill(dst + o * out_size, dst + (o + 1) * out_size, b[grp * mg + o]);
         }
-        gemm<T>(false, false, mg, out_size, cg * ks, T(1), w.data<T>() + grp * mg * cg * ks, cg * ks,
-                pointwise ? src : col.get(), out_size, b ? T(1) : T(0), dst, out_size);
+        if (pointwise) {
+          gemm<T>(false, false, mg, out_size, k_rows, T(1), filters, k_rows, src, out_size, b ? T(1) : T(0), dst, out_size);
+          continue;
+        }
+        parallel_for(tiles, mg * k_rows * tile_rows * g.out[2], [&](int64_t first, int64_t last) {
+          std::unique_ptr<T[]> col(new T[static_cast<size_t>(k_rows * tile_rows * g.out[2])]);
+          for (int64_t t = first; t < last; ++t) {
+            const int64_t row0 = t * tile_rows, rows = std::min(tile_rows, out_rows - row0), cols = rows * g.out[2];
+            im2col<T>(src, cg, g, col.get(), cols, row0, rows);
+            gemm_serial<T>(false, false, mg, cols, k_rows, T(1), filters, k_rows, col.get(), cols, b ? T(1) : T(0),
+                           dst + row0 * g.out[2], out_size);
+          }
+        });
       }
     }
   });
