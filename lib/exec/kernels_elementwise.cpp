@@ -264,11 +264,15 @@ void clip_kernel(KernelContext& ctx) {
       bound(1, lo);
       bound(2, hi);
     }
-    Array y(x.dtype(), x.shape());
-    for (int64_t i = 0; i < x.numel(); ++i) {
-      T v = x.data<T>()[i];
-      y.data<T>()[i] = v < lo ? lo : (v > hi ? hi : v);  // min > max gives max, as in ONNX
-    }
+    Array y = Array::uninitialized(x.dtype(), x.shape());
+    const T* in = x.data<T>();
+    T* out = y.data<T>();
+    parallel_for(x.numel(), 2, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        T v = in[i];
+        out[i] = v < lo ? lo : (v > hi ? hi : v);  // min > max gives max, as in ONNX
+      }
+    });
     ctx.set_output(0, std::move(y));
   });
 }

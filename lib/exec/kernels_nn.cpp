@@ -290,32 +290,51 @@ std::vector<int64_t> kernel_shape_of(KernelContext& ctx, const Array& w) {
 }
 
 // Direct depthwise convolution (one filter per channel), much faster than per-channel tiny GEMMs.
-// Taps outside the input are skipped through precomputed ranges, so the inner loop has no branches.
+// Each output row accumulates one kernel tap at a time over the run of output columns whose input lies
+// inside the image (bounds worked out per tap, not tested per element), so the inner loop is a plain
+// multiply-add along the row that the compiler vectorizes.
 template <typename T>
 void depthwise(const T* x, const T* w, const T* bias, int64_t planes, int64_t channels, const Geometry& g, T* y) {
   const int64_t ks = g.kernel_size();
-  const TapRange r0 = tap_range(g, 0), r1 = tap_range(g, 1), r2 = tap_range(g, 2);
+  const TapRange r0 = tap_range(g, 0), r1 = tap_range(g, 1);
+  // For each tap along the last slot: the output columns [lo, hi) it reaches inside the input.
+  std::vector<int64_t> lo(static_cast<size_t>(g.kernel[2])), hi(static_cast<size_t>(g.kernel[2]));
+  for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2) {
+    const int64_t offset = k2 * g.dilation[2] - g.pad_begin[2];  // input column of output column 0
+    int64_t first = offset >= 0 ? 0 : (-offset + g.stride[2] - 1) / g.stride[2];
+    int64_t last = g.in[2] - 1 - offset < 0 ? 0 : (g.in[2] - 1 - offset) / g.stride[2] + 1;
+    lo[static_cast<size_t>(k2)] = std::min(first, g.out[2]);
+    hi[static_cast<size_t>(k2)] = std::max(lo[static_cast<size_t>(k2)], std::min(last, g.out[2]));
+  }
+  const int64_t s2 = g.stride[2];
   parallel_for(planes, g.out_size() * ks, [&](int64_t begin, int64_t end) {
     for (int64_t plane = begin; plane < end; ++plane) {
       int64_t c = plane % channels;
       const T* src = x + plane * g.in_size();
       const T* f = w + c * ks;
       T* dst = y + plane * g.out_size();
-      T b = bias ? bias[c] : T(0);
+      const T b = bias ? bias[c] : T(0);
       for (int64_t o0 = 0; o0 < g.out[0]; ++o0) {
         for (int64_t o1 = 0; o1 < g.out[1]; ++o1) {
-          for (int64_t o2 = 0; o2 < g.out[2]; ++o2) {
-            T sum = b;
-            for (int64_t k0 = r0.begin[o0]; k0 < r0.end[o0]; ++k0) {
-              int64_t i0 = o0 * g.stride[0] - g.pad_begin[0] + k0 * g.dilation[0];
-              for (int64_t k1 = r1.begin[o1]; k1 < r1.end[o1]; ++k1) {
-                int64_t i1 = o1 * g.stride[1] - g.pad_begin[1] + k1 * g.dilation[1];
-                const T* row = src + (i0 * g.in[1] + i1) * g.in[2] + o2 * g.stride[2] - g.pad_begin[2];
-                const T* frow = f + (k0 * g.kernel[1] + k1) * g.kernel[2];
-                for (int64_t k2 = r2.begin[o2]; k2 < r2.end[o2]; ++k2) sum += row[k2 * g.dilation[2]] * frow[k2];
+          T* out_row = dst + (o0 * g.out[1] + o1) * g.out[2];
+          std::fill(out_row, out_row + g.out[2], b);
+          for (int64_t k0 = r0.begin[o0]; k0 < r0.end[o0]; ++k0) {
+            int64_t i0 = o0 * g.stride[0] - g.pad_begin[0] + k0 * g.dilation[0];
+            for (int64_t k1 = r1.begin[o1]; k1 < r1.end[o1]; ++k1) {
+              int64_t i1 = o1 * g.stride[1] - g.pad_begin[1] + k1 * g.dilation[1];
+              const T* in_row = src + (i0 * g.in[1] + i1) * g.in[2];
+              const T* frow = f + (k0 * g.kernel[1] + k1) * g.kernel[2];
+              for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2) {
+                const T wk = frow[k2];
+                const T* in = in_row + k2 * g.dilation[2] - g.pad_begin[2];
+                const int64_t a = lo[static_cast<size_t>(k2)], e = hi[static_cast<size_t>(k2)];
+                if (s2 == 1) {
+                  for (int64_t o2 = a; o2 < e; ++o2) out_row[o2] += wk * in[o2];
+                } else {
+                  for (int64_t o2 = a; o2 < e; ++o2) out_row[o2] += wk * in[o2 * s2];
+                }
               }
             }
-            dst[(o0 * g.out[1] + o1) * g.out[2] + o2] = sum;
           }
         }
       }
@@ -637,7 +656,7 @@ void batch_norm_kernel(KernelContext& ctx) {
   int64_t plane = c ? x.numel() / std::max<int64_t>(n * c, 1) : 0;
   const char* names[] = {"", "scale", "B", "mean", "var"};
   for (size_t i = 1; i < 5; ++i) require_per_channel(ctx, i, c, names[i]);
-  Array y(x.dtype(), x.shape());
+  Array y = Array::uninitialized(x.dtype(), x.shape());
   visit<kFloats>(x.dtype(), "BatchNormalization", [&]<typename T>(T) {
     std::vector<double> scale = ctx.input(1).to_doubles(), bias = ctx.input(2).to_doubles(),
                         mean = ctx.input(3).to_doubles(), var = ctx.input(4).to_doubles();
