@@ -7,13 +7,16 @@
 #include <vector>
 
 #include "exec/array.h"
+#include "exec/parallel.h"
 
 namespace mopt::exec {
 
 // Calls row(out_offset, length, in_offsets, in_steps) for every innermost row of the output, where
-// operand k's element j of the row is at in_offsets[k] + j * in_steps[k] (step 0 or 1).
+// operand k's element j of the row is at in_offsets[k] + j * in_steps[k] (step 0 or 1). With `parallel`,
+// rows are spread over the executor's threads (row must then only write its own part of the output).
 template <size_t N, typename Row>
-void for_each_broadcast_row(const Shape& out_shape, const std::array<const Shape*, N>& in_shapes, Row&& row) {
+void for_each_broadcast_row(const Shape& out_shape, const std::array<const Shape*, N>& in_shapes, Row&& row,
+                            bool parallel = false) {
   const size_t rank = out_shape.size();
   // Per operand dims aligned to the output rank (leading 1s), then strides with 0 on broadcast dims.
   std::array<std::vector<int64_t>, N> strides;
@@ -57,18 +60,32 @@ void for_each_broadcast_row(const Shape& out_shape, const std::array<const Shape
   const int64_t inner = dims[r - 1];
   std::array<int64_t, N> steps;
   for (size_t k = 0; k < N; ++k) steps[k] = st[k][r - 1];
-  std::vector<int64_t> index(r, 0);
-  std::array<int64_t, N> offsets{};
-  for (int64_t out = 0; out < total; out += inner) {
-    row(out, inner, offsets, steps);
-    // Advance the odometer over the outer dims.
+  // Rows [first, last) of the output, each starting from the odometer position of its index.
+  auto rows = [&](int64_t first, int64_t last) {
+    std::vector<int64_t> index(r, 0);
+    std::array<int64_t, N> offsets{};
+    int64_t rest = first;
     for (size_t d = r - 1; d-- > 0;) {
-      ++index[d];
-      for (size_t k = 0; k < N; ++k) offsets[k] += st[k][d];
-      if (index[d] < dims[d]) break;
-      for (size_t k = 0; k < N; ++k) offsets[k] -= st[k][d] * dims[d];
-      index[d] = 0;
+      index[d] = rest % dims[d];
+      rest /= dims[d];
+      for (size_t k = 0; k < N; ++k) offsets[k] += index[d] * st[k][d];
     }
+    for (int64_t i = first; i < last; ++i) {
+      row(i * inner, inner, offsets, steps);
+      // Advance the odometer over the outer dims.
+      for (size_t d = r - 1; d-- > 0;) {
+        ++index[d];
+        for (size_t k = 0; k < N; ++k) offsets[k] += st[k][d];
+        if (index[d] < dims[d]) break;
+        for (size_t k = 0; k < N; ++k) offsets[k] -= st[k][d] * dims[d];
+        index[d] = 0;
+      }
+    }
+  };
+  if (parallel) {
+    parallel_for(total / inner, inner, rows);
+  } else {
+    rows(0, total / inner);
   }
 }
 

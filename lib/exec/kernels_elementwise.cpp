@@ -90,7 +90,7 @@ Array broadcast_binary(KernelContext& ctx, const Array& a, const Array& b, int32
                               } else {
                                 for (int64_t j = 0; j < n; ++j) out[j] = static_cast<R>(f(*xa, *xb));
                               }
-                            });
+                            }, /*parallel=*/true);
   return y;
 }
 
