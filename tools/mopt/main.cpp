@@ -9,7 +9,11 @@
 #include <new>
 #include <stdexcept>
 
+#include <google/protobuf/stubs/common.h>
+#include <onnx/common/version.h>
+
 #include "cli.h"
+#include "docs.h"
 #include "exec/executor.h"
 #include "pass/pipeline.h"
 #include "pass_flags.h"
@@ -20,6 +24,13 @@ namespace {
 
 using namespace mopt;
 using namespace mopt::cli;
+
+// "mopt 0.1.0 (commit 1a2b3c4; built with ONNX 1.12.0, protobuf 3.21.12)": what a bug report needs.
+std::string version_text() {
+  return fmt::format("mopt {} (commit {}; built with ONNX {}, protobuf {}.{}.{})", MOPT_VERSION, MOPT_COMMIT,
+                     onnx::LAST_RELEASE_VERSION, GOOGLE_PROTOBUF_VERSION / 1000000, GOOGLE_PROTOBUF_VERSION / 1000 % 1000,
+                     GOOGLE_PROTOBUF_VERSION % 1000);
+}
 
 // ------------------------------------------------------------------ quantize, prune, clip, convert
 // Each is a preset pipeline around its pass. The pass's options are flags generated from its option table
@@ -163,7 +174,7 @@ pass::Pipeline optimize_pipeline(const OptimizeFlags& f) {
 
 int main(int argc, char** argv) {
   CLI::App app{"mopt: make ONNX models smaller and faster, and report what it cost.", "mopt"};
-  app.set_version_flag("--version", std::string("mopt ") + MOPT_VERSION);
+  app.set_version_flag("--version", version_text());
   app.require_subcommand(1);
   app.footer(
       "Exit codes: 0 success, 1 error (bad model, I/O), 2 usage error, 3 a quality gate failed.\n"
@@ -349,6 +360,16 @@ int main(int argc, char** argv) {
   passes->add_flag("--markdown", passes_markdown, "The table of passes, as in the README");
   passes->footer("Examples:\n  mopt passes\n  mopt passes --json | jq '.[].name'\n  mopt passes --markdown");
 
+  std::string completion_shell;
+  auto* completion = app.add_subcommand("completion", "Print the bash or zsh completion script for mopt");
+  completion->add_option("shell", completion_shell, "bash or zsh")->required()->check(CLI::IsMember({"bash", "zsh"}));
+  completion->footer(
+      "Examples:\n"
+      "  source <(mopt completion bash)\n"
+      "  mopt completion zsh > \"${fpath[1]}/_mopt\"");
+  auto* manpage = app.add_subcommand("manpage", "Print the man page (roff)");
+  manpage->group("");  // hidden: the build writes mopt.1 with it
+
   std::vector<std::string> names;
   for (const auto* sub : app.get_subcommands({})) names.push_back(sub->get_name());
   if (argc > 1 && argv[1][0] != '-' && std::find(names.begin(), names.end(), argv[1]) == names.end()) {
@@ -403,6 +424,14 @@ int main(int argc, char** argv) {
     if (bench->parsed()) return run_bench_command(bench_model, bench_data, bench_warmup, bench_runs, bench_json, bench_profile);
     if (inspect->parsed()) return run_inspect_command(inspect_input, inspect_json);
     if (passes->parsed()) return run_passes_command(passes_json, passes_markdown);
+    if (completion->parsed()) {
+      fmt::print("{}", completion_shell == "bash" ? bash_completion(app) : zsh_completion(app));
+      return kExitOk;
+    }
+    if (manpage->parsed()) {
+      fmt::print("{}", man_page(app, MOPT_VERSION));
+      return kExitOk;
+    }
   } catch (const Error& e) {
     print_error(e.what());
     return e.kind() == ErrorKind::Usage ? kExitUsage : kExitError;

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Install test: `cmake --install` into a scratch prefix and the .deb from `cpack -G DEB` unpacked into a
+# scratch root each give a mopt that runs from its installed location (--version, one quantize of the
+# bundled SqueezeNet); the package depends on the Debian libraries mopt links; the man page and both
+# completion scripts name every command and every flag that the commands' --help lists.
+# Usage: tests/install_test.sh BUILD_DIR
+set -euo pipefail
+build=$(cd "$1" && pwd)
+src=$(cd "$(dirname "$0")/.." && pwd)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+runs_from() {  # PREFIX: the installed binary reports its version and quantizes a model
+  local bin=$1/bin/mopt
+  [ -x "$bin" ] || fail "$bin is missing"
+  "$bin" --version | grep -Eq '^mopt [0-9]+\.[0-9]+\.[0-9]+ \(commit [^;]+; built with ONNX [0-9.]+, protobuf [0-9.]+\)$' ||
+    fail "$bin --version: $("$bin" --version)"
+  "$bin" quantize "$src/testdata/squeezenet1.1_fp32.onnx" -o "$tmp/q.onnx" --data "$src/../shared/models/vision/inputs/squeezenet_fish_fp32" --accuracy off -q || fail "$bin quantize failed"
+  [ -s "$tmp/q.onnx" ] && [ -s "$tmp/q.onnx.report.json" ] || fail "$bin quantize wrote no model or report"
+  rm -f "$tmp/q.onnx" "$tmp/q.onnx.report.json"
+}
+
+# --- cmake --install
+cmake --install "$build" --prefix "$tmp/usr" >/dev/null
+for f in bin/mopt share/man/man1/mopt.1 share/bash-completion/completions/mopt share/zsh/vendor-completions/_mopt \
+  share/doc/mopt/README.md; do
+  [ -s "$tmp/usr/$f" ] || fail "cmake --install did not install $f"
+done
+runs_from "$tmp/usr"
+echo "ok: cmake --install gives a working mopt"
+
+# --- man page and completions name every command and flag of --help
+bash -n "$tmp/usr/share/bash-completion/completions/mopt" || fail "the bash completion is not valid bash"
+man_text=$(sed 's/\\-/-/g' "$tmp/usr/share/man/man1/mopt.1")
+bash_text=$(cat "$tmp/usr/share/bash-completion/completions/mopt")
+zsh_text=$(cat "$tmp/usr/share/zsh/vendor-completions/_mopt")
+commands=$("$tmp/usr/bin/mopt" --help | sed -n '/^Subcommands:/,/^$/p' | awk 'NR > 1 && NF {print $1}')
+[ "$(echo "$commands" | wc -w)" -ge 12 ] || fail "expected at least 12 commands in mopt --help, got: $commands"
+checked=0
+for c in $commands; do
+  grep -q "^\.SS \"mopt $c\"" <<<"$man_text" || fail "the man page has no section for mopt $c"
+  grep -Eq "(^| |\")$c( |\"|\))" <<<"$bash_text" || fail "the bash completion does not know mopt $c"
+  grep -q "'$c:" <<<"$zsh_text" || fail "the zsh completion does not know mopt $c"
+  # Flags as --help prints them in its name column: "  -o,--output TEXT", "  --json".
+  man_section=" $(sed -n "/^\.SS \"mopt $c\"/,/^\.SS /p" <<<"$man_text" | tr ',\n' '  ') "
+  bash_line=" $(grep -E "^ +$c\)" <<<"$bash_text" | tr '"' ' ') "
+  zsh_line=$(grep -E "^ +$c\)" <<<"$zsh_text")
+  for flag in $("$tmp/usr/bin/mopt" "$c" --help | grep -E '^  +-' | sed -E 's/^ +//; s/  .*//' |
+    grep -oE -- '--[a-z0-9][a-z0-9-]*' | sort -u); do
+    [[ $man_section == *" $flag "* ]] || fail "the man page does not list $flag under mopt $c"
+    [[ $bash_line == *" $flag "* ]] || fail "the bash completion does not offer $flag for mopt $c"
+    [[ $zsh_line == *"'$flag["* ]] || fail "the zsh completion does not offer $flag for mopt $c"
+    checked=$((checked + 1))
+  done
+done
+[ "$checked" -ge 150 ] || fail "only $checked flags checked; the --help parsing above is broken"
+echo "ok: man page and completions list $(echo "$commands" | wc -w) commands and $checked flags"
+
+# --- the Debian package
+(cd "$build" && cpack -G DEB -B "$tmp/pkg" >/dev/null) || fail "cpack -G DEB failed"
+deb=$(ls "$tmp"/pkg/*.deb)
+depends=$(dpkg-deb -f "$deb" Depends)
+for lib in libonnx libprotobuf libopenblas libzstd libyaml-cpp libfmt; do
+  grep -q "$lib" <<<"$depends" || fail "the package does not depend on $lib (Depends: $depends)"
+done
+dpkg-deb -x "$deb" "$tmp/root"
+[ -s "$tmp/root/usr/share/man/man1/mopt.1" ] || fail "the package has no man page"
+runs_from "$tmp/root/usr"
+echo "ok: $(basename "$deb") ($(du -k "$deb" | cut -f1) KiB) depends on the Debian libraries and runs unpacked"
