@@ -404,6 +404,34 @@ namespace {
 
 const fs::path kModels = MOPT_SHARED_MODELS;
 
+}  // namespace
+
+TEST_CASE("per-layer error after fusions: a Conv that absorbed a BatchNormalization carries its name, not the Conv's") {
+  // digits_cnn: Conv -> BatchNormalization x3. The folded Conv computes what the BN did; under the Conv's
+  // old name it was compared with the pre-normalization tensor and reported as the worst layer (rel-L2 2.8)
+  // of a fusion that changes nothing.
+  auto original = io::load_model(kModels / "trained/digits_cnn.onnx");
+  auto fused = io::load_model(kModels / "trained/digits_cnn.onnx");
+  run(*fused, "fuse");
+  size_t bns = 0;
+  for (const ir::Node* n : fused->graph().nodes()) bns += n->is_op("BatchNormalization") ? 1 : 0;
+  REQUIRE(bns == 0);
+  data::ShapeOverrides shapes;
+  shapes.add_dim("batch=4");
+  const std::vector<data::Feeds> samples = {data::random_feeds(*original, shapes, 0)};
+  const eval::LayerReport report = eval::compare_layers(*original, *fused, samples);
+  CHECK(report.unmatched == 3);  // the three pre-normalization Conv outputs exist no more
+  size_t batchnorm_outputs = 0;
+  for (const eval::LayerError& l : report.layers) {
+    CAPTURE(l.value);
+    CHECK(l.metrics.relative_l2 < 1e-5);
+    batchnorm_outputs += l.node.find("BatchNormalization") != std::string::npos ? 1 : 0;
+  }
+  CHECK(batchnorm_outputs == 3);
+}
+
+namespace {
+
 // The shared 60 s of speech as silero v5's stream: chunks of 512 samples with the previous 64 as context,
 // the sample rate, and a zero state for the first chunk (the state of the others comes by --feedback).
 fs::path write_vad_stream(const TempDir& dir, size_t chunks) {

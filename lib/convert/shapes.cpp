@@ -3,7 +3,13 @@
 
 #include <onnx/shape_inference/implementation.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
 
 #include "ir/validate.h"
 #include "ir/verify.h"
@@ -87,27 +93,71 @@ void substitute(ir::Graph& graph, const std::map<std::string, int64_t>& values) 
   }
 }
 
+// ONNX 1.12's data propagation dereferences null types on malformed graphs the rest of its inference
+// accepts (fuzz findings: a Shape after an Unsqueeze axis beyond a scalar's rank, a Gather index beyond a
+// shape's length). It runs in a child process, which sends the inferred model back through a pipe, so a
+// crash there cannot take mopt down. True with `proto` inferred; false when the child died (the caller
+// then infers without data propagation); an Error with ONNX's message when inference itself failed.
+bool infer_isolated(onnx::ModelProto& proto, const onnx::ShapeInferenceOptions& options) {
+  int fds[2];
+  if (pipe(fds) != 0) fail("shape inference: cannot create a pipe: {}", std::strerror(errno));
+  const pid_t pid = fork();
+  if (pid < 0) {
+    close(fds[0]);
+    close(fds[1]);
+    fail("shape inference: cannot start a process: {}", std::strerror(errno));
+  }
+  if (pid == 0) {  // the child: infer, send 'O' + the model or 'E' + the message, and leave without cleanup
+    close(fds[0]);
+    std::string reply;
+    try {
+      onnx::shape_inference::InferShapes(proto, onnx::OpSchemaRegistry::Instance(), options);
+      reply.assign(1, 'O');
+      reply.append(proto.SerializeAsString());
+    } catch (const std::exception& e) {
+      reply.assign(1, 'E');
+      reply.append(e.what());
+    }
+    for (size_t done = 0; done < reply.size();) {
+      const ssize_t n = write(fds[1], reply.data() + done, reply.size() - done);
+      if (n <= 0) _exit(1);
+      done += static_cast<size_t>(n);
+    }
+    _exit(0);
+  }
+  close(fds[1]);
+  std::string reply;
+  char buffer[1 << 16];
+  for (;;) {
+    const ssize_t n = read(fds[0], buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    reply.append(buffer, static_cast<size_t>(n));
+  }
+  close(fds[0]);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || reply.empty()) return false;
+  if (reply[0] == 'E') throw std::runtime_error(reply.substr(1));
+  onnx::ModelProto inferred;
+  if (!inferred.ParseFromString(reply.substr(1))) return false;
+  proto = std::move(inferred);
+  return true;
+}
+
 }  // namespace
 
 InferenceResult infer_shapes(ir::Model& model, bool strict, bool data_propagation) {
   ir::validate_model(model);  // ONNX 1.12's inference crashes on some malformed nodes
   InferenceResult result;
   onnx::ModelProto proto = ir::export_for_analysis(model);
-  if (data_propagation) {
-    // ONNX 1.12's data propagation reads the type of a value whose own inference failed, a null pointer
-    // (found by fuzzing: Shape after an Unsqueeze whose axis is beyond its scalar input's rank). It only
-    // runs on a graph that infers without an error; one that does not gets plain inference.
-    onnx::ModelProto probe = proto;
-    try {
-      onnx::ShapeInferenceOptions options(/*check_type=*/false, /*strict_mode=*/1, /*data_prop=*/false);
-      onnx::shape_inference::InferShapes(probe, onnx::OpSchemaRegistry::Instance(), options);
-    } catch (const std::exception&) {
-      data_propagation = false;
-    }
-  }
+  const onnx::ShapeInferenceOptions options(/*check_type=*/false, /*strict_mode=*/strict ? 1 : 0, data_propagation);
   try {
-    onnx::ShapeInferenceOptions options(/*check_type=*/false, /*strict_mode=*/strict ? 1 : 0, data_propagation);
-    onnx::shape_inference::InferShapes(proto, onnx::OpSchemaRegistry::Instance(), options);
+    if (!data_propagation || !infer_isolated(proto, options)) {
+      onnx::shape_inference::InferShapes(proto, onnx::OpSchemaRegistry::Instance(),
+                                         onnx::ShapeInferenceOptions(false, strict ? 1 : 0, false));
+    }
   } catch (const std::exception& e) {
     const std::string message = one_line(e.what());
     if (strict) fail("shape inference failed: {}", message);

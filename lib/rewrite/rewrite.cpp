@@ -187,6 +187,19 @@ bool bypass(ir::Graph& graph, ir::Node& node, ir::Value* replacement, size_t ind
   return true;
 }
 
+bool take_over(ir::Graph& graph, ir::Value* from, ir::Value* to) {
+  if (from->is_graph_output()) return graph.replace_all_uses(from, to);  // `to` takes the output's name there
+  if (!graph.replace_all_uses(from, to)) return false;
+  if (to->is_graph_input() || to->initializer() || to->is_graph_output()) return true;
+  const std::string name = from->name();
+  const bool typed = from->has_type();
+  const onnx::TypeProto type = typed ? from->info().type() : onnx::TypeProto();
+  graph.rename_value(from, graph.model()->fresh_name(name + "_replaced"));
+  graph.rename_value(to, name);
+  if (typed) graph.set_value_type(to, type);
+  return true;
+}
+
 void ensure_opset_import(ir::Model& model, const std::string& domain, int64_t version) {
   if (model.opset(domain) != 0) return;
   auto* op = model.mutable_proto().add_opset_import();

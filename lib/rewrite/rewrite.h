@@ -67,6 +67,11 @@ std::optional<std::vector<int64_t>> static_shape(const ir::Value& value);
 // Replaces every use of `node`'s output `index` with `replacement` and erases `node` if it became dead.
 // Returns false (nothing changed) when the output is a graph output that cannot be renamed.
 bool bypass(ir::Graph& graph, ir::Node& node, ir::Value* replacement, size_t index = 0);
+// For a fusion whose producer now computes what its consumer did (Conv absorbing a BatchNormalization):
+// moves every use of `from` (the consumer's output) to `to` (the producer's) and gives `to` the name of
+// `from`, so that a name keeps meaning one tensor and comparisons by name (per-layer error) match like
+// with like; `to`'s old name goes with the values it held. False (nothing changed) as replace_all_uses.
+bool take_over(ir::Graph& graph, ir::Value* from, ir::Value* to);
 
 // Imports `domain` at `version` if the model does not import it yet.
 void ensure_opset_import(ir::Model& model, const std::string& domain, int64_t version);

@@ -109,7 +109,7 @@ class FoldBatchNormRule : public pass::RewriteRule<BatchNormFold> {
   }
 
   void apply(ir::Graph& graph, ir::Node& bn, const BatchNormFold& f) const override {
-    graph.replace_all_uses(bn.output(0), f.producer->output(0));
+    rewrite::take_over(graph, bn.output(0), f.producer->output(0));
     rewrite::set_weight_and_bias(graph, *f.producer, &f.weight, f.bias);
     if (f.producer->is_op("Gemm")) rewrite::set_float_attr(*f.producer, "beta", 1.0f);
     graph.erase(&bn);

@@ -39,7 +39,7 @@ class FoldChannelOpRule : public pass::RewriteRule<rewrite::ConvChannelOp> {
       const exec::Array weight = rewrite::scale_output_channels(m.weights, m.values);
       rewrite::set_weight_and_bias(graph, *m.conv, &weight, bias);
     }
-    graph.replace_all_uses(op.output(0), m.conv->output(0));
+    rewrite::take_over(graph, op.output(0), m.conv->output(0));
     graph.erase(&op);
   }
 };
