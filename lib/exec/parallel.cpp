@@ -11,6 +11,7 @@ namespace mopt::exec {
 namespace {
 
 thread_local bool t_pool_thread = false;
+thread_local bool t_in_region = false;  // this thread is running a region's tasks (nested calls go inline)
 
 class Pool {
  public:
@@ -27,6 +28,10 @@ class Pool {
   bool run(int count, const std::function<void(int)>& task) {
     std::unique_lock<std::mutex> region(region_, std::try_to_lock);
     if (!region.owns_lock()) return false;
+    t_in_region = true;
+    struct Leave {
+      ~Leave() { t_in_region = false; }
+    } leave;
     std::unique_lock<std::mutex> lock(mutex_);
     while (static_cast<int>(threads_.size()) < count - 1) threads_.emplace_back([this] { work(); });
     task_ = &task;
@@ -90,7 +95,7 @@ class Pool {
 
 void run_tasks(int count, const std::function<void(int)>& task) {
   static Pool pool;
-  if (count <= 1 || t_pool_thread || !pool.run(count, task)) {
+  if (count <= 1 || t_pool_thread || t_in_region || !pool.run(count, task)) {
     for (int i = 0; i < count; ++i) task(i);
   }
 }
