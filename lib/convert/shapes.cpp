@@ -140,7 +140,7 @@ bool infer_isolated(onnx::ModelProto& proto, const onnx::ShapeInferenceOptions& 
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || reply.empty()) return false;
   if (reply[0] == 'E') throw std::runtime_error(reply.substr(1));
   onnx::ModelProto inferred;
-  if (!inferred.ParseFromString(reply.substr(1))) return false;
+  if (!inferred.ParseFromArray(reply.data() + 1, static_cast<int>(reply.size() - 1))) return false;
   proto = std::move(inferred);
   return true;
 }
