@@ -6,7 +6,10 @@
 
 #include <onnx/shape_inference/implementation.h>
 
+#include <bit>
+#include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "convert/auto_mixed.h"
 #include "convert/float_precision.h"
@@ -62,6 +65,27 @@ g (float[2,2] X) => (float[2,2] Y) <float[2,2] W = {0.5, -1.0, 2.0, 0.25}> {
 })";
 
 }  // namespace
+
+TEST_CASE("floats_to_half gives float_to_half's bits for every kind of float, NaN and odd lengths included") {
+  std::vector<float> values;
+  for (uint64_t bits = 0; bits <= 0xffffffffu; bits += 4093) values.push_back(std::bit_cast<float>(static_cast<uint32_t>(bits)));
+  for (float v : {0.0f, -0.0f, 65504.0f, 65519.99f, 65520.0f, -65520.0f, 5.9604644775390625e-08f, 2.98e-08f, 2.9802322387695312e-08f,
+                  6.1035156e-05f, 6.1035149e-05f, 1.0009765625f, 1.00048828125f, 1.00146484375f, std::numeric_limits<float>::infinity(),
+                  -std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN(), std::bit_cast<float>(0xff812345u)})
+    values.push_back(v);
+  REQUIRE(std::count_if(values.begin(), values.end(), [](float v) { return std::isnan(v); }) > 1000);
+  for (size_t offset : {size_t{0}, size_t{3}}) {  // a tail shorter than a vector, and unaligned starts
+    const std::span<const float> in(values.data() + offset, values.size() - offset);
+    std::vector<uint16_t> bulk(in.size());
+    exec::floats_to_half(in, bulk);
+    size_t mismatches = 0;
+    for (size_t i = 0; i < in.size(); ++i) mismatches += bulk[i] != exec::float_to_half(in[i]);
+    CHECK(mismatches == 0);
+  }
+  CHECK(exec::float_to_half(65520.0f) == 0x7c00);          // rounds to infinity
+  CHECK(exec::float_to_half(2.9802322387695312e-08f) == 0);  // half the smallest subnormal: ties to even (zero)
+  CHECK(exec::float_to_half(1.00048828125f) == 0x3c00);     // a tie between 1 and the next half: even wins
+}
 
 TEST_CASE("float16 converts weights in place with exact bits and counts what it did") {
   auto model = parse_model(kMatMul);

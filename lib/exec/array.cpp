@@ -10,6 +10,12 @@
 #include <map>
 #include <mutex>
 
+#include <sys/mman.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 #include "exec/dispatch.h"
 #include "util/error.h"
 
@@ -63,6 +69,17 @@ class BufferCache {
   size_t held_ = 0;
 };
 
+// 64-byte aligned storage. Large buffers are aligned to 2 MiB and asked to be backed by huge pages:
+// filling a 100 MiB weight then takes 50 page faults instead of 25600 (faults are expensive, on a VM most).
+void* allocate(size_t bytes) {
+  constexpr size_t kHuge = size_t{2} << 20;
+  if (bytes < kHuge) return std::aligned_alloc(64, bytes);
+  void* p = std::aligned_alloc(kHuge, bytes);
+  // Whole huge pages only: a partly used one at the end would hold memory nobody asked for.
+  if (p) madvise(p, bytes / kHuge * kHuge, MADV_HUGEPAGE);  // advice: without it, ordinary pages
+  return p;
+}
+
 BufferCache& buffer_cache() {
   static BufferCache* cache = new BufferCache;  // never destroyed: arrays in static objects may outlive it
   return *cache;
@@ -112,7 +129,7 @@ Array::Array(int32_t dtype, Shape shape, bool zero) : dtype_(dtype), shape_(std:
          shape_string(shape_), static_cast<double>(bytes) / (1 << 20), static_cast<double>(limit) / (1 << 20));
   size_t rounded = (bytes + 63) / 64 * 64;
   void* p = buffer_cache().take(rounded);
-  if (!p) p = std::aligned_alloc(64, rounded);
+  if (!p) p = allocate(rounded);
   if (!p) fail("out of memory allocating a {} tensor of shape {}", ir::dtype::name(dtype), shape_string(shape_));
   if (zero) std::memset(p, 0, rounded);
   owner_ = std::shared_ptr<void>(p, [rounded](void* q) { buffer_cache().give(q, rounded); });
@@ -138,7 +155,7 @@ Array Array::from_tensor(const ir::Tensor& tensor) {
     a.owner_ = std::move(holder);
     return a;
   }
-  Array copy(dtype, a.shape_);
+  Array copy = uninitialized(dtype, a.shape_);
   if (!bytes.empty()) std::memcpy(copy.data_, bytes.data(), bytes.size());
   return copy;
 }
@@ -151,7 +168,7 @@ Array Array::reshaped(Shape shape) const {
 }
 
 Array Array::clone() const {
-  Array a(dtype_, shape_);
+  Array a = uninitialized(dtype_, shape_);
   if (nbytes()) std::memcpy(a.data_, data_, nbytes());
   return a;
 }
@@ -249,6 +266,33 @@ uint16_t float_to_half(float f) {
   uint32_t mantissa_odd = (abs >> 13) & 1;
   abs += 0xc8000fff + mantissa_odd;  // rebias exponent (-112 << 23) and round to nearest even
   return static_cast<uint16_t>(sign | (abs >> 13));
+}
+
+namespace {
+#if defined(__x86_64__)
+// vcvtps2ph rounds to nearest even, makes subnormals and overflows to infinity as float_to_half does;
+// only NaN payloads differ, so blocks holding a NaN take the portable path.
+__attribute__((target("avx,f16c"))) void floats_to_half_f16c(std::span<const float> in, std::span<uint16_t> out) {
+  size_t i = 0;
+  for (; i + 8 <= in.size(); i += 8) {
+    const __m256 x = _mm256_loadu_ps(in.data() + i);
+    if (_mm256_movemask_ps(_mm256_cmp_ps(x, x, _CMP_UNORD_Q)) != 0) {
+      for (size_t j = i; j < i + 8; ++j) out[j] = float_to_half(in[j]);
+      continue;
+    }
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out.data() + i), _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
+  }
+  for (; i < in.size(); ++i) out[i] = float_to_half(in[i]);
+}
+#endif
+}  // namespace
+
+void floats_to_half(std::span<const float> in, std::span<uint16_t> out) {
+#if defined(__x86_64__)
+  static const bool f16c = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+  if (f16c) return floats_to_half_f16c(in, out);
+#endif
+  for (size_t i = 0; i < in.size(); ++i) out[i] = float_to_half(in[i]);
 }
 
 float bfloat16_to_float(uint16_t b) {

@@ -36,17 +36,34 @@ bool is_within(const fs::path& child, const fs::path& parent) {
   return true;
 }
 
+// A payload that borrows from a mapped file. When its last reader lets go (the tensor was replaced or
+// removed), its pages go back to the kernel, so a pass that rewrites every weight holds the new weights
+// and not the old ones too. Small payloads share pages with their neighbours and are left alone.
+ir::Bytes borrow_mapped(const std::shared_ptr<const MappedFile>& file, std::span<const std::byte> view) {
+  constexpr size_t kReleaseAtLeast = 256 << 10;
+  if (view.size() < kReleaseAtLeast) return ir::Bytes(file, view);
+  struct Borrowed {
+    std::shared_ptr<const MappedFile> file;
+    std::span<const std::byte> view;
+    ~Borrowed() { file->release(view); }
+  };
+  return ir::Bytes(std::make_shared<const Borrowed>(Borrowed{file, view}), view);
+}
+
 // Resolves tensors whose payload was lifted out by the wire reader or lives in external data.
 class PayloadSource {
  public:
-  PayloadSource(std::shared_ptr<const void> model, std::vector<std::span<const std::byte>> payloads, fs::path dir)
-      : model_(std::move(model)), payloads_(std::move(payloads)), dir_(std::move(dir)) {}
+  // `mapped`: the file `model` is, when it is one (its payloads are then released as they are dropped).
+  PayloadSource(std::shared_ptr<const void> model, std::shared_ptr<const MappedFile> mapped,
+                std::vector<std::span<const std::byte>> payloads, fs::path dir)
+      : model_(std::move(model)), mapped_(std::move(mapped)), payloads_(std::move(payloads)), dir_(std::move(dir)) {}
 
   std::optional<ir::Bytes> resolve(const onnx::TensorProto& t) {
     if (t.data_location() == onnx::TensorProto::EXTERNAL) return external(t);
     if (!t.has_raw_data()) return std::nullopt;
     const uint64_t index = wire::marker_index(t.raw_data());
     if (index >= payloads_.size()) fail("internal error: payload index {} out of range", index);
+    if (mapped_) return borrow_mapped(mapped_, payloads_[index]);
     return ir::Bytes(model_, payloads_[index]);
   }
 
@@ -91,17 +108,20 @@ class PayloadSource {
     if (length > file_size - offset)
       fail("tensor '{}': external data [{}, {}) is past the end of '{}' ({} bytes)", t.name(), offset, offset + length,
            location, file_size);
-    return ir::Bytes(file, file->bytes().subspan(offset, length));
+    return borrow_mapped(file, file->bytes().subspan(offset, length));
   }
 
   std::shared_ptr<const void> model_;  // keeps the bytes the payload spans point into alive
+  std::shared_ptr<const MappedFile> mapped_;
   std::vector<std::span<const std::byte>> payloads_;
   fs::path dir_;
   std::map<fs::path, std::shared_ptr<const MappedFile>> external_;
 };
 
 // `dir` is the folder external data is read from; empty for in-memory models, which may not have any.
-std::unique_ptr<ir::Model> parse(std::shared_ptr<const void> owner, std::span<const std::byte> bytes,
+// `file`: the mapped file `owner` is, if it is one.
+std::unique_ptr<ir::Model> parse(std::shared_ptr<const void> owner, std::shared_ptr<const MappedFile> file,
+                                 std::span<const std::byte> bytes,
                                  const fs::path& dir, const std::string& what, LoadInfo* info) {
   if (bytes.empty()) fail("{} is empty (0 bytes): not an ONNX model", what);
   std::vector<std::span<const std::byte>> payloads;
@@ -115,7 +135,7 @@ std::unique_ptr<ir::Model> parse(std::shared_ptr<const void> owner, std::span<co
   if (!proto.ParseFromString(skeleton)) fail("{} is not a valid ONNX model: protobuf parsing failed (truncated or corrupt file?)", what);
   if (!proto.has_graph()) fail("{} is not an ONNX model: it has no graph", what);
   if (proto.ir_version() <= 0) fail("{} is not an ONNX model: it has no ir_version", what);
-  PayloadSource source(std::move(owner), std::move(payloads), dir);
+  PayloadSource source(std::move(owner), std::move(file), std::move(payloads), dir);
   auto model = ir::import_model(std::move(proto), [&](const onnx::TensorProto& t) { return source.resolve(t); });
   if (info != nullptr) {
     for (const auto& [path, mapped] : source.external_files()) {
@@ -149,15 +169,15 @@ std::unique_ptr<ir::Model> load_model(const fs::path& path, LoadInfo* info) {
     }
     auto owner = std::make_shared<std::string>(proto.SerializeAsString());
     std::span<const std::byte> view(reinterpret_cast<const std::byte*>(owner->data()), owner->size());
-    return parse(std::move(owner), view, dir, fmt::format("'{}'", path.string()), info);
+    return parse(std::move(owner), nullptr, view, dir, fmt::format("'{}'", path.string()), info);
   }
-  return parse(std::move(file), bytes, dir, fmt::format("'{}'", path.string()), info);
+  return parse(file, file, bytes, dir, fmt::format("'{}'", path.string()), info);
 }
 
 std::unique_ptr<ir::Model> load_model_from_bytes(const std::string& bytes) {
   auto owner = std::make_shared<std::string>(bytes);
   std::span<const std::byte> view(reinterpret_cast<const std::byte*>(owner->data()), owner->size());
-  return parse(std::move(owner), view, fs::path(), "the model", nullptr);
+  return parse(std::move(owner), nullptr, view, fs::path(), "the model", nullptr);
 }
 
 namespace {

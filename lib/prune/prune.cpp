@@ -61,10 +61,7 @@ void validate(const PruneConfig& config) {
     usage_error("N:M pruning needs 1 <= n < m <= 64, not {}:{}", config.n, config.m);
 }
 
-// The float values of a weight, copied into a buffer that becomes the pruned tensor.
-exec::Array mutable_copy(const ir::Tensor& t) { return exec::Array::from_tensor(t).clone(); }
-
-std::span<float> span_of(exec::Array& a) { return {a.data<float>(), static_cast<size_t>(a.numel())}; }
+std::span<const float> float_span(const exec::Array& a) { return {a.data<float>(), static_cast<size_t>(a.numel())}; }
 
 }  // namespace
 
@@ -73,54 +70,67 @@ namespace {
 uint32_t magnitude_bits(float v) { return std::bit_cast<uint32_t>(v) & 0x7fffffffu; }
 }  // namespace
 
-float kth_smallest_magnitude(const std::vector<std::span<const float>>& spans, uint64_t k) {
+MagnitudeThreshold kth_smallest_magnitude(const ValueVisitor& visit, uint64_t k) {
   // Radix selection on the magnitude bits, high half then low half: two passes over the values, two
   // 65536-entry histograms, no copy of the weights (the models are gigabytes; an index array is 2x them).
   std::vector<uint64_t> histogram(65536);
-  for (const auto& s : spans) {
+  visit([&](std::span<const float> s) {
     for (float v : s) ++histogram[magnitude_bits(v) >> 16];
-  }
+  });
+  uint64_t below = 0;
   uint32_t high = 0;
-  for (uint64_t seen = 0;; ++high) {
-    if (seen + histogram[high] >= k) {
-      k -= seen;
-      break;
-    }
-    seen += histogram[high];
+  for (;; ++high) {
+    if (below + histogram[high] >= k) break;
+    below += histogram[high];
   }
+  k -= below;
   std::fill(histogram.begin(), histogram.end(), 0);
-  for (const auto& s : spans) {
+  visit([&](std::span<const float> s) {
     for (float v : s) {
       const uint32_t bits = magnitude_bits(v);
       if ((bits >> 16) == high) ++histogram[bits & 0xffffu];
     }
-  }
+  });
   uint32_t low = 0;
   for (uint64_t seen = 0;; ++low) {
     if (seen + histogram[low] >= k) break;
     seen += histogram[low];
+    below += histogram[low];
   }
-  return std::bit_cast<float>((high << 16) | low);
+  return {(high << 16) | low, static_cast<int64_t>(below)};
 }
 
-void zero_below(const std::vector<std::span<float>>& spans, float threshold, int64_t count) {
-  int64_t below = 0;
-  for (const auto& s : spans) {
-    for (float v : s) below += std::abs(v) < threshold;
+float kth_smallest_magnitude(const std::vector<std::span<const float>>& spans, uint64_t k) {
+  const MagnitudeThreshold t = kth_smallest_magnitude(
+      [&](const std::function<void(std::span<const float>)>& fn) {
+        for (const auto& s : spans) fn(s);
+      },
+      k);
+  return std::bit_cast<float>(t.bits);
+}
+
+void copy_pruned(std::span<const float> from, std::span<float> to, uint32_t threshold_bits, int64_t& ties) {
+  // Branch-free over the values (it vectorizes); values at the threshold are rare and handled after.
+  int64_t at_threshold = 0;
+  for (size_t i = 0; i < from.size(); ++i) {
+    const uint32_t bits = magnitude_bits(from[i]);
+    to[i] = bits < threshold_bits ? 0.0f : from[i];
+    at_threshold += bits == threshold_bits;
   }
-  int64_t ties = count - below;  // values equal to the threshold, zeroed in order until `count` are
-  for (const auto& s : spans) {
-    for (float& v : s) {
-      if (std::abs(v) < threshold) v = 0.0f;
-      else if (std::abs(v) == threshold && ties > 0) v = 0.0f, --ties;
-    }
+  if (at_threshold == 0 || ties <= 0) return;
+  for (size_t i = 0; i < to.size() && ties > 0; ++i) {
+    if (magnitude_bits(to[i]) == threshold_bits) to[i] = 0.0f, --ties;
   }
 }
 
 void zero_smallest(std::span<float> values, int64_t count) {
   count = std::clamp<int64_t>(count, 0, static_cast<int64_t>(values.size()));
   if (count == 0) return;
-  zero_below({values}, kth_smallest_magnitude({values}, static_cast<uint64_t>(count)), count);
+  const std::span<const float> readonly = values;
+  const MagnitudeThreshold t = kth_smallest_magnitude(
+      [&](const std::function<void(std::span<const float>)>& fn) { fn(readonly); }, static_cast<uint64_t>(count));
+  int64_t ties = count - t.below;
+  copy_pruned(values, values, t.bits, ties);
 }
 
 namespace {
@@ -190,57 +200,66 @@ PruneSummary prune_model(ir::Model& model, const PruneConfig& config) {
     targets.erase(targets.begin());
   }
 
-  std::vector<exec::Array> pruned;
-  for (const Target& t : targets) pruned.push_back(mutable_copy(*t.weight->constant()));
-  std::vector<int64_t> zeros_before;
-  for (exec::Array& a : pruned) zeros_before.push_back(count_zeros(span_of(a)));
-
-  if (config.method == Method::NM) {
-    for (size_t i = 0; i < targets.size(); ++i) prune_n_m(span_of(pruned[i]), pruned[i].shape(), targets[i].axis, config.n, config.m);
-  } else if (config.global) {
-    // One threshold over the tensors without an override: the k smallest |w| among all of them.
-    std::vector<size_t> shared;
-    for (size_t i = 0; i < targets.size(); ++i) {
-      const bool overridden = config.node_sparsity.count(targets[i].node->name()) || config.op_sparsity.count(targets[i].node->op_type());
-      if (overridden) zero_smallest(span_of(pruned[i]), static_cast<int64_t>(std::floor(targets[i].sparsity * static_cast<double>(pruned[i].numel()))));
-      else shared.push_back(i);
-    }
-    std::vector<std::span<float>> spans;
-    std::vector<std::span<const float>> readonly;
+  // Global scope: one threshold over the tensors without an override, read where they lie (no copy).
+  auto overridden = [&](const Target& t) {
+    return config.node_sparsity.count(t.node->name()) || config.op_sparsity.count(t.node->op_type());
+  };
+  const bool shared_threshold = config.method == Method::Magnitude && config.global;
+  MagnitudeThreshold global{0, 0};
+  int64_t global_ties = 0;
+  if (shared_threshold) {
+    auto visit = [&](const std::function<void(std::span<const float>)>& fn) {
+      for (const Target& t : targets) {
+        if (overridden(t)) continue;
+        const exec::Array values = exec::Array::from_tensor(*t.weight->constant());  // borrowed when aligned
+        fn(float_span(values));
+      }
+    };
     uint64_t total = 0;
-    for (size_t i : shared) {
-      spans.push_back(span_of(pruned[i]));
-      readonly.emplace_back(spans.back());
-      total += spans.back().size();
-    }
-    const auto k = static_cast<int64_t>(std::floor(config.sparsity * static_cast<double>(total)));
+    for (const Target& t : targets) total += overridden(t) ? 0 : static_cast<uint64_t>(t.weight->constant()->numel());
+    const auto k = static_cast<uint64_t>(std::floor(config.sparsity * static_cast<double>(total)));
     // Below the k-th smallest |w|: zero. At it: zero in tensor order until k are zero.
-    if (k > 0) zero_below(spans, kth_smallest_magnitude(readonly, static_cast<uint64_t>(k)), k);
-  } else {
-    for (size_t i = 0; i < targets.size(); ++i)
-      zero_smallest(span_of(pruned[i]), static_cast<int64_t>(std::floor(targets[i].sparsity * static_cast<double>(pruned[i].numel()))));
+    if (k > 0) {
+      global = kth_smallest_magnitude(visit, k);
+      global_ties = static_cast<int64_t>(k) - global.below;
+    }
   }
 
-  for (size_t i = 0; i < targets.size(); ++i) {
-    const Target& t = targets[i];
+  // One tensor at a time: the pruned copy replaces the original before the next is made, so the old
+  // weights' pages can go back to the kernel (io::load_model) and the peak is one model plus one tensor.
+  for (const Target& t : targets) {
+    const exec::Array source = exec::Array::from_tensor(*t.weight->constant());
+    const std::span<const float> from = float_span(source);
+    exec::Array pruned = exec::Array::uninitialized(ir::dtype::kFloat, source.shape());
+    const std::span<float> to(pruned.data<float>(), from.size());
+    const auto count = static_cast<int64_t>(std::floor(t.sparsity * static_cast<double>(from.size())));
+    if (config.method == Method::NM) {
+      std::copy(from.begin(), from.end(), to.begin());
+      prune_n_m(to, source.shape(), t.axis, config.n, config.m);
+    } else if (shared_threshold && !overridden(t)) {
+      copy_pruned(from, to, global.bits, global_ties);  // k == 0: threshold 0 and no ties, a plain copy
+    } else {
+      std::copy(from.begin(), from.end(), to.begin());
+      zero_smallest(to, count);
+    }
+
     TensorRecord r;
     r.node = rewrite::describe(*t.node);
     r.op_type = t.node->op_type();
     r.tensor = t.weight->name();
-    r.elements = pruned[i].numel();
-    r.zeros_before = zeros_before[i];
-    r.zeros_after = count_zeros(span_of(pruned[i]));
+    r.elements = static_cast<int64_t>(from.size());
+    r.zeros_before = count_zeros(from);
+    r.zeros_after = count_zeros(to);
     r.target = config.method == Method::NM ? 1.0 - static_cast<double>(config.n) / static_cast<double>(config.m)
-               : config.global && !config.node_sparsity.count(t.node->name()) && !config.op_sparsity.count(t.node->op_type())
-                   ? config.sparsity
-                   : t.sparsity;
+               : shared_threshold && !overridden(t) ? config.sparsity
+                                                    : t.sparsity;
     if (config.method == Method::NM) r.axis = static_cast<int64_t>(t.axis);
     summary.elements += r.elements;
     summary.zeros_before += r.zeros_before;
     summary.zeros_after += r.zeros_after;
     summary.tensors.push_back(r);
     ir::Value* old = t.weight;
-    t.node->set_input(1, rewrite::add_constant(graph, old->name(), std::move(pruned[i])));
+    t.node->set_input(1, rewrite::add_constant(graph, old->name(), std::move(pruned)));
     rewrite::remove_unused_weights(graph, {old});
   }
   return summary;

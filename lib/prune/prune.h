@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <set>
 #include <span>
@@ -50,10 +51,20 @@ PruneSummary prune_model(ir::Model& model, const PruneConfig& config);
 
 // Sets the `count` smallest-magnitude values to zero (ties: lower index first).
 void zero_smallest(std::span<float> values, int64_t count);
-// The k-th smallest magnitude (k >= 1, at most the number of values) over all spans; no copy of the values.
+
+// Values visited tensor by tensor: visit(fn) calls fn once per tensor; a span need not outlive its call.
+using ValueVisitor = std::function<void(const std::function<void(std::span<const float>)>&)>;
+struct MagnitudeThreshold {
+  uint32_t bits = 0;  // the k-th smallest magnitude, as the bits of a non-negative float
+  int64_t below = 0;  // how many values have a smaller magnitude
+};
+// The k-th smallest magnitude (k >= 1, at most the number of values) over everything `visit` shows, in
+// two passes and without a copy of the values.
+MagnitudeThreshold kth_smallest_magnitude(const ValueVisitor& visit, uint64_t k);
 float kth_smallest_magnitude(const std::vector<std::span<const float>>& spans, uint64_t k);
-// Zeroes every value of magnitude below `threshold`, then values equal to it in order, until `count` are zero.
-void zero_below(const std::vector<std::span<float>>& spans, float threshold, int64_t count);
+// to[i] = from[i], or 0 where |from[i]| is below the threshold; then values at the threshold are zeroed in
+// order while `ties` (decremented) is positive. `from` and `to` may be the same span.
+void copy_pruned(std::span<const float> from, std::span<float> to, uint32_t threshold_bits, int64_t& ties);
 // Keeps the n largest |values| of every m consecutive ones along `axis` of a tensor of `dims` (ties:
 // lower index kept) and zeros the rest. dims[axis] must be a multiple of m.
 void prune_n_m(std::span<float> values, const std::vector<int64_t>& dims, size_t axis, int64_t n, int64_t m);

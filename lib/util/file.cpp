@@ -50,6 +50,15 @@ std::shared_ptr<const MappedFile> MappedFile::open(const fs::path& path) {
   return file;
 }
 
+void MappedFile::release(std::span<const std::byte> range) const {
+  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const auto begin = (reinterpret_cast<uintptr_t>(range.data()) + page - 1) / page * page;
+  const auto end = (reinterpret_cast<uintptr_t>(range.data()) + range.size()) / page * page;
+  const auto map_begin = reinterpret_cast<uintptr_t>(data_);
+  if (end <= begin || begin < map_begin || end > map_begin + size_) return;
+  madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);  // advice: a failure changes nothing
+}
+
 MappedFile::~MappedFile() {
   if (data_ != nullptr) munmap(const_cast<std::byte*>(data_), size_);
 }

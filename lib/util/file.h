@@ -24,6 +24,10 @@ class MappedFile {
 
   std::span<const std::byte> bytes() const { return {data_, size_}; }
   const fs::path& path() const { return path_; }
+  // Hands the whole pages inside `range` (a part of bytes()) back to the kernel: resident memory drops,
+  // and a later read of them loads them from the file again (the mapping is private and read-only, so
+  // nothing is lost). For payloads nobody reads any more: a replaced weight.
+  void release(std::span<const std::byte> range) const;
 
  private:
   MappedFile() = default;
