@@ -111,6 +111,8 @@ bool infer_isolated(onnx::ModelProto& proto, const onnx::ShapeInferenceOptions& 
     std::string reply;
     try {
       onnx::shape_inference::InferShapes(proto, onnx::OpSchemaRegistry::Instance(), options);
+      proto.mutable_graph()->clear_initializer();  // the parent reads types, not weights: a smaller reply
+      proto.mutable_graph()->clear_sparse_initializer();
       reply.assign(1, 'O');
       reply.append(proto.SerializeAsString());
     } catch (const std::exception& e) {
@@ -150,7 +152,7 @@ bool infer_isolated(onnx::ModelProto& proto, const onnx::ShapeInferenceOptions& 
 InferenceResult infer_shapes(ir::Model& model, bool strict, bool data_propagation) {
   ir::validate_model(model);  // ONNX 1.12's inference crashes on some malformed nodes
   InferenceResult result;
-  onnx::ModelProto proto = ir::export_for_analysis(model);
+  onnx::ModelProto proto = ir::export_for_analysis(model, 1 << 20, 4096);
   const onnx::ShapeInferenceOptions options(/*check_type=*/false, /*strict_mode=*/strict ? 1 : 0, data_propagation);
   try {
     if (!data_propagation || !infer_isolated(proto, options)) {

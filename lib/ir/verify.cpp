@@ -69,9 +69,11 @@ void verify_graph(const Graph& g, std::unordered_set<const Value*> visible) {
 
 void verify_invariants(const Model& model) { verify_graph(model.graph(), {}); }
 
-onnx::ModelProto export_for_analysis(const Model& model, uint64_t inline_limit) {
-  return export_model(model, [inline_limit](const Tensor& t, onnx::TensorProto& out) {
-    if (t.raw().size() <= inline_limit) {
+onnx::ModelProto export_for_analysis(const Model& model, uint64_t inline_limit, uint64_t float_inline_limit) {
+  return export_model(model, [=](const Tensor& t, onnx::TensorProto& out) {
+    const int32_t type = t.dtype();
+    const bool floating = type == dtype::kFloat || type == dtype::kFloat16 || type == dtype::kBfloat16 || type == dtype::kDouble;
+    if (t.raw().size() <= std::min(inline_limit, floating ? float_inline_limit : inline_limit)) {
       out.set_raw_data(reinterpret_cast<const char*>(t.raw().data()), t.raw().size());
     } else {
       // A one-byte placeholder: the checker wants a non-empty data field, and shape inference reads the

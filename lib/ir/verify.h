@@ -23,7 +23,10 @@ std::optional<std::string> newer_than_onnx_knows(const Model& model);
 
 // The exported model with every payload inlined up to `inline_limit` bytes and larger ones left as a
 // placeholder of the right type, for ONNX tools that need the graph but not the big weights
-// (checker, shape inference). Avoids copying hundreds of MB to run them.
-onnx::ModelProto export_for_analysis(const Model& model, uint64_t inline_limit = 1 << 20);
+// (checker, shape inference). Avoids copying hundreds of MB to run them. Floating-point tensors are
+// inlined only up to `float_inline_limit`: shape inference reads integer shapes, axes and indices, and of
+// the floats only tiny ones (Resize scales, Range bounds), never weights.
+onnx::ModelProto export_for_analysis(const Model& model, uint64_t inline_limit = 1 << 20,
+                                     uint64_t float_inline_limit = 1 << 20);
 
 }  // namespace mopt::ir
