@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 
 #include "exec/array.h"
@@ -61,7 +62,31 @@ void validate(const PruneConfig& config) {
     usage_error("N:M pruning needs 1 <= n < m <= 64, not {}:{}", config.n, config.m);
 }
 
-std::span<const float> float_span(const exec::Array& a) { return {a.data<float>(), static_cast<size_t>(a.numel())}; }
+// The float32 payload of a weight, checked against its shape. It may be unaligned (a payload inside
+// the mapped file): read it through for_each_block or memcpy.
+ir::Bytes float_payload(const ir::Tensor& t) {
+  ir::Bytes bytes = t.data();
+  if (bytes.size() != static_cast<uint64_t>(t.numel()) * sizeof(float))
+    fail("tensor '{}' holds {} bytes but its shape needs {}", t.name(), bytes.size(), static_cast<uint64_t>(t.numel()) * sizeof(float));
+  return bytes;
+}
+
+// Calls fn(first, values) over a float payload in order: the payload itself when it is aligned, else
+// blocks copied out of it (no copy of the whole weight).
+void for_each_block(const ir::Bytes& bytes, const std::function<void(size_t, std::span<const float>)>& fn) {
+  const size_t n = bytes.size() / sizeof(float);
+  if (reinterpret_cast<uintptr_t>(bytes.data()) % alignof(float) == 0) {
+    fn(0, {reinterpret_cast<const float*>(bytes.data()), n});
+    return;
+  }
+  constexpr size_t kBlock = 16384;
+  std::vector<float> block(std::min(n, kBlock));
+  for (size_t first = 0; first < n; first += kBlock) {
+    const size_t len = std::min(kBlock, n - first);
+    std::memcpy(block.data(), bytes.data() + first * sizeof(float), len * sizeof(float));
+    fn(first, {block.data(), len});
+  }
+}
 
 }  // namespace
 
@@ -211,8 +236,7 @@ PruneSummary prune_model(ir::Model& model, const PruneConfig& config) {
     auto visit = [&](const std::function<void(std::span<const float>)>& fn) {
       for (const Target& t : targets) {
         if (overridden(t)) continue;
-        const exec::Array values = exec::Array::from_tensor(*t.weight->constant());  // borrowed when aligned
-        fn(float_span(values));
+        for_each_block(float_payload(*t.weight->constant()), [&](size_t, std::span<const float> values) { fn(values); });
       }
     };
     uint64_t total = 0;
@@ -228,27 +252,31 @@ PruneSummary prune_model(ir::Model& model, const PruneConfig& config) {
   // One tensor at a time: the pruned copy replaces the original before the next is made, so the old
   // weights' pages can go back to the kernel (io::load_model) and the peak is one model plus one tensor.
   for (const Target& t : targets) {
-    const exec::Array source = exec::Array::from_tensor(*t.weight->constant());
-    const std::span<const float> from = float_span(source);
-    exec::Array pruned = exec::Array::uninitialized(ir::dtype::kFloat, source.shape());
-    const std::span<float> to(pruned.data<float>(), from.size());
-    const auto count = static_cast<int64_t>(std::floor(t.sparsity * static_cast<double>(from.size())));
-    if (config.method == Method::NM) {
-      std::copy(from.begin(), from.end(), to.begin());
-      prune_n_m(to, source.shape(), t.axis, config.n, config.m);
-    } else if (shared_threshold && !overridden(t)) {
-      copy_pruned(from, to, global.bits, global_ties);  // k == 0: threshold 0 and no ties, a plain copy
+    const ir::Tensor& weight = *t.weight->constant();
+    const ir::Bytes from = float_payload(weight);
+    const size_t n = from.size() / sizeof(float);
+    exec::Array pruned = exec::Array::uninitialized(ir::dtype::kFloat, weight.dims());
+    const std::span<float> to(pruned.data<float>(), n);
+    int64_t zeros_before = 0;
+    if (shared_threshold && !overridden(t)) {
+      // One pass: read (in blocks if unaligned), count, copy what stays.
+      for_each_block(from, [&](size_t first, std::span<const float> values) {
+        zeros_before += count_zeros(values);
+        copy_pruned(values, to.subspan(first, values.size()), global.bits, global_ties);  // k == 0: a plain copy
+      });
     } else {
-      std::copy(from.begin(), from.end(), to.begin());
-      zero_smallest(to, count);
+      if (n > 0) std::memcpy(to.data(), from.data(), from.size());
+      zeros_before = count_zeros(to);
+      if (config.method == Method::NM) prune_n_m(to, weight.dims(), t.axis, config.n, config.m);
+      else zero_smallest(to, static_cast<int64_t>(std::floor(t.sparsity * static_cast<double>(n))));
     }
 
     TensorRecord r;
     r.node = rewrite::describe(*t.node);
     r.op_type = t.node->op_type();
     r.tensor = t.weight->name();
-    r.elements = static_cast<int64_t>(from.size());
-    r.zeros_before = count_zeros(from);
+    r.elements = static_cast<int64_t>(n);
+    r.zeros_before = zeros_before;
     r.zeros_after = count_zeros(to);
     r.target = config.method == Method::NM ? 1.0 - static_cast<double>(config.n) / static_cast<double>(config.m)
                : shared_threshold && !overridden(t) ? config.sparsity
