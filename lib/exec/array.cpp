@@ -74,9 +74,10 @@ class BufferCache {
 void* allocate(size_t bytes) {
   constexpr size_t kHuge = size_t{2} << 20;
   if (bytes < kHuge) return std::aligned_alloc(64, bytes);
-  void* p = std::aligned_alloc(kHuge, bytes);
+  void* p = nullptr;  // posix_memalign: aligned_alloc wants the size to be a multiple of the alignment
+  if (posix_memalign(&p, kHuge, bytes) != 0) return nullptr;
   // Whole huge pages only: a partly used one at the end would hold memory nobody asked for.
-  if (p) madvise(p, bytes / kHuge * kHuge, MADV_HUGEPAGE);  // advice: without it, ordinary pages
+  madvise(p, bytes / kHuge * kHuge, MADV_HUGEPAGE);  // advice: without it, ordinary pages
   return p;
 }
 
