@@ -32,7 +32,6 @@ void quantize_weight_only(ir::Model& model, const QuantizeConfig& config, const 
   const int64_t per_byte = 8 / bits, offset = int64_t{1} << (bits - 1);
   const int64_t qmax_unsigned = (int64_t{1} << bits) - 1;
   const bool symmetric = config.symmetric_weights;
-  std::vector<ir::Value*> old_weights;
   for (ir::Node* node : nodes) {
     ir::Value* w = node->input(1);
     const std::vector<int64_t> dims = w->constant()->dims();
@@ -50,38 +49,58 @@ void quantize_weight_only(ir::Model& model, const QuantizeConfig& config, const 
     std::vector<uint8_t> zero_points(symmetric ? 0 : static_cast<size_t>(n * zp_row), 0);
     std::vector<float> scales(static_cast<size_t>(n * blocks));
     double rmin = 0, rmax = 0;
-    for (int64_t col = 0; col < n; ++col) {
-      for (int64_t b = 0; b < blocks; ++b) {
-        const int64_t k0 = b * bs, k1 = std::min(k, k0 + bs);
-        double lo = 0, hi = 0;
-        for (int64_t i = k0; i < k1; ++i) {
-          const double v = values[static_cast<size_t>(i * n + col)];
-          lo = std::min(lo, v);
-          hi = std::max(hi, v);
+    // Block by block along K, each pass reading whole rows of W (row-major [K, N]): a column-by-column
+    // walk would touch a new cache line at every value. Codes of a block go to `codes` [bs, N] first
+    // and are packed per column from there.
+    std::vector<double> lo(static_cast<size_t>(n)), hi(static_cast<size_t>(n));
+    std::vector<float> block_scale(static_cast<size_t>(n));
+    std::vector<int64_t> block_zp(static_cast<size_t>(n));
+    std::vector<uint8_t> codes(static_cast<size_t>(bs * n));
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t k0 = b * bs, k1 = std::min(k, k0 + bs);
+      std::fill(lo.begin(), lo.end(), 0.0);
+      std::fill(hi.begin(), hi.end(), 0.0);
+      for (int64_t i = k0; i < k1; ++i) {
+        const float* row = values.data() + i * n;
+        for (size_t col = 0; col < static_cast<size_t>(n); ++col) {
+          const double v = row[col];
+          lo[col] = std::min(lo[col], v);
+          hi[col] = std::max(hi[col], v);
         }
-        rmin = std::min(rmin, lo);
-        rmax = std::max(rmax, hi);
+      }
+      for (int64_t col = 0; col < n; ++col) {
+        const double l = lo[static_cast<size_t>(col)], h = hi[static_cast<size_t>(col)];
+        rmin = std::min(rmin, l);
+        rmax = std::max(rmax, h);
         double scale;
         int64_t zp;
         if (symmetric) {
-          scale = std::max(std::fabs(lo), std::fabs(hi)) / static_cast<double>(offset - 1);
+          scale = std::max(std::fabs(l), std::fabs(h)) / static_cast<double>(offset - 1);
           zp = offset;
         } else {
-          scale = (hi - lo) / static_cast<double>(qmax_unsigned);
-          zp = scale > 0 ? std::clamp(static_cast<int64_t>(std::nearbyint(-lo / scale)), int64_t{0}, qmax_unsigned) : 0;
+          scale = (h - l) / static_cast<double>(qmax_unsigned);
+          zp = scale > 0 ? std::clamp(static_cast<int64_t>(std::nearbyint(-l / scale)), int64_t{0}, qmax_unsigned) : 0;
         }
         if (!(scale > 0)) scale = 1;
-        const float fscale = static_cast<float>(scale);
-        scales[static_cast<size_t>(col * blocks + b)] = fscale;
+        block_scale[static_cast<size_t>(col)] = static_cast<float>(scale);
+        block_zp[static_cast<size_t>(col)] = zp;
+        scales[static_cast<size_t>(col * blocks + b)] = static_cast<float>(scale);
         if (!symmetric) zero_points[static_cast<size_t>(col * zp_row + b / per_byte)] |= static_cast<uint8_t>(zp << ((b % per_byte) * bits));
-        for (int64_t i = k0; i < k1; ++i) {
-          const float v = values[static_cast<size_t>(i * n + col)];
-          const int64_t q = std::clamp(static_cast<int64_t>(std::nearbyint(v / fscale)) + zp, int64_t{0}, qmax_unsigned);
-          const int64_t within = i - k0;
-          packed[static_cast<size_t>((col * blocks + b) * blob + within / per_byte)] |= static_cast<uint8_t>(q << ((within % per_byte) * bits));
-        }
-        // Padding beyond K keeps code 0; its A values are absent, so it contributes nothing.
       }
+      for (int64_t i = k0; i < k1; ++i) {
+        const float* row = values.data() + i * n;
+        uint8_t* out = codes.data() + (i - k0) * n;
+        for (size_t col = 0; col < static_cast<size_t>(n); ++col) {
+          out[col] = static_cast<uint8_t>(std::clamp(static_cast<int64_t>(std::nearbyint(row[col] / block_scale[col])) + block_zp[col],
+                                                     int64_t{0}, qmax_unsigned));
+        }
+      }
+      for (int64_t col = 0; col < n; ++col) {
+        uint8_t* dst = packed.data() + (col * blocks + b) * blob;
+        for (int64_t within = 0; within < k1 - k0; ++within)
+          dst[within / per_byte] |= static_cast<uint8_t>(codes[static_cast<size_t>(within * n + col)] << ((within % per_byte) * bits));
+      }
+      // Padding beyond K keeps code 0; its A values are absent, so it contributes nothing.
     }
     const std::string base = w->name();
     std::vector<ir::Value*> in = {node->input(0), add_constant(g, base + "_packed", make_bytes_tensor("", {n, blocks, blob}, std::move(packed))),
@@ -98,7 +117,6 @@ void quantize_weight_only(ir::Model& model, const QuantizeConfig& config, const 
     const std::string y_name = y->name();
     if (!g.replace_all_uses(y, mm->output(0))) fail("quantize: could not rewire the output of '{}'", node->name());
     g.erase(node);
-    old_weights.push_back(w);
     summary.layers.push_back(LayerRecord::of(*node, y_name, mm->output(0)->name()));
     std::vector<int32_t> zps;
     if (!symmetric) {
@@ -110,8 +128,8 @@ void quantize_weight_only(ir::Model& model, const QuantizeConfig& config, const 
     }
     summary.tensors.push_back({w->name(), "weight", fmt::format("uint{} (MatMulNBits)", bits), symmetric ? "minmax, symmetric blocks" : "minmax per block",
                                scales, zps, 0, bs, rmin, rmax, rmin, rmax});
+    remove_unused_weights(g, {w});  // now, not after the loop: its mapped pages go before the next weight is read
   }
-  remove_unused_weights(g, old_weights);
 }
 
 }  // namespace mopt::quant
