@@ -39,8 +39,8 @@ void quantize_dynamic(ir::Model& model, const QuantizeConfig& config, const std:
   ir::Graph& g = model.graph();
   std::map<ir::Value*, DynamicInput> inputs;
   std::vector<ir::Value*> input_order;  // for a deterministic summary
-  std::vector<ir::Value*> old_weights;
   for (ir::Node* node : nodes) {
+    std::vector<ir::Value*> replaced;
     const bool gemm = node->is_op("Gemm");
     ir::Value* x = node->input(0);
     ir::Value* w = node->input(1);
@@ -100,7 +100,7 @@ void quantize_dynamic(ir::Model& model, const QuantizeConfig& config, const std:
         std::vector<float> cv(c_values.begin(), c_values.end());
         for (float& v : cv) v *= beta;
         c = add_constant(g, c->name() + "_scaled", make_float_tensor("", c->constant()->dims(), cv));
-        old_weights.push_back(node->input(2));
+        replaced.push_back(node->input(2));
       }
       ir::Node* add = g.create_node("Add", {result, c}, 1, node, "", hint + "_biased");
       result = add->output(0);
@@ -109,16 +109,17 @@ void quantize_dynamic(ir::Model& model, const QuantizeConfig& config, const std:
     const std::string y_name = y->name();
     if (!g.replace_all_uses(y, result)) fail("quantize: could not rewire the output of '{}'", node->name());
     g.erase(node);
-    old_weights.push_back(w);
+    replaced.push_back(w);
     summary.layers.push_back(LayerRecord::of(*node, y_name, result->name()));
     TensorRecord rec{w->name(), "weight", d::name(config.weight_type), "minmax", scales, zps, axis ? 1 : -1, 0,
                      qw.rmin, qw.rmax, qw.rmin, qw.rmax};
     summary.tensors.push_back(std::move(rec));
+    // Now, not after the loop: an unused old weight's mapped pages go before the next one is read.
+    remove_unused_weights(g, replaced);
   }
   for (const ir::Value* x : input_order) {
     summary.tensors.push_back({x->name(), "activation", "uint8", "dynamic", {}, {}, -1, 0, 0, 0, 0, 0});
   }
-  remove_unused_weights(g, old_weights);
 }
 
 }  // namespace mopt::quant
