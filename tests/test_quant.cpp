@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <limits>
 #include <random>
 
 #include "data/npy.h"
@@ -14,6 +15,7 @@
 #include "quant/params.h"
 #include "quant/quantize.h"
 #include "report/stats.h"
+#include "rewrite/rewrite.h"
 #include "rewrite/weight_layout.h"
 
 using namespace mopt;
@@ -476,6 +478,42 @@ g (float[3,70] x) => (float[3,9] y) <{}> {{
       CHECK(cos > (bits == 4 ? 0.99 : 0.9999));
     }
   }
+}
+
+TEST_CASE("weight-only: a NaN weight gets the code of zero and an infinite one zeroes its block, without undefined conversions") {
+  // W[0][0] is NaN, W[0][1] infinite: before, their codes came from casting NaN to an integer (UB).
+  std::vector<float> w(32 * 2, 0.3f);
+  w[0] = std::numeric_limits<float>::quiet_NaN();
+  w[1] = std::numeric_limits<float>::infinity();
+  w[2] = -0.5f;
+  auto m = parse_model(fmt::format(R"(<ir_version: 8, opset_import: ["" : 13]>
+g (float[1,32] x) => (float[1,2] y) <{}> {{
+  y = MatMul(x, W)
+}})", tensor_text("W", {32, 2}, 9)));
+  ir::Value* old = m->graph().find_local("W");
+  old->uses().front().node->set_input(1, rewrite::add_constant(m->graph(), "W", quant::make_float_tensor("", {32, 2}, w)));
+  rewrite::remove_unused_weights(m->graph(), {old});
+  quant::QuantizeConfig config;
+  config.mode = quant::Mode::WeightOnly;
+  config.bits = 4;
+  config.block_size = 32;
+  quant::QuantizeSummary s = quant::quantize_model(*m, config, nullptr);
+  REQUIRE(s.nodes_quantized() == 1);
+  const ir::Node* mm = nullptr;
+  for (const ir::Node* node : m->graph().nodes()) {
+    if (node->op_type() == "MatMulNBits") mm = node;
+  }
+  REQUIRE(mm != nullptr);
+  const ir::Bytes packed = mm->input(1)->constant()->data();  // [N=2, blocks=1, 16 bytes]
+  REQUIRE(packed.size() == 32);
+  const auto code = [&](int64_t col, int64_t k) {
+    return (static_cast<int>(packed.data()[col * 16 + k / 2]) >> ((k % 2) * 4)) & 0xf;
+  };
+  // Column 0: NaN, -0.5, then 0.3s; scale 0.5 / 7 (NaN takes no part in the range).
+  CHECK(code(0, 0) == 8);   // NaN -> zero (symmetric 4-bit codes are offset by 8)
+  CHECK(code(0, 1) == 1);   // -0.5 -> -7
+  CHECK(code(0, 2) == 12);  // 0.3 -> 4.2 -> 4
+  for (int64_t k = 0; k < 32; ++k) CHECK(code(1, k) == 8);  // an infinite scale: every value of column 1 reads as zero
 }
 
 TEST_CASE("weight-only: embedding Gathers become int8 rows with a scale each; shared tables and index Gathers stay") {

@@ -91,8 +91,11 @@ void quantize_weight_only(ir::Model& model, const QuantizeConfig& config, const 
         const float* row = values.data() + i * n;
         uint8_t* out = codes.data() + (i - k0) * n;
         for (size_t col = 0; col < static_cast<size_t>(n); ++col) {
-          out[col] = static_cast<uint8_t>(std::clamp(static_cast<int64_t>(std::nearbyint(row[col] / block_scale[col])) + block_zp[col],
-                                                     int64_t{0}, qmax_unsigned));
+          // Bounded before the integer conversion (an infinite weight makes an infinite scale, and
+          // inf / inf is NaN); a NaN weight gets the code of zero, as in the int8 paths (params.cpp).
+          float q = row[col] / block_scale[col];
+          q = q == q ? std::clamp(q, -4194304.0f, 4194304.0f) : 0.0f;
+          out[col] = static_cast<uint8_t>(std::clamp(static_cast<int64_t>(std::nearbyint(q)) + block_zp[col], int64_t{0}, qmax_unsigned));
         }
       }
       for (int64_t col = 0; col < n; ++col) {
