@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Install test: `cmake --install` into a scratch prefix and the .deb from `cpack -G DEB` unpacked into a
-# scratch root each give a mopt that runs from its installed location (--version, one quantize of the
+# Install test: `cmake --install` into a scratch prefix and the .deb from `cpack -G DEB` installed with
+# dpkg into a scratch root each give a mopt that runs from its installed location (--version, one quantize of the
 # bundled SqueezeNet); the package depends on the Debian libraries mopt links; the man page and both
 # completion scripts name every command and every flag that the commands' --help lists.
 # Usage: tests/install_test.sh BUILD_DIR
@@ -64,7 +64,21 @@ depends=$(dpkg-deb -f "$deb" Depends)
 for lib in libonnx libprotobuf libopenblas libzstd libyaml-cpp libfmt; do
   grep -q "$lib" <<<"$depends" || fail "the package does not depend on $lib (Depends: $depends)"
 done
-dpkg-deb -x "$deb" "$tmp/root"
-[ -s "$tmp/root/usr/share/man/man1/mopt.1" ] || fail "the package has no man page"
-runs_from "$tmp/root/usr"
-echo "ok: $(basename "$deb") ($(du -k "$deb" | cut -f1) KiB) depends on the Debian libraries and runs unpacked"
+# dpkg -i into a scratch root whose package database is a copy of this machine's: dpkg itself checks the
+# package's Depends against what is installed here (no --force-depends), unpacks and configures it, and
+# dpkg -r takes every file away again. Needs no root, and nothing on the machine changes.
+root="$tmp/root"
+mkdir -p "$root/var/lib/dpkg/info" "$root/var/lib/dpkg/updates"
+cp /var/lib/dpkg/status "$root/var/lib/dpkg/status"
+touch "$root/var/lib/dpkg/available"
+dpkg_root() { dpkg --root="$root" --force-not-root --force-script-chrootless --log=/dev/null "$@"; }
+dpkg_root -i "$deb" >"$tmp/dpkg.log" 2>&1 || { cat "$tmp/dpkg.log" >&2; fail "dpkg -i $(basename "$deb") failed"; }
+dpkg_root -s mopt | grep -q '^Status: install ok installed' || fail "dpkg does not list mopt as installed"
+[ -s "$root/usr/share/man/man1/mopt.1" ] || fail "the package has no man page"
+runs_from "$root/usr"
+dpkg_root -r mopt >"$tmp/dpkg.log" 2>&1 || { cat "$tmp/dpkg.log" >&2; fail "dpkg -r mopt failed"; }
+if [ -d "$root/usr" ]; then  # dpkg -r also removes the folders it emptied
+  left=$(find "$root/usr" -type f | head -3)
+  [ -z "$left" ] || fail "dpkg -r left files behind: $left"
+fi
+echo "ok: $(basename "$deb") ($(du -k "$deb" | cut -f1) KiB) depends on the Debian libraries; dpkg -i, runs installed, dpkg -r"
