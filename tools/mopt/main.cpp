@@ -15,6 +15,7 @@
 #include "cli.h"
 #include "docs.h"
 #include "exec/executor.h"
+#include "mopt_commit.h"  // generated at build time: MOPT_COMMIT
 #include "pass/pipeline.h"
 #include "pass_flags.h"
 #include "util/error.h"
