@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Install test: `cmake --install` into a scratch prefix and the .deb from `cpack -G DEB` installed with
-# dpkg into a scratch root each give a mopt that runs from its installed location (--version, one quantize of the
-# bundled SqueezeNet); the package depends on the Debian libraries mopt links; the man page and both
-# completion scripts name every command and every flag that the commands' --help lists.
+# dpkg into a scratch root each give, from their installed locations, a mopt that runs (--version, one
+# quantize of the bundled SqueezeNet), a libmopt that a CMake project finds with find_package(mopt) and
+# runs (docs/examples/cpp), and a Python module that imports and quantizes; the package depends on the
+# Debian libraries mopt links; the man page and both completion scripts name every command and every flag
+# that the commands' --help lists.
 # Usage: tests/install_test.sh BUILD_DIR
 set -euo pipefail
 build=$(cd "$1" && pwd)
@@ -19,16 +21,54 @@ runs_from() {  # PREFIX: the installed binary reports its version and quantizes 
   "$bin" quantize "$src/testdata/squeezenet1.1_fp32.onnx" -o "$tmp/q.onnx" --data "$src/../shared/models/vision/inputs/squeezenet_fish_fp32" --accuracy off -q || fail "$bin quantize failed"
   [ -s "$tmp/q.onnx" ] && [ -s "$tmp/q.onnx.report.json" ] || fail "$bin quantize wrote no model or report"
   rm -f "$tmp/q.onnx" "$tmp/q.onnx.report.json"
+  library_from "$1"
+  python_from "$1"
+}
+
+libdir_of() { dirname "$(find "$1" -name 'libmopt.so.0' | head -1)"; }
+
+library_from() {  # PREFIX: docs/examples/cpp builds against it with find_package(mopt) and quantizes
+  local lib
+  lib=$(libdir_of "$1")
+  [ -n "$lib" ] && [ -f "$1/include/mopt/mopt.h" ] || fail "$1 has no libmopt.so.0 or mopt/mopt.h"
+  local exports
+  exports=$(nm -D --defined-only "$lib/libmopt.so.0" | c++filt | awk '{ $1 = ""; $2 = ""; print }' | grep -v '^ *mopt::api::\|for mopt::api::' || true)
+  [ -z "$exports" ] || fail "libmopt exports more than mopt::api: $(head -3 <<<"$exports")"
+  rm -rf "$tmp/example"
+  cmake -S "$src/docs/examples/cpp" -B "$tmp/example" -DCMAKE_PREFIX_PATH="$1" >"$tmp/example.log" 2>&1 &&
+    cmake --build "$tmp/example" >>"$tmp/example.log" 2>&1 || { cat "$tmp/example.log" >&2; fail "the C++ example does not build against $1"; }
+  LD_LIBRARY_PATH="$lib" "$tmp/example/quantize_model" "$src/testdata/squeezenet1.1_fp32.onnx" "$tmp/c.onnx" \
+    "$src/../shared/models/vision/inputs/squeezenet_fish_fp32" >"$tmp/example.out" || fail "the C++ example failed: $(cat "$tmp/example.out")"
+  grep -q "^wrote $tmp/c.onnx, report $tmp/c.onnx.report.json" "$tmp/example.out" || fail "the C++ example says: $(cat "$tmp/example.out")"
+  [ -s "$tmp/c.onnx" ] || fail "the C++ example wrote no model"
+  rm -rf "$tmp/example" "$tmp/c.onnx" "$tmp/c.onnx.report.json"
+}
+
+python_from() {  # PREFIX: Debian's python3 imports the installed module and quantizes with numpy data
+  local packages=$1/lib/python3/dist-packages
+  [ -f "$packages/mopt/__init__.py" ] || fail "$1 has no Python module"
+  PYTHONPATH="$packages" LD_LIBRARY_PATH="$(libdir_of "$1")" /usr/bin/python3 - "$src" "$tmp/p.onnx" <<'PY' || fail "the installed Python module failed"
+import os, sys
+import numpy as np
+import mopt
+src, out = sys.argv[1], sys.argv[2]
+assert mopt.__file__.startswith(os.environ["PYTHONPATH"]), mopt.__file__
+x = np.load(os.path.join(src, "..", "shared", "models", "vision", "inputs", "squeezenet_fish_fp32", "data_0.npy"))
+report = mopt.quantize(os.path.join(src, "testdata", "squeezenet1.1_fp32.onnx"), out, data=x, accuracy="off")
+assert report["output"]["file_bytes"] < report["input"]["file_bytes"] / 3, report["output"]
+assert os.path.getsize(out) == report["output"]["file_bytes"]
+PY
+  rm -f "$tmp/p.onnx" "$tmp/p.onnx.report.json"
 }
 
 # --- cmake --install
 cmake --install "$build" --prefix "$tmp/usr" >/dev/null
-for f in bin/mopt share/man/man1/mopt.1 share/bash-completion/completions/mopt share/zsh/vendor-completions/_mopt \
+for f in bin/mopt include/mopt/mopt.h lib/cmake/mopt/moptConfig.cmake lib/python3/dist-packages/mopt/__init__.py share/man/man1/mopt.1 share/bash-completion/completions/mopt share/zsh/vendor-completions/_mopt \
   share/doc/mopt/README.md; do
   [ -s "$tmp/usr/$f" ] || fail "cmake --install did not install $f"
 done
 runs_from "$tmp/usr"
-echo "ok: cmake --install gives a working mopt"
+echo "ok: cmake --install gives a working mopt, libmopt (find_package) and Python module"
 
 # --- man page and completions name every command and flag of --help
 bash -n "$tmp/usr/share/bash-completion/completions/mopt" || fail "the bash completion is not valid bash"

@@ -38,11 +38,16 @@ void print_quantize_summary(const report::RunReport& run, std::FILE* out) {
 
 }  // namespace
 
-void print_error(const std::string& message) {
+std::string error_line(const std::string& message) {
   constexpr size_t kMaxChars = 1000;
   std::string line = ir::printable(message);
   if (line.size() > kMaxChars) line = fmt::format("{}... ({} more characters)", line.substr(0, kMaxChars), line.size() - kMaxChars);
-  fmt::print(stderr, "mopt: error: {}\n", line);
+  return line;
+}
+
+void record_error(Outcome& outcome, const std::string& message) {
+  outcome.error = error_line(message);
+  if (outcome.print_errors) fmt::print(stderr, "mopt: error: {}\n", outcome.error);
 }
 
 
@@ -52,8 +57,7 @@ void add_log_flags(CLI::App* cmd, CommonFlags& flags) {
 }
 
 void apply_log_flags(const CommonFlags& flags) {
-  if (flags.quiet) log::set_level(log::Level::Quiet);
-  else if (flags.verbose) log::set_level(log::Level::Verbose);
+  log::set_level(flags.quiet ? log::Level::Quiet : flags.verbose ? log::Level::Verbose : log::Level::Normal);
 }
 
 // ------------------------------------------------------------------ data, accuracy and gate flags
@@ -150,12 +154,13 @@ std::vector<std::string> accuracy_decisions(const GateFlags& f) {
   return out;
 }
 
-int report_gates(const std::vector<eval::GateResult>& gates) {
+int report_gates(const std::vector<eval::GateResult>& gates, Outcome& outcome) {
   bool ok = true;
   for (const auto& g : gates) {
     if (!g.passed) {
       ok = false;
-      fmt::print(stderr, "mopt: gate {} failed: {}\n", g.gate, g.message);
+      if (outcome.print_errors) fmt::print(stderr, "mopt: gate {} failed: {}\n", g.gate, g.message);
+      outcome.failed_gates.push_back(fmt::format("{}: {}", g.gate, g.message));
     }
   }
   return ok ? kExitOk : kExitGate;
@@ -205,15 +210,17 @@ std::optional<uint64_t> parse_size(const std::string& text, const char* flag) {
 }
 
 
-int print_or_run(bool print_only, Job job, const OptimizeFlags& f, const DataFlags& data_flags, const GateFlags& gate_flags) {
+int print_or_run(bool print_only, Job job, const OptimizeFlags& f, const DataFlags& data_flags, const GateFlags& gate_flags,
+                 Outcome& outcome) {
   if (print_only) {
     fmt::print("{}\n", pass::print_pipeline(job.pipeline));
     return kExitOk;
   }
-  return run_pipeline_command(std::move(job), f, data_flags, gate_flags);
+  return run_pipeline_command(std::move(job), f, data_flags, gate_flags, outcome);
 }
 
-int run_pipeline_command(Job job, const OptimizeFlags& f, const DataFlags& data_flags, const GateFlags& gate_flags) {
+int run_pipeline_command(Job job, const OptimizeFlags& f, const DataFlags& data_flags, const GateFlags& gate_flags,
+                         Outcome& outcome) {
   if (f.in_place && !f.output.empty()) usage_error("give -o/--output or --in-place, not both");
   driver::OptimizeRequest request;
   request.command = job.command;
@@ -245,6 +252,8 @@ int run_pipeline_command(Job job, const OptimizeFlags& f, const DataFlags& data_
   request.compressed_size = !f.no_compressed_size;
   request.per_layer = !f.no_per_layer;
   driver::OptimizeResult result = driver::run_optimize(request);
+  outcome.output = result.output.string();
+  outcome.report = result.report.string();
   for (const auto& w : result.run.pipeline_result.warnings) log::warn("{}", w);
   for (const auto& w : result.run.warnings) log::warn("{}", w);
   // With -o - the model is standard output, so the summary goes to stderr.
@@ -261,7 +270,7 @@ int run_pipeline_command(Job job, const OptimizeFlags& f, const DataFlags& data_
   }
   // A degraded result is never silent, not even with -q.
   if (result.run.degraded) fmt::print(stderr, "mopt: {}\n", result.run.verdict_summary);
-  return report_gates(result.gates);
+  return report_gates(result.gates, outcome);
 }
 
 CLI::App* add_pipeline_command(CLI::App& app, const std::string& name, const std::string& description,

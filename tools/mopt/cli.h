@@ -18,9 +18,34 @@ namespace mopt::cli {
 
 constexpr int kExitOk = 0, kExitError = 1, kExitUsage = 2, kExitGate = 3;
 
-// One line on stderr: control characters escaped (a model's names cannot forge lines or drive the
+// What one run of the tool leaves for a caller other than the shell (the C++ API, the Python module): the
+// error line, and for a model-rewriting command the files it wrote and the gates that failed.
+struct Outcome {
+  bool print_errors = true;  // also print the error line on stderr, as the shell tool does
+  std::string error;         // the one-line message of a failed run
+  std::string output, report;  // the files written (report: empty when none was)
+  std::string document;        // compare's JSON report (a model-rewriting command's report is its file)
+  std::vector<std::string> failed_gates;  // "accuracy-drop: 59.17 pp > 1.00 pp"
+};
+
+// The one-line error message: control characters escaped (a model's names cannot forge lines or drive the
 // terminal) and at most 1000 characters.
-void print_error(const std::string& message);
+std::string error_line(const std::string& message);
+// Keeps the message in `outcome` and, unless told otherwise, prints it on stderr as "mopt: error: ...".
+void record_error(Outcome& outcome, const std::string& message);
+
+// "mopt 0.1.0 (commit 1a2b3c4; built with ONNX 1.12.0, protobuf 3.21.12)": what a bug report needs.
+std::string version_text();
+
+// Runs the tool as the shell does: args[0] is the program name, args[1] the command. The exit code.
+int run_tool(const std::vector<std::string>& args, Outcome& outcome);
+
+// A command's flags as (name, value) pairs, resolved against the command's own declarations: the name
+// without "--" (dashes or underscores), a switch "true" or "false" (false selects --no-NAME where the
+// command has it), a repeatable flag once per value. An unknown name is a usage error.
+using FlagValues = std::vector<std::pair<std::string, std::string>>;
+int run_tool(const std::string& command, const std::vector<std::string>& positional, const FlagValues& flags,
+             Outcome& outcome);
 
 struct CommonFlags {
   bool quiet = false;
@@ -65,8 +90,8 @@ void add_gate_flags(CLI::App* cmd, GateFlags& f);
 eval::Gates gates_of(const GateFlags& f);
 // The flags that decide on the accuracy data: refused on random data the user did not ask for.
 std::vector<std::string> accuracy_decisions(const GateFlags& f);
-// Prints each failed gate; kExitGate when one failed.
-int report_gates(const std::vector<eval::GateResult>& gates);
+// Prints each failed gate and keeps it in `outcome`; kExitGate when one failed.
+int report_gates(const std::vector<eval::GateResult>& gates, Outcome& outcome);
 
 struct OptimizeFlags {
   std::string input, output, report, passes, pipeline_file;
@@ -93,9 +118,11 @@ struct Job {
 };
 
 // Runs the job, writes the model and report, prints the summary; the exit code.
-int run_pipeline_command(Job job, const OptimizeFlags& f, const DataFlags& data_flags, const GateFlags& gate_flags);
+int run_pipeline_command(Job job, const OptimizeFlags& f, const DataFlags& data_flags, const GateFlags& gate_flags,
+                         Outcome& outcome);
 // Prints the pipeline (--print-pipeline) or runs it.
-int print_or_run(bool print_only, Job job, const OptimizeFlags& f, const DataFlags& data_flags, const GateFlags& gate_flags);
+int print_or_run(bool print_only, Job job, const OptimizeFlags& f, const DataFlags& data_flags, const GateFlags& gate_flags,
+                 Outcome& outcome);
 
 // The flags every model-rewriting command shares: output, accuracy data and gates.
 struct PipelineCommandFlags {
@@ -112,7 +139,8 @@ CLI::App* add_pipeline_command(CLI::App& app, const std::string& name, const std
 
 // The commands that only read models (commands.cpp).
 int run_compare_command(const std::string& original_path, const std::string& candidate_path, const DataFlags& f,
-                        const GateFlags& gate_flags, const std::string& report_path, bool json, bool per_layer);
+                        const GateFlags& gate_flags, const std::string& report_path, bool json, bool per_layer,
+                        Outcome& outcome);
 int run_run_command(const std::string& model_path, const DataFlags& f, const std::string& save_dir, bool json);
 int run_bench_command(const std::string& model_path, const DataFlags& f, int warmup, int runs, bool json, bool profile);
 int run_inspect_command(const std::string& input, bool json);

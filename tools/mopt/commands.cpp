@@ -23,7 +23,8 @@ namespace mopt::cli {
 namespace fs = std::filesystem;
 
 int run_compare_command(const std::string& original_path, const std::string& candidate_path, const DataFlags& f,
-                        const GateFlags& gate_flags, const std::string& report_path, bool json, bool per_layer) {
+                        const GateFlags& gate_flags, const std::string& report_path, bool json, bool per_layer,
+                        Outcome& outcome) {
   auto original = io::load_model(original_path);
   io::LoadInfo info;
   auto candidate = io::load_model(candidate_path, &info);
@@ -60,6 +61,8 @@ int run_compare_command(const std::string& original_path, const std::string& can
                       {"gates", eval::to_json(gates)}};
   if (layers) j["accuracy"]["layers"] = eval::to_json(*layers);
   if (!report_path.empty()) report::write_json(j, report_path);
+  outcome.report = report_path;
+  outcome.document = report::dump_json(j);
   if (json) fmt::print("{}\n", report::dump_json(j));
   else if (log::level() >= log::Level::Normal) {
     fmt::print("{}", eval::summary(c));
@@ -67,7 +70,7 @@ int run_compare_command(const std::string& original_path, const std::string& can
     fmt::print("{}\n", eval::summary(verdict, c.data));
     for (const auto& g : gates) fmt::print("  gate {:<18} {}: {}\n", g.gate, g.passed ? "passed" : "FAILED", g.message);
   }
-  return report_gates(gates);
+  return report_gates(gates, outcome);
 }
 
 std::string preview(const exec::Array& a) {
