@@ -97,6 +97,35 @@ done
 [ "$checked" -ge 150 ] || fail "only $checked flags checked; the --help parsing above is broken"
 echo "ok: man page and completions list $(echo "$commands" | wc -w) commands and $checked flags"
 
+# --- docs/examples: the Dockerfile and the GitHub Actions job install every -dev package the build needs
+# (scripts/setup.sh's list), run only commands and flags mopt has, and the workflow is valid YAML.
+/usr/bin/python3 - "$src" "$tmp/usr/bin/mopt" <<'PY' || fail "docs/examples drifted from the build (above)"
+import re, subprocess, sys, yaml
+src, mopt = sys.argv[1], sys.argv[2]
+setup = open(src + "/scripts/setup.sh").read()
+needed = set(re.findall(r"\b([a-z0-9.+-]+-dev)\b", setup[:setup.index(")")])) - {"libclang-rt-14-dev"}  # fuzzing only
+workflow_text = open(src + "/docs/examples/github-actions/quantize.yml").read()
+workflow = yaml.safe_load(workflow_text)
+errors = []
+for name, text in (("Dockerfile", open(src + "/docs/examples/Dockerfile").read()), ("quantize.yml", workflow_text)):
+    missing = sorted(p for p in needed if not re.search(r"(^|\s)%s(\s|$)" % re.escape(p), text, re.M))
+    if missing:
+        errors.append("%s does not install %s" % (name, ", ".join(missing)))
+    joined = re.sub(r"\\\n\s*", " ", text)  # shell continuation lines
+    for line in re.findall(r"^\s*mopt (\w+ .*)$", joined, re.M):
+        command = line.split()[0]
+        flags = re.findall(r"(--[a-z0-9-]+)", line)
+        help_text = subprocess.run([mopt, command, "--help"], capture_output=True, text=True).stdout
+        errors += ["%s: mopt %s has no %s" % (name, command, f) for f in flags if f not in help_text]
+steps = workflow["jobs"]["quantize"]["steps"]
+if not any("mopt quantize" in s.get("run", "") for s in steps):
+    errors.append("quantize.yml runs no mopt quantize")
+for e in errors:
+    print(e, file=sys.stderr)
+sys.exit(1 if errors else 0)
+PY
+echo "ok: docs/examples install the build's Debian packages and use existing commands and flags"
+
 # --- the Debian package
 (cd "$build" && cpack -G DEB -B "$tmp/pkg" >/dev/null) || fail "cpack -G DEB failed"
 deb=$(ls "$tmp"/pkg/*.deb)
