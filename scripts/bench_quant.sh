@@ -88,7 +88,7 @@ w = r["output"]["stats"]["parameter_bytes"] / r["input"]["stats"]["parameter_byt
 a = r.get("accuracy") or {}
 out = a.get("outputs", [{}])[0]
 if a.get("labels"):
-    acc = "%+.2fpp" % (-(a["labels"]["accuracy_drop"]) * 100)
+    acc = "%+.2fpp" % (-a["labels"]["accuracy_drop_pp"])
 elif "top1_agreement" in out:
     acc = "top1 %.0f%%" % (out["top1_agreement"] * 100)
 else:

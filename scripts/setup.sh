@@ -8,7 +8,7 @@ packages=(
   libcli11-dev libfmt-dev nlohmann-json3-dev doctest-dev libyaml-cpp-dev libzstd-dev libxxhash-dev libopenblas-dev zlib1g-dev
   clang libclang-rt-14-dev
   python3-torch
-  pybind11-dev python3-dev python3-numpy python3-yaml
+  pybind11-dev python3-dev python3-numpy python3-yaml python3-jsonschema
 
 )
 # ONNX Runtime for Node.js (the interop tests) needs node and npm; install Debian's only when absent.

@@ -30,9 +30,10 @@ def check(condition, message):
 
 
 def without_times(value):
-    """Everything but paths and times must agree between two reports of one job."""
+    """Everything but paths, times and the command line must agree between two reports of one job."""
     if isinstance(value, dict):
-        return {k: without_times(v) for k, v in value.items() if "seconds" not in k and k not in ("timings", "path")}
+        return {k: without_times(v) for k, v in value.items()
+                if "seconds" not in k and k not in ("timings", "path", "invocation")}
     if isinstance(value, list):
         return [without_times(v) for v in value]
     return value

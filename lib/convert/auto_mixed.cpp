@@ -40,7 +40,9 @@ nlohmann::json MixedPrecisionResult::to_json() const {
   nlohmann::json s = nlohmann::json::array();
   for (size_t i = 0; i < sensitivity.size() && i < 20; ++i) {
     const double e = sensitivity[i].second;
-    s.push_back({{"node", sensitivity[i].first}, {"relative_l2", std::isfinite(e) ? nlohmann::json(e) : nlohmann::json("inf")}});
+    nlohmann::json entry = {{"node", sensitivity[i].first}, {"relative_l2", std::isfinite(e) ? nlohmann::json(e) : nlohmann::json(nullptr)}};
+    if (!std::isfinite(e)) entry["undefined_reason"] = "the outputs became non-finite with this node in float16";
+    s.push_back(std::move(entry));
   }
   return {{"basis", basis},     {"initial", initial}, {"final", final},   {"met", met},
           {"kept_float32", kept_float32}, {"evaluations", evaluations}, {"most_sensitive", s}};

@@ -157,6 +157,7 @@ OptimizeResult run_optimize(const OptimizeRequest& request) {
   refuse_decisions_on_unasked_random(acc);
 
   report::RunReport& run = result.run;
+  run.invocation.command_line = request.command_line;
   run.command = request.command;
   run.pipeline = pass::print_pipeline(request.pipeline);
 
@@ -278,6 +279,7 @@ OptimizeResult run_optimize(const OptimizeRequest& request) {
   }
   result.gates = eval::check_gates(request.gates, comparison ? &*comparison : nullptr, saved.file_bytes + saved.external_bytes);
   run.gates = eval::to_json(result.gates);
+  run.invocation.exit_status = result.gates_passed() ? 0 : 3;
   // --in-place never replaces the input with a model that failed a gate; the report says why.
   result.input_kept = request.in_place && !result.gates_passed();
   if (result.input_kept) run.warnings.push_back("a gate failed: --in-place left the input model unchanged");

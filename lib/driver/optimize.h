@@ -47,6 +47,7 @@ std::vector<data::Feeds> load_or_generate_samples(const ir::Model& model, const 
 
 struct OptimizeRequest {
   std::string command = "optimize";
+  std::vector<std::string> command_line;  // for the report's header
   fs::path input;
   fs::path output;       // empty: <input stem><default_suffix> beside the input
   std::string default_suffix = ".opt.onnx";

@@ -510,21 +510,22 @@ std::vector<GateResult> check_gates(const Gates& gates, const Comparison* c, uin
   // Every gate fails on an output that became NaN/Inf: no number measured on it means anything.
   auto fail_broken = [&](GateResult& g) {
     g.passed = false;
-    g.measured = "broken";
+    g.measured.reset();
+    g.unmeasured_reason = "broken";
     g.message = fmt::format("{} (every gate fails)", broken_message(*broken));
   };
   if (gates.max_accuracy_drop) {
-    GateResult g{"max-accuracy-drop", false, "", fmt::format("{:.2f} pp", *gates.max_accuracy_drop), ""};
+    GateResult g{"max-accuracy-drop", false, std::nullopt, *gates.max_accuracy_drop, "pp", "", ""};
     std::string basis;
     const std::optional<double> drop = c ? accuracy_drop_points(*c, &basis) : std::nullopt;
     if (broken) {
       fail_broken(g);
     } else if (!drop) {
-      g.measured = "not measurable";
+      g.unmeasured_reason = "not measurable";
       g.message = "accuracy drop not measurable: no labels and no classifier-like output (gate fails)";
     } else {
       g.passed = *drop <= *gates.max_accuracy_drop + 1e-9;
-      g.measured = fmt::format("{:.2f} pp", *drop);
+      g.measured = *drop;
       g.message = fmt::format("accuracy drop {:.2f} pp ({}) {} the limit of {:.2f} pp{}", *drop, basis,
                               g.passed ? "is within" : "exceeds", *gates.max_accuracy_drop,
                               g.passed ? "" : fmt::format(" by {:.2f} pp", *drop - *gates.max_accuracy_drop));
@@ -532,7 +533,7 @@ std::vector<GateResult> check_gates(const Gates& gates, const Comparison* c, uin
     out.push_back(g);
   }
   if (gates.min_cosine) {
-    GateResult g{"min-cosine", false, "", fmt::format("{:.6f}", *gates.min_cosine), ""};
+    GateResult g{"min-cosine", false, std::nullopt, *gates.min_cosine, "cosine", "", ""};
     const OutputMetrics* worst = nullptr;
     const OutputMetrics* undefined = nullptr;
     if (c) {
@@ -544,15 +545,15 @@ std::vector<GateResult> check_gates(const Gates& gates, const Comparison* c, uin
     if (broken) {
       fail_broken(g);
     } else if (!c || c->outputs.empty()) {
-      g.measured = "not measurable";
+      g.unmeasured_reason = "not measurable";
       g.message = "cosine similarity not measurable: accuracy was not evaluated (gate fails)";
     } else if (undefined) {
-      g.measured = "not measurable";
+      g.unmeasured_reason = "not measurable";
       g.message = fmt::format("cosine similarity of output '{}' is undefined: {} (gate fails)", undefined->name,
                               undefined->undefined_reason);
     } else {
       g.passed = *worst->cosine >= *gates.min_cosine;
-      g.measured = fmt::format("{:.6f}", *worst->cosine);
+      g.measured = *worst->cosine;
       g.message = fmt::format("lowest cosine similarity {:.6f} (output '{}') {} the minimum {:.6f}{}", *worst->cosine,
                               worst->name, g.passed ? "meets" : "is below", *gates.min_cosine,
                               g.passed ? "" : fmt::format(" by {:.6f}", *gates.min_cosine - *worst->cosine));
@@ -560,21 +561,22 @@ std::vector<GateResult> check_gates(const Gates& gates, const Comparison* c, uin
     out.push_back(g);
   }
   if (gates.max_size) {
-    GateResult g{"max-size", output_bytes <= *gates.max_size, std::to_string(output_bytes), std::to_string(*gates.max_size), ""};
+    GateResult g{"max-size", output_bytes <= *gates.max_size, static_cast<double>(output_bytes), static_cast<double>(*gates.max_size),
+                 "bytes", "", ""};
     g.message = fmt::format("output size {} bytes {} the limit of {} bytes{}", output_bytes, g.passed ? "is within" : "exceeds",
                             *gates.max_size, g.passed ? "" : fmt::format(" by {} bytes", output_bytes - *gates.max_size));
     if (broken) fail_broken(g);
     out.push_back(g);
   }
   if (gates.fail_on_degraded) {
-    GateResult g{"fail-on-degraded", false, "", "ok", ""};
+    GateResult g{"fail-on-degraded", false, std::nullopt, std::nullopt, "", "", ""};
     if (!c) {
-      g.measured = "not measurable";
+      g.unmeasured_reason = "not measurable";
       g.message = "accuracy was not evaluated (gate fails)";
     } else {
       const Verdict v = judge(*c);
       g.passed = v.status == "ok";
-      g.measured = v.status;
+      g.unmeasured_reason = "verdict " + v.status;
       g.message = v.status == "ok" ? "the result is not degraded"
                   : fmt::format("the result is {}: {}", v.status == "degraded" ? "DEGRADED" : "not judged",
                                 v.reasons.empty() ? "" : v.reasons[0]);
@@ -584,10 +586,11 @@ std::vector<GateResult> check_gates(const Gates& gates, const Comparison* c, uin
   return out;
 }
 
-static nlohmann::json number(double v) {
-  if (std::isnan(v)) return "nan";
-  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
-  return v;
+// A metric as a JSON number; a non-finite one is null and named in `nonfinite` (JSON has no NaN or infinity).
+static nlohmann::json number(const char* name, double v, std::vector<std::string>& nonfinite) {
+  if (std::isfinite(v)) return v;
+  nonfinite.push_back(fmt::format("{} is {}", name, std::isnan(v) ? "NaN" : v > 0 ? "+inf" : "-inf"));
+  return nullptr;
 }
 
 nlohmann::json to_json(const DataSource& d) {
@@ -609,16 +612,19 @@ nlohmann::json to_json(const Comparison& c) {
   j["seconds"] = {{"original", c.reference_seconds}, {"optimized", c.candidate_seconds}};
   j["outputs"] = nlohmann::json::array();
   for (const OutputMetrics& m : c.outputs) {
+    std::vector<std::string> nonfinite;
     nlohmann::json o = {{"name", m.name},
                         {"elements", m.elements},
-                        {"max_abs_error", number(m.max_abs_error)},
-                        {"mean_abs_error", number(m.mean_abs_error)},
-                        {"relative_l2_error", number(m.relative_l2)},
+                        {"max_abs_error", number("max_abs_error", m.max_abs_error, nonfinite)},
+                        {"mean_abs_error", number("mean_abs_error", m.mean_abs_error, nonfinite)},
+                        {"relative_l2_error", number("relative_l2_error", m.relative_l2, nonfinite)},
                         {"cosine_similarity", m.cosine ? nlohmann::json(*m.cosine) : nlohmann::json(nullptr)},
-                        {"snr_db", m.snr_db ? number(*m.snr_db) : nlohmann::json(nullptr)},
+                        {"snr_db", m.snr_db ? number("snr_db", *m.snr_db, nonfinite) : nlohmann::json(nullptr)},
                         {"nonfinite_mismatches", m.nonfinite_mismatches},
                         {"new_nonfinite", m.new_nonfinite}};
-    if (!m.undefined_reason.empty()) o["undefined_reason"] = m.undefined_reason;
+    std::string reason = m.undefined_reason;
+    for (const std::string& n : nonfinite) reason += (reason.empty() ? "" : "; ") + n;
+    if (!reason.empty()) o["undefined_reason"] = reason;
     if (m.classifier) {
       o["rows"] = m.rows;
       o["top1_agreement"] = m.top1_agreement;
@@ -631,7 +637,7 @@ nlohmann::json to_json(const Comparison& c) {
                    {"count", c.labels->count},
                    {"original_accuracy", c.labels->reference_accuracy},
                    {"optimized_accuracy", c.labels->candidate_accuracy},
-                   {"accuracy_drop", c.labels->drop()}};
+                   {"accuracy_drop_pp", 100.0 * c.labels->drop()}};
   }
   j["verdict"] = to_json(judge(c));
   return j;
@@ -640,7 +646,14 @@ nlohmann::json to_json(const Comparison& c) {
 nlohmann::json to_json(const std::vector<GateResult>& gates) {
   nlohmann::json j = nlohmann::json::array();
   for (const GateResult& g : gates) {
-    j.push_back({{"gate", g.gate}, {"passed", g.passed}, {"measured", g.measured}, {"limit", g.limit}, {"message", g.message}});
+    nlohmann::json entry = {{"gate", g.gate},
+                            {"passed", g.passed},
+                            {"measured", g.measured ? nlohmann::json(*g.measured) : nlohmann::json(nullptr)},
+                            {"limit", g.limit ? nlohmann::json(*g.limit) : nlohmann::json(nullptr)},
+                            {"unit", g.unit.empty() ? nlohmann::json(nullptr) : nlohmann::json(g.unit)},
+                            {"message", g.message}};
+    if (!g.measured) entry["unmeasured_reason"] = g.unmeasured_reason;
+    j.push_back(std::move(entry));
   }
   return j;
 }

@@ -174,11 +174,13 @@ struct Gates {
 };
 
 struct GateResult {
-  std::string gate;       // "max-accuracy-drop", ...
+  std::string gate;                // "max-accuracy-drop", "min-cosine", "max-size", "fail-on-degraded"
   bool passed = false;
-  std::string measured;   // the number that was checked, or why it could not be measured
-  std::string limit;
-  std::string message;    // one line for the terminal
+  std::optional<double> measured;  // the number that was checked, in `unit`; unset when it could not be measured
+  std::optional<double> limit;     // unset for fail-on-degraded (it judges the verdict)
+  std::string unit;                // "pp" (percentage points), "cosine", "bytes"; "" for fail-on-degraded
+  std::string unmeasured_reason;   // why `measured` is unset: "broken", "not measurable", or the verdict's status
+  std::string message;             // one line for the terminal
 };
 
 // The accuracy drop in percentage points: labelled accuracy when labels were given, otherwise the top-1

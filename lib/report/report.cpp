@@ -1,8 +1,13 @@
 // Report JSON and terminal summary; see report.h.
 #include "report/report.h"
 
+#include <fmt/chrono.h>
 #include <fmt/format.h>
 
+#include <google/protobuf/stubs/common.h>
+#include <onnx/common/version.h>
+
+#include "mopt_commit.h"  // generated at build time: MOPT_COMMIT
 #include "util/file.h"
 
 namespace mopt::report {
@@ -34,11 +39,25 @@ std::string ratio(double before, double after) {
 
 }  // namespace
 
+nlohmann::json header(const Invocation& invocation) {
+  const auto started = std::chrono::time_point_cast<std::chrono::milliseconds>(invocation.started);
+  return {{"schema_version", kSchemaVersion},
+          {"tool",
+           {{"name", "mopt"},
+            {"version", MOPT_VERSION},
+            {"commit", MOPT_COMMIT},
+            {"onnx", onnx::LAST_RELEASE_VERSION},
+            {"protobuf", fmt::format("{}.{}.{}", GOOGLE_PROTOBUF_VERSION / 1000000, GOOGLE_PROTOBUF_VERSION / 1000 % 1000,
+                                     GOOGLE_PROTOBUF_VERSION % 1000)}}},
+          {"invocation",
+           {{"command_line", invocation.command_line},
+            {"started_at", fmt::format("{:%Y-%m-%dT%H:%M:%S}Z", started)},
+            {"exit_status", invocation.exit_status}}}};
+}
+
 nlohmann::json to_json(const RunReport& r) {
   using nlohmann::json;
-  json j;
-  j["schema_version"] = kSchemaVersion;
-  j["tool"] = {{"name", "mopt"}, {"version", MOPT_VERSION}};
+  json j = header(r.invocation);
   j["command"] = r.command;
   j["pipeline"] = r.pipeline;
   j["input"] = sizes_json(r.input);

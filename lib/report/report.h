@@ -3,6 +3,7 @@
 #pragma once
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <vector>
@@ -14,7 +15,22 @@ namespace mopt::report {
 
 // 2: accuracy.data is an object (kind, description, note); cosine_similarity and snr_db are null when
 // undefined (undefined_reason says why); accuracy.verdict; outputs[].new_nonfinite.
-constexpr int kSchemaVersion = 2;
+// 3: the header (tool with commit and library versions; invocation: command_line, started_at,
+// exit_status); gates[] measured/limit are numbers in `unit` (null with unmeasured_reason); non-finite
+// metrics are null, named in undefined_reason; labels.accuracy_drop_pp (points) replaces the fraction.
+// docs/schema/ holds the JSON Schema of every document.
+constexpr int kSchemaVersion = 3;
+
+// How a document came to be: the header every JSON document mopt writes starts with.
+struct Invocation {
+  std::vector<std::string> command_line;  // as given (argv, or the API's equivalent)
+  std::chrono::system_clock::time_point started = std::chrono::system_clock::now();
+  int exit_status = 0;  // 0, or 3 when a quality gate failed (a document is never written on errors)
+};
+
+// {schema_version, tool: {name, version, commit, onnx, protobuf}, invocation: {command_line, started_at,
+// exit_status}}; other fields are added to it.
+nlohmann::json header(const Invocation& invocation);
 
 struct FileSizes {
   std::string path;
@@ -26,6 +42,7 @@ struct FileSizes {
 };
 
 struct RunReport {
+  Invocation invocation;
   std::string command;
   std::string pipeline;
   FileSizes input, output;

@@ -43,9 +43,10 @@ struct Scratch {
 
 int tool(const std::string& args) { return std::system((kTool + " " + args + " >/dev/null 2>&1").c_str()); }
 
-// What must agree between two reports of the same job: everything but paths and times.
+// What must agree between two reports of the same job: everything but paths, times and the command line.
 json comparable(json report) {
   report.erase("timings");
+  report.erase("invocation");
   for (const char* side : {"input", "output"}) report[side].erase("path");
   // Times anywhere inside (passes[].seconds, accuracy.seconds, calibration.seconds_per_row, ...).
   std::function<void(json&)> drop_times = [&](json& j) {

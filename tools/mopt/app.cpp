@@ -412,6 +412,7 @@ int run_app(const std::vector<std::string>& given_args, const std::string* comma
     record_error(outcome, fmt::format("unknown command '{}' (commands: {}; see mopt --help)", args[1], fmt::join(names, ", ")));
     return kExitUsage;
   }
+  outcome.command_line = args;
   std::vector<const char*> argv;
   for (const std::string& a : args) argv.push_back(a.c_str());
   try {
@@ -463,9 +464,10 @@ int run_app(const std::vector<std::string>& given_args, const std::string* comma
     }
     if (compare->parsed()) return run_compare_command(compare_original, compare_candidate, compare_data, compare_gates, compare_report, compare_json,
                                                      compare_per_layer, outcome);
-    if (run->parsed()) return run_run_command(run_model, run_data, run_save, run_json);
-    if (bench->parsed()) return run_bench_command(bench_model, bench_data, bench_warmup, bench_runs, bench_json, bench_profile);
-    if (inspect->parsed()) return run_inspect_command(inspect_input, inspect_json);
+    if (run->parsed()) return run_run_command(run_model, run_data, run_save, run_json, outcome.command_line);
+    if (bench->parsed()) return run_bench_command(bench_model, bench_data, bench_warmup, bench_runs, bench_json, bench_profile,
+                                                  outcome.command_line);
+    if (inspect->parsed()) return run_inspect_command(inspect_input, inspect_json, outcome.command_line);
     if (passes->parsed()) return run_passes_command(passes_json, passes_markdown);
     if (completion->parsed()) {
       fmt::print("{}", completion_shell == "bash" ? bash_completion(app) : zsh_completion(app));

@@ -224,6 +224,7 @@ int run_pipeline_command(Job job, const OptimizeFlags& f, const DataFlags& data_
   if (f.in_place && !f.output.empty()) usage_error("give -o/--output or --in-place, not both");
   driver::OptimizeRequest request;
   request.command = job.command;
+  request.command_line = outcome.command_line;
   request.default_suffix = job.suffix;
   request.input = f.input;
   request.output = f.output;

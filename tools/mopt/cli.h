@@ -22,6 +22,7 @@ constexpr int kExitOk = 0, kExitError = 1, kExitUsage = 2, kExitGate = 3;
 // error line, and for a model-rewriting command the files it wrote and the gates that failed.
 struct Outcome {
   bool print_errors = true;  // also print the error line on stderr, as the shell tool does
+  std::vector<std::string> command_line;  // the command line being run (set by run_tool; for the reports)
   std::string error;         // the one-line message of a failed run
   std::string output, report;  // the files written (report: empty when none was)
   std::string document;        // compare's JSON report (a model-rewriting command's report is its file)
@@ -141,9 +142,11 @@ CLI::App* add_pipeline_command(CLI::App& app, const std::string& name, const std
 int run_compare_command(const std::string& original_path, const std::string& candidate_path, const DataFlags& f,
                         const GateFlags& gate_flags, const std::string& report_path, bool json, bool per_layer,
                         Outcome& outcome);
-int run_run_command(const std::string& model_path, const DataFlags& f, const std::string& save_dir, bool json);
-int run_bench_command(const std::string& model_path, const DataFlags& f, int warmup, int runs, bool json, bool profile);
-int run_inspect_command(const std::string& input, bool json);
+int run_run_command(const std::string& model_path, const DataFlags& f, const std::string& save_dir, bool json,
+                    const std::vector<std::string>& command_line);
+int run_bench_command(const std::string& model_path, const DataFlags& f, int warmup, int runs, bool json, bool profile,
+                      const std::vector<std::string>& command_line);
+int run_inspect_command(const std::string& input, bool json, const std::vector<std::string>& command_line);
 int run_passes_command(bool json, bool markdown);
 
 }  // namespace mopt::cli

@@ -25,6 +25,7 @@ namespace fs = std::filesystem;
 int run_compare_command(const std::string& original_path, const std::string& candidate_path, const DataFlags& f,
                         const GateFlags& gate_flags, const std::string& report_path, bool json, bool per_layer,
                         Outcome& outcome) {
+  report::Invocation invocation{outcome.command_line};
   auto original = io::load_model(original_path);
   io::LoadInfo info;
   auto candidate = io::load_model(candidate_path, &info);
@@ -53,12 +54,13 @@ int run_compare_command(const std::string& original_path, const std::string& can
     layers = eval::compare_layers(*original, *candidate, eval::carry_state(*original, samples, feedback, f.threads), options);
   }
   std::vector<eval::GateResult> gates = eval::check_gates(gates_of(gate_flags), &c, info.file_bytes + info.external_bytes);
-  nlohmann::json j = {{"schema_version", report::kSchemaVersion},
-                      {"command", "compare"},
-                      {"original", original_path},
-                      {"optimized", candidate_path},
-                      {"accuracy", eval::to_json(c)},
-                      {"gates", eval::to_json(gates)}};
+  invocation.exit_status = std::all_of(gates.begin(), gates.end(), [](const auto& g) { return g.passed; }) ? 0 : 3;
+  nlohmann::json j = report::header(invocation);
+  j["command"] = "compare";
+  j["original"] = original_path;
+  j["optimized"] = candidate_path;
+  j["accuracy"] = eval::to_json(c);
+  j["gates"] = eval::to_json(gates);
   if (layers) j["accuracy"]["layers"] = eval::to_json(*layers);
   if (!report_path.empty()) report::write_json(j, report_path);
   outcome.report = report_path;
@@ -80,7 +82,9 @@ std::string preview(const exec::Array& a) {
   return fmt::format("[{}{}]", fmt::join(parts, ", "), v.size() > 6 ? ", ..." : "");
 }
 
-int run_run_command(const std::string& model_path, const DataFlags& f, const std::string& save_dir, bool json) {
+int run_run_command(const std::string& model_path, const DataFlags& f, const std::string& save_dir, bool json,
+                    const std::vector<std::string>& command_line) {
+  const report::Invocation invocation{command_line};
   auto model = io::load_model(model_path);
   driver::AccuracyRequest request = accuracy_request(f);
   eval::DataSource source;
@@ -99,7 +103,8 @@ int run_run_command(const std::string& model_path, const DataFlags& f, const std
       }
     }
   }
-  nlohmann::json j = {{"model", model_path}, {"data", eval::to_json(source)}, {"samples", samples.size()}, {"seconds", outputs.seconds}};
+  nlohmann::json j = report::header(invocation);
+  j.update({{"model", model_path}, {"data", eval::to_json(source)}, {"samples", samples.size()}, {"seconds", outputs.seconds}});
   j["outputs"] = nlohmann::json::array();
   for (size_t o = 0; o < outputs.names.size(); ++o) {
     const exec::Array& a = outputs.per_sample[0][o];
@@ -130,7 +135,9 @@ constexpr const char* kBenchRuntime =
     "mopt's reference executor (lib/exec, CPU), not ONNX Runtime or the runtime you deploy on: use it to compare models, "
     "not to predict deployed latency";
 
-int run_bench_command(const std::string& model_path, const DataFlags& f, int warmup, int runs, bool json, bool profile) {
+int run_bench_command(const std::string& model_path, const DataFlags& f, int warmup, int runs, bool json, bool profile,
+                      const std::vector<std::string>& command_line) {
+  const report::Invocation invocation{command_line};
   auto model = io::load_model(model_path);
   if (!f.feedback.empty()) usage_error("bench times one sample; --feedback does not apply (use run or compare for sequences)");
   driver::AccuracyRequest request = accuracy_request(f);
@@ -153,9 +160,10 @@ int run_bench_command(const std::string& model_path, const DataFlags& f, int war
   std::sort(sorted.begin(), sorted.end());
   auto pct = [&](double p) { return sorted[std::min(sorted.size() - 1, static_cast<size_t>(p / 100.0 * static_cast<double>(sorted.size())))]; };
   double mean = std::accumulate(ms.begin(), ms.end(), 0.0) / static_cast<double>(ms.size());
-  nlohmann::json j = {{"model", model_path}, {"data", eval::to_json(source)}, {"runtime", kBenchRuntime}, {"warmup", warmup}, {"runs", runs},
-                      {"threads", f.threads}, {"latency_ms", {{"min", sorted.front()}, {"p50", pct(50)}, {"p90", pct(90)},
-                      {"p99", pct(99)}, {"max", sorted.back()}, {"mean", mean}}}};
+  nlohmann::json j = report::header(invocation);
+  j.update({{"model", model_path}, {"data", eval::to_json(source)}, {"runtime", kBenchRuntime}, {"warmup", warmup}, {"runs", runs},
+            {"threads", f.threads}, {"latency_ms", {{"min", sorted.front()}, {"p50", pct(50)}, {"p90", pct(90)},
+            {"p99", pct(99)}, {"max", sorted.back()}, {"mean", mean}}}});
   std::vector<std::pair<std::string, double>> ops(executor.profile().seconds.begin(), executor.profile().seconds.end());
   std::sort(ops.begin(), ops.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
   if (profile) {
@@ -177,7 +185,8 @@ int run_bench_command(const std::string& model_path, const DataFlags& f, int war
 
 // ------------------------------------------------------------------ inspect
 
-int run_inspect_command(const std::string& input, bool json) {
+int run_inspect_command(const std::string& input, bool json, const std::vector<std::string>& command_line) {
+  const report::Invocation invocation{command_line};
   io::LoadInfo info;
   auto model = io::load_model(input, &info);
   report::ModelStats stats = report::collect_stats(*model, 10);
@@ -187,6 +196,7 @@ int run_inspect_command(const std::string& input, bool json) {
                                                                          : "not-judged";
   if (json) {
     nlohmann::json j = report::to_json(stats);
+    j.update(report::header(invocation));
     j["path"] = input;
     j["file_bytes"] = info.file_bytes;
     j["external_data_bytes"] = info.external_bytes;

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Schema test: every JSON document mopt writes validates against docs/schema/mopt.schema.json (Debian's
+# python3-jsonschema, draft 2020-12): the report of every optimizing command on the shared real models
+# (with real data, labels, gates passed and failed, accuracy off), compare, run, bench and inspect --json.
+# The header is golden: schema_version 3, the tool's version line, the command line as given, a fresh
+# start time, and the exit status the command returned.
+# Usage: tests/schema_test.sh MOPT_BINARY
+set -euo pipefail
+mopt=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+src=$(cd "$(dirname "$0")/.." && pwd)
+M=$src/../shared/models
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+n=0
+doc() {  # KIND EXPECTED_EXIT FILE -- COMMAND...: runs it, then the document FILE (or stdout when FILE is -) is checked
+  local kind=$1 expected=$2 file=$3; shift 4
+  local rc=0
+  "$mopt" "$@" >"$tmp/stdout" 2>"$tmp/stderr" || rc=$?
+  [ "$rc" = "$expected" ] || fail "exit $rc (expected $expected): mopt $* -- $(cat "$tmp/stderr")"
+  n=$((n + 1))
+  [ "$file" = - ] && file=$tmp/stdout
+  cp "$file" "$tmp/doc_$n.json"
+  printf '%s\t%s\t%s\n' "$kind" "$expected" "$tmp/doc_$n.json" >>"$tmp/docs.tsv"
+  printf '%s' "$mopt" >"$tmp/argv_$n"; printf '\0%s' "$@" >>"$tmp/argv_$n"
+}
+
+T=$M/trained
+doc report 0 "$tmp/q.onnx.report.json" -- quantize "$T/digits_cnn.onnx" -o "$tmp/q.onnx" --data "$T/digits_train_x.npy" \
+  --accuracy "$T/digits_test_x.npy" --labels "$T/digits_test_y.npy" --per-channel --max-accuracy-drop 1 --max-size 1M -q
+doc report 3 "$tmp/g.onnx.report.json" -- quantize "$T/digits_cnn.onnx" -o "$tmp/g.onnx" --data "$T/digits_train_x.npy" \
+  --min-cosine 0.9999999 --fail-on-degraded --max-size 10K -q
+doc report 0 "$tmp/w.onnx.report.json" -- quantize "$T/digits_vit.onnx" -o "$tmp/w.onnx" --weight-only --bits 4 --accuracy off -q
+doc report 0 "$tmp/d.onnx.report.json" -- quantize "$T/digits_mlp.onnx" -o "$tmp/d.onnx" --accuracy "$T/digits_test_xflat.npy" -q
+doc report 0 "$tmp/f.onnx.report.json" -- fuse "$M/ocr/ppocrv4_det.onnx" -o "$tmp/f.onnx" --no-compressed-size -q
+doc report 0 "$tmp/p.onnx.report.json" -- prune "$T/digits_cnn.onnx" -o "$tmp/p.onnx" --sparsity 0.5 --accuracy "$T/digits_test_x.npy" -q
+doc report 0 "$tmp/c.onnx.report.json" -- clip "$T/digits_cnn.onnx" -o "$tmp/c.onnx" --percentile 99.9 -q
+doc report 0 "$tmp/h.onnx.report.json" -- convert "$M/tabular/iris_mlp.onnx" -o "$tmp/h.onnx" --to fp16 --accuracy "$M/tabular/iris_inputs" -q
+doc report 0 "$tmp/o.onnx.report.json" -- optimize "$M/audio/silero_vad_v5_16k_op15.onnx" -o "$tmp/o.onnx" -q
+doc compare 0 - -- compare "$T/digits_cnn.onnx" "$tmp/q.onnx" --data "$T/digits_test_x.npy" --labels "$T/digits_test_y.npy" --per-layer --json -q
+doc compare 3 - -- compare "$T/digits_cnn.onnx" "$tmp/p.onnx" --data "$T/digits_test_x.npy" --min-cosine 0.9999999 --json
+doc run 0 - -- run "$T/digits_mlp.onnx" --data "$T/digits_test_xflat.npy" --labels "$T/digits_test_y.npy" --json
+doc bench 0 - -- bench "$T/digits_cnn.onnx" --runs 3 --warmup 1 --profile --json
+doc inspect 0 - -- inspect "$M/ocr/ppocrv4_det.onnx" --json
+
+/usr/bin/python3 - "$src/docs/schema/mopt.schema.json" "$tmp" "$("$mopt" --version)" <<'PY'
+import datetime, json, sys
+import jsonschema
+schema_path, tmp, version_line = sys.argv[1:]
+schema = json.load(open(schema_path))
+jsonschema.Draft202012Validator.check_schema(schema)
+failures = 0
+now = datetime.datetime.now(datetime.timezone.utc)
+for i, line in enumerate(open(tmp + "/docs.tsv"), start=1):
+    kind, expected, path = line.rstrip("\n").split("\t")
+    doc = json.load(open(path))
+    validator = jsonschema.Draft202012Validator({"$ref": "#/$defs/" + kind, "$defs": schema["$defs"]})
+    errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
+    for e in errors[:5]:
+        print("FAIL: %s (%s): %s at /%s" % (kind, " ".join(doc["invocation"]["command_line"][1:3]) if "invocation" in doc else path,
+              e.message[:300], "/".join(map(str, e.absolute_path))), file=sys.stderr)
+    failures += bool(errors)
+    # The golden header.
+    argv = open("%s/argv_%d" % (tmp, i)).read().split("\0")
+    tool, inv = doc["tool"], doc["invocation"]
+    header_ok = (doc["schema_version"] == 3 and inv["command_line"] == argv and inv["exit_status"] == int(expected)
+                 and version_line == "mopt %s (commit %s; built with ONNX %s, protobuf %s)" % (tool["version"], tool["commit"], tool["onnx"], tool["protobuf"])
+                 and abs((now - datetime.datetime.strptime(inv["started_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)).total_seconds()) < 600)
+    if not header_ok:
+        print("FAIL: %s header: %s (argv %s)" % (kind, json.dumps({k: doc.get(k) for k in ("schema_version", "tool", "invocation")}), argv), file=sys.stderr)
+        failures += 1
+    if kind in ("report", "compare") and int(expected) == 3 and all(g["passed"] for g in doc["gates"]):
+        print("FAIL: exit 3 but every gate passed in %s" % path, file=sys.stderr)
+        failures += 1
+# The schema must reject what it exists to reject: a gate's number as a string, a non-finite number as text.
+report = json.load(open(tmp + "/doc_2.json"))
+bad = json.loads(json.dumps(report)); bad["gates"][0]["measured"] = "59.17 pp"
+bad2 = json.loads(json.dumps(report)); bad2["accuracy"]["outputs"][0]["snr_db"] = "inf"
+bad3 = json.loads(json.dumps(report)); bad3["schema_version"] = 2
+validator = jsonschema.Draft202012Validator({"$ref": "#/$defs/report", "$defs": schema["$defs"]})
+for name, b in (("string gate number", bad), ("'inf' as text", bad2), ("schema 2", bad3)):
+    if validator.is_valid(b):
+        print("FAIL: the schema accepts a report with a %s" % name, file=sys.stderr)
+        failures += 1
+if failures:
+    sys.exit(1)
+print("ok: %d documents valid against docs/schema/mopt.schema.json, headers golden" % i)
+PY
