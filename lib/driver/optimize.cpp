@@ -10,6 +10,7 @@
 
 #include "data/npy.h"
 #include "eval/layers.h"
+#include "report/markdown.h"
 #include "util/error.h"
 #include "util/file.h"
 #include "util/log.h"
@@ -152,6 +153,7 @@ OptimizeResult run_optimize(const OptimizeRequest& request) {
     usage_error("the report path '{}' is the output model's path", result.report.string());
   // Folders that cannot take the outputs are found before any work, not after it.
   for (const fs::path& target : {result.output, result.report}) check_writable(target);
+  if (!request.markdown.empty()) check_writable(request.markdown);
 
   const AccuracyRequest& acc = request.accuracy;
   refuse_decisions_on_unasked_random(acc);
@@ -284,11 +286,13 @@ OptimizeResult run_optimize(const OptimizeRequest& request) {
   result.input_kept = request.in_place && !result.gates_passed();
   if (result.input_kept) run.warnings.push_back("a gate failed: --in-place left the input model unchanged");
   run.total_seconds = seconds_since(start);
+  const nlohmann::json report_json = report::to_json(run);
   AtomicFileWriter report_writer(result.report);
-  report_writer.write(report::dump_json(report::to_json(run)) + "\n");
+  report_writer.write(report::dump_json(report_json) + "\n");
   report_writer.finish();
   if (!result.input_kept) staged.commit();
   report_writer.commit();
+  if (!request.markdown.empty()) report::write_markdown(report::markdown_summary(report_json), request.markdown.string());
   return result;
 }
 

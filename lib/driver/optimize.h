@@ -52,6 +52,7 @@ struct OptimizeRequest {
   fs::path output;       // empty: <input stem><default_suffix> beside the input
   std::string default_suffix = ".opt.onnx";
   fs::path report;       // empty: <output>.report.json
+  fs::path markdown;     // empty: none; else the report as Markdown (report/markdown.h)
   bool in_place = false;
   pass::Pipeline pipeline;
   pass::ManagerOptions manager;

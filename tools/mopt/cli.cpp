@@ -170,6 +170,9 @@ void add_model_output_flags(CLI::App* cmd, OptimizeFlags& f, const std::string& 
   cmd->add_option("model", f.input, "Input .onnx model")->required();
   cmd->add_option("-o,--output", f.output, fmt::format("Output model (default: <model>{} beside the input)", suffix));
   cmd->add_option("--report", f.report, "Report path (default: <output>.report.json)");
+  cmd->add_option("--markdown", f.markdown,
+                  "Also write the report as Markdown (sizes, accuracy, gates, worst layers) for CI summaries; appended "
+                  "when FILE is $GITHUB_STEP_SUMMARY");
   cmd->add_flag("--in-place", f.in_place, "Overwrite the input model (atomically)");
   cmd->add_option("--external-data", f.external_data,
                   "Store tensors of at least this many bytes (like 1K or 1M) in <output>.data (models over 2 GB need "
@@ -229,6 +232,7 @@ int run_pipeline_command(Job job, const OptimizeFlags& f, const DataFlags& data_
   request.input = f.input;
   request.output = f.output;
   request.report = f.report;
+  request.markdown = f.markdown;
   request.in_place = f.in_place;
   request.pipeline = std::move(job.pipeline);
   request.required_change = job.required_change;

@@ -95,7 +95,7 @@ std::vector<std::string> accuracy_decisions(const GateFlags& f);
 int report_gates(const std::vector<eval::GateResult>& gates, Outcome& outcome);
 
 struct OptimizeFlags {
-  std::string input, output, report, passes, pipeline_file;
+  std::string input, output, report, markdown, passes, pipeline_file;
   std::string external_data;  // "" = keep the input's layout
   bool in_place = false, print_pipeline = false, verify_each = false, explain = false, no_compressed_size = false,
        verify_numerics = false, allow_unchanged = false, no_per_layer = false;

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Schema test: every JSON document mopt writes validates against docs/schema/mopt.schema.json (Debian's
+# Report test: every JSON document mopt writes validates against docs/schema/mopt.schema.json (Debian's
 # python3-jsonschema, draft 2020-12): the report of every optimizing command on the shared real models
 # (with real data, labels, gates passed and failed, accuracy off), compare, run, bench and inspect --json.
 # The header is golden: schema_version 3, the tool's version line, the command line as given, a fresh
-# start time, and the exit status the command returned.
-# Usage: tests/schema_test.sh MOPT_BINARY
+# start time, and the exit status the command returned. The Markdown summary (--markdown) carries the
+# report's numbers and gates, and is appended to $GITHUB_STEP_SUMMARY.
+# Usage: tests/report_test.sh MOPT_BINARY
 set -euo pipefail
 mopt=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,9 +28,11 @@ doc() {  # KIND EXPECTED_EXIT FILE -- COMMAND...: runs it, then the document FIL
 
 T=$M/trained
 doc report 0 "$tmp/q.onnx.report.json" -- quantize "$T/digits_cnn.onnx" -o "$tmp/q.onnx" --data "$T/digits_train_x.npy" \
-  --accuracy "$T/digits_test_x.npy" --labels "$T/digits_test_y.npy" --per-channel --max-accuracy-drop 1 --max-size 1M -q
-doc report 3 "$tmp/g.onnx.report.json" -- quantize "$T/digits_cnn.onnx" -o "$tmp/g.onnx" --data "$T/digits_train_x.npy" \
-  --min-cosine 0.9999999 --fail-on-degraded --max-size 10K -q
+  --accuracy "$T/digits_test_x.npy" --labels "$T/digits_test_y.npy" --per-channel --max-accuracy-drop 1 --max-size 1M -q \
+  --markdown "$tmp/q.md"
+echo "# earlier step" >"$tmp/step_summary.md"
+GITHUB_STEP_SUMMARY=$tmp/step_summary.md doc report 3 "$tmp/g.onnx.report.json" -- quantize "$T/digits_cnn.onnx" -o "$tmp/g.onnx" \
+  --data "$T/digits_train_x.npy" --min-cosine 0.9999999 --fail-on-degraded --max-size 10K -q --markdown "$tmp/step_summary.md"
 doc report 0 "$tmp/w.onnx.report.json" -- quantize "$T/digits_vit.onnx" -o "$tmp/w.onnx" --weight-only --bits 4 --accuracy off -q
 doc report 0 "$tmp/d.onnx.report.json" -- quantize "$T/digits_mlp.onnx" -o "$tmp/d.onnx" --accuracy "$T/digits_test_xflat.npy" -q
 doc report 0 "$tmp/f.onnx.report.json" -- fuse "$M/ocr/ppocrv4_det.onnx" -o "$tmp/f.onnx" --no-compressed-size -q
@@ -86,3 +89,36 @@ if failures:
     sys.exit(1)
 print("ok: %d documents valid against docs/schema/mopt.schema.json, headers golden" % i)
 PY
+
+# --- Markdown: the numbers and gates of the report it renders; appended to $GITHUB_STEP_SUMMARY.
+/usr/bin/python3 - "$tmp" <<'PY' || fail "the Markdown summary does not say what the report says (above)"
+import json, sys
+tmp = sys.argv[1]
+errors = []
+for md_path, report_path, first_line in (("q.md", "q.onnx.report.json", "### mopt quantize: "),
+                                         ("step_summary.md", "g.onnx.report.json", "# earlier step")):
+    md = open("%s/%s" % (tmp, md_path)).read()
+    r = json.load(open("%s/%s" % (tmp, report_path)))
+    if not md.startswith(first_line):
+        errors.append("%s starts with %r" % (md_path, md[:40]))
+    rows = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ")}
+    size = rows.get("model size", "")
+    for side in ("input", "output"):
+        if "(%d B)" % r[side]["total_bytes"] not in size:
+            errors.append("%s: model size row %r lacks the %s's %d bytes" % (md_path, size, side, r[side]["total_bytes"]))
+    for g in r["gates"]:
+        row = rows.get(g["gate"], "")
+        if ("passed" if g["passed"] else "**FAILED**") not in row:
+            errors.append("%s: gate row %r does not say %s" % (md_path, row, g["passed"]))
+    acc = r["accuracy"]
+    if acc and ("verdict **%s**" % acc["verdict"]["status"]) not in md:
+        errors.append("%s: no verdict %s" % (md_path, acc["verdict"]["status"]))
+    if acc and "labels" in acc and ("drop %.2f pp" % acc["labels"]["accuracy_drop_pp"]) not in md:
+        errors.append("%s: no labelled drop" % md_path)
+if not any(not g["passed"] for g in json.load(open(tmp + "/g.onnx.report.json"))["gates"]):
+    errors.append("the gate case failed no gate")
+for e in errors:
+    print("FAIL:", e, file=sys.stderr)
+sys.exit(1 if errors else 0)
+PY
+echo "ok: --markdown renders the report's sizes, verdict and gates, and appends to \$GITHUB_STEP_SUMMARY"
