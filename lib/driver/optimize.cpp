@@ -153,7 +153,13 @@ OptimizeResult run_optimize(const OptimizeRequest& request) {
     usage_error("the report path '{}' is the output model's path", result.report.string());
   // Folders that cannot take the outputs are found before any work, not after it.
   for (const fs::path& target : {result.output, result.report}) check_writable(target);
-  if (!request.markdown.empty()) check_writable(request.markdown);
+  if (!request.markdown.empty()) {
+    for (const fs::path& other : {request.input, result.output, result.report}) {
+      if (request.markdown == other || same_file(request.markdown, other))
+        usage_error("--markdown '{}' is also the input, output or report", request.markdown.string());
+    }
+    check_writable(request.markdown);
+  }
 
   const AccuracyRequest& acc = request.accuracy;
   refuse_decisions_on_unasked_random(acc);

@@ -511,11 +511,12 @@ std::vector<GateResult> check_gates(const Gates& gates, const Comparison* c, uin
   auto fail_broken = [&](GateResult& g) {
     g.passed = false;
     g.measured.reset();
+    g.verdict.clear();
     g.unmeasured_reason = "broken";
     g.message = fmt::format("{} (every gate fails)", broken_message(*broken));
   };
   if (gates.max_accuracy_drop) {
-    GateResult g{"max-accuracy-drop", false, std::nullopt, *gates.max_accuracy_drop, "pp", "", ""};
+    GateResult g{"max-accuracy-drop", false, std::nullopt, *gates.max_accuracy_drop, "pp", "", "", ""};
     std::string basis;
     const std::optional<double> drop = c ? accuracy_drop_points(*c, &basis) : std::nullopt;
     if (broken) {
@@ -533,7 +534,7 @@ std::vector<GateResult> check_gates(const Gates& gates, const Comparison* c, uin
     out.push_back(g);
   }
   if (gates.min_cosine) {
-    GateResult g{"min-cosine", false, std::nullopt, *gates.min_cosine, "cosine", "", ""};
+    GateResult g{"min-cosine", false, std::nullopt, *gates.min_cosine, "cosine", "", "", ""};
     const OutputMetrics* worst = nullptr;
     const OutputMetrics* undefined = nullptr;
     if (c) {
@@ -562,21 +563,21 @@ std::vector<GateResult> check_gates(const Gates& gates, const Comparison* c, uin
   }
   if (gates.max_size) {
     GateResult g{"max-size", output_bytes <= *gates.max_size, static_cast<double>(output_bytes), static_cast<double>(*gates.max_size),
-                 "bytes", "", ""};
+                 "bytes", "", "", ""};
     g.message = fmt::format("output size {} bytes {} the limit of {} bytes{}", output_bytes, g.passed ? "is within" : "exceeds",
                             *gates.max_size, g.passed ? "" : fmt::format(" by {} bytes", output_bytes - *gates.max_size));
     if (broken) fail_broken(g);
     out.push_back(g);
   }
   if (gates.fail_on_degraded) {
-    GateResult g{"fail-on-degraded", false, std::nullopt, std::nullopt, "", "", ""};
+    GateResult g{"fail-on-degraded", false, std::nullopt, std::nullopt, "", "", "", ""};
     if (!c) {
       g.unmeasured_reason = "not measurable";
       g.message = "accuracy was not evaluated (gate fails)";
     } else {
       const Verdict v = judge(*c);
       g.passed = v.status == "ok";
-      g.unmeasured_reason = "verdict " + v.status;
+      g.verdict = v.status;
       g.message = v.status == "ok" ? "the result is not degraded"
                   : fmt::format("the result is {}: {}", v.status == "degraded" ? "DEGRADED" : "not judged",
                                 v.reasons.empty() ? "" : v.reasons[0]);
@@ -652,7 +653,8 @@ nlohmann::json to_json(const std::vector<GateResult>& gates) {
                             {"limit", g.limit ? nlohmann::json(*g.limit) : nlohmann::json(nullptr)},
                             {"unit", g.unit.empty() ? nlohmann::json(nullptr) : nlohmann::json(g.unit)},
                             {"message", g.message}};
-    if (!g.measured) entry["unmeasured_reason"] = g.unmeasured_reason;
+    if (!g.verdict.empty()) entry["verdict"] = g.verdict;
+    else if (!g.measured) entry["unmeasured_reason"] = g.unmeasured_reason;
     j.push_back(std::move(entry));
   }
   return j;

@@ -179,7 +179,8 @@ struct GateResult {
   std::optional<double> measured;  // the number that was checked, in `unit`; unset when it could not be measured
   std::optional<double> limit;     // unset for fail-on-degraded (it judges the verdict)
   std::string unit;                // "pp" (percentage points), "cosine", "bytes"; "" for fail-on-degraded
-  std::string unmeasured_reason;   // why `measured` is unset: "broken", "not measurable", or the verdict's status
+  std::string unmeasured_reason;   // why a number gate has no `measured`: "broken", "not measurable"
+  std::string verdict;             // fail-on-degraded: the verdict's status it judged ("ok", "degraded", "not-judged")
   std::string message;             // one line for the terminal
 };
 

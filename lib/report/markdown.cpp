@@ -110,7 +110,9 @@ std::string markdown_summary(const json& r) {
     md += "\n| gate | result | measured | limit |\n|---|---|---:|---:|\n";
     for (const json& g : r["gates"]) {
       md += fmt::format("| {} | {} | {} | {} |\n", cell(g.value("gate", "")), g.value("passed", false) ? "passed" : "**FAILED**",
-                        g["measured"].is_number() ? gate_value(g["measured"], g["unit"]) : cell(g.value("unmeasured_reason", "-")),
+                        g["measured"].is_number() ? gate_value(g["measured"], g["unit"])
+                        : g.contains("verdict")   ? "verdict " + cell(g["verdict"].get<std::string>())
+                                                  : cell(g.value("unmeasured_reason", "-")),
                         gate_value(g["limit"], g["unit"]));
     }
   }
