@@ -12,6 +12,13 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
+# A sanitized build (MOPT_SANITIZE) installs a sanitized libmopt: the example is built with the same flags,
+# and python3, which is not instrumented, gets the sanitizer runtimes preloaded.
+example_flags=() python_env=()
+if grep -q '^MOPT_SANITIZE:BOOL=ON' "$build/CMakeCache.txt"; then
+  example_flags=(-DCMAKE_CXX_FLAGS="-fsanitize=address,undefined" -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined")
+  python_env=(LD_PRELOAD="$(c++ -print-file-name=libasan.so):$(c++ -print-file-name=libubsan.so)" ASAN_OPTIONS=detect_leaks=0)
+fi
 
 runs_from() {  # PREFIX: the installed binary reports its version and quantizes a model
   local bin=$1/bin/mopt
@@ -35,10 +42,10 @@ library_from() {  # PREFIX: docs/examples/cpp builds against it with find_packag
   exports=$(nm -D --defined-only "$lib/libmopt.so.0" | c++filt | awk '{ $1 = ""; $2 = ""; print }' | grep -v '^ *mopt::api::\|for mopt::api::' || true)
   [ -z "$exports" ] || fail "libmopt exports more than mopt::api: $(head -3 <<<"$exports")"
   rm -rf "$tmp/example"
-  cmake -S "$src/docs/examples/cpp" -B "$tmp/example" -DCMAKE_PREFIX_PATH="$1" >"$tmp/example.log" 2>&1 &&
+  cmake -S "$src/docs/examples/cpp" -B "$tmp/example" -DCMAKE_PREFIX_PATH="$1" "${example_flags[@]}" >"$tmp/example.log" 2>&1 &&
     cmake --build "$tmp/example" >>"$tmp/example.log" 2>&1 || { cat "$tmp/example.log" >&2; fail "the C++ example does not build against $1"; }
   LD_LIBRARY_PATH="$lib" "$tmp/example/quantize_model" "$src/testdata/squeezenet1.1_fp32.onnx" "$tmp/c.onnx" \
-    "$src/../shared/models/vision/inputs/squeezenet_fish_fp32" >"$tmp/example.out" || fail "the C++ example failed: $(cat "$tmp/example.out")"
+    "$src/../shared/models/vision/inputs/squeezenet_fish_fp32" >"$tmp/example.out" 2>&1 || fail "the C++ example failed: $(cat "$tmp/example.out")"
   grep -q "^wrote $tmp/c.onnx, report $tmp/c.onnx.report.json" "$tmp/example.out" || fail "the C++ example says: $(cat "$tmp/example.out")"
   [ -s "$tmp/c.onnx" ] || fail "the C++ example wrote no model"
   rm -rf "$tmp/example" "$tmp/c.onnx" "$tmp/c.onnx.report.json"
@@ -47,7 +54,8 @@ library_from() {  # PREFIX: docs/examples/cpp builds against it with find_packag
 python_from() {  # PREFIX: Debian's python3 imports the installed module and quantizes with numpy data
   local packages=$1/lib/python3/dist-packages
   [ -f "$packages/mopt/__init__.py" ] || fail "$1 has no Python module"
-  PYTHONPATH="$packages" LD_LIBRARY_PATH="$(libdir_of "$1")" /usr/bin/python3 - "$src" "$tmp/p.onnx" <<'PY' || fail "the installed Python module failed"
+  local env_args=("${python_env[@]}" PYTHONPATH="$packages" LD_LIBRARY_PATH="$(libdir_of "$1")")
+  env "${env_args[@]}" /usr/bin/python3 - "$src" "$tmp/p.onnx" <<'PY' || fail "the installed Python module failed"
 import os, sys
 import numpy as np
 import mopt
