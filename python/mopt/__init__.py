@@ -85,17 +85,22 @@ def _flag_values(options, folder):
     return pairs
 
 
-def _run(command, model, output, options):
+def _call(binding, positional, options):
+    """Runs a binding (_mopt.run or _mopt.compare) with the options as flags; the report as a dict."""
     options = dict(options)
     options.setdefault("quiet", not options.get("verbose", False))
-    if output is not None:
-        options["output"] = output
     with tempfile.TemporaryDirectory(prefix="mopt-") as folder:
-        result = _mopt.run(command, os.fspath(model), _flag_values(options, folder))
+        result = binding(*positional, _flag_values(options, folder))
     report = json.loads(result["report_json"]) if result["report_json"] else {}
     report["report_path"] = result["report_path"]
     report["failed_gates"] = list(result["failed_gates"])
     return report
+
+
+def _run(command, model, output, options):
+    if output is not None:
+        options = dict(options, output=output)
+    return _call(_mopt.run, (command, os.fspath(model)), options)
 
 
 def optimize(model, output=None, **options):
@@ -130,10 +135,4 @@ def convert(model, output=None, **options):
 
 def compare(original, candidate, **options):
     """``mopt compare``: both models on the same data (``data=...``); the comparison report."""
-    options = dict(options)
-    options.setdefault("quiet", not options.get("verbose", False))
-    with tempfile.TemporaryDirectory(prefix="mopt-") as folder:
-        result = _mopt.compare(os.fspath(original), os.fspath(candidate), _flag_values(options, folder))
-    report = json.loads(result["report_json"])
-    report["failed_gates"] = list(result["failed_gates"])
-    return report
+    return _call(_mopt.compare, (os.fspath(original), os.fspath(candidate)), options)
