@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Report test: every JSON document mopt writes validates against docs/schema/mopt.schema.json (Debian's
 # python3-jsonschema, draft 2020-12): the report of every optimizing command on the shared real models
-# (with real data, labels, gates passed and failed, accuracy off), compare, run, bench and inspect --json.
+# (with real data, labels, gates passed and failed, accuracy off), compare, run, bench, inspect --json and a batch report.
 # The header is golden: schema_version 3, the tool's version line, the command line as given, a fresh
 # start time, and the exit status the command returned. The Markdown summary (--markdown) carries the
 # report's numbers and gates, and is appended to $GITHUB_STEP_SUMMARY.
@@ -45,6 +45,8 @@ doc compare 3 - -- compare "$T/digits_cnn.onnx" "$tmp/p.onnx" --data "$T/digits_
 doc run 0 - -- run "$T/digits_mlp.onnx" --data "$T/digits_test_xflat.npy" --labels "$T/digits_test_y.npy" --json
 doc bench 0 - -- bench "$T/digits_cnn.onnx" --runs 3 --warmup 1 --profile --json
 doc inspect 0 - -- inspect "$M/ocr/ppocrv4_det.onnx" --json
+doc batch 0 "$tmp/batch/mopt-batch.report.json" -- batch quantize "$T/digits_mlp.onnx" "$M/tabular/iris_mlp.onnx" -O "$tmp/batch" \
+  --accuracy off -q
 
 /usr/bin/python3 - "$src/docs/schema/mopt.schema.json" "$tmp" "$("$mopt" --version)" <<'PY'
 import datetime, json, sys

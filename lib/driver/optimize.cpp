@@ -50,8 +50,9 @@ void require_change(const pass::PipelineResult& result, const OptimizeRequest& r
       reasons.push_back(p.unchanged_reason);
   }
   if (!ran) return;
-  fail("{} changed nothing{}; nothing was written (pass --allow-unchanged to write the model anyway)", request.command,
-       reasons.empty() ? "" : fmt::format(": {}", fmt::join(reasons, "; ")));
+  throw Error(fmt::format("{} changed nothing{}; nothing was written (pass --allow-unchanged to write the model anyway)",
+                          request.command, reasons.empty() ? "" : fmt::format(": {}", fmt::join(reasons, "; "))),
+              ErrorKind::Unchanged);
 }
 
 }  // namespace

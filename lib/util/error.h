@@ -11,6 +11,7 @@ namespace mopt {
 enum class ErrorKind {
   Failure,  // exit 1: bad model, I/O failure, a pass that could not run
   Usage,    // exit 2: bad command line, unknown pass or option, malformed pipeline
+  Unchanged,  // exit 1: the command's own pass changed nothing, so nothing was written
 };
 
 class Error : public std::runtime_error {

@@ -13,6 +13,7 @@
 #include <google/protobuf/stubs/common.h>
 #include <onnx/common/version.h>
 
+#include "batch.h"
 #include "cli.h"
 #include "docs.h"
 #include "exec/executor.h"
@@ -394,17 +395,36 @@ int run_app(const std::vector<std::string>& given_args, const std::string* comma
       "Examples:\n"
       "  source <(mopt completion bash)\n"
       "  mopt completion zsh > \"${fpath[1]}/_mopt\"");
+  BatchFlags batch_flags;
+  auto* batch = app.add_subcommand("batch", "Run an optimizing command over many models: workers, manifest, resume, shards, one report");
+  add_batch_flags(batch, batch_flags);
+  add_log_flags(batch, common);
+  batch->footer(
+      "Each model runs in its own worker process (the single command with -O), so one crash never stops the rest.\n"
+      "Outputs mirror the input folders below -O. The manifest (JSONL, one line per finished model) makes a killed\n"
+      "run resumable (--resume) and finished work reusable (status cached). With Slurm, Kubernetes Indexed Jobs or\n"
+      "AWS Batch array jobs each task takes its shard from the environment; `mopt batch merge` joins the shards.\n"
+      "Exit codes: 0 all done, 3 only gates failed, 1 a model failed (or is missing), 2 usage error,\n"
+      "4 the batch could not finish (interrupted, a worker could not start, I/O): retry with --resume.\n"
+      "Examples:\n"
+      "  mopt batch quantize models/ -O out/ --data calib/ -j 2\n"
+      "  mopt batch convert 'zoo/**/model.onnx' -O fp16/ --to fp16 --min-cosine 0.999 --markdown summary.md\n"
+      "  mopt batch jobs.yaml -O out/ --resume --timeout 600\n"
+      "  sbatch --array=0-3 --wrap 'mopt batch quantize models/ -O out/'   # then: mopt batch merge out/");
+
   auto* manpage = app.add_subcommand("manpage", "Print the man page (roff)");
   manpage->group("");  // hidden: the build writes mopt.1 with it
 
   std::vector<std::string> args = given_args;
-  if (command) {
-    try {
-      args = command_line(app, *command, *positional, *flags);
-    } catch (const Error& e) {
-      record_error(outcome, e.what());
-      return kExitUsage;
-    }
+  try {
+    if (command) args = command_line(app, *command, *positional, *flags);
+    // A batch's line also holds its command's flags: they are split off and checked against that command.
+    outcome.command_line = args;
+    if (args.size() > 1 && args[1] == "batch") args = split_batch_args(app, *batch, args, batch_flags);
+  } catch (const Error& e) {
+    record_error(outcome, e.what());
+    outcome.error_kind = "usage";
+    return kExitUsage;
   }
   std::vector<std::string> names;
   for (const auto* sub : app.get_subcommands({})) names.push_back(sub->get_name());
@@ -412,7 +432,6 @@ int run_app(const std::vector<std::string>& given_args, const std::string* comma
     record_error(outcome, fmt::format("unknown command '{}' (commands: {}; see mopt --help)", args[1], fmt::join(names, ", ")));
     return kExitUsage;
   }
-  outcome.command_line = args;
   std::vector<const char*> argv;
   for (const std::string& a : args) argv.push_back(a.c_str());
   try {
@@ -469,6 +488,16 @@ int run_app(const std::vector<std::string>& given_args, const std::string* comma
                                                   outcome.command_line);
     if (inspect->parsed()) return run_inspect_command(inspect_input, inspect_json, outcome.command_line);
     if (passes->parsed()) return run_passes_command(passes_json, passes_markdown);
+    if (batch->parsed()) {
+      const batch::ResolveFlags resolve = [&](const std::string& name, const batch::FlagValues& values) {
+        const auto& allowed = batch_commands();
+        if (std::find(allowed.begin(), allowed.end(), name) == allowed.end())
+          usage_error("mopt batch runs one of {}, not '{}'", fmt::join(allowed, ", "), name);
+        const std::vector<std::string> line = command_line(app, name, {}, values);
+        return std::vector<std::string>(line.begin() + 2, line.end());
+      };
+      return run_batch_command(batch_flags, resolve, outcome);
+    }
     if (completion->parsed()) {
       fmt::print("{}", completion_shell == "bash" ? bash_completion(app) : zsh_completion(app));
       return kExitOk;
@@ -479,16 +508,20 @@ int run_app(const std::vector<std::string>& given_args, const std::string* comma
     }
   } catch (const Error& e) {
     record_error(outcome, e.what());
+    outcome.error_kind = e.kind() == ErrorKind::Usage ? "usage" : e.kind() == ErrorKind::Unchanged ? "unchanged" : "failure";
     return e.kind() == ErrorKind::Usage ? kExitUsage : kExitError;
   } catch (const std::bad_alloc&) {
     record_error(outcome, "out of memory: the model or its data needs more memory than this machine can give");
+    outcome.error_kind = "out-of-memory";
     return kExitError;
   } catch (const std::length_error&) {
     record_error(outcome, "a size in the model or its data is too large to allocate");
+    outcome.error_kind = "out-of-memory";
     return kExitError;
   } catch (const std::exception& e) {
     // Library texts ("stoll", "[json.exception...]") are not for users; say where to look instead.
     record_error(outcome, fmt::format("internal error ({}); please report it with the model", e.what()));
+    outcome.error_kind = "internal";
     return kExitError;
   }
   return kExitUsage;
@@ -503,6 +536,19 @@ std::string version_text() {
   return fmt::format("mopt {} (commit {}; built with ONNX {}, protobuf {}.{}.{})", MOPT_VERSION, MOPT_COMMIT,
                      onnx::LAST_RELEASE_VERSION, GOOGLE_PROTOBUF_VERSION / 1000000, GOOGLE_PROTOBUF_VERSION / 1000 % 1000,
                      GOOGLE_PROTOBUF_VERSION % 1000);
+}
+
+void write_outcome_file(const Outcome& outcome, int exit_code, const std::string& path) {
+  const nlohmann::json j = {{"exit_code", exit_code},
+                            {"error", outcome.error},
+                            {"error_kind", outcome.error_kind.empty() && exit_code == kExitUsage ? "usage" : outcome.error_kind},
+                            {"output", outcome.output},
+                            {"report", outcome.report},
+                            {"failed_gates", outcome.failed_gates}};
+  std::FILE* file = std::fopen(path.c_str(), "w");
+  if (!file) return;  // the batch then reads the worker's log instead
+  fmt::print(file, "{}\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  std::fclose(file);
 }
 
 int run_tool(const std::vector<std::string>& args, Outcome& outcome) {

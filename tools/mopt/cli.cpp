@@ -169,6 +169,7 @@ int report_gates(const std::vector<eval::GateResult>& gates, Outcome& outcome) {
 void add_model_output_flags(CLI::App* cmd, OptimizeFlags& f, const std::string& suffix) {
   cmd->add_option("model", f.input, "Input .onnx model")->required();
   cmd->add_option("-o,--output", f.output, fmt::format("Output model (default: <model>{} beside the input)", suffix));
+  cmd->add_option("-O,--output-dir", f.output_dir, "Write the output (named as by default) into this folder, created if needed");
   cmd->add_option("--report", f.report, "Report path (default: <output>.report.json)");
   cmd->add_option("--markdown", f.markdown,
                   "Also write the report as Markdown (sizes, accuracy, gates, worst layers) for CI summaries; appended "
@@ -225,12 +226,14 @@ int print_or_run(bool print_only, Job job, const OptimizeFlags& f, const DataFla
 int run_pipeline_command(Job job, const OptimizeFlags& f, const DataFlags& data_flags, const GateFlags& gate_flags,
                          Outcome& outcome) {
   if (f.in_place && !f.output.empty()) usage_error("give -o/--output or --in-place, not both");
+  if (!f.output_dir.empty() && (f.in_place || !f.output.empty())) usage_error("give -O/--output-dir, -o/--output or --in-place, not two of them");
   driver::OptimizeRequest request;
   request.command = job.command;
   request.command_line = outcome.command_line;
   request.default_suffix = job.suffix;
   request.input = f.input;
-  request.output = f.output;
+  request.output = f.output_dir.empty() ? fs::path(f.output)
+                                         : fs::path(f.output_dir) / driver::default_output(fs::path(f.input).filename(), job.suffix);
   request.report = f.report;
   request.markdown = f.markdown;
   request.in_place = f.in_place;
@@ -256,6 +259,15 @@ int run_pipeline_command(Job job, const OptimizeFlags& f, const DataFlags& data_
   if (request.accuracy.source == "off" && f.verify_numerics) usage_error("--verify-numerics runs the model on the accuracy data; drop --accuracy off");
   request.compressed_size = !f.no_compressed_size;
   request.per_layer = !f.no_per_layer;
+  if (outcome.dry_run) {
+    outcome.output = f.in_place ? f.input : request.output.empty() ? driver::default_output(f.input, job.suffix).string() : request.output.string();
+    return kExitOk;
+  }
+  if (!f.output_dir.empty()) {
+    std::error_code ec;
+    fs::create_directories(f.output_dir, ec);
+    if (ec) fail("cannot create output folder '{}': {}", f.output_dir, ec.message());
+  }
   driver::OptimizeResult result = driver::run_optimize(request);
   outcome.output = result.output.string();
   outcome.report = result.report.string();

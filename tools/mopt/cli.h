@@ -27,7 +27,19 @@ struct Outcome {
   std::string output, report;  // the files written (report: empty when none was)
   std::string document;        // compare's JSON report (a model-rewriting command's report is its file)
   std::vector<std::string> failed_gates;  // "accuracy-drop: 59.17 pp > 1.00 pp"
+  // The kind of a failed run: "usage", "failure", "unchanged" (the command's pass changed nothing),
+  // "out-of-memory" or "internal"; empty on success and gate failures.
+  std::string error_kind;
+  // Check the flags and work out the output path (in `output`), but load and write nothing: how
+  // `mopt batch` checks every model's command line before any work.
+  bool dry_run = false;
+  // The mopt executable, for commands that start workers (batch); empty where mopt runs as a library.
+  std::string tool_path;
 };
+
+// Writes what `outcome` holds, with the exit code, as JSON to `path` (the file a batch worker leaves for
+// the batch: MOPT_OUTCOME_FILE).
+void write_outcome_file(const Outcome& outcome, int exit_code, const std::string& path);
 
 // The one-line error message: control characters escaped (a model's names cannot forge lines or drive the
 // terminal) and at most 1000 characters.
@@ -95,7 +107,7 @@ std::vector<std::string> accuracy_decisions(const GateFlags& f);
 int report_gates(const std::vector<eval::GateResult>& gates, Outcome& outcome);
 
 struct OptimizeFlags {
-  std::string input, output, report, markdown, passes, pipeline_file;
+  std::string input, output, output_dir, report, markdown, passes, pipeline_file;
   std::string external_data;  // "" = keep the input's layout
   bool in_place = false, print_pipeline = false, verify_each = false, explain = false, no_compressed_size = false,
        verify_numerics = false, allow_unchanged = false, no_per_layer = false;
