@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 export MOPT_REQUIRE_ORT=1  # the ONNX Runtime interop test must run, not skip
+export MOPT_REQUIRE_SLURM=1  # so must the Slurm cluster test
 scripts/build.sh build
 (cd build && ctest --output-on-failure -j2)
 if [ "${MOPT_NO_ASAN:-0}" != 1 ]; then

@@ -9,7 +9,8 @@
 # - a worker that crashes (SIGSEGV) or passes --timeout is one failed line, the batch goes on
 # - job files (YAML with defaults and per-entry commands, JSONL), and their errors (entry and line named)
 # - shards (flags, Slurm, Kubernetes and AWS Batch variables) cover the worklist exactly once, and
-#   mopt batch merge of them equals a one-machine run; a missing shard is named
+#   mopt batch merge of them equals a one-machine run; a missing shard is named; the Kubernetes example
+#   Job's command, run for each index, converts every model once
 # - bad input: unknown option, -o, unwritable output folder, corrupted manifest line
 # Usage: tests/batch_test.sh MOPT_BINARY
 set -euo pipefail
@@ -228,6 +229,31 @@ grep -q "shard 0 of 2, from aws-batch" err.txt || fail "AWS Batch variables: $(c
 expect 1 batch merge aws
 grep -q "shard 1 of 2: no manifest" out.txt err.txt || fail "a missing shard is not named: $(cat out.txt err.txt)"
 ok "shards from Slurm, Kubernetes and AWS Batch variables; merge equals the one-machine run, byte for byte; a missing shard named"
+
+# --- the Kubernetes Indexed Job example: its container's command, run once per index with JOB_COMPLETION_INDEX
+# set as Kubernetes sets it (/data mapped here), converts every model exactly once; the merge is complete.
+mkdir -p k8s/models && cp zoo/*.onnx k8s/models/
+/usr/bin/python3 - "$src/docs/examples/kubernetes/indexed-job.yaml" "$mopt" "$tmp/k8s" <<'PY' || fail "the Kubernetes example (above)"
+import collections, glob, json, os, subprocess, sys, yaml
+example, mopt, data = sys.argv[1:]
+spec = yaml.safe_load(open(example))["spec"]
+assert spec["completionMode"] == "Indexed", "not an Indexed Job"
+command = spec["template"]["spec"]["containers"][0]["command"]
+assert command[:2] == ["mopt", "batch"], command
+assert command[command.index("--shard-count") + 1] == str(spec["completions"]), "--shard-count differs from completions"
+command = [mopt] + [a.replace("/data", data) for a in command[1:]]
+for index in range(spec["completions"]):
+    env = dict(os.environ, JOB_COMPLETION_INDEX=str(index))
+    subprocess.run(command, env=env, check=True, capture_output=True)
+lines = [json.loads(l) for p in glob.glob(data + "/out/mopt-batch.shard-*.jsonl") for l in open(p)]
+done = collections.Counter(l["output"] for l in lines if l["type"] == "model")
+assert len(done) == 6 and max(done.values()) == 1, done
+merged = subprocess.run([mopt, "batch", "merge", data + "/out"], capture_output=True, text=True)
+assert merged.returncode == 0, merged.stderr
+counts = json.load(open(data + "/out/mopt-batch.report.json"))["batch"]["counts"]
+assert counts["ok"] == 5 and counts["unchanged"] == 1, counts  # squeezenet: only Convs, which dynamic mode leaves
+PY
+ok "the Kubernetes Indexed Job example: every index its shard, 6 models once each, merge complete"
 
 # --- bad input
 expect 2 batch quantize zoo -O x --bogus

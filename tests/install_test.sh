@@ -114,8 +114,11 @@ setup = open(src + "/scripts/setup.sh").read()
 needed = set(re.findall(r"\b([a-z0-9.+-]+-dev)\b", setup[:setup.index(")")])) - {"libclang-rt-14-dev", "doctest-dev"}  # fuzzing, tests
 workflow_text = open(src + "/docs/examples/github-actions/quantize.yml").read()
 workflow = yaml.safe_load(workflow_text)
+batch_text = open(src + "/docs/examples/github-actions/batch.yml").read()
+batch_workflow = yaml.safe_load(batch_text)
 errors = []
-for name, text in (("Dockerfile", open(src + "/docs/examples/Dockerfile").read()), ("quantize.yml", workflow_text)):
+for name, text in (("Dockerfile", open(src + "/docs/examples/Dockerfile").read()), ("quantize.yml", workflow_text),
+                   ("batch.yml", batch_text)):
     missing = sorted(p for p in needed if not re.search(r"(^|\s)%s(\s|$)" % re.escape(p), text, re.M))
     if missing:
         errors.append("%s does not install %s" % (name, ", ".join(missing)))
@@ -124,10 +127,14 @@ for name, text in (("Dockerfile", open(src + "/docs/examples/Dockerfile").read()
         command = line.split()[0]
         flags = re.findall(r"(--[a-z0-9-]+)", line)
         help_text = subprocess.run([mopt, command, "--help"], capture_output=True, text=True).stdout
+        if command == "batch":  # the batch's flags and its command's
+            help_text += subprocess.run([mopt, line.split()[1], "--help"], capture_output=True, text=True).stdout
         errors += ["%s: mopt %s has no %s" % (name, command, f) for f in flags if f not in help_text]
 steps = workflow["jobs"]["quantize"]["steps"]
 if not any("mopt quantize" in s.get("run", "") for s in steps):
     errors.append("quantize.yml runs no mopt quantize")
+if not any("mopt batch" in s.get("run", "") for s in batch_workflow["jobs"]["quantize-all"]["steps"]):
+    errors.append("batch.yml runs no mopt batch")
 for e in errors:
     print(e, file=sys.stderr)
 sys.exit(1 if errors else 0)

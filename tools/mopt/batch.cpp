@@ -6,6 +6,7 @@
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -479,7 +480,10 @@ int run_batch_command(BatchFlags& f, const batch::ResolveFlags& resolve, Outcome
     }
 
     // The workers: the single command with -O, its outcome in a file beside the output.
-    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    // The CPUs this process may use (a Slurm or container allocation), not the machine's.
+    cpu_set_t allowed;
+    const int cores = ::sched_getaffinity(0, sizeof(allowed), &allowed) == 0 ? std::max(1, CPU_COUNT(&allowed))
+                                                                             : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     std::vector<batch::Task> tasks;
     for (size_t i : to_run) {
       const Planned& p = planned[i];
