@@ -275,4 +275,11 @@ grep -q "mopt-batch.jsonl line .*not valid JSON (ignored)" err.txt || fail "a co
 [ "$(grep -c cached err.txt)" = 6 ] || fail "a corrupted line lost the other lines: $(cat err.txt)"
 expect 0 quantize zoo/digits_mlp.onnx -O single_dir -q
 [ -f single_dir/digits_mlp.int8.onnx ] || fail "-O on a single command"
+expect 0 quantize zoo/digits_mlp.onnx --accuracy off zoo/iris_mlp.onnx -O multi   # several models: a batch
+[ -f multi/digits_mlp.int8.onnx ] && [ -f multi/iris_mlp.int8.onnx ] && [ -f multi/mopt-batch.report.json ] ||
+  fail "a single command with several models and -O: $(ls multi)"
+expect 2 quantize zoo/digits_mlp.onnx zoo/iris_mlp.onnx
+grep -q "give the folder for the outputs: -O" err.txt || fail "several models without -O: $(cat err.txt)"
+expect 0 batch quantize zoo -O mem -j 2 --max-memory 1 --accuracy off   # one at a time: the budget is 1 byte
+expect 2 batch quantize zoo -O mem --max-memory lots
 ok "bad input: one line each, nothing written; a corrupted manifest line reported and the rest kept"

@@ -122,7 +122,7 @@ Plan plan_from_json(const json& line) {
 }
 
 ManifestWriter::ManifestWriter(const std::filesystem::path& path) : path_(path) {
-  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);  // read: the last byte
   if (fd_ < 0) fail("cannot write manifest '{}': {}", path.string(), std::strerror(errno));
   // A line torn by a crash of an earlier run must not glue itself to the next one.
   const off_t size = ::lseek(fd_, 0, SEEK_END);

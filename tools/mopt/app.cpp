@@ -420,6 +420,8 @@ int run_app(const std::vector<std::string>& given_args, const std::string* comma
     if (command) args = command_line(app, *command, *positional, *flags);
     // A batch's line also holds its command's flags: they are split off and checked against that command.
     outcome.command_line = args;
+    // Several models for one optimizing command (mopt quantize a.onnx b.onnx -O out/) run as a batch.
+    if (!command && names_several_models(app, args)) args.insert(args.begin() + 1, "batch");
     if (args.size() > 1 && args[1] == "batch") args = split_batch_args(app, *batch, args, batch_flags);
   } catch (const Error& e) {
     record_error(outcome, e.what());

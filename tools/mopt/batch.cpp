@@ -350,6 +350,27 @@ std::vector<std::string> split_batch_args(CLI::App& app, CLI::App& batch_cmd, co
   return own;
 }
 
+bool names_several_models(CLI::App& app, const std::vector<std::string>& args) {
+  if (args.size() < 4 || std::find(kBatchCommands.begin(), kBatchCommands.end(), args[1]) == kBatchCommands.end()) return false;
+  CLI::App* command = nullptr;
+  for (CLI::App* sub : app.get_subcommands({})) {
+    if (sub->get_name() == args[1]) command = sub;
+  }
+  int models = 0;
+  for (size_t i = 2; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--") return models + static_cast<int>(args.size() - i - 1) > 1;
+    if (a.size() < 2 || a[0] != '-') {
+      ++models;
+      continue;
+    }
+    const std::string name = a[1] == '-' ? a.substr(0, a.find('=')) : a.substr(0, 2);
+    const CLI::Option* option = command ? command->get_option_no_throw(name) : nullptr;
+    if (option && option->get_expected_min() > 0 && name.size() == a.size()) ++i;  // its value
+  }
+  return models > 1;
+}
+
 int run_batch_command(BatchFlags& f, const batch::ResolveFlags& resolve, Outcome& outcome) {
   const auto started = std::chrono::system_clock::now();
   const std::vector<std::string>& command_line = outcome.command_line;
@@ -433,7 +454,7 @@ int run_batch_command(BatchFlags& f, const batch::ResolveFlags& resolve, Outcome
     batch::Plan plan{shard.index, shard.count, planned.size(), worklist_sha256, {}, now_utc()};
     for (size_t i : mine) plan.outputs.push_back(planned[i].output);
     manifest.append(batch::to_json(plan));
-    log::info("mopt batch: {} models{} -> {} ({} workers)", mine.size(),
+    log::info("mopt batch: {} models{} -> {} ({} at a time)", mine.size(),
               shard.count > 1 ? fmt::format(" of {} (shard {} of {}, from {})", planned.size(), shard.index, shard.count, shard.source) : "",
               f.output_dir, f.jobs);
 
@@ -442,9 +463,19 @@ int run_batch_command(BatchFlags& f, const batch::ResolveFlags& resolve, Outcome
     std::vector<size_t> to_run;
     std::map<size_t, std::pair<std::string, std::string>> identity;  // index -> (input sha256, key)
     size_t count_done = 0;
+    // A line per finished model; on a terminal also a status line below it, redrawn: done/total, failures, ETA.
+    size_t failures = 0;
+    const bool terminal = log::stderr_is_terminal();
     auto progress = [&](const Record& r) {
       ++count_done;
-      if (log::level() >= log::Level::Normal) fmt::print(stderr, "[{}/{}] {}\n", count_done, mine.size(), describe(r));
+      failures += r.status == Status::Error || r.status == Status::Timeout || r.status == Status::GateFailed;
+      if (log::level() < log::Level::Normal) return;
+      fmt::print(stderr, "{}[{}/{}] {}\n", terminal ? "\r\033[K" : "", count_done, mine.size(), describe(r));
+      if (terminal && count_done < mine.size()) {
+        const double elapsed = std::chrono::duration<double>(std::chrono::system_clock::now() - started).count();
+        const double eta = elapsed / static_cast<double>(count_done) * static_cast<double>(mine.size() - count_done);
+        fmt::print(stderr, "[{}/{}] {} failed, about {:.0f} s left", count_done, mine.size(), failures, eta);
+      }
     };
     for (size_t i : mine) {
       const Planned& p = planned[i];

@@ -33,6 +33,9 @@ const std::vector<std::string>& batch_commands();
 // declarations) and keeps the command's in f.command_flags, each checked against `app`'s command.
 std::vector<std::string> split_batch_args(CLI::App& app, CLI::App& batch, const std::vector<std::string>& args, BatchFlags& f);
 
+// True when `args` (mopt COMMAND ...) gives an optimizing command more than one model: the batch runs it.
+bool names_several_models(CLI::App& app, const std::vector<std::string>& args);
+
 int run_batch_command(BatchFlags& f, const batch::ResolveFlags& resolve, Outcome& outcome);
 
 }  // namespace mopt::cli

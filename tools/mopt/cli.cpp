@@ -167,7 +167,7 @@ int report_gates(const std::vector<eval::GateResult>& gates, Outcome& outcome) {
 }
 
 void add_model_output_flags(CLI::App* cmd, OptimizeFlags& f, const std::string& suffix) {
-  cmd->add_option("model", f.input, "Input .onnx model")->required();
+  cmd->add_option("model", f.input, "Input .onnx model (several, with -O DIR: run as mopt batch)")->required();
   cmd->add_option("-o,--output", f.output, fmt::format("Output model (default: <model>{} beside the input)", suffix));
   cmd->add_option("-O,--output-dir", f.output_dir, "Write the output (named as by default) into this folder, created if needed");
   cmd->add_option("--report", f.report, "Report path (default: <output>.report.json)");
