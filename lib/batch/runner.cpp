@@ -108,6 +108,17 @@ bool run_tasks(const std::vector<Task>& tasks, const RunLimits& limits, const st
     }
   } restore{old_int, old_term};
 
+  // SIGCHLD is blocked here and waited for (sigtimedwait), so a finished worker is seen at once rather than
+  // at the next poll; the workers unblock it before exec.
+  sigset_t child_signal, previous_mask;
+  sigemptyset(&child_signal);
+  sigaddset(&child_signal, SIGCHLD);
+  ::sigprocmask(SIG_BLOCK, &child_signal, &previous_mask);
+  struct RestoreMask {
+    sigset_t mask;
+    ~RestoreMask() { ::sigprocmask(SIG_SETMASK, &mask, nullptr); }
+  } restore_mask{previous_mask};
+
   std::vector<size_t> pending;
   for (size_t i = 0; i < tasks.size(); ++i) pending.push_back(i);
   std::map<pid_t, Running> running;
@@ -174,8 +185,9 @@ bool run_tasks(const std::vector<Task>& tasks, const RunLimits& limits, const st
         ::kill(-p, SIGKILL);
       }
     }
-    const timespec pause{0, 20 * 1000 * 1000};
-    ::nanosleep(&pause, nullptr);
+    // Until a worker ends, a signal arrives or 50 ms pass (time limits and escalation are checked then).
+    const timespec pause{0, 50 * 1000 * 1000};
+    ::sigtimedwait(&child_signal, nullptr, &pause);
   }
   return g_interrupts == 0 && !g_terminate;
 }

@@ -10,6 +10,7 @@
 
 #include "data/npy.h"
 #include "eval/layers.h"
+#include "report/html.h"
 #include "report/markdown.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -20,11 +21,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
-
-bool same_file(const fs::path& a, const fs::path& b) {
-  std::error_code ec;
-  return fs::exists(a, ec) && fs::exists(b, ec) && fs::equivalent(a, b, ec);
-}
 
 constexpr uint64_t kDefaultExternalThreshold = 1024;
 
@@ -154,13 +150,14 @@ OptimizeResult run_optimize(const OptimizeRequest& request) {
     usage_error("the report path '{}' is the output model's path", result.report.string());
   // Folders that cannot take the outputs are found before any work, not after it.
   for (const fs::path& target : {result.output, result.report}) check_writable(target);
-  if (!request.markdown.empty()) {
+  for (const auto& [flag, path] : {std::pair{"--markdown", request.markdown}, std::pair{"--html", request.html}}) {
+    if (path.empty()) continue;
     for (const fs::path& other : {request.input, result.output, result.report}) {
-      if (request.markdown == other || same_file(request.markdown, other))
-        usage_error("--markdown '{}' is also the input, output or report", request.markdown.string());
+      if (path == other || same_file(path, other)) usage_error("{} '{}' is also the input, output or report", flag, path.string());
     }
-    check_writable(request.markdown);
+    check_writable(path);
   }
+  if (!request.html.empty() && request.html == request.markdown) usage_error("--html and --markdown name the same file");
 
   const AccuracyRequest& acc = request.accuracy;
   refuse_decisions_on_unasked_random(acc);
@@ -300,6 +297,7 @@ OptimizeResult run_optimize(const OptimizeRequest& request) {
   if (!result.input_kept) staged.commit();
   report_writer.commit();
   if (!request.markdown.empty()) report::write_markdown(report::markdown_summary(report_json), request.markdown.string());
+  if (!request.html.empty()) report::write_html(report_json, request.html.string());
   return result;
 }
 

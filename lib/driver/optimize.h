@@ -53,6 +53,7 @@ struct OptimizeRequest {
   std::string default_suffix = ".opt.onnx";
   fs::path report;       // empty: <output>.report.json
   fs::path markdown;     // empty: none; else the report as Markdown (report/markdown.h)
+  fs::path html;         // empty: none; else the report as one HTML page (report/html.h)
   bool in_place = false;
   pass::Pipeline pipeline;
   pass::ManagerOptions manager;

@@ -218,4 +218,9 @@ uint64_t file_size_or_throw(const fs::path& path) {
   return size;
 }
 
+bool same_file(const fs::path& a, const fs::path& b) {
+  std::error_code ec;
+  return fs::exists(a, ec) && fs::exists(b, ec) && fs::equivalent(a, b, ec);
+}
+
 }  // namespace mopt

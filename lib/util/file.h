@@ -81,6 +81,9 @@ class AtomicFileWriter {
 // True for "-" and for existing targets that are not regular files (devices, pipes): written in place.
 bool is_direct_target(const fs::path& target);
 
+// True when both paths exist and name the same file (links followed).
+bool same_file(const fs::path& a, const fs::path& b);
+
 // Size of a file in bytes; throws mopt::Error if it cannot be read.
 uint64_t file_size_or_throw(const fs::path& path);
 

@@ -327,7 +327,7 @@ int run_app(const std::vector<std::string>& given_args, const std::string* comma
       "  mopt inspect model.onnx\n"
       "  mopt inspect model.onnx --json | jq .op_histogram");
 
-  std::string compare_original, compare_candidate, compare_report;
+  std::string compare_original, compare_candidate, compare_report, compare_html;
   bool compare_json = false, compare_per_layer = false;
   DataFlags compare_data;
   GateFlags compare_gates;
@@ -338,6 +338,7 @@ int run_app(const std::vector<std::string>& given_args, const std::string* comma
   add_gate_flags(compare, compare_gates);
   compare->add_option("--report", compare_report, "Also write the JSON report to this file");
   compare->add_flag("--json", compare_json, "Print the JSON report");
+  compare->add_option("--html", compare_html, "Also write the report as one self-contained HTML page");
   compare->add_flag("--per-layer", compare_per_layer,
                     "Also compare every intermediate value of the original with its counterpart (through QDQ pairs and "
                     "fused nodes), worst first, by original node name");
@@ -483,7 +484,7 @@ int run_app(const std::vector<std::string>& given_args, const std::string* comma
                           {"quantize", quantize_suffix(q), quantize_pipeline(q, quantize_cmd.gates), {"quantize"}, q.pass.value("data")},
                           quantize_cmd.output, quantize_cmd.data, quantize_cmd.gates, outcome);
     }
-    if (compare->parsed()) return run_compare_command(compare_original, compare_candidate, compare_data, compare_gates, compare_report, compare_json,
+    if (compare->parsed()) return run_compare_command(compare_original, compare_candidate, compare_data, compare_gates, compare_report, compare_html, compare_json,
                                                      compare_per_layer, outcome);
     if (run->parsed()) return run_run_command(run_model, run_data, run_save, run_json, outcome.command_line);
     if (bench->parsed()) return run_bench_command(bench_model, bench_data, bench_warmup, bench_runs, bench_json, bench_profile,

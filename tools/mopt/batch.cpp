@@ -38,7 +38,7 @@ using nlohmann::json;
 
 const std::vector<std::string> kBatchCommands = {"optimize", "quantize", "fuse", "prune", "clip", "convert"};
 // Flags of the single command that name its one output: the batch names the outputs.
-const std::vector<std::string> kRefusedFlags = {"-o", "--output", "--in-place", "--print-pipeline"};
+const std::vector<std::string> kRefusedFlags = {"-o", "--output", "--in-place", "--print-pipeline", "--html"};
 
 std::string now_utc() {
   const auto now = std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now());

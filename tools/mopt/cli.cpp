@@ -174,6 +174,9 @@ void add_model_output_flags(CLI::App* cmd, OptimizeFlags& f, const std::string& 
   cmd->add_option("--markdown", f.markdown,
                   "Also write the report as Markdown (sizes, accuracy, gates, worst layers) for CI summaries; appended "
                   "when FILE is $GITHUB_STEP_SUMMARY");
+  cmd->add_option("--html", f.html,
+                  "Also write the report as one self-contained HTML page (sizes by type, largest tensors, operators, passes, "
+                  "accuracy with its data, gates, per-layer error)");
   cmd->add_flag("--in-place", f.in_place, "Overwrite the input model (atomically)");
   cmd->add_option("--external-data", f.external_data,
                   "Store tensors of at least this many bytes (like 1K or 1M) in <output>.data (models over 2 GB need "
@@ -236,6 +239,7 @@ int run_pipeline_command(Job job, const OptimizeFlags& f, const DataFlags& data_
                                          : fs::path(f.output_dir) / driver::default_output(fs::path(f.input).filename(), job.suffix);
   request.report = f.report;
   request.markdown = f.markdown;
+  request.html = f.html;
   request.in_place = f.in_place;
   request.pipeline = std::move(job.pipeline);
   request.required_change = job.required_change;

@@ -107,7 +107,7 @@ std::vector<std::string> accuracy_decisions(const GateFlags& f);
 int report_gates(const std::vector<eval::GateResult>& gates, Outcome& outcome);
 
 struct OptimizeFlags {
-  std::string input, output, output_dir, report, markdown, passes, pipeline_file;
+  std::string input, output, output_dir, report, markdown, html, passes, pipeline_file;
   std::string external_data;  // "" = keep the input's layout
   bool in_place = false, print_pipeline = false, verify_each = false, explain = false, no_compressed_size = false,
        verify_numerics = false, allow_unchanged = false, no_per_layer = false;
@@ -152,7 +152,7 @@ CLI::App* add_pipeline_command(CLI::App& app, const std::string& name, const std
 
 // The commands that only read models (commands.cpp).
 int run_compare_command(const std::string& original_path, const std::string& candidate_path, const DataFlags& f,
-                        const GateFlags& gate_flags, const std::string& report_path, bool json, bool per_layer,
+                        const GateFlags& gate_flags, const std::string& report_path, const std::string& html_path, bool json, bool per_layer,
                         Outcome& outcome);
 int run_run_command(const std::string& model_path, const DataFlags& f, const std::string& save_dir, bool json,
                     const std::vector<std::string>& command_line);

@@ -14,8 +14,10 @@
 #include "io/model_io.h"
 #include "ir/verify.h"
 #include "pass/preset.h"
+#include "report/html.h"
 #include "report/stats.h"
 #include "util/error.h"
+#include "util/file.h"
 #include "util/log.h"
 
 namespace mopt::cli {
@@ -23,9 +25,17 @@ namespace mopt::cli {
 namespace fs = std::filesystem;
 
 int run_compare_command(const std::string& original_path, const std::string& candidate_path, const DataFlags& f,
-                        const GateFlags& gate_flags, const std::string& report_path, bool json, bool per_layer,
+                        const GateFlags& gate_flags, const std::string& report_path, const std::string& html_path, bool json, bool per_layer,
                         Outcome& outcome) {
   report::Invocation invocation{outcome.command_line};
+  // The documents never replace a model (or each other).
+  for (const std::string& document : {report_path, html_path}) {
+    if (document.empty()) continue;
+    for (const std::string& model : {original_path, candidate_path}) {
+      if (document == model || same_file(document, model)) usage_error("'{}' is a model being compared, not a place for the report", document);
+    }
+  }
+  if (!report_path.empty() && report_path == html_path) usage_error("--report and --html name the same file");
   auto original = io::load_model(original_path);
   io::LoadInfo info;
   auto candidate = io::load_model(candidate_path, &info);
@@ -63,6 +73,7 @@ int run_compare_command(const std::string& original_path, const std::string& can
   j["gates"] = eval::to_json(gates);
   if (layers) j["accuracy"]["layers"] = eval::to_json(*layers);
   if (!report_path.empty()) report::write_json(j, report_path);
+  if (!html_path.empty()) report::write_html(j, html_path);
   outcome.report = report_path;
   outcome.document = report::dump_json(j);
   if (json) fmt::print("{}\n", report::dump_json(j));
