@@ -9,7 +9,7 @@ packages=(
   clang libclang-rt-14-dev
   python3-torch
   pybind11-dev python3-dev python3-numpy python3-yaml python3-jsonschema
-  slurm-wlm munge
+  slurm-wlm munge chromium
 
 )
 # ONNX Runtime for Node.js (the interop tests) needs node and npm; install Debian's only when absent.

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 export MOPT_REQUIRE_ORT=1  # the ONNX Runtime interop test must run, not skip
 export MOPT_REQUIRE_SLURM=1  # so must the Slurm cluster test
+export MOPT_REQUIRE_CHROMIUM=1  # and the HTML report test in headless Chromium
 scripts/build.sh build
 (cd build && ctest --output-on-failure -j2)
 if [ "${MOPT_NO_ASAN:-0}" != 1 ]; then

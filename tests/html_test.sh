@@ -68,7 +68,7 @@ class Numbers(html.parser.HTMLParser):
     def handle_endtag(self, tag):
         if tag in ("span", "text"): self.open = None
 p = Numbers(); p.feed(open(dom_path).read())
-units = {"B": 1, "KiB": 1024, "MiB": 1024 ** 2, "GiB": 1024 ** 3, "s": 1}
+units = {"B": 1, "KiB": 1024, "MiB": 1024 ** 2, "GiB": 1024 ** 3, "s": 1, "ms": 1e-3}
 errors = []
 for pointer, value, shown in p.items:
     expected = at(pointer)
@@ -78,7 +78,7 @@ for pointer, value, shown in p.items:
     if not m:
         errors.append("%s: shown as %r" % (pointer, shown)); continue
     number = float(m.group(1)) * units.get(m.group(2), 1)
-    if abs(number - expected) > max(5e-3 * abs(expected), 1e-6 * max(1.0, abs(expected)), 0.051 * units.get(m.group(2), 1) if m.group(2) not in ("", "s") else 0):
+    if abs(number - expected) > max(5e-3 * abs(expected), 1e-6 * max(1.0, abs(expected)), 0.051 * units.get(m.group(2), 1) if m.group(2) in ("B", "KiB", "MiB", "GiB") else 0):
         errors.append("%s: shown %r for %s" % (pointer, shown, expected))
 need = {"/accuracy/samples", "/invocation/exit_status"}
 if page != "compare":

@@ -44,7 +44,7 @@ std::string number(const json& report, const std::string& pointer, const char* k
   const double d = v.get<double>();
   std::string shown;
   if (std::string(kind) == "bytes") shown = bytes_text(d);
-  else if (std::string(kind) == "seconds") shown = fmt::format("{:.3f} s", d);
+  else if (std::string(kind) == "seconds") shown = d >= 1 ? fmt::format("{:.4g} s", d) : fmt::format("{:.4g} ms", d * 1000);
   else if (std::string(kind) == "metric") shown = fmt::format("{:.6g}", d);
   else shown = v.is_number_integer() || v.is_number_unsigned() ? v.dump() : fmt::format("{:.6g}", d);
   return fmt::format("<span class=\"num\" data-json=\"{}\" data-value=\"{}\">{}</span>", escape(pointer), escape(v.dump()), escape(shown));
