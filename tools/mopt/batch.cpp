@@ -153,6 +153,54 @@ std::string last_error_line(const std::string& log_path) {
 
 // ------------------------------------------------------------------ the run
 
+// What a finished worker did, from its exit, the outcome file it left (MOPT_OUTCOME_FILE) or its log, and
+// the model and report it wrote: the status, message, gates, output hash and size, accuracy summary. The
+// log is kept only when something went wrong.
+void judge_worker(const batch::Exit& exit, const std::string& output, const std::string& log_path, double timeout, Record& r) {
+  std::error_code ec;
+  const std::string outcome_path = output + ".outcome.json";
+  json worker = nullptr;
+  {
+    std::ifstream in(outcome_path);
+    if (in) worker = json::parse(in, nullptr, false);
+  }
+  fs::remove(outcome_path, ec);
+  const std::string error = worker.is_object() ? worker.value("error", "") : last_error_line(log_path);
+  r.exit_code = exit.exit_code;
+  if (exit.timed_out) {
+    r.status = Status::Timeout;
+    r.message = fmt::format("stopped after the time limit of {} s", timeout);
+  } else if (exit.signal) {
+    r.status = Status::Error;
+    r.message = exit.signal == SIGKILL ? "the worker was killed (SIGKILL: out of memory?)"
+                                       : fmt::format("the worker died of {}", batch::signal_name(exit.signal));
+  } else if (exit.exit_code == kExitOk || exit.exit_code == kExitGate) {
+    r.status = exit.exit_code == kExitOk ? Status::Ok : Status::GateFailed;
+    if (worker.is_object()) r.failed_gates = worker.value("failed_gates", std::vector<std::string>{});
+    if (!fs::is_regular_file(output, ec)) {
+      r.status = Status::Error;
+      r.message = fmt::format("the worker exited with {} but '{}' is not there", exit.exit_code, output);
+    }
+  } else if (worker.is_object() && worker.value("error_kind", "") == "unchanged") {
+    r.status = Status::Unchanged;
+    r.message = error;
+  } else {
+    r.status = Status::Error;
+    r.message = error.empty() ? fmt::format("the worker exited with {}", exit.exit_code) : error;
+  }
+  if (r.status == Status::Ok || r.status == Status::GateFailed) {
+    r.output_sha256 = sha256_file(output);
+    r.output_bytes = bytes_of(output);
+    r.report = output + ".report.json";
+    std::ifstream in(r.report);
+    const json model_report = json::parse(in, nullptr, false);
+    if (model_report.is_object()) r.accuracy = batch::accuracy_summary(model_report);
+  }
+  if (r.status == Status::Ok || r.status == Status::Unchanged) fs::remove(log_path, ec);
+  else if (r.status != Status::GateFailed) r.message += fmt::format(" (log: {})", log_path);
+}
+
+
 struct Planned {
   Item item;
   std::string output, output_folder;
@@ -230,7 +278,6 @@ int run_merge(const BatchFlags& f, const std::vector<std::string>& paths, const 
   }
   if (!count) fail("no manifest names its plan (the line a batch writes when it starts)");
   result.shard_count = count;
-  uint64_t planned = 0;
   std::vector<Record> records;
   for (int i = 0; i < count; ++i) {
     auto plan = plans.find(i);
@@ -238,7 +285,6 @@ int run_merge(const BatchFlags& f, const std::vector<std::string>& paths, const 
       result.missing.push_back(fmt::format("shard {} of {}: no manifest", i, count));
       continue;
     }
-    planned += plan->second.outputs.size();
     for (const std::string& output : plan->second.outputs) {
       auto it = done.find(output);
       const Record* own = nullptr;
@@ -266,7 +312,6 @@ int run_merge(const BatchFlags& f, const std::vector<std::string>& paths, const 
   const std::string report_path = !f.report.empty() ? f.report
                                   : fs::is_directory(paths[0], ec) ? (fs::path(paths[0]) / "mopt-batch.report.json").string()
                                                                    : "mopt-batch.report.json";
-  (void)planned;
   return finish(result, command_line, started, -1, report_path, f.markdown);
 }
 
@@ -521,14 +566,17 @@ int run_batch_command(BatchFlags& f, const batch::ResolveFlags& resolve, Outcome
       batch::Task t;
       t.argv = {outcome.tool_path, p.item.command, p.item.input, "-O", p.output_folder};
       t.argv.insert(t.argv.end(), p.item.args.begin(), p.item.args.end());
+      const std::string threads = std::to_string(std::max(1, cores / f.jobs));
       if (f.jobs > 1 && std::find(p.item.args.begin(), p.item.args.end(), "--threads") == p.item.args.end()) {
         t.argv.push_back("--threads");
-        t.argv.push_back(std::to_string(std::max(1, cores / f.jobs)));
+        t.argv.push_back(threads);
       }
       fs::create_directories(p.output_folder, ec);
       if (ec) fail("cannot create output folder '{}': {}", p.output_folder, ec.message());
       t.log_path = p.output + ".log";
       t.env = {{"MOPT_OUTCOME_FILE", p.output + ".outcome.json"}};
+      // OpenBLAS starts (and spins) a thread per core in every process: with several workers, their share.
+      if (f.jobs > 1 && !std::getenv("OPENBLAS_NUM_THREADS")) t.env.emplace_back("OPENBLAS_NUM_THREADS", threads);
       t.memory = 2 * p.item.bytes + (256ull << 20);
       tasks.push_back(std::move(t));
     }
@@ -549,42 +597,7 @@ int run_batch_command(BatchFlags& f, const batch::ResolveFlags& resolve, Outcome
           r.mopt_version = MOPT_VERSION;
           r.shard_index = shard.index;
           r.shard_count = shard.count;
-          r.exit_code = exit.exit_code;
-          const std::string outcome_path = p.output + ".outcome.json";
-          json worker = nullptr;
-          {
-            std::ifstream in(outcome_path);
-            if (in) worker = json::parse(in, nullptr, false);
-          }
-          fs::remove(outcome_path, ec);
-          const std::string error = worker.is_object() ? worker.value("error", "") : last_error_line(tasks[task].log_path);
-          if (exit.timed_out) {
-            r.status = Status::Timeout;
-            r.message = fmt::format("stopped after the time limit of {} s", f.timeout);
-          } else if (exit.signal) {
-            r.status = Status::Error;
-            r.message = exit.signal == SIGKILL ? "the worker was killed (SIGKILL: out of memory?)"
-                                               : fmt::format("the worker died of {}", batch::signal_name(exit.signal));
-          } else if (exit.exit_code == kExitOk || exit.exit_code == kExitGate) {
-            r.status = exit.exit_code == kExitOk ? Status::Ok : Status::GateFailed;
-            if (worker.is_object()) r.failed_gates = worker.value("failed_gates", std::vector<std::string>{});
-          } else if (worker.is_object() && worker.value("error_kind", "") == "unchanged") {
-            r.status = Status::Unchanged;
-            r.message = error;
-          } else {
-            r.status = Status::Error;
-            r.message = error.empty() ? fmt::format("the worker exited with {}", exit.exit_code) : error;
-          }
-          if (r.status == Status::Ok || r.status == Status::GateFailed) {
-            r.output_sha256 = sha256_file(p.output);
-            r.output_bytes = bytes_of(p.output);
-            r.report = p.output + ".report.json";
-            std::ifstream in(r.report);
-            const json model_report = json::parse(in, nullptr, false);
-            if (model_report.is_object()) r.accuracy = batch::accuracy_summary(model_report);
-          }
-          if (r.status == Status::Ok || r.status == Status::Unchanged) fs::remove(tasks[task].log_path, ec);
-          else if (r.status != Status::GateFailed) r.message += fmt::format(" (log: {})", tasks[task].log_path);
+          judge_worker(exit, p.output, tasks[task].log_path, f.timeout, r);
           r.finished_at = now_utc();
           manifest.append(batch::to_json(r));
           finished[i] = r;
