@@ -6,8 +6,6 @@
 
 #include <algorithm>
 #include <fstream>
-#include <map>
-#include <set>
 #include <sstream>
 
 #include "util/error.h"
@@ -184,7 +182,7 @@ std::vector<Item> read_job_file(const fs::path& file, const std::string& command
   try {
     if (file.extension() == ".jsonl") {
       std::string line;
-      size_t number = 0, entry = 0;
+      size_t number = 0;
       while (std::getline(in, line)) {
         ++number;
         if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
@@ -199,7 +197,6 @@ std::vector<Item> read_job_file(const fs::path& file, const std::string& command
           defaults = read_defaults(node["defaults"], context, base, defaults);
           continue;
         }
-        ++entry;
         items.push_back(read_entry(node, context, base, defaults, args, resolve));
       }
     } else {

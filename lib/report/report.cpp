@@ -52,6 +52,7 @@ nlohmann::json header(const Invocation& invocation) {
           {"invocation",
            {{"command_line", invocation.command_line},
             {"started_at", fmt::format("{:%Y-%m-%dT%H:%M:%S}Z", started)},
+            {"duration_seconds", std::chrono::duration<double>(std::chrono::system_clock::now() - invocation.started).count()},
             {"exit_status", invocation.exit_status}}}};
 }
 

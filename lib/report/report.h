@@ -29,7 +29,7 @@ struct Invocation {
 };
 
 // {schema_version, tool: {name, version, commit, onnx, protobuf}, invocation: {command_line, started_at,
-// exit_status}}; other fields are added to it.
+// duration_seconds (until this call), exit_status}}; other fields are added to it.
 nlohmann::json header(const Invocation& invocation);
 
 struct FileSizes {
