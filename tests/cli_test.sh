@@ -353,5 +353,21 @@ expect 1 "a float tensor of shape \[100000,10000\] needs 3814.7 MiB, over the ex
   "$MOPT" run "$T/expand.onnxtxt" --max-tensor-bytes 1M
 expect 2 "--max-tensor-bytes takes a size in bytes" -- "$MOPT" run "$T/expand.onnxtxt" --max-tensor-bytes 99999999999999999G
 
+# --- colour: only on a terminal (script(1) gives one), never with NO_COLOR or --color never, always with --color always
+esc=$(printf '\033')
+"$MOPT" quantize "$T/none.onnx" >"$T/c.out" 2>&1 || true
+grep -q "$esc" "$T/c.out" && fail "colour in a pipe: $(cat -v "$T/c.out")"
+"$MOPT" quantize "$T/none.onnx" --color always >"$T/c.out" 2>&1 || true
+grep -q "$esc\[1;31mmopt: error:" "$T/c.out" || fail "--color always: $(cat -v "$T/c.out")"
+script -qec "$MOPT quantize $T/none.onnx" /dev/null >"$T/c.out" 2>&1 || true
+grep -q "$esc\[1;31mmopt: error:" "$T/c.out" || fail "no colour on a terminal: $(cat -v "$T/c.out")"
+NO_COLOR=1 script -qec "$MOPT quantize $T/none.onnx" /dev/null >"$T/c.out" 2>&1 || true
+grep -q "$esc\[" "$T/c.out" && fail "colour on a terminal with NO_COLOR: $(cat -v "$T/c.out")"
+script -qec "$MOPT quantize $T/none.onnx --color never" /dev/null >"$T/c.out" 2>&1 || true
+grep -q "$esc\[" "$T/c.out" && fail "colour with --color never: $(cat -v "$T/c.out")"
+script -qec "$MOPT prune $M/digits_cnn.onnx -o $T/pr.onnx --sparsity 0.5 --accuracy $M/digits_test_x.npy" /dev/null >"$T/c.out" 2>&1 || true
+grep -q "verdict: $esc\[1;31mDEGRADED" "$T/c.out" || fail "a DEGRADED verdict is not red on a terminal: $(cat -v "$T/c.out")"
+expect 2 "color" -- "$MOPT" quantize "$T/none.onnx" --color sometimes
+
 if [ "$failures" -gt 0 ]; then echo "$failures CLI check(s) failed"; exit 1; fi
 echo "all CLI checks passed"

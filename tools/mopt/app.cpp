@@ -409,7 +409,7 @@ int run_app(const std::vector<std::string>& given_args, const std::string* comma
       "4 the batch could not finish (interrupted, a worker could not start, I/O): retry with --resume.\n"
       "Examples:\n"
       "  mopt batch quantize models/ -O out/ --data calib/ -j 2\n"
-      "  mopt batch convert 'zoo/**/model.onnx' -O fp16/ --to fp16 --min-cosine 0.999 --markdown summary.md\n"
+      "  mopt batch convert 'zoo/*/model.onnx' -O fp16/ --to fp16 --min-cosine 0.999 --markdown summary.md\n"
       "  mopt batch jobs.yaml -O out/ --resume --timeout 600\n"
       "  sbatch --array=0-3 --wrap 'mopt batch quantize models/ -O out/'   # then: mopt batch merge out/");
 
@@ -419,10 +419,10 @@ int run_app(const std::vector<std::string>& given_args, const std::string* comma
   std::vector<std::string> args = given_args;
   try {
     if (command) args = command_line(app, *command, *positional, *flags);
-    // A batch's line also holds its command's flags: they are split off and checked against that command.
-    outcome.command_line = args;
+    outcome.command_line = args;  // as given, for the reports
     // Several models for one optimizing command (mopt quantize a.onnx b.onnx -O out/) run as a batch.
     if (!command && names_several_models(app, args)) args.insert(args.begin() + 1, "batch");
+    // A batch's line also holds its command's flags: they are split off and checked against that command.
     if (args.size() > 1 && args[1] == "batch") args = split_batch_args(app, *batch, args, batch_flags);
   } catch (const Error& e) {
     record_error(outcome, e.what());

@@ -207,7 +207,10 @@ struct Planned {
 };
 
 std::string describe(const Record& r) {
-  std::string text = fmt::format("{:<11} {}", batch::to_string(r.status), r.input);
+  const log::Paint paint = r.status == Status::Error || r.status == Status::Timeout ? log::Paint::Error
+                           : r.status == Status::GateFailed                        ? log::Paint::Warning
+                                                                                   : log::Paint::Good;
+  std::string text = fmt::format("{} {}", log::paint(fmt::format("{:<11}", batch::to_string(r.status)), paint, stderr), r.input);
   if (!r.output_sha256.empty()) {
     text += fmt::format(" -> {} ({:.1f} s, {:.2f} -> {:.2f} MiB", r.output, r.seconds, r.input_bytes / 1048576.0, r.output_bytes / 1048576.0);
     if (r.accuracy.is_object() && r.accuracy["min_cosine"].is_number())
@@ -470,7 +473,8 @@ int run_batch_command(BatchFlags& f, const batch::ResolveFlags& resolve, Outcome
       fmt::print("{}shard {} {} {} -> {}\n", shards[i] == shard.index ? "* " : "  ", shards[i], planned[i].item.command,
                  planned[i].item.input, planned[i].output);
     }
-    fmt::print("{} models, {} in shard {} of {} (from {})\n", planned.size(), mine.size(), shard.index, shard.count, shard.source);
+    if (shard.count == 1) fmt::print("{} models (not sharded)\n", planned.size());
+    else fmt::print("{} models, {} in shard {} of {} (from {})\n", planned.size(), mine.size(), shard.index, shard.count, shard.source);
     return kExitOk;
   }
 

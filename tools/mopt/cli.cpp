@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <limits>
 
 #include "ir/validate.h"
@@ -47,17 +48,20 @@ std::string error_line(const std::string& message) {
 
 void record_error(Outcome& outcome, const std::string& message) {
   outcome.error = error_line(message);
-  if (outcome.print_errors) fmt::print(stderr, "mopt: error: {}\n", outcome.error);
+  if (outcome.print_errors) fmt::print(stderr, "{} {}\n", log::paint("mopt: error:", log::Paint::Error, stderr), outcome.error);
 }
 
 
 void add_log_flags(CLI::App* cmd, CommonFlags& flags) {
   cmd->add_flag("-q,--quiet", flags.quiet, "Print nothing but errors");
   cmd->add_flag("-v,--verbose", flags.verbose, "Log each step to stderr");
+  cmd->add_option("--color", flags.color, "Colour: auto (on a terminal, unless NO_COLOR is set), always or never")
+      ->check(CLI::IsMember({"auto", "always", "never"}));
 }
 
 void apply_log_flags(const CommonFlags& flags) {
   log::set_level(flags.quiet ? log::Level::Quiet : flags.verbose ? log::Level::Verbose : log::Level::Normal);
+  log::set_color(flags.color == "always" ? log::ColorMode::Always : flags.color == "never" ? log::ColorMode::Never : log::ColorMode::Auto);
 }
 
 // ------------------------------------------------------------------ data, accuracy and gate flags
@@ -159,12 +163,24 @@ int report_gates(const std::vector<eval::GateResult>& gates, Outcome& outcome) {
   for (const auto& g : gates) {
     if (!g.passed) {
       ok = false;
-      if (outcome.print_errors) fmt::print(stderr, "mopt: gate {} failed: {}\n", g.gate, g.message);
+      if (outcome.print_errors)
+        fmt::print(stderr, "mopt: gate {} {}: {}\n", g.gate, log::paint("failed", log::Paint::Error, stderr), g.message);
       outcome.failed_gates.push_back(fmt::format("{}: {}", g.gate, g.message));
     }
   }
   return ok ? kExitOk : kExitGate;
 }
+
+namespace {
+// "verdict: DEGRADED ..." / "verdict: ok ...", the verdict word coloured on a terminal.
+std::string painted_verdict(std::string text, std::FILE* stream) {
+  for (const auto& [word, paint] : {std::pair{"DEGRADED", log::Paint::Error}, std::pair{"verdict: ok", log::Paint::Good}}) {
+    const size_t at = text.find(word);
+    if (at != std::string::npos) text.replace(at, std::strlen(word), log::paint(word, paint, stream));
+  }
+  return text;
+}
+}  // namespace
 
 void add_model_output_flags(CLI::App* cmd, OptimizeFlags& f, const std::string& suffix) {
   cmd->add_option("model", f.input, "Input .onnx model (several, with -O DIR: run as mopt batch)")->required();
@@ -283,14 +299,14 @@ int run_pipeline_command(Job job, const OptimizeFlags& f, const DataFlags& data_
     fmt::print(out, "{}", report::summary_table(result.run));
     print_quantize_summary(result.run, out);
     fmt::print(out, "{}", result.run.layers_summary);
-    if (!result.run.verdict_summary.empty()) fmt::print(out, "{}\n", result.run.verdict_summary);
+    if (!result.run.verdict_summary.empty()) fmt::print(out, "{}\n", painted_verdict(result.run.verdict_summary, out));
     if (result.input_kept) fmt::print(out, "a gate failed: --in-place left {} unchanged\n", f.input);
     else fmt::print(out, "wrote {} ({:.2f} s)\n", result.output == "-" ? "the model to standard output" : result.output.string(),
                     result.run.total_seconds);
     fmt::print(out, "report {}\n", result.report.string());
   }
   // A degraded result is never silent, not even with -q.
-  if (result.run.degraded) fmt::print(stderr, "mopt: {}\n", result.run.verdict_summary);
+  if (result.run.degraded) fmt::print(stderr, "mopt: {}\n", painted_verdict(result.run.verdict_summary, stderr));
   return report_gates(result.gates, outcome);
 }
 

@@ -63,6 +63,7 @@ int run_tool(const std::string& command, const std::vector<std::string>& positio
 struct CommonFlags {
   bool quiet = false;
   bool verbose = false;
+  std::string color = "auto";
 };
 
 void add_log_flags(CLI::App* cmd, CommonFlags& flags);
