@@ -353,6 +353,20 @@ expect 1 "a float tensor of shape \[100000,10000\] needs 3814.7 MiB, over the ex
   "$MOPT" run "$T/expand.onnxtxt" --max-tensor-bytes 1M
 expect 2 "--max-tensor-bytes takes a size in bytes" -- "$MOPT" run "$T/expand.onnxtxt" --max-tensor-bytes 99999999999999999G
 
+# --- the report explains the size: weights vs graph structure add up to the file, and the largest float
+# weights left carry the reason a pass kept their readers float (dynamic mode leaves Convs float)
+"$MOPT" quantize "$M/digits_cnn.onnx" -o "$T/sz.onnx" --accuracy off -q || fail "quantize for the size section"
+/usr/bin/python3 - "$T/sz.onnx.report.json" <<'PY' || fail "the report's size section (above)"
+import json, sys
+r = json.load(open(sys.argv[1]))
+s = r["size"]
+assert s["weight_bytes"] + s["graph_bytes"] == r["output"]["total_bytes"], s
+top = s["largest_float_weights"][0]
+assert top["tensor"].startswith("c3.weight") and top["bytes"] == 294912 and top["read_by"] == ["/c3/Conv"], top
+assert "static mode" in top["reason"], top
+assert any(w["reason"] is None for w in s["largest_float_weights"]), "a bias read by a quantized Gemm has no reason"
+PY
+
 # --- colour: only on a terminal (script(1) gives one), never with NO_COLOR or --color never, always with --color always
 esc=$(printf '\033')
 "$MOPT" quantize "$T/none.onnx" >"$T/c.out" 2>&1 || true

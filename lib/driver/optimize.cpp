@@ -9,6 +9,7 @@
 #include <chrono>
 
 #include "data/npy.h"
+#include "driver/explain_size.h"
 #include "eval/layers.h"
 #include "report/html.h"
 #include "report/markdown.h"
@@ -272,6 +273,7 @@ OptimizeResult run_optimize(const OptimizeRequest& request) {
   const io::SaveInfo& saved = staged.info;
   run.save_seconds = seconds_since(save_start);
   run.output = {result.output.string(), saved.file_bytes, saved.external_bytes, std::nullopt};
+  run.size = explain_size(*model, run.after, run.output, run.pipeline_result);
 
   if (request.compressed_size && result.output != "-" && !is_direct_target(result.output)) {
     log::progress("measuring compressed size");

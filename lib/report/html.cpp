@@ -170,6 +170,24 @@ std::string sizes_section(const json& r) {
     }
     h += "</table>";
   }
+  // The bytes that did not shrink.
+  const json& kept = at(r, "/size/largest_float_weights");
+  if (!kept.empty()) {
+    h += "<h3 id=\"kept-float\">Largest float weights left</h3><p>Of the output, " + number(r, "/size/weight_bytes", "bytes") +
+         " are weights and " + number(r, "/size/graph_bytes", "bytes") +
+         " graph structure (names, attributes, framing).</p><table><tr><th>tensor</th><th>bytes</th><th>read by</th><th>why it stayed float</th></tr>";
+    for (size_t i = 0; i < kept.size(); ++i) {
+      std::string readers;
+      for (const json& n : at(kept[i], "/read_by")) {
+        if (!readers.empty()) readers += ", ";
+        readers += escape(n.get<std::string>());
+      }
+      h += fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", escape(text_of(kept[i], "tensor")),
+                       number(r, fmt::format("/size/largest_float_weights/{}/bytes", i), "bytes"), readers,
+                       kept[i]["reason"].is_string() ? escape(kept[i]["reason"].get<std::string>()) : "not a weight this command converts");
+    }
+    h += "</table>";
+  }
   return h;
 }
 

@@ -81,6 +81,20 @@ std::string markdown_summary(const json& r) {
   for (const auto& [label, key] : {std::pair{"parameters", "parameters"}, {"weight bytes", "parameter_bytes"}, {"nodes", "nodes"}}) {
     md += fmt::format("| {} | {} | {} | {} |\n", label, before[key].dump(), after[key].dump(), ratio_cell(before[key], after[key]));
   }
+  // The bytes that did not shrink: the largest float weights left, and why (commands that convert weights).
+  const json& size = r.value("size", json::object());
+  if (size.contains("largest_float_weights") && !size["largest_float_weights"].empty() &&
+      (r.value("command", "") == "quantize" || r.value("command", "") == "convert")) {
+    md += fmt::format("\nOf the output, {} are weights and {} graph structure. Largest float weights left:\n\n", bytes_cell(size["weight_bytes"]),
+                      bytes_cell(size["graph_bytes"]));
+    md += "| tensor | bytes | read by | why it stayed float |\n|---|---:|---|---|\n";
+    for (const json& w : size["largest_float_weights"]) {
+      std::vector<std::string> readers;
+      for (const json& n : w["read_by"]) readers.push_back(n.get<std::string>());
+      md += fmt::format("| {} | {} | {} | {} |\n", cell(w.value("tensor", "")), bytes_cell(w["bytes"]), cell(fmt::format("{}", fmt::join(readers, ", "))),
+                        w["reason"].is_string() ? cell(w["reason"].get<std::string>()) : "not a weight this command converts");
+    }
+  }
 
   const json& acc = r["accuracy"];
   if (acc.is_object()) {

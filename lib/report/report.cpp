@@ -84,6 +84,7 @@ nlohmann::json to_json(const RunReport& r) {
                   {"save_seconds", r.save_seconds}, {"total_seconds", r.total_seconds}};
   j["accuracy"] = r.accuracy;
   if (r.accuracy.is_null()) j["accuracy_skipped"] = r.accuracy_skipped;
+  if (!r.size.is_null()) j["size"] = r.size;
   j["gates"] = r.gates;
   json warnings = json::array();
   for (const auto& w : r.pipeline_result.warnings) warnings.push_back(w);

@@ -52,6 +52,7 @@ struct RunReport {
   std::vector<std::string> warnings;  // pipeline warnings are included by to_json
   // Accuracy of the output against the input (eval::to_json(Comparison)); null when not measured, with
   // the reason in accuracy_skipped. Gate results (eval::to_json(gates)); empty when no gate was set.
+  nlohmann::json size;  // where the output's bytes are (driver/explain_size.h); null when not computed
   nlohmann::json accuracy;
   std::string accuracy_skipped;
   std::string accuracy_summary;  // lines for the terminal
