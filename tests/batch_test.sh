@@ -186,21 +186,16 @@ expect 0 batch jobs/jobs.jsonl -O lout -q
 # iris_mlp's opset has no bfloat16 Gemm: the command changes nothing, which is its own status (not an error).
 [ "$(status_of lout/mopt-batch.jsonl lout/iris_mlp.bf16.onnx)" = unchanged ] && [ ! -e lout/iris_mlp.bf16.onnx ] ||
   fail "a model the command cannot change is not 'unchanged'"
-printf 'models:\n  - model: digits_cnn.onnx\n    options: {bogus-flag: 1}\n' >jobs/bad1.yaml
-expect 2 batch quantize jobs/bad1.yaml -O bad
-grep -q "bad1.yaml entry 1 (line 2).*no option 'bogus-flag'" err.txt || fail "unknown option in an entry: $(cat err.txt)"
-printf 'models:\n  - model: digits_cnn.onnx\n    colour: red\n' >jobs/bad2.yaml
-expect 1 batch quantize jobs/bad2.yaml -O bad
-grep -q "entry 1 (line 2): unknown field 'colour'" err.txt || fail "unknown field: $(cat err.txt)"
-printf '{"model": "digits_cnn.onnx"}\n{"model": \n' >jobs/bad3.jsonl
-expect 1 batch quantize jobs/bad3.jsonl -O bad
-grep -q "bad3.jsonl line 2: not valid JSON" err.txt || fail "broken JSONL line: $(cat err.txt)"
-printf 'models:\n  - model: missing.onnx\n' >jobs/bad4.yaml
-expect 1 batch quantize jobs/bad4.yaml -O bad
-grep -q "missing.onnx' does not exist" err.txt || fail "missing model in a job file: $(cat err.txt)"
-printf 'models:\n  - model: digits_cnn.onnx\n    command: inspect\n' >jobs/bad5.yaml
-expect 2 batch jobs/bad5.yaml -O bad
-grep -q "runs one of .*not 'inspect'" err.txt || fail "a read-only command in an entry: $(cat err.txt)"
+bad_job() {  # FILE TEXT EXIT PATTERN [COMMAND]: the batch over a broken job file exits EXIT with a line matching PATTERN
+  printf "$2" >"jobs/$1"
+  expect "$3" batch ${5:-} "jobs/$1" -O bad
+  grep -q "$4" err.txt || fail "job file $1: $(cat err.txt)"
+}
+bad_job bad1.yaml 'models:\n  - model: digits_cnn.onnx\n    options: {bogus-flag: 1}\n' 2 "bad1.yaml entry 1 (line 2).*no option 'bogus-flag'" quantize
+bad_job bad2.yaml 'models:\n  - model: digits_cnn.onnx\n    colour: red\n' 1 "entry 1 (line 2): unknown field 'colour'" quantize
+bad_job bad3.jsonl '{"model": "digits_cnn.onnx"}\n{"model": \n' 1 "bad3.jsonl line 2: not valid JSON" quantize
+bad_job bad4.yaml 'models:\n  - model: missing.onnx\n' 1 "missing.onnx' does not exist" quantize
+bad_job bad5.yaml 'models:\n  - model: digits_cnn.onnx\n    command: inspect\n' 2 "runs one of .*not 'inspect'"
 [ ! -e bad ] || fail "a refused batch created its output folder"
 ok "job files: YAML defaults and per-entry commands, JSONL (an unchanged model is exit 0); bad entries named by entry and line, nothing written"
 

@@ -18,6 +18,16 @@ const std::vector<Status> kStatuses = {Status::Ok, Status::Cached, Status::Uncha
 
 std::string mib(uint64_t bytes) { return fmt::format("{:.2f} MiB", static_cast<double>(bytes) / (1024.0 * 1024.0)); }
 
+// A failure's message and its failed gates, on one line.
+std::string failure_reason(const json& failure) {
+  std::string reason = failure["message"].is_string() ? failure["message"].get<std::string>() : "";
+  for (const json& g : failure["failed_gates"]) {
+    if (!reason.empty()) reason += "; ";
+    reason += g.get<std::string>();
+  }
+  return reason;
+}
+
 std::string number_or_dash(const json& v, const char* format_spec) {
   if (!v.is_number()) return "-";
   return fmt::format(fmt::runtime(format_spec), v.get<double>());
@@ -109,8 +119,7 @@ std::string markdown(const json& report) {
   if (!b["failures"].empty()) {
     md += "### Failures\n\n| model | status | reason |\n|---|---|---|\n";
     for (const json& f : b["failures"]) {
-      std::string reason = f["message"].is_string() ? f["message"].get<std::string>() : "";
-      for (const json& g : f["failed_gates"]) reason += (reason.empty() ? "" : "; ") + g.get<std::string>();
+      std::string reason = failure_reason(f);
       std::replace(reason.begin(), reason.end(), '|', '/');
       md += fmt::format("| `{}` | {} | {} |\n", f["input"].get<std::string>(), f["status"].get<std::string>(), reason);
     }
@@ -148,9 +157,7 @@ std::string terminal_summary(const json& report) {
   text += fmt::format("\nsize {} -> {} (saved {}), {:.1f} s\n", mib(b["input_bytes"]), mib(b["output_bytes"]), mib(b["saved_bytes"]),
                       b["wall_seconds"].get<double>());
   for (const json& f : b["failures"]) {
-    std::string reason = f["message"].is_string() ? f["message"].get<std::string>() : "";
-    for (const json& g : f["failed_gates"]) reason += (reason.empty() ? "" : "; ") + g.get<std::string>();
-    text += fmt::format("  {:<11} {}: {}\n", f["status"].get<std::string>(), f["input"].get<std::string>(), reason);
+    text += fmt::format("  {:<11} {}: {}\n", f["status"].get<std::string>(), f["input"].get<std::string>(), failure_reason(f));
   }
   for (const json& m : b["missing"]) text += fmt::format("  missing     {}\n", m.get<std::string>());
   for (const json& d : b["duplicates"]) text += fmt::format("  done twice  {}\n", d.get<std::string>());

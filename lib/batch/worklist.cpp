@@ -15,14 +15,6 @@ namespace {
 
 bool has_wildcard(const std::string& s) { return s.find_first_of("*?[") != std::string::npos; }
 
-uint64_t model_bytes(const fs::path& model) {
-  std::error_code ec;
-  uint64_t bytes = fs::file_size(model, ec);
-  if (ec) bytes = 0;
-  const uint64_t data = fs::file_size(fs::path(model.string() + ".data"), ec);
-  return ec ? bytes : bytes + data;
-}
-
 bool inside(const fs::path& path, const fs::path& folder) {
   if (folder.empty()) return false;
   std::error_code ec;
@@ -257,6 +249,14 @@ void add_path(const fs::path& path, const fs::path& root, const std::string& com
 }
 
 }  // namespace
+
+uint64_t model_bytes(const fs::path& model) {
+  std::error_code ec;
+  uint64_t bytes = fs::file_size(model, ec);
+  if (ec) bytes = 0;
+  const uint64_t data = fs::file_size(fs::path(model.string() + ".data"), ec);
+  return ec ? bytes : bytes + data;
+}
 
 bool is_job_file(const std::string& path) {
   const std::string ext = fs::path(path).extension().string();

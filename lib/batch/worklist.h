@@ -27,6 +27,9 @@ struct Item {
 using FlagValues = std::vector<std::pair<std::string, std::string>>;
 using ResolveFlags = std::function<std::vector<std::string>(const std::string& command, const FlagValues& flags)>;
 
+// The model file and its <model>.data external data file, in bytes (0 when it cannot be read).
+uint64_t model_bytes(const fs::path& model);
+
 // Is `path` a job file (by its extension: .yaml, .yml, .json, .jsonl)?
 bool is_job_file(const std::string& path);
 

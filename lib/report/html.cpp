@@ -63,15 +63,8 @@ std::string text_of(const json& j, const char* key) {
   return v.is_string() ? v.get<std::string>() : v.is_null() ? "" : v.dump();
 }
 
-std::string pointer_escape(const std::string& key) {
-  std::string out;
-  for (char c : key) {
-    if (c == '~') out += "~0";
-    else if (c == '/') out += "~1";
-    else out += c;
-  }
-  return out;
-}
+// The JSON pointer to `key` below `base` (nlohmann escapes '~' and '/' in the key).
+std::string pointer(const std::string& base, const std::string& key) { return (json::json_pointer(base) / key).to_string(); }
 
 // Horizontal bars: one row per label, one bar per series, each bar's value shown at its end.
 struct Series {
@@ -154,9 +147,8 @@ std::string sizes_section(const json& r) {
   }
   Series before{"input", "before", {}}, after{"output", "after", {}};
   for (const std::string& d : dtypes) {
-    const std::string key = pointer_escape(d);
-    before.pointers.push_back(at(r, "/input/stats/by_dtype").contains(d) ? fmt::format("/input/stats/by_dtype/{}/bytes", key) : "");
-    after.pointers.push_back(at(r, "/output/stats/by_dtype").contains(d) ? fmt::format("/output/stats/by_dtype/{}/bytes", key) : "");
+    before.pointers.push_back(at(r, "/input/stats/by_dtype").contains(d) ? pointer("/input/stats/by_dtype", d) + "/bytes" : "");
+    after.pointers.push_back(at(r, "/output/stats/by_dtype").contains(d) ? pointer("/output/stats/by_dtype", d) + "/bytes" : "");
   }
   if (!dtypes.empty()) h += fmt::format("<h3>Weight bytes by type</h3>{}", bar_chart(r, dtypes, {before, after}, "bytes", "weight bytes by type"));
   // The largest tensors of the output.
@@ -202,9 +194,8 @@ std::string operators_section(const json& r) {
   std::sort(ops.begin(), ops.end());
   Series before{"input", "before", {}}, after{"output", "after", {}};
   for (const std::string& op : ops) {
-    const std::string key = pointer_escape(op);
-    before.pointers.push_back(at(r, "/input/stats/op_histogram").contains(op) ? fmt::format("/input/stats/op_histogram/{}", key) : "");
-    after.pointers.push_back(at(r, "/output/stats/op_histogram").contains(op) ? fmt::format("/output/stats/op_histogram/{}", key) : "");
+    before.pointers.push_back(at(r, "/input/stats/op_histogram").contains(op) ? pointer("/input/stats/op_histogram", op) : "");
+    after.pointers.push_back(at(r, "/output/stats/op_histogram").contains(op) ? pointer("/output/stats/op_histogram", op) : "");
   }
   return fmt::format("<h2 id=\"operators\">Operators</h2>{}", bar_chart(r, ops, {before, after}, "count", "operator counts"));
 }
@@ -217,7 +208,7 @@ std::string passes_section(const json& r) {
     std::string counters;
     for (const auto& [name, value] : at(passes[i], "/counters").items())
       counters += fmt::format("{}{} {}", counters.empty() ? "" : ", ", escape(name),
-                              number(r, fmt::format("/passes/{}/counters/{}", i, pointer_escape(name))));
+                              number(r, pointer(fmt::format("/passes/{}/counters", i), name)));
     h += fmt::format("<tr><td title=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", escape(text_of(passes[i], "spec")),
                      escape(text_of(passes[i], "name")), number(r, fmt::format("/passes/{}/runs", i)),
                      passes[i].value("changed", false) ? "yes" : "no", counters, number(r, fmt::format("/passes/{}/seconds", i), "seconds"));

@@ -493,9 +493,7 @@ int run_app(const std::vector<std::string>& given_args, const std::string* comma
     if (passes->parsed()) return run_passes_command(passes_json, passes_markdown);
     if (batch->parsed()) {
       const batch::ResolveFlags resolve = [&](const std::string& name, const batch::FlagValues& values) {
-        const auto& allowed = batch_commands();
-        if (std::find(allowed.begin(), allowed.end(), name) == allowed.end())
-          usage_error("mopt batch runs one of {}, not '{}'", fmt::join(allowed, ", "), name);
+        if (!is_batch_command(name)) usage_error("mopt batch runs one of {}, not '{}'", batch_command_list(), name);
         const std::vector<std::string> line = command_line(app, name, {}, values);
         return std::vector<std::string>(line.begin() + 2, line.end());
       };

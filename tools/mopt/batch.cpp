@@ -40,6 +40,14 @@ const std::vector<std::string> kBatchCommands = {"optimize", "quantize", "fuse",
 // Flags of the single command that name its one output: the batch names the outputs.
 const std::vector<std::string> kRefusedFlags = {"-o", "--output", "--in-place", "--print-pipeline", "--html"};
 
+// A flag token's name: "--name" of "--name=value", "-x" of "-xVALUE".
+std::string flag_name(const std::string& token) { return token[1] == '-' ? token.substr(0, token.find('=')) : token.substr(0, 2); }
+
+// Does the token's value come as the next argument (an option that takes one, not given inside the token)?
+bool value_follows(const CLI::Option* option, const std::string& token) {
+  return option && option->get_expected_min() > 0 && flag_name(token).size() == token.size();
+}
+
 std::string now_utc() {
   const auto now = std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now());
   return fmt::format("{:%Y-%m-%dT%H:%M:%S}Z", now);
@@ -133,14 +141,6 @@ std::string key_of(const Item& item, const std::string& input_sha256, ContentHas
   return sha256_text(key.dump());
 }
 
-uint64_t bytes_of(const fs::path& model) {
-  std::error_code ec;
-  uint64_t bytes = fs::file_size(model, ec);
-  if (ec) return 0;
-  const uint64_t data = fs::file_size(fs::path(model.string() + ".data"), ec);
-  return ec ? bytes : bytes + data;
-}
-
 // The last "mopt: error: ..." line of a worker's log, for workers that left no outcome file.
 std::string last_error_line(const std::string& log_path) {
   std::ifstream in(log_path);
@@ -190,7 +190,7 @@ void judge_worker(const batch::Exit& exit, const std::string& output, const std:
   }
   if (r.status == Status::Ok || r.status == Status::GateFailed) {
     r.output_sha256 = sha256_file(output);
-    r.output_bytes = bytes_of(output);
+    r.output_bytes = batch::model_bytes(output);
     r.report = output + ".report.json";
     std::ifstream in(r.report);
     const json model_report = json::parse(in, nullptr, false);
@@ -320,7 +320,11 @@ int run_merge(const BatchFlags& f, const std::vector<std::string>& paths, const 
 
 }  // namespace
 
-const std::vector<std::string>& batch_commands() { return kBatchCommands; }
+bool is_batch_command(const std::string& name) {
+  return std::find(kBatchCommands.begin(), kBatchCommands.end(), name) != kBatchCommands.end();
+}
+
+std::string batch_command_list() { return fmt::format("{}", fmt::join(kBatchCommands, ", ")); }
 
 void add_batch_flags(CLI::App* cmd, BatchFlags& f) {
   cmd->add_option("work", f.work,
@@ -359,12 +363,10 @@ std::vector<std::string> split_batch_args(CLI::App& app, CLI::App& batch_cmd, co
       if (first && !positional_only) {
         first = false;
         merge = a == "merge";
-        if (std::find(kBatchCommands.begin(), kBatchCommands.end(), a) != kBatchCommands.end()) {
-          for (CLI::App* sub : app.get_subcommands({})) {
-            if (sub->get_name() == a) command = sub;
-          }
+        if (is_batch_command(a)) {
+          command = app.get_subcommand(a);
         } else if (!merge && !batch::is_job_file(a)) {
-          usage_error("mopt batch runs one of {} (or merge), not '{}'", fmt::join(kBatchCommands, ", "), a);
+          usage_error("mopt batch runs one of {} (or merge), not '{}'", batch_command_list(), a);
         }
       }
       own.push_back(a);
@@ -375,12 +377,10 @@ std::vector<std::string> split_batch_args(CLI::App& app, CLI::App& batch_cmd, co
       own.push_back(a);
       continue;
     }
-    // --name=value, -xVALUE: the value is inside the token.
-    const std::string name = a[1] == '-' ? a.substr(0, a.find('=')) : a.substr(0, 2);
-    const bool inline_value = name.size() < a.size();
+    const std::string name = flag_name(a);
     auto take = [&](const CLI::Option* option, std::vector<std::string>& into) {
       into.push_back(a);
-      if (option->get_expected_min() > 0 && !inline_value && i + 1 < args.size()) into.push_back(args[++i]);
+      if (value_follows(option, a) && i + 1 < args.size()) into.push_back(args[++i]);
     };
     if (const CLI::Option* option = batch_cmd.get_option_no_throw(name)) {
       take(option, own);
@@ -399,11 +399,8 @@ std::vector<std::string> split_batch_args(CLI::App& app, CLI::App& batch_cmd, co
 }
 
 bool names_several_models(CLI::App& app, const std::vector<std::string>& args) {
-  if (args.size() < 4 || std::find(kBatchCommands.begin(), kBatchCommands.end(), args[1]) == kBatchCommands.end()) return false;
-  CLI::App* command = nullptr;
-  for (CLI::App* sub : app.get_subcommands({})) {
-    if (sub->get_name() == args[1]) command = sub;
-  }
+  if (args.size() < 4 || !is_batch_command(args[1])) return false;
+  const CLI::App* command = app.get_subcommand(args[1]);
   int models = 0;
   for (size_t i = 2; i < args.size(); ++i) {
     const std::string& a = args[i];
@@ -412,9 +409,7 @@ bool names_several_models(CLI::App& app, const std::vector<std::string>& args) {
       ++models;
       continue;
     }
-    const std::string name = a[1] == '-' ? a.substr(0, a.find('=')) : a.substr(0, 2);
-    const CLI::Option* option = command ? command->get_option_no_throw(name) : nullptr;
-    if (option && option->get_expected_min() > 0 && name.size() == a.size()) ++i;  // its value
+    if (value_follows(command->get_option_no_throw(flag_name(a)), a)) ++i;  // its value
   }
   return models > 1;
 }

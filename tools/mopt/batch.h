@@ -27,7 +27,8 @@ struct BatchFlags {
 void add_batch_flags(CLI::App* cmd, BatchFlags& f);
 
 // The commands a batch runs: those that write a model.
-const std::vector<std::string>& batch_commands();
+bool is_batch_command(const std::string& name);
+std::string batch_command_list();  // "optimize, quantize, ..." for messages
 
 // `mopt batch ...` holds the batch's flags and the command's. Returns the batch's part (to parse with its
 // declarations) and keeps the command's in f.command_flags, each checked against `app`'s command.
