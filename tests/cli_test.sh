@@ -376,12 +376,44 @@ grep -q "$esc\[1;31mmopt: error:" "$T/c.out" || fail "--color always: $(cat -v "
 script -qec "$MOPT quantize $T/none.onnx" /dev/null >"$T/c.out" 2>&1 || true
 grep -q "$esc\[1;31mmopt: error:" "$T/c.out" || fail "no colour on a terminal: $(cat -v "$T/c.out")"
 NO_COLOR=1 script -qec "$MOPT quantize $T/none.onnx" /dev/null >"$T/c.out" 2>&1 || true
-grep -q "$esc\[" "$T/c.out" && fail "colour on a terminal with NO_COLOR: $(cat -v "$T/c.out")"
+grep -q "$esc\[[0-9;]*m" "$T/c.out" && fail "colour on a terminal with NO_COLOR: $(cat -v "$T/c.out")"
 script -qec "$MOPT quantize $T/none.onnx --color never" /dev/null >"$T/c.out" 2>&1 || true
-grep -q "$esc\[" "$T/c.out" && fail "colour with --color never: $(cat -v "$T/c.out")"
+grep -q "$esc\[[0-9;]*m" "$T/c.out" && fail "colour with --color never: $(cat -v "$T/c.out")"
 script -qec "$MOPT prune $M/digits_cnn.onnx -o $T/pr.onnx --sparsity 0.5 --accuracy $M/digits_test_x.npy" /dev/null >"$T/c.out" 2>&1 || true
 grep -q "verdict: $esc\[1;31mDEGRADED" "$T/c.out" || fail "a DEGRADED verdict is not red on a terminal: $(cat -v "$T/c.out")"
 expect 2 "color" -- "$MOPT" quantize "$T/none.onnx" --color sometimes
+
+# --- progress and width. On a 60-column terminal: a redrawn status line with a bar for calibration, and
+# every line that stays (after the last carriage return, colours removed) fits in 60 columns.
+qargs="$M/digits_cnn.onnx -o $T/p.onnx --data $M/digits_train_x.npy --accuracy $M/digits_test_x.npy --labels $M/digits_test_y.npy"
+script -qec "stty cols 60; $MOPT quantize $qargs" /dev/null >"$T/c.out" 2>&1 || fail "quantize on a terminal: $(cat -v "$T/c.out")"
+grep -q "calibrating \[#*-*\] [0-9]*/[0-9]* samples" "$T/c.out" || fail "no calibration progress bar on a terminal: $(cat -v "$T/c.out")"
+grep -q "$(printf '\r')$esc\[K" "$T/c.out" || fail "the status line is not redrawn in place: $(cat -v "$T/c.out")"
+/usr/bin/python3 - "$T/c.out" <<'PY' || fail "a line is wider than the 60-column terminal"
+import re, sys
+text = open(sys.argv[1], encoding="utf-8").read().replace("\r\n", "\n")
+wide = [l for l in (re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", l.split("\r")[-1]) for l in text.split("\n")) if len(l) > 60]
+assert not wide, "\n".join(wide)
+assert "\u2026" in text, "nothing was elided: the test no longer exercises long names"
+PY
+# Off a terminal: one line per phase with its time, nested phases with -v, nothing with -q; lines whole.
+"$MOPT" quantize $qargs 2>"$T/phases.err" >/dev/null || fail "quantize off a terminal"
+for phase in "loading digits_cnn.onnx" "reference outputs of the original model" "passes" "accuracy of the optimized model" "writing p.onnx"; do
+  grep -Eq "^mopt: $phase: .*[0-9.]+ s" "$T/phases.err" || fail "off a terminal, no line for phase '$phase': $(cat "$T/phases.err")"
+done
+grep -q "$esc" "$T/phases.err" && fail "escapes off a terminal: $(cat -v "$T/phases.err")"
+grep -q "calibrating" "$T/phases.err" && fail "a nested phase without -v: $(cat "$T/phases.err")"
+"$MOPT" quantize $qargs -v 2>"$T/phases.err" >/dev/null || fail "quantize -v"
+grep -q "^mopt: passes › calibrating: 1/1 samples, " "$T/phases.err" || fail "-v does not show the nested calibration phase: $(grep mopt: "$T/phases.err")"
+"$MOPT" quantize $qargs -q >"$T/q.out" 2>&1 || fail "quantize -q"
+[ -s "$T/q.out" ] && fail "-q printed: $(cat "$T/q.out")"
+# -q keeps a warning that changes the meaning of the result: the accuracy asked for was not measured.
+cat >"$T/custom.onnxtxt" <<'TXT'
+<ir_version: 8, opset_import: ["" : 13, "custom.domain" : 1]>
+g (float[2] x) => (float[2] y) { t = Relu(x)  y = custom.domain.Mystery(t) }
+TXT
+expect 0 "^mopt: warning: accuracy not measured: the executor cannot run this model: not supported: operator Mystery" -- \
+  "$MOPT" fuse "$T/custom.onnxtxt" -o "$T/custom.onnx" -q
 
 if [ "$failures" -gt 0 ]; then echo "$failures CLI check(s) failed"; exit 1; fi
 echo "all CLI checks passed"

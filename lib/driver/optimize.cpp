@@ -168,9 +168,12 @@ OptimizeResult run_optimize(const OptimizeRequest& request) {
   run.command = request.command;
   run.pipeline = pass::print_pipeline(request.pipeline);
 
-  log::progress("loading {}", request.input.string());
   io::LoadInfo load_info;
-  auto model = io::load_model(request.input, &load_info);
+  std::unique_ptr<ir::Model> model;
+  {
+    log::Phase phase(fmt::format("loading {}", request.input.filename().string()));
+    model = io::load_model(request.input, &load_info);
+  }
   run.load_seconds = seconds_since(start);
   run.input = {request.input.string(), load_info.file_bytes, load_info.external_bytes, std::nullopt};
   run.before = report::collect_stats(*model);
@@ -197,9 +200,10 @@ OptimizeResult run_optimize(const OptimizeRequest& request) {
   if (!acc.labels.empty() && acc.source != "off") labels = data::read_npy(acc.labels);
   if (acc.source != "off") {
     try {
-      log::progress("running the original model for the accuracy check");
+      log::Phase phase("reference outputs of the original model");
       eval::Evaluation e;
       e.samples = load_or_generate_samples(*model, acc, &e.source, &run.warnings);
+      phase.set_note(fmt::format("{} sample{}", e.samples.size(), e.samples.size() == 1 ? "" : "s"));
       for (const data::InputSpec& s : data::model_inputs(*model)) e.input_names.push_back(s.name);
       if (e.source.kind == "calibration-holdout") e.holdout_of = acc.calibration;
       for (const std::string& f : acc.feedback) e.feedback.push_back(eval::parse_feedback(*model, f));
@@ -222,7 +226,7 @@ OptimizeResult run_optimize(const OptimizeRequest& request) {
   std::unique_ptr<ir::Model> original;
   if (evaluation && request.per_layer) original = io::clone_model(*model);
 
-  log::progress("running {}", run.pipeline);
+  log::Phase passes_phase("passes");
   pass::ManagerOptions manager = request.manager;
   manager.evaluation = evaluation ? &*evaluation : nullptr;
   std::optional<NumericsCheck> numerics;
@@ -233,18 +237,21 @@ OptimizeResult run_optimize(const OptimizeRequest& request) {
   run.pipeline_result = pass::run_pipeline(request.pipeline, *model, manager);
   run.after = report::collect_stats(*model);
   if (!request.required_change.empty() && !request.allow_unchanged) require_change(run.pipeline_result, request);
+  passes_phase.set_note(fmt::format("{} -> {} nodes", run.before.nodes, run.after.nodes));
+  passes_phase.end();
 
   std::optional<eval::Comparison> comparison;
   if (evaluation) {
-    log::progress("running the optimized model for the accuracy check");
+    log::Phase accuracy_phase("accuracy of the optimized model");
     comparison = evaluation->evaluate(*model);
+    accuracy_phase.end();
     run.accuracy = eval::to_json(*comparison);
     run.accuracy_summary = eval::summary(*comparison);
     const eval::Verdict verdict = eval::judge(*comparison);
     run.verdict_summary = eval::summary(verdict, comparison->data);
     run.degraded = verdict.degraded();
     if (original) {
-      log::progress("comparing the models layer by layer");
+      log::Phase layers_phase("per-layer comparison");
       try {
         eval::LayerOptions options;
         options.threads = acc.threads;
@@ -267,16 +274,17 @@ OptimizeResult run_optimize(const OptimizeRequest& request) {
 
   // Model, external data and report are all written and fsynced first, then renamed into place
   // together: a failure anywhere before the renames leaves no output at all.
-  log::progress("writing {}", result.output.string());
   const auto save_start = Clock::now();
+  log::Phase writing(fmt::format("writing {}", result.output.filename().string()));
   io::StagedModel staged = io::stage_model(*model, result.output, save);
+  writing.end();
   const io::SaveInfo& saved = staged.info;
   run.save_seconds = seconds_since(save_start);
   run.output = {result.output.string(), saved.file_bytes, saved.external_bytes, std::nullopt};
   run.size = explain_size(*model, run.after, run.output, run.pipeline_result);
 
   if (request.compressed_size && result.output != "-" && !is_direct_target(result.output)) {
-    log::progress("measuring compressed size");
+    log::Phase phase("compressed size (zstd)");
     std::vector<fs::path> in_files{request.input};
     in_files.insert(in_files.end(), load_info.external_files.begin(), load_info.external_files.end());
     const report::CompressedSize in = report::zstd_compressed_size(in_files), out = report::zstd_compressed_size(staged.files());

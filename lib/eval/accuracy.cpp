@@ -11,6 +11,7 @@
 
 #include "exec/executor.h"
 #include "util/error.h"
+#include "util/log.h"
 
 namespace mopt::eval {
 namespace d = ir::dtype;
@@ -105,8 +106,11 @@ Outputs run_samples(const ir::Model& model, const std::vector<data::Feeds>& samp
   exec::Executor executor(model, options);
   for (const ir::Value* v : model.graph().outputs()) out.names.push_back(v->name());
   auto start = std::chrono::steady_clock::now();
-  run_sequence(model, executor, samples, feedback,
-               [&](const data::Feeds&, const std::vector<Array>& outputs) { out.per_sample.push_back(outputs); });
+  log::Phase phase("running", samples.size(), "samples");
+  run_sequence(model, executor, samples, feedback, [&](const data::Feeds&, const std::vector<Array>& outputs) {
+    out.per_sample.push_back(outputs);
+    phase.advance();
+  });
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return out;
 }

@@ -77,7 +77,7 @@ FallbackResult accuracy_aware_exclusions(const ir::Model& model, const QuantizeC
     return std::pair<double, double>{*drop, mean_relative_l2(cmp)};
   };
 
-  log::progress("accuracy-aware: quantizing every layer");
+  log::Phase search_phase("accuracy-aware search");
   result.initial_drop = result.final_drop = measure({}).first;
   if (result.initial_drop <= max_drop + 1e-9) return result;
 
@@ -85,14 +85,16 @@ FallbackResult accuracy_aware_exclusions(const ir::Model& model, const QuantizeC
   for (const ir::Node* n : select_nodes(model, config, nullptr)) {
     if (is_weighted(*n)) layers.push_back(n->name());
   }
+  log::Phase sensitivity_phase("sensitivity", layers.size(), "layers");
   for (size_t i = 0; i < layers.size(); ++i) {
-    log::progress("accuracy-aware: sensitivity {}/{}", i + 1, layers.size());
     std::set<std::string> others;
     for (const std::string& l : layers) {
       if (l != layers[i]) others.insert(l);
     }
     result.sensitivity.emplace_back(layers[i], measure(others).second);
+    sensitivity_phase.advance();
   }
+  sensitivity_phase.end();
   std::stable_sort(result.sensitivity.begin(), result.sensitivity.end(),
                    [](const auto& a, const auto& b) { return a.second > b.second; });
   auto top = [&](size_t k) {
@@ -102,10 +104,14 @@ FallbackResult accuracy_aware_exclusions(const ir::Model& model, const QuantizeC
   };
   // Smallest k in [1, L] meeting the target; k = L keeps every weighted layer float.
   std::map<size_t, double> drops;
+  log::Phase bisect_phase("layers kept float", 0, "tries");
   const size_t k = util::smallest_meeting(1, result.sensitivity.size(), [&](size_t mid) {
-    log::progress("accuracy-aware: trying {} layer(s) in float", mid);
-    return (drops[mid] = measure(top(mid)).first) <= max_drop + 1e-9;
+    bisect_phase.set_note(fmt::format("trying {}", mid));
+    drops[mid] = measure(top(mid)).first;
+    bisect_phase.advance();
+    return drops[mid] <= max_drop + 1e-9;
   });
+  bisect_phase.end();
   const std::set<std::string> chosen = top(k);
   result.final_drop = drops.count(k) ? drops[k] : measure(chosen).first;
   for (const auto& [node, value] : result.sensitivity) {

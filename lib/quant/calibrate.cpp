@@ -89,12 +89,13 @@ void observe_all(const ir::Model& model, const std::vector<data::Feeds>& samples
     if (is_float(a.dtype())) fn(v.name(), a);
   };
   exec::Executor executor(model, options);
+  log::Phase phase("calibrating", samples.size(), "samples");
   for (size_t i = 0; i < samples.size(); ++i) {
     for (const auto& [name, array] : samples[i]) {
       if (is_float(array.dtype())) fn(name, array);
     }
     executor.run(samples[i]);
-    log::progress("calibrating: sample {}/{}", i + 1, samples.size());
+    phase.advance();
   }
 }
 

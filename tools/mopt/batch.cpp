@@ -507,19 +507,16 @@ int run_batch_command(BatchFlags& f, const batch::ResolveFlags& resolve, Outcome
     std::vector<size_t> to_run;
     std::map<size_t, std::pair<std::string, std::string>> identity;  // index -> (input sha256, key)
     size_t count_done = 0;
-    // A line per finished model; on a terminal also a status line below it, redrawn: done/total, failures, ETA.
+    // A line per finished model, and the phase's status line (on a terminal redrawn below them: done/total,
+    // failures, time left).
     size_t failures = 0;
-    const bool terminal = log::stderr_is_terminal();
+    log::Phase phase("batch", mine.size(), "models");
     auto progress = [&](const Record& r) {
       ++count_done;
       failures += r.status == Status::Error || r.status == Status::Timeout || r.status == Status::GateFailed;
-      if (log::level() < log::Level::Normal) return;
-      fmt::print(stderr, "{}[{}/{}] {}\n", terminal ? "\r\033[K" : "", count_done, mine.size(), describe(r));
-      if (terminal && count_done < mine.size()) {
-        const double elapsed = std::chrono::duration<double>(std::chrono::system_clock::now() - started).count();
-        const double eta = elapsed / static_cast<double>(count_done) * static_cast<double>(mine.size() - count_done);
-        fmt::print(stderr, "[{}/{}] {} failed, about {:.0f} s left", count_done, mine.size(), failures, eta);
-      }
+      log::info("[{}/{}] {}", count_done, mine.size(), describe(r));
+      if (failures) phase.set_note(fmt::format("{} failed", failures));
+      phase.set_done(count_done);
     };
     for (size_t i : mine) {
       const Planned& p = planned[i];
@@ -553,6 +550,7 @@ int run_batch_command(BatchFlags& f, const batch::ResolveFlags& resolve, Outcome
       }
       to_run.push_back(i);
     }
+    phase.set_done(count_done);
 
     // The workers: the single command with -O, its outcome in a file beside the output.
     // The CPUs this process may use (a Slurm or container allocation), not the machine's.

@@ -17,24 +17,26 @@ namespace mopt::cli {
 namespace {
 
 // The quantization part of the report, for the terminal.
-void print_quantize_summary(const report::RunReport& run, std::FILE* out) {
+std::string quantize_summary(const report::RunReport& run) {
+  std::string out;
   for (const pass::PassRun& p : run.pipeline_result.passes) {
     if (p.name != "quantize" || p.details.is_null()) continue;
     const nlohmann::json& d = p.details;
-    fmt::print(out, "quantization ({}): {} layer(s) quantized, {} skipped (see the report, or --explain)\n", d.value("mode", ""),
+    out += fmt::format("quantization ({}): {} layer(s) quantized, {} skipped (see the report, or --explain)\n", d.value("mode", ""),
                d.value("nodes_quantized", 0), d["skipped"].size());
     if (d.contains("calibration"))
-      fmt::print(out, "  calibration  {} on {} row(s) in {} batch(es), {:.3f} ms per row\n", d["calibration"]["method"].get<std::string>(),
+      out += fmt::format("  calibration  {} on {} row(s) in {} batch(es), {:.3f} ms per row\n", d["calibration"]["method"].get<std::string>(),
                  d["calibration"]["rows"].get<int64_t>(), d["calibration"]["samples"].get<size_t>(),
                  d["calibration"]["seconds_per_row"].get<double>() * 1e3);
     if (d.contains("accuracy_aware")) {
       const auto& a = d["accuracy_aware"];
-      fmt::print(out, "  accuracy-aware: drop {:.2f} pp -> {:.2f} pp (target {:.2f}) with {} layer(s) in float [{}], {} evaluations\n",
+      out += fmt::format("  accuracy-aware: drop {:.2f} pp -> {:.2f} pp (target {:.2f}) with {} layer(s) in float [{}], {} evaluations\n",
                  a["initial_drop_pp"].get<double>(), a["final_drop_pp"].get<double>(), a["target_drop_pp"].get<double>(),
                  a["kept_float"].size(), fmt::join(a["kept_float"].get<std::vector<std::string>>(), ", "),
                  a["evaluations"].get<int>());
     }
   }
+  return out;
 }
 
 }  // namespace
@@ -48,7 +50,8 @@ std::string error_line(const std::string& message) {
 
 void record_error(Outcome& outcome, const std::string& message) {
   outcome.error = error_line(message);
-  if (outcome.print_errors) fmt::print(stderr, "{} {}\n", log::paint("mopt: error:", log::Paint::Error, stderr), outcome.error);
+  if (outcome.print_errors)
+    fmt::print(stderr, "{}\n", log::fit(log::paint("mopt: error:", log::Paint::Error, stderr) + " " + outcome.error, stderr));
 }
 
 
@@ -61,6 +64,7 @@ void add_log_flags(CLI::App* cmd, CommonFlags& flags) {
 
 void apply_log_flags(const CommonFlags& flags) {
   log::set_level(flags.quiet ? log::Level::Quiet : flags.verbose ? log::Level::Verbose : log::Level::Normal);
+  log::set_show_phases(true);
   log::set_color(flags.color == "always" ? log::ColorMode::Always : flags.color == "never" ? log::ColorMode::Never : log::ColorMode::Auto);
 }
 
@@ -296,17 +300,20 @@ int run_pipeline_command(Job job, const OptimizeFlags& f, const DataFlags& data_
   // With -o - the model is standard output, so the summary goes to stderr.
   std::FILE* out = result.output == "-" ? stderr : stdout;
   if (log::level() >= log::Level::Normal) {
-    fmt::print(out, "{}", report::summary_table(result.run));
-    print_quantize_summary(result.run, out);
-    fmt::print(out, "{}", result.run.layers_summary);
-    if (!result.run.verdict_summary.empty()) fmt::print(out, "{}\n", painted_verdict(result.run.verdict_summary, out));
-    if (result.input_kept) fmt::print(out, "a gate failed: --in-place left {} unchanged\n", f.input);
-    else fmt::print(out, "wrote {} ({:.2f} s)\n", result.output == "-" ? "the model to standard output" : result.output.string(),
-                    result.run.total_seconds);
-    fmt::print(out, "report {}\n", result.report.string());
+    std::string summary = report::summary_table(result.run) + quantize_summary(result.run) + result.run.layers_summary;
+    if (!result.run.verdict_summary.empty()) summary += painted_verdict(result.run.verdict_summary, out) + "\n";
+    if (result.input_kept) summary += fmt::format("a gate failed: --in-place left {} unchanged\n", f.input);
+    else summary += fmt::format("wrote {} ({:.2f} s)\n", result.output == "-" ? "the model to standard output" : result.output.string(),
+                                result.run.total_seconds);
+    summary += fmt::format("report {}\n", result.report.string());
+    fmt::print(out, "{}", log::fit(summary, out));
+  } else if (result.run.accuracy.is_null() && request.accuracy.source != "off") {
+    // -q keeps what changes the meaning of the result: the accuracy asked for was not measured.
+    fmt::print(stderr, "{}\n", log::fit(fmt::format("mopt: {} accuracy not measured: {}", log::paint("warning:", log::Paint::Warning, stderr),
+                                                     result.run.accuracy_skipped), stderr));
   }
   // A degraded result is never silent, not even with -q.
-  if (result.run.degraded) fmt::print(stderr, "mopt: {}\n", painted_verdict(result.run.verdict_summary, stderr));
+  if (result.run.degraded) fmt::print(stderr, "{}\n", log::fit("mopt: " + painted_verdict(result.run.verdict_summary, stderr), stderr));
   return report_gates(result.gates, outcome);
 }
 

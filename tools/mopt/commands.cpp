@@ -161,12 +161,14 @@ int run_bench_command(const std::string& model_path, const DataFlags& f, int war
   exec::Executor executor(*model, exec::ExecutorOptions{f.threads, profile, nullptr});
   for (int i = 0; i < warmup; ++i) executor.run(samples[0]);
   std::vector<double> ms;
+  log::Phase phase("timing", static_cast<size_t>(runs), "runs");
   for (int i = 0; i < runs; ++i) {
     auto t0 = std::chrono::steady_clock::now();
     executor.run(samples[0]);
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-    if (log::level() >= log::Level::Normal) log::progress("run {}/{}", i + 1, runs);
+    phase.advance();
   }
+  phase.end();
   std::vector<double> sorted = ms;
   std::sort(sorted.begin(), sorted.end());
   auto pct = [&](double p) { return sorted[std::min(sorted.size() - 1, static_cast<size_t>(p / 100.0 * static_cast<double>(sorted.size())))]; };
