@@ -67,14 +67,14 @@ no_outputs
 # '-' is standard output: the model (summary on stderr) or the report.
 "$MOPT" optimize "$T/work/model.onnx" -o - --report "$T/stdout.json" --no-compressed-size > "$T/stdout.onnx" 2>/dev/null || fail "-o - failed"
 expect 0 "ir version" -- "$MOPT" inspect "$T/stdout.onnx"
-"$MOPT" optimize "$T/work/model.onnx" -o "$T/r.onnx" --report - --no-compressed-size -q | grep -q '"schema_version": 3' || fail "--report - printed no report"
+"$MOPT" optimize "$T/work/model.onnx" -o "$T/r.onnx" --report - --no-compressed-size -q | grep -q '"schema_version": 4' || fail "--report - printed no report"
 [ ! -e "$T/work/-" ] && [ ! -e ./- ] || fail "'-' became a file"
 
 # --- the main job, default names, report
 expect 0 "nodes +66 +65" -- "$MOPT" optimize "$T/work/model.onnx"
 [ -f "$T/work/model.opt.onnx" ] || fail "default output model.opt.onnx missing"
 [ -f "$T/work/model.opt.onnx.report.json" ] || fail "default report missing"
-grep -q '"schema_version": 3' "$T/work/model.opt.onnx.report.json" || fail "report has no schema_version"
+grep -q '"schema_version": 4' "$T/work/model.opt.onnx.report.json" || fail "report has no schema_version"
 grep -q '"dropout-removed": 1' "$T/work/model.opt.onnx.report.json" || fail "report lacks pass counters"
 grep -q '"zstd_bytes": [0-9]' "$T/work/model.opt.onnx.report.json" || fail "report lacks the compressed size"
 [ "$(sha256sum "$T/work/model.onnx" | cut -d' ' -f1)" = "$sum_before" ] || fail "the input model changed"
@@ -334,7 +334,7 @@ for cmd in quantize prune clip convert; do
     let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
       const derived = { quantize: ["max-accuracy-drop"], convert: ["shapes", "dims", "min-cosine", "max-accuracy-drop"] };
       const renamed = { "max-samples": "max-calibration-samples" };
-      const pass = JSON.parse(s).find((p) => p.name === process.env.CMD);
+      const pass = JSON.parse(s).passes.find((p) => p.name === process.env.CMD);
       const out = pass.options.filter((o) => !(derived[process.env.CMD] || []).includes(o.name))
         .map((o) => "--" + (renamed[o.name] || o.name)).filter((f) => !process.env.HELP.includes(f + " ") && !process.env.HELP.includes(f + ","));
       console.log(out.join(" "));

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <future>
 
 #include "data/npy.h"
 #include "driver/explain_size.h"
@@ -19,6 +20,7 @@
 
 namespace mopt::driver {
 namespace {
+
 
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
@@ -53,6 +55,22 @@ void require_change(const pass::PipelineResult& result, const OptimizeRequest& r
 }
 
 }  // namespace
+
+std::vector<fs::path> files_read(const std::vector<std::pair<fs::path, io::LoadInfo>>& models, const AccuracyRequest& accuracy) {
+  std::vector<fs::path> files;
+  auto add = [&](const fs::path& file) {
+    if (std::find(files.begin(), files.end(), file) == files.end()) files.push_back(file);
+  };
+  for (const auto& [model, info] : models) {
+    add(model);
+    for (const fs::path& external : info.external_files) add(external);
+  }
+  for (const std::string& data : {accuracy.source, accuracy.calibration, accuracy.labels}) {
+    std::error_code ec;
+    if (!data.empty() && data != "random" && data != "off" && fs::exists(data, ec)) add(data);
+  }
+  return files;
+}
 
 std::string data_kind(const AccuracyRequest& request) {
   if (request.source == "off") return "off";
@@ -176,6 +194,8 @@ OptimizeResult run_optimize(const OptimizeRequest& request) {
   }
   run.load_seconds = seconds_since(start);
   run.input = {request.input.string(), load_info.file_bytes, load_info.external_bytes, std::nullopt};
+  // Hashed for the report's header on a thread of its own while the passes run (the bytes are in the page cache).
+  std::future<std::vector<FileDigest>> input_digests = std::async(std::launch::async, digest_files, files_read({{request.input, load_info}}, acc));
   run.before = report::collect_stats(*model);
 
   io::SaveOptions save;
@@ -299,6 +319,8 @@ OptimizeResult run_optimize(const OptimizeRequest& request) {
   // --in-place never replaces the input with a model that failed a gate; the report says why.
   result.input_kept = request.in_place && !result.gates_passed();
   if (result.input_kept) run.warnings.push_back("a gate failed: --in-place left the input model unchanged");
+  run.invocation.inputs = input_digests.get();
+  run.invocation.outputs = staged.digests();
   run.total_seconds = seconds_since(start);
   const nlohmann::json report_json = report::to_json(run);
   AtomicFileWriter report_writer(result.report);

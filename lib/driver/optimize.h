@@ -36,6 +36,9 @@ struct AccuracyRequest {
 };
 
 // The kind of data `request` measures on, known before anything is loaded.
+// The files a run reads, each once: every model with its external data files, then the data files named
+// for accuracy, calibration and labels (a folder stands for its files); hashed for the documents' headers.
+std::vector<fs::path> files_read(const std::vector<std::pair<fs::path, io::LoadInfo>>& models, const AccuracyRequest& accuracy);
 std::string data_kind(const AccuracyRequest& request);
 
 // Usage error when `request.decisions` would decide on random data the user did not ask for.

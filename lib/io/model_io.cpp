@@ -252,6 +252,7 @@ StagedModel stage_model(const ir::Model& model, const fs::path& path, const Save
     if (path == "-" || is_direct_target(path)) usage_error("a model with external data cannot be written to '{}'; give a file name", path.string());
     info.external_file = (dir.empty() ? fs::path(".") : dir) / external_name;
     staged.data_ = std::make_unique<AtomicFileWriter>(info.external_file);
+    staged.data_->hash_contents();
     static const std::byte kZeros[64] = {};
     for (const auto& [offset, bytes] : s.external) {
       staged.data_->write(ByteChunk(kZeros, offset - staged.data_->bytes_written()));
@@ -261,10 +262,17 @@ StagedModel stage_model(const ir::Model& model, const fs::path& path, const Save
     staged.data_->finish();
   }
   staged.model_ = std::make_unique<AtomicFileWriter>(path);
+  staged.model_->hash_contents();
   for (const ByteChunk& chunk : expanded.chunks) staged.model_->write(chunk);
   info.file_bytes = staged.model_->bytes_written();
   staged.model_->finish();
   return staged;
+}
+
+std::vector<FileDigest> StagedModel::digests() const {
+  std::vector<FileDigest> out{{model_->target().string(), model_->bytes_written(), model_->sha256()}};
+  if (data_) out.push_back({data_->target().string(), data_->bytes_written(), data_->sha256()});
+  return out;
 }
 
 void StagedModel::commit() {

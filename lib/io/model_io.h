@@ -60,6 +60,8 @@ class StagedModel {
   void commit();
   // The files holding the staged bytes (temporary names until commit), model first.
   std::vector<fs::path> files() const;
+  // What each file will be once committed (its target path, bytes and sha256, hashed as it was written).
+  std::vector<FileDigest> digests() const;
 
  private:
   friend StagedModel stage_model(const ir::Model&, const fs::path&, const SaveOptions&);

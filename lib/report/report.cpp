@@ -8,6 +8,7 @@
 #include <onnx/common/version.h>
 
 #include "mopt_commit.h"  // generated at build time: MOPT_COMMIT
+#include "util/error.h"
 #include "util/file.h"
 
 namespace mopt::report {
@@ -37,6 +38,12 @@ std::string ratio(double before, double after) {
   return fmt::format("{:.3f}x", after / before);
 }
 
+nlohmann::json digests_json(const std::vector<FileDigest>& files) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const FileDigest& f : files) out.push_back({{"path", f.path}, {"bytes", f.bytes}, {"sha256", f.sha256}});
+  return out;
+}
+
 }  // namespace
 
 nlohmann::json header(const Invocation& invocation) {
@@ -53,7 +60,56 @@ nlohmann::json header(const Invocation& invocation) {
            {{"command_line", invocation.command_line},
             {"started_at", fmt::format("{:%Y-%m-%dT%H:%M:%S}Z", started)},
             {"duration_seconds", std::chrono::duration<double>(std::chrono::system_clock::now() - invocation.started).count()},
-            {"exit_status", invocation.exit_status}}}};
+            {"exit_status", invocation.exit_status},
+            {"inputs", digests_json(invocation.inputs)},
+            {"outputs", digests_json(invocation.outputs)}}}};
+}
+
+namespace {
+// What each schema version changed, for readers of an older document (kept in step with report.h).
+const char* changes_in(int version) {
+  switch (version) {
+    case 2: return "accuracy.data became an object, undefined cosine/SNR became null, the verdict was added";
+    case 3: return "the header (tool, invocation) was added, gate numbers became numbers, non-finite metrics became null, "
+                   "accuracy_drop became accuracy_drop_pp";
+    case 4: return "invocation gained duration_seconds and the inputs' and outputs' sha256, the report gained 'size', "
+                   "passes --json became a document";
+  }
+  return "";
+}
+}  // namespace
+
+std::string read_document(const std::string& path, nlohmann::json* document) {
+  nlohmann::json& doc = *document;
+  try {
+    doc = nlohmann::json::parse(read_text_file(path));
+  } catch (const nlohmann::json::exception& e) {
+    fail("'{}' is not JSON: {}", path, e.what());
+  }
+  if (!doc.is_object() || !doc.contains("schema_version"))
+    fail("'{}' is not a document mopt wrote: it has no schema_version", path);
+  if (!doc["schema_version"].is_number_integer() || doc["schema_version"].get<int64_t>() < 1)
+    fail("'{}' has schema_version {}, which no mopt writes", path, doc["schema_version"].dump());
+  const int64_t version = doc["schema_version"].get<int64_t>();
+  if (version > kSchemaVersion)
+    fail("'{}' is a schema_version {} document, written by a newer mopt; this mopt ({}) reads version {}", path, version,
+         MOPT_VERSION, kSchemaVersion);
+  if (version < kSchemaVersion) {
+    std::vector<std::string> changes;
+    for (int v = static_cast<int>(version) + 1; v <= kSchemaVersion; ++v) changes.push_back(fmt::format("{}: {}", v, changes_in(v)));
+    fail("'{}' is a schema_version {} document, written by an older mopt; this mopt reads version {} (changes since: {}); "
+         "run the command again with this mopt for a current report",
+         path, version, kSchemaVersion, fmt::join(changes, "; "));
+  }
+  if (doc.contains("pipeline")) return "report";
+  const std::string command = doc.value("command", "");
+  if (command == "compare") return "compare";
+  if (doc.contains("batch")) return "batch";
+  if (doc.contains("latency_ms")) return "bench";
+  if (doc.contains("passes")) return "passes";
+  if (doc.contains("op_histogram")) return "inspect";
+  if (doc.contains("samples") && doc.contains("outputs")) return "run";
+  fail("'{}' has schema_version {} but is none of the documents mopt writes", path, version);
 }
 
 nlohmann::json to_json(const RunReport& r) {

@@ -1,4 +1,4 @@
-// The report every optimizing command writes (JSON, schema_version 2) and the short table printed on
+// The report every optimizing command writes (JSON, schema_version kSchemaVersion) and the short table printed on
 // the terminal. Field reference: README.md "Report".
 #pragma once
 #include <nlohmann/json.hpp>
@@ -10,6 +10,7 @@
 
 #include "pass/manager.h"
 #include "report/stats.h"
+#include "util/sha256.h"
 
 namespace mopt::report {
 
@@ -18,18 +19,28 @@ namespace mopt::report {
 // 3: the header (tool with commit and library versions; invocation: command_line, started_at,
 // exit_status); gates[] measured/limit are numbers in `unit` (null with unmeasured_reason); non-finite
 // metrics are null, named in undefined_reason; labels.accuracy_drop_pp (points) replaces the fraction.
+// 4: invocation.duration_seconds, invocation.inputs and invocation.outputs ([{path, bytes, sha256}] of the
+// files read and written); the report's `size` section; passes --json is a document with the header and
+// `passes` (it was a bare array).
 // docs/schema/ holds the JSON Schema of every document.
-constexpr int kSchemaVersion = 3;
+constexpr int kSchemaVersion = 4;
 
 // How a document came to be: the header every JSON document mopt writes starts with.
 struct Invocation {
+  Invocation() = default;
+  explicit Invocation(std::vector<std::string> line, std::chrono::system_clock::time_point start = std::chrono::system_clock::now(),
+                      int exit = 0)
+      : command_line(std::move(line)), started(start), exit_status(exit) {}
   std::vector<std::string> command_line;  // as given (argv, or the API's equivalent)
   std::chrono::system_clock::time_point started = std::chrono::system_clock::now();
   int exit_status = 0;  // 0, or 3 when a quality gate failed (a document is never written on errors)
+  std::vector<FileDigest> inputs;   // the files read: models (with external data) and data
+  std::vector<FileDigest> outputs;  // the files written, other than the document itself
 };
 
 // {schema_version, tool: {name, version, commit, onnx, protobuf}, invocation: {command_line, started_at,
-// duration_seconds (until this call), exit_status}}; other fields are added to it.
+// duration_seconds (until this call), exit_status, inputs, outputs ([{path, bytes, sha256}])}}; other
+// fields are added to it.
 nlohmann::json header(const Invocation& invocation);
 
 struct FileSizes {
@@ -61,6 +72,12 @@ struct RunReport {
   bool degraded = false;
   nlohmann::json gates = nlohmann::json::array();
 };
+
+// Reads the JSON document `path` that a mopt wrote and says what it is: "report" (an optimizing command's),
+// "compare", "run", "bench", "inspect", "passes" or "batch". Throws mopt::Error naming the problem when it
+// is not JSON, not mopt's, or of another schema version: an older one is recognised by its version, with
+// what changed since and how to get a current one; a newer one asks for a newer mopt.
+std::string read_document(const std::string& path, nlohmann::json* document);
 
 nlohmann::json to_json(const RunReport& report);
 std::string summary_table(const RunReport& report);

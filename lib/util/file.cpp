@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <stdexcept>
 
 #include "util/error.h"
 
@@ -176,8 +177,20 @@ void AtomicFileWriter::flush_buffer() {
   buffer_.clear();
 }
 
+void AtomicFileWriter::hash_contents() {
+  if (written_ != 0) throw std::logic_error("AtomicFileWriter::hash_contents after a write");
+  hash_ = std::make_unique<Sha256>();
+}
+
+std::string AtomicFileWriter::sha256() {
+  if (!hash_ || !finished_) throw std::logic_error("AtomicFileWriter::sha256 without hash_contents and finish");
+  if (sha256_.empty()) sha256_ = hash_->hex();
+  return sha256_;
+}
+
 void AtomicFileWriter::write(ByteChunk chunk) {
   written_ += chunk.size();
+  if (hash_) hash_->update(chunk.data(), chunk.size());
   if (chunk.size() >= kDirectWriteSize) {
     flush_buffer();
     write_all(fd_, chunk.data(), chunk.size(), target_string_);
@@ -221,6 +234,26 @@ uint64_t file_size_or_throw(const fs::path& path) {
 bool same_file(const fs::path& a, const fs::path& b) {
   std::error_code ec;
   return fs::exists(a, ec) && fs::exists(b, ec) && fs::equivalent(a, b, ec);
+}
+
+std::string read_text_file(const fs::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail("cannot read '{}': {}", path.string(), std::strerror(errno));
+  std::string text;
+  char buffer[1 << 16];
+  for (;;) {
+    const ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      fail("cannot read '{}': {}", path.string(), std::strerror(err));
+    }
+    if (n == 0) break;
+    text.append(buffer, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return text;
 }
 
 }  // namespace mopt

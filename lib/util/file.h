@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "util/sha256.h"
+
 namespace mopt {
 
 namespace fs = std::filesystem;
@@ -60,6 +62,10 @@ class AtomicFileWriter {
   void finish();
   // finish() if not yet done, then renames the temporary file onto the target and fsyncs the folder.
   void commit();
+  // SHA-256 of the bytes written, computed as they are written (no second read); call before the first
+  // write, then sha256() after finish().
+  void hash_contents();
+  std::string sha256();
   // The file holding the bytes written so far (the temporary file, or the target when written directly).
   const std::string& written_path() const { return direct_ ? target_string_ : temp_path_; }
   const fs::path& target() const { return target_; }
@@ -75,6 +81,8 @@ class AtomicFileWriter {
   bool finished_ = false;
   std::vector<std::byte> buffer_;
   uint64_t written_ = 0;
+  std::unique_ptr<Sha256> hash_;
+  std::string sha256_;
   bool committed_ = false;
 };
 
@@ -83,6 +91,9 @@ bool is_direct_target(const fs::path& target);
 
 // True when both paths exist and name the same file (links followed).
 bool same_file(const fs::path& a, const fs::path& b);
+
+// The whole contents of a file; throws mopt::Error naming the file and the reason if it cannot be read.
+std::string read_text_file(const fs::path& path);
 
 // Size of a file in bytes; throws mopt::Error if it cannot be read.
 uint64_t file_size_or_throw(const fs::path& path);

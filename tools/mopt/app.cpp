@@ -327,6 +327,20 @@ int run_app(const std::vector<std::string>& given_args, const std::string* comma
       "  mopt inspect model.onnx\n"
       "  mopt inspect model.onnx --json | jq .op_histogram");
 
+  std::string report_document, report_html, report_markdown;
+  auto* report_cmd = app.add_subcommand("report", "Render a saved report as Markdown or HTML, after checking it is a version this mopt reads");
+  report_cmd->add_option("document", report_document, "A JSON report of an optimizing command or of compare")->required();
+  report_cmd->add_option("--html", report_html, "Write the self-contained HTML page here");
+  report_cmd->add_option("--markdown", report_markdown, "Write the Markdown summary here ($GITHUB_STEP_SUMMARY is appended to)");
+  add_log_flags(report_cmd, common);
+  report_cmd->footer(
+      "With neither --html nor --markdown the Markdown summary goes to stdout. A document of another\n"
+      "schema_version is named with its version and what changed since (exit 1).\n"
+      "Examples:\n"
+      "  mopt report model.int8.onnx.report.json\n"
+      "  mopt report model.int8.onnx.report.json --html report.html\n"
+      "  mopt report model.int8.onnx.report.json --markdown \"$GITHUB_STEP_SUMMARY\"");
+
   std::string compare_original, compare_candidate, compare_report, compare_html;
   bool compare_json = false, compare_per_layer = false;
   DataFlags compare_data;
@@ -387,7 +401,7 @@ int run_app(const std::vector<std::string>& given_args, const std::string* comma
   auto* passes = app.add_subcommand("passes", "List every pass with its options");
   passes->add_flag("--json", passes_json, "Machine-readable output");
   passes->add_flag("--markdown", passes_markdown, "The table of passes, as in the README");
-  passes->footer("Examples:\n  mopt passes\n  mopt passes --json | jq '.[].name'\n  mopt passes --markdown");
+  passes->footer("Examples:\n  mopt passes\n  mopt passes --json | jq '.passes[].name'\n  mopt passes --markdown");
 
   std::string completion_shell;
   auto* completion = app.add_subcommand("completion", "Print the bash or zsh completion script for mopt");
@@ -490,7 +504,8 @@ int run_app(const std::vector<std::string>& given_args, const std::string* comma
     if (bench->parsed()) return run_bench_command(bench_model, bench_data, bench_warmup, bench_runs, bench_json, bench_profile,
                                                   outcome.command_line);
     if (inspect->parsed()) return run_inspect_command(inspect_input, inspect_json, outcome.command_line);
-    if (passes->parsed()) return run_passes_command(passes_json, passes_markdown);
+    if (report_cmd->parsed()) return run_report_command(report_document, report_html, report_markdown);
+    if (passes->parsed()) return run_passes_command(passes_json, passes_markdown, outcome.command_line);
     if (batch->parsed()) {
       const batch::ResolveFlags resolve = [&](const std::string& name, const batch::FlagValues& values) {
         if (!is_batch_command(name)) usage_error("mopt batch runs one of {}, not '{}'", batch_command_list(), name);

@@ -230,6 +230,7 @@ void write_documents(const json& report, const std::string& report_path, const s
 int finish(const batch::BatchOutcome& result, const std::vector<std::string>& command_line,
            std::chrono::system_clock::time_point started, int forced_exit, const std::string& report_path,
            const std::string& markdown_path) {
+  // Each model's input and output sha256 are in its record, not in the header.
   report::Invocation invocation{command_line, started, forced_exit >= 0 ? forced_exit : batch::exit_status(result)};
   const json report = batch::to_json(result, report::header(invocation));
   write_documents(report, report_path, markdown_path);

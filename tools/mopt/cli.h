@@ -160,6 +160,8 @@ int run_run_command(const std::string& model_path, const DataFlags& f, const std
 int run_bench_command(const std::string& model_path, const DataFlags& f, int warmup, int runs, bool json, bool profile,
                       const std::vector<std::string>& command_line);
 int run_inspect_command(const std::string& input, bool json, const std::vector<std::string>& command_line);
-int run_passes_command(bool json, bool markdown);
+// mopt report: a saved report rendered as Markdown (stdout or --markdown) or HTML (--html).
+int run_report_command(const std::string& document, const std::string& html, const std::string& markdown);
+int run_passes_command(bool json, bool markdown, const std::vector<std::string>& command_line);
 
 }  // namespace mopt::cli

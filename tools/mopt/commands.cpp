@@ -15,6 +15,7 @@
 #include "ir/verify.h"
 #include "pass/preset.h"
 #include "report/html.h"
+#include "report/markdown.h"
 #include "report/stats.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -36,8 +37,8 @@ int run_compare_command(const std::string& original_path, const std::string& can
     }
   }
   if (!report_path.empty() && report_path == html_path) usage_error("--report and --html name the same file");
-  auto original = io::load_model(original_path);
-  io::LoadInfo info;
+  io::LoadInfo original_info, info;
+  auto original = io::load_model(original_path, &original_info);
   auto candidate = io::load_model(candidate_path, &info);
   driver::AccuracyRequest request = accuracy_request(f);
   eval::DataSource source;
@@ -49,10 +50,13 @@ int run_compare_command(const std::string& original_path, const std::string& can
   exec::Array labels;
   if (!f.labels.empty()) labels = data::read_npy(f.labels);
   const eval::Feedback feedback = feedback_of(*original, f);
+  std::optional<log::Phase> phase(std::in_place, "original model");
   eval::Outputs reference = eval::run_samples(*original, samples, f.threads, feedback);
   std::vector<data::Feeds> candidate_samples;  // by position where the candidate renamed inputs
   for (const data::Feeds& s : samples) candidate_samples.push_back(data::feeds_for(*candidate, *original, s));
+  phase.emplace("candidate model");
   eval::Outputs outputs = eval::run_samples(*candidate, candidate_samples, f.threads, feedback);
+  phase.reset();
   eval::Comparison c = eval::compare_outputs(reference, outputs, f.labels.empty() ? nullptr : &labels, f.classifier_output);
   c.data = source;
   const eval::Verdict verdict = eval::judge(c);
@@ -65,6 +69,8 @@ int run_compare_command(const std::string& original_path, const std::string& can
   }
   std::vector<eval::GateResult> gates = eval::check_gates(gates_of(gate_flags), &c, info.file_bytes + info.external_bytes);
   invocation.exit_status = std::all_of(gates.begin(), gates.end(), [](const auto& g) { return g.passed; }) ? 0 : 3;
+  if (json || !report_path.empty() || !html_path.empty())
+    invocation.inputs = digest_files(driver::files_read({{original_path, original_info}, {candidate_path, info}}, request));
   nlohmann::json j = report::header(invocation);
   j["command"] = "compare";
   j["original"] = original_path;
@@ -78,10 +84,9 @@ int run_compare_command(const std::string& original_path, const std::string& can
   outcome.document = report::dump_json(j);
   if (json) fmt::print("{}\n", report::dump_json(j));
   else if (log::level() >= log::Level::Normal) {
-    fmt::print("{}", eval::summary(c));
-    if (layers) fmt::print("{}", eval::summary(*layers, 20));
-    fmt::print("{}\n", eval::summary(verdict, c.data));
-    for (const auto& g : gates) fmt::print("  gate {:<18} {}: {}\n", g.gate, g.passed ? "passed" : "FAILED", g.message);
+    std::string summary = eval::summary(c) + (layers ? eval::summary(*layers, 20) : "") + eval::summary(verdict, c.data) + "\n";
+    for (const auto& g : gates) summary += fmt::format("  gate {:<18} {}: {}\n", g.gate, g.passed ? "passed" : "FAILED", g.message);
+    fmt::print("{}", log::fit(summary, stdout));
   }
   return report_gates(gates, outcome);
 }
@@ -95,14 +100,16 @@ std::string preview(const exec::Array& a) {
 
 int run_run_command(const std::string& model_path, const DataFlags& f, const std::string& save_dir, bool json,
                     const std::vector<std::string>& command_line) {
-  const report::Invocation invocation{command_line};
-  auto model = io::load_model(model_path);
+  report::Invocation invocation{command_line};
+  io::LoadInfo info;
+  auto model = io::load_model(model_path, &info);
   driver::AccuracyRequest request = accuracy_request(f);
   eval::DataSource source;
   std::vector<std::string> warnings;
   std::vector<data::Feeds> samples = driver::load_or_generate_samples(*model, request, &source, &warnings);
   for (const auto& w : warnings) log::warn("{}", w);
   const std::string& description = source.description;
+  if (json) invocation.inputs = digest_files(driver::files_read({{model_path, info}}, request));
   eval::Outputs outputs = eval::run_samples(*model, samples, f.threads, feedback_of(*model, f));
   if (!save_dir.empty()) {
     fs::create_directories(save_dir);
@@ -148,8 +155,9 @@ constexpr const char* kBenchRuntime =
 
 int run_bench_command(const std::string& model_path, const DataFlags& f, int warmup, int runs, bool json, bool profile,
                       const std::vector<std::string>& command_line) {
-  const report::Invocation invocation{command_line};
-  auto model = io::load_model(model_path);
+  report::Invocation invocation{command_line};
+  io::LoadInfo info;
+  auto model = io::load_model(model_path, &info);
   if (!f.feedback.empty()) usage_error("bench times one sample; --feedback does not apply (use run or compare for sequences)");
   driver::AccuracyRequest request = accuracy_request(f);
   request.random_samples = 1;
@@ -158,6 +166,7 @@ int run_bench_command(const std::string& model_path, const DataFlags& f, int war
   std::vector<data::Feeds> samples = driver::load_or_generate_samples(*model, request, &source, &warnings);
   for (const auto& w : warnings) log::warn("{}", w);
   const std::string& description = source.description;
+  if (json) invocation.inputs = digest_files(driver::files_read({{model_path, info}}, request));
   exec::Executor executor(*model, exec::ExecutorOptions{f.threads, profile, nullptr});
   for (int i = 0; i < warmup; ++i) executor.run(samples[0]);
   std::vector<double> ms;
@@ -199,9 +208,10 @@ int run_bench_command(const std::string& model_path, const DataFlags& f, int war
 // ------------------------------------------------------------------ inspect
 
 int run_inspect_command(const std::string& input, bool json, const std::vector<std::string>& command_line) {
-  const report::Invocation invocation{command_line};
+  report::Invocation invocation{command_line};
   io::LoadInfo info;
   auto model = io::load_model(input, &info);
+  if (json) invocation.inputs = digest_files(driver::files_read({{input, info}}, {}));
   report::ModelStats stats = report::collect_stats(*model, 10);
   ir::CheckResult check = ir::run_onnx_checker(*model);
   const char* status = check.status == ir::CheckResult::Status::Passed   ? "passed"
@@ -301,22 +311,46 @@ void print_markdown() {
 
 }  // namespace
 
-int run_passes_command(bool json, bool markdown) {
+// ------------------------------------------------------------------ report
+
+int run_report_command(const std::string& document, const std::string& html, const std::string& markdown) {
+  for (const std::string& target : {html, markdown}) {
+    if (!target.empty() && (target == document || same_file(target, document)))
+      usage_error("'{}' is the report being read, not a place to write", target);
+  }
+  if (!html.empty() && html == markdown) usage_error("--html and --markdown name the same file");
+  nlohmann::json doc;
+  const std::string kind = report::read_document(document, &doc);
+  if (kind != "report" && kind != "compare")
+    fail("'{}' is a {} document; mopt report renders the report of an optimizing command or of compare", document, kind);
+  if (kind == "compare" && (html.empty() || !markdown.empty()))
+    fail("not supported: the Markdown summary of a compare report; give --html FILE");
+  if (html.empty() && markdown.empty()) {
+    fmt::print("{}", report::markdown_summary(doc));
+    return kExitOk;
+  }
+  if (!markdown.empty()) report::write_markdown(report::markdown_summary(doc), markdown);
+  if (!html.empty()) report::write_html(doc, html);
+  return kExitOk;
+}
+
+int run_passes_command(bool json, bool markdown, const std::vector<std::string>& command_line) {
   if (json && markdown) usage_error("give --json or --markdown, not both");
   if (markdown) {
     print_markdown();
     return kExitOk;
   }
   if (json) {
-    nlohmann::json j = nlohmann::json::array();
+    nlohmann::json j = report::header(report::Invocation{command_line});
+    nlohmann::json& passes = j["passes"] = nlohmann::json::array();
     for (const auto& p : pass::registered_passes()) {
-      j.push_back({{"name", p.name}, {"summary", p.summary}, {"options", options_json(p.option_specs())}});
+      passes.push_back({{"name", p.name}, {"summary", p.summary}, {"options", options_json(p.option_specs())}});
     }
     for (const auto& p : pass::registered_presets()) {
-      j.push_back({{"name", p.name}, {"summary", p.summary}, {"preset", true}, {"passes", member_names(p)},
+      passes.push_back({{"name", p.name}, {"summary", p.summary}, {"preset", true}, {"passes", member_names(p)},
                    {"options", options_json(p.specs)}});
     }
-    j.push_back({{"name", "fuse"}, {"summary", "Preset group (a fixpoint) of the fusion and cleanup passes"}, {"preset", true},
+    passes.push_back({{"name", "fuse"}, {"summary", "Preset group (a fixpoint) of the fusion and cleanup passes"}, {"preset", true},
                  {"expands_to", pass::kFuseGroup}, {"options", nlohmann::json::array({{{"name", "max-iterations"},
                  {"default", std::to_string(pass::kDefaultFixpointIterations)}, {"help", "rounds before giving up with a warning"},
                  {"choices", nlohmann::json::array()}}})}});
