@@ -365,7 +365,21 @@ top = s["largest_float_weights"][0]
 assert top["tensor"].startswith("c3.weight") and top["bytes"] == 294912 and top["read_by"] == ["/c3/Conv"], top
 assert "static mode" in top["reason"], top
 assert any(w["reason"] is None for w in s["largest_float_weights"]), "a bias read by a quantized Gemm has no reason"
+assert sum(s["weight_bytes_by_dtype"].values()) == s["weight_bytes"] and s["weight_bytes_by_dtype"]["int8"] > 0, s["weight_bytes_by_dtype"]
 PY
+# Weights held in Constant nodes (ppocrv4_det's convs) and 16-bit floats are weights too: convert --to fp16
+# lists them as constant-node float16, and by type the float32 bytes left are few.
+"$MOPT" convert "$SRC/../shared/models/ocr/ppocrv4_det.onnx" --to fp16 -o "$T/sz16.onnx" --accuracy off --no-compressed-size -q \
+  || fail "convert for the size section"
+/usr/bin/python3 - "$T/sz16.onnx.report.json" "$T/sz16.md" <<'PY' || fail "the size section of an fp16 model with Constant-node weights (above)"
+import json, sys
+s = json.load(open(sys.argv[1]))["size"]
+top = s["largest_float_weights"][0]
+assert top["kind"] == "constant-node" and top["dtype"] == "float16" and top["read_by"], top
+by = s["weight_bytes_by_dtype"]
+assert sum(by.values()) == s["weight_bytes"] and by["float16"] > 100 * by.get("float", 0), by
+PY
+"$MOPT" report "$T/sz16.onnx.report.json" | grep -q "| float16 already |" || fail "the Markdown size table does not say the fp16 weights are 16-bit already"
 
 # --- colour: only on a terminal (script(1) gives one), never with NO_COLOR or --color never, always with --color always
 esc=$(printf '\033')

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <vector>
 
+#include "report/report.h"
 #include "util/file.h"
 
 namespace mopt::report {
@@ -176,7 +177,7 @@ std::string sizes_section(const json& r) {
       }
       h += fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", escape(text_of(kept[i], "tensor")),
                        number(r, fmt::format("/size/largest_float_weights/{}/bytes", i), "bytes"), readers,
-                       kept[i]["reason"].is_string() ? escape(kept[i]["reason"].get<std::string>()) : "not a weight this command converts");
+                       escape(kept_float_reason(kept[i])));
     }
     h += "</table>";
   }

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <fstream>
 
+#include "report/report.h"
 #include "report/stats.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -85,14 +86,18 @@ std::string markdown_summary(const json& r) {
   const json& size = r.value("size", json::object());
   if (size.contains("largest_float_weights") && !size["largest_float_weights"].empty() &&
       (r.value("command", "") == "quantize" || r.value("command", "") == "convert")) {
-    md += fmt::format("\nOf the output, {} are weights and {} graph structure. Largest float weights left:\n\n", bytes_cell(size["weight_bytes"]),
-                      bytes_cell(size["graph_bytes"]));
+    std::vector<std::string> by_dtype;
+    const json weight_types = size.value("weight_bytes_by_dtype", json::object());
+    for (const auto& [dtype, bytes] : weight_types.items())
+      by_dtype.push_back(fmt::format("{} {}", dtype, human_bytes(bytes.get<uint64_t>())));
+    md += fmt::format("\nOf the output, {} are weights ({}) and {} graph structure. Largest float weights left:\n\n",
+                      bytes_cell(size["weight_bytes"]), fmt::join(by_dtype, ", "), bytes_cell(size["graph_bytes"]));
     md += "| tensor | bytes | read by | why it stayed float |\n|---|---:|---|---|\n";
     for (const json& w : size["largest_float_weights"]) {
       std::vector<std::string> readers;
       for (const json& n : w["read_by"]) readers.push_back(n.get<std::string>());
       md += fmt::format("| {} | {} | {} | {} |\n", cell(w.value("tensor", "")), bytes_cell(w["bytes"]), cell(fmt::format("{}", fmt::join(readers, ", "))),
-                        w["reason"].is_string() ? cell(w["reason"].get<std::string>()) : "not a weight this command converts");
+                        cell(kept_float_reason(w)));
     }
   }
 

@@ -112,6 +112,13 @@ std::string read_document(const std::string& path, nlohmann::json* document) {
   fail("'{}' has schema_version {} but is none of the documents mopt writes", path, version);
 }
 
+std::string kept_float_reason(const nlohmann::json& weight) {
+  if (weight.contains("reason") && weight["reason"].is_string()) return weight["reason"].get<std::string>();
+  const std::string dtype = weight.value("dtype", "");
+  if (dtype == "float16" || dtype == "bfloat16") return dtype + " already";
+  return "not a weight this command converts";
+}
+
 nlohmann::json to_json(const RunReport& r) {
   using nlohmann::json;
   json j = header(r.invocation);

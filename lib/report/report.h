@@ -79,6 +79,10 @@ struct RunReport {
 // what changed since and how to get a current one; a newer one asks for a newer mopt.
 std::string read_document(const std::string& path, nlohmann::json* document);
 
+// The text shown for an entry of size.largest_float_weights: the reason a pass kept it float, else why
+// there is none (16-bit already, or not a weight the command converts).
+std::string kept_float_reason(const nlohmann::json& weight);
+
 nlohmann::json to_json(const RunReport& report);
 std::string summary_table(const RunReport& report);
 // JSON text with invalid UTF-8 in strings replaced, so serializing never fails.
