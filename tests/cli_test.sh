@@ -332,7 +332,7 @@ fi
 for cmd in quantize prune clip convert; do
   missing=$("$MOPT" passes --json | CMD=$cmd HELP="$("$MOPT" $cmd --help)" node -e '
     let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
-      const derived = { quantize: ["max-accuracy-drop"], convert: ["shapes", "dims", "min-cosine", "max-accuracy-drop"] };
+      const derived = { quantize: ["max-accuracy-drop", "min-cosine"], convert: ["shapes", "dims", "min-cosine", "max-accuracy-drop"] };
       const renamed = { "max-samples": "max-calibration-samples" };
       const pass = JSON.parse(s).passes.find((p) => p.name === process.env.CMD);
       const out = pass.options.filter((o) => !(derived[process.env.CMD] || []).includes(o.name))
@@ -380,6 +380,21 @@ by = s["weight_bytes_by_dtype"]
 assert sum(by.values()) == s["weight_bytes"] and by["float16"] > 100 * by.get("float", 0), by
 PY
 "$MOPT" report "$T/sz16.onnx.report.json" | grep -q "| float16 already |" || fail "the Markdown size table does not say the fp16 weights are 16-bit already"
+
+# --- --min-cosine is the accuracy-aware search's target too: no labels needed. int4 digits_vit starts near
+# cosine 0.992; the search keeps some MatMuls float (not all) until every output reaches 0.999.
+"$MOPT" quantize "$M/digits_vit.onnx" --weight-only -o "$T/vit4.onnx" --accuracy "$M/digits_test_x.npy" --min-cosine 0.999 -q \
+  || fail "quantize --weight-only --min-cosine 0.999"
+/usr/bin/python3 - "$T/vit4.onnx.report.json" <<'PY' || fail "the cosine-driven accuracy-aware search (above)"
+import json, sys
+r = json.load(open(sys.argv[1]))
+a = r["passes"][[p["name"] for p in r["passes"]].index("quantize")]["details"]["accuracy_aware"]
+assert a["target_cosine"] == 0.999 and a["initial_cosine"] < 0.999 <= a["final_cosine"] and a["met"], a
+assert 0 < len(a["kept_float"]) < len(a["sensitivity"]) and "target_drop_pp" not in a, a
+assert min(o["cosine_similarity"] for o in r["accuracy"]["outputs"]) >= 0.999, r["accuracy"]["outputs"]
+assert r["gates"][0]["gate"] == "min-cosine" and r["gates"][0]["passed"], r["gates"]
+PY
+expect 2 "--min-cosine would decide on random inputs" -- "$MOPT" quantize "$M/digits_vit.onnx" --weight-only -o "$T/vit4r.onnx" --min-cosine 0.999
 
 # --- colour: only on a terminal (script(1) gives one), never with NO_COLOR or --color never, always with --color always
 esc=$(printf '\033')

@@ -701,9 +701,11 @@ TEST_CASE("accuracy-aware fallback keeps the most sensitive layers float until t
   e.labels = data::read_npy((kModels / "trained/digits_test_y.npy").string());
   quant::QuantizeConfig config;
   config.mode = quant::Mode::WeightOnly;
-  quant::FallbackResult r = quant::accuracy_aware_exclusions(*m, config, nullptr, e, 0.0);
-  CHECK(r.initial_drop > 0);
-  CHECK(r.final_drop <= 0.0 + 1e-9);
+  quant::FallbackTarget target;
+  target.max_drop = 0.0;
+  quant::FallbackResult r = quant::accuracy_aware_exclusions(*m, config, nullptr, e, target);
+  CHECK(*r.initial.drop > 0);
+  CHECK(*r.final_score.drop <= 0.0 + 1e-9);
   CHECK(!r.kept_float.empty());
   const size_t layers = r.sensitivity.size();
   CHECK(layers == 9);
@@ -711,8 +713,36 @@ TEST_CASE("accuracy-aware fallback keeps the most sensitive layers float until t
   CHECK(r.evaluations <= 1 + static_cast<int>(layers) + static_cast<int>(std::ceil(std::log2(layers))) + 1);
   for (size_t i = 1; i < layers; ++i) CHECK(r.sensitivity[i - 1].second >= r.sensitivity[i].second);
   // Deterministic.
-  quant::FallbackResult again = quant::accuracy_aware_exclusions(*m, config, nullptr, e, 0.0);
+  quant::FallbackResult again = quant::accuracy_aware_exclusions(*m, config, nullptr, e, target);
   CHECK(again.kept_float == r.kept_float);
+}
+
+TEST_CASE("accuracy-aware fallback towards a cosine: no labels needed, the lowest output cosine must reach the target" *
+          doctest::skip(!fs::exists(kModels))) {
+  auto m = io::load_model(kModels / "trained/digits_vit.onnx");
+  eval::Evaluation e;
+  e.samples = data::load_samples(*m, (kModels / "trained/digits_test_x.npy").string());
+  e.reference = eval::run_samples(*m, e.samples);
+  quant::QuantizeConfig config;
+  config.mode = quant::Mode::WeightOnly;
+  quant::FallbackTarget target;
+  target.min_cosine = 0.999;  // int4 weights alone give about 0.992
+  quant::FallbackResult r = quant::accuracy_aware_exclusions(*m, config, nullptr, e, target);
+  REQUIRE(r.initial.cosine);
+  CHECK(*r.initial.cosine < 0.999);
+  CHECK(!r.initial.drop);  // no drop measured: no labels asked for
+  REQUIRE(r.final_score.cosine);
+  CHECK(*r.final_score.cosine >= 0.999);
+  CHECK(r.final_score.meets(target));
+  CHECK(!r.kept_float.empty());
+  CHECK(r.kept_float.size() < r.sensitivity.size());  // not simply everything
+  const nlohmann::json j = r.to_json();
+  CHECK(j["met"] == true);
+  CHECK(j["target_cosine"] == 0.999);
+  CHECK(!j.contains("target_drop_pp"));
+  // A score with an undefined cosine never meets a cosine target.
+  quant::FallbackScore undefined;
+  CHECK(!undefined.meets(target));
 }
 
 TEST_CASE("the weight layout names output and reduction axes; per-channel scales lie along the output channels") {

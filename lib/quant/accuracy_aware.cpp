@@ -48,21 +48,44 @@ void add_layer_errors(const eval::Captures& float_values, const eval::Captures& 
   }
 }
 
+bool FallbackScore::meets(const FallbackTarget& target) const {
+  if (target.max_drop && !(drop && *drop <= *target.max_drop + 1e-9)) return false;
+  if (target.min_cosine && !(cosine && *cosine >= *target.min_cosine)) return false;
+  return true;
+}
+
+std::string FallbackScore::describe() const {
+  std::vector<std::string> parts;
+  if (drop) parts.push_back(fmt::format("drop {:.2f} pp", *drop));
+  parts.push_back(cosine ? fmt::format("cosine {:.6f}", *cosine) : std::string("cosine undefined"));
+  return fmt::format("{}", fmt::join(parts, ", "));
+}
+
 nlohmann::json FallbackResult::to_json() const {
   nlohmann::json sens = nlohmann::json::array();
   for (const auto& [node, value] : sensitivity) {
     const bool kept = std::find(kept_float.begin(), kept_float.end(), node) != kept_float.end();
     sens.push_back({{"node", node}, {"relative_l2_alone", value}, {"kept_float", kept}});
   }
-  return {{"target_drop_pp", target}, {"basis", basis}, {"initial_drop_pp", initial_drop}, {"final_drop_pp", final_drop},
-          {"evaluations", evaluations}, {"kept_float", kept_float}, {"sensitivity", sens}};
+  auto number = [](const std::optional<double>& v) { return v ? nlohmann::json(*v) : nlohmann::json(nullptr); };
+  nlohmann::json j = {{"evaluations", evaluations}, {"kept_float", kept_float}, {"sensitivity", sens},
+                      {"met", final_score.meets(target)}};
+  if (target.max_drop) {
+    j.update({{"target_drop_pp", *target.max_drop}, {"basis", basis}, {"initial_drop_pp", number(initial.drop)},
+              {"final_drop_pp", number(final_score.drop)}});
+  }
+  if (target.min_cosine) {
+    j.update({{"target_cosine", *target.min_cosine}, {"initial_cosine", number(initial.cosine)}, {"final_cosine", number(final_score.cosine)}});
+  }
+  return j;
 }
 
 FallbackResult accuracy_aware_exclusions(const ir::Model& model, const QuantizeConfig& config, const CalibrationTable* table,
-                                         const eval::Evaluation& evaluation, double max_drop) {
+                                         const eval::Evaluation& evaluation, const FallbackTarget& target) {
+  if (!target.max_drop && !target.min_cosine) throw std::logic_error("accuracy_aware_exclusions without a target");
   FallbackResult result;
-  result.target = max_drop;
-  // Quantizes a copy with extra exclusions and measures it: (accuracy drop, mean relative L2).
+  result.target = target;
+  // Quantizes a copy with extra exclusions and measures it: (score, mean relative L2).
   auto measure = [&](const std::set<std::string>& exclude) {
     auto copy = clone(model);
     QuantizeConfig c = config;
@@ -70,16 +93,28 @@ FallbackResult accuracy_aware_exclusions(const ir::Model& model, const QuantizeC
     quantize_model(*copy, c, table);
     eval::Comparison cmp = evaluation.evaluate(*copy);
     ++result.evaluations;
-    std::string basis;
-    std::optional<double> drop = eval::accuracy_drop_points(cmp, &basis);
-    if (!drop) usage_error("the accuracy-aware search needs labels (--labels) or a classifier-like output to measure a drop");
-    result.basis = basis;
-    return std::pair<double, double>{*drop, mean_relative_l2(cmp)};
+    FallbackScore score;
+    if (target.max_drop) {
+      std::string basis;
+      score.drop = eval::accuracy_drop_points(cmp, &basis);
+      if (!score.drop) usage_error("the accuracy-aware search needs labels (--labels) or a classifier-like output to measure a drop");
+      result.basis = basis;
+    }
+    // The lowest cosine over the outputs; undefined on any output (all zeros, NaN) leaves it undefined.
+    for (const auto& o : cmp.outputs) {
+      if (!o.cosine) {
+        score.cosine.reset();
+        break;
+      }
+      score.cosine = score.cosine ? std::min(*score.cosine, *o.cosine) : *o.cosine;
+    }
+    if (cmp.outputs.empty()) score.cosine.reset();
+    return std::pair<FallbackScore, double>{score, mean_relative_l2(cmp)};
   };
 
   log::Phase search_phase("accuracy-aware search");
-  result.initial_drop = result.final_drop = measure({}).first;
-  if (result.initial_drop <= max_drop + 1e-9) return result;
+  result.initial = result.final_score = measure({}).first;
+  if (result.initial.meets(target)) return result;
 
   std::vector<std::string> layers;
   for (const ir::Node* n : select_nodes(model, config, nullptr)) {
@@ -103,17 +138,17 @@ FallbackResult accuracy_aware_exclusions(const ir::Model& model, const QuantizeC
     return s;
   };
   // Smallest k in [1, L] meeting the target; k = L keeps every weighted layer float.
-  std::map<size_t, double> drops;
+  std::map<size_t, FallbackScore> scores;
   log::Phase bisect_phase("layers kept float", 0, "tries");
   const size_t k = util::smallest_meeting(1, result.sensitivity.size(), [&](size_t mid) {
     bisect_phase.set_note(fmt::format("trying {}", mid));
-    drops[mid] = measure(top(mid)).first;
+    scores[mid] = measure(top(mid)).first;
     bisect_phase.advance();
-    return drops[mid] <= max_drop + 1e-9;
+    return scores[mid].meets(target);
   });
   bisect_phase.end();
   const std::set<std::string> chosen = top(k);
-  result.final_drop = drops.count(k) ? drops[k] : measure(chosen).first;
+  result.final_score = scores.count(k) ? scores[k] : measure(chosen).first;
   for (const auto& [node, value] : result.sensitivity) {
     if (chosen.count(node)) result.kept_float.push_back(node);
   }

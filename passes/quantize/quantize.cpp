@@ -51,14 +51,17 @@ class QuantizePass : public pass::Pass {
     std::optional<quant::CalibrationTable> table;
     const eval::Evaluation* evaluation = ctx.evaluation();
     if (config.mode == quant::Mode::Static) table = calibrate(model, evaluation);
-    const double max_drop = options_.get_float("max-accuracy-drop");
+    quant::FallbackTarget target;
+    if (const double max_drop = options_.get_float("max-accuracy-drop"); max_drop >= 0) target.max_drop = max_drop;
+    if (const double min_cosine = options_.get_float("min-cosine"); min_cosine >= -1) target.min_cosine = min_cosine;
 
     std::optional<quant::FallbackResult> fallback;
-    if (max_drop >= 0) {
-      if (evaluation == nullptr) usage_error("quantize(max-accuracy-drop=...) needs the accuracy check (drop --accuracy off)");
-      eval::require_real_data(evaluation->source, "the accuracy-aware fallback (--max-accuracy-drop)");
+    if (target.max_drop || target.min_cosine) {
+      const std::string flag = target.max_drop ? "max-accuracy-drop" : "min-cosine";
+      if (evaluation == nullptr) usage_error("quantize({}=...) needs the accuracy check (drop --accuracy off)", flag);
+      eval::require_real_data(evaluation->source, fmt::format("the accuracy-aware fallback (--{})", flag));
       if (int64_t named = rewrite::name_unnamed_nodes(model)) ctx.count("nodes-named", named);
-      fallback = quant::accuracy_aware_exclusions(model, config, table ? &*table : nullptr, *evaluation, max_drop);
+      fallback = quant::accuracy_aware_exclusions(model, config, table ? &*table : nullptr, *evaluation, target);
       config.exclude_nodes.insert(fallback->kept_float.begin(), fallback->kept_float.end());
     }
 
@@ -99,9 +102,8 @@ class QuantizePass : public pass::Pass {
     if (evaluation) j["layer_error_samples"] = error_samples.size();
     if (fallback) {
       j["accuracy_aware"] = fallback->to_json();
-      if (fallback->final_drop > max_drop + 1e-9)
-        ctx.warn(fmt::format("accuracy-aware: the drop is {:.2f} pp even with every layer in float (target {:.2f} pp)",
-                             fallback->final_drop, max_drop));
+      if (!fallback->final_score.meets(target))
+        ctx.warn(fmt::format("accuracy-aware: the target is not met even with every layer in float ({})", fallback->final_score.describe()));
     }
     ctx.set_details(std::move(j));
     return {summary.nodes_quantized() > 0, summary.nodes_quantized() > 0 ? "" : unchanged_reason(summary, fallback)};
@@ -110,9 +112,9 @@ class QuantizePass : public pass::Pass {
   // Why nothing was quantized, from the skipped nodes' reasons (the most common first).
   static std::string unchanged_reason(const quant::QuantizeSummary& summary, const std::optional<quant::FallbackResult>& fallback) {
     if (fallback && !fallback->kept_float.empty())
-      return fmt::format("the accuracy-aware fallback kept every layer in float to meet {:.2f} pp (drop with every layer "
-                         "quantized: {:.2f} pp, {})",
-                         fallback->target, fallback->initial_drop, fallback->basis);
+      return fmt::format("the accuracy-aware fallback kept every layer in float to meet the target (with every layer "
+                         "quantized: {}{})",
+                         fallback->initial.describe(), fallback->basis.empty() ? "" : ", " + fallback->basis);
     if (summary.skipped.empty()) return fmt::format("the model has no operator that {} quantization handles", summary.mode);
     if (!summary.regions.empty() && std::all_of(summary.regions.begin(), summary.regions.end(),
                                                 [](const quant::RegionRecord& r) { return r.kept_float; })) {
@@ -232,6 +234,7 @@ const std::vector<pass::OptionSpec>& QuantizeOptions() {
       {"bits", T::Int, "4", "weight-only: bits per weight (4 or 8)", {}, "mode=weight-only"},
       {"block-size", T::Int, "32", "weight-only: weights per block along K (power of two >= 16)", {}, "mode=weight-only"},
       {"max-accuracy-drop", T::Float, "-1", "keep the most sensitive layers in float until the accuracy drop (percentage points) is within this; needs the accuracy check (-1: off)", {}},
+      {"min-cosine", T::Float, "-2", "keep the most sensitive layers in float until every output's cosine similarity to the float model is at least this (any model, no labels needed); needs the accuracy check (-2: off)", {}, "", -2, 1},
       {"upgrade-opset", T::Bool, "true", "upgrade models below the opset the written operators need, to that opset (10 static, 11 dynamic, 13 per-channel)", {}},
       {"accuracy-level", T::Int, "0", "weight-only: MatMulNBits accuracy_level (0 unset, 1 fp32, 2 fp16, 3 bf16, 4 int8)", {}, "mode=weight-only", 0, 4},
   };

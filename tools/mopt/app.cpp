@@ -69,7 +69,7 @@ void add_pass_command_flags(CLI::App* cmd, PassCommandFlags& f, bool fuses_first
 cli::PassFlagLayout quantize_layout() {
   return {"quantize",
           {{"max-samples", "max-calibration-samples"}},
-          {"max-accuracy-drop"},  // the gate's --max-accuracy-drop is also the fallback's target
+          {"max-accuracy-drop", "min-cosine"},  // the gates --max-accuracy-drop and --min-cosine are also the fallback's targets
           {{"mode", "dynamic, static or weight-only (default: static with --data, else dynamic)"}}};
 }
 
@@ -82,6 +82,7 @@ pass::Pipeline quantize_pipeline(const PassCommandFlags& f, const GateFlags& gat
   if (mode != "static" && !data.empty()) usage_error("--data is calibration data for static mode; {} mode does not use it", mode);
   std::vector<std::pair<std::string, std::string>> derived = {{"mode", mode}};
   if (gates.max_accuracy_drop >= 0) derived.emplace_back("max-accuracy-drop", fmt::format("{}", gates.max_accuracy_drop));
+  if (gates.min_cosine > -2) derived.emplace_back("min-cosine", fmt::format("{}", gates.min_cosine));
   // Fusing first matters for speed: a BatchNormalization left between quantized Convs runs in float
   // between Q/DQ pairs (digits_cnn was 1.2-1.6x slower quantized than float in ONNX Runtime).
   return around_fuse(f.pass.elements(derived), !f.no_fuse);

@@ -30,10 +30,16 @@ std::string quantize_summary(const report::RunReport& run) {
                  d["calibration"]["seconds_per_row"].get<double>() * 1e3);
     if (d.contains("accuracy_aware")) {
       const auto& a = d["accuracy_aware"];
-      out += fmt::format("  accuracy-aware: drop {:.2f} pp -> {:.2f} pp (target {:.2f}) with {} layer(s) in float [{}], {} evaluations\n",
-                 a["initial_drop_pp"].get<double>(), a["final_drop_pp"].get<double>(), a["target_drop_pp"].get<double>(),
-                 a["kept_float"].size(), fmt::join(a["kept_float"].get<std::vector<std::string>>(), ", "),
-                 a["evaluations"].get<int>());
+      std::vector<std::string> moves;  // "drop 3.10 pp -> 0.80 pp (target 1.00)", "cosine 0.984688 -> 0.991204 (target 0.99)"
+      auto value = [](const nlohmann::json& v, const char* format) { return v.is_number() ? fmt::format(fmt::runtime(format), v.get<double>()) : std::string("undefined"); };
+      if (a.contains("target_drop_pp"))
+        moves.push_back(fmt::format("drop {} pp -> {} pp (target {:.2f})", value(a["initial_drop_pp"], "{:.2f}"), value(a["final_drop_pp"], "{:.2f}"),
+                                    a["target_drop_pp"].get<double>()));
+      if (a.contains("target_cosine"))
+        moves.push_back(fmt::format("cosine {} -> {} (target {:g})", value(a["initial_cosine"], "{:.6f}"), value(a["final_cosine"], "{:.6f}"),
+                                    a["target_cosine"].get<double>()));
+      out += fmt::format("  accuracy-aware: {} with {} layer(s) in float [{}], {} evaluations\n", fmt::join(moves, ", "),
+                         a["kept_float"].size(), fmt::join(a["kept_float"].get<std::vector<std::string>>(), ", "), a["evaluations"].get<int>());
     }
   }
   return out;
