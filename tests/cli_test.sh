@@ -381,6 +381,9 @@ assert sum(by.values()) == s["weight_bytes"] and by["float16"] > 100 * by.get("f
 PY
 "$MOPT" report "$T/sz16.onnx.report.json" | grep -q "| float16 already |" || fail "the Markdown size table does not say the fp16 weights are 16-bit already"
 
+# An unknown option followed by a value is named as such, not taken for a second model (a batch).
+expect 2 "calibration-method" -- "$MOPT" quantize "$M/digits_cnn.onnx" --calibration-method percentile -o "$T/x.onnx"
+
 # --- --min-cosine is the accuracy-aware search's target too: no labels needed. int4 digits_vit starts near
 # cosine 0.992; the search keeps some MatMuls float (not all) until every output reaches 0.999.
 "$MOPT" quantize "$M/digits_vit.onnx" --weight-only -o "$T/vit4.onnx" --accuracy "$M/digits_test_x.npy" --min-cosine 0.999 -q \

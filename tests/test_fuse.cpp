@@ -8,6 +8,7 @@
 #include "driver/numerics_check.h"
 #include "helpers.h"
 #include "pass/pipeline.h"
+#include "report/stats.h"
 
 using namespace mopt;
 using namespace mopt::test;
@@ -77,6 +78,56 @@ TEST_CASE("fuse folds PaddleOCR det's constant subgraphs and BatchNorms, with th
   CHECK(counter(r, "rewrites-refused") > 0);  // Adds after Convs whose output has other readers
   const std::vector<data::Feeds> samples = data::load_samples(*original, (kModels / "ocr/inputs/det").string());
   CHECK(relative_difference(eval::run_samples(*original, samples, 0), eval::run_samples(*model, samples, 0)) <= 1e-4);
+}
+
+TEST_CASE("a fold both If branches make of an outer weight is stored once, in the main graph") {
+  // Each branch reshapes the same outer weight with axes of its own Constant: folded in the branches, the
+  // weight would be stored twice (silero_vad's LSTM weights grew the model 1.39x).
+  const std::string text = R"(<ir_version: 8, opset_import: ["" : 13]>
+g (bool C, float[2,4] X) => (float[2,3] Y) <float[4,3] W = {1,2,3,4,5,6,7,8,9,10,11,12}> {
+  Y = If(C) <
+    then_branch = t () => (float[2,3] TY) { A = Constant <value = int64[1] {0}> ()  U = Unsqueeze(W, A)  M = MatMul(X, U)  TY = Squeeze(M, A) },
+    else_branch = e () => (float[2,3] EY) { B = Constant <value = int64[1] {0}> ()  V = Unsqueeze(W, B)  N = MatMul(X, V)  R = Squeeze(N, B)  EY = Neg(R) }
+  >
+})";
+  auto model = parse_model(text);
+  auto original = parse_model(text);
+  const pass::PipelineResult r = fuse(*model);
+  CHECK(counter(r, "folds-shared") == 1);
+  CHECK(count_op(*model, "Unsqueeze") == 0);
+  CHECK(count_op(*model, "Constant") == 0);
+  // One float initializer of 12 values in the whole model (the unsqueezed W), in the main graph.
+  int64_t float_values = 0, subgraph_initializers = 0;
+  model->for_each_graph([&](const ir::Graph& g) {
+    for (const ir::Value* v : g.initializers()) {
+      if (v->initializer()->dtype() == ir::dtype::kFloat) float_values += v->initializer()->numel();
+      if (g.parent_node() != nullptr) ++subgraph_initializers;
+    }
+  });
+  CHECK(float_values == 12);
+  CHECK(subgraph_initializers == 0);
+  CHECK(ir::run_onnx_checker(*model).status != ir::CheckResult::Status::Failed);
+  for (const bool c : {true, false}) {
+    CAPTURE(c);
+    data::Feeds feeds;
+    feeds.emplace("C", exec::Array::scalar<bool>(ir::dtype::kBool, c));
+    exec::Array x(ir::dtype::kFloat, {2, 4});
+    for (int64_t i = 0; i < 8; ++i) x.data<float>()[i] = static_cast<float>(i) * 0.5f - 1.0f;
+    feeds.emplace("X", x);
+    const eval::Outputs before = eval::run_samples(*original, {feeds}, 1), after = eval::run_samples(*model, {feeds}, 1);
+    CHECK(relative_difference(before, after) == 0.0);
+  }
+}
+
+TEST_CASE("fuse does not grow silero_vad: the LSTM weights both sample-rate branches read stay stored once") {
+  auto model = io::load_model(kModels / "audio/silero_vad_v5_16k_op15.onnx");
+  auto original = io::load_model(kModels / "audio/silero_vad_v5_16k_op15.onnx");
+  const uint64_t before = report::collect_stats(*model).parameter_bytes;
+  const pass::PipelineResult r = fuse(*model);
+  CHECK(counter(r, "folds-shared") > 0);
+  CHECK(report::collect_stats(*model).parameter_bytes <= before);
+  const std::vector<data::Feeds> samples = data::load_samples(*original, (kModels / "audio/inputs/silero_v5_x100").string());
+  CHECK(relative_difference(eval::run_samples(*original, samples, 1), eval::run_samples(*model, samples, 1)) <= 1e-6);
 }
 
 TEST_CASE("fuse is deterministic: the same model twice gives byte-identical output") {

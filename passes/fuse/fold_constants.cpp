@@ -10,10 +10,18 @@
 // model would. Size guard (onnx-simplifier's users see models balloon when Tile, Expand or
 // ConstantOfShape are folded): a fold that would grow the model by more than max-folded-bytes stays a
 // node. Growth is the folded outputs minus the constant inputs that only this node reads (those go
-// away); a weight also read elsewhere stays. Folding slices of an LSTM weight shared by two If branches
-// stores it twice: silero_vad's weights grow 1.43x, as they do under ONNX Runtime's own constant
-// folding. The pass warns when its folds grew the constants by more than 64 KiB in total, and a
-// smaller max-folded-bytes (16K there) keeps such nodes instead. Left alone, and said why under --explain: random operators,
+// away); a weight also read elsewhere stays. The pass warns when its folds grew the constants by more
+// than 64 KiB in total.
+//
+// Where a folded value lives: a Constant node's tensor in the main graph; a folded node's outputs in the
+// innermost graph that holds one of its inputs, not necessarily the node's own. A node in an If branch whose inputs are all outer weights folds into the outer graph, and
+// the same fold in the other branch finds the equal tensor there and reads it:
+//
+//   Before:  W (main) -> then: Unsqueeze(W) -> LSTM      else: Unsqueeze(W) -> LSTM
+//   After:   W' = unsqueezed W (main, once) -> then: LSTM(W')   else: LSTM(W')
+//
+// (folding in each branch stored silero_vad's LSTM weights twice: the model grew 1.39x, as it does under
+// ONNX Runtime's own constant folding.) Left alone, and said why under --explain: random operators,
 // nodes with subgraphs, DequantizeLinear (folding it would undo weight quantization), non-default
 // domains, graph outputs (an initializer cannot take over an output's name), and anything the executor
 // cannot compute.
@@ -61,6 +69,39 @@ class FoldConstantsPass : public pass::GraphPass {
     if (node.is_op("DequantizeLinear")) return "folding DequantizeLinear would undo weight quantization";
     for (const ir::Value* out : node.outputs()) {
       if (out && out->is_graph_output()) return "its output is a graph output";
+    }
+    return nullptr;
+  }
+
+  // The innermost graph holding one of the node's inputs: every input is visible from the node's graph, so
+  // this is that graph or one enclosing it.
+  static ir::Graph& home_of(ir::Graph& graph, const ir::Node& node) {
+    auto depth = [](const ir::Graph* g) {
+      int d = 0;
+      for (; g->parent_node() != nullptr; g = g->parent_node()->owner()) ++d;
+      return d;
+    };
+    ir::Graph* home = nullptr;
+    int deepest = -1;
+    for (const ir::Value* in : node.inputs()) {
+      if (in == nullptr || in->owner() == nullptr) continue;
+      if (const int d = depth(in->owner()); d > deepest) {
+        deepest = d;
+        home = in->owner();
+      }
+    }
+    return home ? *home : graph;
+  }
+
+  // An initializer of `graph` equal to `tensor` (type, shape and bytes), or nullptr. Only asked for folds
+  // placed in an enclosing graph (a few per If/Loop body), so the byte comparisons stay few.
+  static ir::Value* equal_constant(ir::Graph& graph, const ir::Tensor& tensor) {
+    const ir::Bytes bytes = tensor.data();
+    for (ir::Value* v : graph.initializers()) {
+      const ir::Tensor* t = v->initializer();
+      if (t->dtype() != tensor.dtype() || t->dims() != tensor.dims() || t->nbytes() != tensor.nbytes() || v->is_graph_input()) continue;
+      const ir::Bytes other = t->data();
+      if (other.size() == bytes.size() && std::equal(other.span().begin(), other.span().end(), bytes.span().begin())) return v;
     }
     return nullptr;
   }
@@ -115,10 +156,18 @@ class FoldConstantsPass : public pass::GraphPass {
                                          output_bytes, freed_bytes, max_folded_bytes_));
       return false;
     }
+    ir::Graph& home = home_of(graph, node);
     for (size_t o = 0; o < node.outputs().size(); ++o) {
       ir::Value* out = node.output(o);
       if (out == nullptr) continue;
-      ir::Value* folded = rewrite::add_constant(graph, out->name(), std::move(outputs[o]));
+      ir::Tensor tensor = std::move(outputs[o]).into_tensor(out->name());
+      ir::Value* folded = &home != &graph ? equal_constant(home, tensor) : nullptr;
+      if (folded) {
+        output_bytes -= tensor.nbytes();  // stored once already
+        ctx.count("folds-shared");
+      } else {
+        folded = rewrite::add_constant(home, out->name(), std::move(tensor));
+      }
       graph.replace_all_uses(out, folded);  // not a graph output: checked above
     }
     graph.erase(&node);
@@ -154,7 +203,12 @@ class FoldConstantsPass : public pass::GraphPass {
         return false;
       }
     }
-    ir::Value* init = rewrite::add_constant(graph, out->name(), std::move(tensor));
+    // Into the main graph, wherever the node was: a constant depends on nothing, and there the copies two
+    // If branches or a Loop body hold are merged (eliminate-common-subexpressions) and the folds that read
+    // them find each other (home_of).
+    ir::Graph* main = &graph;
+    while (main->parent_node() != nullptr) main = main->parent_node()->owner();
+    ir::Value* init = rewrite::add_constant(*main, out->name(), std::move(tensor));
     graph.replace_all_uses(out, init);
     graph.erase(&node);
     ctx.count("constant-nodes-to-initializers");

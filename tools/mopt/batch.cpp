@@ -410,7 +410,10 @@ bool names_several_models(CLI::App& app, const std::vector<std::string>& args) {
       ++models;
       continue;
     }
-    if (value_follows(command->get_option_no_throw(flag_name(a)), a)) ++i;  // its value
+    const CLI::Option* option = command->get_option_no_throw(flag_name(a));
+    // An option the command does not have: its parser names it (a value after it is not a second model).
+    if (!option) return false;
+    if (value_follows(option, a)) ++i;  // its value
   }
   return models > 1;
 }
