@@ -384,6 +384,14 @@ PY
 # An unknown option followed by a value is named as such, not taken for a second model (a batch).
 expect 2 "calibration-method" -- "$MOPT" quantize "$M/digits_cnn.onnx" --calibration-method percentile -o "$T/x.onnx"
 
+# Per-tensor int8 of re-parameterized convs (silero_vad's encoder) rounds most channels to a few codes: said,
+# with the layers, and not said per channel.
+A="$SRC/../shared/models/audio"
+expect 0 "per-tensor int8 weights leave many output channels with fewer than 8 of 255 levels .*'/model/encoder/3/reparam_conv/Conv' \(126 of 128 channels\)" -- \
+  "$MOPT" quantize "$A/silero_vad_v5_16k_op15.onnx" --data "$A/inputs/silero_v5_x100" -o "$T/sil.onnx" --accuracy off --no-compressed-size
+"$MOPT" quantize "$A/silero_vad_v5_16k_op15.onnx" --data "$A/inputs/silero_v5_x100" -o "$T/sil.onnx" --accuracy off --per-channel 2>&1 \
+  | grep -q "fewer than 8 of 255 levels" && fail "the coarse-channel warning fires per channel"
+
 # --- --min-cosine is the accuracy-aware search's target too: no labels needed. int4 digits_vit starts near
 # cosine 0.992; the search keeps some MatMuls float (not all) until every output reaches 0.999.
 "$MOPT" quantize "$M/digits_vit.onnx" --weight-only -o "$T/vit4.onnx" --accuracy "$M/digits_test_x.npy" --min-cosine 0.999 -q \

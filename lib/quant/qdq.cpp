@@ -238,6 +238,35 @@ int64_t channel_axis(const ir::Node& node) {
   return static_cast<int64_t>(layout->output_axis);
 }
 
+// How many output channels of `node`'s weight one per-tensor int8 scale leaves with fewer than
+// kCoarseLevels codes: a channel whose largest |w| is a small fraction of the tensor's rounds to a few
+// values, often zero. Re-parameterized convolutions (RepVGG-style, silero_vad's encoder) are built so;
+// their per-tensor int8 collapses (silero: cosine 0.31, 0.87 per channel). {coarse, channels}.
+std::pair<int64_t, int64_t> coarse_channels(const ir::Node& node) {
+  constexpr double kCoarseLevels = 8;
+  const ir::Tensor* t = node.input(1)->constant();
+  const std::vector<int64_t> dims = t->dims();
+  const std::optional<rewrite::WeightLayout> layout = rewrite::weight_layout(node, dims.size());
+  if (!layout) return {0, 0};
+  exec::Array holder;
+  const std::span<const float> values = float_span(*t, holder);
+  const size_t axis = layout->output_axis;
+  const int64_t channels = dims[axis];
+  int64_t inner = 1;
+  for (size_t i = axis + 1; i < dims.size(); ++i) inner *= dims[i];
+  if (channels <= 0 || inner <= 0) return {0, 0};
+  std::vector<float> absmax(static_cast<size_t>(channels), 0.0f);
+  for (size_t i = 0; i < values.size(); ++i) {
+    float& m = absmax[static_cast<size_t>((static_cast<int64_t>(i) / inner) % channels)];
+    m = std::max(m, std::fabs(values[i]));  // NaN compares false and is skipped
+  }
+  const float overall = *std::max_element(absmax.begin(), absmax.end());
+  const double step = overall / 127.0;  // one symmetric int8 scale for the tensor
+  int64_t coarse = 0;
+  for (const float m : absmax) coarse += m > 0 && m < kCoarseLevels * step;
+  return {coarse, channels};
+}
+
 }  // namespace
 
 void quantize_static_qdq(ir::Model& model, const QuantizeConfig& config, const std::vector<ir::Node*>& nodes,
@@ -252,6 +281,7 @@ void quantize_static_qdq(ir::Model& model, const QuantizeConfig& config, const s
     summary.notes.push_back("int8 asymmetric activations: ONNX Runtime's fastest x86 path is uint8 activations with int8 weights");
   QdqWriter w(model, config, table, summary);
   int64_t corrected = 0;  // biases corrected for the weights' rounding
+  std::vector<std::string> coarse_weights;  // per-tensor weights whose channels round to a few codes
   for (ir::Node* node : nodes) {
     const std::string& op = node->op_type();
     const std::string label = describe(*node);
@@ -298,6 +328,12 @@ void quantize_static_qdq(ir::Model& model, const QuantizeConfig& config, const s
     }
     if (weighted) {
       const std::optional<int64_t> axis = config.per_channel ? std::optional<int64_t>(channel_axis(*node)) : std::nullopt;
+      if (!axis) {
+        const auto [coarse, channels] = coarse_channels(*node);
+        // A few small channels are normal; a tenth of them rounding to a few codes is not.
+        if (channels > 0 && coarse * 10 >= channels)
+          coarse_weights.push_back(fmt::format("'{}' ({} of {} channels)", describe(*node), coarse, channels));
+      }
       std::vector<QuantParams> w_params;
       const TensorRange* x_range = table.find(x_name);
       const std::vector<double>* mean = config.bias_correction && x_range && !x_range->channel_mean.empty() ? &x_range->channel_mean : nullptr;
@@ -349,6 +385,16 @@ void quantize_static_qdq(ir::Model& model, const QuantizeConfig& config, const s
           "(--accuracy DATA)", table.rows));
   }
   summary.biases_corrected = corrected;
+  if (!coarse_weights.empty()) {
+    constexpr size_t kNamed = 5;
+    const size_t count = coarse_weights.size();
+    coarse_weights.resize(std::min(count, kNamed));
+    summary.warnings.push_back(fmt::format(
+        "per-tensor int8 weights leave many output channels with fewer than 8 of 255 levels (their largest weights are "
+        "a small fraction of the tensor's), so they round to a few values: {}{}; --per-channel gives each channel its own "
+        "scale (silero_vad: cosine 0.31 per tensor, 0.87 per channel)",
+        fmt::join(coarse_weights, ", "), count > kNamed ? fmt::format(" and {} more", count - kNamed) : ""));
+  }
   remove_unused_weights(w.graph(), w.old_weights());
   // Float operators reading dequantized activations: each such border costs ONNX Runtime a
   // DequantizeLinear (and, where int8 resumes, a QuantizeLinear) instead of an integer kernel.
