@@ -21,7 +21,6 @@
 namespace mopt::driver {
 namespace {
 
-
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 

@@ -243,13 +243,15 @@ int run_app(const std::vector<std::string>& given_args, const std::string* comma
       "Modes: dynamic (default without --data): MatMul/Gemm weights int8, activations quantized at run time.\n"
       "       static (with --data): calibrated activations, QDQ or QOperator form; Conv, MatMul, Gemm, pooling, reshapes.\n"
       "       weight-only: MatMul weights in blocks of 4 or 8 bits (ONNX Runtime's MatMulNBits), embedding tables in int8 rows.\n"
-      "--max-accuracy-drop is also the target of the accuracy-aware fallback: the most sensitive layers stay\n"
-      "float until the drop is within it (needs --labels or a classifier-like output).\n"
+      "--max-accuracy-drop and --min-cosine are also targets of the accuracy-aware fallback: the most sensitive\n"
+      "layers stay float until the drop is within it (needs --labels or a classifier-like output) and every\n"
+      "output's cosine to the original reaches it (any model: detectors, regressors, recurrent state).\n"
       "Examples:\n"
       "  mopt quantize model.onnx                                   # dynamic; writes model.int8.onnx + report\n"
       "  mopt quantize model.onnx --data calib.npy --per-channel     # static QDQ, minmax ranges\n"
       "  mopt quantize model.onnx --data calib/ --calibration entropy --format qoperator\n"
       "  mopt quantize model.onnx --data calib.npy --accuracy test.npy --labels y.npy --max-accuracy-drop 1\n"
+      "  mopt quantize detector.onnx --data calib/ --accuracy held_out/ --min-cosine 0.99\n"
       "  mopt quantize llm.onnx --weight-only --bits 4 --block-size 32  # writes llm.int4.onnx");
 
   PipelineCommandFlags fuse_cmd;

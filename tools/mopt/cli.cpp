@@ -23,15 +23,17 @@ std::string quantize_summary(const report::RunReport& run) {
     if (p.name != "quantize" || p.details.is_null()) continue;
     const nlohmann::json& d = p.details;
     out += fmt::format("quantization ({}): {} layer(s) quantized, {} skipped (see the report, or --explain)\n", d.value("mode", ""),
-               d.value("nodes_quantized", 0), d["skipped"].size());
+                       d.value("nodes_quantized", 0), d["skipped"].size());
     if (d.contains("calibration"))
       out += fmt::format("  calibration  {} on {} row(s) in {} batch(es), {:.3f} ms per row\n", d["calibration"]["method"].get<std::string>(),
-                 d["calibration"]["rows"].get<int64_t>(), d["calibration"]["samples"].get<size_t>(),
-                 d["calibration"]["seconds_per_row"].get<double>() * 1e3);
+                         d["calibration"]["rows"].get<int64_t>(), d["calibration"]["samples"].get<size_t>(),
+                         d["calibration"]["seconds_per_row"].get<double>() * 1e3);
     if (d.contains("accuracy_aware")) {
       const auto& a = d["accuracy_aware"];
       std::vector<std::string> moves;  // "drop 3.10 pp -> 0.80 pp (target 1.00)", "cosine 0.984688 -> 0.991204 (target 0.99)"
-      auto value = [](const nlohmann::json& v, const char* format) { return v.is_number() ? fmt::format(fmt::runtime(format), v.get<double>()) : std::string("undefined"); };
+      auto value = [](const nlohmann::json& v, const char* format) {
+        return v.is_number() ? fmt::format(fmt::runtime(format), v.get<double>()) : std::string("undefined");
+      };
       if (a.contains("target_drop_pp"))
         moves.push_back(fmt::format("drop {} pp -> {} pp (target {:.2f})", value(a["initial_drop_pp"], "{:.2f}"), value(a["final_drop_pp"], "{:.2f}"),
                                     a["target_drop_pp"].get<double>()));
