@@ -82,8 +82,8 @@ try:
     check(r["accuracy"]["data"]["kind"] == "data", r["accuracy"]["data"])
 
     # 3. A failed gate: the model and report are written, the gate is named.
-    r = mopt.quantize(model, os.path.join(tmp, "g.onnx"), data=calib, accuracy=test_x, min_cosine=0.999999999, no_per_layer=True)
-    check(len(r["failed_gates"]) == 1 and r["failed_gates"][0].startswith("min-cosine: "), r["failed_gates"])
+    r = mopt.quantize(model, os.path.join(tmp, "g.onnx"), data=calib, accuracy=test_x, max_size="10K", no_per_layer=True)
+    check(len(r["failed_gates"]) == 1 and r["failed_gates"][0].startswith("max-size: "), r["failed_gates"])
     check(os.path.exists(os.path.join(tmp, "g.onnx")), "a failed gate still writes the model")
 
     # 4. Errors: the tool's one-line messages, as mopt.Error / mopt.UsageError (a ValueError); nothing written.

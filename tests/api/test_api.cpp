@@ -97,11 +97,11 @@ TEST_CASE("a failed gate is exit code 3 with the model and report written, as in
   const mopt::api::Result r = mopt::api::run(
       "quantize", model,
       {{"output", (s.dir / "q.onnx").string()}, {"data", (kModels / "trained/digits_train_x.npy").string()},
-       {"accuracy", (kModels / "trained/digits_test_x.npy").string()}, {"min-cosine", "0.999999999"}, {"no-per-layer", "true"},
+       {"accuracy", (kModels / "trained/digits_test_x.npy").string()}, {"max-size", "10K"}, {"no-per-layer", "true"},
        {"quiet", "true"}});
   CHECK(r.exit_code == 3);
   REQUIRE(r.failed_gates.size() == 1);
-  CHECK(r.failed_gates[0].rfind("min-cosine: ", 0) == 0);
+  CHECK(r.failed_gates[0].rfind("max-size: ", 0) == 0);
   CHECK(fs::exists(s.dir / "q.onnx"));
   CHECK(json::parse(r.report_json)["gates"][0]["passed"] == false);
 }
