@@ -339,6 +339,56 @@ g (float[N,3,4] X) => (float[N,3,4] A, float[N,3,4] B, float[N,3,4] C, float[N,3
   CHECK(row == doctest::Approx(1.0).epsilon(1e-5));
 }
 
+TEST_CASE("opset 13 -> 21 with mopt's own adapter: Reduce axes become inputs, Split gets num_outputs, outputs identical") {
+  const char* text = R"(<ir_version: 7, opset_import: ["" : 13]>
+g (float[2,6,4] X) => (float[2,4] A, float[1,1,1] B, float[2,2,4] C, float[2,2,4] D, float[2,2,4] E, float[2,6] F) {
+  A = ReduceMean<axes = [1], keepdims = 0>(X)
+  B = ReduceMax(X)
+  C, D, E = Split<axis = 1>(X)
+  F = ReduceSum<keepdims = 0>(X, K)
+  K = Constant<value = int64[1] {2}>()
+})";
+  auto model = parse_model(text);
+  run(*model, "convert-opset(opset=21)");
+  CHECK(model->opset() == 21);
+  CHECK(model->ir_version() == 10);  // released with opset 21
+  for (const ir::Node* n : model->graph().nodes()) {
+    if (n->is_op("ReduceMean")) {
+      CHECK(n->attribute("axes") == nullptr);
+      REQUIRE(n->inputs().size() == 2);
+      CHECK(rewrite::constant_ints(n->input(1)) == std::vector<int64_t>{1});
+    }
+    if (n->is_op("ReduceMax")) CHECK(n->inputs().size() == 1);  // no axes: still every axis
+    if (n->is_op("Split")) CHECK(n->attribute_int("num_outputs") == 3);
+  }
+  ir::verify_invariants(*model);
+  bool ran = false;
+  CHECK(output_difference(*parse_model(text), *model, 0, &ran).empty());
+  CHECK(ran);
+
+  // Opset 9 through ONNX's converter to 17, then the adapter; GridSample's modes are renamed at 20.
+  auto grid = parse_model(R"(<ir_version: 7, opset_import: ["" : 16]>
+g (float[1,1,4,4] X, float[1,2,2,2] G) => (float[1,1,2,2] Y, float[1,1,2,2] Z) {
+  Y = GridSample<mode = "bilinear">(X, G)
+  Z = GridSample<mode = "bicubic">(X, G)
+})");
+  run(*grid, "convert-opset(opset=20)");
+  CHECK(grid->opset() == 20);
+  CHECK(rewrite::attr_string(*grid->graph().nodes()[0], "mode", "") == "linear");
+  CHECK(rewrite::attr_string(*grid->graph().nodes()[1], "mode", "") == "cubic");
+
+  // DFT's axis became an input at 20: refused by name, the model unchanged.
+  auto dft = parse_model(R"(<ir_version: 8, opset_import: ["" : 17]>
+g (float[1,8,1] X) => (float[1,8,2] Y) {
+  Y = DFT<axis = 1>(X)
+})");
+  const std::string error = error_of([&] { run(*dft, "convert-opset(opset=21)"); });
+  CHECK(error.find("not supported: converting DFT") != std::string::npos);
+  CHECK(dft->opset() == 17);
+  // Down from above 17 is refused (ONNX 1.12 cannot read such a model).
+  CHECK(error_of([&] { run(*model, "convert-opset(opset=13)"); }).find("not supported: converting down from opset 21") != std::string::npos);
+}
+
 TEST_CASE("static shapes: errors name the problem") {
   const char* text = R"(<ir_version: 8, opset_import: ["" : 13]>
 g (float[N,2] X) => (float[N,2] Y) {

@@ -1,4 +1,4 @@
-// Opset conversion through ONNX's version converter, and IR versions; see versions.h.
+// Opset conversion through ONNX's version converter (and mopt's own adapter from 17 to 21), and IR versions; see versions.h.
 #include "convert/versions.h"
 
 #include <onnx/version_converter/convert.h>
@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 
 #include "ir/proto.h"
 #include "ir/validate.h"
@@ -118,29 +119,91 @@ void prepare_softmax_for_opset13(ir::Model& model) {
   });
 }
 
+// Opset 17 -> 18..21, which ONNX 1.12's converter does not know. Between them only these operators
+// changed in a way an existing model notices; the others gained types, attributes with the old
+// behaviour as default, or optional inputs (Pad, Resize, Cast, Scatter*, AveragePool, QuantizeLinear, ...):
+//
+//   18  ReduceL1/L2/LogSum/LogSumExp/Max/Mean/Min/Prod/SumSquare(x, axes=[1])  ->  Reduce*(x, [1])
+//       Split(x) into n outputs (equal parts, no split input)                ->  Split(x, num_outputs=n)
+//   20  GridSample(mode=bilinear|bicubic)                                     ->  GridSample(mode=linear|cubic)
+//       DFT(axis=a): the axis became an input; not supported (refused with its name)
+//   21  GroupNormalization: scale and bias per channel instead of per group; an opset-17 model has none
+//       (it arrived at 18), a newer one is refused
+void adapt_beyond_17(ir::Model& model, int64_t from, int64_t target) {
+  static const std::set<std::string> kReduceAxesToInput = {"ReduceL1",  "ReduceL2",  "ReduceLogSum", "ReduceLogSumExp", "ReduceMax",
+                                                           "ReduceMean", "ReduceMin", "ReduceProd",   "ReduceSumSquare"};
+  auto crosses = [&](int64_t version) { return from < version && target >= version; };
+  // Refusals first, so a refused model is left as it was.
+  model.for_each_graph([&](const ir::Graph& g) {
+    for (const ir::Node* n : g.nodes()) {
+      if (!n->is_default_domain()) continue;
+      if (crosses(20) && n->is_op("DFT"))
+        fail("not supported: converting DFT '{}' to opset {} (its axis became an input at opset 20)", n->name(), target);
+      if (crosses(21) && n->is_op("GroupNormalization"))
+        fail("not supported: converting GroupNormalization '{}' to opset {} (its scale and bias became per channel at opset 21)",
+             n->name(), target);
+    }
+  });
+  model.for_each_graph([&](ir::Graph& g) {
+    for (ir::Node* n : g.nodes()) {
+      if (!n->is_default_domain()) continue;
+      if (crosses(18) && kReduceAxesToInput.count(n->op_type()) && n->attribute("axes") != nullptr) {
+        const std::vector<int64_t> axes = rewrite::attr_ints(*n, "axes");
+        exec::Array axes_array(ir::dtype::kInt64, {static_cast<int64_t>(axes.size())});
+        std::copy(axes.begin(), axes.end(), axes_array.data<int64_t>());
+        n->add_input(rewrite::add_constant(g, n->output(0)->name() + "_axes", std::move(axes_array)));
+        rewrite::remove_attr(*n, "axes");
+      }
+      if (crosses(18) && n->is_op("Split") && n->input(1) == nullptr && n->attribute("num_outputs") == nullptr)
+        rewrite::set_int_attr(*n, "num_outputs", static_cast<int64_t>(n->outputs().size()));
+      if (crosses(20) && n->is_op("GridSample")) {
+        const std::string mode = rewrite::attr_string(*n, "mode", "bilinear");
+        if (mode == "bilinear" || mode == "bicubic") rewrite::set_string_attr(*n, "mode", mode == "bilinear" ? "linear" : "cubic");
+      }
+    }
+  });
+  for (auto& op : *model.mutable_proto().mutable_opset_import()) {
+    if (op.domain().empty() || op.domain() == "ai.onnx") op.set_version(target);
+  }
+}
+
+// The model converted by ONNX's converter to `target` (<= 17), Softmax and its kin crossing opset 13 by
+// mopt's own rewrite (prepare_softmax_for_opset13).
+std::unique_ptr<ir::Model> converted_by_onnx(const ir::Model& model, int64_t target) {
+  bool has_softmax = false;
+  model.for_each_graph([&](const ir::Graph& g) {
+    for (const ir::Node* n : g.nodes()) has_softmax |= is_softmax_family(*n);
+  });
+  if (model.opset() < 13 && target >= 13 && has_softmax) {
+    // Up to opset 12 with ONNX's converter, Softmax and its kin by mopt's own rewrite, then on.
+    std::unique_ptr<ir::Model> result = run_converter(model, 12);
+    prepare_softmax_for_opset13(*result);
+    return run_converter(*result, target);
+  }
+  return run_converter(model, target);
+}
+
 }  // namespace
 
 bool convert_opset(ir::Model& model, int64_t target) {
   ir::validate_model(model);  // the converter runs ONNX's shape inference
   const int64_t current = model.opset();
   if (current == target) return false;
-  if (target < 1 || target > 17) {
-    usage_error("opset {}: ONNX 1.12's version converter converts between opsets 1 and 17", target);
+  if (target < 1 || target > kNewestOpset) {
+    usage_error("opset {}: mopt converts between opsets 1 and {} (with ONNX 1.12's converter up to 17, its own adapter above)",
+                target, kNewestOpset);
   }
-  bool has_softmax = false;
-  model.for_each_graph([&](const ir::Graph& g) {
-    for (const ir::Node* n : g.nodes()) has_softmax |= is_softmax_family(*n);
-  });
-  std::unique_ptr<ir::Model> result;
-  if (current < 13 && target >= 13 && has_softmax) {
-    // Up to opset 12 with ONNX's converter, Softmax and its kin by mopt's own rewrite, then on.
-    result = run_converter(model, 12);
-    prepare_softmax_for_opset13(*result);
-    result = run_converter(*result, target);
+  if (current > 17 && target < current)
+    usage_error("not supported: converting down from opset {} (ONNX 1.12's converter reads opsets up to 17)", current);
+  if (target <= 17) {
+    model.replace_with(std::move(*converted_by_onnx(model, target)));
+  } else if (current < 17) {
+    std::unique_ptr<ir::Model> result = converted_by_onnx(model, 17);
+    adapt_beyond_17(*result, 17, target);  // may refuse: the model is then unchanged
+    model.replace_with(std::move(*result));
   } else {
-    result = run_converter(model, target);
+    adapt_beyond_17(model, current, target);  // refuses before it changes anything
   }
-  model.replace_with(std::move(*result));
   // IR 3 lists initializers as inputs; newer IR versions treat those as overridable inputs, so leaving
   // IR 3 also stops listing them (see upgrade_ir_version).
   const int64_t needed = min_ir_version_for_opset(target);

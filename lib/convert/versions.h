@@ -7,12 +7,16 @@
 
 namespace mopt::convert {
 
+// The newest default-domain opset mopt converts to, runs and writes.
+inline constexpr int64_t kNewestOpset = 21;
+
 // Converts `model` in place to default-domain opset `target`, up or down, and raises the IR version to
 // at least the one released with that opset. Softmax, LogSoftmax and Hardmax cross opset 13 through
-// mopt's own rewrite, which needs no input shape (ONNX's adapter does). IR 3 is left as upgrade_ir_version
-// does. Throws mopt::Error with the converter's complaint (an
-// operator it has no adapter for, named) when ONNX's converter cannot do it; the model is then
-// unchanged. Returns false when the model already imports `target`.
+// mopt's own rewrite, which needs no input shape (ONNX's adapter does); opsets 18 to 21, which ONNX
+// 1.12's converter does not know, are reached by mopt's own adapter (up only). IR 3 is left as
+// upgrade_ir_version does. Throws mopt::Error with the converter's complaint (an operator it has no
+// adapter for, named) when it cannot be done; the model is then unchanged. Returns false when the model
+// already imports `target`.
 bool convert_opset(ir::Model& model, int64_t target);
 
 // The oldest IR version ONNX released together with `opset` (opset 13 came with IR 7).

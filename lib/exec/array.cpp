@@ -138,8 +138,28 @@ Array::Array(int32_t dtype, Shape shape, bool zero) : dtype_(dtype), shape_(std:
   data_ = static_cast<std::byte*>(p);
 }
 
+// int4/uint4 tensors (two values per byte, the first in the low nibble) widened to one int8/uint8 per value:
+// the kernels read 4-bit codes as the 8-bit integers they equal.
+static Array widen_4bit(const ir::Tensor& tensor) {
+  const bool is_signed = tensor.dtype() == ir::dtype::kInt4;
+  Array a = Array::uninitialized(is_signed ? ir::dtype::kInt8 : ir::dtype::kUint8, tensor.dims());
+  const ir::Bytes bytes = tensor.data();
+  const uint64_t needed = ir::dtype::storage_bytes(tensor.dtype(), static_cast<uint64_t>(a.numel()));
+  if (bytes.size() != needed) {
+    fail("tensor '{}' holds {} bytes but its shape {} needs {}", tensor.name(), bytes.size(), shape_string(a.shape()), needed);
+  }
+  const auto* packed = reinterpret_cast<const uint8_t*>(bytes.data());
+  auto* out = a.data<uint8_t>();
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    const unsigned nibble = (packed[i / 2] >> ((i & 1) * 4)) & 0xFu;
+    out[i] = static_cast<uint8_t>(is_signed && nibble >= 8 ? nibble | 0xF0u : nibble);  // sign-extended for int4
+  }
+  return a;
+}
+
 Array Array::from_tensor(const ir::Tensor& tensor) {
   int32_t dtype = tensor.dtype();
+  if (dtype == ir::dtype::kInt4 || dtype == ir::dtype::kUint4) return widen_4bit(tensor);
   if (element_size(dtype) == 0) fail("not supported: {} tensor '{}' in the executor", ir::dtype::name(dtype), tensor.name());
   ir::Bytes bytes = tensor.data();
   Array a;

@@ -33,7 +33,8 @@ class Array {
   Array(int32_t dtype, Shape shape);
   // A new array whose contents are unspecified, for kernels that write every element.
   static Array uninitialized(int32_t dtype, Shape shape);
-  // An array over the bytes of an IR tensor: borrowed when aligned, copied otherwise.
+  // An array over the bytes of an IR tensor: borrowed when aligned, copied otherwise. int4/uint4 tensors
+  // are widened to int8/uint8 (one value per byte), the types every kernel reads them as.
   static Array from_tensor(const ir::Tensor& tensor);
   template <typename T>
   static Array scalar(int32_t dtype, T value) {

@@ -1,4 +1,5 @@
-// Quantization kernels: QuantizeLinear / DequantizeLinear (per tensor and per axis),
+// Quantization kernels: QuantizeLinear / DequantizeLinear (per tensor, per axis and blocked; int4/uint4
+// codes held widened to 8 bits),
 // DynamicQuantizeLinear, MatMulInteger, ConvInteger, QLinearMatMul, QLinearConv, and ONNX Runtime's
 // com.microsoft MatMulNBits (weight-only int4/int8). Integer products are
 // accumulated in double (exact below 2^53) through the float MatMul/Conv paths, then rounded half to
@@ -17,13 +18,19 @@ namespace {
 constexpr int64_t kLatest = 21;
 namespace d = ir::dtype;
 
-// Per-element parameter lookup for a scale/zero point that is a scalar or a 1-D vector along `axis`.
+// Per-element parameter lookup for a scale/zero point that is a scalar, a 1-D vector along `axis`, or
+// (opset 21's blocked quantization, block_size > 0) a tensor of x's rank whose `axis` dimension holds one
+// entry per block of `block` consecutive elements, the last block possibly shorter.
 struct AxisParam {
   std::vector<double> values;
-  int64_t axis = 0, inner = 1, dim = 1;
+  bool blocked = false;
+  int64_t inner = 1, dim = 1, block = 1, blocks = 1;
   double at(int64_t flat) const {
-    if (values.size() == 1) return values[0];
-    return values[static_cast<size_t>((flat / inner) % dim)];
+    if (values.size() == 1 && !blocked) return values[0];
+    const int64_t along = (flat / inner) % dim;
+    if (!blocked) return values[static_cast<size_t>(along)];
+    const int64_t outer = flat / (inner * dim), within = flat % inner;
+    return values[static_cast<size_t>((outer * blocks + along / block) * inner + within)];
   }
 };
 
@@ -34,29 +41,57 @@ AxisParam axis_param(const KernelContext& ctx, const Array* p, const Shape& data
     return a;
   }
   a.values = p->to_doubles();
-  if (a.values.size() == 1 && p->rank() <= 1) return a;
-  if (ctx.attr_int("block_size", 0) != 0) ctx.error("not supported: blocked quantization (block_size)");
-  if (p->rank() != 1) ctx.error("scale and zero point must be scalars or 1-D");
-  a.axis = normalize_axis(ctx, ctx.attr_int("axis", 1), static_cast<int64_t>(data.size()));
-  a.dim = data[static_cast<size_t>(a.axis)];
-  if (static_cast<int64_t>(a.values.size()) != a.dim) ctx.error("per-axis parameters do not match the axis size");
-  for (size_t i = static_cast<size_t>(a.axis) + 1; i < data.size(); ++i) a.inner *= data[i];
+  const int64_t block = ctx.attr_int("block_size", 0);
+  if (block < 0) ctx.error(fmt::format("block_size must not be negative, not {}", block));
+  if (a.values.size() == 1 && p->rank() <= 1 && block == 0) return a;
+  const int64_t axis = normalize_axis(ctx, ctx.attr_int("axis", 1), static_cast<int64_t>(data.size()));
+  a.dim = data[static_cast<size_t>(axis)];
+  for (size_t i = static_cast<size_t>(axis) + 1; i < data.size(); ++i) a.inner *= data[i];
+  if (block == 0) {
+    if (p->rank() != 1) ctx.error("scale and zero point must be scalars or 1-D (or blocked, with block_size)");
+    if (static_cast<int64_t>(a.values.size()) != a.dim) ctx.error("per-axis parameters do not match the axis size");
+    return a;
+  }
+  // Blocked: the parameter has x's shape with ceil(dim / block) along the axis.
+  a.blocked = true;
+  a.block = block;
+  a.blocks = a.dim == 0 ? 0 : (a.dim - 1) / block + 1;
+  Shape expected = data;
+  expected[static_cast<size_t>(axis)] = a.blocks;
+  if (p->shape() != expected) {
+    ctx.error(fmt::format("blocked parameters of shape {} do not match input {} with block_size {} along axis {} (expected {})",
+                          shape_string(p->shape()), shape_string(data), block, axis, shape_string(expected)));
+  }
   return a;
 }
 
 template <typename Q>
-Q saturate(double v) {
+Q saturate(double v, double lo = static_cast<double>(std::numeric_limits<Q>::lowest()),
+           double hi = static_cast<double>(std::numeric_limits<Q>::max())) {
   v = std::nearbyint(v);
-  if (v < static_cast<double>(std::numeric_limits<Q>::lowest())) return std::numeric_limits<Q>::lowest();
-  if (v > static_cast<double>(std::numeric_limits<Q>::max())) return std::numeric_limits<Q>::max();
+  if (v < lo) return static_cast<Q>(lo);
+  if (v > hi) return static_cast<Q>(hi);
   return static_cast<Q>(v);
+}
+
+// The element type a value is declared with (its constant's, else its type's; 0 when unknown): 4-bit
+// values are held widened to 8 bits, so only the declaration tells int4 from int8.
+int32_t declared_type(const ir::Value* v) {
+  if (v == nullptr) return 0;
+  if (const ir::Tensor* t = v->constant()) return t->dtype();
+  if (v->has_type() && v->info().type().has_tensor_type()) return v->info().type().tensor_type().elem_type();
+  return 0;
 }
 
 void quantize_linear_kernel(KernelContext& ctx) {
   const Array& x = ctx.input(0);
   const Array* zp = ctx.optional_input(2);
-  int32_t out_type = zp ? zp->dtype() : static_cast<int32_t>(ctx.attr_int("output_dtype", d::kUint8));
-  if (out_type == 0) out_type = d::kUint8;
+  int32_t declared = zp ? declared_type(ctx.node().input(2)) : static_cast<int32_t>(ctx.attr_int("output_dtype", d::kUint8));
+  if (declared == 0) declared = zp ? zp->dtype() : d::kUint8;
+  // 4-bit codes saturate to their own range and are held widened (Array::from_tensor).
+  const bool four_bit = declared == d::kInt4 || declared == d::kUint4;
+  const int32_t out_type = declared == d::kInt4 ? d::kInt8 : declared == d::kUint4 ? d::kUint8 : declared;
+  const double lo = declared == d::kInt4 ? -8 : 0, hi = declared == d::kInt4 ? 7 : 15;
   AxisParam scale = axis_param(ctx, &ctx.input(1), x.shape(), 1.0);
   AxisParam zero = axis_param(ctx, zp, x.shape(), 0.0);
   std::vector<double> v = x.to_doubles();
@@ -67,7 +102,8 @@ void quantize_linear_kernel(KernelContext& ctx) {
       // Division in float, as ONNX Runtime does, so results match it bit for bit.
       for (int64_t i = 0; i < x.numel(); ++i) {
         float q = static_cast<float>(v[static_cast<size_t>(i)]) / static_cast<float>(scale.at(i));
-        out[i] = saturate<Q>(static_cast<double>(std::nearbyint(q)) + zero.at(i));
+        const double code = static_cast<double>(std::nearbyint(q)) + zero.at(i);
+        out[i] = four_bit ? saturate<Q>(code, lo, hi) : saturate<Q>(code);
       }
     } else {
       ctx.error("not supported: QuantizeLinear to 64-bit integers");

@@ -139,6 +139,7 @@ Bytes Tensor::data() const {
     case dtype::kUint8: case dtype::kBool: case dtype::kFloat8E4M3FN: case dtype::kFloat8E4M3FNUZ:
     case dtype::kFloat8E5M2: case dtype::kFloat8E5M2FNUZ:
       return pack<uint8_t>(proto_.int32_data());
+    case dtype::kUint4: case dtype::kInt4: return pack<uint8_t>(proto_.int32_data());  // one packed byte per entry
     case dtype::kUint32: return pack<uint32_t>(proto_.uint64_data());
     case dtype::kUint64: return pack<uint64_t>(proto_.uint64_data());
     default:

@@ -31,6 +31,15 @@ void set_int_attr(ir::Node& node, const std::string& name, int64_t value) {
   node.mutable_attributes().push_back(std::move(a));
 }
 
+void set_string_attr(ir::Node& node, const std::string& name, const std::string& value) {
+  remove_attr(node, name);
+  ir::Attribute a;
+  a.proto.set_name(name);
+  a.proto.set_type(onnx::AttributeProto::STRING);
+  a.proto.set_s(value);
+  node.mutable_attributes().push_back(std::move(a));
+}
+
 void set_float_attr(ir::Node& node, const std::string& name, float value) {
   remove_attr(node, name);
   ir::Attribute a;

@@ -20,6 +20,7 @@ int64_t name_unnamed_nodes(ir::Model& model);
 // Setting an attribute replaces any of the same name.
 void set_int_attr(ir::Node& node, const std::string& name, int64_t value);
 void set_float_attr(ir::Node& node, const std::string& name, float value);
+void set_string_attr(ir::Node& node, const std::string& name, const std::string& value);
 // Copies every attribute of `from` onto `to` (non-graph attributes only).
 void copy_attributes(const ir::Node& from, ir::Node& to);
 

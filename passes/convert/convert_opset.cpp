@@ -1,4 +1,5 @@
-// convert-opset: converts the default-domain opset up or down with ONNX's version converter
+// convert-opset: converts the default-domain opset up or down with ONNX's version converter, and up to
+// opset 21 with mopt's own adapter beyond 17
 // (lib/convert/versions.h); the IR version follows when the new opset needs a newer one.
 //
 //   convert-opset(opset=13)    Before: opset 11, Squeeze(x, axes=[1])   After: opset 13, Squeeze(x, [1])
@@ -34,7 +35,7 @@ class ConvertOpsetPass : public pass::Pass {
 const std::vector<pass::OptionSpec>& ConvertOpsetOptions() {
   using T = pass::OptionSpec::Type;
   static const std::vector<pass::OptionSpec> specs = {
-      {"opset", T::Int, "0", "convert the default-domain opset to this version (up or down)", {}, "", 1, 17},
+      {"opset", T::Int, "0", "convert the default-domain opset to this version (up or down; above 17 up only)", {}, "", 1, 21},
   };
   return specs;
 }
