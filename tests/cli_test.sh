@@ -224,6 +224,15 @@ if [ -f "$M/digits_mlp.onnx" ]; then
   cmp -s "$T/q/digits_mlp.int8.onnx" "$T/q/again.onnx" || fail "quantize is not deterministic"
   [ "$(sha256sum "$T/q/digits_mlp.onnx" | cut -d' ' -f1)" = "$q_sum" ] || fail "quantize modified its input"
   expect 0 "wrote .*digits_vit.int4.onnx" -- "$MOPT" quantize "$T/q/digits_vit.onnx" --weight-only --accuracy off
+  # Portable int4: blocked DequantizeLinear needs opset 21, reached by the upgrade the report names; refused
+  # without it, nothing written.
+  expect 0 "upgraded the model from opset 17 to 21 \(weight-only quantization with format=qdq needs it\)" -- \
+    "$MOPT" quantize "$T/q/digits_vit.onnx" --weight-only --format qdq -o "$T/q/vit_qdq.onnx" --accuracy off
+  expect 0 "opsets +ai.onnx 21" -- "$MOPT" inspect "$T/q/vit_qdq.onnx"
+  grep -q '"int4 (blocked DequantizeLinear)"' "$T/q/vit_qdq.onnx.report.json" || fail "the qdq report lacks its int4 weights"
+  expect 2 "format=qdq writes blocked DequantizeLinear \(opset 21\); the model imports opset 17" -- \
+    "$MOPT" quantize "$T/q/digits_vit.onnx" --weight-only --format qdq --no-upgrade-opset -o "$T/q/vit_qdq2.onnx"
+  [ ! -e "$T/q/vit_qdq2.onnx" ] || fail "a refused quantize wrote its output"
   expect 0 "accuracy-aware: drop [0-9.]+ pp -> 0.00 pp \(target 0.00\) with [1-9][0-9]* layer\(s\) in float" -- \
     "$MOPT" quantize "$T/q/digits_vit.onnx" -o "$T/q/aware.onnx" --weight-only --accuracy "$M/digits_test_x.npy" \
     --labels "$M/digits_test_y.npy" --max-accuracy-drop 0

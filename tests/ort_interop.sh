@@ -67,6 +67,33 @@ compare_in_ort() {  # model inputs expected-dir label kind limit [ONNX Runtime o
 check_in_ort() { compare_in_ort "$1" "$2" "$3" "$4" max-abs "$TOL"; }  # model inputs golden label
 check_cosine_in_ort() { compare_in_ort "$1" "$2" "$3" "$4" cosine "$5"; }  # model inputs golden label minimum
 
+# Portable int4 (--weight-only --format qdq, blocked DequantizeLinear at opset 21) against the MatMulNBits
+# form of the same codes, both in ONNX Runtime: at `basic` (DequantizeLinear then MatMul) equal to the default
+# MatMulNBits within float summation order; with all optimizations ONNX Runtime fuses the pair into its own
+# MatMulNBits with accuracy_level 4 (int8 activations, session.qdq_matmulnbits_accuracy_level), so it must
+# equal mopt's MatMulNBits written with --accuracy-level 4.
+check_int4_qdq_matches_nbits() {  # float-model label extra-quantize-flags inputs
+  local base="$T/i4_$2" flags="$3"
+  # shellcheck disable=SC2086
+  "$MOPT" quantize "$1" --weight-only $flags -o "$base.nbits.onnx" -q --no-compressed-size --accuracy off &&
+    "$MOPT" quantize "$1" --weight-only $flags --accuracy-level 4 -o "$base.nbits4.onnx" -q --no-compressed-size --accuracy off &&
+    "$MOPT" quantize "$1" --weight-only $flags --format qdq -o "$base.qdq.onnx" -q --verify-each --no-compressed-size --accuracy off ||
+    { fail "$2: mopt quantize --weight-only failed"; return; }
+  node -e '
+    const r = require(process.argv[1]); const q = r.passes.find((p) => p.name === "quantize").details;
+    const blocked = q.tensors.filter((t) => t.dtype.endsWith("(blocked DequantizeLinear)")).length;
+    if (blocked === 0 || q.opset_upgrade && q.opset_upgrade.to !== 21) { console.log("FAIL: no blocked DequantizeLinear weights at opset 21"); process.exit(1); }' \
+    "$base.qdq.onnx.report.json" || fail "$2: the report shows no blocked int4 weights"
+  local out
+  for out in nbits nbits4; do
+    rm -rf "$base.$out.out" && mkdir -p "$base.$out.out"
+    node "$TOOLS/run.js" "$base.$out.onnx" --inputs-dir "$4" --runs 1 --warmup 0 --save-outputs "$base.$out.out" >/dev/null 2>&1 ||
+      { fail "$2: ONNX Runtime could not run the MatMulNBits form"; return; }
+  done
+  compare_in_ort "$base.qdq.onnx" "$4" "$base.nbits.out" "$2 QDQ vs MatMulNBits (ONNX Runtime at basic)" max-abs 1e-4 basic
+  compare_in_ort "$base.qdq.onnx" "$4" "$base.nbits4.out" "$2 QDQ fused vs MatMulNBits accuracy_level 4 (ONNX Runtime)" max-abs 1e-5
+}
+
 for c in "${cases[@]}"; do
   IFS='|' read -r model inputs golden <<<"$c"
   name=$(basename "$model" .onnx)
@@ -215,6 +242,8 @@ qcases=(
   "digits_vit dynamic per-channel|trained/digits_vit.onnx|trained/inputs/digits_test|--per-channel"
   "digits_vit int4 weight-only|trained/digits_vit.onnx|trained/inputs/digits_test|--weight-only"
   "digits_vit int8 weight-only asymmetric|trained/digits_vit.onnx|trained/inputs/digits_test|--weight-only --bits 8 --asymmetric-weights"
+  "digits_vit int4 weight-only QDQ|trained/digits_vit.onnx|trained/inputs/digits_test|--weight-only --format qdq"
+  "digits_vit int8 weight-only QDQ asymmetric|trained/digits_vit.onnx|trained/inputs/digits_test|--weight-only --format qdq --bits 8 --asymmetric-weights"
   "digits_cnn static QDQ|trained/digits_cnn.onnx|trained/inputs/digits_test|--data $D/digits_train_x.npy --target portable"
   "digits_cnn static QDQ bias-correction|trained/digits_cnn.onnx|trained/inputs/digits_test|--data $D/digits_train_x.npy --bias-correction --target portable"
   "digits_cnn static QOperator per-channel|trained/digits_cnn.onnx|trained/inputs/digits_test|--data $D/digits_train_x.npy --format qoperator --per-channel --target portable"
@@ -236,6 +265,11 @@ for c in "${qcases[@]}"; do
   echo "$label"
   check_agrees_with_executor "$out" "$MODELS/$inputs" "$(echo "$label" | tr ' ' '_')" "${minimum:-0.999}" "${minimum:-0.99999}"
 done
+
+echo "digits_vit int4 QDQ (opset 21) against MatMulNBits"
+check_int4_qdq_matches_nbits "$MODELS/trained/digits_vit.onnx" digits_vit "" "$MODELS/trained/inputs/digits_test"
+echo "digits_vit uint4 asymmetric QDQ against MatMulNBits"
+check_int4_qdq_matches_nbits "$MODELS/trained/digits_vit.onnx" digits_vit_asymmetric "--asymmetric-weights" "$MODELS/trained/inputs/digits_test"
 
 # An opset-9 model whose Softmax input has no shape (testdata/opset9_softmax.onnxtxt): per tensor it is
 # upgraded to opset 10 only, per channel to 13 through mopt's own Softmax rewrite (ONNX's adapter fails on
@@ -284,6 +318,8 @@ if /usr/bin/python3 "$SRC/../shared/tools/gen/bert_like.py" "$T/bert.onnx" --lay
   else
     fail "bert_like: mopt quantize --weight-only failed"
   fi
+  echo "bert_like int4 QDQ (opset 21) against MatMulNBits"
+  check_int4_qdq_matches_nbits "$T/bert.onnx" bert_like "" "$T/bert_in"
   if "$MOPT" quantize "$T/bert.onnx" --weight-only --op-types Gather -o "$T/bert_emb.onnx" -q --verify-each --no-compressed-size --accuracy off; then
     echo "bert_like int8 embeddings alone"
     check_agrees_with_executor "$T/bert_emb.onnx" "$T/bert_in" "bert_like_int8_embeddings"

@@ -13,6 +13,7 @@
 #include "quant/accuracy_aware.h"
 #include "quant/calibrate.h"
 #include "quant/params.h"
+#include "convert/versions.h"
 #include "quant/quantize.h"
 #include "report/stats.h"
 #include "rewrite/rewrite.h"
@@ -478,6 +479,71 @@ g (float[3,70] x) => (float[3,9] y) <{}> {{
       CHECK(cos > (bits == 4 ? 0.99 : 0.9999));
     }
   }
+}
+
+TEST_CASE("weight-only format=qdq: blocked DequantizeLinear (opset 21) with the MatMulNBits form's codes and outputs") {
+  // K = 70: two whole blocks of 32 and a short last one of 6; N = 9 makes the 4-bit weight an odd number of nibbles.
+  const std::string text = fmt::format(R"(<ir_version: 8, opset_import: ["" : 13]>
+g (float[3,70] x) => (float[3,9] y) <{}> {{
+  y = MatMul(x, W)
+}})", tensor_text("W", {70, 9}, 8));
+  for (int bits : {4, 8}) {
+    for (bool symmetric : {true, false}) {
+      CAPTURE(bits);
+      CAPTURE(symmetric);
+      quant::QuantizeConfig config;
+      config.mode = quant::Mode::WeightOnly;
+      config.bits = bits;
+      config.block_size = 32;
+      config.symmetric_weights = symmetric;
+      auto nbits = parse_model(text);
+      config.format = quant::Format::QOperator;
+      quant::quantize_model(*nbits, config, nullptr);
+      auto m = parse_model(text);
+      config.format = quant::Format::QDQ;
+      CHECK(error_of([&] { quant::quantize_model(*m, config, nullptr); }).find("blocked DequantizeLinear (opset 21); the model imports opset 13") != std::string::npos);
+      convert::convert_opset(*m, 21);
+      quant::QuantizeSummary s = quant::quantize_model(*m, config, nullptr);
+      REQUIRE(s.nodes_quantized() == 1);
+      CHECK(count_op(*m, "MatMulNBits") == 0);
+      CHECK(m->opset("com.microsoft") == 0);
+      REQUIRE(count_op(*m, "DequantizeLinear") == 1);
+      const ir::Node* dq = m->graph().nodes().front();
+      REQUIRE(dq->is_op("DequantizeLinear"));
+      CHECK(dq->attribute_int("axis") == 0);
+      CHECK(dq->attribute_int("block_size") == 32);
+      const ir::Tensor* q = dq->input(0)->constant();
+      const int32_t qtype = bits == 4 ? (symmetric ? d::kInt4 : d::kUint4) : (symmetric ? d::kInt8 : d::kUint8);
+      CHECK(q->dtype() == qtype);
+      CHECK(q->dims() == std::vector<int64_t>{70, 9});
+      CHECK(q->data().size() == (bits == 4 ? 315u : 630u));  // 630 values, two per byte at 4 bits
+      CHECK(dq->input(1)->constant()->dims() == std::vector<int64_t>{3, 9});
+      CHECK((dq->input(2) != nullptr) == !symmetric);
+      CHECK(s.tensors.at(0).dtype.find("blocked DequantizeLinear") != std::string::npos);
+      // The same codes as the MatMulNBits form: the outputs agree up to float summation order.
+      const std::vector<data::Feeds> samples = seeded_samples(*m, 2);
+      const eval::Outputs a = eval::run_samples(*nbits, samples, 1), b = eval::run_samples(*m, samples, 1);
+      for (size_t i = 0; i < samples.size(); ++i) CHECK(scaled_max_diff(a.per_sample[i][0], b.per_sample[i][0]) <= 1e-5);
+      CHECK(output_cosine(*parse_model(text), *m, samples) > (bits == 4 ? 0.99 : 0.9999));
+    }
+  }
+  // Symmetric int4 codes are the signed values: W's largest |value| in a block is +-7 and no code is -8.
+  auto m = parse_model(text);
+  convert::convert_opset(*m, 21);
+  quant::QuantizeConfig config;
+  config.mode = quant::Mode::WeightOnly;
+  config.format = quant::Format::QDQ;
+  quant::quantize_model(*m, config, nullptr);
+  REQUIRE(m->graph().nodes().front()->is_op("DequantizeLinear"));
+  const exec::Array codes = exec::Array::from_tensor(*m->graph().nodes().front()->input(0)->constant());
+  CHECK(codes.dtype() == d::kInt8);  // held widened
+  int lo = 0, hi = 0;
+  for (int64_t i = 0; i < codes.numel(); ++i) {
+    lo = std::min<int>(lo, codes.data<int8_t>()[i]);
+    hi = std::max<int>(hi, codes.data<int8_t>()[i]);
+  }
+  CHECK(lo == -7);
+  CHECK(hi == 7);
 }
 
 TEST_CASE("weight-only: a NaN weight gets the code of zero and an infinite one zeroes its block, without undefined conversions") {

@@ -291,7 +291,7 @@ QuantizeSummary quantize_model(ir::Model& model, const QuantizeConfig& config, c
       }
       quantize_static_qdq(model, config, nodes, *table, summary);
       report_range_overrides(*table, summary);
-      if (config.format == Format::QOperator) qdq_to_qoperator(model, summary);
+      if (config.output_format() == Format::QOperator) qdq_to_qoperator(model, summary);
       break;
   }
   return summary;

@@ -6,7 +6,8 @@
 //                (QuantizeLinear/DequantizeLinear pairs around operators) or QOperator (QLinearConv,
 //                QLinearMatMul, integer MaxPool/Reshape/...: the QDQ form with its patterns fused)
 //   weight-only  MatMul weights in 4- or 8-bit blocks along K with a scale (and zero point) per block,
-//                written as ONNX Runtime's com.microsoft MatMulNBits
+//                written as ONNX Runtime's com.microsoft MatMulNBits (QOperator) or ONNX's blocked
+//                DequantizeLinear (QDQ, opset 21)
 //
 // Every rewrite keeps the graph's interface (inputs and outputs keep names and float types) and leaves
 // alone what it cannot prove it handles: non-constant weights, unknown attributes, non-float tensors,
@@ -35,7 +36,7 @@ enum class Target { OrtCpu, Portable };
 
 struct QuantizeConfig {
   Mode mode = Mode::Dynamic;
-  Format format = Format::QDQ;
+  std::optional<Format> format;  // unset: the mode's default (output_format)
   Target target = Target::OrtCpu;
   bool per_channel = false;
   int32_t weight_type = ir::dtype::kInt8;
@@ -50,6 +51,8 @@ struct QuantizeConfig {
   int bits = 4;
   int64_t block_size = 32;
   int64_t accuracy_level = 0;  // MatMulNBits accuracy_level (0: unset, 4: int8 compute of A)
+  // Static: QDQ unless set; weight-only: QOperator (MatMulNBits) unless set.
+  Format output_format() const { return format.value_or(mode == Mode::WeightOnly ? Format::QOperator : Format::QDQ); }
 };
 
 std::set<std::string> default_op_types(Mode mode);

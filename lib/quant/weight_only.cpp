@@ -1,19 +1,25 @@
-// Weight-only block quantization of MatMul weights (transformer-style models), written as ONNX
-// Runtime's com.microsoft MatMulNBits: activations stay float, each block of `block_size` weights along
-// K gets its own scale (and zero point when asymmetric).
+// Weight-only block quantization of MatMul weights (transformer-style models): activations stay float,
+// each block of `block_size` weights along K gets its own scale (and zero point when asymmetric). Two
+// forms of the same codes:
 //
 //   Before:  x -> MatMul(W [K, N] float) -> y
-//   After:   x -> MatMulNBits(B [N, K/bs, bs*bits/8] uint8, scales [N*K/bs], zero_points?) -> y
+//   qoperator (default), ONNX Runtime's com.microsoft MatMulNBits; no opset upgrade:
+//            x -> MatMulNBits(B [N, K/bs, bs*bits/8] uint8, scales [N*K/bs], zero_points?) -> y
+//   qdq, ONNX's blocked DequantizeLinear (opset 21), for any runtime; ONNX Runtime fuses it back into
+//   MatMulNBits:
+//            x -> MatMul(DequantizeLinear(Wq [K, N] int4|uint4|int8|uint8, scale [K/bs, N], zp?, axis=0, block_size=bs)) -> y
 //
-// MatMulNBits over ONNX's blocked DequantizeLinear (INT4, opset 21): it needs no opset upgrade of the
-// rest of the model (opset 21 changed many operators) and ONNX Runtime runs it as one fused kernel.
-// Codes are packed low bits first along K; K is padded with zeros to a whole block, and a K smaller
-// than the block size gets the smallest power-of-two block (>= 16) that covers it. Symmetric blocks
-// (the default) use codes [-(2^(b-1)-1), 2^(b-1)-1] stored offset by 2^(b-1), the operator's default
-// zero point, so no zero point tensor is written.
+// MatMulNBits codes are packed low bits first along K, K padded with zeros to a whole block; the QDQ
+// weight keeps W's shape and element order (two 4-bit values per byte, the first in the low nibble),
+// its last block possibly shorter. A K smaller than the block size gets the smallest power-of-two block
+// (>= 16) that covers it. Symmetric blocks (the default) use codes [-(2^(b-1)-1), 2^(b-1)-1]: stored
+// offset by 2^(b-1) in MatMulNBits (the operator's default zero point), as signed values without a zero
+// point in the QDQ form.
 #include <fmt/format.h>
 
 #include <cmath>
+#include <functional>
+#include <span>
 
 #include "quant/params.h"
 #include "quant/quantize.h"
@@ -22,115 +28,211 @@
 
 namespace mopt::quant {
 using namespace ::mopt::rewrite;  // graph-building helpers shared with the fusion passes
+namespace {
+
+namespace d = ir::dtype;
+
+// One block of rows [k0, k1) of a weight [K, N]: unsigned codes [k1 - k0, N] in [0, 2^bits - 1] and, per
+// column, the block's scale and zero point (2^(bits-1) when symmetric).
+struct Block {
+  int64_t index, k0, k1;
+  const uint8_t* codes;
+  const float* scale;
+  const int64_t* zero_point;
+};
+
+struct BlockShape {
+  int64_t size, count;
+};
+
+// A block never exceeds K rounded up to a power of two (>= 16, MatMulNBits' minimum), so a small K is not
+// padded to a whole default block.
+BlockShape block_shape(int64_t k, int64_t block_size) {
+  int64_t bs = 16;
+  while (bs < k && bs < block_size) bs *= 2;
+  bs = std::min(bs, block_size);
+  return {bs, (k + bs - 1) / bs};
+}
+
+// Quantizes W [K, N] block by block along K, each pass reading whole rows of W (row-major: a
+// column-by-column walk would touch a new cache line at every value), and hands each block to `emit`.
+// Returns the range of W's values.
+std::pair<double, double> quantize_blocks(std::span<const float> values, int64_t k, int64_t n, BlockShape shape, int bits,
+                                          bool symmetric, const std::function<void(const Block&)>& emit) {
+  const int64_t offset = int64_t{1} << (bits - 1), qmax_unsigned = (int64_t{1} << bits) - 1;
+  double rmin = 0, rmax = 0;
+  std::vector<double> lo(static_cast<size_t>(n)), hi(static_cast<size_t>(n));
+  std::vector<float> block_scale(static_cast<size_t>(n));
+  std::vector<int64_t> block_zp(static_cast<size_t>(n));
+  std::vector<uint8_t> codes(static_cast<size_t>(shape.size * n));
+  for (int64_t b = 0; b < shape.count; ++b) {
+    const int64_t k0 = b * shape.size, k1 = std::min(k, k0 + shape.size);
+    std::fill(lo.begin(), lo.end(), 0.0);
+    std::fill(hi.begin(), hi.end(), 0.0);
+    for (int64_t i = k0; i < k1; ++i) {
+      const float* row = values.data() + i * n;
+      for (size_t col = 0; col < static_cast<size_t>(n); ++col) {
+        const double v = row[col];
+        lo[col] = std::min(lo[col], v);
+        hi[col] = std::max(hi[col], v);
+      }
+    }
+    for (size_t col = 0; col < static_cast<size_t>(n); ++col) {
+      const double l = lo[col], h = hi[col];
+      rmin = std::min(rmin, l);
+      rmax = std::max(rmax, h);
+      double scale;
+      int64_t zp;
+      if (symmetric) {
+        scale = std::max(std::fabs(l), std::fabs(h)) / static_cast<double>(offset - 1);
+        zp = offset;
+      } else {
+        scale = (h - l) / static_cast<double>(qmax_unsigned);
+        zp = scale > 0 ? std::clamp(static_cast<int64_t>(std::nearbyint(-l / scale)), int64_t{0}, qmax_unsigned) : 0;
+      }
+      if (!(scale > 0)) scale = 1;
+      block_scale[col] = static_cast<float>(scale);
+      block_zp[col] = zp;
+    }
+    for (int64_t i = k0; i < k1; ++i) {
+      const float* row = values.data() + i * n;
+      uint8_t* out = codes.data() + (i - k0) * n;
+      for (size_t col = 0; col < static_cast<size_t>(n); ++col) {
+        // Bounded before the integer conversion (an infinite weight makes an infinite scale, and
+        // inf / inf is NaN); a NaN weight gets the code of zero, as in the int8 paths (params.cpp).
+        float q = row[col] / block_scale[col];
+        q = q == q ? std::clamp(q, -4194304.0f, 4194304.0f) : 0.0f;
+        out[col] = static_cast<uint8_t>(std::clamp(static_cast<int64_t>(std::nearbyint(q)) + block_zp[col], int64_t{0}, qmax_unsigned));
+      }
+    }
+    emit({b, k0, k1, codes.data(), block_scale.data(), block_zp.data()});
+  }
+  return {rmin, rmax};
+}
+
+// The summary's zero points: per block in the tensor's order, or the one symmetric offset.
+struct Written {
+  ir::Node* node;
+  std::vector<float> scales;
+  std::vector<int32_t> zero_points;
+  std::string dtype;
+};
+
+Written write_matmul_nbits(ir::Model& model, const QuantizeConfig& config, ir::Node& node, std::span<const float> values,
+                           int64_t k, int64_t n, BlockShape shape, std::pair<double, double>& range) {
+  ir::Graph& g = model.graph();
+  const int bits = config.bits;
+  const bool symmetric = config.symmetric_weights;
+  const int64_t per_byte = 8 / bits, blob = shape.size * bits / 8, zp_row = (shape.count + per_byte - 1) / per_byte;
+  std::vector<uint8_t> packed(static_cast<size_t>(n * shape.count * blob), 0);
+  std::vector<uint8_t> zero_points(symmetric ? 0 : static_cast<size_t>(n * zp_row), 0);
+  std::vector<float> scales(static_cast<size_t>(n * shape.count));  // [N, blocks]
+  std::vector<int32_t> zps(symmetric ? 1 : static_cast<size_t>(n * shape.count), static_cast<int32_t>(int64_t{1} << (bits - 1)));
+  range = quantize_blocks(values, k, n, shape, bits, symmetric, [&](const Block& block) {
+    const int64_t b = block.index;
+    for (int64_t col = 0; col < n; ++col) {
+      scales[static_cast<size_t>(col * shape.count + b)] = block.scale[col];
+      if (!symmetric) {
+        zps[static_cast<size_t>(col * shape.count + b)] = static_cast<int32_t>(block.zero_point[col]);
+        zero_points[static_cast<size_t>(col * zp_row + b / per_byte)] |= static_cast<uint8_t>(block.zero_point[col] << ((b % per_byte) * bits));
+      }
+      uint8_t* dst = packed.data() + (col * shape.count + b) * blob;
+      for (int64_t within = 0; within < block.k1 - block.k0; ++within)
+        dst[within / per_byte] |= static_cast<uint8_t>(block.codes[within * n + col] << ((within % per_byte) * bits));
+    }
+    // Padding beyond K keeps code 0; its A values are absent, so it contributes nothing.
+  });
+  const std::string base = node.input(1)->name();
+  std::vector<ir::Value*> in = {node.input(0), add_constant(g, base + "_packed", make_bytes_tensor("", {n, shape.count, blob}, std::move(packed))),
+                                add_constant(g, base + "_scales", make_float_tensor("", {n * shape.count}, scales))};
+  if (!symmetric) in.push_back(add_constant(g, base + "_zero_points", make_bytes_tensor("", {n * zp_row}, zero_points)));
+  ir::Node* mm = g.create_node("MatMulNBits", in, 1, &node, "com.microsoft", node.output(0)->name() + "_nbits");
+  mm->mutable_proto().set_name(model.fresh_name(node.name().empty() ? "MatMulNBits" : node.name() + "_nbits"));
+  set_int_attr(*mm, "K", k);
+  set_int_attr(*mm, "N", n);
+  set_int_attr(*mm, "bits", bits);
+  set_int_attr(*mm, "block_size", shape.size);
+  if (config.accuracy_level) set_int_attr(*mm, "accuracy_level", config.accuracy_level);
+  return {mm, std::move(scales), std::move(zps), fmt::format("uint{} (MatMulNBits)", bits)};
+}
+
+// Codes of `bits` bits packed in element order, the first of each pair in the low nibble (ONNX's int4).
+void put_code(std::vector<std::byte>& packed, int64_t i, unsigned code, int bits) {
+  if (bits == 8) {
+    packed[static_cast<size_t>(i)] = static_cast<std::byte>(code);
+  } else {
+    packed[static_cast<size_t>(i / 2)] |= static_cast<std::byte>((code & 0xFu) << ((i & 1) * 4));
+  }
+}
+
+Written write_blocked_dequantize(ir::Model& model, const QuantizeConfig& config, ir::Node& node, std::span<const float> values,
+                                 int64_t k, int64_t n, BlockShape shape, std::pair<double, double>& range) {
+  ir::Graph& g = model.graph();
+  const int bits = config.bits;
+  const bool symmetric = config.symmetric_weights;
+  const int64_t offset = int64_t{1} << (bits - 1);
+  const int32_t qtype = bits == 4 ? (symmetric ? d::kInt4 : d::kUint4) : (symmetric ? d::kInt8 : d::kUint8);
+  std::vector<std::byte> codes(d::storage_bytes(qtype, static_cast<uint64_t>(k * n)));
+  std::vector<std::byte> zero_points(symmetric ? 0 : d::storage_bytes(qtype, static_cast<uint64_t>(shape.count * n)));
+  std::vector<float> scales(static_cast<size_t>(shape.count * n));  // [blocks, N]
+  std::vector<int32_t> zps(symmetric ? 1 : static_cast<size_t>(shape.count * n), 0);
+  range = quantize_blocks(values, k, n, shape, bits, symmetric, [&](const Block& block) {
+    const int64_t b = block.index;
+    for (int64_t col = 0; col < n; ++col) {
+      scales[static_cast<size_t>(b * n + col)] = block.scale[col];
+      if (!symmetric) {
+        zps[static_cast<size_t>(b * n + col)] = static_cast<int32_t>(block.zero_point[col]);
+        put_code(zero_points, b * n + col, static_cast<unsigned>(block.zero_point[col]), bits);
+      }
+    }
+    // Symmetric codes become the signed values they stand for (code - offset), two's complement.
+    const unsigned shift = symmetric ? static_cast<unsigned>(offset) : 0u;
+    for (int64_t i = block.k0 * n; i < block.k1 * n; ++i)
+      put_code(codes, i, static_cast<unsigned>(block.codes[i - block.k0 * n]) - shift, bits);
+  });
+  const std::string base = node.input(1)->name();
+  std::vector<ir::Value*> in = {add_constant(g, base + "_quantized", make_raw_tensor("", qtype, {k, n}, std::move(codes))),
+                                add_constant(g, base + "_scale", make_float_tensor("", {shape.count, n}, scales))};
+  if (!symmetric) in.push_back(add_constant(g, base + "_zero_point", make_raw_tensor("", qtype, {shape.count, n}, std::move(zero_points))));
+  ir::Node* dq = g.create_node("DequantizeLinear", in, 1, &node, "", base + "_dequantized");
+  dq->mutable_proto().set_name(model.fresh_name(base + "_DequantizeLinear"));
+  set_int_attr(*dq, "axis", 0);
+  set_int_attr(*dq, "block_size", shape.size);
+  node.set_input(1, dq->output(0));
+  return {&node, std::move(scales), std::move(zps), fmt::format("{} (blocked DequantizeLinear)", d::name(qtype))};
+}
+
+}  // namespace
 
 void quantize_weight_only(ir::Model& model, const QuantizeConfig& config, const std::vector<ir::Node*>& nodes,
                           QuantizeSummary& summary) {
   if (nodes.empty()) return;
   ir::Graph& g = model.graph();
-  ensure_opset_import(model, "com.microsoft", 1);
-  const int bits = config.bits;
-  const int64_t per_byte = 8 / bits, offset = int64_t{1} << (bits - 1);
-  const int64_t qmax_unsigned = (int64_t{1} << bits) - 1;
-  const bool symmetric = config.symmetric_weights;
+  const bool qdq = config.output_format() == Format::QDQ;
+  if (qdq && model.opset() < 21)
+    usage_error("weight-only quantization with format=qdq writes blocked DequantizeLinear (opset 21); the model imports "
+                "opset {}: convert it first (mopt quantize upgrades it automatically)", model.opset());
+  if (!qdq) ensure_opset_import(model, "com.microsoft", 1);
   for (ir::Node* node : nodes) {
     ir::Value* w = node->input(1);
     const std::vector<int64_t> dims = w->constant()->dims();
     const int64_t k = dims[0], n = dims[1];
-    // A block never exceeds K rounded up to a power of two (>= 16, the operator's minimum), so a small
-    // K is not padded to a whole default block.
-    int64_t bs = 16;
-    while (bs < k && bs < config.block_size) bs *= 2;
-    bs = std::min(bs, config.block_size);
-    const int64_t blocks = (k + bs - 1) / bs, blob = bs * bits / 8;
-    const int64_t zp_row = (blocks + per_byte - 1) / per_byte;
+    const BlockShape shape = block_shape(k, config.block_size);
     exec::Array holder;
     const std::span<const float> values = float_span(*w->constant(), holder);
-    std::vector<uint8_t> packed(static_cast<size_t>(n * blocks * blob), 0);
-    std::vector<uint8_t> zero_points(symmetric ? 0 : static_cast<size_t>(n * zp_row), 0);
-    std::vector<float> scales(static_cast<size_t>(n * blocks));
-    double rmin = 0, rmax = 0;
-    // Block by block along K, each pass reading whole rows of W (row-major [K, N]): a column-by-column
-    // walk would touch a new cache line at every value. Codes of a block go to `codes` [bs, N] first
-    // and are packed per column from there.
-    std::vector<double> lo(static_cast<size_t>(n)), hi(static_cast<size_t>(n));
-    std::vector<float> block_scale(static_cast<size_t>(n));
-    std::vector<int64_t> block_zp(static_cast<size_t>(n));
-    std::vector<uint8_t> codes(static_cast<size_t>(bs * n));
-    for (int64_t b = 0; b < blocks; ++b) {
-      const int64_t k0 = b * bs, k1 = std::min(k, k0 + bs);
-      std::fill(lo.begin(), lo.end(), 0.0);
-      std::fill(hi.begin(), hi.end(), 0.0);
-      for (int64_t i = k0; i < k1; ++i) {
-        const float* row = values.data() + i * n;
-        for (size_t col = 0; col < static_cast<size_t>(n); ++col) {
-          const double v = row[col];
-          lo[col] = std::min(lo[col], v);
-          hi[col] = std::max(hi[col], v);
-        }
-      }
-      for (int64_t col = 0; col < n; ++col) {
-        const double l = lo[static_cast<size_t>(col)], h = hi[static_cast<size_t>(col)];
-        rmin = std::min(rmin, l);
-        rmax = std::max(rmax, h);
-        double scale;
-        int64_t zp;
-        if (symmetric) {
-          scale = std::max(std::fabs(l), std::fabs(h)) / static_cast<double>(offset - 1);
-          zp = offset;
-        } else {
-          scale = (h - l) / static_cast<double>(qmax_unsigned);
-          zp = scale > 0 ? std::clamp(static_cast<int64_t>(std::nearbyint(-l / scale)), int64_t{0}, qmax_unsigned) : 0;
-        }
-        if (!(scale > 0)) scale = 1;
-        block_scale[static_cast<size_t>(col)] = static_cast<float>(scale);
-        block_zp[static_cast<size_t>(col)] = zp;
-        scales[static_cast<size_t>(col * blocks + b)] = static_cast<float>(scale);
-        if (!symmetric) zero_points[static_cast<size_t>(col * zp_row + b / per_byte)] |= static_cast<uint8_t>(zp << ((b % per_byte) * bits));
-      }
-      for (int64_t i = k0; i < k1; ++i) {
-        const float* row = values.data() + i * n;
-        uint8_t* out = codes.data() + (i - k0) * n;
-        for (size_t col = 0; col < static_cast<size_t>(n); ++col) {
-          // Bounded before the integer conversion (an infinite weight makes an infinite scale, and
-          // inf / inf is NaN); a NaN weight gets the code of zero, as in the int8 paths (params.cpp).
-          float q = row[col] / block_scale[col];
-          q = q == q ? std::clamp(q, -4194304.0f, 4194304.0f) : 0.0f;
-          out[col] = static_cast<uint8_t>(std::clamp(static_cast<int64_t>(std::nearbyint(q)) + block_zp[col], int64_t{0}, qmax_unsigned));
-        }
-      }
-      for (int64_t col = 0; col < n; ++col) {
-        uint8_t* dst = packed.data() + (col * blocks + b) * blob;
-        for (int64_t within = 0; within < k1 - k0; ++within)
-          dst[within / per_byte] |= static_cast<uint8_t>(codes[static_cast<size_t>(within * n + col)] << ((within % per_byte) * bits));
-      }
-      // Padding beyond K keeps code 0; its A values are absent, so it contributes nothing.
+    std::pair<double, double> range;
+    const std::string y_name = node->output(0)->name();
+    Written written = qdq ? write_blocked_dequantize(model, config, *node, values, k, n, shape, range)
+                          : write_matmul_nbits(model, config, *node, values, k, n, shape, range);
+    if (written.node != node) {
+      if (!g.replace_all_uses(node->output(0), written.node->output(0))) fail("quantize: could not rewire the output of '{}'", node->name());
+      g.erase(node);
     }
-    const std::string base = w->name();
-    std::vector<ir::Value*> in = {node->input(0), add_constant(g, base + "_packed", make_bytes_tensor("", {n, blocks, blob}, std::move(packed))),
-                                  add_constant(g, base + "_scales", make_float_tensor("", {n * blocks}, scales))};
-    if (!symmetric) in.push_back(add_constant(g, base + "_zero_points", make_bytes_tensor("", {n * zp_row}, zero_points)));
-    ir::Node* mm = g.create_node("MatMulNBits", in, 1, node, "com.microsoft", node->output(0)->name() + "_nbits");
-    mm->mutable_proto().set_name(model.fresh_name(node->name().empty() ? "MatMulNBits" : node->name() + "_nbits"));
-    set_int_attr(*mm, "K", k);
-    set_int_attr(*mm, "N", n);
-    set_int_attr(*mm, "bits", bits);
-    set_int_attr(*mm, "block_size", bs);
-    if (config.accuracy_level) set_int_attr(*mm, "accuracy_level", config.accuracy_level);
-    ir::Value* y = node->output(0);
-    const std::string y_name = y->name();
-    if (!g.replace_all_uses(y, mm->output(0))) fail("quantize: could not rewire the output of '{}'", node->name());
-    g.erase(node);
-    summary.layers.push_back(LayerRecord::of(*node, y_name, mm->output(0)->name()));
-    std::vector<int32_t> zps;
-    if (!symmetric) {
-      for (int64_t col = 0; col < n; ++col)
-        for (int64_t b = 0; b < blocks; ++b)
-          zps.push_back((zero_points[static_cast<size_t>(col * zp_row + b / per_byte)] >> ((b % per_byte) * bits)) & static_cast<int>(qmax_unsigned));
-    } else {
-      zps = {static_cast<int32_t>(offset)};
-    }
-    summary.tensors.push_back({w->name(), "weight", fmt::format("uint{} (MatMulNBits)", bits), symmetric ? "minmax, symmetric blocks" : "minmax per block",
-                               scales, zps, 0, bs, rmin, rmax, rmin, rmax});
+    summary.layers.push_back(LayerRecord::of(*node, y_name, written.node->output(0)->name()));
+    summary.tensors.push_back({w->name(), "weight", written.dtype, config.symmetric_weights ? "minmax, symmetric blocks" : "minmax per block",
+                               std::move(written.scales), std::move(written.zero_points), 0, shape.size,
+                               range.first, range.second, range.first, range.second});
+    holder = exec::Array();
     remove_unused_weights(g, {w});  // now, not after the loop: its mapped pages go before the next weight is read
   }
 }

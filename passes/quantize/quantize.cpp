@@ -7,6 +7,7 @@
 //   quantize(mode=static,data=calib/,per-channel=true,calibration=entropy)
 //   quantize(mode=static,data=calib.npy,format=qoperator)
 //   quantize(mode=weight-only,bits=4,block-size=32)  MatMul -> com.microsoft MatMulNBits
+//   quantize(mode=weight-only,format=qdq)           MatMul(DequantizeLinear(int4, block_size=32)), opset 21
 #include <fmt/format.h>
 
 #include <map>
@@ -77,8 +78,8 @@ class QuantizePass : public pass::Pass {
     }
 
     // Quantize in QDQ form first: per-layer errors are measured there, then QOperator fuses patterns.
-    const quant::Format format = config.format;
-    config.format = quant::Format::QDQ;
+    const quant::Format format = config.output_format();
+    if (config.mode == quant::Mode::Static) config.format = quant::Format::QDQ;
     quant::QuantizeSummary summary = quant::quantize_model(model, config, table ? &*table : nullptr);
     if (evaluation) {
       std::set<std::string> values;
@@ -142,13 +143,16 @@ class QuantizePass : public pass::Pass {
   // QuantizeLinear is opset 10, DynamicQuantizeLinear 11, a per-channel axis 13. The report says so.
   void upgrade_opset_if_needed(ir::Model& model, const quant::QuantizeConfig& config, pass::PassContext& ctx,
                                nlohmann::json& details) {
-    const int64_t need = config.mode == quant::Mode::Dynamic ? 11 : config.mode == quant::Mode::Static ? (config.per_channel ? 13 : 10) : 0;
+    const int64_t need = config.mode == quant::Mode::Dynamic ? 11
+                         : config.mode == quant::Mode::Static ? (config.per_channel ? 13 : 10)
+                         : config.output_format() == quant::Format::QDQ ? 21 : 0;  // weight-only: blocked DequantizeLinear
     const int64_t have = model.opset(), ir_version = model.ir_version();
     if (!options_.get_bool("upgrade-opset")) return;
     if (have < need) {
       convert::convert_opset(model, need);
-      ctx.warn(fmt::format("upgraded the model from opset {} to {} ({}{} quantization needs it)", have, need,
-                           quant::name(config.mode), config.per_channel && config.mode == quant::Mode::Static ? " per-channel" : ""));
+      const bool per_channel = config.mode == quant::Mode::Static && config.per_channel;
+      ctx.warn(fmt::format("upgraded the model from opset {} to {} ({}{} quantization{} needs it)", have, need, quant::name(config.mode),
+                           per_channel ? " per-channel" : "", config.mode == quant::Mode::WeightOnly ? " with format=qdq" : ""));
       details["opset_upgrade"] = {{"from", have}, {"to", need}};
     }
     // An opset upgrade of an IR 3 model already left IR 3 (convert_opset); either way the report says so.
@@ -183,7 +187,8 @@ class QuantizePass : public pass::Pass {
   static quant::QuantizeConfig config_from(const pass::Options& o) {
     quant::QuantizeConfig c;
     c.mode = quant::parse_mode(o.get_string("mode"));
-    c.format = quant::parse_format(o.get_string("format"));
+    const std::string& format = o.get_string("format");
+    if (!format.empty()) c.format = quant::parse_format(format);
     c.target = quant::parse_target(o.get_string("target"));
     c.per_channel = o.get_bool("per-channel");
     c.weight_type = quant::parse_qtype(o.get_string("weight-type"));
@@ -213,7 +218,7 @@ const std::vector<pass::OptionSpec>& QuantizeOptions() {
   using T = pass::OptionSpec::Type;
   static const std::vector<pass::OptionSpec> specs = {
       {"mode", T::Choice, "dynamic", "dynamic (no data), static (calibrated activations) or weight-only (MatMul blocks)", {"dynamic", "static", "weight-only"}},
-      {"format", T::Choice, "qdq", "static output: QuantizeLinear/DequantizeLinear pairs or QLinear operators", {"qdq", "qoperator"}, "mode=static"},
+      {"format", T::Choice, "", "static: qdq (QuantizeLinear/DequantizeLinear pairs, the default) or qoperator (QLinear operators); weight-only: qoperator (com.microsoft MatMulNBits, the default) or qdq (blocked DequantizeLinear, opset 21, any runtime)", {"qdq", "qoperator"}, "mode=static|weight-only"},
       {"target", T::Choice, "ort-cpu", "where the model runs: ort-cpu keeps float the Conv/MatMul/Gemm whose int8 kernels ONNX Runtime's CPU runs slower than float; portable quantizes all the mode handles", {"ort-cpu", "portable"}, "mode=dynamic|static"},
       {"data", T::String, "", "calibration data for static mode (.npy/.npz/.pb file or folder)", {}, "mode=static"},
       {"max-samples", T::Int, "0", "use at most this many calibration samples (0: all)", {}, "mode=static", 0},
@@ -235,7 +240,7 @@ const std::vector<pass::OptionSpec>& QuantizeOptions() {
       {"block-size", T::Int, "32", "weight-only: weights per block along K (power of two >= 16)", {}, "mode=weight-only"},
       {"max-accuracy-drop", T::Float, "-1", "keep the most sensitive layers in float until the accuracy drop (percentage points) is within this; needs the accuracy check (-1: off)", {}},
       {"min-cosine", T::Float, "-2", "keep the most sensitive layers in float until every output's cosine similarity to the float model is at least this (any model, no labels needed); needs the accuracy check (-2: off)", {}, "", -2, 1},
-      {"upgrade-opset", T::Bool, "true", "upgrade models below the opset the written operators need, to that opset (10 static, 11 dynamic, 13 per-channel)", {}},
+      {"upgrade-opset", T::Bool, "true", "upgrade models below the opset the written operators need, to that opset (10 static, 11 dynamic, 13 per-channel, 21 weight-only qdq)", {}},
       {"accuracy-level", T::Int, "0", "weight-only: MatMulNBits accuracy_level (0 unset, 1 fp32, 2 fp16, 3 bf16, 4 int8)", {}, "mode=weight-only", 0, 4},
   };
   return specs;

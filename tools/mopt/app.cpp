@@ -236,13 +236,14 @@ int run_app(const std::vector<std::string>& given_args, const std::string* comma
                                     ".int8.onnx", quantize_cmd, common, [&](CLI::App* cmd) {
                                       add_pass_command_flags(cmd, quantize_options, true);
                                       cmd->add_flag("--weight-only", quantize_options.weight_only,
-                                                    "Same as --mode weight-only: MatMul weights in 4/8-bit blocks (MatMulNBits), "
-                                                    "embedding (Gather) tables in int8 rows");
+                                                    "Same as --mode weight-only: MatMul weights in 4/8-bit blocks (MatMulNBits, or blocked "
+                                                    "DequantizeLinear with --format qdq), embedding (Gather) tables in int8 rows");
                                     });
   quantize->footer(
       "Modes: dynamic (default without --data): MatMul/Gemm weights int8, activations quantized at run time.\n"
       "       static (with --data): calibrated activations, QDQ or QOperator form; Conv, MatMul, Gemm, pooling, reshapes.\n"
-      "       weight-only: MatMul weights in blocks of 4 or 8 bits (ONNX Runtime's MatMulNBits), embedding tables in int8 rows.\n"
+      "       weight-only: MatMul weights in blocks of 4 or 8 bits, embedding tables in int8 rows; as ONNX Runtime's\n"
+      "       MatMulNBits (default, --format qoperator) or ONNX's blocked DequantizeLinear (--format qdq: opset 21, int4).\n"
       "--max-accuracy-drop and --min-cosine are also targets of the accuracy-aware fallback: the most sensitive\n"
       "layers stay float until the drop is within it (needs --labels or a classifier-like output) and every\n"
       "output's cosine to the original reaches it (any model: detectors, regressors, recurrent state).\n"
@@ -252,7 +253,8 @@ int run_app(const std::vector<std::string>& given_args, const std::string* comma
       "  mopt quantize model.onnx --data calib/ --calibration entropy --format qoperator\n"
       "  mopt quantize model.onnx --data calib.npy --accuracy test.npy --labels y.npy --max-accuracy-drop 1\n"
       "  mopt quantize detector.onnx --data calib/ --accuracy held_out/ --min-cosine 0.99\n"
-      "  mopt quantize llm.onnx --weight-only --bits 4 --block-size 32  # writes llm.int4.onnx");
+      "  mopt quantize llm.onnx --weight-only --bits 4 --block-size 32  # writes llm.int4.onnx\n"
+      "  mopt quantize llm.onnx --weight-only --format qdq           # portable int4: any opset-21 runtime");
 
   PipelineCommandFlags fuse_cmd;
   FuseFlags fuse_options;
