@@ -339,6 +339,7 @@ nlohmann::json to_json(const QuantizeSummary& s) {
     j["tensors"].push_back(std::move(tj));
   }
   if (s.biases_corrected > 0) j["biases_corrected"] = s.biases_corrected;
+  if (s.weight_error) j["weight_error"] = {{"full_range", s.weight_error->first}, {"searched", s.weight_error->second}};
   j["notes"] = s.notes;
   j["warnings"] = s.warnings;
   return j;

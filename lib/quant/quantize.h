@@ -50,6 +50,7 @@ struct QuantizeConfig {
   // weight-only
   int bits = 4;
   int64_t block_size = 32;
+  bool block_search = false;   // each block's range shrunk to the least squared rounding error (weight_only.cpp)
   int64_t accuracy_level = 0;  // MatMulNBits accuracy_level (0: unset, 4: int8 compute of A)
   // Static: QDQ unless set; weight-only: QOperator (MatMulNBits) unless set.
   Format output_format() const { return format.value_or(mode == Mode::WeightOnly ? Format::QOperator : Format::QDQ); }
@@ -116,6 +117,9 @@ struct QuantizeSummary {
   std::vector<TensorRecord> tensors;
   std::vector<std::string> notes;
   int64_t biases_corrected = 0;
+  // Weight-only with block_search: relative L2 rounding error of the MatMul weights with full-range blocks
+  // and with the searched ranges.
+  std::optional<std::pair<double, double>> weight_error;
   std::vector<std::string> warnings;  // what may make the result worse than the user expects (report warnings)
   int64_t nodes_quantized() const { return static_cast<int64_t>(layers.size()); }
 };

@@ -203,6 +203,7 @@ class QuantizePass : public pass::Pass {
     c.keep_last = o.get_bool("keep-last");
     c.bits = static_cast<int>(o.get_int("bits"));
     c.block_size = o.get_int("block-size");
+    c.block_search = o.get_string("block-search") == "mse";
     c.accuracy_level = o.get_int("accuracy-level");
     return c;
   }
@@ -238,6 +239,7 @@ const std::vector<pass::OptionSpec>& QuantizeOptions() {
       {"keep-last", T::Bool, "false", "keep the last Conv/MatMul/Gemm in float", {}},
       {"bits", T::Int, "4", "weight-only: bits per weight (4 or 8)", {}, "mode=weight-only"},
       {"block-size", T::Int, "32", "weight-only: weights per block along K (power of two >= 16)", {}, "mode=weight-only"},
+      {"block-search", T::Choice, "none", "weight-only: each block's range as is (none), or shrunk to the factor in [0.525, 1] whose codes give the least squared error on the block's weights (mse; the report gives both errors)", {"none", "mse"}, "mode=weight-only"},
       {"max-accuracy-drop", T::Float, "-1", "keep the most sensitive layers in float until the accuracy drop (percentage points) is within this; needs the accuracy check (-1: off)", {}},
       {"min-cosine", T::Float, "-2", "keep the most sensitive layers in float until every output's cosine similarity to the float model is at least this (any model, no labels needed); needs the accuracy check (-2: off)", {}, "", -2, 1},
       {"upgrade-opset", T::Bool, "true", "upgrade models below the opset the written operators need, to that opset (10 static, 11 dynamic, 13 per-channel, 21 weight-only qdq)", {}},

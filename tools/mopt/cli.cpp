@@ -28,6 +28,9 @@ std::string quantize_summary(const report::RunReport& run) {
       out += fmt::format("  calibration  {} on {} row(s) in {} batch(es), {:.3f} ms per row\n", d["calibration"]["method"].get<std::string>(),
                          d["calibration"]["rows"].get<int64_t>(), d["calibration"]["samples"].get<size_t>(),
                          d["calibration"]["seconds_per_row"].get<double>() * 1e3);
+    if (d.contains("weight_error"))
+      out += fmt::format("  block search: weight rounding error (relative L2) {:.4f} with full-range blocks -> {:.4f}\n",
+                         d["weight_error"]["full_range"].get<double>(), d["weight_error"]["searched"].get<double>());
     if (d.contains("accuracy_aware")) {
       const auto& a = d["accuracy_aware"];
       std::vector<std::string> moves;  // "drop 3.10 pp -> 0.80 pp (target 1.00)", "cosine 0.984688 -> 0.991204 (target 0.99)"
