@@ -34,6 +34,8 @@ cases=(
   "digits_mlp static|trained/digits_mlp.onnx|trained/inputs/digits_test_flat|--data $D/digits_test_xflat.npy --accuracy $D/digits_test_xflat.npy --labels $D/digits_test_y.npy|gate"
   "digits_vit dynamic|trained/digits_vit.onnx|trained/inputs/digits_test|--accuracy $D/digits_test_x.npy --labels $D/digits_test_y.npy|info"
   "digits_vit int4 w-only|trained/digits_vit.onnx|trained/inputs/digits_test|--weight-only --accuracy $D/digits_test_x.npy --labels $D/digits_test_y.npy|info"
+  "digits_vit int4 mse|trained/digits_vit.onnx|trained/inputs/digits_test|--weight-only --block-search mse --accuracy $D/digits_test_x.npy --labels $D/digits_test_y.npy|info"
+  "digits_vit int4 qdq|trained/digits_vit.onnx|trained/inputs/digits_test|--weight-only --format qdq --accuracy $D/digits_test_x.npy --labels $D/digits_test_y.npy|info"
   "digits_vit int4 aware|trained/digits_vit.onnx|trained/inputs/digits_test|--weight-only --max-accuracy-drop 0 --accuracy $D/digits_test_x.npy --labels $D/digits_test_y.npy|info"
   "digits_vit static|trained/digits_vit.onnx|trained/inputs/digits_test|--data $D/digits_train_x.npy --accuracy $D/digits_test_x.npy --labels $D/digits_test_y.npy|gate"
   "digits_vit static portable|trained/digits_vit.onnx|trained/inputs/digits_test|--data $D/digits_train_x.npy --target portable --accuracy $D/digits_test_x.npy --labels $D/digits_test_y.npy|info"
@@ -43,8 +45,10 @@ cases=(
   "mnist_winml static|vision/mnist_winml.onnx|vision/inputs/mnist_28|--data $M/vision/inputs/mnist_28/Input3.npy --accuracy $M/vision/inputs/mnist_28/Input3.npy|gate"
   "mnist_winml static portable|vision/mnist_winml.onnx|vision/inputs/mnist_28|--data $M/vision/inputs/mnist_28/Input3.npy --target portable --accuracy $M/vision/inputs/mnist_28/Input3.npy|info"
   "silero_vad static|audio/silero_vad_v5_16k_op15.onnx|audio/inputs/silero_v5_x1|--data $A/silero_v5_x100 --accuracy $A/silero_v5_x100|gate"
+  "silero_vad per-ch cos0.99|audio/silero_vad_v5_16k_op15.onnx|audio/inputs/silero_v5_x1|--data $A/silero_v5_x100 --per-channel --min-cosine 0.99 --accuracy $A/silero_v5_x100|gate"
   "ppocrv4_det static|ocr/ppocrv4_det.onnx|ocr/inputs/det|--data $M/ocr/inputs/det --accuracy $M/ocr/inputs/det|gate"
   "ppocrv4_det static portable|ocr/ppocrv4_det.onnx|ocr/inputs/det|--data $M/ocr/inputs/det --target portable --accuracy $M/ocr/inputs/det|info"
+  "ppocrv4_det cos0.99|ocr/ppocrv4_det.onnx|ocr/inputs/det|--data $M/ocr/inputs/det --min-cosine 0.99 --accuracy $M/ocr/inputs/det|gate"
   "ppocrv4_det per-ch mse|ocr/ppocrv4_det.onnx|ocr/inputs/det|--data $M/ocr/inputs/det --per-channel --calibration mse --accuracy $M/ocr/inputs/det|gate"
   "ppocrv4_det per-ch mse qop|ocr/ppocrv4_det.onnx|ocr/inputs/det|--data $M/ocr/inputs/det --per-channel --calibration mse --format qoperator --accuracy $M/ocr/inputs/det|gate"
 )
@@ -121,7 +125,8 @@ if [ "${BERT:-1}" = 1 ] && $PY -c 'import torch' 2>/dev/null; then
     echo "# tool speed on bert_like.py ($((size / 1000000)) MB, random weights); cp of the file: ${cp_s} s; --accuracy off"
     printf '%-28s %9s %9s %10s %12s\n' mode seconds x_cp peak_MB out_MB
   } | tee -a "$out"
-  for mode in "dynamic|" "int4 weight-only|--weight-only" "int8 weight-only|--weight-only --bits 8"; do
+  for mode in "dynamic|" "int4 weight-only|--weight-only" "int4 weight-only qdq|--weight-only --format qdq" \
+    "int4 weight-only mse|--weight-only --block-search mse" "int8 weight-only|--weight-only --bits 8"; do
     IFS='|' read -r name flags <<<"$mode"
     # shellcheck disable=SC2086
     res=$( { /usr/bin/time -f '%e %M' "$MOPT" quantize "$T/bert.onnx" -o "$T/bq.onnx" -q --accuracy off --no-compressed-size $flags; } 2>&1 | tail -1)

@@ -236,13 +236,12 @@ bool same_file(const fs::path& a, const fs::path& b) {
   return fs::exists(a, ec) && fs::exists(b, ec) && fs::equivalent(a, b, ec);
 }
 
-std::string read_text_file(const fs::path& path) {
+void for_each_chunk(const fs::path& path, size_t chunk_bytes, const std::function<void(const char*, size_t)>& fn) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) fail("cannot read '{}': {}", path.string(), std::strerror(errno));
-  std::string text;
-  char buffer[1 << 16];
+  std::vector<char> buffer(chunk_bytes);
   for (;;) {
-    const ssize_t n = ::read(fd, buffer, sizeof buffer);
+    const ssize_t n = ::read(fd, buffer.data(), buffer.size());
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       const int err = errno;
@@ -250,9 +249,19 @@ std::string read_text_file(const fs::path& path) {
       fail("cannot read '{}': {}", path.string(), std::strerror(err));
     }
     if (n == 0) break;
-    text.append(buffer, static_cast<size_t>(n));
+    try {
+      fn(buffer.data(), static_cast<size_t>(n));
+    } catch (...) {
+      ::close(fd);
+      throw;
+    }
   }
   ::close(fd);
+}
+
+std::string read_text_file(const fs::path& path) {
+  std::string text;
+  for_each_chunk(path, 1 << 16, [&](const char* data, size_t size) { text.append(data, size); });
   return text;
 }
 

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -91,6 +92,10 @@ bool is_direct_target(const fs::path& target);
 
 // True when both paths exist and name the same file (links followed).
 bool same_file(const fs::path& a, const fs::path& b);
+
+// Calls fn(data, size) on consecutive chunks of at most `chunk_bytes` of a file, start to end; throws
+// mopt::Error naming the file and the reason if it cannot be read (the file is closed either way).
+void for_each_chunk(const fs::path& path, size_t chunk_bytes, const std::function<void(const char*, size_t)>& fn);
 
 // The whole contents of a file; throws mopt::Error naming the file and the reason if it cannot be read.
 std::string read_text_file(const fs::path& path);

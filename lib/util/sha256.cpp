@@ -1,12 +1,7 @@
 // SHA-256 through OpenSSL's EVP interface (one digest context per Sha256; no global state).
 #include "util/sha256.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <algorithm>
-#include <cstring>
 #include <memory>
 #include <new>
 #include <vector>
@@ -14,6 +9,7 @@
 #include <openssl/evp.h>
 
 #include "util/error.h"
+#include "util/file.h"
 
 namespace mopt {
 Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
@@ -39,22 +35,8 @@ std::string Sha256::hex() {
 }
 
 std::string sha256_file(const std::filesystem::path& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail("cannot read '{}': {}", path.string(), std::strerror(errno));
   Sha256 digest;
-  std::vector<char> buffer(1 << 20);
-  for (;;) {
-    const ssize_t n = ::read(fd, buffer.data(), buffer.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      fail("cannot read '{}': {}", path.string(), std::strerror(err));
-    }
-    if (n == 0) break;
-    digest.update(buffer.data(), static_cast<size_t>(n));
-  }
-  ::close(fd);
+  for_each_chunk(path, 1 << 20, [&](const char* data, size_t size) { digest.update(data, size); });
   return digest.hex();
 }
 
