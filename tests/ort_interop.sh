@@ -246,6 +246,7 @@ qcases=(
   "digits_vit int8 weight-only QDQ asymmetric|trained/digits_vit.onnx|trained/inputs/digits_test|--weight-only --format qdq --bits 8 --asymmetric-weights"
   "digits_cnn static QDQ|trained/digits_cnn.onnx|trained/inputs/digits_test|--data $D/digits_train_x.npy --target portable"
   "digits_cnn static QDQ bias-correction|trained/digits_cnn.onnx|trained/inputs/digits_test|--data $D/digits_train_x.npy --bias-correction --target portable"
+  "digits_cnn static QDQ 16-bit tensors|trained/digits_cnn.onnx|trained/inputs/digits_test|--data $D/digits_train_x.npy --target portable --tensor-type /b3/BatchNormalization_output_0=int16,/fc1/Gemm_output_0=uint16"
   "digits_cnn static QOperator per-channel|trained/digits_cnn.onnx|trained/inputs/digits_test|--data $D/digits_train_x.npy --format qoperator --per-channel --target portable"
   "squeezenet static QDQ per-channel|vision/squeezenet1.1_fp32.onnx|vision/inputs/squeezenet_fish_fp32|--data $MODELS/vision/inputs/squeezenet_fish_fp32 --per-channel --target portable"
   "squeezenet static QOperator|vision/squeezenet1.1_fp32.onnx|vision/inputs/squeezenet_fish_fp32|--data $MODELS/vision/inputs/squeezenet_fish_fp32 --format qoperator --target portable"

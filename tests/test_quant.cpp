@@ -191,6 +191,74 @@ TEST_CASE("static QDQ: structure, Relu folding, int32 bias, and outputs close to
   CHECK(output_cosine(*original, *m, seeded_samples(*original, 3)) > 0.999);
 }
 
+TEST_CASE("static QDQ tensor-type: one activation in int16 (opset 21), inherited by value-moving operators, closer to float") {
+  // x feeds a Conv whose output c has one huge channel (bias 400) that y does not read (G's columns for it are
+  // 0): one uint8 scale over c's range leaves the channels y reads a few codes; int16 resolves them.
+  std::string g_text = tensor_text("G", {5, 64}, 3, 0.2f);
+  {
+    std::vector<std::string> g_values;
+    std::mt19937 rng(3);
+    std::uniform_real_distribution<float> dist(-0.2f, 0.2f);
+    for (int64_t i = 0; i < 5 * 64; ++i) g_values.push_back(i % 64 >= 32 && i % 64 < 48 ? "0" : fmt::format("{:.6f}", dist(rng)));
+    g_text = fmt::format("float[5,64] G = {{{}}}", fmt::join(g_values, ", "));
+  }
+  const std::string text = fmt::format(R"(<ir_version: 8, opset_import: ["" : 13]>
+g (float[2,3,8,8] x) => (float[2,5] y) <{}, float[4] B = {{0.1, -0.2, 400.0, 0.05}}, {}, {}> {{
+  c = Conv <pads=[1,1,1,1], kernel_shape=[3,3]> (x, W, B)
+  p = MaxPool <kernel_shape=[2,2], strides=[2,2]> (c)
+  f = Flatten(p)
+  y = Gemm <transB=1> (f, G, C)
+}})", tensor_text("W", {4, 3, 3, 3}, 1), g_text, tensor_text("C", {5}, 4));
+  auto original = parse_model(text);
+  const std::vector<data::Feeds> calib = seeded_samples(*original, 8), held_out = seeded_samples(*original, 3);
+  quant::QuantizeConfig config;
+  auto int8 = parse_model(text);
+  quantize_static(*int8, calib, config);
+
+  config.activation_types = {{"c", d::kInt16}};
+  auto m = parse_model(text);
+  CHECK(quant::static_qdq_opset(config) == 21);
+  CHECK(error_of([&] { quantize_static(*m, calib, config); }).find("QuantizeLinear/DequantizeLinear of 16-bit activations (opset 21)") !=
+        std::string::npos);
+  convert::convert_opset(*m, 21);
+  const quant::QuantizeSummary s = quantize_static(*m, calib, config);
+  std::map<std::string, std::string> types;
+  for (const quant::TensorRecord& t : s.tensors) {
+    if (t.role == "activation") types[t.name] = t.dtype;
+  }
+  CHECK(types.at("x") == "uint8");
+  CHECK(types.at("c") == "int16");
+  CHECK(types.at("p") == "int16");  // MaxPool and Flatten keep their input's parameters and type
+  CHECK(types.at("f") == "int16");
+  int64_t int16_zero_points = 0;
+  for (const ir::Node* n : m->graph().nodes()) {
+    if (n->is_op("QuantizeLinear")) int16_zero_points += n->input(2)->constant()->dtype() == d::kInt16;
+  }
+  CHECK(int16_zero_points == 3);
+  CHECK(std::find(s.notes.begin(), s.notes.end(), "tensor-type overrides applied: 'c' int16") != s.notes.end());
+  ir::verify_invariants(*m);
+  const double cos8 = output_cosine(*original, *int8, held_out), cos16 = output_cosine(*original, *m, held_out);
+  CAPTURE(cos8);
+  CAPTURE(cos16);
+  MESSAGE("uint8 everywhere: cosine " << cos8 << "; c in int16: " << cos16);
+  CHECK(cos16 > cos8);
+  CHECK(cos16 > 0.9999);
+
+  // A name that quantizes nothing is reported; in QOperator form (8-bit QLinear operators) the 16-bit nodes stay QDQ.
+  config.activation_types = {{"c", d::kInt16}, {"y", d::kInt16}};
+  auto unused = parse_model(text);
+  convert::convert_opset(*unused, 21);
+  const quant::QuantizeSummary su = quantize_static(*unused, calib, config);
+  CHECK(std::any_of(su.warnings.begin(), su.warnings.end(), [](const std::string& w) { return w.find("tensor-type overrides not used") != std::string::npos && w.find("'y' int16") != std::string::npos; }));
+  config.format = quant::Format::QOperator;
+  auto qop = parse_model(text);
+  convert::convert_opset(*qop, 21);
+  const quant::QuantizeSummary sq = quantize_static(*qop, calib, config);
+  CHECK(std::find(sq.notes.begin(), sq.notes.end(), "QOperator: 3 node(s) with 16-bit activations stay in QDQ form (QLinear operators are 8-bit)") != sq.notes.end());
+  CHECK(count_op(*qop, "QLinearConv") == 0);  // Conv, MaxPool and Flatten write int16 tensors
+  CHECK(output_cosine(*original, *qop, held_out) > 0.9999);
+}
+
 TEST_CASE("bias correction cancels the mean output shift of rounded weights, measured on held-out inputs") {
   // A Gemm without a bias on inputs with a large mean: rounding its weights to int8 shifts each output column by
   // about sum_k (W - W_q)[n, k] * mean(x_k), which the correction adds back as a bias.

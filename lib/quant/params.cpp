@@ -19,6 +19,8 @@ IntRange int_range(int32_t qtype, bool symmetric) {
     case d::kUint8: return {0, 255};
     case d::kInt4: return {symmetric ? -7 : -8, 7};
     case d::kUint4: return {0, 15};
+    case d::kInt16: return {symmetric ? -32767 : -32768, 32767};
+    case d::kUint16: return {0, 65535};
     default: fail("not supported: quantizing to {}", d::name(qtype));
   }
 }

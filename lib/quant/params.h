@@ -14,7 +14,7 @@
 
 namespace mopt::quant {
 
-// Integer range of `qtype` (int8, uint8, int4, uint4). Symmetric signed types drop the lowest value
+// Integer range of `qtype` (int8, uint8, int16, uint16, int4, uint4). Symmetric signed types drop the lowest value
 // (int8 -> [-127, 127]) so that zero sits in the middle and scales are the same for +x and -x.
 struct IntRange {
   int32_t lo, hi;

@@ -5,8 +5,9 @@
 //   Before:  x -> Conv(W, B) -> y -> Relu -> r -> MaxPool -> m
 //   After:   x -> Q -> DQ -> Conv(DQ(Wq), DQ(Bq int32)) -> y -> Q -> DQ -> MaxPool -> Q -> DQ -> m
 //
-// - Activations get one Q/DQ pair per tensor (uint8 asymmetric by default), shared by every
-//   quantized consumer; a quantized node's output pair feeds all of its consumers.
+// - Activations get one Q/DQ pair per tensor (uint8 asymmetric by default; tensor-type gives one tensor
+//   int8, uint8, int16 or uint16, opset 21 for 16 bits), shared by every quantized consumer; a quantized
+//   node's output pair feeds all of its consumers.
 // - --bias-correction adds E[(W - W_q) x] per output channel (input channel means from calibration) to the
 //   bias before it is quantized, cancelling the mean shift that rounding the weights causes.
 // - Weights are quantized once at rest (int8 symmetric by default, per output channel with
@@ -89,7 +90,18 @@ class QdqWriter {
     ir::Value* dq;
     QuantParams params;
     ir::Value* source;  // the float value it quantizes
+    int32_t qtype;      // its quantized type
   };
+
+  // The quantized type of activation `x` whose range is `range_of`'s (a folded Relu's output, or x): the
+  // tensor-type override of either, else the configured type.
+  int32_t activation_type(const ir::Value* x, const ir::Value* range_of) const {
+    for (const ir::Value* v : {range_of, x}) {
+      if (v == nullptr) continue;
+      if (auto it = config_.activation_types.find(v->name()); it != config_.activation_types.end()) return it->second;
+    }
+    return config_.activation_type;
+  }
 
   // The pair of `x`, whether `x` is the float tensor or the pair's dequantized output.
   const Pair* pair_of(ir::Value* x) const {
@@ -100,21 +112,22 @@ class QdqWriter {
   }
 
   // The pair of activation `x`, created before its first consumer (using the calibrated range of
-  // `range_of`, or `forced` parameters). nullptr when no range is known.
-  const Pair* activation_pair(ir::Value* x, ir::Value* range_of, const std::optional<QuantParams>& forced) {
+  // `range_of` and x's type, or the parameters and type of the `inherited` pair). nullptr when no range is known.
+  const Pair* activation_pair(ir::Value* x, ir::Value* range_of, const Pair* inherited) {
     if (const Pair* p = pair_of(x)) return p;
     QuantParams params;
     TensorRecord rec;
     rec.name = x->name();
     rec.role = "activation";
-    rec.dtype = d::name(config_.activation_type);
-    if (forced) {
-      params = *forced;
+    const int32_t qtype = inherited ? inherited->qtype : activation_type(x, range_of);
+    rec.dtype = d::name(qtype);
+    if (inherited) {
+      params = inherited->params;
       rec.method = "inherited from the input";
     } else {
       const TensorRange* r = table_.find(range_of->name());
       if (r == nullptr) return nullptr;
-      params = compute_params(r->min, r->max, config_.activation_type, config_.symmetric_activations);
+      params = compute_params(r->min, r->max, qtype, config_.symmetric_activations);
       rec.method = r->overridden ? std::string(kOverrideMethod) : table_.method;
       rec.min = r->min;
       rec.max = r->max;
@@ -125,21 +138,21 @@ class QdqWriter {
     rec.zero_point = {params.zero_point};
     ir::Node* before = first_consumer(*x, positions_);
     ir::Value* scale = add_constant(graph_, x->name() + "_scale", make_float_tensor("", {}, {params.scale}));
-    ir::Value* zp = add_constant(graph_, x->name() + "_zero_point", make_tensor("", config_.activation_type, {}, {params.zero_point}));
+    ir::Value* zp = add_constant(graph_, x->name() + "_zero_point", make_tensor("", qtype, {}, {params.zero_point}));
     ir::Node* q = graph_.create_node("QuantizeLinear", {x, scale, zp}, 1, before, "", x->name() + "_quantized");
     ir::Node* dq = graph_.create_node("DequantizeLinear", {q->output(0), scale, zp}, 1, before, "", x->name() + "_dequantized");
     summary_.tensors.push_back(std::move(rec));
-    const Pair* pair = &pairs_.emplace(x, Pair{dq->output(0), params, x}).first->second;
+    const Pair* pair = &pairs_.emplace(x, Pair{dq->output(0), params, x, qtype}).first->second;
     by_dq_[pair->dq] = pair;
     return pair;
   }
 
   // Quantizes the output of `node`: every consumer reads the dequantized value.
-  bool quantize_output(ir::Node& node, ir::Value* range_of, const std::optional<QuantParams>& forced) {
+  bool quantize_output(ir::Node& node, ir::Value* range_of, const Pair* inherited) {
     ir::Value* y = node.output(0);
     if (y->is_graph_output() || !y->has_uses()) return false;
     std::vector<ir::Use> uses = y->uses();
-    const Pair* p = activation_pair(y, range_of, forced);
+    const Pair* p = activation_pair(y, range_of, inherited);
     if (p == nullptr) return false;
     for (const ir::Use& u : uses) u.node->set_input(u.input_index, p->dq);
     return true;
@@ -269,14 +282,22 @@ std::pair<int64_t, int64_t> coarse_channels(const ir::Node& node) {
 
 }  // namespace
 
+int64_t static_qdq_opset(const QuantizeConfig& config) {
+  for (const auto& [name, qtype] : config.activation_types) {
+    if (qtype == d::kInt16 || qtype == d::kUint16) return 21;  // 16-bit QuantizeLinear/DequantizeLinear
+  }
+  return config.per_channel ? 13 : 10;
+}
+
 void quantize_static_qdq(ir::Model& model, const QuantizeConfig& config, const std::vector<ir::Node*>& nodes,
                          const CalibrationTable& table, QuantizeSummary& summary) {
   if (nodes.empty()) return;
-  const int64_t need = config.per_channel ? 13 : 10;
+  const int64_t need = static_qdq_opset(config);
   if (model.opset() < need)
     usage_error("static quantization{} writes QuantizeLinear/DequantizeLinear{} (opset {}); the model imports opset {}: "
                 "convert it first (mopt quantize upgrades it automatically)",
-                config.per_channel ? " per channel" : "", config.per_channel ? " with an axis" : "", need, model.opset());
+                config.per_channel ? " per channel" : "", need == 21 ? " of 16-bit activations" : config.per_channel ? " with an axis" : "",
+                need, model.opset());
   if (config.activation_type == d::kInt8 && !config.symmetric_activations)
     summary.notes.push_back("int8 asymmetric activations: ONNX Runtime's fastest x86 path is uint8 activations with int8 weights");
   QdqWriter w(model, config, table, summary);
@@ -292,7 +313,7 @@ void quantize_static_qdq(ir::Model& model, const QuantizeConfig& config, const s
         continue;
       }
       node->set_input(0, in->dq);
-      w.quantize_output(*node, nullptr, in->params);
+      w.quantize_output(*node, nullptr, in);
       summary.layers.push_back(LayerRecord::of(*node, node->output(0)->name(), node->output(0)->name()));
       continue;
     }
@@ -322,7 +343,7 @@ void quantize_static_qdq(ir::Model& model, const QuantizeConfig& config, const s
     const std::string x_name = earlier ? earlier->source->name() : node->input(0)->name();
     const QdqWriter::Pair* x_pair = nullptr;
     for (size_t i : activations) {
-      const QdqWriter::Pair* p = w.activation_pair(node->input(i), node->input(i), std::nullopt);
+      const QdqWriter::Pair* p = w.activation_pair(node->input(i), node->input(i), nullptr);
       node->set_input(i, p->dq);
       if (i == 0) x_pair = p;
     }
@@ -364,7 +385,8 @@ void quantize_static_qdq(ir::Model& model, const QuantizeConfig& config, const s
     if (ir::Node* relu = foldable_relu(*node, config); relu && table.find(relu->output(0)->name())) {
       range_of = relu->output(0);
       const TensorRange* r = table.find(range_of->name());
-      if (compute_params(r->min, r->max, config.activation_type, false).zero_point == int_range(config.activation_type, false).lo &&
+      const int32_t y_type = w.activation_type(node->output(0), relu->output(0));
+      if (compute_params(r->min, r->max, y_type, false).zero_point == int_range(y_type, false).lo &&
           w.graph().replace_all_uses(relu->output(0), node->output(0))) {
         w.graph().erase(relu);
         summary.notes.push_back(fmt::format("Relu '{}' folded into the output range of '{}'", describe(*relu), label));
@@ -372,7 +394,7 @@ void quantize_static_qdq(ir::Model& model, const QuantizeConfig& config, const s
         range_of = node->output(0);
       }
     }
-    w.quantize_output(*node, range_of, std::nullopt);
+    w.quantize_output(*node, range_of, nullptr);
     summary.layers.push_back(LayerRecord::of(*node, output_name, node->output(0)->name()));
   }
   if (config.bias_correction) {

@@ -73,18 +73,32 @@ void retype(ir::Graph& g, ir::Value* v, int32_t dtype) {
 
 }  // namespace
 
+// True when the QuantizeLinear/DequantizeLinear `n` has an 8-bit zero point (QLinear operators take no other).
+bool eight_bit(const ir::Node& n) {
+  const ir::Tensor* zp = n.input(2) ? n.input(2)->constant() : nullptr;
+  return zp && (zp->dtype() == d::kInt8 || zp->dtype() == d::kUint8);
+}
+
 void qdq_to_qoperator(ir::Model& model, QuantizeSummary& summary) {
   ir::Graph& g = model.graph();
-  int64_t fused = 0, gemms = 0;
+  int64_t fused = 0, gemms = 0, wide = 0;
   for (ir::Node* node : g.nodes()) {
     if (node->dead()) continue;
     ir::Node* q = sole_quantize(*node);
     if (q == nullptr) continue;
+    if (!eight_bit(*q)) {  // a 16-bit output (tensor-type) stays in QDQ form
+      ++wide;
+      continue;
+    }
     if (node->is_op("Conv") || node->is_op("MatMul")) {
       ir::Node* dqx = producer_op(node->input(0), "DequantizeLinear");
       ir::Node* dqw = producer_op(node->input(1), "DequantizeLinear");
       ir::Node* dqb = node->input(2) ? producer_op(node->input(2), "DequantizeLinear") : nullptr;
       if (!dqx || !dqw || (node->input(2) && !dqb) || !per_tensor(*dqx) || !per_tensor(*q) || dqx->input(2) == nullptr) continue;
+      if (!eight_bit(*dqx)) {
+        ++wide;
+        continue;
+      }
       if (node->is_op("MatMul") && !per_tensor(*dqw) && dqw->attribute_int("axis").value_or(1) != 1) continue;
       if (dqb && (dqb->input(0)->constant() == nullptr || dqb->input(0)->constant()->dtype() != d::kInt32)) continue;
       std::vector<ir::Value*> in = {dqx->input(0), dqx->input(1), dqx->input(2), dqw->input(0), dqw->input(1),
@@ -129,6 +143,7 @@ void qdq_to_qoperator(ir::Model& model, QuantizeSummary& summary) {
   remove_unused_weights(g, unused);
   summary.notes.push_back(fmt::format("QOperator: {} pattern(s) fused into integer operators", fused));
   if (gemms) summary.notes.push_back(fmt::format("QOperator: {} Gemm node(s) stay in QDQ form (ONNX has no integer Gemm)", gemms));
+  if (wide) summary.notes.push_back(fmt::format("QOperator: {} node(s) with 16-bit activations stay in QDQ form (QLinear operators are 8-bit)", wide));
 }
 
 }  // namespace mopt::quant

@@ -149,12 +149,14 @@ Format parse_format(const std::string& n) {
   usage_error("unknown quantization format '{}' (qdq, qoperator)", n);
 }
 
-int32_t parse_qtype(const std::string& n, bool allow_4bit) {
+int32_t parse_qtype(const std::string& n, bool allow_4bit, bool allow_16bit) {
   if (n == "int8") return d::kInt8;
   if (n == "uint8") return d::kUint8;
+  if (allow_16bit && n == "int16") return d::kInt16;
+  if (allow_16bit && n == "uint16") return d::kUint16;
   if (allow_4bit && n == "int4") return d::kInt4;
   if (allow_4bit && n == "uint4") return d::kUint4;
-  usage_error("unknown quantized type '{}' (int8, uint8)", n);
+  usage_error("unknown quantized type '{}' (int8, uint8{}{})", n, allow_16bit ? ", int16, uint16" : "", allow_4bit ? ", int4, uint4" : "");
 }
 
 const char* name(Mode mode) {
@@ -237,6 +239,22 @@ void report_range_overrides(const CalibrationTable& table, QuantizeSummary& summ
                                            "range of its own, or it inherits its input's parameters): {}", fmt::join(unused, ", ")));
 }
 
+// Says which tensor-type overrides were applied and warns about those that quantized nothing.
+void report_type_overrides(const QuantizeConfig& config, QuantizeSummary& summary) {
+  std::vector<std::string> applied, unused;
+  for (const auto& entry : config.activation_types) {
+    const std::string& name = entry.first;
+    const std::string type = d::name(entry.second);
+    const bool used = std::any_of(summary.tensors.begin(), summary.tensors.end(),
+                                  [&](const TensorRecord& t) { return t.role == "activation" && t.name == name && t.dtype == type; });
+    (used ? applied : unused).push_back(fmt::format("'{}' {}", name, type));
+  }
+  if (!applied.empty()) summary.notes.push_back(fmt::format("tensor-type overrides applied: {}", fmt::join(applied, ", ")));
+  if (!unused.empty())
+    summary.warnings.push_back(fmt::format("tensor-type overrides not used (no quantized node reads or writes the tensor with "
+                                           "parameters of its own): {}", fmt::join(unused, ", ")));
+}
+
 }  // namespace
 
 std::map<std::string, int64_t> bias_correction_inputs(const ir::Model& model, const QuantizeConfig& config) {
@@ -291,6 +309,7 @@ QuantizeSummary quantize_model(ir::Model& model, const QuantizeConfig& config, c
       }
       quantize_static_qdq(model, config, nodes, *table, summary);
       report_range_overrides(*table, summary);
+      report_type_overrides(config, summary);
       if (config.output_format() == Format::QOperator) qdq_to_qoperator(model, summary);
       break;
   }

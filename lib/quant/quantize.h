@@ -41,6 +41,9 @@ struct QuantizeConfig {
   bool per_channel = false;
   int32_t weight_type = ir::dtype::kInt8;
   int32_t activation_type = ir::dtype::kUint8;
+  // Static: activation tensors by name with their own quantized type (int8, uint8, int16, uint16; 16 bits
+  // need opset 21), e.g. a tensor whose range int8 cannot resolve; the others get activation_type.
+  std::map<std::string, int32_t> activation_types;
   bool symmetric_weights = true;
   bool symmetric_activations = false;
   bool bias_correction = false;  // static: cancel the mean output shift of rounded weights (qdq.cpp)
@@ -67,7 +70,7 @@ Target parse_target(const std::string& name);
 // Multiply-adds per output value of a Conv, MatMul or Gemm (its weight's reduction axes), or nullopt
 // when the shapes do not say.
 std::optional<int64_t> reduction_depth(const ir::Node& node);
-int32_t parse_qtype(const std::string& name, bool allow_4bit = false);
+int32_t parse_qtype(const std::string& name, bool allow_4bit = false, bool allow_16bit = false);
 const char* name(Mode mode);
 
 // One quantized tensor in the report.
@@ -172,6 +175,8 @@ void quantize_dynamic(ir::Model& model, const QuantizeConfig& config, const std:
                       QuantizeSummary& summary);
 void quantize_static_qdq(ir::Model& model, const QuantizeConfig& config, const std::vector<ir::Node*>& nodes,
                          const CalibrationTable& table, QuantizeSummary& summary);
+// The opset static QDQ needs: 10 per tensor, 13 per channel (an axis), 21 with 16-bit activations.
+int64_t static_qdq_opset(const QuantizeConfig& config);
 // Fuses DequantizeLinear -> op -> QuantizeLinear patterns of a QDQ graph into QOperator nodes.
 void qdq_to_qoperator(ir::Model& model, QuantizeSummary& summary);
 void quantize_weight_only(ir::Model& model, const QuantizeConfig& config, const std::vector<ir::Node*>& nodes,

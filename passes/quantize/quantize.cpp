@@ -144,15 +144,17 @@ class QuantizePass : public pass::Pass {
   void upgrade_opset_if_needed(ir::Model& model, const quant::QuantizeConfig& config, pass::PassContext& ctx,
                                nlohmann::json& details) {
     const int64_t need = config.mode == quant::Mode::Dynamic ? 11
-                         : config.mode == quant::Mode::Static ? (config.per_channel ? 13 : 10)
+                         : config.mode == quant::Mode::Static ? quant::static_qdq_opset(config)
                          : config.output_format() == quant::Format::QDQ ? 21 : 0;  // weight-only: blocked DequantizeLinear
     const int64_t have = model.opset(), ir_version = model.ir_version();
     if (!options_.get_bool("upgrade-opset")) return;
     if (have < need) {
       convert::convert_opset(model, need);
       const bool per_channel = config.mode == quant::Mode::Static && config.per_channel;
+      const char* with = config.mode == quant::Mode::WeightOnly ? " with format=qdq"
+                         : config.mode == quant::Mode::Static && need == 21 ? " with 16-bit activations" : "";
       ctx.warn(fmt::format("upgraded the model from opset {} to {} ({}{} quantization{} needs it)", have, need, quant::name(config.mode),
-                           per_channel ? " per-channel" : "", config.mode == quant::Mode::WeightOnly ? " with format=qdq" : ""));
+                           per_channel ? " per-channel" : "", with));
       details["opset_upgrade"] = {{"from", have}, {"to", need}};
     }
     // An opset upgrade of an IR 3 model already left IR 3 (convert_opset); either way the report says so.
@@ -166,6 +168,9 @@ class QuantizePass : public pass::Pass {
   quant::CalibrationTable calibrate(const ir::Model& model, const eval::Evaluation* evaluation) const {
     const std::string& data_path = options_.get_string("data");
     if (data_path.empty()) usage_error("quantize(mode=static) needs calibration data: data=PATH");
+    for (const auto& [name, qtype] : config_from(options_).activation_types) {
+      if (model.graph().find_local(name) == nullptr) usage_error("tensor-type: the main graph has no value named '{}'", name);
+    }
     const double percentile = options_.get_float("percentile");
     if (!(percentile > 0 && percentile <= 100)) usage_error("percentile must be in (0, 100], not {}", percentile);
     for (const data::NamedRange& r : range_overrides_) {  // before calibration spends its time
@@ -193,6 +198,12 @@ class QuantizePass : public pass::Pass {
     c.per_channel = o.get_bool("per-channel");
     c.weight_type = quant::parse_qtype(o.get_string("weight-type"));
     c.activation_type = quant::parse_qtype(o.get_string("activation-type"));
+    for (const std::string& spec : o.get_list("tensor-type")) {
+      const size_t eq = spec.rfind('=');
+      if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size())
+        usage_error("tensor-type: expected NAME=TYPE (int8, uint8, int16, uint16), not '{}'", spec);
+      c.activation_types[spec.substr(0, eq)] = quant::parse_qtype(spec.substr(eq + 1), false, true);
+    }
     c.symmetric_weights = !o.get_bool("asymmetric-weights");
     c.symmetric_activations = o.get_bool("symmetric-activations");
     c.bias_correction = o.get_bool("bias-correction");
@@ -231,6 +242,7 @@ const std::vector<pass::OptionSpec>& QuantizeOptions() {
       {"asymmetric-weights", T::Bool, "false", "weights with a zero point instead of symmetric ranges", {}},
       {"symmetric-activations", T::Bool, "false", "activations with symmetric ranges", {}, "mode=static"},
       {"tensor-range", T::String, "", "ranges that replace the calibrated ones, per activation tensor: 'NAME=LO:HI,NAME=LO:HI'", {}, "mode=static"},
+      {"tensor-type", T::String, "", "activation tensors with their own quantized type, e.g. one whose range int8 cannot resolve: 'NAME=int16,NAME=uint16' (int8, uint8, int16, uint16; 16 bits need opset 21 and run as float operators between 16-bit QuantizeLinear/DequantizeLinear)", {}, "mode=static"},
       {"bias-correction", T::Bool, "false", "add the mean output shift of each layer's rounded weights (from the calibration data) back to its bias", {}, "mode=static"},
       {"op-types", T::String, "", "comma-separated operator types to quantize (default: the mode's)", {}},
       {"exclude-nodes", T::String, "", "comma-separated node names to keep in float", {}},
@@ -242,7 +254,7 @@ const std::vector<pass::OptionSpec>& QuantizeOptions() {
       {"block-search", T::Choice, "none", "weight-only: each block's range as is (none), or shrunk to the factor in [0.525, 1] whose codes give the least squared error on the block's weights (mse; the report gives both errors)", {"none", "mse"}, "mode=weight-only"},
       {"max-accuracy-drop", T::Float, "-1", "keep the most sensitive layers in float until the accuracy drop (percentage points) is within this; needs the accuracy check (-1: off)", {}},
       {"min-cosine", T::Float, "-2", "keep the most sensitive layers in float until every output's cosine similarity to the float model is at least this (any model, no labels needed); needs the accuracy check (-2: off)", {}, "", -2, 1},
-      {"upgrade-opset", T::Bool, "true", "upgrade models below the opset the written operators need, to that opset (10 static, 11 dynamic, 13 per-channel, 21 weight-only qdq)", {}},
+      {"upgrade-opset", T::Bool, "true", "upgrade models below the opset the written operators need, to that opset (10 static, 11 dynamic, 13 per-channel, 21 16-bit activations or weight-only qdq)", {}},
       {"accuracy-level", T::Int, "0", "weight-only: MatMulNBits accuracy_level (0 unset, 1 fp32, 2 fp16, 3 bf16, 4 int8)", {}, "mode=weight-only", 0, 4},
   };
   return specs;
