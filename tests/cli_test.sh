@@ -237,6 +237,25 @@ if [ -f "$M/digits_mlp.onnx" ]; then
     "$MOPT" quantize "$T/q/digits_vit.onnx" -o "$T/q/aware.onnx" --weight-only --accuracy "$M/digits_test_x.npy" \
     --labels "$M/digits_test_y.npy" --max-accuracy-drop 0
   grep -q '"kept_float"' "$T/q/aware.onnx.report.json" || fail "accuracy-aware result missing from the report"
+  # The overrides file: a node kept float, one tensor 16-bit, one with its own range, each in the report;
+  # bad keys, values and names are usage errors naming the file, and nothing is written.
+  cat >"$T/q/overrides.json" <<'JSON'
+{"keep_float": ["/fc2/Gemm"],
+ "tensors": {"/fc1/Gemm_output_0": {"type": "uint16"}, "input": {"range": [0, 16]}}}
+JSON
+  expect 0 "quantize: skipped '/fc2/Gemm': excluded by name" -- "$MOPT" quantize "$M/digits_cnn.onnx" -o "$T/q/over.onnx" \
+    --data "$M/digits_train_x.npy" --target portable --overrides "$T/q/overrides.json" --accuracy off --explain
+  grep -q "tensor-type overrides applied: '/fc1/Gemm_output_0' uint16" "$T/q/over.onnx.report.json" || fail "overrides: the uint16 tensor is not in the report"
+  grep -q "tensor-range overrides applied: 'input' \[0, 16\]" "$T/q/over.onnx.report.json" || fail "overrides: the input range is not in the report"
+  for bad in '{"keep_float": ["/nope"]}|keep_float: the main graph has no node named ./nope.' \
+             '{"tensors": {"input": {"type": "int32"}}}|unknown quantized type .int32.' \
+             '{"tensors": {"input": {"range": [2, 1]}}}|"range" \[2, 1\] must be finite with lo <= hi' \
+             '{"tensor": {}}|unknown key "tensor" \(keep_float, tensors\)' \
+             '{"tensors": {"nope": {"type": "int16"}}}|tensor-type: the main graph has no value named .nope.'; do
+    printf '%s' "${bad%%|*}" >"$T/q/bad.json"
+    expect 2 "${bad#*|}" -- "$MOPT" quantize "$M/digits_cnn.onnx" -o "$T/q/bad.onnx" --data "$M/digits_train_x.npy" --overrides "$T/q/bad.json"
+    [ ! -e "$T/q/bad.onnx" ] || fail "a refused overrides file still wrote a model"
+  done
   expect 0 "calibration +minmax on 1437 row" -- "$MOPT" quantize "$M/digits_cnn.onnx" -o "$T/q/cnn.onnx" \
     --data "$M/digits_train_x.npy" --accuracy "$M/digits_test_x.npy" --labels "$M/digits_test_y.npy" --max-accuracy-drop 1
 fi

@@ -18,6 +18,7 @@
 #include "eval/accuracy.h"
 #include "quant/accuracy_aware.h"
 #include "quant/calibrate.h"
+#include "quant/overrides.h"
 #include "convert/versions.h"
 #include "quant/quantize.h"
 #include "rewrite/rewrite.h"
@@ -43,10 +44,24 @@ class QuantizePass : public pass::Pass {
  public:
   explicit QuantizePass(const pass::Options& o) : options_(o) {
     for (const std::string& spec : o.get_list("tensor-range")) range_overrides_.push_back(data::parse_named_range(spec, "tensor-range"));
+    if (const std::string& path = o.get_string("overrides"); !path.empty()) {
+      overrides_ = quant::read_overrides(path);
+      for (const data::NamedRange& r : overrides_.tensor_ranges) {
+        for (const data::NamedRange& flag : range_overrides_) {
+          if (flag.name == r.name) usage_error("tensor-range and the overrides file both set the range of '{}'", r.name);
+        }
+      }
+      range_overrides_.insert(range_overrides_.end(), overrides_.tensor_ranges.begin(), overrides_.tensor_ranges.end());
+      for (const auto& [name, type] : overrides_.tensor_types) {
+        if (make_config().activation_types.count(name) && make_config().activation_types.at(name) != type)
+          usage_error("tensor-type and the overrides file give '{}' different types", name);
+      }
+    }
   }
 
   pass::PassResult run(ir::Model& model, pass::PassContext& ctx) override {
-    quant::QuantizeConfig config = config_from(options_);
+    quant::QuantizeConfig config = make_config();
+    check_names(model, config);
     nlohmann::json details;
     upgrade_opset_if_needed(model, config, ctx, details);
     std::optional<quant::CalibrationTable> table;
@@ -168,7 +183,7 @@ class QuantizePass : public pass::Pass {
   quant::CalibrationTable calibrate(const ir::Model& model, const eval::Evaluation* evaluation) const {
     const std::string& data_path = options_.get_string("data");
     if (data_path.empty()) usage_error("quantize(mode=static) needs calibration data: data=PATH");
-    for (const auto& [name, qtype] : config_from(options_).activation_types) {
+    for (const auto& [name, qtype] : make_config().activation_types) {
       if (model.graph().find_local(name) == nullptr) usage_error("tensor-type: the main graph has no value named '{}'", name);
     }
     const double percentile = options_.get_float("percentile");
@@ -183,13 +198,27 @@ class QuantizePass : public pass::Pass {
     calibration.method = quant::parse_calibration_method(options_.get_string("calibration"));
     calibration.percentile = options_.get_float("percentile");
     calibration.threads = evaluation ? evaluation->threads : 0;  // --threads, as for the accuracy check
-    calibration.channel_means_of = quant::bias_correction_inputs(model, config_from(options_));  // empty without bias-correction
+    calibration.channel_means_of = quant::bias_correction_inputs(model, make_config());  // empty without bias-correction
     quant::CalibrationTable table = quant::calibrate(model, samples, calibration);
     quant::apply_range_overrides(table, range_overrides_);
     return table;
   }
 
-  static quant::QuantizeConfig config_from(const pass::Options& o) {
+  // Nodes to keep float must exist (a typo would quantize the node silently); tensor settings need static mode.
+  void check_names(const ir::Model& model, const quant::QuantizeConfig& config) const {
+    std::set<std::string> missing = config.exclude_nodes;
+    for (const ir::Node* n : model.graph().nodes()) missing.erase(n->name());
+    if (!missing.empty()) {
+      const bool in_file = std::any_of(missing.begin(), missing.end(), [&](const std::string& name) { return overrides_.keep_float.count(name); });
+      usage_error("{}: the main graph has no node named '{}'", in_file ? "the overrides file's keep_float" : "exclude-nodes", *missing.begin());
+    }
+    if (config.mode != quant::Mode::Static && (!overrides_.tensor_types.empty() || !overrides_.tensor_ranges.empty()))
+      usage_error("the overrides file's \"tensors\" settings apply to static quantization only (here mode={})", quant::name(config.mode));
+  }
+
+  // The configuration from the options and the overrides file.
+  quant::QuantizeConfig make_config() const {
+    const pass::Options& o = options_;
     quant::QuantizeConfig c;
     c.mode = quant::parse_mode(o.get_string("mode"));
     const std::string& format = o.get_string("format");
@@ -209,6 +238,8 @@ class QuantizePass : public pass::Pass {
     c.bias_correction = o.get_bool("bias-correction");
     c.op_types = split_list(o.get_string("op-types"));
     c.exclude_nodes = split_list(o.get_string("exclude-nodes"));
+    c.exclude_nodes.insert(overrides_.keep_float.begin(), overrides_.keep_float.end());
+    c.activation_types.insert(overrides_.tensor_types.begin(), overrides_.tensor_types.end());  // the flag's entries stay
     c.exclude_op_types = split_list(o.get_string("exclude-op-types"));
     c.keep_first = o.get_bool("keep-first");
     c.keep_last = o.get_bool("keep-last");
@@ -221,7 +252,8 @@ class QuantizePass : public pass::Pass {
 
  private:
   pass::Options options_;
-  std::vector<data::NamedRange> range_overrides_;  // tensor-range, checked when the pipeline is parsed
+  std::vector<data::NamedRange> range_overrides_;  // tensor-range and the file's ranges, checked when the pipeline is parsed
+  quant::Overrides overrides_;                     // the overrides file, read when the pipeline is parsed
 };
 
 }  // namespace
@@ -243,6 +275,7 @@ const std::vector<pass::OptionSpec>& QuantizeOptions() {
       {"symmetric-activations", T::Bool, "false", "activations with symmetric ranges", {}, "mode=static"},
       {"tensor-range", T::String, "", "ranges that replace the calibrated ones, per activation tensor: 'NAME=LO:HI,NAME=LO:HI'", {}, "mode=static"},
       {"tensor-type", T::String, "", "activation tensors with their own quantized type, e.g. one whose range int8 cannot resolve: 'NAME=int16,NAME=uint16' (int8, uint8, int16, uint16; 16 bits need opset 21 and run as float operators between 16-bit QuantizeLinear/DequantizeLinear)", {}, "mode=static"},
+      {"overrides", T::String, "", "a JSON file of per-node and per-tensor settings: {\"keep_float\": [NODE, ...], \"tensors\": {NAME: {\"type\": \"int16\", \"range\": [LO, HI]}}} (as exclude-nodes, tensor-type and tensor-range; tensors only in static mode)", {}},
       {"bias-correction", T::Bool, "false", "add the mean output shift of each layer's rounded weights (from the calibration data) back to its bias", {}, "mode=static"},
       {"op-types", T::String, "", "comma-separated operator types to quantize (default: the mode's)", {}},
       {"exclude-nodes", T::String, "", "comma-separated node names to keep in float", {}},
