@@ -44,6 +44,12 @@ class QuantizePass : public pass::Pass {
  public:
   explicit QuantizePass(const pass::Options& o) : options_(o) {
     for (const std::string& spec : o.get_list("tensor-range")) range_overrides_.push_back(data::parse_named_range(spec, "tensor-range"));
+    for (const std::string& spec : o.get_list("tensor-type")) {
+      const size_t eq = spec.rfind('=');
+      if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size())
+        usage_error("tensor-type: expected NAME=TYPE (int8, uint8, int16, uint16), not '{}'", spec);
+      tensor_types_[spec.substr(0, eq)] = quant::parse_qtype(spec.substr(eq + 1), false, true);
+    }
     if (const std::string& path = o.get_string("overrides"); !path.empty()) {
       overrides_ = quant::read_overrides(path);
       for (const data::NamedRange& r : overrides_.tensor_ranges) {
@@ -53,7 +59,7 @@ class QuantizePass : public pass::Pass {
       }
       range_overrides_.insert(range_overrides_.end(), overrides_.tensor_ranges.begin(), overrides_.tensor_ranges.end());
       for (const auto& [name, type] : overrides_.tensor_types) {
-        if (make_config().activation_types.count(name) && make_config().activation_types.at(name) != type)
+        if (tensor_types_.count(name) && tensor_types_.at(name) != type)
           usage_error("tensor-type and the overrides file give '{}' different types", name);
       }
     }
@@ -227,19 +233,14 @@ class QuantizePass : public pass::Pass {
     c.per_channel = o.get_bool("per-channel");
     c.weight_type = quant::parse_qtype(o.get_string("weight-type"));
     c.activation_type = quant::parse_qtype(o.get_string("activation-type"));
-    for (const std::string& spec : o.get_list("tensor-type")) {
-      const size_t eq = spec.rfind('=');
-      if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size())
-        usage_error("tensor-type: expected NAME=TYPE (int8, uint8, int16, uint16), not '{}'", spec);
-      c.activation_types[spec.substr(0, eq)] = quant::parse_qtype(spec.substr(eq + 1), false, true);
-    }
+    c.activation_types = tensor_types_;
     c.symmetric_weights = !o.get_bool("asymmetric-weights");
     c.symmetric_activations = o.get_bool("symmetric-activations");
     c.bias_correction = o.get_bool("bias-correction");
     c.op_types = split_list(o.get_string("op-types"));
     c.exclude_nodes = split_list(o.get_string("exclude-nodes"));
     c.exclude_nodes.insert(overrides_.keep_float.begin(), overrides_.keep_float.end());
-    c.activation_types.insert(overrides_.tensor_types.begin(), overrides_.tensor_types.end());  // the flag's entries stay
+    c.activation_types.insert(overrides_.tensor_types.begin(), overrides_.tensor_types.end());  // equal to the flag's where both
     c.exclude_op_types = split_list(o.get_string("exclude-op-types"));
     c.keep_first = o.get_bool("keep-first");
     c.keep_last = o.get_bool("keep-last");
@@ -253,6 +254,7 @@ class QuantizePass : public pass::Pass {
  private:
   pass::Options options_;
   std::vector<data::NamedRange> range_overrides_;  // tensor-range and the file's ranges, checked when the pipeline is parsed
+  std::map<std::string, int32_t> tensor_types_;    // tensor-type, parsed with the pipeline
   quant::Overrides overrides_;                     // the overrides file, read when the pipeline is parsed
 };
 
