@@ -241,16 +241,19 @@ if [ -f "$M/digits_mlp.onnx" ]; then
   # bad keys, values and names are usage errors naming the file, and nothing is written.
   cat >"$T/q/overrides.json" <<'JSON'
 {"keep_float": ["/fc2/Gemm"],
- "tensors": {"/fc1/Gemm_output_0": {"type": "uint16"}, "input": {"range": [0, 16]}}}
+ "tensors": {"/fc1/Gemm_output_0": {"type": "uint16"}, "input": {"range": [0, 16]}, "/b1/BatchNormalization_output_0": {"symmetric": true}}}
 JSON
   expect 0 "quantize: skipped '/fc2/Gemm': excluded by name" -- "$MOPT" quantize "$M/digits_cnn.onnx" -o "$T/q/over.onnx" \
     --data "$M/digits_train_x.npy" --target portable --overrides "$T/q/overrides.json" --accuracy off --explain
   grep -q "tensor-type overrides applied: '/fc1/Gemm_output_0' uint16" "$T/q/over.onnx.report.json" || fail "overrides: the uint16 tensor is not in the report"
   grep -q "tensor-range overrides applied: 'input' \[0, 16\]" "$T/q/over.onnx.report.json" || fail "overrides: the input range is not in the report"
+  grep -q "symmetry overrides applied: '/b1/BatchNormalization_output_0' symmetric" "$T/q/over.onnx.report.json" ||
+    fail "overrides: the symmetric tensor is not in the report"
   for bad in '{"keep_float": ["/nope"]}|keep_float: the main graph has no node named ./nope.' \
              '{"tensors": {"input": {"type": "int32"}}}|unknown quantized type .int32.' \
              '{"tensors": {"input": {"range": [2, 1]}}}|"range" \[2, 1\] must be finite with lo <= hi' \
              '{"tensor": {}}|unknown key "tensor" \(keep_float, tensors\)' \
+             '{"tensors": {"input": {"symmetric": 1}}}|"symmetric" must be true or false' \
              '{"tensors": {"nope": {"type": "int16"}}}|tensor-type: the main graph has no value named .nope.'; do
     printf '%s' "${bad%%|*}" >"$T/q/bad.json"
     expect 2 "${bad#*|}" -- "$MOPT" quantize "$M/digits_cnn.onnx" -o "$T/q/bad.onnx" --data "$M/digits_train_x.npy" --overrides "$T/q/bad.json"

@@ -236,6 +236,19 @@ g (float[2,3,8,8] x) => (float[2,5] y) <{}, float[4] B = {{0.1, -0.2, 400.0, 0.0
   }
   CHECK(int16_zero_points == 3);
   CHECK(std::find(s.notes.begin(), s.notes.end(), "tensor-type overrides applied: 'c' int16") != s.notes.end());
+  // A tensor's own symmetry: x symmetric uint8 (zero point 128) while the others stay asymmetric.
+  config.activation_symmetry = {{"x", true}};
+  auto sym = parse_model(text);
+  convert::convert_opset(*sym, 21);
+  const quant::QuantizeSummary ss = quantize_static(*sym, calib, config);
+  for (const quant::TensorRecord& t : ss.tensors) {
+    if (t.role != "activation") continue;
+    CAPTURE(t.name);
+    CHECK(t.symmetric == (t.name == "x"));
+    if (t.name == "x") CHECK(t.zero_point.at(0) == 128);
+  }
+  CHECK(std::find(ss.notes.begin(), ss.notes.end(), "symmetry overrides applied: 'x' symmetric") != ss.notes.end());
+  config.activation_symmetry.clear();
   ir::verify_invariants(*m);
   const double cos8 = output_cosine(*original, *int8, held_out), cos16 = output_cosine(*original, *m, held_out);
   CAPTURE(cos8);

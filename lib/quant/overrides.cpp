@@ -29,9 +29,10 @@ Overrides read_overrides(const std::filesystem::path& path) {
         out.keep_float.insert(name.get<std::string>());
       }
     } else if (key == "tensors") {
-      if (!value.is_object()) usage_error("{}: \"tensors\" must map tensor names to {{\"type\": ..., \"range\": [lo, hi]}}", where);
+      if (!value.is_object())
+        usage_error("{}: \"tensors\" must map tensor names to {{\"type\": ..., \"range\": [lo, hi], \"symmetric\": ...}}", where);
       for (const auto& [tensor, settings] : value.items()) {
-        if (!settings.is_object()) usage_error("{}: tensor '{}' must map to an object with \"type\" and/or \"range\"", where, tensor);
+        if (!settings.is_object()) usage_error("{}: tensor '{}' must map to an object of \"type\", \"range\", \"symmetric\"", where, tensor);
         for (const auto& [field, v] : settings.items()) {
           if (field == "type") {
             if (!v.is_string()) usage_error("{}: tensor '{}': \"type\" must be a string (int8, uint8, int16, uint16)", where, tensor);
@@ -43,8 +44,11 @@ Overrides read_overrides(const std::filesystem::path& path) {
             if (!std::isfinite(lo) || !std::isfinite(hi) || lo > hi)
               usage_error("{}: tensor '{}': \"range\" [{}, {}] must be finite with lo <= hi", where, tensor, lo, hi);
             out.tensor_ranges.push_back({tensor, lo, hi});
+          } else if (field == "symmetric") {
+            if (!v.is_boolean()) usage_error("{}: tensor '{}': \"symmetric\" must be true or false", where, tensor);
+            out.tensor_symmetry[tensor] = v.get<bool>();
           } else {
-            usage_error("{}: tensor '{}': unknown setting \"{}\" (type, range)", where, tensor, field);
+            usage_error("{}: tensor '{}': unknown setting \"{}\" (type, range, symmetric)", where, tensor, field);
           }
         }
       }

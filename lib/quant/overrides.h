@@ -5,7 +5,7 @@
 //     "keep_float": ["/blocks.1/fc2/MatMul"],                   like exclude-nodes
 //     "tensors": {
 //       "/fc1/Gemm_output_0": {"type": "int16"},               like tensor-type
-//       "input": {"range": [0, 1]}                              like tensor-range
+//       "input": {"range": [0, 1], "symmetric": true}           like tensor-range; a symmetric range
 //     }
 //   }
 //
@@ -26,6 +26,7 @@ namespace mopt::quant {
 struct Overrides {
   std::set<std::string> keep_float;              // node names
   std::map<std::string, int32_t> tensor_types;   // activation name -> quantized type
+  std::map<std::string, bool> tensor_symmetry;   // activation name -> symmetric range
   std::vector<data::NamedRange> tensor_ranges;   // activation ranges
 };
 

@@ -96,11 +96,11 @@ class QdqWriter {
   // The quantized type of activation `x` whose range is `range_of`'s (a folded Relu's output, or x): the
   // tensor-type override of either, else the configured type.
   int32_t activation_type(const ir::Value* x, const ir::Value* range_of) const {
-    for (const ir::Value* v : {range_of, x}) {
-      if (v == nullptr) continue;
-      if (auto it = config_.activation_types.find(v->name()); it != config_.activation_types.end()) return it->second;
-    }
-    return config_.activation_type;
+    return lookup(config_.activation_types, x, range_of).value_or(config_.activation_type);
+  }
+  // Likewise for a symmetric range (the overrides file's "symmetric", else symmetric-activations).
+  bool activation_symmetric(const ir::Value* x, const ir::Value* range_of) const {
+    return lookup(config_.activation_symmetry, x, range_of).value_or(config_.symmetric_activations);
   }
 
   // The pair of `x`, whether `x` is the float tensor or the pair's dequantized output.
@@ -127,7 +127,8 @@ class QdqWriter {
     } else {
       const TensorRange* r = table_.find(range_of->name());
       if (r == nullptr) return nullptr;
-      params = compute_params(r->min, r->max, qtype, config_.symmetric_activations);
+      rec.symmetric = activation_symmetric(x, range_of);
+      params = compute_params(r->min, r->max, qtype, rec.symmetric);
       rec.method = r->overridden ? std::string(kOverrideMethod) : table_.method;
       rec.min = r->min;
       rec.max = r->max;
@@ -224,6 +225,15 @@ class QdqWriter {
   ir::Graph& graph() { return graph_; }
 
  private:
+  template <typename T>
+  static std::optional<T> lookup(const std::map<std::string, T>& overrides, const ir::Value* x, const ir::Value* range_of) {
+    for (const ir::Value* v : {range_of, x}) {
+      if (v == nullptr) continue;
+      if (auto it = overrides.find(v->name()); it != overrides.end()) return it->second;
+    }
+    return std::nullopt;
+  }
+
   ir::Graph& graph_;
   const QuantizeConfig& config_;
   const CalibrationTable& table_;
@@ -234,10 +244,11 @@ class QdqWriter {
   std::vector<ir::Value*> old_weights_;
 };
 
-// The Relu consuming `node`'s output alone, when it can be folded into the output pair.
+// The Relu consuming `node`'s output alone, when it can be folded into the output pair (whose range must
+// then be asymmetric, checked by the caller).
 ir::Node* foldable_relu(const ir::Node& node, const QuantizeConfig& config) {
   const ir::Value* y = node.output(0);
-  if (config.symmetric_activations || y->is_graph_output() || y->uses().size() != 1) return nullptr;
+  if (y->is_graph_output() || y->uses().size() != 1) return nullptr;
   ir::Node* r = y->uses()[0].node;
   if (!r->is_op("Relu") || config.exclude_nodes.count(r->name()) || r->output(0)->is_graph_output()) return nullptr;
   return r;
@@ -386,7 +397,8 @@ void quantize_static_qdq(ir::Model& model, const QuantizeConfig& config, const s
       range_of = relu->output(0);
       const TensorRange* r = table.find(range_of->name());
       const int32_t y_type = w.activation_type(node->output(0), relu->output(0));
-      if (compute_params(r->min, r->max, y_type, false).zero_point == int_range(y_type, false).lo &&
+      if (!w.activation_symmetric(node->output(0), relu->output(0)) &&
+          compute_params(r->min, r->max, y_type, false).zero_point == int_range(y_type, false).lo &&
           w.graph().replace_all_uses(relu->output(0), node->output(0))) {
         w.graph().erase(relu);
         summary.notes.push_back(fmt::format("Relu '{}' folded into the output range of '{}'", describe(*relu), label));

@@ -253,6 +253,20 @@ void report_type_overrides(const QuantizeConfig& config, QuantizeSummary& summar
   if (!unused.empty())
     summary.warnings.push_back(fmt::format("tensor-type overrides not used (no quantized node reads or writes the tensor with "
                                            "parameters of its own): {}", fmt::join(unused, ", ")));
+  applied.clear();
+  unused.clear();
+  for (const auto& entry : config.activation_symmetry) {
+    const std::string& name = entry.first;
+    const bool symmetric = entry.second;
+    const bool used = std::any_of(summary.tensors.begin(), summary.tensors.end(), [&](const TensorRecord& t) {
+      return t.role == "activation" && t.name == name && t.symmetric == symmetric && t.method != "inherited from the input";
+    });
+    (used ? applied : unused).push_back(fmt::format("'{}' {}", name, symmetric ? "symmetric" : "asymmetric"));
+  }
+  if (!applied.empty()) summary.notes.push_back(fmt::format("symmetry overrides applied: {}", fmt::join(applied, ", ")));
+  if (!unused.empty())
+    summary.warnings.push_back(fmt::format("symmetry overrides not used (no quantized node reads or writes the tensor with "
+                                           "parameters of its own): {}", fmt::join(unused, ", ")));
 }
 
 }  // namespace
@@ -355,6 +369,7 @@ nlohmann::json to_json(const QuantizeSummary& s) {
     else if (!t.zero_point.empty()) tj["zero_point"] = minmax(t.zero_point);
     if (t.axis >= 0) tj["axis"] = t.axis;
     if (t.block_size > 0) tj["block_size"] = t.block_size;
+    if (t.symmetric) tj["symmetric"] = true;
     j["tensors"].push_back(std::move(tj));
   }
   if (s.biases_corrected > 0) j["biases_corrected"] = s.biases_corrected;

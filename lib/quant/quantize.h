@@ -44,6 +44,9 @@ struct QuantizeConfig {
   // Static: activation tensors by name with their own quantized type (int8, uint8, int16, uint16; 16 bits
   // need opset 21), e.g. a tensor whose range int8 cannot resolve; the others get activation_type.
   std::map<std::string, int32_t> activation_types;
+  // Static: activation tensors by name with their own symmetry (the overrides file), the others get
+  // symmetric_activations.
+  std::map<std::string, bool> activation_symmetry;
   bool symmetric_weights = true;
   bool symmetric_activations = false;
   bool bias_correction = false;  // static: cancel the mean output shift of rounded weights (qdq.cpp)
@@ -85,6 +88,7 @@ struct TensorRecord {
   int64_t block_size = 0;
   double min = 0, max = 0;                   // the range the parameters cover
   double observed_min = 0, observed_max = 0; // the float values seen (weights: their range)
+  bool symmetric = false;                    // activations: a symmetric range (symmetric-activations or an override)
 };
 
 // A quantized node: `output` is its float output in the original model, `value` the name carrying that

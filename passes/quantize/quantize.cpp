@@ -192,6 +192,9 @@ class QuantizePass : public pass::Pass {
     for (const auto& [name, qtype] : make_config().activation_types) {
       if (model.graph().find_local(name) == nullptr) usage_error("tensor-type: the main graph has no value named '{}'", name);
     }
+    for (const auto& [name, symmetric] : overrides_.tensor_symmetry) {
+      if (model.graph().find_local(name) == nullptr) usage_error("the overrides file's tensors: the main graph has no value named '{}'", name);
+    }
     const double percentile = options_.get_float("percentile");
     if (!(percentile > 0 && percentile <= 100)) usage_error("percentile must be in (0, 100], not {}", percentile);
     for (const data::NamedRange& r : range_overrides_) {  // before calibration spends its time
@@ -218,7 +221,8 @@ class QuantizePass : public pass::Pass {
       const bool in_file = std::any_of(missing.begin(), missing.end(), [&](const std::string& name) { return overrides_.keep_float.count(name); });
       usage_error("{}: the main graph has no node named '{}'", in_file ? "the overrides file's keep_float" : "exclude-nodes", *missing.begin());
     }
-    if (config.mode != quant::Mode::Static && (!overrides_.tensor_types.empty() || !overrides_.tensor_ranges.empty()))
+    if (config.mode != quant::Mode::Static &&
+        (!overrides_.tensor_types.empty() || !overrides_.tensor_ranges.empty() || !overrides_.tensor_symmetry.empty()))
       usage_error("the overrides file's \"tensors\" settings apply to static quantization only (here mode={})", quant::name(config.mode));
   }
 
@@ -241,6 +245,7 @@ class QuantizePass : public pass::Pass {
     c.exclude_nodes = split_list(o.get_string("exclude-nodes"));
     c.exclude_nodes.insert(overrides_.keep_float.begin(), overrides_.keep_float.end());
     c.activation_types.insert(overrides_.tensor_types.begin(), overrides_.tensor_types.end());  // equal to the flag's where both
+    c.activation_symmetry = overrides_.tensor_symmetry;
     c.exclude_op_types = split_list(o.get_string("exclude-op-types"));
     c.keep_first = o.get_bool("keep-first");
     c.keep_last = o.get_bool("keep-last");
@@ -277,7 +282,7 @@ const std::vector<pass::OptionSpec>& QuantizeOptions() {
       {"symmetric-activations", T::Bool, "false", "activations with symmetric ranges", {}, "mode=static"},
       {"tensor-range", T::String, "", "ranges that replace the calibrated ones, per activation tensor: 'NAME=LO:HI,NAME=LO:HI'", {}, "mode=static"},
       {"tensor-type", T::String, "", "activation tensors with their own quantized type, e.g. one whose range int8 cannot resolve: 'NAME=int16,NAME=uint16' (int8, uint8, int16, uint16; 16 bits need opset 21 and run as float operators between 16-bit QuantizeLinear/DequantizeLinear)", {}, "mode=static"},
-      {"overrides", T::String, "", "a JSON file of per-node and per-tensor settings: {\"keep_float\": [NODE, ...], \"tensors\": {NAME: {\"type\": \"int16\", \"range\": [LO, HI]}}} (as exclude-nodes, tensor-type and tensor-range; tensors only in static mode)", {}},
+      {"overrides", T::String, "", "a JSON file of per-node and per-tensor settings: {\"keep_float\": [NODE, ...], \"tensors\": {NAME: {\"type\": \"int16\", \"range\": [LO, HI], \"symmetric\": true}}} (as exclude-nodes, tensor-type, tensor-range and a tensor's own symmetry; tensors only in static mode)", {}},
       {"bias-correction", T::Bool, "false", "add the mean output shift of each layer's rounded weights (from the calibration data) back to its bias", {}, "mode=static"},
       {"op-types", T::String, "", "comma-separated operator types to quantize (default: the mode's)", {}},
       {"exclude-nodes", T::String, "", "comma-separated node names to keep in float", {}},
