@@ -73,6 +73,23 @@ quant::QuantizeSummary quantize_static(ir::Model& m, const std::vector<data::Fee
   return quant::quantize_model(m, config, &table);
 }
 
+// y = MatMul(x [rows, K], W [K, N]) at opset 13 with weights seeded by 8.
+std::string matmul_text(int64_t rows, int64_t k, int64_t n) {
+  return fmt::format(R"(<ir_version: 8, opset_import: ["" : 13]>
+g (float[{0},{1}] x) => (float[{0},{2}] y) <{3}> {{
+  y = MatMul(x, W)
+}})", rows, k, n, tensor_text("W", {k, n}, 8));
+}
+
+// y = MatMul(x [1, K], W) with W [K, N] replaced by exactly `w` (NaN and infinities included).
+std::unique_ptr<ir::Model> matmul_with_weight(int64_t k, int64_t n, const std::vector<float>& w) {
+  auto m = parse_model(matmul_text(1, k, n));
+  ir::Value* old = m->graph().find_local("W");
+  old->uses().front().node->set_input(1, rewrite::add_constant(m->graph(), "W", quant::make_float_tensor("", {k, n}, w)));
+  rewrite::remove_unused_weights(m->graph(), {old});
+  return m;
+}
+
 }  // namespace
 
 TEST_CASE("quantization parameters follow ONNX Runtime's convention") {
@@ -537,10 +554,7 @@ g (float[4,16] x) => (float[4,6] y) <{}, {}, {}> {{
 }
 
 TEST_CASE("weight-only: MatMulNBits blocks of 4 and 8 bits, symmetric and asymmetric, K not a multiple of the block") {
-  const std::string text = fmt::format(R"(<ir_version: 8, opset_import: ["" : 13]>
-g (float[3,70] x) => (float[3,9] y) <{}> {{
-  y = MatMul(x, W)
-}})", tensor_text("W", {70, 9}, 8));
+  const std::string text = matmul_text(3, 70, 9);
   for (int bits : {4, 8}) {
     for (bool symmetric : {true, false}) {
       CAPTURE(bits);
@@ -564,10 +578,7 @@ g (float[3,70] x) => (float[3,9] y) <{}> {{
 
 TEST_CASE("weight-only format=qdq: blocked DequantizeLinear (opset 21) with the MatMulNBits form's codes and outputs") {
   // K = 70: two whole blocks of 32 and a short last one of 6; N = 9 makes the 4-bit weight an odd number of nibbles.
-  const std::string text = fmt::format(R"(<ir_version: 8, opset_import: ["" : 13]>
-g (float[3,70] x) => (float[3,9] y) <{}> {{
-  y = MatMul(x, W)
-}})", tensor_text("W", {70, 9}, 8));
+  const std::string text = matmul_text(3, 70, 9);
   for (int bits : {4, 8}) {
     for (bool symmetric : {true, false}) {
       CAPTURE(bits);
@@ -639,16 +650,7 @@ TEST_CASE("weight-only block-search=mse: a block's outlier is clipped when that 
   }
   float full_scale[2] = {0, 0};  // column 0's full-range scale per block
   for (int64_t i = 0; i < 64; ++i) full_scale[i / 32] = std::max(full_scale[i / 32], std::fabs(w[static_cast<size_t>(i * 2)]) / 7.0f);
-  auto build = [&] {
-    auto m = parse_model(fmt::format(R"(<ir_version: 8, opset_import: ["" : 13]>
-g (float[1,64] x) => (float[1,2] y) <{}> {{
-  y = MatMul(x, W)
-}})", tensor_text("W", {64, 2}, 9)));
-    ir::Value* old = m->graph().find_local("W");
-    old->uses().front().node->set_input(1, rewrite::add_constant(m->graph(), "W", quant::make_float_tensor("", {64, 2}, w)));
-    rewrite::remove_unused_weights(m->graph(), {old});
-    return m;
-  };
+  auto build = [&] { return matmul_with_weight(64, 2, w); };
   quant::QuantizeConfig config;
   config.mode = quant::Mode::WeightOnly;
   config.block_size = 32;
@@ -673,13 +675,7 @@ TEST_CASE("weight-only: a NaN weight gets the code of zero and an infinite one z
   w[0] = std::numeric_limits<float>::quiet_NaN();
   w[1] = std::numeric_limits<float>::infinity();
   w[2] = -0.5f;
-  auto m = parse_model(fmt::format(R"(<ir_version: 8, opset_import: ["" : 13]>
-g (float[1,32] x) => (float[1,2] y) <{}> {{
-  y = MatMul(x, W)
-}})", tensor_text("W", {32, 2}, 9)));
-  ir::Value* old = m->graph().find_local("W");
-  old->uses().front().node->set_input(1, rewrite::add_constant(m->graph(), "W", quant::make_float_tensor("", {32, 2}, w)));
-  rewrite::remove_unused_weights(m->graph(), {old});
+  auto m = matmul_with_weight(32, 2, w);
   quant::QuantizeConfig config;
   config.mode = quant::Mode::WeightOnly;
   config.bits = 4;

@@ -22,31 +22,31 @@ int64_t name_unnamed_nodes(ir::Model& model) {
   return named;
 }
 
-void set_int_attr(ir::Node& node, const std::string& name, int64_t value) {
+namespace {
+
+// Replaces `node`'s attribute `name` (if any) by one of `type` whose value `fill` sets.
+template <typename Fill>
+void set_attr(ir::Node& node, const std::string& name, onnx::AttributeProto::AttributeType type, Fill&& fill) {
   remove_attr(node, name);
   ir::Attribute a;
   a.proto.set_name(name);
-  a.proto.set_type(onnx::AttributeProto::INT);
-  a.proto.set_i(value);
+  a.proto.set_type(type);
+  fill(a.proto);
   node.mutable_attributes().push_back(std::move(a));
+}
+
+}  // namespace
+
+void set_int_attr(ir::Node& node, const std::string& name, int64_t value) {
+  set_attr(node, name, onnx::AttributeProto::INT, [&](onnx::AttributeProto& p) { p.set_i(value); });
 }
 
 void set_string_attr(ir::Node& node, const std::string& name, const std::string& value) {
-  remove_attr(node, name);
-  ir::Attribute a;
-  a.proto.set_name(name);
-  a.proto.set_type(onnx::AttributeProto::STRING);
-  a.proto.set_s(value);
-  node.mutable_attributes().push_back(std::move(a));
+  set_attr(node, name, onnx::AttributeProto::STRING, [&](onnx::AttributeProto& p) { p.set_s(value); });
 }
 
 void set_float_attr(ir::Node& node, const std::string& name, float value) {
-  remove_attr(node, name);
-  ir::Attribute a;
-  a.proto.set_name(name);
-  a.proto.set_type(onnx::AttributeProto::FLOAT);
-  a.proto.set_f(value);
-  node.mutable_attributes().push_back(std::move(a));
+  set_attr(node, name, onnx::AttributeProto::FLOAT, [&](onnx::AttributeProto& p) { p.set_f(value); });
 }
 
 void copy_attributes(const ir::Node& from, ir::Node& to) {
@@ -153,12 +153,9 @@ void remove_attr(ir::Node& node, const std::string& name) {
 }
 
 void set_ints_attr(ir::Node& node, const std::string& name, const std::vector<int64_t>& values) {
-  remove_attr(node, name);
-  ir::Attribute a;
-  a.proto.set_name(name);
-  a.proto.set_type(onnx::AttributeProto::INTS);
-  for (int64_t v : values) a.proto.add_ints(v);
-  node.mutable_attributes().push_back(std::move(a));
+  set_attr(node, name, onnx::AttributeProto::INTS, [&](onnx::AttributeProto& p) {
+    for (int64_t v : values) p.add_ints(v);
+  });
 }
 
 ir::Value* add_constant(ir::Graph& graph, const std::string& base, const exec::Array& array) {

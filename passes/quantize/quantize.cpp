@@ -72,7 +72,7 @@ class QuantizePass : public pass::Pass {
     upgrade_opset_if_needed(model, config, ctx, details);
     std::optional<quant::CalibrationTable> table;
     const eval::Evaluation* evaluation = ctx.evaluation();
-    if (config.mode == quant::Mode::Static) table = calibrate(model, evaluation);
+    if (config.mode == quant::Mode::Static) table = calibrate(model, config, evaluation);
     quant::FallbackTarget target;
     if (const double max_drop = options_.get_float("max-accuracy-drop"); max_drop >= 0) target.max_drop = max_drop;
     if (const double min_cosine = options_.get_float("min-cosine"); min_cosine >= -1) target.min_cosine = min_cosine;
@@ -186,20 +186,11 @@ class QuantizePass : public pass::Pass {
     }
   }
 
-  quant::CalibrationTable calibrate(const ir::Model& model, const eval::Evaluation* evaluation) const {
+  quant::CalibrationTable calibrate(const ir::Model& model, const quant::QuantizeConfig& config, const eval::Evaluation* evaluation) const {
     const std::string& data_path = options_.get_string("data");
     if (data_path.empty()) usage_error("quantize(mode=static) needs calibration data: data=PATH");
-    for (const auto& [name, qtype] : make_config().activation_types) {
-      if (model.graph().find_local(name) == nullptr) usage_error("tensor-type: the main graph has no value named '{}'", name);
-    }
-    for (const auto& [name, symmetric] : overrides_.tensor_symmetry) {
-      if (model.graph().find_local(name) == nullptr) usage_error("the overrides file's tensors: the main graph has no value named '{}'", name);
-    }
     const double percentile = options_.get_float("percentile");
     if (!(percentile > 0 && percentile <= 100)) usage_error("percentile must be in (0, 100], not {}", percentile);
-    for (const data::NamedRange& r : range_overrides_) {  // before calibration spends its time
-      if (model.graph().find_local(r.name) == nullptr) usage_error("tensor-range: the main graph has no value named '{}'", r.name);
-    }
     std::vector<data::Feeds> samples = eval::load_calibration(model, data_path, evaluation);
     const int64_t limit = options_.get_int("max-samples");
     if (limit > 0 && static_cast<int64_t>(samples.size()) > limit) samples.resize(static_cast<size_t>(limit));
@@ -207,23 +198,30 @@ class QuantizePass : public pass::Pass {
     calibration.method = quant::parse_calibration_method(options_.get_string("calibration"));
     calibration.percentile = options_.get_float("percentile");
     calibration.threads = evaluation ? evaluation->threads : 0;  // --threads, as for the accuracy check
-    calibration.channel_means_of = quant::bias_correction_inputs(model, make_config());  // empty without bias-correction
+    calibration.channel_means_of = quant::bias_correction_inputs(model, config);  // empty without bias-correction
     quant::CalibrationTable table = quant::calibrate(model, samples, calibration);
     quant::apply_range_overrides(table, range_overrides_);
     return table;
   }
 
-  // Nodes to keep float must exist (a typo would quantize the node silently); tensor settings need static mode.
+  // Nodes to keep float and tensors with settings of their own must exist (a typo would quantize them
+  // silently), checked before the opset upgrade and calibration spend their time; tensor settings need static mode.
   void check_names(const ir::Model& model, const quant::QuantizeConfig& config) const {
+    if (config.mode != quant::Mode::Static &&
+        (!overrides_.tensor_types.empty() || !overrides_.tensor_ranges.empty() || !overrides_.tensor_symmetry.empty()))
+      usage_error("the overrides file's \"tensors\" settings apply to static quantization only (here mode={})", quant::name(config.mode));
+    auto require_value = [&](const std::string& name, const char* setting) {
+      if (model.graph().find_local(name) == nullptr) usage_error("{}: the main graph has no value named '{}'", setting, name);
+    };
+    for (const auto& [name, qtype] : config.activation_types) require_value(name, "tensor-type");
+    for (const auto& [name, symmetric] : config.activation_symmetry) require_value(name, "the overrides file's tensors");
+    for (const data::NamedRange& r : range_overrides_) require_value(r.name, "tensor-range");
     std::set<std::string> missing = config.exclude_nodes;
     for (const ir::Node* n : model.graph().nodes()) missing.erase(n->name());
     if (!missing.empty()) {
       const bool in_file = std::any_of(missing.begin(), missing.end(), [&](const std::string& name) { return overrides_.keep_float.count(name); });
       usage_error("{}: the main graph has no node named '{}'", in_file ? "the overrides file's keep_float" : "exclude-nodes", *missing.begin());
     }
-    if (config.mode != quant::Mode::Static &&
-        (!overrides_.tensor_types.empty() || !overrides_.tensor_ranges.empty() || !overrides_.tensor_symmetry.empty()))
-      usage_error("the overrides file's \"tensors\" settings apply to static quantization only (here mode={})", quant::name(config.mode));
   }
 
   // The configuration from the options and the overrides file.
