@@ -10,6 +10,7 @@
 #include "exec/dispatch.h"
 #include "exec/kernel.h"
 #include "exec/parallel.h"
+#include "exec/vmath.h"
 
 namespace mopt::exec {
 namespace {
@@ -50,6 +51,23 @@ void predicate(KernelContext& ctx, F f) {
 
 void add_unary_float(KernelRegistry& r, const char* op, int64_t since, auto f) {
   r.add({"", op, since, kLatest, [f](KernelContext& ctx) { unary<kFloats>(ctx, f); }});
+}
+
+// A unary function with a vectorized float form (exec/vmath.h); other float types use f.
+using FloatLoop = void (*)(const float*, float*, int64_t);
+void add_unary_float(KernelRegistry& r, const char* op, int64_t since, auto f, FloatLoop float_loop) {
+  r.add({"", op, since, kLatest, [f, float_loop](KernelContext& ctx) {
+           const Array& x = ctx.input(0);
+           if (x.dtype() != ir::dtype::kFloat) {
+             unary<kFloats>(ctx, f);
+             return;
+           }
+           Array y = Array::uninitialized(x.dtype(), x.shape());
+           const float* in = x.data<float>();
+           float* out = y.data<float>();
+           parallel_for(x.numel(), 16, [&](int64_t begin, int64_t end) { float_loop(in + begin, out + begin, end - begin); });
+           ctx.set_output(0, std::move(y));
+         }});
 }
 
 // ---- binary with broadcasting ----
@@ -302,16 +320,19 @@ double erf_gelu(double x) { return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0))
 
 void register_elementwise_kernels(KernelRegistry& r) {
   using std::abs;
-  add_unary_float(r, "Exp", 6, [](auto v) { return std::exp(v); });
+  add_unary_float(r, "Exp", 6, [](auto v) { return std::exp(v); }, exp_floats);
   add_unary_float(r, "Log", 6, [](auto v) { return std::log(v); });
   add_unary_float(r, "Sqrt", 6, [](auto v) { return std::sqrt(v); });
   add_unary_float(r, "Reciprocal", 6, [](auto v) { return decltype(v)(1) / v; });
-  add_unary_float(r, "Sigmoid", 6, [](auto v) {
-    using T = decltype(v);
-    return v >= 0 ? T(1) / (T(1) + std::exp(-v)) : std::exp(v) / (T(1) + std::exp(v));
-  });
-  add_unary_float(r, "Tanh", 6, [](auto v) { return std::tanh(v); });
-  add_unary_float(r, "Erf", 9, [](auto v) { return std::erf(v); });
+  add_unary_float(
+      r, "Sigmoid", 6,
+      [](auto v) {
+        using T = decltype(v);
+        return v >= 0 ? T(1) / (T(1) + std::exp(-v)) : std::exp(v) / (T(1) + std::exp(v));
+      },
+      sigmoid_floats);
+  add_unary_float(r, "Tanh", 6, [](auto v) { return std::tanh(v); }, tanh_floats);
+  add_unary_float(r, "Erf", 9, [](auto v) { return std::erf(v); }, erf_floats);
   add_unary_float(r, "Floor", 6, [](auto v) { return std::floor(v); });
   add_unary_float(r, "Ceil", 6, [](auto v) { return std::ceil(v); });
   add_unary_float(r, "Round", 11, [](auto v) { return round_half_even(v); });

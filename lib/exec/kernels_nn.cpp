@@ -368,20 +368,24 @@ Array conv_forward(KernelContext& ctx, const Array& x, const Array& w, const Arr
       // Small images in a batch: one GEMM over a chunk of images instead of one small GEMM per image.
       const int64_t per_image = c * ks * out_size;
       const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(n, (int64_t{8} << 20) / std::max<int64_t>(per_image, 1)));
-      std::unique_ptr<T[]> cols(new T[static_cast<size_t>(chunk * per_image)]), wide(new T[static_cast<size_t>(chunk * m * out_size)]);
+      // Scratch from the executor's buffer cache: fresh system memory would page-fault on every run.
+      Array cols_buffer = Array::uninitialized(x.dtype(), {chunk * per_image});
+      Array wide_buffer = Array::uninitialized(x.dtype(), {chunk * m * out_size});
+      T* const cols = cols_buffer.data<T>();
+      T* const wide = wide_buffer.data<T>();
       for (int64_t first = 0; first < n; first += chunk) {
         int64_t count = std::min(chunk, n - first), width = count * out_size;
         // cols: [c*ks, count*out_size], image j in columns [j*out_size, (j+1)*out_size).
         parallel_for(count, per_image, [&](int64_t jb, int64_t je) {
           for (int64_t j = jb; j < je; ++j) {
-            im2col<T>(x.data<T>() + (first + j) * c * g.in_size(), c, g, cols.get() + j * out_size, width);
+            im2col<T>(x.data<T>() + (first + j) * c * g.in_size(), c, g, cols + j * out_size, width);
           }
         });
-        gemm<T>(false, false, m, width, c * ks, T(1), w.data<T>(), c * ks, cols.get(), width, T(0), wide.get(), width);
+        gemm<T>(false, false, m, width, c * ks, T(1), w.data<T>(), c * ks, cols, width, T(0), wide, width);
         for (int64_t j = 0; j < count; ++j) {
           for (int64_t o = 0; o < m; ++o) {
             T* dst = y.data<T>() + ((first + j) * m + o) * out_size;
-            const T* src = wide.get() + o * width + j * out_size;
+            const T* src = wide + o * width + j * out_size;
             T bo = b ? b[o] : T(0);
             for (int64_t e = 0; e < out_size; ++e) dst[e] = src[e] + bo;
           }
@@ -411,11 +415,12 @@ Array conv_forward(KernelContext& ctx, const Array& x, const Array& w, const Arr
           continue;
         }
         parallel_for(tiles, mg * k_rows * tile_rows * g.out[2], [&](int64_t first, int64_t last) {
-          std::unique_ptr<T[]> col(new T[static_cast<size_t>(k_rows * tile_rows * g.out[2])]);
+          Array col_buffer = Array::uninitialized(x.dtype(), {k_rows * tile_rows * g.out[2]});
+          T* const col = col_buffer.data<T>();
           for (int64_t t = first; t < last; ++t) {
             const int64_t row0 = t * tile_rows, rows = std::min(tile_rows, out_rows - row0), cols = rows * g.out[2];
-            im2col<T>(src, cg, g, col.get(), cols, row0, rows);
-            gemm_serial<T>(false, false, mg, cols, k_rows, T(1), filters, k_rows, col.get(), cols, b ? T(1) : T(0),
+            im2col<T>(src, cg, g, col, cols, row0, rows);
+            gemm_serial<T>(false, false, mg, cols, k_rows, T(1), filters, k_rows, col, cols, b ? T(1) : T(0),
                            dst + row0 * g.out[2], out_size);
           }
         });
@@ -490,14 +495,15 @@ void conv_transpose_kernel(KernelContext& ctx) {
   Array y(x.dtype(), ys);
   visit<kFloats>(x.dtype(), "ConvTranspose", [&]<typename T>(T) {
     const int64_t ks = g.kernel_size(), grid = g.out_size();
-    std::vector<T> col(static_cast<size_t>(mg * ks * grid));
+    Array col_buffer = Array::uninitialized(x.dtype(), {mg * ks * grid});  // every element written by the GEMM
+    T* const col = col_buffer.data<T>();
     for (int64_t i = 0; i < n; ++i) {
       for (int64_t grp = 0; grp < group; ++grp) {
         // col[mg*ks, grid] = W_g^T [mg*ks, cg] * X_g [cg, grid]
         gemm<T>(true, false, mg * ks, grid, cg, T(1), w.data<T>() + grp * cg * mg * ks, mg * ks,
-                x.data<T>() + (i * c + grp * cg) * grid, grid, T(0), col.data(), grid);
+                x.data<T>() + (i * c + grp * cg) * grid, grid, T(0), col, grid);
         T* dst = y.data<T>() + (i * m + grp * mg) * g.in_size();
-        col2im<T>(col.data(), mg, g, dst);
+        col2im<T>(col, mg, g, dst);
       }
       if (bias) {
         for (int64_t o = 0; o < m; ++o) {

@@ -9,6 +9,7 @@
 #include "exec/dispatch.h"
 #include "exec/kernel.h"
 #include "exec/parallel.h"
+#include "exec/vmath.h"
 
 namespace mopt::exec {
 namespace {
@@ -110,6 +111,19 @@ void reduce_kernel(KernelContext& ctx, Reduce kind, int64_t axes_input_since) {
 
 enum class Norm { Softmax, LogSoftmax, Hardmax };
 
+// Softmax of one contiguous float row (the usual last-axis case): the exponentials by the vectorized
+// loop, summed in double like the general path.
+void softmax_row(const float* in, float* out, int64_t n) {
+  float m = -std::numeric_limits<float>::infinity();
+  for (int64_t j = 0; j < n; ++j) m = in[j] > m ? in[j] : m;
+  for (int64_t j = 0; j < n; ++j) out[j] = in[j] - m;
+  exp_floats(out, out, n);
+  double sum = 0;
+  for (int64_t j = 0; j < n; ++j) sum += static_cast<double>(out[j]);
+  const float inv = static_cast<float>(1.0 / sum);
+  for (int64_t j = 0; j < n; ++j) out[j] *= inv;
+}
+
 void softmax_kernel(KernelContext& ctx, Norm kind) {
   const Array& x = ctx.input(0);
   bool legacy = ctx.opset() < 13;
@@ -123,12 +137,18 @@ void softmax_kernel(KernelContext& ctx, Norm kind) {
     n = x.dim(axis);
     for (int64_t a = axis + 1; a < x.rank(); ++a) inner *= x.dim(a);
   }
-  Array y(x.dtype(), x.shape());
+  Array y = Array::uninitialized(x.dtype(), x.shape());  // every element is written below
   visit<kFloats>(x.dtype(), ctx.node().op_type().c_str(), [&]<typename T>(T) {
     const T* in = x.data<T>();
     T* out = y.data<T>();
     parallel_for(outer, n * inner * 4, [&](int64_t first, int64_t last) {
     for (int64_t o = first; o < last; ++o) {
+      if constexpr (std::is_same_v<T, float>) {
+        if (inner == 1 && kind == Norm::Softmax) {
+          softmax_row(in + o * n, out + o * n, n);
+          continue;
+        }
+      }
       for (int64_t i = 0; i < inner; ++i) {
         auto at = [&](int64_t j) { return (o * n + j) * inner + i; };
         T m = -std::numeric_limits<T>::infinity();
