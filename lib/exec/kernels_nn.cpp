@@ -216,31 +216,39 @@ template <typename T>
 void im2col(const T* x, int64_t channels, const Geometry& g, T* col, int64_t ld = 0, int64_t first_row = 0, int64_t rows = -1) {
   if (rows < 0) rows = g.out[0] * g.out[1];
   if (ld == 0) ld = rows * g.out[2];
+  const int64_t in2 = g.in[2], out2 = g.out[2], s2 = g.stride[2];
   for (int64_t c = 0; c < channels; ++c) {
     const T* src = x + c * g.in_size();
     for (int64_t k0 = 0; k0 < g.kernel[0]; ++k0) {
       for (int64_t k1 = 0; k1 < g.kernel[1]; ++k1) {
         for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2) {
           T* dst = col + (((c * g.kernel[0] + k0) * g.kernel[1] + k1) * g.kernel[2] + k2) * ld;
-          for (int64_t r = first_row; r < first_row + rows; ++r) {
-            const int64_t o0 = r / g.out[1], o1 = r % g.out[1];
+          // Output columns [lo, hi) read inside the input row (0 <= o2 * s2 + base < in2); the others
+          // read padding. Computed once per tap, so the row loop below has no bounds checks.
+          const int64_t base = -g.pad_begin[2] + k2 * g.dilation[2];
+          const int64_t lo = std::min(out2, base >= 0 ? int64_t{0} : (-base + s2 - 1) / s2);
+          const int64_t hi = std::clamp(base >= in2 ? int64_t{0} : (in2 - base + s2 - 1) / s2, lo, out2);
+          int64_t o0 = first_row / g.out[1], o1 = first_row % g.out[1];
+          for (int64_t r = 0; r < rows; ++r) {
             const int64_t i0 = o0 * g.stride[0] - g.pad_begin[0] + k0 * g.dilation[0];
             const int64_t i1 = o1 * g.stride[1] - g.pad_begin[1] + k1 * g.dilation[1];
-            T* row = dst + (r - first_row) * g.out[2];
+            T* row = dst + r * out2;
+            if (++o1 == g.out[1]) {
+              o1 = 0;
+              ++o0;
+            }
             if (i0 < 0 || i0 >= g.in[0] || i1 < 0 || i1 >= g.in[1]) {
-              std::fill(row, row + g.out[2], T(0));
+              std::fill(row, row + out2, T(0));
               continue;
             }
-            const T* in_row = src + (i0 * g.in[1] + i1) * g.in[2];
-            int64_t base = -g.pad_begin[2] + k2 * g.dilation[2];
-            if (g.stride[2] == 1 && base >= 0 && base + g.out[2] <= g.in[2]) {
-              std::copy(in_row + base, in_row + base + g.out[2], row);
-              continue;
+            const T* in_row = src + (i0 * g.in[1] + i1) * in2;
+            for (int64_t o2 = 0; o2 < lo; ++o2) row[o2] = T(0);
+            if (s2 == 1) {
+              for (int64_t o2 = lo; o2 < hi; ++o2) row[o2] = in_row[o2 + base];
+            } else {
+              for (int64_t o2 = lo; o2 < hi; ++o2) row[o2] = in_row[o2 * s2 + base];
             }
-            for (int64_t o2 = 0; o2 < g.out[2]; ++o2) {
-              int64_t i2 = o2 * g.stride[2] + base;
-              row[o2] = (i2 >= 0 && i2 < g.in[2]) ? in_row[i2] : T(0);
-            }
+            for (int64_t o2 = hi; o2 < out2; ++o2) row[o2] = T(0);
           }
         }
       }
