@@ -19,8 +19,11 @@ constexpr int64_t kLatest = 21;  // newest opset whose semantics these kernels w
 
 // ---- unary ----
 
+// A float function over a whole range at once (exec/vmath.h), used for float32 instead of f.
+using FloatLoop = void (*)(const float*, float*, int64_t);
+
 template <unsigned types, typename F>
-void unary(KernelContext& ctx, F f) {
+void unary(KernelContext& ctx, F f, FloatLoop float_loop = nullptr) {
   const Array& x = ctx.input(0);
   visit<types>(x.dtype(), ctx.node().op_type().c_str(), [&]<typename T>(T) {
     if constexpr (std::is_same_v<T, half>) {
@@ -30,6 +33,12 @@ void unary(KernelContext& ctx, F f) {
       const T* in = x.data<T>();
       T* out = y.data<T>();
       parallel_for(x.numel(), 8, [&](int64_t begin, int64_t end) {
+        if constexpr (std::is_same_v<T, float>) {
+          if (float_loop) {
+            float_loop(in + begin, out + begin, end - begin);
+            return;
+          }
+        }
         for (int64_t i = begin; i < end; ++i) out[i] = static_cast<T>(f(in[i]));
       });
       ctx.set_output(0, std::move(y));
@@ -53,21 +62,9 @@ void add_unary_float(KernelRegistry& r, const char* op, int64_t since, auto f) {
   r.add({"", op, since, kLatest, [f](KernelContext& ctx) { unary<kFloats>(ctx, f); }});
 }
 
-// A unary function with a vectorized float form (exec/vmath.h); other float types use f.
-using FloatLoop = void (*)(const float*, float*, int64_t);
+// With a vectorized float form (exec/vmath.h); other float types use f.
 void add_unary_float(KernelRegistry& r, const char* op, int64_t since, auto f, FloatLoop float_loop) {
-  r.add({"", op, since, kLatest, [f, float_loop](KernelContext& ctx) {
-           const Array& x = ctx.input(0);
-           if (x.dtype() != ir::dtype::kFloat) {
-             unary<kFloats>(ctx, f);
-             return;
-           }
-           Array y = Array::uninitialized(x.dtype(), x.shape());
-           const float* in = x.data<float>();
-           float* out = y.data<float>();
-           parallel_for(x.numel(), 16, [&](int64_t begin, int64_t end) { float_loop(in + begin, out + begin, end - begin); });
-           ctx.set_output(0, std::move(y));
-         }});
+  r.add({"", op, since, kLatest, [f, float_loop](KernelContext& ctx) { unary<kFloats>(ctx, f, float_loop); }});
 }
 
 // ---- binary with broadcasting ----

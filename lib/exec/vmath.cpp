@@ -10,8 +10,9 @@
 namespace mopt::exec {
 namespace {
 
-// 2^n for an integer-valued float n in [-150, 128] as two factors, each a normal float, so that the
-// product under- and overflows exactly as e^x does (denormal results included).
+// e^x = 2^n * e^r with n = round(x / ln2) and |r| <= ln2/2: e^r by Cephes expf's polynomial, 2^n as
+// two factors that are each a normal float, so that the product under- and overflows exactly as e^x
+// does (denormal results included).
 inline float exp_core(float x) {
   // Clamped so that n stays in [-150, 128]: e^-104 is 0 in float and e^89 is inf.
   const float xc = std::min(std::max(x, -104.0f), 89.0f);
