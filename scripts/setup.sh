@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libprotobuf-dev protobuf-compiler libonnx-dev libonnx-testdata
-  libcli11-dev libfmt-dev nlohmann-json3-dev doctest-dev libyaml-cpp-dev libzstd-dev libxxhash-dev libopenblas-dev zlib1g-dev libssl-dev
+  libcli11-dev libfmt-dev nlohmann-json3-dev doctest-dev libyaml-cpp-dev libzstd-dev libxxhash-dev libopenblas-dev libdnnl-dev zlib1g-dev libssl-dev
   clang libclang-rt-14-dev
   python3-torch
   pybind11-dev python3-dev python3-numpy python3-yaml python3-jsonschema

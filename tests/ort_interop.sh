@@ -230,7 +230,10 @@ check_in_ort "$T/ppocr_static.onnx" "$MODELS/ocr/inputs/det" "$MODELS/ocr/golden
 # CI machines), so that case takes a minimum of 0.998: still far above a wrong kernel (float vs int8
 # ppocr is 0.944). The cases check the kernels, so they quantize everything (--target portable); the
 # default placement (--target ort-cpu) is checked on squeezenet and on ppocr, whose float regions between
-# int8 ones flip more roundings (cosine 0.99860 between the runtimes), with the same 0.998 minimum.
+# int8 ones flip more roundings: cosine 0.99860 between the runtimes with mopt's Conv on OpenBLAS, 0.99840
+# (ONNX Runtime at basic) and 0.99765 (all) with oneDNN's, another float summation order. That model is
+# DEGRADED by this placement and all three runs are equally far from the float model (cosine 0.9826 in
+# mopt, 0.9820 and 0.9798 in ONNX Runtime at basic and all), so its minimum is 0.997.
 # squeezenet's ort-cpu placement keeps GlobalAveragePool and Softmax float after the last int8 Conv; since
 # mopt's Conv works in row tiles (another float summation order in OpenBLAS), one flipped rounding there
 # moves the probabilities by up to 0.005 even at ONNX Runtime's basic level (cosine 0.99998), so that case
@@ -253,7 +256,7 @@ qcases=(
   "mnist_winml static QDQ|vision/mnist_winml.onnx|vision/inputs/mnist_28|--data $MODELS/vision/inputs/mnist_28/Input3.npy --target portable"
   "ppocrv4_det static QOperator per-channel mse|ocr/ppocrv4_det.onnx|ocr/inputs/det|--data $MODELS/ocr/inputs/det --per-channel --calibration mse --format qoperator --no-fuse --target portable|0.998"
   "ppocrv4_det static QDQ|ocr/ppocrv4_det.onnx|ocr/inputs/det|--data $MODELS/ocr/inputs/det --no-fuse --target portable"
-  "ppocrv4_det static QDQ ort-cpu|ocr/ppocrv4_det.onnx|ocr/inputs/det|--data $MODELS/ocr/inputs/det --no-fuse|0.998"
+  "ppocrv4_det static QDQ ort-cpu|ocr/ppocrv4_det.onnx|ocr/inputs/det|--data $MODELS/ocr/inputs/det --no-fuse|0.997"
   "squeezenet static QDQ ort-cpu|vision/squeezenet1.1_fp32.onnx|vision/inputs/squeezenet_fish_fp32|--data $MODELS/vision/inputs/squeezenet_fish_fp32 --per-channel|0.999"
 )
 for c in "${qcases[@]}"; do

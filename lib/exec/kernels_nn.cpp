@@ -1,5 +1,6 @@
-// Neural-network kernels: MatMul, Gemm, Conv (im2col + GEMM, direct depthwise), ConvTranspose
-// (GEMM + col2im), pooling, normalizations, LRN and Resize/Upsample. Spatial ops handle 1-3 spatial dims.
+// Neural-network kernels: MatMul, Gemm, Conv and ConvTranspose (float32 through oneDNN, conv_dnnl.h; other
+// types and what oneDNN declines by im2col + GEMM, direct depthwise and GEMM + col2im), pooling,
+// normalizations, LRN and Resize/Upsample. Spatial ops handle 1-3 spatial dims.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 #include <memory>
 
 #include "exec/broadcast.h"
+#include "exec/conv_dnnl.h"
 #include "exec/dispatch.h"
 #include "exec/gemm.h"
 #include "exec/kernel.h"
@@ -286,6 +288,26 @@ void col2im(const T* col, int64_t channels, const Geometry& g, T* x) {
   }
 }
 
+// The problem as oneDNN's path takes it (conv_dnnl.h).
+ConvProblem conv_problem(const Geometry& g, int64_t n, int64_t c, int64_t m, int64_t group) {
+  ConvProblem p;
+  p.spatial = g.spatial;
+  p.n = n;
+  p.c = c;
+  p.m = m;
+  p.group = group;
+  for (int i = 0; i < 3; ++i) {
+    p.in[i] = g.in[i];
+    p.kernel[i] = g.kernel[i];
+    p.out[i] = g.out[i];
+    p.stride[i] = g.stride[i];
+    p.dilation[i] = g.dilation[i];
+    p.pad_begin[i] = g.pad_begin[i];
+    p.pad_end[i] = g.pad_end[i];
+  }
+  return p;
+}
+
 // The kernel's spatial shape: the weight's dims after the first two, which a `kernel_shape` attribute
 // must repeat (the kernels index the weight by it).
 std::vector<int64_t> kernel_shape_of(KernelContext& ctx, const Array& w) {
@@ -365,6 +387,11 @@ Array conv_forward(KernelContext& ctx, const Array& x, const Array& w, const Arr
   if (bias && bias->dtype() != x.dtype()) ctx.error("the bias's type differs from the input's");
   Geometry g = forward_geometry(ctx, x.shape(), kernel_shape_of(ctx, w), false);
   Array y = Array::uninitialized(x.dtype(), output_shape(n, m, g));
+  if (x.dtype() == d::kFloat && w.dtype() == d::kFloat &&
+      dnnl_conv(conv_problem(g, n, c, m, group), x.data<float>(), w.data<float>(), bias ? bias->data<float>() : nullptr,
+                y.data<float>())) {
+    return y;
+  }
   visit<kFloats>(x.dtype(), "Conv", [&]<typename T>(T) {
     const int64_t cg = c / group, mg = m / group, ks = g.kernel_size(), out_size = g.out_size();
     const T* b = bias ? bias->data<T>() : nullptr;
@@ -500,7 +527,15 @@ void conv_transpose_kernel(KernelContext& ctx) {
   }
   Shape ys{n, m};
   for (int i = off; i < 3; ++i) ys.push_back(g.in[i]);
-  Array y(x.dtype(), ys);
+  if (x.dtype() == d::kFloat && w.dtype() == d::kFloat && (!bias || bias->dtype() == d::kFloat)) {
+    Array y = Array::uninitialized(x.dtype(), ys);
+    if (dnnl_conv_transpose(conv_problem(g, n, c, m, group), x.data<float>(), w.data<float>(),
+                            bias ? bias->data<float>() : nullptr, y.data<float>())) {
+      ctx.set_output(0, std::move(y));
+      return;
+    }
+  }
+  Array y(x.dtype(), ys);  // zeros: col2im adds into it
   visit<kFloats>(x.dtype(), "ConvTranspose", [&]<typename T>(T) {
     const int64_t ks = g.kernel_size(), grid = g.out_size();
     Array col_buffer = Array::uninitialized(x.dtype(), {mg * ks * grid});  // every element written by the GEMM

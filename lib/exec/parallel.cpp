@@ -1,103 +1,61 @@
-// The executor's persistent thread pool; see parallel.h.
+// The executor's thread pool; see parallel.h. The pool is OpenMP's (libgomp, the runtime Debian's oneDNN
+// is built on): the executor's parallel loops and oneDNN's convolutions then run on the same threads.
+// With a pool of its own beside it, libgomp's threads spun on the cores after each convolution while the
+// executor's threads tried to run the next operator on them (squeezenet took 31% longer).
+//
+// Regions start through GOMP_parallel, the entry point GCC compiles `#pragma omp parallel` to, declared
+// here so that any compiler (clang for the fuzz build) builds this file against the same runtime.
 #include "exec/parallel.h"
 
-#include <condition_variable>
+#include <atomic>
 #include <exception>
 #include <mutex>
-#include <thread>
-#include <vector>
+
+extern "C" void GOMP_parallel(void (*fn)(void*), void* data, unsigned num_threads, unsigned flags);
 
 namespace mopt::exec {
 namespace {
 
-thread_local bool t_pool_thread = false;
 thread_local bool t_in_region = false;  // this thread is running a region's tasks (nested calls go inline)
 
-class Pool {
- public:
-  ~Pool() {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      stop_ = true;
-    }
-    wake_.notify_all();
-    for (std::thread& t : threads_) t.join();
-  }
+// One parallel region: the team's threads take task indices until none are left.
+struct Region {
+  const std::function<void(int)>* task = nullptr;
+  int count = 0;
+  std::atomic<int> next{0};
+  std::mutex error_mutex;
+  std::exception_ptr error;  // the first exception a task threw
 
-  // False when another thread is using the pool (the caller then runs the tasks itself).
-  bool run(int count, const std::function<void(int)>& task) {
-    std::unique_lock<std::mutex> region(region_, std::try_to_lock);
-    if (!region.owns_lock()) return false;
+  static void body(void* data) {
+    Region& r = *static_cast<Region*>(data);
     t_in_region = true;
-    struct Leave {
-      ~Leave() { t_in_region = false; }
-    } leave;
-    std::unique_lock<std::mutex> lock(mutex_);
-    while (static_cast<int>(threads_.size()) < count - 1) threads_.emplace_back([this] { work(); });
-    task_ = &task;
-    count_ = count;
-    next_ = 1;
-    pending_ = count - 1;
-    error_ = nullptr;
-    lock.unlock();
-    wake_.notify_all();
-    execute(0);
-    lock.lock();
-    while (next_ < count_) {  // help with what no pool thread has taken yet
-      const int index = next_++;
-      lock.unlock();
-      execute(index);
-      lock.lock();
-      --pending_;
+    for (int i = r.next.fetch_add(1); i < r.count; i = r.next.fetch_add(1)) {
+      try {
+        (*r.task)(i);
+      } catch (...) {  // an exception must not leave an OpenMP region
+        std::lock_guard<std::mutex> lock(r.error_mutex);
+        if (!r.error) r.error = std::current_exception();
+      }
     }
-    done_.wait(lock, [this] { return pending_ == 0; });
-    task_ = nullptr;
-    if (error_) std::rethrow_exception(error_);
-    return true;
+    t_in_region = false;
   }
-
- private:
-  void execute(int index) {
-    try {
-      (*task_)(index);
-    } catch (...) {
-      std::lock_guard<std::mutex> lock(error_mutex_);
-      if (!error_) error_ = std::current_exception();
-    }
-  }
-
-  void work() {
-    t_pool_thread = true;
-    std::unique_lock<std::mutex> lock(mutex_);
-    for (;;) {
-      wake_.wait(lock, [this] { return stop_ || next_ < count_; });
-      if (stop_) return;
-      const int index = next_++;
-      lock.unlock();
-      execute(index);
-      lock.lock();
-      if (--pending_ == 0) done_.notify_one();
-    }
-  }
-
-  std::mutex region_;  // one parallel region at a time
-  std::mutex mutex_;   // guards the fields below
-  std::condition_variable wake_, done_;
-  std::vector<std::thread> threads_;
-  const std::function<void(int)>* task_ = nullptr;
-  int count_ = 0, next_ = 0, pending_ = 0;
-  bool stop_ = false;
-  std::mutex error_mutex_;
-  std::exception_ptr error_;
 };
+
+std::mutex g_region;  // one region at a time; a thread that finds it taken runs its tasks itself
 
 }  // namespace
 
 void run_tasks(int count, const std::function<void(int)>& task) {
-  static Pool pool;
-  if (count <= 1 || t_pool_thread || t_in_region || !pool.run(count, task)) {
+  std::unique_lock<std::mutex> region_lock(g_region, std::defer_lock);
+  if (count <= 1 || t_in_region || !region_lock.try_lock()) {
     for (int i = 0; i < count; ++i) task(i);
+    return;
   }
+  Region region;
+  region.task = &task;
+  region.count = count;
+  GOMP_parallel(&Region::body, &region, static_cast<unsigned>(count), 0);
+  if (region.error) std::rethrow_exception(region.error);
 }
 
 }  // namespace mopt::exec

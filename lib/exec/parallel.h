@@ -1,7 +1,8 @@
 // A minimal parallel-for for the executor's own loops (elementwise, pooling, convolution, GEMM blocks).
 // Work is split into one contiguous chunk per thread and only goes parallel when there is enough of it.
-// The threads are started once and kept (a persistent pool): starting a thread per call cost more than
-// the small operators it was meant to speed up. GEMMs run single-threaded OpenBLAS calls on these threads.
+// The threads are started once and kept (a persistent pool, OpenMP's, shared with oneDNN: parallel.cpp):
+// starting a thread per call cost more than the small operators it was meant to speed up. GEMMs run
+// single-threaded OpenBLAS calls on these threads.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -12,9 +13,9 @@ namespace mopt::exec {
 // Threads the executor may use (set with set_thread_count; 1 until then).
 int thread_count();
 
-// Runs task(0) .. task(count - 1), task 0 on the calling thread and the others on pool threads, and
+// Runs task(0) .. task(count - 1) on the calling thread and the pool's threads (whichever is free first), and
 // returns when all are done; the first exception a task throws is rethrown here. Runs them one after
-// another when called from a pool thread (nested) or while another thread holds the pool.
+// another when called from inside a task (nested) or while another thread holds the pool.
 void run_tasks(int count, const std::function<void(int)>& task);
 
 // Calls fn(begin, end) over [0, n). `cost` is the rough work per index (elements touched).

@@ -1,0 +1,213 @@
+// Float Conv and ConvTranspose through oneDNN primitives (see conv_dnnl.h).
+//
+// Each problem is planned once and cached: the primitive (JIT code for that shape, on the layouts oneDNN
+// prefers) and the reorders between ONNX's plain NC[D]HW tensors and those layouts. Running it is then
+// three cheap passes (input, weights, output reorders) around the convolution. oneDNN's scratchpad and
+// the blocked copies come from the executor's buffer cache, so repeated runs allocate nothing new.
+//
+// Threads: Debian builds oneDNN on OpenMP (libgomp), the runtime whose threads the executor's own
+// parallel loops use too (parallel.cpp); the executor's thread count is passed to it before each call.
+#include "exec/conv_dnnl.h"
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <optional>
+#include <unordered_map>
+#include <vector>
+
+#include "exec/array.h"
+#include "exec/parallel.h"
+#include "util/error.h"
+
+extern "C" void omp_set_num_threads(int threads);  // libgomp, which parallel.cpp links as well
+
+namespace mopt::exec {
+namespace {
+
+using dnnl::memory;
+using tag = memory::format_tag;
+
+std::atomic<bool> g_enabled{true};
+std::atomic<int64_t> g_calls{0};
+
+dnnl::engine& cpu_engine() {
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+// Plain (ONNX) layouts by spatial rank 1..3.
+tag activation_tag(int spatial) { return spatial == 1 ? tag::ncw : spatial == 2 ? tag::nchw : tag::ncdhw; }
+tag weight_tag(int spatial, bool grouped) {
+  if (grouped) return spatial == 1 ? tag::goiw : spatial == 2 ? tag::goihw : tag::goidhw;
+  return spatial == 1 ? tag::oiw : spatial == 2 ? tag::oihw : tag::oidhw;
+}
+
+// ONNX ConvTranspose weights are [C_in, M/group, k...], that is (g, i, o, k...) for oneDNN's (g, o, i, k...)
+// dims; oneDNN's C++ API names no 1-D io tag, so the layout is given by strides for every rank.
+memory::desc transposed_weight_desc(const memory::dims& dims, bool grouped) {
+  const size_t first = grouped ? 1 : 0;  // index of the o dim; i follows it
+  memory::dim kernel = 1;
+  for (size_t i = first + 2; i < dims.size(); ++i) kernel *= dims[i];
+  memory::dims strides(dims.size());
+  for (size_t i = dims.size(); i-- > first + 2;) strides[i] = i + 1 == dims.size() ? 1 : strides[i + 1] * dims[i + 1];
+  strides[first] = kernel;                             // o
+  strides[first + 1] = dims[first] * kernel;           // i
+  if (grouped) strides[0] = dims[1] * dims[2] * kernel;  // g
+  return memory::desc(dims, memory::data_type::f32, strides);
+}
+
+memory::dims spatial_dims(const int64_t (&v)[3], int spatial, int64_t minus = 0) {
+  memory::dims d;
+  for (int i = 3 - spatial; i < 3; ++i) d.push_back(v[i] - minus);
+  return d;
+}
+
+// A planned convolution: the primitive and the reorders to and from the layouts it chose.
+struct Plan {
+  memory::desc src_plain, weights_plain, bias_desc, dst_plain;
+  memory::desc src, weights, dst, scratchpad;
+  dnnl::primitive conv;
+  std::optional<dnnl::reorder> src_in, weights_in, dst_out;
+};
+
+template <typename PrimitiveDesc>
+void finish_plan(Plan& plan, const PrimitiveDesc& pd) {
+  dnnl::engine& engine = cpu_engine();
+  plan.src = pd.src_desc();
+  plan.weights = pd.weights_desc();
+  plan.dst = pd.dst_desc();
+  plan.scratchpad = pd.scratchpad_desc();
+  if (plan.src != plan.src_plain) plan.src_in = dnnl::reorder(dnnl::reorder::primitive_desc(engine, plan.src_plain, engine, plan.src));
+  if (plan.weights != plan.weights_plain)
+    plan.weights_in = dnnl::reorder(dnnl::reorder::primitive_desc(engine, plan.weights_plain, engine, plan.weights));
+  if (plan.dst != plan.dst_plain) plan.dst_out = dnnl::reorder(dnnl::reorder::primitive_desc(engine, plan.dst, engine, plan.dst_plain));
+}
+
+// Plans by problem and thread count (oneDNN splits work by the thread count it sees when planning).
+// A model has a few dozen distinct convolutions; the cache is cleared if something ever plans hundreds.
+std::shared_ptr<const Plan> plan_for(const ConvProblem& p, bool transposed, bool has_bias, int threads) {
+  std::vector<int64_t> key{transposed, has_bias, threads, p.spatial, p.n, p.c, p.m, p.group};
+  for (const int64_t* v : {p.in, p.kernel, p.out, p.stride, p.dilation, p.pad_begin, p.pad_end}) key.insert(key.end(), v, v + 3);
+  static std::mutex mutex;
+  static std::map<std::vector<int64_t>, std::shared_ptr<const Plan>> plans;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (auto it = plans.find(key); it != plans.end()) return it->second;
+  }
+  auto plan = std::make_shared<Plan>();
+  const int s = p.spatial;
+  const bool grouped = p.group > 1;
+  const memory::dim g = p.group;
+  // Transposed: the source is the small grid (`out`) and the destination the large image (`in`).
+  memory::dims src_dims{p.n, p.c}, dst_dims{p.n, p.m};
+  for (memory::dim d : spatial_dims(transposed ? p.out : p.in, s)) src_dims.push_back(d);
+  for (memory::dim d : spatial_dims(transposed ? p.in : p.out, s)) dst_dims.push_back(d);
+  memory::dims weight_dims = grouped ? memory::dims{g, p.m / g, p.c / g} : memory::dims{p.m, p.c};
+  for (memory::dim d : spatial_dims(p.kernel, s)) weight_dims.push_back(d);
+  memory::dims strides = spatial_dims(p.stride, s), dilates = spatial_dims(p.dilation, s, 1);
+  memory::dims pad_l = spatial_dims(p.pad_begin, s), pad_r = spatial_dims(p.pad_end, s);
+  if (transposed) {
+    // ONNX folds output_padding (and an output_shape past the kernel's reach) into the image size;
+    // oneDNN wants pads that produce it exactly: (grid - 1) * stride + window - pad_l - pad_r = image.
+    for (size_t i = 0; i < pad_r.size(); ++i) {
+      const int slot = 3 - s + static_cast<int>(i);
+      const int64_t window = (p.kernel[slot] - 1) * p.dilation[slot] + 1;
+      pad_r[i] = (p.out[slot] - 1) * p.stride[slot] + window - p.pad_begin[slot] - p.in[slot];
+      if (pad_r[i] < 0) return nullptr;  // zeros past the kernel's reach: the kernel's own path writes them
+    }
+  }
+  const memory::data_type f32 = memory::data_type::f32;
+  plan->src_plain = memory::desc(src_dims, f32, activation_tag(s));
+  plan->dst_plain = memory::desc(dst_dims, f32, activation_tag(s));
+  plan->weights_plain = transposed ? transposed_weight_desc(weight_dims, grouped) : memory::desc(weight_dims, f32, weight_tag(s, grouped));
+  plan->bias_desc = has_bias ? memory::desc({p.m}, f32, tag::x) : memory::desc();
+  const memory::desc src_any(src_dims, f32, tag::any), dst_any(dst_dims, f32, tag::any), weights_any(weight_dims, f32, tag::any);
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);  // scratch from the buffer cache; plans run concurrently
+  try {
+    if (transposed) {
+      dnnl::deconvolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct,
+                                             src_any, weights_any, plan->bias_desc, dst_any, strides, dilates, pad_l, pad_r);
+      dnnl::deconvolution_forward::primitive_desc pd(desc, attr, cpu_engine());
+      plan->conv = dnnl::deconvolution_forward(pd);
+      finish_plan(*plan, pd);
+    } else {
+      dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src_any,
+                                           weights_any, plan->bias_desc, dst_any, strides, dilates, pad_l, pad_r);
+      dnnl::convolution_forward::primitive_desc pd(desc, attr, cpu_engine());
+      plan->conv = dnnl::convolution_forward(pd);
+      finish_plan(*plan, pd);
+    }
+  } catch (const dnnl::error&) {
+    return nullptr;  // no implementation for this problem
+  }
+  std::lock_guard<std::mutex> lock(mutex);
+  if (plans.size() >= 512) plans.clear();
+  plans.emplace(std::move(key), plan);
+  return plan;
+}
+
+// Memory of `desc`'s size from the executor's buffer cache (held by `keep`), or the caller's own bytes
+// when the primitive works on the plain layout directly.
+memory staged(const memory::desc& desc, std::vector<Array>& keep) {
+  keep.push_back(Array::uninitialized(ir::dtype::kUint8, {static_cast<int64_t>(std::max<size_t>(desc.get_size(), 1))}));
+  return memory(desc, cpu_engine(), keep.back().data<uint8_t>());
+}
+
+bool run(const ConvProblem& p, bool transposed, const float* x, const float* w, const float* bias, float* y) {
+  if (!g_enabled.load(std::memory_order_relaxed) || p.spatial < 1 || p.spatial > 3 || p.group < 1) return false;
+  for (int64_t d : {p.n, p.c, p.m}) {
+    if (d <= 0) return false;
+  }
+  for (int i = 0; i < 3; ++i) {
+    if (p.in[i] <= 0 || p.out[i] <= 0) return false;
+  }
+  const int threads = thread_count();
+  std::shared_ptr<const Plan> plan = plan_for(p, transposed, bias != nullptr, threads);
+  if (!plan) return false;
+  dnnl::engine& engine = cpu_engine();
+  dnnl::stream stream(engine);
+  omp_set_num_threads(threads);
+  std::vector<Array> keep;
+  keep.reserve(4);
+  memory src_plain(plan->src_plain, engine, const_cast<float*>(x));
+  memory weights_plain(plan->weights_plain, engine, const_cast<float*>(w));
+  memory dst_plain(plan->dst_plain, engine, y);
+  memory src = plan->src_in ? staged(plan->src, keep) : src_plain;
+  memory weights = plan->weights_in ? staged(plan->weights, keep) : weights_plain;
+  memory dst = plan->dst_out ? staged(plan->dst, keep) : dst_plain;
+  memory scratchpad = staged(plan->scratchpad, keep);
+  try {
+    if (plan->src_in) plan->src_in->execute(stream, src_plain, src);
+    if (plan->weights_in) plan->weights_in->execute(stream, weights_plain, weights);
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, dst},
+                                         {DNNL_ARG_SCRATCHPAD, scratchpad}};
+    if (bias) args.emplace(DNNL_ARG_BIAS, memory(plan->bias_desc, engine, const_cast<float*>(bias)));
+    plan->conv.execute(stream, args);
+    if (plan->dst_out) plan->dst_out->execute(stream, dst, dst_plain);
+    stream.wait();
+  } catch (const dnnl::error& e) {  // a planned primitive failing to run (out of memory): y is part written
+    fail("oneDNN could not run a {}: {}", transposed ? "ConvTranspose" : "Conv", e.what());
+  }
+  g_calls.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+}  // namespace
+
+bool dnnl_conv(const ConvProblem& p, const float* x, const float* w, const float* bias, float* y) {
+  return run(p, false, x, w, bias, y);
+}
+
+bool dnnl_conv_transpose(const ConvProblem& p, const float* x, const float* w, const float* bias, float* y) {
+  return run(p, true, x, w, bias, y);
+}
+
+bool set_dnnl_enabled(bool enabled) { return g_enabled.exchange(enabled); }
+
+int64_t dnnl_calls() { return g_calls.load(); }
+
+}  // namespace mopt::exec

@@ -1,0 +1,33 @@
+// Float convolutions through oneDNN (Debian's libdnnl): its JIT kernels (brgconv on AVX-512, jit on AVX2)
+// run in blocked channel layouts and were 3-5x faster than im2col + OpenBLAS on the shared conv nets
+// (bench/exec.txt). The kernels in kernels_nn.cpp call it first and keep their own im2col + GEMM path
+// for what it declines (other types, empty tensors, shapes it has no implementation for) and as the
+// reference the tests compare it against.
+#pragma once
+#include <cstdint>
+
+namespace mopt::exec {
+
+// One N-D convolution in ONNX terms, spatial sizes right-aligned into 3 slots as in kernels_nn.cpp
+// (a 2-D problem uses slots 1 and 2). For a transposed convolution `in` is the large output image and
+// `out` the small input grid, as the ConvTranspose kernel describes it.
+struct ConvProblem {
+  int spatial = 0;  // 1..3
+  int64_t n = 0, c = 0, m = 0, group = 1;
+  int64_t in[3] = {1, 1, 1}, kernel[3] = {1, 1, 1}, out[3] = {1, 1, 1};
+  int64_t stride[3] = {1, 1, 1}, dilation[3] = {1, 1, 1}, pad_begin[3] = {0, 0, 0}, pad_end[3] = {0, 0, 0};
+};
+
+// Conv: y[n, m, out...] = conv(x[n, c, in...], w[m, c/group, kernel...]) + bias[m] (bias may be null).
+// Returns false, having written nothing, when oneDNN is switched off or has no implementation for it.
+bool dnnl_conv(const ConvProblem& p, const float* x, const float* w, const float* bias, float* y);
+
+// ConvTranspose: y[n, m, in...] = conv_transpose(x[n, c, out...], w[c, m/group, kernel...]) + bias[m].
+bool dnnl_conv_transpose(const ConvProblem& p, const float* x, const float* w, const float* bias, float* y);
+
+// For tests and diagnosis: turn the oneDNN path off (the kernels' own path runs); returns the old setting.
+bool set_dnnl_enabled(bool enabled);
+// Convolutions oneDNN has run in this process, so a test can show the path it compares was taken.
+int64_t dnnl_calls();
+
+}  // namespace mopt::exec

@@ -1,0 +1,214 @@
+// The executor's two convolution paths, oneDNN's (conv_dnnl.h) and its own im2col + GEMM / col2im,
+// against a plain double-precision loop over random Conv and ConvTranspose problems: 1-3 spatial dims,
+// batches, groups and depthwise, strides, dilations, asymmetric pads, output_padding, with and without
+// bias. Each problem runs through both paths, and the test counts that oneDNN took the ones it should.
+#include <doctest/doctest.h>
+#include <fmt/format.h>
+
+#include <random>
+
+#include "exec/conv_dnnl.h"
+#include "helpers.h"
+
+using namespace mopt;
+using namespace mopt::test;
+namespace d = ir::dtype;
+
+namespace {
+
+struct Problem {
+  bool transposed = false, bias = false;
+  int spatial = 2;
+  int64_t n = 1, c = 1, m = 1, group = 1;
+  // Per spatial dim (only the first `spatial` used). Conv: `grid` is the input size. ConvTranspose:
+  // `grid` is the input (small) size and the output size follows from the rest.
+  int64_t grid[3] = {1, 1, 1}, kernel[3] = {1, 1, 1}, stride[3] = {1, 1, 1}, dilation[3] = {1, 1, 1};
+  int64_t pad_begin[3] = {0, 0, 0}, pad_end[3] = {0, 0, 0}, out_pad[3] = {0, 0, 0};
+
+  int64_t window(int i) const { return (kernel[i] - 1) * dilation[i] + 1; }
+  int64_t out_size(int i) const {
+    return transposed ? stride[i] * (grid[i] - 1) + out_pad[i] + window(i) - pad_begin[i] - pad_end[i]
+                      : (grid[i] + pad_begin[i] + pad_end[i] - window(i)) / stride[i] + 1;
+  }
+  // oneDNN takes a transposed problem unless output_padding reaches past the end pad (zeros past the kernel).
+  bool library_takes() const {
+    for (int i = 0; i < spatial; ++i) {
+      if (transposed && pad_end[i] < out_pad[i]) return false;
+    }
+    return true;
+  }
+};
+
+std::string ints(const int64_t* v, int count) {
+  std::vector<int64_t> x(v, v + count);
+  return fmt::format("{}", fmt::join(x, ", "));
+}
+
+std::string dims(std::vector<int64_t> v) { return fmt::format("[{}]", fmt::join(v, ",")); }
+
+std::vector<int64_t> x_shape(const Problem& p) {
+  std::vector<int64_t> s{p.n, p.c};
+  for (int i = 0; i < p.spatial; ++i) s.push_back(p.grid[i]);
+  return s;
+}
+std::vector<int64_t> w_shape(const Problem& p) {
+  std::vector<int64_t> s = p.transposed ? std::vector<int64_t>{p.c, p.m / p.group} : std::vector<int64_t>{p.m, p.c / p.group};
+  for (int i = 0; i < p.spatial; ++i) s.push_back(p.kernel[i]);
+  return s;
+}
+std::vector<int64_t> y_shape(const Problem& p) {
+  std::vector<int64_t> s{p.n, p.m};
+  for (int i = 0; i < p.spatial; ++i) s.push_back(p.out_size(i));
+  return s;
+}
+
+std::string model_text(const Problem& p) {
+  std::string pads = ints(p.pad_begin, p.spatial) + ", " + ints(p.pad_end, p.spatial);
+  std::string attrs = fmt::format("kernel_shape = [{}], strides = [{}], dilations = [{}], pads = [{}], group = {}",
+                                  ints(p.kernel, p.spatial), ints(p.stride, p.spatial), ints(p.dilation, p.spatial), pads, p.group);
+  if (p.transposed) attrs += fmt::format(", output_padding = [{}]", ints(p.out_pad, p.spatial));
+  return fmt::format(R"(<ir_version: 8, opset_import: ["" : 17]>
+      g (float{} x, float{} w{}) => (float{} y) {{ y = {} <{}> (x, w{}) }})",
+                     dims(x_shape(p)), dims(w_shape(p)), p.bias ? fmt::format(", float[{}] b", p.m) : "", dims(y_shape(p)),
+                     p.transposed ? "ConvTranspose" : "Conv", attrs, p.bias ? ", b" : "");
+}
+
+int64_t volume(const std::vector<int64_t>& s) {
+  int64_t v = 1;
+  for (int64_t x : s) v *= x;
+  return v;
+}
+
+// Row-major offset of (a, b, spatial...) in a tensor of shape {A, B, sizes...}.
+int64_t at(int64_t a, int64_t b, int64_t bs, const int64_t* pos, const int64_t* sizes, int spatial) {
+  int64_t o = a * bs + b;
+  for (int i = 0; i < spatial; ++i) o = o * sizes[i] + pos[i];
+  return o;
+}
+
+// The definition, in double: every output (or, transposed, every input) position against every tap.
+std::vector<double> reference(const Problem& p, const std::vector<float>& x, const std::vector<float>& w, const std::vector<float>& b) {
+  const int s = p.spatial;
+  int64_t out[3] = {1, 1, 1}, taps[3] = {1, 1, 1}, kernel[3] = {1, 1, 1};
+  for (int i = 0; i < s; ++i) out[i] = p.out_size(i), kernel[i] = p.kernel[i];
+  std::vector<double> y(static_cast<size_t>(volume(y_shape(p))), 0.0);
+  const int64_t cg = p.c / p.group, mg = p.m / p.group;
+  int64_t grid_total = 1, tap_total = 1;
+  for (int i = 0; i < s; ++i) grid_total *= p.grid[i], tap_total *= kernel[i];
+  auto unflatten = [&](int64_t flat, const int64_t* sizes, int64_t* pos) {
+    for (int i = s - 1; i >= 0; --i) pos[i] = flat % sizes[i], flat /= sizes[i];
+  };
+  for (int64_t n = 0; n < p.n; ++n) {
+    for (int64_t ci = 0; ci < p.c; ++ci) {
+      const int64_t g = ci / cg;
+      for (int64_t gi = 0; gi < grid_total; ++gi) {  // each input position of x
+        int64_t xpos[3];
+        unflatten(gi, p.grid, xpos);
+        const double xv = x[static_cast<size_t>(at(n, ci, p.c, xpos, p.grid, s))];
+        for (int64_t t = 0; t < tap_total; ++t) {
+          unflatten(t, kernel, taps);
+          int64_t ypos[3];
+          bool inside = true;
+          for (int i = 0; i < s && inside; ++i) {
+            if (p.transposed) {  // input position o feeds output o * stride - pad + k * dilation
+              ypos[i] = xpos[i] * p.stride[i] - p.pad_begin[i] + taps[i] * p.dilation[i];
+              inside = ypos[i] >= 0 && ypos[i] < out[i];
+            } else {  // output o reads input o * stride - pad + k * dilation == xpos
+              const int64_t shifted = xpos[i] + p.pad_begin[i] - taps[i] * p.dilation[i];
+              inside = shifted >= 0 && shifted % p.stride[i] == 0 && shifted / p.stride[i] < out[i];
+              ypos[i] = shifted / p.stride[i];
+            }
+          }
+          if (!inside) continue;
+          for (int64_t mo = 0; mo < mg; ++mo) {
+            const int64_t m = g * mg + mo;
+            const double wv = p.transposed ? w[static_cast<size_t>(at(ci, mo, mg, taps, kernel, s))]
+                                           : w[static_cast<size_t>(at(m, ci - g * cg, cg, taps, kernel, s))];
+            y[static_cast<size_t>(at(n, m, p.m, ypos, out, s))] += xv * wv;
+          }
+        }
+      }
+    }
+  }
+  if (p.bias) {
+    const int64_t plane = volume(y_shape(p)) / (p.n * p.m);
+    for (int64_t i = 0; i < p.n * p.m; ++i)
+      for (int64_t j = 0; j < plane; ++j) y[static_cast<size_t>(i * plane + j)] += b[static_cast<size_t>(i % p.m)];
+  }
+  return y;
+}
+
+Problem random_problem(std::mt19937& rng, bool transposed) {
+  auto pick = [&](int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(rng); };
+  Problem p;
+  p.transposed = transposed;
+  p.bias = pick(0, 1) == 1;
+  p.spatial = static_cast<int>(pick(1, 3));
+  p.n = pick(1, 3);
+  const int64_t kind = pick(0, 3);  // 0-1 dense, 2 grouped, 3 depthwise
+  p.group = kind == 2 ? 2 : kind == 3 ? pick(2, 5) : 1;
+  p.c = kind == 3 ? p.group : p.group * pick(1, 5);
+  p.m = kind == 3 ? p.group : p.group * pick(1, 5);
+  for (int i = 0; i < p.spatial; ++i) {
+    p.kernel[i] = pick(1, 3);
+    p.stride[i] = pick(1, 2);
+    p.dilation[i] = pick(1, 2);
+    p.grid[i] = pick(p.spatial == 3 ? 2 : 3, p.spatial == 3 ? 5 : 9);
+    p.pad_begin[i] = pick(0, 2);
+    p.pad_end[i] = pick(0, 2);
+    if (transposed) {
+      p.out_pad[i] = pick(0, std::max(p.stride[i], p.dilation[i]) - 1);
+      p.pad_begin[i] = std::min(p.pad_begin[i], p.window(i) - 1);  // keep at least one output
+      p.pad_end[i] = std::min(p.pad_end[i], p.window(i) - 1);
+      while (p.out_size(i) < 1) --(p.pad_end[i] > 0 ? p.pad_end[i] : p.pad_begin[i]);
+    } else {
+      p.grid[i] = std::max(p.grid[i], p.window(i));  // the window fits the unpadded input
+    }
+  }
+  return p;
+}
+
+std::vector<float> random_values(std::mt19937& rng, int64_t count) {
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> v(static_cast<size_t>(count));
+  for (float& x : v) x = u(rng);
+  return v;
+}
+
+}  // namespace
+
+TEST_CASE("Conv and ConvTranspose: oneDNN's path and the executor's own agree with the definition") {
+  std::mt19937 rng(20261203);
+  int64_t through_library = 0;
+  for (int trial = 0; trial < 240; ++trial) {
+    const Problem p = random_problem(rng, trial % 3 == 2);
+    const std::string text = model_text(p);
+    CAPTURE(text);
+    const std::vector<float> x = random_values(rng, volume(x_shape(p))), w = random_values(rng, volume(w_shape(p))),
+                             b = random_values(rng, p.m);
+    data::Feeds feeds{{"x", array<float>(d::kFloat, x_shape(p), x)}, {"w", array<float>(d::kFloat, w_shape(p), w)}};
+    if (p.bias) feeds.emplace("b", array<float>(d::kFloat, {p.m}, b));
+    const std::vector<double> want = reference(p, x, w, b);
+    auto model = parse_model(text);
+    for (bool library : {true, false}) {
+      CAPTURE(library);
+      const bool was = exec::set_dnnl_enabled(library);
+      const int64_t calls = exec::dnnl_calls();
+      std::vector<exec::Array> out = exec::Executor(*model).run(feeds);
+      exec::set_dnnl_enabled(was);
+      through_library += exec::dnnl_calls() - calls;
+      CHECK((exec::dnnl_calls() - calls) == (library && p.library_takes() ? 1 : 0));
+      REQUIRE(out.size() == 1);
+      CHECK(out[0].shape() == y_shape(p));
+      const std::vector<double> got = out[0].to_doubles();
+      REQUIRE(got.size() == want.size());
+      double worst = 0;
+      for (size_t i = 0; i < got.size(); ++i) {
+        const double diff = std::abs(got[i] - want[i]);
+        worst = std::isnan(diff) ? INFINITY : std::max(worst, diff);
+      }
+      CHECK(worst <= 1e-5);  // sums of at most 5 * 27 products of values in [-1, 1], in float
+    }
+  }
+  CHECK(through_library >= 200);  // most problems took oneDNN's path (the rest: output_padding past the pads)
+}
