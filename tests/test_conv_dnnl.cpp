@@ -180,6 +180,7 @@ std::vector<float> random_values(std::mt19937& rng, int64_t count) {
 TEST_CASE("Conv and ConvTranspose: oneDNN's path and the executor's own agree with the definition") {
   std::mt19937 rng(20261203);
   int64_t through_library = 0;
+  const int64_t min_work = exec::set_dnnl_min_multiply_adds(0);  // these problems are small
   for (int trial = 0; trial < 240; ++trial) {
     const Problem p = random_problem(rng, trial % 3 == 2);
     const std::string text = model_text(p);
@@ -210,5 +211,24 @@ TEST_CASE("Conv and ConvTranspose: oneDNN's path and the executor's own agree wi
       CHECK(worst <= 1e-5);  // sums of at most 5 * 27 products of values in [-1, 1], in float
     }
   }
+  exec::set_dnnl_min_multiply_adds(min_work);
   CHECK(through_library >= 200);  // most problems took oneDNN's path (the rest: output_padding past the pads)
+}
+
+TEST_CASE("a convolution too small to pay for oneDNN's call stays on the executor's own path") {
+  // 1 x 4 x 16 input, 8 filters of 4 x 3: 8 * 4 * 3 * 14 = 1344 multiply-adds, under the default 2^19.
+  auto model = parse_model(R"(<ir_version: 8, opset_import: ["" : 17]>
+      g (float[1,4,16] x, float[8,4,3] w) => (float[1,8,14] y) { y = Conv(x, w) })");
+  std::vector<float> x(64), w(96);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i % 7) - 3.0f;
+  for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<float>(i % 5) - 2.0f;
+  const int64_t calls = exec::dnnl_calls();
+  std::vector<exec::Array> out =
+      exec::Executor(*model).run({{"x", array<float>(d::kFloat, {1, 4, 16}, x)}, {"w", array<float>(d::kFloat, {8, 4, 3}, w)}});
+  CHECK(exec::dnnl_calls() == calls);
+  // y[0, 0, 0] = sum over channels and taps of x[ch, t] * w[0, ch, t]
+  double want = 0;
+  for (int ch = 0; ch < 4; ++ch)
+    for (int t = 0; t < 3; ++t) want += static_cast<double>(x[static_cast<size_t>(ch * 16 + t)]) * w[static_cast<size_t>(ch * 3 + t)];
+  CHECK(out[0].to_doubles()[0] == want);
 }

@@ -19,7 +19,8 @@ struct ConvProblem {
 };
 
 // Conv: y[n, m, out...] = conv(x[n, c, in...], w[m, c/group, kernel...]) + bias[m] (bias may be null).
-// Returns false, having written nothing, when oneDNN is switched off or has no implementation for it.
+// Returns false, having written nothing, when oneDNN is switched off, has no implementation for it, or
+// the problem is too small to pay for oneDNN's fixed cost per call (see set_dnnl_min_multiply_adds).
 bool dnnl_conv(const ConvProblem& p, const float* x, const float* w, const float* bias, float* y);
 
 // ConvTranspose: y[n, m, in...] = conv_transpose(x[n, c, out...], w[c, m/group, kernel...]) + bias[m].
@@ -27,6 +28,8 @@ bool dnnl_conv_transpose(const ConvProblem& p, const float* x, const float* w, c
 
 // For tests and diagnosis: turn the oneDNN path off (the kernels' own path runs); returns the old setting.
 bool set_dnnl_enabled(bool enabled);
+// Problems with fewer multiply-adds stay on the kernels' own path (default 2^19); returns the old value.
+int64_t set_dnnl_min_multiply_adds(int64_t count);
 // Convolutions oneDNN has run in this process, so a test can show the path it compares was taken.
 int64_t dnnl_calls();
 
