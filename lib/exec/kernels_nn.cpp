@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 #include <memory>
+#include <vector>
 
 #include "exec/broadcast.h"
 #include "exec/conv_dnnl.h"
@@ -575,23 +576,30 @@ void pool_kernel(KernelContext& ctx, bool max) {
   if (want_indices) indices = Array(d::kInt64, y.shape());
   const TapRange r0 = tap_range(g, 0), r1 = tap_range(g, 1), r2 = tap_range(g, 2);
   if (max && !want_indices && x.dtype() == d::kFloat && g.spatial <= 2) {
-    // The common case (2-D float MaxPool without indices): window bounds per row and column, then a
-    // tight max over the window with everything in locals.
+    // The common case (2-D float MaxPool without indices), separably: for each output row, the maximum
+    // of its window's input rows, column by column (a contiguous loop the compiler vectorizes), then
+    // the maximum along each output's window of that row. A NaN input is skipped either way (std::max
+    // keeps the running value), so the order of the comparisons does not change the result.
     const int64_t in_h = g.in[1], in_w = g.in[2], out_h = g.out[1], out_w = g.out[2];
     const int64_t sh = g.stride[1], sw = g.stride[2], ph = g.pad_begin[1], pw = g.pad_begin[2], dh = g.dilation[1], dw = g.dilation[2];
     parallel_for(n * c, g.out_size() * g.kernel_size(), [&](int64_t first, int64_t last) {
+      std::vector<float> column_max(static_cast<size_t>(in_w));
       for (int64_t plane = first; plane < last; ++plane) {
         const float* src = x.data<float>() + plane * in_h * in_w;
         float* dst = y.data<float>() + plane * out_h * out_w;
         for (int64_t oh = 0; oh < out_h; ++oh) {
           const int64_t kh0 = r1.begin[static_cast<size_t>(oh)], kh1 = r1.end[static_cast<size_t>(oh)];
+          float* const cm = column_max.data();
+          std::fill(cm, cm + in_w, -std::numeric_limits<float>::infinity());
+          for (int64_t kh = kh0; kh < kh1; ++kh) {
+            const float* row = src + (oh * sh - ph + kh * dh) * in_w;
+            for (int64_t j = 0; j < in_w; ++j) cm[j] = std::max(cm[j], row[j]);
+          }
           for (int64_t ow = 0; ow < out_w; ++ow) {
             const int64_t kw0 = r2.begin[static_cast<size_t>(ow)], kw1 = r2.end[static_cast<size_t>(ow)];
+            const float* window = cm + ow * sw - pw;
             float best = -std::numeric_limits<float>::infinity();
-            for (int64_t kh = kh0; kh < kh1; ++kh) {
-              const float* row = src + (oh * sh - ph + kh * dh) * in_w + ow * sw - pw;
-              for (int64_t kw = kw0; kw < kw1; ++kw) best = std::max(best, row[kw * dw]);
-            }
+            for (int64_t kw = kw0; kw < kw1; ++kw) best = std::max(best, window[kw * dw]);
             dst[oh * out_w + ow] = best;
           }
         }

@@ -28,6 +28,11 @@ import os
 import re
 import tempfile
 
+# The executor's threads are OpenMP's (libgomp), which reads this when it is loaded, by the import below
+# unless something loaded it earlier: idle threads sleep instead of spinning on the cores other work
+# needs (a value already set is kept).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from ._mopt import Error, Model, UsageError, version
 from . import _mopt
 

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "cli.h"
+#include "exec/openmp_env.h"
 
 int main(int argc, char** argv) {
   mopt::cli::Outcome outcome;
