@@ -11,7 +11,6 @@
 #include "exec/array.h"
 #include "ir/tensor.h"
 #include "util/error.h"
-#include "exec/openmp_env.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace mopt;

@@ -15,7 +15,6 @@
 #include "pass/manager.h"
 #include "pass/pipeline.h"
 #include "util/error.h"
-#include "exec/openmp_env.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace mopt;

@@ -12,7 +12,6 @@
 
 #include "helpers.h"
 #include "random_graph.h"
-#include "exec/openmp_env.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace mopt;

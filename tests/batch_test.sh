@@ -54,7 +54,11 @@ mkdir -p models/a models/b
 cp "$T/digits_cnn.onnx" "$T/digits_mlp.onnx" models/a/
 cp "$M/tabular/iris_mlp.onnx" "$M/vision/mnist_winml.onnx" models/b/
 printf 'not a model' >models/b/broken.onnx
-expect 1 batch quantize models -O out -j 2 --markdown summary.md
+(  # the workers' OpenMP threads spin briefly (GOMP_SPINCOUNT=3000) unless the user set otherwise
+  unset GOMP_SPINCOUNT OMP_WAIT_POLICY
+  export OMP_DISPLAY_ENV=verbose
+  expect 1 batch quantize models -O out -j 2 --markdown summary.md
+)
 for m in a/digits_cnn a/digits_mlp b/iris_mlp b/mnist_winml; do
   [ -f "out/$m.int8.onnx" ] || fail "no output for $m"
   "$mopt" quantize "models/$m.onnx" -o "single.onnx" -q
@@ -64,6 +68,7 @@ done
 [ "$(status_of out/mopt-batch.jsonl out/b/broken.int8.onnx)" = error ] || fail "the broken model is not an error line"
 [ ! -e out/b/broken.int8.onnx ] || fail "a failed model left an output"
 grep -q "not a valid ONNX model" out/b/broken.int8.onnx.log || fail "the failed model's log is not kept"
+grep -q "GOMP_SPINCOUNT = '3000'" out/b/broken.int8.onnx.log || fail "a worker's OpenMP threads spin the default 3 ms"
 ls out/a out/b | grep -qE '\.tmp|outcome' && fail "temporary files left in the output folder"
 grep -q 'error .*broken.onnx' out.txt || fail "the summary does not name the failure: $(cat out.txt)"
 grep -q 'broken.onnx' summary.md && grep -q '| 4 | 0 | 0 | 0 | 1 |' summary.md || fail "markdown summary: $(cat summary.md)"

@@ -125,9 +125,6 @@ expect 3 "gate max-size failed: output size [0-9]+ bytes exceeds the limit of 10
 expect 3 "gate max-size failed" -- "$MOPT" optimize "$T/work/model.onnx" -o "$T/work/gated.onnx" --max-size 1K
 [ -f "$T/work/gated.onnx" ] && grep -q '"passed": false' "$T/work/gated.onnx.report.json" || fail "a failed gate must still write the model and say so in the report"
 expect 0 "p50" -- "$MOPT" bench "$T/work/model.onnx" --runs 2 --warmup 1 --threads 1
-# OpenMP's idle threads sleep in mopt (lib/exec/openmp_env.h) unless the user asked otherwise.
-expect 0 "OMP_WAIT_POLICY = 'PASSIVE'" -- env -u OMP_WAIT_POLICY OMP_DISPLAY_ENV=true "$MOPT" bench "$T/work/model.onnx" --runs 1 --warmup 0 --threads 2
-expect 0 "OMP_WAIT_POLICY = 'ACTIVE'" -- env OMP_WAIT_POLICY=active OMP_DISPLAY_ENV=true "$MOPT" --version
 expect 1 "data path .*nowhere does not exist" -- "$MOPT" run "$T/work/model.onnx" --data "$T/nowhere"
 expect 2 "--shape expects NAME=VALUE" -- "$MOPT" run "$T/work/model.onnx" --shape data_0
 expect 0 "timing mopt's reference executor" -- "$MOPT" bench "$T/work/model.onnx" --runs 1 --warmup 0

@@ -1,5 +1,3 @@
 // doctest's main for the mopt_tests binary.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
-
-#include "exec/openmp_env.h"

@@ -28,10 +28,12 @@ import os
 import re
 import tempfile
 
-# The executor's threads are OpenMP's (libgomp), which reads this when it is loaded, by the import below
-# unless something loaded it earlier: idle threads sleep instead of spinning on the cores other work
-# needs (a value already set is kept).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# The executor's threads are OpenMP's (libgomp), which reads its settings when it is loaded, by the import
+# below unless something loaded it earlier. By default its idle threads spin about 3 ms after each parallel
+# region, on cores that other work (another process, the caller's threads) may need: 3000 rounds (tens of
+# microseconds) kept the executor's speed (README "Threads"). A user's setting is kept.
+if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+    os.environ["GOMP_SPINCOUNT"] = "3000"
 
 from ._mopt import Error, Model, UsageError, version
 from . import _mopt

@@ -5,7 +5,6 @@
 #include <vector>
 
 #include "cli.h"
-#include "exec/openmp_env.h"
 
 int main(int argc, char** argv) {
   mopt::cli::Outcome outcome;
