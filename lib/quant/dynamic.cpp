@@ -72,7 +72,7 @@ void quantize_dynamic(ir::Model& model, const QuantizeConfig& config, const std:
     }
     const DynamicInput& xq = it->second;
     const std::string base = w->name();
-    ir::Value* wq = add_constant(g, base + "_quantized", make_raw_tensor("", config.weight_type, dims, std::move(qw.data)));
+    ir::Value* wq = add_constant(g, base + "_quantized", std::move(qw.data));
     std::vector<float> scales;
     std::vector<int32_t> zps;
     bool zero_zp = true;

@@ -96,7 +96,8 @@ QuantizedWeight quantize_weight(std::span<const float> values, const std::vector
   }
   w.rmin = channels ? *std::min_element(lo.begin(), lo.end()) : 0.0;
   w.rmax = channels ? *std::max_element(hi.begin(), hi.end()) : 0.0;
-  w.data.resize(values.size());
+  // Written in full below; not zero-filled first (a fresh buffer's pages, huge ones for big weights).
+  w.data = exec::Array::uninitialized(qtype, dims);
   const float qlo = static_cast<float>(range.lo), qhi = static_cast<float>(range.hi);
   for (int64_t o = 0; o < outer; ++o) {
     for (int64_t c = 0; c < channels; ++c) {
@@ -104,7 +105,7 @@ QuantizedWeight quantize_weight(std::span<const float> values, const std::vector
       const float zp = static_cast<float>(p.zero_point);
       const int64_t base = (o * channels + c) * inner;
       const float* v = values.data() + base;
-      std::byte* out = w.data.data() + base;
+      std::byte* out = w.data.bytes() + base;
       // Same arithmetic as quantize_value: round half to even of x / scale, plus the zero point. The
       // rounding adds and subtracts 1.5 * 2^23 (exact round-to-nearest-even in float for |q| < 2^22;
       // larger values saturate anyway), which vectorizes where nearbyint does not.

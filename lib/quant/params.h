@@ -37,12 +37,12 @@ int32_t quantize_value(float x, const QuantParams& p, IntRange range);
 
 // A weight quantized per tensor (axis empty) or per channel along `axis`, to an 8-bit type.
 struct QuantizedWeight {
-  std::vector<std::byte> data;      // int8/uint8 values in the original element order
+  exec::Array data;                 // int8/uint8 values in the original element order and shape
   std::vector<QuantParams> params;  // one per channel (or one)
   std::optional<int64_t> axis;
   double rmin = 0, rmax = 0;  // range of the float values
   int32_t value(size_t i, int32_t qtype) const {  // element i as an integer
-    return qtype == ir::dtype::kInt8 ? static_cast<int8_t>(data[i]) : static_cast<uint8_t>(data[i]);
+    return qtype == ir::dtype::kInt8 ? data.data<int8_t>()[i] : data.data<uint8_t>()[i];
   }
 };
 // Two passes over the values (ranges, then quantization), no other copy: fast on GB-sized models.

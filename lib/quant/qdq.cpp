@@ -176,7 +176,7 @@ class QdqWriter {
       zps.push_back(p.zero_point);
     }
     const std::vector<int64_t> pdims = axis ? std::vector<int64_t>{dims[static_cast<size_t>(*axis)]} : std::vector<int64_t>{};
-    ir::Value* q = add_constant(graph_, w->name() + "_quantized", make_raw_tensor("", config_.weight_type, dims, std::move(qw.data)));
+    ir::Value* q = add_constant(graph_, w->name() + "_quantized", std::move(qw.data));
     ir::Value* s = add_constant(graph_, w->name() + "_scale", make_float_tensor("", pdims, scales));
     ir::Value* z = add_constant(graph_, w->name() + "_zero_point", make_tensor("", config_.weight_type, pdims, zps));
     ir::Node* dq = graph_.create_node("DequantizeLinear", {q, s, z}, 1, first_consumer(*w, positions_), "", w->name() + "_dequantized");
