@@ -38,9 +38,10 @@ std::atomic<int64_t> g_calls{0};
 // the executor's own loops; squeezenet's smallest (1.5M) are faster through oneDNN.
 std::atomic<int64_t> g_min_multiply_adds{int64_t{1} << 19};
 
-int64_t multiply_adds(const ConvProblem& p, bool transposed) {
-  int64_t count = p.n * p.m * (p.c / std::max<int64_t>(p.group, 1));
-  for (int i = 0; i < 3; ++i) count *= p.kernel[i] * (transposed ? p.in[i] : p.out[i]);
+// In double: the product of a malformed model's dims may not fit in 64 bits.
+double multiply_adds(const ConvProblem& p, bool transposed) {
+  double count = static_cast<double>(p.n) * static_cast<double>(p.m) * static_cast<double>(p.c / p.group);
+  for (int i = 0; i < 3; ++i) count *= static_cast<double>(p.kernel[i]) * static_cast<double>(transposed ? p.in[i] : p.out[i]);
   return count;
 }
 
@@ -97,17 +98,8 @@ void finish_plan(Plan& plan, const PrimitiveDesc& pd) {
   if (plan.dst != plan.dst_plain) plan.dst_out = dnnl::reorder(dnnl::reorder::primitive_desc(engine, plan.dst, engine, plan.dst_plain));
 }
 
-// Plans by problem and thread count (oneDNN splits work by the thread count it sees when planning).
-// A model has a few dozen distinct convolutions; the cache is cleared if something ever plans hundreds.
-std::shared_ptr<const Plan> plan_for(const ConvProblem& p, bool transposed, bool has_bias, int threads) {
-  std::vector<int64_t> key{transposed, has_bias, threads, p.spatial, p.n, p.c, p.m, p.group};
-  for (const int64_t* v : {p.in, p.kernel, p.out, p.stride, p.dilation, p.pad_begin, p.pad_end}) key.insert(key.end(), v, v + 3);
-  static std::mutex mutex;
-  static std::map<std::vector<int64_t>, std::shared_ptr<const Plan>> plans;
-  {
-    std::lock_guard<std::mutex> lock(mutex);
-    if (auto it = plans.find(key); it != plans.end()) return it->second;
-  }
+// The primitive oneDNN picks for the problem, on the layouts it prefers, or null if it has none.
+std::shared_ptr<Plan> make_plan(const ConvProblem& p, bool transposed, bool has_bias) {
   auto plan = std::make_shared<Plan>();
   const int s = p.spatial;
   const bool grouped = p.group > 1;
@@ -155,14 +147,29 @@ std::shared_ptr<const Plan> plan_for(const ConvProblem& p, bool transposed, bool
   } catch (const dnnl::error&) {
     return nullptr;  // no implementation for this problem
   }
+  return plan;
+}
+
+// Plans by problem and thread count (oneDNN splits work by the thread count it sees when planning); null
+// for a problem oneDNN declined, so that it is not asked again. A model has a few dozen distinct
+// convolutions; the cache is cleared if something ever plans hundreds.
+std::shared_ptr<const Plan> plan_for(const ConvProblem& p, bool transposed, bool has_bias, int threads) {
+  std::vector<int64_t> key{transposed, has_bias, threads, p.spatial, p.n, p.c, p.m, p.group};
+  for (const int64_t* v : {p.in, p.kernel, p.out, p.stride, p.dilation, p.pad_begin, p.pad_end}) key.insert(key.end(), v, v + 3);
+  static std::mutex mutex;
+  static std::map<std::vector<int64_t>, std::shared_ptr<const Plan>> plans;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (auto it = plans.find(key); it != plans.end()) return it->second;
+  }
+  std::shared_ptr<Plan> plan = make_plan(p, transposed, has_bias);
   std::lock_guard<std::mutex> lock(mutex);
   if (plans.size() >= 512) plans.clear();
   plans.emplace(std::move(key), plan);
   return plan;
 }
 
-// Memory of `desc`'s size from the executor's buffer cache (held by `keep`), or the caller's own bytes
-// when the primitive works on the plain layout directly.
+// Memory for `desc` in a buffer from the executor's buffer cache, held by `keep` until the call ends.
 memory staged(const memory::desc& desc, std::vector<Array>& keep) {
   keep.push_back(Array::uninitialized(ir::dtype::kUint8, {static_cast<int64_t>(std::max<size_t>(desc.get_size(), 1))}));
   return memory(desc, cpu_engine(), keep.back().data<uint8_t>());
@@ -176,7 +183,7 @@ bool run(const ConvProblem& p, bool transposed, const float* x, const float* w, 
   for (int i = 0; i < 3; ++i) {
     if (p.in[i] <= 0 || p.out[i] <= 0) return false;
   }
-  if (multiply_adds(p, transposed) < g_min_multiply_adds.load(std::memory_order_relaxed)) return false;
+  if (multiply_adds(p, transposed) < static_cast<double>(g_min_multiply_adds.load(std::memory_order_relaxed))) return false;
   const int threads = thread_count();
   std::shared_ptr<const Plan> plan = plan_for(p, transposed, bias != nullptr, threads);
   if (!plan) return false;

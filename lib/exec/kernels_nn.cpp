@@ -597,9 +597,9 @@ void pool_kernel(KernelContext& ctx, bool max) {
           }
           for (int64_t ow = 0; ow < out_w; ++ow) {
             const int64_t kw0 = r2.begin[static_cast<size_t>(ow)], kw1 = r2.end[static_cast<size_t>(ow)];
-            const float* window = cm + ow * sw - pw;
+            const int64_t start = ow * sw - pw;  // the window's first column (taps before kw0 are padding)
             float best = -std::numeric_limits<float>::infinity();
-            for (int64_t kw = kw0; kw < kw1; ++kw) best = std::max(best, window[kw * dw]);
+            for (int64_t kw = kw0; kw < kw1; ++kw) best = std::max(best, cm[start + kw * dw]);
             dst[oh * out_w + ow] = best;
           }
         }
