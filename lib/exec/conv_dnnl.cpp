@@ -41,7 +41,7 @@ std::atomic<int64_t> g_min_multiply_adds{int64_t{1} << 19};
 // In double: the product of a malformed model's dims may not fit in 64 bits.
 double multiply_adds(const ConvProblem& p, bool transposed) {
   double count = static_cast<double>(p.n) * static_cast<double>(p.m) * static_cast<double>(p.c / p.group);
-  for (int i = 0; i < 3; ++i) count *= static_cast<double>(p.kernel[i]) * static_cast<double>(transposed ? p.in[i] : p.out[i]);
+  for (int i = 0; i < 3; ++i) count *= static_cast<double>(p.g.kernel[i]) * static_cast<double>(transposed ? p.g.in[i] : p.g.out[i]);
   return count;
 }
 
@@ -101,24 +101,24 @@ void finish_plan(Plan& plan, const PrimitiveDesc& pd) {
 // The primitive oneDNN picks for the problem, on the layouts it prefers, or null if it has none.
 std::shared_ptr<Plan> make_plan(const ConvProblem& p, bool transposed, bool has_bias) {
   auto plan = std::make_shared<Plan>();
-  const int s = p.spatial;
+  const int s = p.g.spatial;
   const bool grouped = p.group > 1;
   const memory::dim g = p.group;
   // Transposed: the source is the small grid (`out`) and the destination the large image (`in`).
   memory::dims src_dims{p.n, p.c}, dst_dims{p.n, p.m};
-  for (memory::dim d : spatial_dims(transposed ? p.out : p.in, s)) src_dims.push_back(d);
-  for (memory::dim d : spatial_dims(transposed ? p.in : p.out, s)) dst_dims.push_back(d);
+  for (memory::dim d : spatial_dims(transposed ? p.g.out : p.g.in, s)) src_dims.push_back(d);
+  for (memory::dim d : spatial_dims(transposed ? p.g.in : p.g.out, s)) dst_dims.push_back(d);
   memory::dims weight_dims = grouped ? memory::dims{g, p.m / g, p.c / g} : memory::dims{p.m, p.c};
-  for (memory::dim d : spatial_dims(p.kernel, s)) weight_dims.push_back(d);
-  memory::dims strides = spatial_dims(p.stride, s), dilates = spatial_dims(p.dilation, s, 1);
-  memory::dims pad_l = spatial_dims(p.pad_begin, s), pad_r = spatial_dims(p.pad_end, s);
+  for (memory::dim d : spatial_dims(p.g.kernel, s)) weight_dims.push_back(d);
+  memory::dims strides = spatial_dims(p.g.stride, s), dilates = spatial_dims(p.g.dilation, s, 1);
+  memory::dims pad_l = spatial_dims(p.g.pad_begin, s), pad_r = spatial_dims(p.g.pad_end, s);
   if (transposed) {
     // ONNX folds output_padding (and an output_shape past the kernel's reach) into the image size;
     // oneDNN wants pads that produce it exactly: (grid - 1) * stride + window - pad_l - pad_r = image.
     for (size_t i = 0; i < pad_r.size(); ++i) {
       const int slot = 3 - s + static_cast<int>(i);
-      const int64_t window = (p.kernel[slot] - 1) * p.dilation[slot] + 1;
-      pad_r[i] = (p.out[slot] - 1) * p.stride[slot] + window - p.pad_begin[slot] - p.in[slot];
+      const int64_t window = (p.g.kernel[slot] - 1) * p.g.dilation[slot] + 1;
+      pad_r[i] = (p.g.out[slot] - 1) * p.g.stride[slot] + window - p.g.pad_begin[slot] - p.g.in[slot];
       if (pad_r[i] < 0) return nullptr;  // zeros past the kernel's reach: the kernel's own path writes them
     }
   }
@@ -154,8 +154,8 @@ std::shared_ptr<Plan> make_plan(const ConvProblem& p, bool transposed, bool has_
 // for a problem oneDNN declined, so that it is not asked again. A model has a few dozen distinct
 // convolutions; the cache is cleared if something ever plans hundreds.
 std::shared_ptr<const Plan> plan_for(const ConvProblem& p, bool transposed, bool has_bias, int threads) {
-  std::vector<int64_t> key{transposed, has_bias, threads, p.spatial, p.n, p.c, p.m, p.group};
-  for (const int64_t* v : {p.in, p.kernel, p.out, p.stride, p.dilation, p.pad_begin, p.pad_end}) key.insert(key.end(), v, v + 3);
+  std::vector<int64_t> key{transposed, has_bias, threads, p.g.spatial, p.n, p.c, p.m, p.group};
+  for (const int64_t* v : {p.g.in, p.g.kernel, p.g.out, p.g.stride, p.g.dilation, p.g.pad_begin, p.g.pad_end}) key.insert(key.end(), v, v + 3);
   static std::mutex mutex;
   static std::map<std::vector<int64_t>, std::shared_ptr<const Plan>> plans;
   {
@@ -176,12 +176,12 @@ memory staged(const memory::desc& desc, std::vector<Array>& keep) {
 }
 
 bool run(const ConvProblem& p, bool transposed, const float* x, const float* w, const float* bias, float* y) {
-  if (!g_enabled.load(std::memory_order_relaxed) || p.spatial < 1 || p.spatial > 3 || p.group < 1) return false;
+  if (!g_enabled.load(std::memory_order_relaxed) || p.g.spatial < 1 || p.g.spatial > 3 || p.group < 1) return false;
   for (int64_t d : {p.n, p.c, p.m}) {
     if (d <= 0) return false;
   }
   for (int i = 0; i < 3; ++i) {
-    if (p.in[i] <= 0 || p.out[i] <= 0) return false;
+    if (p.g.in[i] <= 0 || p.g.out[i] <= 0) return false;
   }
   if (multiply_adds(p, transposed) < static_cast<double>(g_min_multiply_adds.load(std::memory_order_relaxed))) return false;
   const int threads = thread_count();

@@ -8,14 +8,22 @@
 
 namespace mopt::exec {
 
-// One N-D convolution in ONNX terms, spatial sizes right-aligned into 3 slots as in kernels_nn.cpp
-// (a 2-D problem uses slots 1 and 2). For a transposed convolution `in` is the large output image and
-// `out` the small input grid, as the ConvTranspose kernel describes it.
-struct ConvProblem {
+// The spatial geometry of a convolution or pooling window in ONNX terms, sizes right-aligned into 3 slots
+// (a 2-D problem uses slots 1 and 2, unused leading slots are 1). For a transposed convolution `in` is the
+// large output image and `out` the small input grid, as the ConvTranspose kernel describes it.
+struct Geometry {
   int spatial = 0;  // 1..3
-  int64_t n = 0, c = 0, m = 0, group = 1;
   int64_t in[3] = {1, 1, 1}, kernel[3] = {1, 1, 1}, out[3] = {1, 1, 1};
   int64_t stride[3] = {1, 1, 1}, dilation[3] = {1, 1, 1}, pad_begin[3] = {0, 0, 0}, pad_end[3] = {0, 0, 0};
+  int64_t in_size() const { return in[0] * in[1] * in[2]; }
+  int64_t out_size() const { return out[0] * out[1] * out[2]; }
+  int64_t kernel_size() const { return kernel[0] * kernel[1] * kernel[2]; }
+};
+
+// One N-D convolution: its window, batch, input and output channels and groups.
+struct ConvProblem {
+  Geometry g;
+  int64_t n = 0, c = 0, m = 0, group = 1;
 };
 
 // Conv: y[n, m, out...] = conv(x[n, c, in...], w[m, c/group, kernel...]) + bias[m] (bias may be null).

@@ -100,16 +100,7 @@ void gemm_kernel(KernelContext& ctx) {
   });
 }
 
-// ---- spatial geometry shared by Conv, ConvTranspose and pooling ----
-
-struct Geometry {
-  int spatial = 0;  // 1..3; unused trailing dims are 1
-  int64_t in[3] = {1, 1, 1}, kernel[3] = {1, 1, 1}, out[3] = {1, 1, 1};
-  int64_t stride[3] = {1, 1, 1}, dilation[3] = {1, 1, 1}, pad_begin[3] = {0, 0, 0}, pad_end[3] = {0, 0, 0};
-  int64_t in_size() const { return in[0] * in[1] * in[2]; }
-  int64_t out_size() const { return out[0] * out[1] * out[2]; }
-  int64_t kernel_size() const { return kernel[0] * kernel[1] * kernel[2]; }
-};
+// ---- spatial geometry shared by Conv, ConvTranspose and pooling (struct Geometry: conv_dnnl.h) ----
 
 // The window attributes must fit the input's spatial rank before anything indexes them (the validation
 // layer checks declared ranks; this checks the actual one), and stay small enough for the size arithmetic.
@@ -289,26 +280,6 @@ void col2im(const T* col, int64_t channels, const Geometry& g, T* x) {
   }
 }
 
-// The problem as oneDNN's path takes it (conv_dnnl.h).
-ConvProblem conv_problem(const Geometry& g, int64_t n, int64_t c, int64_t m, int64_t group) {
-  ConvProblem p;
-  p.spatial = g.spatial;
-  p.n = n;
-  p.c = c;
-  p.m = m;
-  p.group = group;
-  for (int i = 0; i < 3; ++i) {
-    p.in[i] = g.in[i];
-    p.kernel[i] = g.kernel[i];
-    p.out[i] = g.out[i];
-    p.stride[i] = g.stride[i];
-    p.dilation[i] = g.dilation[i];
-    p.pad_begin[i] = g.pad_begin[i];
-    p.pad_end[i] = g.pad_end[i];
-  }
-  return p;
-}
-
 // The kernel's spatial shape: the weight's dims after the first two, which a `kernel_shape` attribute
 // must repeat (the kernels index the weight by it).
 std::vector<int64_t> kernel_shape_of(KernelContext& ctx, const Array& w) {
@@ -389,7 +360,7 @@ Array conv_forward(KernelContext& ctx, const Array& x, const Array& w, const Arr
   Geometry g = forward_geometry(ctx, x.shape(), kernel_shape_of(ctx, w), false);
   Array y = Array::uninitialized(x.dtype(), output_shape(n, m, g));
   if (x.dtype() == d::kFloat && w.dtype() == d::kFloat &&
-      dnnl_conv(conv_problem(g, n, c, m, group), x.data<float>(), w.data<float>(), bias ? bias->data<float>() : nullptr,
+      dnnl_conv({g, n, c, m, group}, x.data<float>(), w.data<float>(), bias ? bias->data<float>() : nullptr,
                 y.data<float>())) {
     return y;
   }
@@ -530,7 +501,7 @@ void conv_transpose_kernel(KernelContext& ctx) {
   for (int i = off; i < 3; ++i) ys.push_back(g.in[i]);
   if (x.dtype() == d::kFloat && w.dtype() == d::kFloat && (!bias || bias->dtype() == d::kFloat)) {
     Array y = Array::uninitialized(x.dtype(), ys);
-    if (dnnl_conv_transpose(conv_problem(g, n, c, m, group), x.data<float>(), w.data<float>(),
+    if (dnnl_conv_transpose({g, n, c, m, group}, x.data<float>(), w.data<float>(),
                             bias ? bias->data<float>() : nullptr, y.data<float>())) {
       ctx.set_output(0, std::move(y));
       return;
