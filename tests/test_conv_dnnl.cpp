@@ -232,3 +232,58 @@ TEST_CASE("a convolution too small to pay for oneDNN's call stays on the executo
     for (int t = 0; t < 3; ++t) want += static_cast<double>(x[static_cast<size_t>(ch * 16 + t)]) * w[static_cast<size_t>(ch * 3 + t)];
   CHECK(out[0].to_doubles()[0] == want);
 }
+
+TEST_CASE("oneDNN reorders a constant weight once per executor and a fed weight on every run") {
+  // 16 -> 16 channels, 3x3 on 12x12: oneDNN wants the weight in a blocked layout, so each path reorders it.
+  const std::vector<int64_t> w_dims{16, 16, 3, 3};
+  std::mt19937 rng(7);
+  const std::vector<float> w1 = random_values(rng, volume(w_dims)), w2 = random_values(rng, volume(w_dims));
+  const std::string weights = fmt::format("{}", fmt::join(w1, ", "));
+  const std::string header = R"(<ir_version: 8, opset_import: ["" : 17]>)";
+  const std::string as_initializer = header + " g (float[1,16,12,12] x) => (float[1,16,10,10] y) <float[16,16,3,3] w = {" +
+                                     weights + "}> { y = Conv(x, w) }";
+  const std::string as_constant = header + " g (float[1,16,12,12] x) => (float[1,16,10,10] y) { w = Constant <value = float[16,16,3,3] {" +
+                                  weights + "}> () y = Conv(x, w) }";
+  const std::string as_input = header + " g (float[1,16,12,12] x, float[16,16,3,3] w) => (float[1,16,10,10] y) { y = Conv(x, w) }";
+  // An initializer that is also an input: a default, which a feed replaces.
+  const std::string as_default = header + " g (float[1,16,12,12] x, float[16,16,3,3] w) => (float[1,16,10,10] y) <float[16,16,3,3] w = {" +
+                                 weights + "}> { y = Conv(x, w) }";
+  // The executor's own path, on a fresh executor, is the expected output of every run.
+  auto expected = [&](const std::string& text, const data::Feeds& feeds) {
+    const bool was = exec::set_dnnl_enabled(false);
+    std::vector<exec::Array> out = exec::Executor(*parse_model(text)).run(feeds);
+    exec::set_dnnl_enabled(was);
+    return out[0].to_doubles();
+  };
+  auto close = [](const std::vector<double>& got, const std::vector<double>& want) {
+    if (got.size() != want.size()) return false;
+    for (size_t i = 0; i < got.size(); ++i) {
+      if (!(std::abs(got[i] - want[i]) <= 1e-4)) return false;  // NaN fails
+    }
+    return true;
+  };
+  const int64_t min_work = exec::set_dnnl_min_multiply_adds(0);
+  struct Case {
+    const char* what;
+    const std::string* text;
+    bool feed_weight;   // each run feeds w (w1, then w2, then w1)
+    int64_t reorders;   // over three runs
+  };
+  for (const Case& c : {Case{"initializer", &as_initializer, false, 1}, Case{"Constant node", &as_constant, false, 1},
+                        Case{"graph input", &as_input, true, 3}, Case{"fed over an initializer", &as_default, true, 3}}) {
+    CAPTURE(c.what);
+    auto model = parse_model(*c.text);
+    exec::Executor executor(*model);
+    const int64_t reorders = exec::dnnl_weight_reorders(), calls = exec::dnnl_calls();
+    for (int run = 0; run < 3; ++run) {
+      CAPTURE(run);
+      data::Feeds feeds{{"x", array<float>(d::kFloat, {1, 16, 12, 12}, random_values(rng, 16 * 144))}};
+      if (c.feed_weight) feeds.emplace("w", array<float>(d::kFloat, w_dims, run == 1 ? w2 : w1));
+      const std::vector<exec::Array> out = executor.run(feeds);
+      CHECK(close(out[0].to_doubles(), expected(*c.text, feeds)));
+    }
+    CHECK(exec::dnnl_calls() - calls == 3);
+    CHECK(exec::dnnl_weight_reorders() - reorders == c.reorders);
+  }
+  exec::set_dnnl_min_multiply_adds(min_work);
+}

@@ -267,6 +267,21 @@ TEST_CASE("kernels: edge cases checked by hand") {
   }
 }
 
+TEST_CASE("a Constant node is computed once per executor, and every run reads that one value") {
+  auto model = parse_model(R"(<ir_version: 8, opset_import: ["" : 13]>
+      g (float[3] x) => (float[3] y, float[3] k) {
+        k = Constant <value = float[3] {1.5, -2.0, 4.0}> ()
+        y = Add(x, k)
+      })");
+  exec::Executor executor(*model);
+  const std::vector<exec::Array> first = executor.run({{"x", array<float>(d::kFloat, {3}, {1, 2, 3})}});
+  const std::vector<exec::Array> second = executor.run({{"x", array<float>(d::kFloat, {3}, {-1, 0, 1})}});
+  CHECK(first[0].to_doubles() == std::vector<double>{2.5, 0.0, 7.0});
+  CHECK(second[0].to_doubles() == std::vector<double>{0.5, -2.0, 5.0});
+  CHECK(second[1].to_doubles() == std::vector<double>{1.5, -2.0, 4.0});
+  CHECK(first[1].data<float>() == second[1].data<float>());  // the same buffer: not computed again
+}
+
 TEST_CASE("unsupported operators and types are refused up front, naming op, domain and opset") {
   auto model = parse_model(R"(<ir_version: 8, opset_import: ["" : 13, "com.example" : 1]>
     g (float[2] x) => (float[2] y) { t = Relu(x)  y = com.example.Fancy(t) })");

@@ -33,6 +33,7 @@ using tag = memory::format_tag;
 
 std::atomic<bool> g_enabled{true};
 std::atomic<int64_t> g_calls{0};
+std::atomic<int64_t> g_weight_reorders{0};
 // Below this many multiply-adds oneDNN's fixed cost per call (reorders, a parallel region) is more than
 // the convolution: silero_vad's 1-D convolutions of 128 to 264K took 0.36 ms through it and 0.25 ms in
 // the executor's own loops; squeezenet's smallest (1.5M) are faster through oneDNN.
@@ -169,13 +170,21 @@ std::shared_ptr<const Plan> plan_for(const ConvProblem& p, bool transposed, bool
   return plan;
 }
 
+// A constant weight reordered for one plan: what a Conv node's state holds (see dnnl_conv).
+struct ReorderedWeights {
+  std::shared_ptr<const Plan> plan;  // held, so that another plan cannot reuse its address
+  const float* source = nullptr;
+  Array data;
+};
+
 // Memory for `desc` in a buffer from the executor's buffer cache, held by `keep` until the call ends.
 memory staged(const memory::desc& desc, std::vector<Array>& keep) {
   keep.push_back(Array::uninitialized(ir::dtype::kUint8, {static_cast<int64_t>(std::max<size_t>(desc.get_size(), 1))}));
   return memory(desc, cpu_engine(), keep.back().data<uint8_t>());
 }
 
-bool run(const ConvProblem& p, bool transposed, const float* x, const float* w, const float* bias, float* y) {
+bool run(const ConvProblem& p, bool transposed, const float* x, const float* w, const float* bias, float* y,
+         std::shared_ptr<void>* weight_state) {
   if (!g_enabled.load(std::memory_order_relaxed) || p.g.spatial < 1 || p.g.spatial > 3 || p.group < 1) return false;
   for (int64_t d : {p.n, p.c, p.m}) {
     if (d <= 0) return false;
@@ -196,12 +205,32 @@ bool run(const ConvProblem& p, bool transposed, const float* x, const float* w, 
   memory weights_plain(plan->weights_plain, engine, const_cast<float*>(w));
   memory dst_plain(plan->dst_plain, engine, y);
   memory src = plan->src_in ? staged(plan->src, keep) : src_plain;
-  memory weights = plan->weights_in ? staged(plan->weights, keep) : weights_plain;
+  memory weights = weights_plain;
+  bool reorder_weights = plan->weights_in.has_value();
+  if (reorder_weights && weight_state) {
+    auto* cached = static_cast<ReorderedWeights*>(weight_state->get());
+    if (cached && cached->plan == plan && cached->source == w) {
+      reorder_weights = false;
+    } else {
+      auto fresh = std::make_shared<ReorderedWeights>();
+      fresh->plan = plan;
+      fresh->source = w;
+      fresh->data = Array::uninitialized(ir::dtype::kUint8, {static_cast<int64_t>(std::max<size_t>(plan->weights.get_size(), 1))});
+      *weight_state = fresh;
+      cached = fresh.get();
+    }
+    weights = memory(plan->weights, engine, cached->data.data<uint8_t>());
+  } else if (reorder_weights) {
+    weights = staged(plan->weights, keep);
+  }
   memory dst = plan->dst_out ? staged(plan->dst, keep) : dst_plain;
   memory scratchpad = staged(plan->scratchpad, keep);
   try {
     if (plan->src_in) plan->src_in->execute(stream, src_plain, src);
-    if (plan->weights_in) plan->weights_in->execute(stream, weights_plain, weights);
+    if (reorder_weights) {
+      plan->weights_in->execute(stream, weights_plain, weights);
+      g_weight_reorders.fetch_add(1, std::memory_order_relaxed);
+    }
     std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, dst},
                                          {DNNL_ARG_SCRATCHPAD, scratchpad}};
     if (bias) args.emplace(DNNL_ARG_BIAS, memory(plan->bias_desc, engine, const_cast<float*>(bias)));
@@ -209,6 +238,7 @@ bool run(const ConvProblem& p, bool transposed, const float* x, const float* w, 
     if (plan->dst_out) plan->dst_out->execute(stream, dst, dst_plain);
     stream.wait();
   } catch (const dnnl::error& e) {  // a planned primitive failing to run (out of memory): y is part written
+    if (weight_state) weight_state->reset();  // its reorder may not have finished
     fail("oneDNN could not run a {}: {}", transposed ? "ConvTranspose" : "Conv", e.what());
   }
   g_calls.fetch_add(1, std::memory_order_relaxed);
@@ -217,12 +247,14 @@ bool run(const ConvProblem& p, bool transposed, const float* x, const float* w, 
 
 }  // namespace
 
-bool dnnl_conv(const ConvProblem& p, const float* x, const float* w, const float* bias, float* y) {
-  return run(p, false, x, w, bias, y);
+bool dnnl_conv(const ConvProblem& p, const float* x, const float* w, const float* bias, float* y,
+               std::shared_ptr<void>* weight_state) {
+  return run(p, false, x, w, bias, y, weight_state);
 }
 
-bool dnnl_conv_transpose(const ConvProblem& p, const float* x, const float* w, const float* bias, float* y) {
-  return run(p, true, x, w, bias, y);
+bool dnnl_conv_transpose(const ConvProblem& p, const float* x, const float* w, const float* bias, float* y,
+                         std::shared_ptr<void>* weight_state) {
+  return run(p, true, x, w, bias, y, weight_state);
 }
 
 bool set_dnnl_enabled(bool enabled) { return g_enabled.exchange(enabled); }
@@ -230,5 +262,7 @@ bool set_dnnl_enabled(bool enabled) { return g_enabled.exchange(enabled); }
 int64_t set_dnnl_min_multiply_adds(int64_t count) { return g_min_multiply_adds.exchange(count); }
 
 int64_t dnnl_calls() { return g_calls.load(); }
+
+int64_t dnnl_weight_reorders() { return g_weight_reorders.load(); }
 
 }  // namespace mopt::exec

@@ -5,6 +5,7 @@
 // reference the tests compare it against.
 #pragma once
 #include <cstdint>
+#include <memory>
 
 namespace mopt::exec {
 
@@ -29,16 +30,22 @@ struct ConvProblem {
 // Conv: y[n, m, out...] = conv(x[n, c, in...], w[m, c/group, kernel...]) + bias[m] (bias may be null).
 // Returns false, having written nothing, when oneDNN is switched off, has no implementation for it, or
 // the problem is too small to pay for oneDNN's fixed cost per call (see set_dnnl_min_multiply_adds).
-bool dnnl_conv(const ConvProblem& p, const float* x, const float* w, const float* bias, float* y);
+// `weight_state`, for a weight that is the same buffer with the same contents on every call (a model
+// constant; null otherwise), keeps the weight in the layout oneDNN wants, so later calls skip that reorder.
+bool dnnl_conv(const ConvProblem& p, const float* x, const float* w, const float* bias, float* y,
+               std::shared_ptr<void>* weight_state = nullptr);
 
 // ConvTranspose: y[n, m, in...] = conv_transpose(x[n, c, out...], w[c, m/group, kernel...]) + bias[m].
-bool dnnl_conv_transpose(const ConvProblem& p, const float* x, const float* w, const float* bias, float* y);
+bool dnnl_conv_transpose(const ConvProblem& p, const float* x, const float* w, const float* bias, float* y,
+                         std::shared_ptr<void>* weight_state = nullptr);
 
 // For tests and diagnosis: turn the oneDNN path off (the kernels' own path runs); returns the old setting.
 bool set_dnnl_enabled(bool enabled);
 // Problems with fewer multiply-adds stay on the kernels' own path (default 2^19); returns the old value.
 int64_t set_dnnl_min_multiply_adds(int64_t count);
-// Convolutions oneDNN has run in this process, so a test can show the path it compares was taken.
+// Convolutions oneDNN has run in this process, so a test can show the path it compares was taken, and
+// the weight reorders it ran (a constant weight's is run once per plan).
 int64_t dnnl_calls();
+int64_t dnnl_weight_reorders();
 
 }  // namespace mopt::exec

@@ -16,6 +16,7 @@
 #include <set>
 #include <thread>
 #include <unordered_set>
+#include <utility>
 
 #include "exec/kernel.h"
 #include "exec/parallel.h"
@@ -104,6 +105,9 @@ struct GraphRunner::Plan {
   // Per node: groups of input indices the schema binds to one type variable; kernels read them as one type.
   std::vector<std::vector<std::vector<size_t>>> same_type;
   std::vector<std::vector<const ir::Value*>> release_after;  // per node
+  // Per node: a Constant node's outputs, computed once when the graph is planned (empty for other nodes).
+  std::vector<std::vector<Array>> constant_outputs;
+  std::unordered_set<const ir::Value*> constant_values;  // the outputs of those Constant nodes
 };
 
 GraphRunner::GraphRunner(const ir::Model& model, ExecutorOptions options) : model_(model), options_(options) {
@@ -143,6 +147,19 @@ const GraphRunner::Plan& GraphRunner::plan_for(const ir::Graph& graph) {
     }
     collect_captures(n, graph, reads);
     for (const ir::Value* v : reads) last_reader[v] = i;
+    // A Constant node gives the same value on every run: computed here, once, not per run (ppocrv4_det holds
+    // its weights in 342 Constant nodes, copied out of the model on every run before).
+    std::vector<Array> constant;
+    if (n.op_type() == "Constant" && n.is_default_domain() && n.subgraphs().empty()) {
+      Env none;
+      const bool profile = std::exchange(options_.profile, false);  // not a cost of any run
+      constant = run_kernel(*def, n, opset, {}, &none);
+      options_.profile = profile;
+      for (const ir::Value* v : n.outputs()) {
+        if (v) plan->constant_values.insert(v);
+      }
+    }
+    plan->constant_outputs.push_back(std::move(constant));
   }
   plan->release_after.resize(nodes.size());
   std::unordered_set<const ir::Value*> outputs(graph.outputs().begin(), graph.outputs().end());
@@ -161,15 +178,18 @@ const GraphRunner::Plan& GraphRunner::plan_for(const ir::Graph& graph) {
 }
 
 std::vector<Array> GraphRunner::run_kernel(const KernelDef& def, const ir::Node& node, int64_t opset,
-                                           std::vector<const Array*> inputs, const Env* scope) {
+                                           std::vector<const Array*> inputs, const Env* scope, uint64_t constant_inputs,
+                                           std::shared_ptr<void>* state) {
   std::vector<Array> converted;  // float16/bfloat16 inputs as float32
   converted.reserve(inputs.size());
   int32_t half_type = 0;  // the 16-bit float type of the inputs, whose float32 results are rounded back to it
-  for (const Array*& a : inputs) {
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const Array*& a = inputs[i];
     if (a && def.float16_via_float32 && is_16bit_float(a->dtype())) {
       half_type = a->dtype();
       converted.push_back(cast(*a, ir::dtype::kFloat));
       a = &converted.back();
+      if (i < 64) constant_inputs &= ~(uint64_t{1} << i);  // a copy made for this call
     }
   }
   if (options_.float16 == Float16Compute::kLikeOnnxRuntimeCpu && node.op_type() == "Cast" && node.is_default_domain() &&
@@ -182,6 +202,7 @@ std::vector<Array> GraphRunner::run_kernel(const KernelDef& def, const ir::Node&
   }
   KernelContext ctx(node, opset, std::move(inputs), *this);
   ctx.set_scope(scope);
+  ctx.set_persistence(constant_inputs, state);
   try {
     if (options_.profile && node.subgraphs().empty()) {
       auto t0 = std::chrono::steady_clock::now();
@@ -226,9 +247,14 @@ std::vector<Array> GraphRunner::run_graph(const ir::Graph& graph, const std::vec
   for (size_t i = 0; i < graph.inputs().size() && i < inputs.size(); ++i) {
     if (inputs[i].defined()) env.values[graph.inputs()[i]] = held(inputs[i]);
   }
+  bool constant = false;  // set by lookup: the value is a model constant
   auto lookup = [&](const ir::Value* v) -> const Array* {
-    if (const Array* a = env.find(v)) return a;
+    if (const Array* a = env.find(v)) {
+      constant = plan.constant_values.count(v) > 0;
+      return a;
+    }
     auto it = initializers_.find(v);
+    constant = it != initializers_.end();
     return it == initializers_.end() ? nullptr : &it->second;
   };
 
@@ -236,9 +262,11 @@ std::vector<Array> GraphRunner::run_graph(const ir::Graph& graph, const std::vec
     check_deadline();
     const ir::Node& node = *plan.nodes[i];
     std::vector<const Array*> in;
+    uint64_t constant_inputs = 0;
     for (const ir::Value* v : node.inputs()) {
       const Array* a = v ? lookup(v) : nullptr;
       if (v && !a) fail("{}: input '{}' has no value (is it fed?)", describe(node), v->name());
+      if (a && constant && in.size() < 64) constant_inputs |= uint64_t{1} << in.size();
       in.push_back(a);
     }
     for (const std::vector<size_t>& group : plan.same_type[i]) {
@@ -248,7 +276,10 @@ std::vector<Array> GraphRunner::run_graph(const ir::Graph& graph, const std::vec
                ir::dtype::name(in[group[0]]->dtype()), ir::dtype::name(in[k]->dtype()));
       }
     }
-    std::vector<Array> outs = run_kernel(*plan.kernels[i], node, plan.opsets[i], std::move(in), &env);
+    std::vector<Array> outs = plan.constant_outputs[i].empty()
+                                  ? run_kernel(*plan.kernels[i], node, plan.opsets[i], std::move(in), &env, constant_inputs,
+                                               &node_state_[&node])
+                                  : plan.constant_outputs[i];  // shares the buffers
     for (size_t o = 0; o < node.outputs().size(); ++o) {
       const ir::Value* v = node.output(o);
       if (!v) continue;

@@ -64,8 +64,10 @@ class GraphRunner {
   const OpProfile& profile() const { return profile_; }
   // Runs one node's kernel on `inputs` (nullptr for absent optional inputs); `scope` resolves values
   // its subgraphs capture. Returns its outputs (undefined for outputs the node does not name).
+  // `constant_inputs` (bit i: input i is a model constant) and `state` are what KernelContext passes on.
   std::vector<Array> run_kernel(const KernelDef& def, const ir::Node& node, int64_t opset,
-                                std::vector<const Array*> inputs, const Env* scope);
+                                std::vector<const Array*> inputs, const Env* scope, uint64_t constant_inputs = 0,
+                                std::shared_ptr<void>* state = nullptr);
 
  private:
   struct Plan;
@@ -77,6 +79,7 @@ class GraphRunner {
   ExecutorOptions options_;
   std::unordered_map<const ir::Value*, Array> initializers_;
   std::unordered_map<const ir::Graph*, std::unique_ptr<Plan>> plans_;
+  std::unordered_map<const ir::Node*, std::shared_ptr<void>> node_state_;  // KernelContext::state()
 };
 
 class Executor {

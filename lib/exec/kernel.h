@@ -4,6 +4,7 @@
 // message naming op, domain and version: the executor never guesses.
 #pragma once
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -27,6 +28,17 @@ class KernelContext {
   // The values visible where this node runs (for If/Loop bodies that capture outer values).
   const Env* scope() const { return scope_; }
   void set_scope(const Env* scope) { scope_ = scope; }
+  // Whether input i is a model constant: an initializer no feed overrides, or a Constant node's output. Its
+  // buffer and contents are the same on every run of this runner, so a kernel may keep what it derives from
+  // it (a weight in another layout) in the node's state.
+  bool constant_input(size_t i) const { return i < 64 && (constant_inputs_ >> i & 1) != 0; }
+  // What the kernel keeps for this node between runs of the runner (empty at first); null where the runner
+  // keeps nothing (a single node run by run_node).
+  std::shared_ptr<void>* state() const { return state_; }
+  void set_persistence(uint64_t constant_inputs, std::shared_ptr<void>* state) {
+    constant_inputs_ = constant_inputs;
+    state_ = state;
+  }
 
   size_t input_count() const { return inputs_.size(); }
   bool has_input(size_t i) const { return i < inputs_.size() && inputs_[i] != nullptr; }
@@ -59,6 +71,8 @@ class KernelContext {
   std::vector<Array> outputs_;
   GraphRunner& runner_;
   const Env* scope_ = nullptr;
+  uint64_t constant_inputs_ = 0;  // bit i: constant_input(i)
+  std::shared_ptr<void>* state_ = nullptr;
 };
 
 using KernelFn = std::function<void(KernelContext&)>;

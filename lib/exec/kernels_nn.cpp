@@ -346,6 +346,12 @@ void depthwise(const T* x, const T* w, const T* bias, int64_t planes, int64_t ch
 
 }  // namespace
 
+// Where oneDNN may keep its reordered copy of w between runs: the node's state, when w is the node's own
+// weight input and a model constant (not a weight the quantized kernels derived for this call).
+static std::shared_ptr<void>* weight_state(const KernelContext& ctx, const Array& w) {
+  return ctx.optional_input(1) == &w && ctx.constant_input(1) ? ctx.state() : nullptr;
+}
+
 Array conv_forward(KernelContext& ctx, const Array& x, const Array& w, const Array* bias) {
   int64_t group = ctx.attr_int("group", 1);
   if (x.rank() < 3) ctx.error("input must have rank >= 3");
@@ -361,7 +367,7 @@ Array conv_forward(KernelContext& ctx, const Array& x, const Array& w, const Arr
   Array y = Array::uninitialized(x.dtype(), output_shape(n, m, g));
   if (x.dtype() == d::kFloat && w.dtype() == d::kFloat &&
       dnnl_conv({g, n, c, m, group}, x.data<float>(), w.data<float>(), bias ? bias->data<float>() : nullptr,
-                y.data<float>())) {
+                y.data<float>(), weight_state(ctx, w))) {
     return y;
   }
   visit<kFloats>(x.dtype(), "Conv", [&]<typename T>(T) {
@@ -502,7 +508,7 @@ void conv_transpose_kernel(KernelContext& ctx) {
   if (x.dtype() == d::kFloat && w.dtype() == d::kFloat && (!bias || bias->dtype() == d::kFloat)) {
     Array y = Array::uninitialized(x.dtype(), ys);
     if (dnnl_conv_transpose({g, n, c, m, group}, x.data<float>(), w.data<float>(),
-                            bias ? bias->data<float>() : nullptr, y.data<float>())) {
+                            bias ? bias->data<float>() : nullptr, y.data<float>(), weight_state(ctx, w))) {
       ctx.set_output(0, std::move(y));
       return;
     }
