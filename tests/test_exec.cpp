@@ -176,6 +176,20 @@ TEST_CASE("kernels: edge cases checked by hand") {
     std::vector<int64_t> got = out[0].to_int64s();
     CHECK(got == std::vector<int64_t>{10, 12, 8, 255, 0, 12});
   }
+  SUBCASE("Clip keeps NaN, and min above max gives max everywhere, as ONNX says") {
+    auto out = run_text(R"(<ir_version: 8, opset_import: ["" : 13]>
+      g (float[5] x, float lo, float hi) => (float[5] y) { y = Clip(x, lo, hi) })",
+                        {{"x", array<float>(d::kFloat, {5}, {1, 4, 10, -1, NAN})},
+                         {"lo", array<float>(d::kFloat, {}, {5})}, {"hi", array<float>(d::kFloat, {}, {3})}});
+    std::vector<double> got = out[0].to_doubles();
+    CHECK(std::vector<double>(got.begin(), got.begin() + 4) == std::vector<double>{3, 3, 3, 3});
+    CHECK(std::isnan(got[4]));
+    out = run_text(R"(<ir_version: 8, opset_import: ["" : 13]>
+      g (int32[4] x, int32 lo, int32 hi) => (int32[4] y) { y = Clip(x, lo, hi) })",
+                   {{"x", array<int32_t>(d::kInt32, {4}, {-7, 0, 2, 9})}, {"lo", array<int32_t>(d::kInt32, {}, {-1})},
+                    {"hi", array<int32_t>(d::kInt32, {}, {5})}});
+    CHECK(out[0].to_int64s() == std::vector<int64_t>{-1, 0, 2, 5});
+  }
   SUBCASE("DequantizeLinear per axis") {
     auto out = run_text(R"(<ir_version: 8, opset_import: ["" : 13]>
       g (int8[2,2] x) => (float[2,2] y) {

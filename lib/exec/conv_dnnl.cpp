@@ -1,7 +1,7 @@
 // Float Conv and ConvTranspose through oneDNN primitives (see conv_dnnl.h).
 //
 // Each problem is planned once and cached: the primitive (JIT code for that shape, on the layouts oneDNN
-// prefers) and the reorders between ONNX's plain NC[D]HW tensors and those layouts. Running it is then
+// prefers, plain ones for pointwise convolutions) and the reorders between ONNX's plain NC[D]HW tensors and those layouts. Running it is then
 // three cheap passes (input, weights, output reorders) around the convolution. oneDNN's scratchpad and
 // the blocked copies come from the executor's buffer cache, so repeated runs allocate nothing new.
 //
@@ -128,7 +128,15 @@ std::shared_ptr<Plan> make_plan(const ConvProblem& p, bool transposed, bool has_
   plan->dst_plain = memory::desc(dst_dims, f32, activation_tag(s));
   plan->weights_plain = transposed ? transposed_weight_desc(weight_dims, grouped) : memory::desc(weight_dims, f32, weight_tag(s, grouped));
   plan->bias_desc = has_bias ? memory::desc({p.m}, f32, tag::x) : memory::desc();
-  const memory::desc src_any(src_dims, f32, tag::any), dst_any(dst_dims, f32, tag::any), weights_any(weight_dims, f32, tag::any);
+  // A pointwise convolution (1x1 window, stride 1, no pads, one group) over NC[D]HW is a GEMM per image,
+  // W[m, c] x X[c, pixels], that needs no other layout: planned on the plain layouts, oneDNN runs it as one,
+  // as fast as its blocked kernel and without reordering input and output (squeezenet's activation reorders
+  // fell from 2.6 to 1.0 ms a run, ppocrv4_det's from 17 to 10 ms). Other convolutions get the layouts
+  // oneDNN prefers: on plain ones it would fall back to im2col + GEMM, slower than the reorders.
+  bool pointwise = !transposed && p.group == 1;
+  for (int i = 0; i < 3; ++i) pointwise = pointwise && p.g.kernel[i] == 1 && p.g.stride[i] == 1 && p.g.pad_begin[i] == 0 && p.g.pad_end[i] == 0;
+  const tag activations = pointwise ? activation_tag(s) : tag::any;
+  const memory::desc src_any(src_dims, f32, activations), dst_any(dst_dims, f32, activations), weights_any(weight_dims, f32, tag::any);
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);  // scratch from the buffer cache; plans run concurrently
   try {

@@ -282,10 +282,12 @@ void clip_kernel(KernelContext& ctx) {
     Array y = Array::uninitialized(x.dtype(), x.shape());
     const T* in = x.data<T>();
     T* out = y.data<T>();
-    parallel_for(x.numel(), 2, [&](int64_t begin, int64_t end) {
+    // Bounds captured by value: by reference, the compiler cannot rule out that `out` overwrites them and
+    // reloads them per element instead of vectorizing (4x slower than Add on ppocrv4_det's activations).
+    parallel_for(x.numel(), 2, [in, out, lo, hi](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
-        T v = in[i];
-        out[i] = v < lo ? lo : (v > hi ? hi : v);  // min > max gives max, as in ONNX
+        const T raised = in[i] < lo ? lo : in[i];
+        out[i] = hi < raised ? hi : raised;  // min > max gives max, as ONNX says; NaN stays NaN
       }
     });
     ctx.set_output(0, std::move(y));
