@@ -190,6 +190,24 @@ TEST_CASE("kernels: edge cases checked by hand") {
                     {"hi", array<int32_t>(d::kInt32, {}, {5})}});
     CHECK(out[0].to_int64s() == std::vector<int64_t>{-1, 0, 2, 5});
   }
+  SUBCASE("nearest Resize gathers rows and repeats upsampled ones, for any element size") {
+    // 2x up in both dims (asymmetric, floor: output i reads input i / 2), int64 and uint8.
+    auto out = run_text(R"(<ir_version: 8, opset_import: ["" : 13]>
+      g (int64[1,1,2,3] x) => (int64[1,1,4,6] y) {
+        s = Constant <value = float[4] {1, 1, 2, 2}> ()
+        y = Resize <mode = "nearest", coordinate_transformation_mode = "asymmetric", nearest_mode = "floor"> (x, , s)
+      })",
+                        {{"x", array<int64_t>(d::kInt64, {1, 1, 2, 3}, {1, 2, 3, 4, 5, 6})}});
+    CHECK(out[0].to_int64s() == std::vector<int64_t>{1, 1, 2, 2, 3, 3, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 4, 4, 5, 5, 6, 6});
+    // Down by 2 in the last dim and up by 1.5 in the first (rows 0, 0, 1: floor(i / 1.5)).
+    out = run_text(R"(<ir_version: 8, opset_import: ["" : 13]>
+      g (uint8[2,4] x) => (uint8[3,2] y) {
+        s = Constant <value = float[2] {1.5, 0.5}> ()
+        y = Resize <mode = "nearest", coordinate_transformation_mode = "asymmetric", nearest_mode = "floor"> (x, , s)
+      })",
+                   {{"x", array<uint8_t>(d::kUint8, {2, 4}, {10, 11, 12, 13, 20, 21, 22, 23})}});
+    CHECK(out[0].to_int64s() == std::vector<int64_t>{10, 12, 10, 12, 20, 22});
+  }
   SUBCASE("DequantizeLinear per axis") {
     auto out = run_text(R"(<ir_version: 8, opset_import: ["" : 13]>
       g (int8[2,2] x) => (float[2,2] y) {

@@ -852,7 +852,7 @@ int64_t nearest_index(const ResizeSpec& r, double s, int64_t in) {
 
 void resize_apply(KernelContext& ctx, const Array& x, const ResizeSpec& r) {
   const size_t rank = x.shape().size();
-  Array y(x.dtype(), r.out);
+  Array y = Array::uninitialized(x.dtype(), r.out);  // both paths below write every element
   std::vector<int64_t> in_st(rank, 1);
   for (size_t i = rank; i-- > 1;) in_st[i - 1] = in_st[i] * x.shape()[i];
   // Per dimension and output index: source taps (index, weight).
@@ -900,26 +900,49 @@ void resize_apply(KernelContext& ctx, const Array& x, const ResizeSpec& r) {
     }
   }
   if (r.mode == "nearest" && rank > 0 && y.numel() > 0) {
-    // One tap per dimension: gather with per-dimension source offsets, innermost dimension as a row.
-    size_t esize = element_size(x.dtype());
+    // One tap per dimension: each output row (innermost dimension) gathers from one input row, found from
+    // per-dimension source offsets. An output row that reads the same input row as the one before it (every
+    // row after the first of an upsampled one) copies that row instead.
     std::vector<std::vector<int64_t>> src_off(rank);
     for (size_t dim = 0; dim < rank; ++dim) {
       for (const auto& t : taps[dim]) src_off[dim].push_back(t[0].first * in_st[dim]);
     }
-    const int64_t inner = r.out[rank - 1];
-    std::vector<int64_t> index(rank, 0);
-    for (int64_t o = 0; o < y.numel(); o += inner) {
-      int64_t base = 0;
-      for (size_t dim = 0; dim + 1 < rank; ++dim) base += src_off[dim][static_cast<size_t>(index[dim])];
-      const std::byte* src = x.bytes() + base * static_cast<int64_t>(esize);
-      std::byte* dst = y.bytes() + o * static_cast<int64_t>(esize);
-      for (int64_t j = 0; j < inner; ++j) {
-        std::memcpy(dst + j * static_cast<int64_t>(esize), src + src_off[rank - 1][static_cast<size_t>(j)] * static_cast<int64_t>(esize), esize);
-      }
-      for (size_t dim = rank - 1; dim-- > 0;) {
-        if (++index[dim] < r.out[dim]) break;
-        index[dim] = 0;
-      }
+    const int64_t inner = r.out[rank - 1], rows = y.numel() / inner;
+    auto gather = [&]<typename E>(E) {  // E: an unsigned integer of the element's size; only bits move
+      const E* src = reinterpret_cast<const E*>(x.bytes());
+      E* dst = reinterpret_cast<E*>(y.bytes());
+      const int64_t* cols = src_off[rank - 1].data();
+      parallel_for(rows, inner, [&](int64_t first, int64_t last) {
+        std::vector<int64_t> index(rank - 1, 0);  // the output position of row `first` in the outer dims
+        for (size_t dim = rank - 1, rest = static_cast<size_t>(first); dim-- > 0;) {
+          index[dim] = static_cast<int64_t>(rest % static_cast<size_t>(r.out[dim]));
+          rest /= static_cast<size_t>(r.out[dim]);
+        }
+        int64_t previous = -1;
+        for (int64_t row = first; row < last; ++row) {
+          int64_t base = 0;
+          for (size_t dim = 0; dim + 1 < rank; ++dim) base += src_off[dim][static_cast<size_t>(index[dim])];
+          E* out = dst + row * inner;
+          if (base == previous) {
+            std::memcpy(out, out - inner, static_cast<size_t>(inner) * sizeof(E));
+          } else {
+            const E* in = src + base;
+            for (int64_t j = 0; j < inner; ++j) out[j] = in[cols[j]];
+          }
+          previous = base;
+          for (size_t dim = rank - 1; dim-- > 0;) {
+            if (++index[dim] < r.out[dim]) break;
+            index[dim] = 0;
+          }
+        }
+      });
+    };
+    switch (element_size(x.dtype())) {
+      case 1: gather(uint8_t{}); break;
+      case 2: gather(uint16_t{}); break;
+      case 4: gather(uint32_t{}); break;
+      case 8: gather(uint64_t{}); break;
+      default: ctx.error(fmt::format("not supported: Resize of {} tensors", ir::dtype::name(x.dtype())));
     }
     ctx.set_output(0, std::move(y));
     return;
