@@ -1,4 +1,4 @@
-// Neural-network kernels: MatMul, Gemm, Conv and ConvTranspose (float32 through oneDNN, conv_dnnl.h; other
+// Neural-network kernels: MatMul, Gemm, Conv and ConvTranspose (float32 through oneDNN, onednn.h; other
 // types and what oneDNN declines by im2col + GEMM, direct depthwise and GEMM + col2im), pooling,
 // normalizations, LRN and Resize/Upsample. Spatial ops handle 1-3 spatial dims.
 #include <fmt/format.h>
@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "exec/broadcast.h"
-#include "exec/conv_dnnl.h"
+#include "exec/onednn.h"
 #include "exec/dispatch.h"
 #include "exec/gemm.h"
 #include "exec/kernel.h"
@@ -42,11 +42,17 @@ Array matmul_forward(const KernelContext& ctx, const Array& a_in, const Array& b
   Shape out = batch;
   if (!a_vec) out.push_back(m);
   if (!b_vec) out.push_back(n);
-  Array y(a_in.dtype(), out);
+  Array y = Array::uninitialized(a_in.dtype(), out);  // every path below writes all of it
   visit<kNumbers>(a_in.dtype(), "MatMul", [&]<typename T>(T) {
     const T* a = a_in.data<T>();
     const T* b = b_in.data<T>();
     T* c = y.data<T>();
+    if constexpr (std::is_same_v<T, float>) {
+      MatMulProblem p{batch, a_batch, b_batch, m, k, n};
+      p.a_batch.insert(p.a_batch.begin(), batch.size() - a_batch.size(), 1);
+      p.b_batch.insert(p.b_batch.begin(), batch.size() - b_batch.size(), 1);
+      if (dnnl_matmul(p, a, b, c)) return;
+    }
     if (numel(b_batch) == 1 && numel(batch) == numel(a_batch)) {
       // B is shared by every batch: one GEMM over all rows of A.
       gemm<T>(false, false, numel(batch) * m, n, k, T(1), a, k, b, n, T(0), c, n);
@@ -100,7 +106,7 @@ void gemm_kernel(KernelContext& ctx) {
   });
 }
 
-// ---- spatial geometry shared by Conv, ConvTranspose and pooling (struct Geometry: conv_dnnl.h) ----
+// ---- spatial geometry shared by Conv, ConvTranspose and pooling (struct Geometry: onednn.h) ----
 
 // The window attributes must fit the input's spatial rank before anything indexes them (the validation
 // layer checks declared ranks; this checks the actual one), and stay small enough for the size arithmetic.

@@ -1,4 +1,4 @@
-// The executor's two convolution paths, oneDNN's (conv_dnnl.h) and its own im2col + GEMM / col2im,
+// The executor's two convolution paths, oneDNN's (onednn.h) and its own im2col + GEMM / col2im,
 // against a plain double-precision loop over random Conv and ConvTranspose problems: 1-3 spatial dims,
 // batches, groups and depthwise, strides, dilations, asymmetric pads, output_padding, with and without
 // bias. Each problem runs through both paths, and the test counts that oneDNN took the ones it should.
@@ -7,7 +7,7 @@
 
 #include <random>
 
-#include "exec/conv_dnnl.h"
+#include "exec/onednn.h"
 #include "helpers.h"
 
 using namespace mopt;
@@ -290,4 +290,96 @@ TEST_CASE("oneDNN reorders a constant weight once per executor and a fed weight 
     CHECK(exec::dnnl_weight_reorders() - reorders == c.reorders);
   }
   exec::set_dnnl_min_multiply_adds(min_work);
+}
+
+TEST_CASE("MatMul: oneDNN's path and the executor's own agree with the definition, broadcasting included") {
+  std::mt19937 rng(20261204);
+  auto pick = [&](int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(rng); };
+  const int64_t min_work = exec::set_dnnl_min_multiply_adds(0);
+  int64_t through_library = 0;
+  for (int trial = 0; trial < 120; ++trial) {
+    // Batch dims of a and b, numpy-broadcast: each 1 or the common size, ranks may differ; 1-D operands too.
+    const int batch_rank = static_cast<int>(pick(0, 3));
+    std::vector<int64_t> batch, a_shape, b_shape;
+    for (int i = 0; i < batch_rank; ++i) batch.push_back(pick(1, 3));
+    const int a_rank = static_cast<int>(pick(0, batch_rank)), b_rank = static_cast<int>(pick(0, batch_rank));
+    for (int i = batch_rank - a_rank; i < batch_rank; ++i) a_shape.push_back(pick(0, 2) == 0 ? 1 : batch[static_cast<size_t>(i)]);
+    for (int i = batch_rank - b_rank; i < batch_rank; ++i) b_shape.push_back(pick(0, 2) == 0 ? 1 : batch[static_cast<size_t>(i)]);
+    const int64_t m = pick(1, 9), k = pick(1, 20), n = pick(1, 9);
+    const bool a_vector = a_rank == 0 && pick(0, 3) == 0, b_vector = b_rank == 0 && pick(0, 3) == 0;
+    if (!a_vector) a_shape.push_back(m);
+    a_shape.push_back(k);
+    b_shape.push_back(k);
+    if (!b_vector) b_shape.push_back(n);
+    // The output: broadcast batch of the two (only dims they have), then m and n unless a vector dropped them.
+    std::vector<int64_t> out_batch;
+    const int out_rank = std::max(a_rank, b_rank);
+    for (int i = batch_rank - out_rank; i < batch_rank; ++i) {
+      const int ai = i - (batch_rank - a_rank), bi = i - (batch_rank - b_rank);
+      const int64_t ad = ai >= 0 ? a_shape[static_cast<size_t>(ai)] : 1, bd = bi >= 0 ? b_shape[static_cast<size_t>(bi)] : 1;
+      out_batch.push_back(std::max(ad, bd));
+    }
+    std::vector<int64_t> out_shape = out_batch;
+    if (!a_vector) out_shape.push_back(m);
+    if (!b_vector) out_shape.push_back(n);
+    const std::string text = fmt::format(R"(<ir_version: 8, opset_import: ["" : 17]>
+        g (float{} a, float{} b) => (float{} y) {{ y = MatMul(a, b) }})",
+                                         dims(a_shape), dims(b_shape), dims(out_shape));
+    CAPTURE(text);
+    const std::vector<float> av = random_values(rng, volume(a_shape)), bv = random_values(rng, volume(b_shape));
+    // Reference in double: every output batch index maps to a and b batch indices (size-1 dims read index 0).
+    const int64_t batches = volume(out_batch);
+    std::vector<double> want(static_cast<size_t>(batches * m * n), 0.0);
+    for (int64_t index = 0; index < batches; ++index) {
+      int64_t a_off = 0, b_off = 0, a_stride = 1, b_stride = 1, rest = index;
+      for (int i = out_rank; i-- > 0;) {
+        const int64_t pos = rest % out_batch[static_cast<size_t>(i)];
+        rest /= out_batch[static_cast<size_t>(i)];
+        const int ai = i - (out_rank - a_rank), bi = i - (out_rank - b_rank);
+        if (ai >= 0) {
+          const int64_t d = a_shape[static_cast<size_t>(ai)];
+          a_off += (d == 1 ? 0 : pos) * a_stride;
+          a_stride *= d;
+        }
+        if (bi >= 0) {
+          const int64_t d = b_shape[static_cast<size_t>(bi)];
+          b_off += (d == 1 ? 0 : pos) * b_stride;
+          b_stride *= d;
+        }
+      }
+      const int64_t rows = a_vector ? 1 : m, cols = b_vector ? 1 : n;
+      for (int64_t i = 0; i < rows; ++i)
+        for (int64_t j = 0; j < cols; ++j) {
+          double sum = 0;
+          for (int64_t p = 0; p < k; ++p)
+            sum += static_cast<double>(av[static_cast<size_t>(a_off * rows * k + i * k + p)]) *
+                   bv[static_cast<size_t>(b_off * k * cols + p * cols + j)];
+          want[static_cast<size_t>((index * rows + i) * cols + j)] = sum;
+        }
+      want.resize(static_cast<size_t>(batches * rows * cols));
+    }
+    auto model = parse_model(text);
+    const data::Feeds feeds{{"a", array<float>(d::kFloat, a_shape, av)}, {"b", array<float>(d::kFloat, b_shape, bv)}};
+    for (bool library : {true, false}) {
+      CAPTURE(library);
+      const bool was = exec::set_dnnl_enabled(library);
+      const int64_t calls = exec::dnnl_calls();
+      std::vector<exec::Array> out = exec::Executor(*model).run(feeds);
+      exec::set_dnnl_enabled(was);
+      through_library += exec::dnnl_calls() - calls;
+      if (!library) CHECK(exec::dnnl_calls() == calls);
+      REQUIRE(out.size() == 1);
+      CHECK(out[0].shape() == out_shape);
+      const std::vector<double> got = out[0].to_doubles();
+      REQUIRE(got.size() == want.size());
+      double worst = 0;
+      for (size_t i = 0; i < got.size(); ++i) {
+        const double diff = std::abs(got[i] - want[i]);
+        worst = std::isnan(diff) ? INFINITY : std::max(worst, diff);
+      }
+      CHECK(worst <= 1e-5);  // sums of at most 20 products of values in [-1, 1], in float
+    }
+  }
+  exec::set_dnnl_min_multiply_adds(min_work);
+  CHECK(through_library >= 100);  // oneDNN took (nearly) all of them
 }

@@ -1,11 +1,14 @@
-// Float convolutions through oneDNN (Debian's libdnnl): its JIT kernels (brgconv on AVX-512, jit on AVX2)
-// run in blocked channel layouts and were 3-5x faster than im2col + OpenBLAS on the shared conv nets
-// (bench/exec.txt). The kernels in kernels_nn.cpp call it first and keep their own im2col + GEMM path
-// for what it declines (other types, empty tensors, shapes it has no implementation for) and as the
-// reference the tests compare it against.
+// Float convolutions and matrix products through oneDNN (Debian's libdnnl). Its JIT convolutions (brgconv
+// on AVX-512, jit on AVX2) run in blocked channel layouts and were 3-5x faster than im2col + OpenBLAS on the
+// shared conv nets (bench/exec.txt); its matmul runs small and batched products (a ViT's attention: 1440
+// products of 17x16 by 16x17) without OpenBLAS's cost per call. The kernels in kernels_nn.cpp call it first
+// and keep their own im2col + GEMM / OpenBLAS paths for what it declines (other types, empty tensors, shapes
+// it has no implementation for, problems too small to pay for a call) and as the reference the tests
+// compare it against.
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 namespace mopt::exec {
 
@@ -39,12 +42,21 @@ bool dnnl_conv(const ConvProblem& p, const float* x, const float* w, const float
 bool dnnl_conv_transpose(const ConvProblem& p, const float* x, const float* w, const float* bias, float* y,
                          std::shared_ptr<void>* weight_state = nullptr);
 
+// MatMul: c[batch..., m, n] = a[a_batch..., m, k] x b[b_batch..., k, n], row-major. `a_batch` and `b_batch`
+// have batch's rank (leading 1s added) and each dim is 1 (broadcast) or batch's.
+struct MatMulProblem {
+  std::vector<int64_t> batch, a_batch, b_batch;
+  int64_t m = 0, k = 0, n = 0;
+};
+bool dnnl_matmul(const MatMulProblem& p, const float* a, const float* b, float* c);
+
 // For tests and diagnosis: turn the oneDNN path off (the kernels' own path runs); returns the old setting.
 bool set_dnnl_enabled(bool enabled);
 // Problems with fewer multiply-adds stay on the kernels' own path (default 2^19); returns the old value.
+// The same bound holds for convolutions and matrix products.
 int64_t set_dnnl_min_multiply_adds(int64_t count);
-// Convolutions oneDNN has run in this process, so a test can show the path it compares was taken, and
-// the weight reorders it ran (a constant weight's is run once per plan).
+// Convolutions and matrix products oneDNN has run in this process, so a test can show the path it compares
+// was taken, and the weight reorders it ran (a constant weight's is run once per plan).
 int64_t dnnl_calls();
 int64_t dnnl_weight_reorders();
 

@@ -1,4 +1,4 @@
-// Float Conv and ConvTranspose through oneDNN primitives (see conv_dnnl.h).
+// Float Conv, ConvTranspose and MatMul through oneDNN primitives (see onednn.h).
 //
 // Each problem is planned once and cached: the primitive (JIT code for that shape, on the layouts oneDNN
 // prefers, plain ones for pointwise convolutions) and the reorders between ONNX's plain NC[D]HW tensors and those layouts. Running it is then
@@ -7,7 +7,7 @@
 //
 // Threads: Debian builds oneDNN on OpenMP (libgomp), the runtime whose threads the executor's own
 // parallel loops use too (parallel.cpp); the executor's thread count is passed to it before each call.
-#include "exec/conv_dnnl.h"
+#include "exec/onednn.h"
 
 #include <algorithm>
 #include <atomic>
@@ -160,22 +160,28 @@ std::shared_ptr<Plan> make_plan(const ConvProblem& p, bool transposed, bool has_
 }
 
 // Plans by problem and thread count (oneDNN splits work by the thread count it sees when planning); null
-// for a problem oneDNN declined, so that it is not asked again. A model has a few dozen distinct
-// convolutions; the cache is cleared if something ever plans hundreds.
+// for a problem oneDNN declined, so that it is not asked again. A model has a few dozen distinct problems;
+// a cache is cleared if something ever plans hundreds.
+template <typename P, typename Make>
+std::shared_ptr<const P> cached_plan(std::map<std::vector<int64_t>, std::shared_ptr<const P>>& plans, std::mutex& mutex,
+                                     std::vector<int64_t> key, Make make) {
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (auto it = plans.find(key); it != plans.end()) return it->second;
+  }
+  std::shared_ptr<const P> plan = make();
+  std::lock_guard<std::mutex> lock(mutex);
+  if (plans.size() >= 512) plans.clear();
+  plans.emplace(std::move(key), plan);
+  return plan;
+}
+
 std::shared_ptr<const Plan> plan_for(const ConvProblem& p, bool transposed, bool has_bias, int threads) {
   std::vector<int64_t> key{transposed, has_bias, threads, p.g.spatial, p.n, p.c, p.m, p.group};
   for (const int64_t* v : {p.g.in, p.g.kernel, p.g.out, p.g.stride, p.g.dilation, p.g.pad_begin, p.g.pad_end}) key.insert(key.end(), v, v + 3);
   static std::mutex mutex;
   static std::map<std::vector<int64_t>, std::shared_ptr<const Plan>> plans;
-  {
-    std::lock_guard<std::mutex> lock(mutex);
-    if (auto it = plans.find(key); it != plans.end()) return it->second;
-  }
-  std::shared_ptr<Plan> plan = make_plan(p, transposed, has_bias);
-  std::lock_guard<std::mutex> lock(mutex);
-  if (plans.size() >= 512) plans.clear();
-  plans.emplace(std::move(key), plan);
-  return plan;
+  return cached_plan(plans, mutex, std::move(key), [&] { return make_plan(p, transposed, has_bias); });
 }
 
 // A constant weight reordered for one plan: what a Conv node's state holds (see dnnl_conv).
@@ -253,7 +259,80 @@ bool run(const ConvProblem& p, bool transposed, const float* x, const float* w, 
   return true;
 }
 
+// ---- MatMul ----
+
+struct MatMulPlan {
+  memory::desc a, b, c, scratchpad;
+  dnnl::primitive matmul;
+};
+
+// Row-major: the last dim contiguous.
+memory::desc row_major(const memory::dims& dims) {
+  memory::dims strides(dims.size());
+  memory::dim stride = 1;
+  for (size_t i = dims.size(); i-- > 0;) {
+    strides[i] = stride;
+    stride *= dims[i];
+  }
+  return memory::desc(dims, memory::data_type::f32, strides);
+}
+
+std::shared_ptr<const MatMulPlan> make_matmul_plan(const MatMulProblem& p) {
+  auto plan = std::make_shared<MatMulPlan>();
+  memory::dims a(p.a_batch.begin(), p.a_batch.end()), b(p.b_batch.begin(), p.b_batch.end()), c(p.batch.begin(), p.batch.end());
+  a.insert(a.end(), {p.m, p.k});
+  b.insert(b.end(), {p.k, p.n});
+  c.insert(c.end(), {p.m, p.n});
+  plan->a = row_major(a);
+  plan->b = row_major(b);
+  plan->c = row_major(c);
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  try {
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(plan->a, plan->b, plan->c), attr, cpu_engine());
+    plan->scratchpad = pd.scratchpad_desc();
+    plan->matmul = dnnl::matmul(pd);
+  } catch (const dnnl::error&) {
+    return nullptr;  // no implementation (a broadcast or a rank it does not take)
+  }
+  return plan;
+}
+
 }  // namespace
+
+bool dnnl_matmul(const MatMulProblem& p, const float* a, const float* b, float* c) {
+  if (!g_enabled.load(std::memory_order_relaxed) || p.batch.size() + 2 > DNNL_MAX_NDIMS) return false;
+  if (p.a_batch.size() != p.batch.size() || p.b_batch.size() != p.batch.size()) return false;
+  double work = static_cast<double>(p.m) * static_cast<double>(p.k) * static_cast<double>(p.n);
+  for (int64_t d : p.batch) work *= static_cast<double>(d);
+  if (p.m <= 0 || p.k <= 0 || p.n <= 0 || work < static_cast<double>(g_min_multiply_adds.load(std::memory_order_relaxed))) return false;
+  for (size_t i = 0; i < p.batch.size(); ++i) {
+    if (p.batch[i] <= 0) return false;
+  }
+  const int threads = thread_count();
+  std::vector<int64_t> key{threads, p.m, p.k, p.n};
+  for (const std::vector<int64_t>* v : {&p.batch, &p.a_batch, &p.b_batch}) key.insert(key.end(), v->begin(), v->end());
+  static std::mutex mutex;
+  static std::map<std::vector<int64_t>, std::shared_ptr<const MatMulPlan>> plans;
+  std::shared_ptr<const MatMulPlan> plan = cached_plan(plans, mutex, std::move(key), [&] { return make_matmul_plan(p); });
+  if (!plan) return false;
+  dnnl::engine& engine = cpu_engine();
+  dnnl::stream stream(engine);
+  omp_set_num_threads(threads);
+  std::vector<Array> keep;
+  memory scratchpad = staged(plan->scratchpad, keep);
+  try {
+    plan->matmul.execute(stream, {{DNNL_ARG_SRC, memory(plan->a, engine, const_cast<float*>(a))},
+                                  {DNNL_ARG_WEIGHTS, memory(plan->b, engine, const_cast<float*>(b))},
+                                  {DNNL_ARG_DST, memory(plan->c, engine, c)},
+                                  {DNNL_ARG_SCRATCHPAD, scratchpad}});
+    stream.wait();
+  } catch (const dnnl::error& e) {
+    fail("oneDNN could not run a MatMul: {}", e.what());
+  }
+  g_calls.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
 
 bool dnnl_conv(const ConvProblem& p, const float* x, const float* w, const float* bias, float* y,
                std::shared_ptr<void>* weight_state) {
