@@ -208,6 +208,16 @@ TEST_CASE("kernels: edge cases checked by hand") {
                    {{"x", array<uint8_t>(d::kUint8, {2, 4}, {10, 11, 12, 13, 20, 21, 22, 23})}});
     CHECK(out[0].to_int64s() == std::vector<int64_t>{10, 12, 10, 12, 20, 22});
   }
+  SUBCASE("Relu keeps NaN and -0 and zeroes negatives") {
+    auto out = run_text(R"(<ir_version: 8, opset_import: ["" : 13]>
+      g (float[4] x) => (float[4] y) { y = Relu(x) })",
+                        {{"x", array<float>(d::kFloat, {4}, {NAN, -1.5f, 2.0f, -0.0f})}});
+    const std::vector<double> got = out[0].to_doubles();
+    CHECK(std::isnan(got[0]));
+    CHECK(got[1] == 0.0);
+    CHECK(got[2] == 2.0);
+    CHECK((got[3] == 0.0 && std::signbit(got[3])));
+  }
   SUBCASE("DequantizeLinear per axis") {
     auto out = run_text(R"(<ir_version: 8, opset_import: ["" : 13]>
       g (int8[2,2] x) => (float[2,2] y) {

@@ -363,7 +363,8 @@ void register_elementwise_kernels(KernelRegistry& r) {
 
   // Activations with attributes.
   r.add({"", "Relu", 6, kLatest, [](KernelContext& ctx) {
-           unary<kFloats | kSignedInts>(ctx, [](auto v) { return v > decltype(v)(0) ? v : decltype(v)(0); });
+           // max(x, 0) with NaN kept (as numpy and ONNX's reference give it), not turned into 0
+           unary<kFloats | kSignedInts>(ctx, [](auto v) { return v < decltype(v)(0) ? decltype(v)(0) : v; });
          }});
   r.add({"", "LeakyRelu", 6, kLatest, [](KernelContext& ctx) {
            float alpha = ctx.attr_float("alpha", 0.01f);
