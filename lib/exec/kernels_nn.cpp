@@ -700,16 +700,22 @@ void batch_norm_kernel(KernelContext& ctx) {
   visit<kFloats>(x.dtype(), "BatchNormalization", [&]<typename T>(T) {
     std::vector<double> scale = ctx.input(1).to_doubles(), bias = ctx.input(2).to_doubles(),
                         mean = ctx.input(3).to_doubles(), var = ctx.input(4).to_doubles();
-    for (int64_t ch = 0; ch < c; ++ch) {
-      size_t u = static_cast<size_t>(ch);
-      T a = static_cast<T>(scale[u] / std::sqrt(var[u] + static_cast<double>(eps)));
-      T b = static_cast<T>(bias[u] - mean[u] * static_cast<double>(a));
-      for (int64_t i = 0; i < n; ++i) {
-        const T* src = x.data<T>() + (i * c + ch) * plane;
-        T* dst = y.data<T>() + (i * c + ch) * plane;
+    std::vector<T> mul(static_cast<size_t>(c)), add(static_cast<size_t>(c));  // y = x * mul + add per channel
+    for (size_t u = 0; u < mul.size(); ++u) {
+      mul[u] = static_cast<T>(scale[u] / std::sqrt(var[u] + static_cast<double>(eps)));
+      add[u] = static_cast<T>(bias[u] - mean[u] * static_cast<double>(mul[u]));
+    }
+    // The (image, channel) planes in memory order, spread over the threads.
+    const T* in = x.data<T>();
+    T* out = y.data<T>();
+    parallel_for(n * c, plane, [&](int64_t first, int64_t last) {
+      for (int64_t r = first; r < last; ++r) {
+        const T a = mul[static_cast<size_t>(r % c)], b = add[static_cast<size_t>(r % c)];
+        const T* src = in + r * plane;
+        T* dst = out + r * plane;
         for (int64_t j = 0; j < plane; ++j) dst[j] = src[j] * a + b;
       }
-    }
+    });
   });
   ctx.set_output(0, std::move(y));
 }
