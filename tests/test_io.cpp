@@ -12,6 +12,8 @@
 #include "helpers.h"
 #include "ir/verify.h"
 #include "report/stats.h"
+#include "util/file.h"
+#include "util/sha256.h"
 #include "rewrite/rewrite.h"
 
 using namespace mopt;
@@ -306,4 +308,25 @@ TEST_CASE("the sampled zstd size of a big file is close to the exact one, and sa
   CHECK(sampled.sampled_bytes == static_cast<uint64_t>(report::kSampleBlocks) << 20);
   const double error = std::abs(static_cast<double>(sampled.bytes) - static_cast<double>(exact.bytes)) / static_cast<double>(exact.bytes);
   CHECK(error < 0.02);
+}
+
+TEST_CASE("the SHA-256 a writer computes as it writes is the file's, for small buffered and large direct chunks") {
+  TempDir dir;
+  const fs::path path = dir / "mixed.bin";
+  std::string expected;
+  {
+    AtomicFileWriter writer(path);
+    writer.hash_contents();
+    // Small chunks go through the buffer; chunks of 256 KiB and more are written (and hashed) directly.
+    for (size_t size : {size_t{10}, size_t{300} << 10, size_t{5}, size_t{1} << 20, size_t{70000}, size_t{256} << 10, size_t{3}}) {
+      std::string chunk(size, '\0');
+      for (size_t i = 0; i < size; ++i) chunk[i] = static_cast<char>((i * 131 + size) & 0xff);
+      writer.write(chunk);
+      expected += chunk;
+    }
+    writer.commit();
+    CHECK(writer.sha256() == sha256_text(expected));
+  }
+  CHECK(read_file(path) == expected);
+  CHECK(sha256_file(path) == sha256_text(expected));
 }

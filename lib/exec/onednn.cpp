@@ -1,9 +1,11 @@
 // Float Conv, ConvTranspose and MatMul through oneDNN primitives (see onednn.h).
 //
 // Each problem is planned once and cached: the primitive (JIT code for that shape, on the layouts oneDNN
-// prefers, plain ones for pointwise convolutions) and the reorders between ONNX's plain NC[D]HW tensors and those layouts. Running it is then
-// three cheap passes (input, weights, output reorders) around the convolution. oneDNN's scratchpad and
-// the blocked copies come from the executor's buffer cache, so repeated runs allocate nothing new.
+// prefers, plain ones for pointwise convolutions) and the reorders between ONNX's plain NC[D]HW tensors and
+// those layouts. Running a convolution is then the input reorder, the convolution and the output reorder;
+// a constant weight is reordered on the first run only and kept in the node's state. oneDNN's scratchpad
+// and the blocked copies come from the executor's buffer cache, so repeated runs allocate nothing new.
+// MatMul runs on the plain row-major layouts, with no reorders.
 //
 // Threads: Debian builds oneDNN on OpenMP (libgomp), the runtime whose threads the executor's own
 // parallel loops use too (parallel.cpp); the executor's thread count is passed to it before each call.

@@ -168,6 +168,9 @@ class Checker {
         if (const std::optional<size_t> r = constant_rank(node_.input(i)); r && *r != 1)
           fail_with(fmt::format("input {} (scale, B, mean, var) has rank {}; it must be 1-D, one value per channel", i, *r));
       }
+    } else if (op == "STFT") {  // ONNX 1.12's shape inference reads the signal's dims past a rank-1 input
+      if (const std::optional<size_t> r = declared_rank(node_.input(0)); r && *r != 3)
+        fail_with(fmt::format("the signal has rank {}; it needs rank 3 (batch, length, 1 or 2)", *r));
     } else if (op == "InstanceNormalization") {
       input_rank(0, 3, "the input (N, C, spatial...)");
     } else if (op == "LRN") {
