@@ -175,6 +175,32 @@ std::vector<float> random_values(std::mt19937& rng, int64_t count) {
   return v;
 }
 
+// One run of `model` on a fresh executor with oneDNN's path on or off, and the calls oneDNN took in it.
+struct PathRun {
+  std::vector<exec::Array> outputs;
+  int64_t library_calls = 0;
+};
+PathRun run_path(const ir::Model& model, const data::Feeds& feeds, bool library) {
+  const bool was = exec::set_dnnl_enabled(library);
+  const int64_t calls = exec::dnnl_calls();
+  PathRun out;
+  out.outputs = exec::Executor(model).run(feeds);
+  exec::set_dnnl_enabled(was);
+  out.library_calls = exec::dnnl_calls() - calls;
+  return out;
+}
+
+// The largest |got - want|; infinity where either is NaN, so a NaN can never pass a bound.
+double worst_difference(const std::vector<double>& got, const std::vector<double>& want) {
+  REQUIRE(got.size() == want.size());
+  double worst = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double diff = std::abs(got[i] - want[i]);
+    worst = std::isnan(diff) ? INFINITY : std::max(worst, diff);
+  }
+  return worst;
+}
+
 }  // namespace
 
 TEST_CASE("Conv and ConvTranspose: oneDNN's path and the executor's own agree with the definition") {
@@ -197,22 +223,13 @@ TEST_CASE("Conv and ConvTranspose: oneDNN's path and the executor's own agree wi
     auto model = parse_model(text);
     for (bool library : {true, false}) {
       CAPTURE(library);
-      const bool was = exec::set_dnnl_enabled(library);
-      const int64_t calls = exec::dnnl_calls();
-      std::vector<exec::Array> out = exec::Executor(*model).run(feeds);
-      exec::set_dnnl_enabled(was);
-      through_library += exec::dnnl_calls() - calls;
-      CHECK((exec::dnnl_calls() - calls) == (library && p.library_takes() ? 1 : 0));
-      REQUIRE(out.size() == 1);
-      CHECK(out[0].shape() == y_shape(p));
-      const std::vector<double> got = out[0].to_doubles();
-      REQUIRE(got.size() == want.size());
-      double worst = 0;
-      for (size_t i = 0; i < got.size(); ++i) {
-        const double diff = std::abs(got[i] - want[i]);
-        worst = std::isnan(diff) ? INFINITY : std::max(worst, diff);
-      }
-      CHECK(worst <= 1e-5);  // sums of at most 5 * 27 products of values in [-1, 1], in float
+      const PathRun run = run_path(*model, feeds, library);
+      through_library += run.library_calls;
+      CHECK(run.library_calls == (library && p.library_takes() ? 1 : 0));
+      REQUIRE(run.outputs.size() == 1);
+      CHECK(run.outputs[0].shape() == y_shape(p));
+      // sums of at most 5 * 27 products of values in [-1, 1], in float
+      CHECK(worst_difference(run.outputs[0].to_doubles(), want) <= 1e-5);
     }
   }
   exec::set_dnnl_min_multiply_adds(min_work);
@@ -252,20 +269,6 @@ TEST_CASE("oneDNN reorders a constant weight once per executor and a fed weight 
   // An initializer that is also an input: a default, which a feed replaces.
   const std::string as_default = header + " g (float[1,16,12,12] x, float[16,16,3,3] w) => (float[1,16,10,10] y) <float[16,16,3,3] w = {" +
                                  weights + "}> { y = Conv(x, w) }";
-  // The executor's own path, on a fresh executor, is the expected output of every run.
-  auto expected = [&](const std::string& text, const data::Feeds& feeds) {
-    const bool was = exec::set_dnnl_enabled(false);
-    std::vector<exec::Array> out = exec::Executor(*parse_model(text)).run(feeds);
-    exec::set_dnnl_enabled(was);
-    return out[0].to_doubles();
-  };
-  auto close = [](const std::vector<double>& got, const std::vector<double>& want) {
-    if (got.size() != want.size()) return false;
-    for (size_t i = 0; i < got.size(); ++i) {
-      if (!(std::abs(got[i] - want[i]) <= 1e-4)) return false;  // NaN fails
-    }
-    return true;
-  };
   const int64_t min_work = exec::set_dnnl_min_multiply_adds(0);
   struct Case {
     const char* what;
@@ -284,7 +287,9 @@ TEST_CASE("oneDNN reorders a constant weight once per executor and a fed weight 
       data::Feeds feeds{{"x", array<float>(d::kFloat, {1, 16, 12, 12}, random_values(rng, 16 * 144))}};
       if (c.feed_weight) feeds.emplace("w", array<float>(d::kFloat, w_dims, run == 1 ? w2 : w1));
       const std::vector<exec::Array> out = executor.run(feeds);
-      CHECK(close(out[0].to_doubles(), expected(*c.text, feeds)));
+      // The executor's own path, on a fresh executor, is the expected output of every run.
+      const std::vector<double> want = run_path(*model, feeds, false).outputs[0].to_doubles();
+      CHECK(worst_difference(out[0].to_doubles(), want) <= 1e-4);
     }
     CHECK(exec::dnnl_calls() - calls == 3);
     CHECK(exec::dnnl_weight_reorders() - reorders == c.reorders);
@@ -328,8 +333,8 @@ TEST_CASE("MatMul: oneDNN's path and the executor's own agree with the definitio
     CAPTURE(text);
     const std::vector<float> av = random_values(rng, volume(a_shape)), bv = random_values(rng, volume(b_shape));
     // Reference in double: every output batch index maps to a and b batch indices (size-1 dims read index 0).
-    const int64_t batches = volume(out_batch);
-    std::vector<double> want(static_cast<size_t>(batches * m * n), 0.0);
+    const int64_t batches = volume(out_batch), rows = a_vector ? 1 : m, cols = b_vector ? 1 : n;
+    std::vector<double> want(static_cast<size_t>(batches * rows * cols), 0.0);
     for (int64_t index = 0; index < batches; ++index) {
       int64_t a_off = 0, b_off = 0, a_stride = 1, b_stride = 1, rest = index;
       for (int i = out_rank; i-- > 0;) {
@@ -347,7 +352,6 @@ TEST_CASE("MatMul: oneDNN's path and the executor's own agree with the definitio
           b_stride *= d;
         }
       }
-      const int64_t rows = a_vector ? 1 : m, cols = b_vector ? 1 : n;
       for (int64_t i = 0; i < rows; ++i)
         for (int64_t j = 0; j < cols; ++j) {
           double sum = 0;
@@ -356,28 +360,18 @@ TEST_CASE("MatMul: oneDNN's path and the executor's own agree with the definitio
                    bv[static_cast<size_t>(b_off * k * cols + p * cols + j)];
           want[static_cast<size_t>((index * rows + i) * cols + j)] = sum;
         }
-      want.resize(static_cast<size_t>(batches * rows * cols));
     }
     auto model = parse_model(text);
     const data::Feeds feeds{{"a", array<float>(d::kFloat, a_shape, av)}, {"b", array<float>(d::kFloat, b_shape, bv)}};
     for (bool library : {true, false}) {
       CAPTURE(library);
-      const bool was = exec::set_dnnl_enabled(library);
-      const int64_t calls = exec::dnnl_calls();
-      std::vector<exec::Array> out = exec::Executor(*model).run(feeds);
-      exec::set_dnnl_enabled(was);
-      through_library += exec::dnnl_calls() - calls;
-      if (!library) CHECK(exec::dnnl_calls() == calls);
-      REQUIRE(out.size() == 1);
-      CHECK(out[0].shape() == out_shape);
-      const std::vector<double> got = out[0].to_doubles();
-      REQUIRE(got.size() == want.size());
-      double worst = 0;
-      for (size_t i = 0; i < got.size(); ++i) {
-        const double diff = std::abs(got[i] - want[i]);
-        worst = std::isnan(diff) ? INFINITY : std::max(worst, diff);
-      }
-      CHECK(worst <= 1e-5);  // sums of at most 20 products of values in [-1, 1], in float
+      const PathRun run = run_path(*model, feeds, library);
+      through_library += run.library_calls;
+      if (!library) CHECK(run.library_calls == 0);
+      REQUIRE(run.outputs.size() == 1);
+      CHECK(run.outputs[0].shape() == out_shape);
+      // sums of at most 20 products of values in [-1, 1], in float
+      CHECK(worst_difference(run.outputs[0].to_doubles(), want) <= 1e-5);
     }
   }
   exec::set_dnnl_min_multiply_adds(min_work);

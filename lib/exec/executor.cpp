@@ -247,15 +247,14 @@ std::vector<Array> GraphRunner::run_graph(const ir::Graph& graph, const std::vec
   for (size_t i = 0; i < graph.inputs().size() && i < inputs.size(); ++i) {
     if (inputs[i].defined()) env.values[graph.inputs()[i]] = held(inputs[i]);
   }
-  bool constant = false;  // set by lookup: the value is a model constant
-  auto lookup = [&](const ir::Value* v) -> const Array* {
-    if (const Array* a = env.find(v)) {
-      constant = plan.constant_values.count(v) > 0;
-      return a;
-    }
+  struct Found {
+    const Array* array;
+    bool constant;  // a model constant (KernelContext::constant_input)
+  };
+  auto lookup = [&](const ir::Value* v) -> Found {
+    if (const Array* a = env.find(v)) return {a, plan.constant_values.count(v) > 0};
     auto it = initializers_.find(v);
-    constant = it != initializers_.end();
-    return it == initializers_.end() ? nullptr : &it->second;
+    return it == initializers_.end() ? Found{nullptr, false} : Found{&it->second, true};
   };
 
   for (size_t i = 0; i < plan.nodes.size(); ++i) {
@@ -264,10 +263,10 @@ std::vector<Array> GraphRunner::run_graph(const ir::Graph& graph, const std::vec
     std::vector<const Array*> in;
     uint64_t constant_inputs = 0;
     for (const ir::Value* v : node.inputs()) {
-      const Array* a = v ? lookup(v) : nullptr;
-      if (v && !a) fail("{}: input '{}' has no value (is it fed?)", describe(node), v->name());
-      if (a && constant && in.size() < 64) constant_inputs |= uint64_t{1} << in.size();
-      in.push_back(a);
+      const Found found = v ? lookup(v) : Found{nullptr, false};
+      if (v && !found.array) fail("{}: input '{}' has no value (is it fed?)", describe(node), v->name());
+      if (found.constant && in.size() < 64) constant_inputs |= uint64_t{1} << in.size();
+      in.push_back(found.array);
     }
     for (const std::vector<size_t>& group : plan.same_type[i]) {
       for (size_t k : group) {
@@ -291,7 +290,7 @@ std::vector<Array> GraphRunner::run_graph(const ir::Graph& graph, const std::vec
 
   std::vector<Array> results;
   for (const ir::Value* v : graph.outputs()) {
-    const Array* a = lookup(v);
+    const Array* a = lookup(v).array;
     if (!a) fail("graph output '{}' has no value", v->name());
     results.push_back(*a);
   }
