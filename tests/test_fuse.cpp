@@ -203,3 +203,29 @@ TEST_CASE("the fuse group converges in at most 3 rounds on every shared model, a
     }
   }
 }
+
+TEST_CASE("eliminate-common-subexpressions tells apart large initializers that begin alike and merges the equal ones") {
+  // Three 2048-float weights whose first 4 KiB are all zeros: A differs from B and C in its last value.
+  onnx::ModelProto p = parse_proto(R"(
+    <ir_version: 8, opset_import: ["" : 13]>
+    g (float[2048] X) => (float[2048] Y) {
+      S = Add(X, A)
+      T = Mul(S, B)
+      Y = Sub(T, C)
+    })");
+  for (const auto& [name, last] : {std::pair{"A", 1.0f}, std::pair{"B", 2.0f}, std::pair{"C", 2.0f}}) {
+    std::vector<float> values(2048, 0.0f);
+    values.back() = last;
+    auto* t = p.mutable_graph()->add_initializer();
+    t->set_name(name);
+    t->set_data_type(onnx::TensorProto::FLOAT);
+    t->add_dims(2048);
+    t->set_raw_data(std::string(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float)));
+  }
+  auto model = io::load_model_from_bytes(p.SerializeAsString());
+  const pass::PipelineResult r = pass::run_pipeline(pass::parse_pipeline("eliminate-common-subexpressions"), *model, verifying_each());
+  CHECK(r.passes.at(0).changed);
+  std::vector<std::string> names;
+  for (const ir::Value* v : model->graph().initializers()) names.push_back(v->name());
+  CHECK(names == std::vector<std::string>{"A", "B"});
+}

@@ -310,23 +310,34 @@ TEST_CASE("the sampled zstd size of a big file is close to the exact one, and sa
   CHECK(error < 0.02);
 }
 
-TEST_CASE("the SHA-256 a writer computes as it writes is the file's, for small buffered and large direct chunks") {
+TEST_CASE("a staged model's SHA-256 digests are its files', with small and large tensors, inline and external") {
   TempDir dir;
-  const fs::path path = dir / "mixed.bin";
-  std::string expected;
-  {
-    AtomicFileWriter writer(path);
-    writer.hash_contents();
-    // Small chunks go through the buffer; chunks of 256 KiB and more are written (and hashed) directly.
-    for (size_t size : {size_t{10}, size_t{300} << 10, size_t{5}, size_t{1} << 20, size_t{70000}, size_t{256} << 10, size_t{3}}) {
-      std::string chunk(size, '\0');
-      for (size_t i = 0; i < size; ++i) chunk[i] = static_cast<char>((i * 131 + size) & 0xff);
-      writer.write(chunk);
-      expected += chunk;
-    }
-    writer.commit();
-    CHECK(writer.sha256() == sha256_text(expected));
+  // Small tensors travel in the writer's buffer, large ones (256 KiB and more) are written directly.
+  onnx::ModelProto p = with_weight(300 << 10);
+  for (int64_t n : {3, 70000, 65536, 1}) {
+    auto* t = p.mutable_graph()->add_initializer();
+    t->set_name(fmt::format("V{}", n));
+    t->set_data_type(onnx::TensorProto::FLOAT);
+    t->add_dims(n);
+    std::string bytes(static_cast<size_t>(n) * 4, '\0');
+    for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<char>((i * 131 + n) & 0xff);
+    t->set_raw_data(bytes);
   }
-  CHECK(read_file(path) == expected);
-  CHECK(sha256_file(path) == sha256_text(expected));
+  std::string serialized;
+  REQUIRE(p.SerializeToString(&serialized));
+  auto model = io::load_model_from_bytes(serialized);
+  for (std::optional<uint64_t> threshold : {std::optional<uint64_t>(), std::optional<uint64_t>(1000)}) {
+    const fs::path path = dir / (threshold ? "external.onnx" : "inline.onnx");
+    io::SaveOptions options;
+    options.external_data_threshold = threshold;
+    io::StagedModel staged = io::stage_model(*model, path, options);
+    staged.commit();
+    const std::vector<FileDigest> digests = staged.digests();
+    REQUIRE(digests.size() == (threshold ? 2u : 1u));
+    for (const FileDigest& d : digests) {
+      CAPTURE(d.path);
+      CHECK(d.bytes == fs::file_size(d.path));
+      CHECK(d.sha256 == sha256_file(d.path));
+    }
+  }
 }

@@ -3,8 +3,10 @@
 #include "io/model_io.h"
 
 #include <charconv>
+#include <future>
 #include <cstring>
 #include <map>
+#include <tuple>
 
 #include <unistd.h>
 
@@ -14,6 +16,7 @@
 #include "ir/proto.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/sha256.h"
 
 namespace mopt::io {
 namespace {
@@ -248,30 +251,38 @@ StagedModel stage_model(const ir::Model& model, const fs::path& path, const Save
   StagedModel staged;
   SaveInfo& info = staged.info;
   fs::path dir = path.parent_path();
+  static const std::byte kZeros[64] = {};
+  std::vector<ByteChunk> data_chunks;  // the external-data file: each payload after zeros up to its offset
+  uint64_t data_size = 0;
+  for (const auto& [offset, bytes] : s.external) {
+    data_chunks.emplace_back(kZeros, offset - data_size);
+    data_chunks.push_back(bytes.span());
+    data_size = offset + bytes.size();
+  }
+  // Both files' SHA-256 on another thread while they are written and fsynced (the fsync leaves the CPU
+  // idle); every chunk lives until this function returns, and the future is waited for before that.
+  std::future<std::pair<std::string, std::string>> digests = std::async(std::launch::async, [&] {
+    return std::pair{sha256_chunks(expanded.chunks), data_chunks.empty() ? std::string() : sha256_chunks(data_chunks)};
+  });
   if (!s.external.empty()) {
     if (path == "-" || is_direct_target(path)) usage_error("a model with external data cannot be written to '{}'; give a file name", path.string());
     info.external_file = (dir.empty() ? fs::path(".") : dir) / external_name;
     staged.data_ = std::make_unique<AtomicFileWriter>(info.external_file);
-    staged.data_->hash_contents();
-    static const std::byte kZeros[64] = {};
-    for (const auto& [offset, bytes] : s.external) {
-      staged.data_->write(ByteChunk(kZeros, offset - staged.data_->bytes_written()));
-      staged.data_->write(bytes.span());
-    }
+    for (const ByteChunk& chunk : data_chunks) staged.data_->write(chunk);
     info.external_bytes = staged.data_->bytes_written();
     staged.data_->finish();
   }
   staged.model_ = std::make_unique<AtomicFileWriter>(path);
-  staged.model_->hash_contents();
   for (const ByteChunk& chunk : expanded.chunks) staged.model_->write(chunk);
   info.file_bytes = staged.model_->bytes_written();
   staged.model_->finish();
+  std::tie(staged.model_sha256_, staged.data_sha256_) = digests.get();
   return staged;
 }
 
 std::vector<FileDigest> StagedModel::digests() const {
-  std::vector<FileDigest> out{{model_->target().string(), model_->bytes_written(), model_->sha256()}};
-  if (data_) out.push_back({data_->target().string(), data_->bytes_written(), data_->sha256()});
+  std::vector<FileDigest> out{{model_->target().string(), model_->bytes_written(), model_sha256_}};
+  if (data_) out.push_back({data_->target().string(), data_->bytes_written(), data_sha256_});
   return out;
 }
 

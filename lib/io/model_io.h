@@ -14,6 +14,7 @@
 
 #include "ir/ir.h"
 #include "util/file.h"
+#include "util/sha256.h"
 
 namespace mopt::io {
 
@@ -60,12 +61,13 @@ class StagedModel {
   void commit();
   // The files holding the staged bytes (temporary names until commit), model first.
   std::vector<fs::path> files() const;
-  // What each file will be once committed (its target path, bytes and sha256, hashed as it was written).
+  // What each file will be once committed (its target path, bytes and sha256, hashed from the bytes written).
   std::vector<FileDigest> digests() const;
 
  private:
   friend StagedModel stage_model(const ir::Model&, const fs::path&, const SaveOptions&);
   std::unique_ptr<AtomicFileWriter> data_, model_;
+  std::string model_sha256_, data_sha256_;
 };
 StagedModel stage_model(const ir::Model& model, const fs::path& path, const SaveOptions& options = {});
 

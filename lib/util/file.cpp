@@ -177,20 +177,8 @@ void AtomicFileWriter::flush_buffer() {
   buffer_.clear();
 }
 
-void AtomicFileWriter::hash_contents() {
-  if (written_ != 0) throw std::logic_error("AtomicFileWriter::hash_contents after a write");
-  hash_ = std::make_unique<Sha256>();
-}
-
-std::string AtomicFileWriter::sha256() {
-  if (!hash_ || !finished_) throw std::logic_error("AtomicFileWriter::sha256 without hash_contents and finish");
-  if (sha256_.empty()) sha256_ = hash_->hex();
-  return sha256_;
-}
-
 void AtomicFileWriter::write(ByteChunk chunk) {
   written_ += chunk.size();
-  if (hash_) hash_->update(chunk.data(), chunk.size());
   if (chunk.size() >= kDirectWriteSize) {
     flush_buffer();
     write_all(fd_, chunk.data(), chunk.size(), target_string_);

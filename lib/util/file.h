@@ -11,8 +11,6 @@
 #include <string>
 #include <vector>
 
-#include "util/sha256.h"
-
 namespace mopt {
 
 namespace fs = std::filesystem;
@@ -63,10 +61,6 @@ class AtomicFileWriter {
   void finish();
   // finish() if not yet done, then renames the temporary file onto the target and fsyncs the folder.
   void commit();
-  // SHA-256 of the bytes written, computed as they are written (no second read); call before the first
-  // write, then sha256() after finish().
-  void hash_contents();
-  std::string sha256();
   // The file holding the bytes written so far (the temporary file, or the target when written directly).
   const std::string& written_path() const { return direct_ ? target_string_ : temp_path_; }
   const fs::path& target() const { return target_; }
@@ -82,8 +76,6 @@ class AtomicFileWriter {
   bool finished_ = false;
   std::vector<std::byte> buffer_;
   uint64_t written_ = 0;
-  std::unique_ptr<Sha256> hash_;
-  std::string sha256_;
   bool committed_ = false;
 };
 

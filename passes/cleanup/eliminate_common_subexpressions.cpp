@@ -8,8 +8,12 @@
 // Kept: nodes with subgraphs (comparing bodies is not worth it), random operators, graph outputs that
 // cannot be renamed, and initializers that are graph inputs (a caller may override them).
 // Nodes are visited in order, so a merge lets later nodes reading the merged values merge in turn.
+#include <algorithm>
 #include <map>
 #include <string_view>
+#include <vector>
+
+#include <xxhash.h>
 
 #include "pass/pass.h"
 #include "rewrite/rewrite.h"
@@ -31,6 +35,16 @@ std::string tensor_key(const ir::Tensor& t) {
 }
 
 bool same_bytes(const ir::Tensor& a, const ir::Tensor& b) { return view(a.data()) == view(b.data()); }
+
+// A cheap first look at an initializer: dtype, dims and a hash of its first 4 KiB. Only initializers that
+// share it are hashed whole (and then compared), so a model of distinct weights is not read through
+// just to learn that nothing merges.
+std::string initializer_group(const ir::Tensor& t) {
+  std::string key = std::to_string(t.dtype()) + ":";
+  for (int64_t d : t.dims()) key += std::to_string(d) + ",";
+  const ir::Bytes bytes = t.data();
+  return key + ":" + std::to_string(XXH3_64bits(bytes.data(), std::min<size_t>(bytes.size(), 4096)));
+}
 
 // Attribute tensors (Constant's value) were keyed by hash: confirm their bytes are equal.
 bool same_attribute_tensors(const ir::Node& a, const ir::Node& b) {
@@ -100,15 +114,26 @@ class EliminateCommonSubexpressionsPass : public pass::GraphPass {
   }
 
   static bool merge_initializers(ir::Graph& graph, pass::PassContext& ctx) {
-    std::map<std::string, ir::Value*> seen;
+    std::map<std::string, std::vector<ir::Value*>> kept;  // by initializer_group: the distinct ones so far
     bool changed = false;
     for (ir::Value* v : graph.initializers()) {
       if (v->is_graph_input() || v->is_graph_output()) continue;
       const ir::Tensor& t = *v->initializer();
-      auto [it, inserted] = seen.emplace(tensor_key(t), v);
-      if (inserted || !same_bytes(t, *it->second->initializer())) continue;
+      std::vector<ir::Value*>& group = kept[initializer_group(t)];
+      ir::Value* same = nullptr;
+      for (ir::Value* k : group) {
+        const ir::Tensor& other = *k->initializer();
+        if (other.content_hash() == t.content_hash() && same_bytes(other, t)) {
+          same = k;
+          break;
+        }
+      }
+      if (same == nullptr) {
+        group.push_back(v);
+        continue;
+      }
       const auto bytes = static_cast<int64_t>(t.nbytes());
-      graph.replace_all_uses(v, it->second);
+      graph.replace_all_uses(v, same);
       graph.remove_initializer(v);
       ctx.count("initializers-merged");
       ctx.count("initializer-bytes-saved", bytes);
