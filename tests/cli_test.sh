@@ -67,6 +67,13 @@ no_outputs
 # '-' is standard output: the model (summary on stderr) or the report.
 "$MOPT" optimize "$T/work/model.onnx" -o - --report "$T/stdout.json" --no-compressed-size > "$T/stdout.onnx" 2>/dev/null || fail "-o - failed"
 expect 0 "ir version" -- "$MOPT" inspect "$T/stdout.onnx"
+# Through a pipe the kernel cannot copy file to file: the weights are written from memory instead.
+"$MOPT" optimize "$T/work/model.onnx" -o - --report "$T/pipe.json" --no-compressed-size 2>/dev/null | cat > "$T/pipe.onnx" || fail "-o - into a pipe failed"
+cmp -s "$T/stdout.onnx" "$T/pipe.onnx" || fail "-o - into a pipe wrote other bytes than into a file"
+# The report's digest of what was written is the file's.
+"$MOPT" optimize "$T/work/model.onnx" -o "$T/d.onnx" --report "$T/d.json" --no-compressed-size -q
+python3 -c 'import json, sys; o = json.load(open(sys.argv[1]))["invocation"]["outputs"][0]; print(o["sha256"], o["bytes"])' "$T/d.json" > "$T/d.digest"
+[ "$(cat "$T/d.digest")" = "$(sha256sum "$T/d.onnx" | cut -d' ' -f1) $(stat -c %s "$T/d.onnx")" ] || fail "the report's sha256 of the output is not the file's"
 "$MOPT" optimize "$T/work/model.onnx" -o "$T/r.onnx" --report - --no-compressed-size -q | grep -q '"schema_version": 4' || fail "--report - printed no report"
 [ ! -e "$T/work/-" ] && [ ! -e ./- ] || fail "'-' became a file"
 

@@ -4,6 +4,10 @@
 // 2:4 pattern holds on every pruned tensor; clipping before quantization helps squeezenet).
 #include <doctest/doctest.h>
 
+#include <bit>
+#include <cmath>
+#include <limits>
+#include <numeric>
 #include <random>
 
 #include "data/npy.h"
@@ -38,6 +42,35 @@ TEST_CASE("zero_smallest zeroes exactly the k smallest magnitudes, ties by index
   std::vector<float> ties = {1, -1, 1, -1};
   prune::zero_smallest(ties, 2);
   CHECK(ties == std::vector<float>{0, 0, 1, -1});
+}
+
+TEST_CASE("zero_smallest agrees with a stable sort by magnitude, with ties, zeros, -0, subnormals and NaN") {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.0f, 0.05f);
+  std::vector<float> values(20000);
+  for (size_t i = 0; i < values.size(); ++i) {
+    values[i] = i % 13 == 0 ? 0.0f : i % 17 == 0 ? -0.0f : i % 19 == 0 ? 1e-40f : i % 23 == 0 ? 0.0125f : normal(rng);
+  }
+  values[5] = std::numeric_limits<float>::quiet_NaN();
+  std::vector<size_t> order(values.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    const float x = std::abs(values[a]), y = std::abs(values[b]);
+    return std::isnan(y) ? !std::isnan(x) : x < y;  // NaN above everything, as magnitude bits order it
+  });
+  for (int64_t count : {int64_t{0}, int64_t{1}, int64_t{900}, int64_t{1500}, int64_t{10000}, int64_t{19999}, int64_t{20000}}) {
+    CAPTURE(count);
+    std::vector<float> expected = values;
+    for (int64_t i = 0; i < count; ++i) expected[order[static_cast<size_t>(i)]] = 0.0f;
+    std::vector<float> got = values;
+    prune::zero_smallest(got, count);
+    int mismatches = 0;
+    for (size_t i = 0; i < got.size(); ++i) {
+      const bool same = std::isnan(expected[i]) ? std::isnan(got[i]) : std::bit_cast<uint32_t>(got[i]) == std::bit_cast<uint32_t>(expected[i]);
+      mismatches += !same;
+    }
+    CHECK(mismatches == 0);
+  }
 }
 
 TEST_CASE("kth_smallest_magnitude agrees with sorting, over several tensors, with ties, zeros and subnormals") {

@@ -221,6 +221,47 @@ Serialized serialize(const ir::Model& model, const SaveOptions& options, const s
   return s;
 }
 
+// A chunk to write and, when its bytes are an unchanged part of a mapped input file, that file: such
+// pieces are copied file to file inside the kernel and hashed from the file, never read through the map
+// (touching a map's pages costs a fault per page; a large model's weights mostly pass through unchanged).
+struct Piece {
+  ByteChunk bytes;
+  std::shared_ptr<const MappedFile> file;
+};
+
+std::vector<Piece> pieces_of(const std::vector<ByteChunk>& chunks) {
+  constexpr size_t kKernelCopyMin = 64 << 10;  // smaller chunks are cheaper to write from memory
+  std::vector<Piece> pieces;
+  pieces.reserve(chunks.size());
+  for (const ByteChunk& c : chunks) pieces.push_back({c, c.size() >= kKernelCopyMin ? MappedFile::containing(c) : nullptr});
+  return pieces;
+}
+
+void write_pieces(AtomicFileWriter& writer, const std::vector<Piece>& pieces) {
+  for (const Piece& p : pieces) {
+    if (p.file) writer.write_from(*p.file, p.bytes);
+    else writer.write(p.bytes);
+  }
+}
+
+std::string sha256_of(const std::vector<Piece>& pieces) {
+  Sha256 digest;
+  std::vector<std::byte> buffer;
+  for (const Piece& p : pieces) {
+    if (!p.file) {
+      digest.update(p.bytes.data(), p.bytes.size());
+      continue;
+    }
+    buffer.resize(std::min<size_t>(p.bytes.size(), 1 << 20));
+    for (size_t done = 0; done < p.bytes.size(); done += buffer.size()) {
+      const size_t n = std::min(buffer.size(), p.bytes.size() - done);
+      p.file->read(p.bytes.subspan(done, n), std::span(buffer).first(n));
+      digest.update(buffer.data(), n);
+    }
+  }
+  return digest.hex();
+}
+
 }  // namespace
 
 std::unique_ptr<ir::Model> clone_model(const ir::Model& model) {
@@ -259,21 +300,22 @@ StagedModel stage_model(const ir::Model& model, const fs::path& path, const Save
     data_chunks.push_back(bytes.span());
     data_size = offset + bytes.size();
   }
+  const std::vector<Piece> data_pieces = pieces_of(data_chunks), model_pieces = pieces_of(expanded.chunks);
   // Both files' SHA-256 on another thread while they are written and fsynced (the fsync leaves the CPU
   // idle); every chunk lives until this function returns, and the future is waited for before that.
   std::future<std::pair<std::string, std::string>> digests = std::async(std::launch::async, [&] {
-    return std::pair{sha256_chunks(expanded.chunks), data_chunks.empty() ? std::string() : sha256_chunks(data_chunks)};
+    return std::pair{sha256_of(model_pieces), data_pieces.empty() ? std::string() : sha256_of(data_pieces)};
   });
   if (!s.external.empty()) {
     if (path == "-" || is_direct_target(path)) usage_error("a model with external data cannot be written to '{}'; give a file name", path.string());
     info.external_file = (dir.empty() ? fs::path(".") : dir) / external_name;
     staged.data_ = std::make_unique<AtomicFileWriter>(info.external_file);
-    for (const ByteChunk& chunk : data_chunks) staged.data_->write(chunk);
+    write_pieces(*staged.data_, data_pieces);
     info.external_bytes = staged.data_->bytes_written();
     staged.data_->finish();
   }
   staged.model_ = std::make_unique<AtomicFileWriter>(path);
-  for (const ByteChunk& chunk : expanded.chunks) staged.model_->write(chunk);
+  write_pieces(*staged.model_, model_pieces);
   info.file_bytes = staged.model_->bytes_written();
   staged.model_->finish();
   std::tie(staged.model_sha256_, staged.data_sha256_) = digests.get();

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <numeric>
+#include <tuple>
 
 #include "exec/array.h"
 #include "rewrite/rewrite.h"
@@ -134,28 +135,67 @@ float kth_smallest_magnitude(const std::vector<std::span<const float>>& spans, u
   return std::bit_cast<float>(t.bits);
 }
 
-void copy_pruned(std::span<const float> from, std::span<float> to, uint32_t threshold_bits, int64_t& ties) {
+int64_t copy_pruned(std::span<const float> from, std::span<float> to, uint32_t threshold_bits, int64_t& ties) {
   // Branch-free over the values (it vectorizes); values at the threshold are rare and handled after.
-  int64_t at_threshold = 0;
+  int64_t at_threshold = 0, zeros = 0;
   for (size_t i = 0; i < from.size(); ++i) {
     const uint32_t bits = magnitude_bits(from[i]);
     to[i] = bits < threshold_bits ? 0.0f : from[i];
     at_threshold += bits == threshold_bits;
+    zeros += bits < threshold_bits || bits == 0;
   }
-  if (at_threshold == 0 || ties <= 0) return;
+  if (at_threshold == 0 || ties <= 0) return zeros;
   for (size_t i = 0; i < to.size() && ties > 0; ++i) {
-    if (magnitude_bits(to[i]) == threshold_bits) to[i] = 0.0f, --ties;
+    if (magnitude_bits(to[i]) == threshold_bits) {
+      zeros += threshold_bits != 0;  // a zero at a zero threshold was counted already
+      to[i] = 0.0f, --ties;
+    }
   }
+  return zeros;
 }
 
+namespace {
+// Copies the values `read` shows (read(fn) calls fn(first, block) over consecutive blocks) into `to` with
+// the `count` smallest magnitudes zeroed, ties by lower index, reading them twice: a histogram of the
+// magnitudes' high 16 bits finds the bucket holding the count-th smallest; the copy zeroes everything
+// below that bucket and histograms the bucket's low 16 bits; a last pass over `to` zeroes the rest of
+// the count. Returns the zeros in the source and in `to`.
+template <typename Read>
+std::pair<int64_t, int64_t> copy_zeroing_smallest(Read&& read, std::span<float> to, int64_t count) {
+  int64_t zeros_before = 0;
+  std::vector<uint64_t> histogram(65536);
+  read([&](size_t, std::span<const float> values) {
+    zeros_before += count_zeros(values);
+    for (float v : values) ++histogram[magnitude_bits(v) >> 16];
+  });
+  count = std::clamp<int64_t>(count, 0, static_cast<int64_t>(to.size()));
+  if (count == 0) {
+    read([&](size_t first, std::span<const float> values) { std::copy(values.begin(), values.end(), to.begin() + static_cast<ptrdiff_t>(first)); });
+    return {zeros_before, zeros_before};
+  }
+  int64_t below = 0;
+  uint32_t high = 0;
+  for (; below + static_cast<int64_t>(histogram[high]) < count; ++high) below += static_cast<int64_t>(histogram[high]);
+  std::fill(histogram.begin(), histogram.end(), 0);
+  read([&](size_t first, std::span<const float> values) {
+    float* out = to.data() + first;
+    for (size_t i = 0; i < values.size(); ++i) {
+      const uint32_t bits = magnitude_bits(values[i]);
+      out[i] = (bits >> 16) < high ? 0.0f : values[i];
+      if ((bits >> 16) == high) ++histogram[bits & 0xffffu];
+    }
+  });
+  uint32_t low = 0;
+  for (; below + static_cast<int64_t>(histogram[low]) < count; ++low) below += static_cast<int64_t>(histogram[low]);
+  int64_t ties = count - below;
+  const int64_t zeros_after = copy_pruned(to, to, (high << 16) | low, ties);
+  return {zeros_before, zeros_after};
+}
+}  // namespace
+
 void zero_smallest(std::span<float> values, int64_t count) {
-  count = std::clamp<int64_t>(count, 0, static_cast<int64_t>(values.size()));
-  if (count == 0) return;
   const std::span<const float> readonly = values;
-  const MagnitudeThreshold t = kth_smallest_magnitude(
-      [&](const std::function<void(std::span<const float>)>& fn) { fn(readonly); }, static_cast<uint64_t>(count));
-  int64_t ties = count - t.below;
-  copy_pruned(values, values, t.bits, ties);
+  copy_zeroing_smallest([&](const auto& fn) { fn(0, readonly); }, values, count);
 }
 
 namespace {
@@ -257,18 +297,21 @@ PruneSummary prune_model(ir::Model& model, const PruneConfig& config) {
     const size_t n = from.size() / sizeof(float);
     exec::Array pruned = exec::Array::uninitialized(ir::dtype::kFloat, weight.dims());
     const std::span<float> to(pruned.data<float>(), n);
-    int64_t zeros_before = 0;
+    int64_t zeros_before = 0, zeros_after = 0;
     if (shared_threshold && !overridden(t)) {
       // One pass: read (in blocks if unaligned), count, copy what stays.
       for_each_block(from, [&](size_t first, std::span<const float> values) {
         zeros_before += count_zeros(values);
-        copy_pruned(values, to.subspan(first, values.size()), global.bits, global_ties);  // k == 0: a plain copy
+        zeros_after += copy_pruned(values, to.subspan(first, values.size()), global.bits, global_ties);  // k == 0: a plain copy
       });
-    } else {
+    } else if (config.method == Method::NM) {
       if (n > 0) std::memcpy(to.data(), from.data(), from.size());
       zeros_before = count_zeros(to);
-      if (config.method == Method::NM) prune_n_m(to, weight.dims(), t.axis, config.n, config.m);
-      else zero_smallest(to, static_cast<int64_t>(std::floor(t.sparsity * static_cast<double>(n))));
+      prune_n_m(to, weight.dims(), t.axis, config.n, config.m);
+      zeros_after = count_zeros(to);
+    } else {
+      std::tie(zeros_before, zeros_after) = copy_zeroing_smallest(
+          [&](const auto& fn) { for_each_block(from, fn); }, to, static_cast<int64_t>(std::floor(t.sparsity * static_cast<double>(n))));
     }
 
     TensorRecord r;
@@ -277,7 +320,7 @@ PruneSummary prune_model(ir::Model& model, const PruneConfig& config) {
     r.tensor = t.weight->name();
     r.elements = static_cast<int64_t>(n);
     r.zeros_before = zeros_before;
-    r.zeros_after = count_zeros(to);
+    r.zeros_after = zeros_after;
     r.target = config.method == Method::NM ? 1.0 - static_cast<double>(config.n) / static_cast<double>(config.m)
                : shared_threshold && !overridden(t) ? config.sparsity
                                                     : t.sparsity;

@@ -63,8 +63,8 @@ struct MagnitudeThreshold {
 MagnitudeThreshold kth_smallest_magnitude(const ValueVisitor& visit, uint64_t k);
 float kth_smallest_magnitude(const std::vector<std::span<const float>>& spans, uint64_t k);
 // to[i] = from[i], or 0 where |from[i]| is below the threshold; then values at the threshold are zeroed in
-// order while `ties` (decremented) is positive. `from` and `to` may be the same span.
-void copy_pruned(std::span<const float> from, std::span<float> to, uint32_t threshold_bits, int64_t& ties);
+// order while `ties` (decremented) is positive. `from` and `to` may be the same span. Returns the zeros in `to`.
+int64_t copy_pruned(std::span<const float> from, std::span<float> to, uint32_t threshold_bits, int64_t& ties);
 // Keeps the n largest |values| of every m consecutive ones along `axis` of a tensor of `dims` (ties:
 // lower index kept) and zeros the rest. dims[axis] must be a multiple of m.
 void prune_n_m(std::span<float> values, const std::vector<int64_t>& dims, size_t axis, int64_t n, int64_t m);

@@ -6,15 +6,46 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <mutex>
 #include <stdexcept>
 
 #include "util/error.h"
 
 namespace mopt {
+
+namespace {
+// Every live map, for MappedFile::containing.
+std::mutex g_maps_mutex;
+std::vector<const MappedFile*> g_maps;
+}  // namespace
+
+std::shared_ptr<const MappedFile> MappedFile::containing(std::span<const std::byte> range) {
+  std::lock_guard lock(g_maps_mutex);
+  for (const MappedFile* map : g_maps) {
+    const std::span<const std::byte> bytes = map->bytes();
+    if (range.data() >= bytes.data() && range.data() + range.size() <= bytes.data() + bytes.size()) return map->shared_from_this();
+  }
+  return nullptr;
+}
+
+void MappedFile::read(std::span<const std::byte> range, std::span<std::byte> out) const {
+  if (range.data() < data_ || range.data() + range.size() > data_ + size_ || out.size() != range.size())
+    throw std::logic_error("MappedFile::read outside the map");
+  auto offset = static_cast<off_t>(range.data() - data_);
+  size_t done = 0;
+  while (done < out.size()) {
+    const ssize_t n = ::pread(fd_, out.data() + done, out.size() - done, offset + static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) fail("cannot read '{}': {}", path_.string(), std::strerror(errno));
+    if (n == 0) fail("cannot read '{}': it became shorter while it was read", path_.string());
+    done += static_cast<size_t>(n);
+  }
+}
 
 std::shared_ptr<const MappedFile> MappedFile::open(const fs::path& path) {
   // O_NONBLOCK: opening a FIFO (or a device) must not wait for a writer; fstat then refuses anything but
@@ -47,7 +78,11 @@ std::shared_ptr<const MappedFile> MappedFile::open(const fs::path& path) {
     }
     file->data_ = static_cast<const std::byte*>(p);
   }
-  ::close(fd);
+  file->fd_ = fd;  // kept for read() and for writers' in-kernel copies
+  if (file->data_ != nullptr) {
+    std::lock_guard lock(g_maps_mutex);
+    g_maps.push_back(file.get());
+  }
   return file;
 }
 
@@ -61,7 +96,12 @@ void MappedFile::release(std::span<const std::byte> range) const {
 }
 
 MappedFile::~MappedFile() {
+  if (data_ != nullptr) {
+    std::lock_guard lock(g_maps_mutex);
+    g_maps.erase(std::find(g_maps.begin(), g_maps.end(), this));
+  }
   if (data_ != nullptr) munmap(const_cast<std::byte*>(data_), size_);
+  if (fd_ >= 0) ::close(fd_);
 }
 
 namespace {
@@ -186,6 +226,29 @@ void AtomicFileWriter::write(ByteChunk chunk) {
   }
   if (buffer_.size() + chunk.size() > kBufferSize) flush_buffer();
   buffer_.insert(buffer_.end(), chunk.begin(), chunk.end());
+}
+
+void AtomicFileWriter::write_from(const MappedFile& file, ByteChunk range) {
+  const std::span<const std::byte> map = file.bytes();
+  if (range.data() < map.data() || range.data() + range.size() > map.data() + map.size())
+    throw std::logic_error("AtomicFileWriter::write_from outside the map");
+  flush_buffer();
+  written_ += range.size();
+  auto offset = static_cast<off_t>(range.data() - map.data());
+  size_t left = range.size();
+  while (kernel_copy_ && left > 0) {
+    const ssize_t n = ::copy_file_range(file.fd(), &offset, fd_, nullptr, left, 0);
+    if (n > 0) {
+      left -= static_cast<size_t>(n);
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else if (n == 0 || errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP || errno == EBADF) {
+      kernel_copy_ = false;  // the kernel cannot copy between these two: write the rest from the map
+    } else {
+      fail("cannot write '{}': {}", target_string_, std::strerror(errno));
+    }
+  }
+  write_all(fd_, range.data() + (range.size() - left), left, target_string_);
 }
 
 void AtomicFileWriter::finish() {

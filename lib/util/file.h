@@ -15,10 +15,13 @@ namespace mopt {
 
 namespace fs = std::filesystem;
 
-class MappedFile {
+class MappedFile : public std::enable_shared_from_this<MappedFile> {
  public:
   // Maps `path` read-only. Errors (missing file, directory, empty file, permission) throw mopt::Error.
   static std::shared_ptr<const MappedFile> open(const fs::path& path);
+  // The live map whose bytes include all of `range`, or nullptr: lets a writer copy bytes that were
+  // never changed from the file itself (AtomicFileWriter::write_from) instead of through the map.
+  static std::shared_ptr<const MappedFile> containing(std::span<const std::byte> range);
   ~MappedFile();
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
@@ -29,10 +32,15 @@ class MappedFile {
   // and a later read of them loads them from the file again (the mapping is private and read-only, so
   // nothing is lost). For payloads nobody reads any more: a replaced weight.
   void release(std::span<const std::byte> range) const;
+  // Reads the bytes of `range` (a part of bytes()) from the file into `out` (same size) with pread(2): a
+  // copy the kernel makes into memory the caller already uses, without faulting the map's pages in.
+  void read(std::span<const std::byte> range, std::span<std::byte> out) const;
+  int fd() const { return fd_; }
 
  private:
   MappedFile() = default;
   fs::path path_;
+  int fd_ = -1;
   const std::byte* data_ = nullptr;
   size_t size_ = 0;
 };
@@ -55,6 +63,10 @@ class AtomicFileWriter {
   AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
 
   void write(ByteChunk chunk);
+  // Writes `range`, bytes of `file`'s map, copying them inside the kernel from the file (copy_file_range),
+  // so they are never read through the map; falls back to write(2) where the kernel cannot copy between
+  // the two files (another file system on old kernels, a pipe).
+  void write_from(const MappedFile& file, ByteChunk range);
   void write(const std::string& s) { write(ByteChunk(reinterpret_cast<const std::byte*>(s.data()), s.size())); }
   uint64_t bytes_written() const { return written_; }
   // Flushes, fsyncs and closes the temporary file (the last step that can fail for lack of space).
@@ -74,6 +86,7 @@ class AtomicFileWriter {
   int signal_slot_ = -1;
   bool direct_ = false;
   bool finished_ = false;
+  bool kernel_copy_ = true;  // copy_file_range works between the sources seen so far and this file
   std::vector<std::byte> buffer_;
   uint64_t written_ = 0;
   bool committed_ = false;

@@ -46,12 +46,6 @@ std::string sha256_text(const std::string& text) {
   return digest.hex();
 }
 
-std::string sha256_chunks(std::span<const std::span<const std::byte>> chunks) {
-  Sha256 digest;
-  for (const std::span<const std::byte> chunk : chunks) digest.update(chunk.data(), chunk.size());
-  return digest.hex();
-}
-
 std::vector<FileDigest> digest_files(const std::vector<std::filesystem::path>& paths) {
   std::vector<FileDigest> out;
   auto add = [&](const std::filesystem::path& file) {

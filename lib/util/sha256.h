@@ -2,9 +2,7 @@
 // manifests and caches record.
 #pragma once
 #include <cstdint>
-#include <cstddef>
 #include <filesystem>
-#include <span>
 #include <string>
 #include <vector>
 
@@ -39,7 +37,6 @@ std::vector<FileDigest> digest_files(const std::vector<std::filesystem::path>& p
 // Streams the file in 1 MiB reads; throws mopt::Error naming the file when it cannot be read.
 std::string sha256_file(const std::filesystem::path& path);
 std::string sha256_text(const std::string& text);
-// Of the bytes of `chunks`, one after another.
-std::string sha256_chunks(std::span<const std::span<const std::byte>> chunks);
+
 
 }  // namespace mopt
