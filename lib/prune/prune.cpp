@@ -14,6 +14,7 @@
 #include "rewrite/rewrite.h"
 #include "rewrite/weight_layout.h"
 #include "util/error.h"
+#include "util/file.h"
 
 namespace mopt::prune {
 namespace {
@@ -72,21 +73,12 @@ ir::Bytes float_payload(const ir::Tensor& t) {
   return bytes;
 }
 
-// Calls fn(first, values) over a float payload in order: the payload itself when it is aligned, else
-// blocks copied out of it (no copy of the whole weight).
+// Calls fn(first, values) over a float payload in order, in blocks (mopt::for_each_block: read from the
+// file when the payload lies in the mapped model, so the weight being replaced is never faulted in).
 void for_each_block(const ir::Bytes& bytes, const std::function<void(size_t, std::span<const float>)>& fn) {
-  const size_t n = bytes.size() / sizeof(float);
-  if (reinterpret_cast<uintptr_t>(bytes.data()) % alignof(float) == 0) {
-    fn(0, {reinterpret_cast<const float*>(bytes.data()), n});
-    return;
-  }
-  constexpr size_t kBlock = 16384;
-  std::vector<float> block(std::min(n, kBlock));
-  for (size_t first = 0; first < n; first += kBlock) {
-    const size_t len = std::min(kBlock, n - first);
-    std::memcpy(block.data(), bytes.data() + first * sizeof(float), len * sizeof(float));
-    fn(first, {block.data(), len});
-  }
+  mopt::for_each_block(bytes.span(), 1 << 20, [&](size_t offset, std::span<const std::byte> block) {
+    fn(offset / sizeof(float), {reinterpret_cast<const float*>(block.data()), block.size() / sizeof(float)});
+  });
 }
 
 }  // namespace
@@ -305,7 +297,7 @@ PruneSummary prune_model(ir::Model& model, const PruneConfig& config) {
         zeros_after += copy_pruned(values, to.subspan(first, values.size()), global.bits, global_ties);  // k == 0: a plain copy
       });
     } else if (config.method == Method::NM) {
-      if (n > 0) std::memcpy(to.data(), from.data(), from.size());
+      for_each_block(from, [&](size_t first, std::span<const float> values) { std::copy(values.begin(), values.end(), to.begin() + static_cast<ptrdiff_t>(first)); });
       zeros_before = count_zeros(to);
       prune_n_m(to, weight.dims(), t.axis, config.n, config.m);
       zeros_after = count_zeros(to);

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cerrno>
 #include <csignal>
+#include <cstddef>
 #include <cstring>
 #include <mutex>
 #include <stdexcept>
@@ -44,6 +45,23 @@ void MappedFile::read(std::span<const std::byte> range, std::span<std::byte> out
     if (n < 0) fail("cannot read '{}': {}", path_.string(), std::strerror(errno));
     if (n == 0) fail("cannot read '{}': it became shorter while it was read", path_.string());
     done += static_cast<size_t>(n);
+  }
+}
+
+void for_each_block(std::span<const std::byte> bytes, size_t block_bytes,
+                    const std::function<void(size_t offset, std::span<const std::byte> block)>& fn) {
+  const std::shared_ptr<const MappedFile> file = MappedFile::containing(bytes);
+  if (!file && reinterpret_cast<uintptr_t>(bytes.data()) % alignof(std::max_align_t) == 0) {
+    if (!bytes.empty()) fn(0, bytes);
+    return;
+  }
+  std::vector<std::max_align_t> storage((std::min(bytes.size(), block_bytes) + sizeof(std::max_align_t) - 1) / sizeof(std::max_align_t));
+  const std::span<std::byte> buffer(reinterpret_cast<std::byte*>(storage.data()), std::min(bytes.size(), block_bytes));
+  for (size_t offset = 0; offset < bytes.size(); offset += buffer.size()) {
+    const size_t n = std::min(buffer.size(), bytes.size() - offset);
+    if (file) file->read(bytes.subspan(offset, n), buffer.first(n));
+    else std::memcpy(buffer.data(), bytes.data() + offset, n);
+    fn(offset, buffer.first(n));
   }
 }
 

@@ -49,6 +49,13 @@ class MappedFile : public std::enable_shared_from_this<MappedFile> {
 // source (a memory map, a buffer) to the file without being gathered into one string first.
 using ByteChunk = std::span<const std::byte>;
 
+// Calls fn(offset, block) over `bytes` in consecutive blocks of at most `block_bytes`, each aligned for any
+// scalar type: bytes of a live map are read from its file with pread into one reused buffer (a first
+// touch of a map's pages costs a fault per page; a weight read once to be replaced needs none of them),
+// other bytes are passed as they lie when aligned, else copied block by block.
+void for_each_block(std::span<const std::byte> bytes, size_t block_bytes,
+                    const std::function<void(size_t offset, std::span<const std::byte> block)>& fn);
+
 // Writes `target` through a temporary file in its folder: `finish()` flushes and fsyncs it, `commit()`
 // renames it into place and fsyncs the folder, so several outputs can be finished first and committed
 // together (nothing is committed unless all of them could be written). The temporary file is removed on
