@@ -353,3 +353,40 @@ TEST_CASE("a staged model's SHA-256 digests are its files', with small and large
     }
   }
 }
+
+TEST_CASE("for_each_block shows every byte in order, in aligned blocks, from a map, aligned memory and unaligned memory") {
+  TempDir dir;
+  std::string content(1000003, '\0');
+  for (size_t i = 0; i < content.size(); ++i) content[i] = static_cast<char>((i * 7 + i / 251) & 0xff);
+  write_file(dir / "bytes.bin", content);
+  const std::shared_ptr<const MappedFile> map = MappedFile::open(dir / "bytes.bin");
+  std::vector<std::max_align_t> aligned_storage(content.size() / sizeof(std::max_align_t) + 2);
+  std::memcpy(aligned_storage.data(), content.data() + 3, content.size() - 3);
+  const auto* aligned = reinterpret_cast<const std::byte*>(aligned_storage.data());
+  std::vector<std::byte> unaligned_storage(content.size() + 1);
+  std::memcpy(unaligned_storage.data() + 1, content.data(), content.size());
+  const struct {
+    const char* name;
+    std::span<const std::byte> bytes;
+  } sources[] = {{"map, from an odd offset", map->bytes().subspan(3)},
+                 {"aligned memory", std::span(aligned, content.size() - 3)},
+                 {"unaligned memory", std::span(unaligned_storage.data() + 4, content.size() - 3)}};
+  CHECK(MappedFile::containing(sources[0].bytes) == map);
+  CHECK(MappedFile::containing(sources[1].bytes) == nullptr);
+  for (const auto& source : sources) {
+    CAPTURE(source.name);
+    std::string seen;
+    size_t blocks = 0;
+    bool aligned_blocks = true;
+    for_each_block(source.bytes, 64 << 10, [&](size_t offset, std::span<const std::byte> block) {
+      CHECK(offset == seen.size());
+      CHECK(block.size() <= size_t{64} << 10);
+      aligned_blocks = aligned_blocks && reinterpret_cast<uintptr_t>(block.data()) % alignof(float) == 0;
+      seen.append(reinterpret_cast<const char*>(block.data()), block.size());
+      ++blocks;
+    });
+    CHECK(seen == content.substr(3));
+    CHECK(blocks == (content.size() - 3 + (64 << 10) - 1) / (64 << 10));
+    CHECK(aligned_blocks);
+  }
+}

@@ -18,6 +18,7 @@
 #include "exec/array.h"
 #include "rewrite/rewrite.h"
 #include "util/error.h"
+#include "util/file.h"
 
 namespace mopt::convert {
 namespace {
@@ -68,11 +69,13 @@ ir::Tensor to_16bit(const ir::Tensor& tensor, int32_t target, FloatPrecisionResu
   std::vector<int64_t> clamped(chunks, 0), raised(chunks, 0);
   auto convert_range = [&](size_t chunk) {
     const size_t begin = n * chunk / chunks, end = n * (chunk + 1) / chunks;
-    constexpr size_t kBlock = 1024;
-    float block[kBlock];
-    for (size_t b = begin; b < end; b += kBlock) {
-      const size_t len = std::min(kBlock, end - b);
-      std::memcpy(block, src + b * sizeof(float), len * sizeof(float));  // the payload may be unaligned
+    // Blocks of a copy (the payload may be unaligned, and a weight in the mapped model is read from its
+    // file rather than faulted in through the map).
+    std::vector<float> converted;
+    for_each_block(std::span(src + begin * sizeof(float), (end - begin) * sizeof(float)), 64 << 10, [&](size_t offset, std::span<const std::byte> block_bytes) {
+      const size_t b = begin + offset / sizeof(float), len = block_bytes.size() / sizeof(float);
+      const auto* block = reinterpret_cast<const float*>(block_bytes.data());
+      converted.resize(len);
       int64_t clamped_here = 0, raised_here = 0;
       for (size_t j = 0; j < len; ++j) {  // branch-free, so that it vectorizes
         const float x = block[j], a = std::fabs(x);
@@ -80,16 +83,16 @@ ir::Tensor to_16bit(const ir::Tensor& tensor, int32_t target, FloatPrecisionResu
         const bool raise = half && a != 0 && a < kHalfMinPositive;             // would round to zero
         clamped_here += clamp;
         raised_here += raise;
-        block[j] = clamp ? std::copysign(max, x) : raise ? std::copysign(kHalfMinPositive, x) : x;
+        converted[j] = clamp ? std::copysign(max, x) : raise ? std::copysign(kHalfMinPositive, x) : x;
       }
       clamped[chunk] += clamped_here;
       raised[chunk] += raised_here;
       if (half) {
-        exec::floats_to_half({block, len}, {dst + b, len});
+        exec::floats_to_half({converted.data(), len}, {dst + b, len});
       } else {
-        for (size_t j = 0; j < len; ++j) dst[b + j] = exec::float_to_bfloat16(block[j]);
+        for (size_t j = 0; j < len; ++j) dst[b + j] = exec::float_to_bfloat16(converted[j]);
       }
-    }
+    });
   };
   if (chunks == 1) {
     convert_range(0);
@@ -238,12 +241,12 @@ class Converter {
     auto [it, inserted] = out_of_range_.emplace(v, false);
     if (!inserted) return it->second;
     const ir::Bytes bytes = t->data();
-    for (size_t i = 0; i + sizeof(float) <= bytes.size(); i += sizeof(float)) {
-      float x;
-      std::memcpy(&x, bytes.data() + i, sizeof(float));
-      if (std::isfinite(x) && std::fabs(x) > kHalfMax) return it->second = true;
-    }
-    return false;
+    bool beyond = false;
+    for_each_block(bytes.span().first(bytes.size() / sizeof(float) * sizeof(float)), 64 << 10, [&](size_t, std::span<const std::byte> block) {
+      const auto* values = reinterpret_cast<const float*>(block.data());
+      for (size_t i = 0; i < block.size() / sizeof(float); ++i) beyond |= std::isfinite(values[i]) && std::fabs(values[i]) > kHalfMax;
+    });
+    return it->second = beyond;
   }
 
   void collect_kept(const ir::Graph& graph) {

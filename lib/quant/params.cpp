@@ -8,6 +8,7 @@
 
 #include "exec/array.h"
 #include "util/error.h"
+#include "util/file.h"
 
 namespace mopt::quant {
 
@@ -123,6 +124,16 @@ QuantizedWeight quantize_weight(std::span<const float> values, const std::vector
 }
 
 std::span<const float> float_span(const ir::Tensor& tensor, exec::Array& holder) {
+  // A float weight in the mapped model is read from its file into memory of its own: it is read once, to
+  // be replaced, and faulting it in through the map would touch every page a second time.
+  if (tensor.dtype() == d::kFloat && tensor.has_raw()) {
+    const std::span<const std::byte> raw = tensor.raw().span();
+    if (const auto file = MappedFile::containing(raw); file && raw.size() == d::storage_bytes(d::kFloat, static_cast<uint64_t>(tensor.numel()))) {
+      holder = exec::Array::uninitialized(d::kFloat, tensor.dims());
+      file->read(raw, {holder.bytes(), raw.size()});
+      return {holder.data<float>(), static_cast<size_t>(holder.numel())};
+    }
+  }
   holder = exec::Array::from_tensor(tensor);
   if (holder.dtype() != d::kFloat) {
     if (holder.dtype() != d::kDouble && holder.dtype() != d::kFloat16) fail("tensor '{}' is {}, not float", tensor.name(), d::name(holder.dtype()));

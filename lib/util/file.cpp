@@ -52,7 +52,7 @@ void for_each_block(std::span<const std::byte> bytes, size_t block_bytes,
                     const std::function<void(size_t offset, std::span<const std::byte> block)>& fn) {
   const std::shared_ptr<const MappedFile> file = MappedFile::containing(bytes);
   if (!file && reinterpret_cast<uintptr_t>(bytes.data()) % alignof(std::max_align_t) == 0) {
-    if (!bytes.empty()) fn(0, bytes);
+    for (size_t offset = 0; offset < bytes.size(); offset += block_bytes) fn(offset, bytes.subspan(offset, std::min(block_bytes, bytes.size() - offset)));
     return;
   }
   std::vector<std::max_align_t> storage((std::min(bytes.size(), block_bytes) + sizeof(std::max_align_t) - 1) / sizeof(std::max_align_t));

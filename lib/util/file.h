@@ -52,7 +52,8 @@ using ByteChunk = std::span<const std::byte>;
 // Calls fn(offset, block) over `bytes` in consecutive blocks of at most `block_bytes`, each aligned for any
 // scalar type: bytes of a live map are read from its file with pread into one reused buffer (a first
 // touch of a map's pages costs a fault per page; a weight read once to be replaced needs none of them),
-// other bytes are passed as they lie when aligned, else copied block by block.
+// other bytes are passed as they lie when aligned, else copied block by block. block_bytes must be a
+// multiple of the element size the caller reads.
 void for_each_block(std::span<const std::byte> bytes, size_t block_bytes,
                     const std::function<void(size_t offset, std::span<const std::byte> block)>& fn);
 
