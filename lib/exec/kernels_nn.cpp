@@ -757,8 +757,10 @@ void layer_norm_kernel(KernelContext& ctx) {
   Shape norm_shape(x.shape().begin() + axis, x.shape().end());
   Shape stat_shape = x.shape();
   for (int64_t i = axis; i < x.rank(); ++i) stat_shape[static_cast<size_t>(i)] = 1;
-  Array y(x.dtype(), x.shape());
-  Array mean_out(d::kFloat, stat_shape), inv_out(d::kFloat, stat_shape);
+  Array y = Array::uninitialized(x.dtype(), x.shape());  // every element is written below
+  // Mean and inverse standard deviation are outputs only when the node names them.
+  const bool stats = ctx.wants_output(1) || ctx.wants_output(2);
+  Array mean_out = stats ? Array(d::kFloat, stat_shape) : Array(), inv_out = stats ? Array(d::kFloat, stat_shape) : Array();
   visit<kFloats>(x.dtype(), "LayerNormalization", [&]<typename T>(T) {
     // Scale and bias broadcast to the normalized shape.
     auto expand = [&](const Array* a, double fallback) {
@@ -777,24 +779,39 @@ void layer_norm_kernel(KernelContext& ctx) {
     for (int64_t o = first; o < last; ++o) {
       const T* src = x.data<T>() + o * inner;
       T* dst = y.data<T>() + o * inner;
-      double mean = 0, var = 0;
-      for (int64_t j = 0; j < inner; ++j) mean += static_cast<double>(src[j]);
-      mean /= static_cast<double>(inner);
-      for (int64_t j = 0; j < inner; ++j) var += (static_cast<double>(src[j]) - mean) * (static_cast<double>(src[j]) - mean);
-      var /= static_cast<double>(inner);
+      // Sums in double over four interleaved partial sums (a fixed order, so the same bits on any machine
+      // and thread count; one running sum made each row wait on the latency of every add).
+      auto sum4 = [&](auto&& term) {
+        double part[4] = {0, 0, 0, 0};
+        int64_t j = 0;
+        for (; j + 4 <= inner; j += 4) {
+          for (int k = 0; k < 4; ++k) part[k] += term(j + k);
+        }
+        for (; j < inner; ++j) part[0] += term(j);
+        return (part[0] + part[1]) + (part[2] + part[3]);
+      };
+      const double mean = sum4([&](int64_t j) { return static_cast<double>(src[j]); }) / static_cast<double>(inner);
+      const double var = sum4([&](int64_t j) {
+        const double c = static_cast<double>(src[j]) - mean;
+        return c * c;
+      }) / static_cast<double>(inner);
       double inv = 1.0 / std::sqrt(var + static_cast<double>(eps));
       for (int64_t j = 0; j < inner; ++j) {
         size_t u = static_cast<size_t>(j);
         dst[j] = static_cast<T>((static_cast<double>(src[j]) - mean) * inv * scale[u] + bias[u]);
       }
-      mean_out.data<float>()[o] = static_cast<float>(mean);
-      inv_out.data<float>()[o] = static_cast<float>(inv);
+      if (stats) {
+        mean_out.data<float>()[o] = static_cast<float>(mean);
+        inv_out.data<float>()[o] = static_cast<float>(inv);
+      }
     }
     });
   });
   ctx.set_output(0, std::move(y));
-  ctx.set_output(1, std::move(mean_out));
-  ctx.set_output(2, std::move(inv_out));
+  if (stats) {
+    ctx.set_output(1, std::move(mean_out));
+    ctx.set_output(2, std::move(inv_out));
+  }
 }
 
 void lrn_kernel(KernelContext& ctx) {

@@ -11,6 +11,7 @@
 #include "exec/broadcast.h"
 #include "exec/dispatch.h"
 #include "exec/kernel.h"
+#include "exec/parallel.h"
 
 namespace mopt::exec {
 namespace {
@@ -149,37 +150,58 @@ void unsqueeze_kernel(KernelContext& ctx) {
   ctx.set_output(0, x.reshaped(s));
 }
 
+// y (shaped as x's dims in `perm` order; every element is written) = x transposed. Output dims of size 1
+// are dropped and neighbours that stay neighbours in x merged, so (0, 2, 1, 3) on [B, T, H, D] moves rows
+// of D values; rows are spread over the executor's threads.
 template <typename U>
 void transpose_into(const Array& x, const std::vector<int64_t>& perm, Array& y) {
-  const size_t rank = perm.size();
-  std::vector<int64_t> in_strides = strides_of(x.shape());
-  // Stride in the input for each output dimension.
-  std::vector<int64_t> st(rank), dims(rank);
-  for (size_t i = 0; i < rank; ++i) {
-    st[i] = in_strides[static_cast<size_t>(perm[i])];
-    dims[i] = y.shape()[i];
-  }
+  const int64_t total = y.numel();
+  if (total == 0) return;
   const U* in = x.data<U>();
   U* out = y.data<U>();
-  int64_t total = y.numel();
-  if (total == 0) return;
-  if (rank == 0) {
+  const std::vector<int64_t> in_strides = strides_of(x.shape());
+  std::vector<int64_t> dims, st;  // per merged output dimension: its size and its stride in x
+  for (size_t i = 0; i < perm.size(); ++i) {
+    const int64_t dim = y.shape()[i], stride = in_strides[static_cast<size_t>(perm[i])];
+    if (dim == 1) continue;
+    if (!dims.empty() && st.back() == stride * dim) {
+      dims.back() *= dim;
+      st.back() = stride;
+    } else {
+      dims.push_back(dim);
+      st.push_back(stride);
+    }
+  }
+  if (dims.empty()) {
     out[0] = in[0];
     return;
   }
-  const int64_t inner = dims[rank - 1], inner_stride = st[rank - 1];
-  std::vector<int64_t> index(rank, 0);
-  int64_t offset = 0;
-  for (int64_t o = 0; o < total; o += inner) {
-    for (int64_t j = 0; j < inner; ++j) out[o + j] = in[offset + j * inner_stride];
-    for (size_t k = rank - 1; k-- > 0;) {
-      ++index[k];
-      offset += st[k];
-      if (index[k] < dims[k]) break;
-      offset -= st[k] * dims[k];
-      index[k] = 0;
+  const size_t rank = dims.size();
+  const int64_t inner = dims[rank - 1], inner_stride = st[rank - 1], rows = total / inner;
+  parallel_for(rows, inner, [&](int64_t first, int64_t last) {
+    std::vector<int64_t> index(rank, 0);  // of row `first`, in the outer dims
+    int64_t offset = 0;
+    for (int64_t r = first, k = static_cast<int64_t>(rank) - 2; k >= 0; --k) {
+      index[static_cast<size_t>(k)] = r % dims[static_cast<size_t>(k)];
+      r /= dims[static_cast<size_t>(k)];
+      offset += index[static_cast<size_t>(k)] * st[static_cast<size_t>(k)];
     }
-  }
+    for (int64_t row = first; row < last; ++row) {
+      U* dst = out + row * inner;
+      if (inner_stride == 1) {
+        std::copy(in + offset, in + offset + inner, dst);
+      } else {
+        for (int64_t j = 0; j < inner; ++j) dst[j] = in[offset + j * inner_stride];
+      }
+      for (size_t k = rank - 1; k-- > 0;) {
+        ++index[k];
+        offset += st[k];
+        if (index[k] < dims[k]) break;
+        offset -= st[k] * dims[k];
+        index[k] = 0;
+      }
+    }
+  });
 }
 
 void transpose_kernel(KernelContext& ctx) {
@@ -197,7 +219,7 @@ void transpose_kernel(KernelContext& ctx) {
     seen[static_cast<size_t>(p)] = true;
     s.push_back(x.dim(p));
   }
-  Array y(x.dtype(), s);
+  Array y = Array::uninitialized(x.dtype(), s);
   visit_bits(x.dtype(), [&]<typename U>(U) { transpose_into<U>(x, perm, y); });
   ctx.set_output(0, std::move(y));
 }
@@ -372,7 +394,7 @@ void gather_kernel(KernelContext& ctx) {
   for (int64_t k = 0; k < axis; ++k) s.push_back(x.dim(k));
   for (int64_t dd : ctx.input(1).shape()) s.push_back(dd);
   for (int64_t k = axis + 1; k < x.rank(); ++k) s.push_back(x.dim(k));
-  Array y(x.dtype(), s);
+  Array y = Array::uninitialized(x.dtype(), s);  // every (outer, index) chunk is copied below
   int64_t outer = 1, inner = 1;
   for (int64_t k = 0; k < axis; ++k) outer *= x.dim(k);
   for (int64_t k = axis + 1; k < x.rank(); ++k) inner *= x.dim(k);
