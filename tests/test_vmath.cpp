@@ -1,9 +1,13 @@
 // The executor's vectorized float exp, erf, tanh and sigmoid against double-precision libm: error in
-// float ulps over a dense grid and the special values (NaN, +-inf, overflow, underflow, signed zero).
+// float ulps over a dense grid and the special values (NaN, +-inf, overflow, underflow, signed zero);
+// LayerNormalization rows: the same bits at every vector width.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <random>
 #include <vector>
 
 #include "exec/vmath.h"
@@ -77,6 +81,40 @@ TEST_CASE("vectorized exp, erf, tanh and sigmoid: NaN stays NaN, infinities and 
       const float want = static_cast<float>(exact(in[i]));
       CHECK_MESSAGE(out[i] == want, "input ", in[i], ": ", out[i], " instead of ", want);
       CHECK_MESSAGE(std::signbit(out[i]) == std::signbit(want), "input ", in[i], ": ", out[i], " instead of ", want);
+    }
+  }
+}
+
+TEST_CASE("LayerNormalization rows: the vector build gives the bits of the plain build, and the normalized row") {
+  // layer_norm_floats runs the widest clone this CPU has; layer_norm_row<float> here is this file's
+  // baseline build of the same steps.
+  using namespace mopt::exec;
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal(0.5f, 2.0f);
+  for (int64_t n : {1, 3, 17, 64, 768, 1001}) {
+    CAPTURE(n);
+    std::vector<float> in(static_cast<size_t>(n)), vector_out(in.size()), plain_out(in.size());
+    std::vector<double> scale(in.size()), bias(in.size());
+    for (size_t i = 0; i < in.size(); ++i) {
+      in[i] = normal(rng);
+      scale[i] = 0.5 + 0.01 * static_cast<double>(i % 7);
+      bias[i] = -0.25 + 0.001 * static_cast<double>(i % 5);
+    }
+    double vector_mean = 0, vector_inv = 0, plain_mean = 0, plain_inv = 0;
+    layer_norm_floats(in.data(), vector_out.data(), n, scale.data(), bias.data(), 1e-5, &vector_mean, &vector_inv);
+    layer_norm_row(in.data(), plain_out.data(), n, scale.data(), bias.data(), 1e-5, &plain_mean, &plain_inv);
+    CHECK(std::memcmp(vector_out.data(), plain_out.data(), in.size() * sizeof(float)) == 0);
+    CHECK(vector_mean == plain_mean);
+    CHECK(vector_inv == plain_inv);
+    // Against a straightforward double computation: within float rounding.
+    double mean = 0, var = 0;
+    for (float v : in) mean += v;
+    mean /= static_cast<double>(n);
+    for (float v : in) var += (v - mean) * (v - mean);
+    var /= static_cast<double>(n);
+    for (size_t i = 0; i < in.size(); ++i) {
+      const double want = (in[i] - mean) / std::sqrt(var + 1e-5) * scale[i] + bias[i];
+      CHECK(std::abs(vector_out[i] - want) <= 1e-6 * std::max(1.0, std::abs(want)));
     }
   }
 }

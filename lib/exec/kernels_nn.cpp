@@ -15,6 +15,7 @@
 #include "exec/gemm.h"
 #include "exec/kernel.h"
 #include "exec/parallel.h"
+#include "exec/vmath.h"
 
 namespace mopt::exec {
 namespace {
@@ -779,26 +780,11 @@ void layer_norm_kernel(KernelContext& ctx) {
     for (int64_t o = first; o < last; ++o) {
       const T* src = x.data<T>() + o * inner;
       T* dst = y.data<T>() + o * inner;
-      // Sums in double over four interleaved partial sums (a fixed order, so the same bits on any machine
-      // and thread count; one running sum made each row wait on the latency of every add).
-      auto sum4 = [&](auto&& term) {
-        double part[4] = {0, 0, 0, 0};
-        int64_t j = 0;
-        for (; j + 4 <= inner; j += 4) {
-          for (int k = 0; k < 4; ++k) part[k] += term(j + k);
-        }
-        for (; j < inner; ++j) part[0] += term(j);
-        return (part[0] + part[1]) + (part[2] + part[3]);
-      };
-      const double mean = sum4([&](int64_t j) { return static_cast<double>(src[j]); }) / static_cast<double>(inner);
-      const double var = sum4([&](int64_t j) {
-        const double c = static_cast<double>(src[j]) - mean;
-        return c * c;
-      }) / static_cast<double>(inner);
-      double inv = 1.0 / std::sqrt(var + static_cast<double>(eps));
-      for (int64_t j = 0; j < inner; ++j) {
-        size_t u = static_cast<size_t>(j);
-        dst[j] = static_cast<T>((static_cast<double>(src[j]) - mean) * inv * scale[u] + bias[u]);
+      double mean = 0, inv = 0;
+      if constexpr (std::is_same_v<T, float>) {
+        layer_norm_floats(src, dst, inner, scale.data(), bias.data(), static_cast<double>(eps), &mean, &inv);
+      } else {
+        layer_norm_row(src, dst, inner, scale.data(), bias.data(), static_cast<double>(eps), &mean, &inv);
       }
       if (stats) {
         mean_out.data<float>()[o] = static_cast<float>(mean);

@@ -114,4 +114,9 @@ MOPT_VECTOR_CLONES void sigmoid_floats(const float* in, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = sigmoid_core(in[i]);
 }
 
+MOPT_VECTOR_CLONES void layer_norm_floats(const float* in, float* out, int64_t n, const double* scale, const double* bias,
+                                          double epsilon, double* mean_out, double* inv_std_out) {
+  layer_norm_row(in, out, n, scale, bias, epsilon, mean_out, inv_std_out);
+}
+
 }  // namespace mopt::exec
