@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstring>
 #include <numeric>
 #include <random>
 
@@ -210,6 +211,46 @@ TEST_CASE("Transpose matches a per-element reference for random shapes and perms
     }
   }
   exec::set_thread_count(before);
+}
+
+TEST_CASE("2x2 stride-2 MaxPool: the run-of-rows path gives the bits of the per-plane path, NaN and signed zeros included") {
+  // [2,3,6,8] takes the 2x2 path; the same values with an extra row and column ([2,3,7,9]: 7 is not twice
+  // the 3 output rows) take the per-plane path, whose first 3x4 outputs read the same windows.
+  std::mt19937 rng(9);
+  std::uniform_int_distribution<int> pick(0, 9);
+  std::vector<float> big(2 * 3 * 7 * 9), cropped;
+  for (float& v : big) {
+    const int k = pick(rng);
+    v = k == 0 ? NAN : k == 1 ? 0.0f : k == 2 ? -0.0f : static_cast<float>(pick(rng)) - 4.5f;
+  }
+  for (int plane = 0; plane < 6; ++plane) {
+    for (int h = 0; h < 6; ++h) {
+      for (int w = 0; w < 8; ++w) cropped.push_back(big[static_cast<size_t>((plane * 7 + h) * 9 + w)]);
+    }
+  }
+  constexpr const char* pool = R"(<ir_version: 8, opset_import: ["" : 13]>
+    g (float[2,3,{},{}] x) => (float[2,3,3,4] y) {{ y = MaxPool <kernel_shape = [2, 2], strides = [2, 2]> (x) }})";
+  auto fast = run_text(fmt::format(fmt::runtime(pool), 6, 8), {{"x", array<float>(d::kFloat, {2, 3, 6, 8}, cropped)}});
+  auto general = run_text(fmt::format(fmt::runtime(pool), 7, 9), {{"x", array<float>(d::kFloat, {2, 3, 7, 9}, big)}});
+  REQUIRE(fast[0].numel() == 72);
+  REQUIRE(general[0].numel() == 72);
+  CHECK(std::memcmp(fast[0].bytes(), general[0].bytes(), 72 * sizeof(float)) == 0);
+  // And the values: the largest non-NaN of each window.
+  const std::vector<double> got = fast[0].to_doubles();
+  for (int64_t plane = 0, i = 0; plane < 6; ++plane) {
+    for (int64_t oh = 0; oh < 3; ++oh) {
+      for (int64_t ow = 0; ow < 4; ++ow, ++i) {
+        float want = -INFINITY;
+        for (int64_t kh = 0; kh < 2; ++kh) {
+          for (int64_t kw = 0; kw < 2; ++kw) {
+            const float v = cropped[static_cast<size_t>((plane * 6 + 2 * oh + kh) * 8 + 2 * ow + kw)];
+            if (!std::isnan(v) && v > want) want = v;
+          }
+        }
+        CHECK(got[static_cast<size_t>(i)] == want);
+      }
+    }
+  }
 }
 
 TEST_CASE("kernels: edge cases checked by hand") {

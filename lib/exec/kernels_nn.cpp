@@ -566,6 +566,29 @@ void pool_kernel(KernelContext& ctx, bool max) {
     // keeps the running value), so the order of the comparisons does not change the result.
     const int64_t in_h = g.in[1], in_w = g.in[2], out_h = g.out[1], out_w = g.out[2];
     const int64_t sh = g.stride[1], sw = g.stride[2], ph = g.pad_begin[1], pw = g.pad_begin[2], dh = g.dilation[1], dw = g.dilation[2];
+    if (g.kernel[1] == 2 && g.kernel[2] == 2 && sh == 2 && sw == 2 && dh == 1 && dw == 1 && ph == 0 && pw == 0 &&
+        in_h == 2 * out_h && in_w == 2 * out_w) {
+      // 2x2, stride 2, no padding (most CNNs' pooling): every output row of every plane reads the next two
+      // input rows, so all planes are one run of rows, whatever their size (digits_cnn's 8x8 planes spent
+      // more on the per-plane loop than on the maxima). The same comparisons in the same order as below.
+      const float* src = x.data<float>();
+      float* dst = y.data<float>();
+      parallel_for(n * c * out_h, 4 * out_w, [&](int64_t first, int64_t last) {
+        const float lowest = -std::numeric_limits<float>::infinity();
+        for (int64_t r = first; r < last; ++r) {
+          const float* top = src + 2 * r * in_w;
+          const float* bottom = top + in_w;
+          float* out = dst + r * out_w;
+          for (int64_t ow = 0; ow < out_w; ++ow) {
+            const float left = std::max(std::max(lowest, top[2 * ow]), bottom[2 * ow]);
+            const float right = std::max(std::max(lowest, top[2 * ow + 1]), bottom[2 * ow + 1]);
+            out[ow] = std::max(std::max(lowest, left), right);
+          }
+        }
+      });
+      ctx.set_output(0, std::move(y));
+      return;
+    }
     parallel_for(n * c, g.out_size() * g.kernel_size(), [&](int64_t first, int64_t last) {
       std::vector<float> column_max(static_cast<size_t>(in_w));
       for (int64_t plane = first; plane < last; ++plane) {
