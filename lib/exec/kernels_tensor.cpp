@@ -240,7 +240,7 @@ void concat_kernel(KernelContext& ctx) {
     }
     s[static_cast<size_t>(axis)] += a.dim(axis);
   }
-  Array y(first.dtype(), s);
+  Array y = Array::uninitialized(first.dtype(), s);  // the inputs' rows tile every output row
   int64_t outer = 1;
   for (int64_t k = 0; k < axis; ++k) outer *= s[static_cast<size_t>(k)];
   size_t esize = element_size(first.dtype());
