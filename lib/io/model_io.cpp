@@ -3,8 +3,8 @@
 #include "io/model_io.h"
 
 #include <charconv>
-#include <future>
 #include <cstring>
+#include <future>
 #include <map>
 #include <tuple>
 

@@ -155,16 +155,19 @@ namespace {
 template <typename Read>
 std::pair<int64_t, int64_t> copy_zeroing_smallest(Read&& read, std::span<float> to, int64_t count) {
   int64_t zeros_before = 0;
+  count = std::clamp<int64_t>(count, 0, static_cast<int64_t>(to.size()));
+  if (count == 0) {  // a plain copy, read once
+    read([&](size_t first, std::span<const float> values) {
+      zeros_before += count_zeros(values);
+      std::copy(values.begin(), values.end(), to.begin() + static_cast<ptrdiff_t>(first));
+    });
+    return {zeros_before, zeros_before};
+  }
   std::vector<uint64_t> histogram(65536);
   read([&](size_t, std::span<const float> values) {
     zeros_before += count_zeros(values);
     for (float v : values) ++histogram[magnitude_bits(v) >> 16];
   });
-  count = std::clamp<int64_t>(count, 0, static_cast<int64_t>(to.size()));
-  if (count == 0) {
-    read([&](size_t first, std::span<const float> values) { std::copy(values.begin(), values.end(), to.begin() + static_cast<ptrdiff_t>(first)); });
-    return {zeros_before, zeros_before};
-  }
   int64_t below = 0;
   uint32_t high = 0;
   for (; below + static_cast<int64_t>(histogram[high]) < count; ++high) below += static_cast<int64_t>(histogram[high]);
@@ -291,7 +294,7 @@ PruneSummary prune_model(ir::Model& model, const PruneConfig& config) {
     const std::span<float> to(pruned.data<float>(), n);
     int64_t zeros_before = 0, zeros_after = 0;
     if (shared_threshold && !overridden(t)) {
-      // One pass: read (in blocks if unaligned), count, copy what stays.
+      // One pass: read in blocks, count, copy what stays.
       for_each_block(from, [&](size_t first, std::span<const float> values) {
         zeros_before += count_zeros(values);
         zeros_after += copy_pruned(values, to.subspan(first, values.size()), global.bits, global_ties);  // k == 0: a plain copy

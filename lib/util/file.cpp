@@ -117,8 +117,8 @@ MappedFile::~MappedFile() {
   if (data_ != nullptr) {
     std::lock_guard lock(g_maps_mutex);
     g_maps.erase(std::find(g_maps.begin(), g_maps.end(), this));
+    munmap(const_cast<std::byte*>(data_), size_);
   }
-  if (data_ != nullptr) munmap(const_cast<std::byte*>(data_), size_);
   if (fd_ >= 0) ::close(fd_);
 }
 

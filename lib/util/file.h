@@ -71,11 +71,11 @@ class AtomicFileWriter {
   AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
 
   void write(ByteChunk chunk);
+  void write(const std::string& s) { write(ByteChunk(reinterpret_cast<const std::byte*>(s.data()), s.size())); }
   // Writes `range`, bytes of `file`'s map, copying them inside the kernel from the file (copy_file_range),
   // so they are never read through the map; falls back to write(2) where the kernel cannot copy between
   // the two files (another file system on old kernels, a pipe).
   void write_from(const MappedFile& file, ByteChunk range);
-  void write(const std::string& s) { write(ByteChunk(reinterpret_cast<const std::byte*>(s.data()), s.size())); }
   uint64_t bytes_written() const { return written_; }
   // Flushes, fsyncs and closes the temporary file (the last step that can fail for lack of space).
   void finish();

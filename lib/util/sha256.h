@@ -38,5 +38,4 @@ std::vector<FileDigest> digest_files(const std::vector<std::filesystem::path>& p
 std::string sha256_file(const std::filesystem::path& path);
 std::string sha256_text(const std::string& text);
 
-
 }  // namespace mopt

@@ -25,14 +25,17 @@ using rewrite::is_random;
 
 std::string_view view(const ir::Bytes& bytes) { return {reinterpret_cast<const char*>(bytes.data()), bytes.size()}; }
 
+// "dtype:dims:", the start of the keys below.
+std::string shape_key(const ir::Tensor& t) {
+  std::string key = std::to_string(t.dtype()) + ":";
+  for (int64_t d : t.dims()) key += std::to_string(d) + ",";
+  return key + ":";
+}
+
 // A tensor's identity for merging: dtype, dims and a hash of the bytes (equal bytes are confirmed
 // separately, so a hash collision never merges different tensors). The hash is the tensor's cached
 // content hash: each payload is read once however many fixpoint rounds compare it.
-std::string tensor_key(const ir::Tensor& t) {
-  std::string key = std::to_string(t.dtype()) + ":";
-  for (int64_t d : t.dims()) key += std::to_string(d) + ",";
-  return key + ":" + std::to_string(t.content_hash());
-}
+std::string tensor_key(const ir::Tensor& t) { return shape_key(t) + std::to_string(t.content_hash()); }
 
 bool same_bytes(const ir::Tensor& a, const ir::Tensor& b) { return view(a.data()) == view(b.data()); }
 
@@ -40,10 +43,8 @@ bool same_bytes(const ir::Tensor& a, const ir::Tensor& b) { return view(a.data()
 // share it are hashed whole (and then compared), so a model of distinct weights is not read through
 // just to learn that nothing merges.
 std::string initializer_group(const ir::Tensor& t) {
-  std::string key = std::to_string(t.dtype()) + ":";
-  for (int64_t d : t.dims()) key += std::to_string(d) + ",";
   const ir::Bytes bytes = t.data();
-  return key + ":" + std::to_string(XXH3_64bits(bytes.data(), std::min<size_t>(bytes.size(), 4096)));
+  return shape_key(t) + std::to_string(XXH3_64bits(bytes.data(), std::min<size_t>(bytes.size(), 4096)));
 }
 
 // Attribute tensors (Constant's value) were keyed by hash: confirm their bytes are equal.
