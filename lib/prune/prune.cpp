@@ -86,6 +86,14 @@ void for_each_block(const ir::Bytes& bytes, const std::function<void(size_t, std
 namespace {
 // |v| as an unsigned integer: ordered as the magnitudes are (NaN above infinity).
 uint32_t magnitude_bits(float v) { return std::bit_cast<uint32_t>(v) & 0x7fffffffu; }
+
+// The first bucket at which `below` plus the counts up to and including it reach k; adds the counts of
+// the buckets before it to `below`. Both radix selections below step through their histograms with it.
+uint32_t bucket_reaching(const std::vector<uint64_t>& histogram, uint64_t k, uint64_t& below) {
+  uint32_t b = 0;
+  for (; below + histogram[b] < k; ++b) below += histogram[b];
+  return b;
+}
 }  // namespace
 
 MagnitudeThreshold kth_smallest_magnitude(const ValueVisitor& visit, uint64_t k) {
@@ -96,12 +104,7 @@ MagnitudeThreshold kth_smallest_magnitude(const ValueVisitor& visit, uint64_t k)
     for (float v : s) ++histogram[magnitude_bits(v) >> 16];
   });
   uint64_t below = 0;
-  uint32_t high = 0;
-  for (;; ++high) {
-    if (below + histogram[high] >= k) break;
-    below += histogram[high];
-  }
-  k -= below;
+  const uint32_t high = bucket_reaching(histogram, k, below);
   std::fill(histogram.begin(), histogram.end(), 0);
   visit([&](std::span<const float> s) {
     for (float v : s) {
@@ -109,12 +112,7 @@ MagnitudeThreshold kth_smallest_magnitude(const ValueVisitor& visit, uint64_t k)
       if ((bits >> 16) == high) ++histogram[bits & 0xffffu];
     }
   });
-  uint32_t low = 0;
-  for (uint64_t seen = 0;; ++low) {
-    if (seen + histogram[low] >= k) break;
-    seen += histogram[low];
-    below += histogram[low];
-  }
+  const uint32_t low = bucket_reaching(histogram, k, below);
   return {(high << 16) | low, static_cast<int64_t>(below)};
 }
 
@@ -168,9 +166,8 @@ std::pair<int64_t, int64_t> copy_zeroing_smallest(Read&& read, std::span<float> 
     zeros_before += count_zeros(values);
     for (float v : values) ++histogram[magnitude_bits(v) >> 16];
   });
-  int64_t below = 0;
-  uint32_t high = 0;
-  for (; below + static_cast<int64_t>(histogram[high]) < count; ++high) below += static_cast<int64_t>(histogram[high]);
+  uint64_t below = 0;
+  const uint32_t high = bucket_reaching(histogram, static_cast<uint64_t>(count), below);
   std::fill(histogram.begin(), histogram.end(), 0);
   read([&](size_t first, std::span<const float> values) {
     float* out = to.data() + first;
@@ -180,9 +177,8 @@ std::pair<int64_t, int64_t> copy_zeroing_smallest(Read&& read, std::span<float> 
       if ((bits >> 16) == high) ++histogram[bits & 0xffffu];
     }
   });
-  uint32_t low = 0;
-  for (; below + static_cast<int64_t>(histogram[low]) < count; ++low) below += static_cast<int64_t>(histogram[low]);
-  int64_t ties = count - below;
+  const uint32_t low = bucket_reaching(histogram, static_cast<uint64_t>(count), below);
+  int64_t ties = count - static_cast<int64_t>(below);
   const int64_t zeros_after = copy_pruned(to, to, (high << 16) | low, ties);
   return {zeros_before, zeros_after};
 }
