@@ -8,6 +8,7 @@
 #include <random>
 
 #include "data/npy.h"
+#include "exec/parallel.h"
 #include "helpers.h"
 #include "pass/pipeline.h"
 #include "quant/accuracy_aware.h"
@@ -667,6 +668,70 @@ TEST_CASE("weight-only block-search=mse: a block's outlier is clipped when that 
   CHECK((scales[0] < full_scale[0] || scales[1] < full_scale[1]));  // column 0: some large weight clipped
   CHECK(scales[2] == doctest::Approx(1.0f / 7.0f));  // column 1: the full range, exact already (error 0)
   CHECK(scales[3] == doctest::Approx(1.0f / 7.0f));
+}
+
+TEST_CASE("weight-only: MatMulNBits codes are a scalar reference's (half to even, clamped), the same on 1 and 2 threads") {
+  // K = 200 (six blocks of 32 and one of 8), N = 331 (odd, several 64-column tiles; big enough to go
+  // parallel). Columns 0-9 hold exact ties: their largest |w| is 1.75, so the symmetric 4-bit scale is 0.25
+  // and (j + 0.5) * 0.25 / 0.25 is a half.
+  const int64_t k = 200, n = 331, blocks = 7, zp_row = 4;
+  std::vector<float> w(static_cast<size_t>(k * n));
+  std::mt19937 rng(5);
+  std::normal_distribution<float> gauss(0.0f, 0.4f);
+  for (int64_t i = 0; i < k; ++i) {
+    for (int64_t c = 0; c < n; ++c)
+      w[static_cast<size_t>(i * n + c)] = c < 10 ? (i % 32 == 0 ? 1.75f : (static_cast<float>(i % 14) - 6.5f) * 0.25f) : gauss(rng);
+  }
+  const int before = exec::thread_count();
+  for (bool symmetric : {true, false}) {
+    CAPTURE(symmetric);
+    std::string bytes[2];
+    for (int threads : {1, 2}) {
+      exec::set_thread_count(threads);
+      auto m = matmul_with_weight(k, n, w);
+      quant::QuantizeConfig config;
+      config.mode = quant::Mode::WeightOnly;
+      config.block_size = 32;
+      config.symmetric_weights = symmetric;
+      REQUIRE(quant::quantize_model(*m, config, nullptr).nodes_quantized() == 1);
+      const ir::Node* mm = nullptr;
+      for (const ir::Node* node : m->graph().nodes()) {
+        if (node->op_type() == "MatMulNBits") mm = node;
+      }
+      REQUIRE(mm != nullptr);
+      const ir::Bytes packed = mm->input(1)->constant()->data();  // [N, blocks, 16 bytes]
+      REQUIRE(packed.size() == static_cast<size_t>(n * blocks * 16));
+      const exec::Array scales = exec::Array::from_tensor(*mm->input(2)->constant());  // [N * blocks]
+      std::vector<int> zero_points(static_cast<size_t>(n * blocks), 8);
+      if (!symmetric) {
+        const ir::Bytes zp = mm->input(3)->constant()->data();  // [N, zp_row bytes]: two blocks per byte
+        for (int64_t c = 0; c < n; ++c) {
+          for (int64_t b = 0; b < blocks; ++b)
+            zero_points[static_cast<size_t>(c * blocks + b)] = (static_cast<int>(zp.data()[c * zp_row + b / 2]) >> ((b % 2) * 4)) & 0xf;
+        }
+      }
+      int64_t ties = 0;
+      for (int64_t c = 0; c < n; ++c) {
+        for (int64_t i = 0; i < blocks * 32; ++i) {  // K padded to whole blocks
+          const int64_t b = i / 32;
+          const int code = (static_cast<int>(packed.data()[(c * blocks + b) * 16 + (i % 32) / 2]) >> ((i % 2) * 4)) & 0xf;
+          if (i >= k) {
+            CHECK(code == 0);
+            continue;
+          }
+          const float scale = scales.data<float>()[c * blocks + b];
+          const float q = w[static_cast<size_t>(i * n + c)] / scale;
+          ties += q - std::floor(q) == 0.5f;
+          const int expected = std::clamp(static_cast<int>(std::nearbyint(q)) + zero_points[static_cast<size_t>(c * blocks + b)], 0, 15);
+          if (code != expected) FAIL_CHECK("column " << c << " row " << i << ": code " << code << ", expected " << expected);
+        }
+      }
+      if (symmetric) CHECK(ties > 100);
+      bytes[threads - 1] = std::string(reinterpret_cast<const char*>(packed.data()), packed.size());
+    }
+    CHECK(bytes[0] == bytes[1]);
+  }
+  exec::set_thread_count(before);
 }
 
 TEST_CASE("weight-only: a NaN weight gets the code of zero and an infinite one zeroes its block, without undefined conversions") {

@@ -12,6 +12,7 @@
 #include "data/npy.h"
 #include "driver/explain_size.h"
 #include "eval/layers.h"
+#include "exec/executor.h"
 #include "report/html.h"
 #include "report/markdown.h"
 #include "util/error.h"
@@ -185,6 +186,7 @@ OptimizeResult run_optimize(const OptimizeRequest& request) {
   run.command = request.command;
   run.pipeline = pass::print_pipeline(request.pipeline);
 
+  exec::set_thread_count(acc.threads);  // the passes' own parallel loops (quantize, prune) use the executor's threads
   io::LoadInfo load_info;
   std::unique_ptr<ir::Model> model;
   {

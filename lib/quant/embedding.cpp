@@ -15,13 +15,16 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "exec/array.h"
+#include "exec/parallel.h"
 #include "quant/params.h"
 #include "quant/quantize.h"
 #include "rewrite/rewrite.h"
 #include "util/error.h"
+#include "util/file.h"
 
 namespace mopt::quant {
 using namespace ::mopt::rewrite;
@@ -36,45 +39,74 @@ bool is_embedding_gather(const ir::Node& node) {
 
 namespace {
 
+constexpr float kRoundingShift = 12582912.0f;  // 1.5 * 2^23
+
 struct QuantizedTable {
   ir::Value* values;  // int8 [V, D]
   ir::Value* scales;  // float [V, 1]
 };
 
-bool all_finite(const ir::Value* table) {
-  exec::Array holder;
-  const std::span<const float> values = float_span(*table->constant(), holder);
-  return std::all_of(values.begin(), values.end(), [](float v) { return std::isfinite(v); });
-}
-
-QuantizedTable quantize_table(ir::Graph& g, ir::Value* table, QuantizeSummary& summary) {
+// Quantizes the table row by row, reading it in blocks of whole rows (mopt::for_each_block: from the file
+// when it lies in the mapped model, so the table being replaced is never faulted in, nor copied whole).
+// Rows are spread over the threads. A table holding NaN or infinite values is left alone: nothing is added
+// to the graph and nullopt is returned.
+std::optional<QuantizedTable> quantize_table(ir::Graph& g, ir::Value* table, QuantizeSummary& summary) {
   const std::vector<int64_t> dims = table->constant()->dims();
   const int64_t rows = dims[0], cols = dims[1];
-  exec::Array holder;
-  const std::span<const float> values = float_span(*table->constant(), holder);
+  const ir::Bytes bytes = table->constant()->data();
+  const size_t row_bytes = static_cast<size_t>(cols) * sizeof(float);
+  if (bytes.size() != static_cast<uint64_t>(rows) * row_bytes)
+    fail("tensor '{}' holds {} bytes but its shape needs {}", table->name(), bytes.size(), static_cast<uint64_t>(rows) * row_bytes);
   exec::Array q = exec::Array::uninitialized(d::kInt8, {rows, cols});
-  exec::Array s = exec::Array::uninitialized(d::kFloat, {rows, 1});
+  exec::Array s(d::kFloat, {rows, 1});
   int8_t* qv = q.data<int8_t>();
   float* sv = s.data<float>();
-  double rmin = 0, rmax = 0;
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* row = values.data() + r * cols;
-    float absmax = 0;
+  std::vector<float> row_min(static_cast<size_t>(rows), 0.0f), row_max(static_cast<size_t>(rows), 0.0f);
+  std::vector<uint8_t> row_finite(static_cast<size_t>(rows), 1);
+  auto quantize_row = [&](int64_t r, const float* row) {
+    float absmax = 0, lo = 0, hi = 0;
+    bool finite = true;
     for (int64_t c = 0; c < cols; ++c) {
+      finite &= std::isfinite(row[c]);
       absmax = std::max(absmax, std::fabs(row[c]));
-      rmin = std::min(rmin, static_cast<double>(row[c]));
-      rmax = std::max(rmax, static_cast<double>(row[c]));
+      lo = std::min(lo, row[c]);
+      hi = std::max(hi, row[c]);
     }
+    row_finite[static_cast<size_t>(r)] = finite;
+    row_min[static_cast<size_t>(r)] = lo;
+    row_max[static_cast<size_t>(r)] = hi;
+    if (!finite) return;
     const float scale = absmax > 0 ? absmax / 127.0f : 1.0f;
     sv[r] = scale;
+    int8_t* out = qv + r * cols;
+    // Round half to even by the float-addition trick (exact for |x| < 2^22; here |x| <= 127 and a bit).
     for (int64_t c = 0; c < cols; ++c)
-      qv[r * cols + c] = static_cast<int8_t>(std::clamp(std::nearbyint(row[c] / scale), -127.0f, 127.0f));
+      out[c] = static_cast<int8_t>(std::clamp((row[c] / scale + kRoundingShift) - kRoundingShift, -127.0f, 127.0f));
+  };
+  bool finite = true;
+  const size_t rows_per_block = std::max<size_t>(1, (size_t{1} << 20) / std::max<size_t>(row_bytes, 1));
+  if (row_bytes > 0) {
+    mopt::for_each_block(bytes.span(), rows_per_block * row_bytes, [&](size_t offset, std::span<const std::byte> block) {
+      if (!finite) return;
+      const auto first = static_cast<int64_t>(offset / row_bytes), count = static_cast<int64_t>(block.size() / row_bytes);
+      const auto* values = reinterpret_cast<const float*>(block.data());
+      exec::parallel_for(count, cols * 4, [&](int64_t begin, int64_t end) {
+        for (int64_t r = begin; r < end; ++r) quantize_row(first + r, values + r * cols);
+      });
+      for (int64_t r = first; r < first + count; ++r) finite &= row_finite[static_cast<size_t>(r)] != 0;
+    });
+  }
+  if (!finite) return std::nullopt;
+  double rmin = 0, rmax = 0;
+  for (size_t r = 0; r < row_min.size(); ++r) {
+    rmin = std::min(rmin, static_cast<double>(row_min[r]));
+    rmax = std::max(rmax, static_cast<double>(row_max[r]));
   }
   TensorRecord rec{table->name(), "weight", "int8 (Gather rows)", "minmax, symmetric per row", {}, {0}, 0, 0, rmin, rmax, rmin, rmax};
   // The report keeps a few scales, not one per row of a 30k-row vocabulary.
   for (int64_t r = 0; r < std::min<int64_t>(rows, 16); ++r) rec.scale.push_back(sv[r]);
   summary.tensors.push_back(std::move(rec));
-  return {add_constant(g, table->name() + "_int8", std::move(q)), add_constant(g, table->name() + "_row_scale", std::move(s))};
+  return QuantizedTable{add_constant(g, table->name() + "_int8", std::move(q)), add_constant(g, table->name() + "_row_scale", std::move(s))};
 }
 
 }  // namespace
@@ -83,6 +115,7 @@ void quantize_gathers(ir::Model& model, const std::vector<ir::Node*>& nodes, Qua
   ir::Graph& g = model.graph();
   const std::set<const ir::Node*> selected(nodes.begin(), nodes.end());
   std::map<ir::Value*, QuantizedTable> done;  // tables shared by several Gathers are quantized once
+  std::set<ir::Value*> not_finite;
   std::vector<ir::Value*> old_tables;
   for (ir::Node* node : nodes) {
     ir::Value* table = node->input(0);
@@ -93,17 +126,21 @@ void quantize_gathers(ir::Model& model, const std::vector<ir::Node*>& nodes, Qua
       summary.skipped.emplace_back(describe(*node), "its table is also read by other operators (quantizing it would keep a float copy)");
       continue;
     }
-    if (!done.count(table) && !all_finite(table)) {
+    auto it = done.find(table);
+    if (it == done.end() && !not_finite.count(table)) {
+      if (std::optional<QuantizedTable> quantized = quantize_table(g, table, summary)) {
+        it = done.emplace(table, *quantized).first;
+        old_tables.push_back(table);
+      } else {
+        not_finite.insert(table);
+      }
+    }
+    if (it == done.end()) {
       summary.skipped.emplace_back(describe(*node), "its table holds NaN or infinite values");
       continue;
     }
     ir::Value* y = node->output(0);
     const std::string y_name = y->name();
-    auto [it, fresh] = done.try_emplace(table);
-    if (fresh) {
-      it->second = quantize_table(g, table, summary);
-      old_tables.push_back(table);
-    }
     ir::Value* ids = node->input(1);
     ir::Node* gq = g.create_node("Gather", {it->second.values, ids}, 1, node, "", y_name + "_int8");
     ir::Node* cast = g.create_node("Cast", {gq->output(0)}, 1, node, "", y_name + "_float");

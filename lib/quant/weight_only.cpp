@@ -33,13 +33,13 @@ namespace {
 
 namespace d = ir::dtype;
 
-// One block of rows [k0, k1) of a weight [K, N]: unsigned codes [k1 - k0, N] in [0, 2^bits - 1] and, per
-// column, the block's scale and zero point (2^(bits-1) when symmetric).
-struct Block {
-  int64_t index, k0, k1;
-  const uint8_t* codes;
-  const float* scale;
-  const int64_t* zero_point;
+// A weight W [K, N] quantized in blocks of rows along K: unsigned codes in [0, 2^bits - 1] in W's shape and
+// order, and each block's scale and zero point per column (2^(bits-1) when symmetric).
+struct BlockCodes {
+  exec::Array codes;                // uint8 [K, N]
+  std::vector<float> scale;         // [blocks, N]
+  std::vector<int64_t> zero_point;  // [blocks, N]
+  std::pair<double, double> range;  // of W's values
 };
 
 struct BlockShape {
@@ -65,24 +65,28 @@ constexpr int kSearchSteps = 20;
 constexpr double kSearchStep = 0.025;
 constexpr float kRoundingShift = 12582912.0f;  // 1.5 * 2^23
 
-// Quantizes W [K, N] block by block along K, each pass reading whole rows of W (row-major: a
-// column-by-column walk would touch a new cache line at every value), and hands each block to `emit`.
-// With `search`, each block's range is shrunk by the factor (1, 0.975, ..., 0.525) whose codes give the
-// least squared error on the block's own weights (outliers clipped when that costs less than coarse
-// steps for the rest); otherwise the full range is used. Returns the range of W's values.
-std::pair<double, double> quantize_blocks(std::span<const float> values, int64_t k, int64_t n, BlockShape shape, int bits,
-                                          bool symmetric, bool search, BlockError& error,
-                                          const std::function<void(const Block&)>& emit) {
+// Quantizes W [K, N] block by block along K. The columns are independent: threads take disjoint column
+// ranges (one parallel region per weight) and walk whole rows of their range (row-major: a column-by-column
+// walk would touch a new cache line at every value). With `search`, each block's range is shrunk by the
+// factor (1, 0.975, ..., 0.525) whose codes give the least squared error on the block's own weights
+// (outliers clipped when that costs less than coarse steps for the rest); otherwise the full range is
+// used. Sums are kept per block and column and added up in that order, so nothing depends on the thread
+// count.
+BlockCodes quantize_blocks(std::span<const float> values, int64_t k, int64_t n, BlockShape shape, int bits, bool symmetric,
+                           bool search, BlockError& error) {
   const int64_t offset = int64_t{1} << (bits - 1), qmax_unsigned = (int64_t{1} << bits) - 1;
-  const size_t cols = static_cast<size_t>(n);
-  double rmin = 0, rmax = 0;
-  std::vector<double> lo(cols), hi(cols);
-  std::vector<float> block_scale(cols);
-  std::vector<int64_t> block_zp(cols);
-  std::vector<uint8_t> codes(static_cast<size_t>(shape.size * n));
+  const size_t cols = static_cast<size_t>(n), per_block = static_cast<size_t>(shape.count) * cols;
+  BlockCodes out{exec::Array::uninitialized(d::kUint8, {k, n}), std::vector<float>(per_block), std::vector<int64_t>(per_block), {0, 0}};
+  // Per column, of the block being quantized (threads own disjoint columns).
+  std::vector<float> lo(cols), hi(cols), col_min(cols, 0.0f), col_max(cols, 0.0f), lowest(cols), highest(cols), zero_point(cols);
+  // Per block and column: sum w^2, the full range's squared error, the chosen one's.
+  std::vector<double> weight_sq(search ? per_block : 0), full_err(search ? per_block : 0), best_err(search ? per_block : 0);
+  std::vector<double> err(search ? cols : 0);
+  std::vector<float> trial_scale(search ? cols : 0), inverse(search ? cols : 0);
+  std::vector<int64_t> trial_zp(search ? cols : 0);
   // Scale and zero point of column `col` with its range shrunk by `factor`.
   auto params = [&](size_t col, double factor, float& scale_out, int64_t& zp_out) {
-    const double l = lo[col] * factor, h = hi[col] * factor;
+    const double l = static_cast<double>(lo[col]) * factor, h = static_cast<double>(hi[col]) * factor;
     double scale;
     int64_t zp;
     if (symmetric) {
@@ -96,19 +100,12 @@ std::pair<double, double> quantize_blocks(std::span<const float> values, int64_t
     scale_out = static_cast<float>(scale);
     zp_out = zp;
   };
-  auto code_of = [&](float w, float scale, int64_t zp) {
-    // Bounded before the integer conversion (an infinite weight makes an infinite scale, and inf / inf is
-    // NaN); a NaN weight gets the code of zero, as in the int8 paths (params.cpp).
-    float q = w / scale;
-    q = q == q ? std::clamp(q, -4194304.0f, 4194304.0f) : 0.0f;
-    return std::clamp(static_cast<int64_t>(std::nearbyint(q)) + zp, int64_t{0}, qmax_unsigned);
-  };
-  // Search state per column (threads take disjoint column ranges).
-  std::vector<double> full_err(search ? cols : 0), best_err(search ? cols : 0), err(search ? cols : 0);
-  std::vector<float> trial_scale(search ? cols : 0), inverse(search ? cols : 0), lowest(search ? cols : 0), highest(search ? cols : 0);
-  std::vector<int64_t> trial_zp(search ? cols : 0);
-  // Each shrink factor's squared error on the block's rows [k0, k1), for columns [c0, c1); the best wins.
-  auto search_columns = [&](int64_t k0, int64_t k1, size_t c0, size_t c1) {
+  // Block `b` (rows [k0, k1)), columns [c0, c1): each shrink factor's squared error; the best wins.
+  auto search_columns = [&](int64_t b, int64_t k0, int64_t k1, size_t c0, size_t c1) {
+    float* block_scale = out.scale.data() + b * n;
+    int64_t* block_zp = out.zero_point.data() + b * n;
+    double* full = full_err.data() + b * n;
+    double* best = best_err.data() + b * n;
     for (int step = 0; step < kSearchSteps; ++step) {
       for (size_t col = c0; col < c1; ++col) {
         params(col, 1.0 - kSearchStep * step, trial_scale[col], trial_zp[col]);
@@ -117,8 +114,8 @@ std::pair<double, double> quantize_blocks(std::span<const float> values, int64_t
         highest[col] = static_cast<float>(qmax_unsigned - trial_zp[col]);
         err[col] = 0;
       }
-      // The error estimate multiplies by 1/scale where the codes written divide (code_of): the search only
-      // ranks factors, and this loop vectorizes.
+      // The error estimate multiplies by 1/scale where the codes written divide: the search only ranks
+      // factors, and this loop vectorizes.
       for (int64_t i = k0; i < k1; ++i) {
         const float* row = values.data() + i * n;
         for (size_t col = c0; col < c1; ++col) {
@@ -130,50 +127,79 @@ std::pair<double, double> quantize_blocks(std::span<const float> values, int64_t
         }
       }
       for (size_t col = c0; col < c1; ++col) {
-        if (step == 0) full_err[col] = best_err[col] = err[col];
-        if (step == 0 || err[col] < best_err[col]) {  // strictly better: ties keep the wider range
-          best_err[col] = err[col];
+        if (step == 0) full[col] = best[col] = err[col];
+        if (step == 0 || err[col] < best[col]) {  // strictly better: ties keep the wider range
+          best[col] = err[col];
           block_scale[col] = trial_scale[col];
           block_zp[col] = trial_zp[col];
         }
       }
     }
   };
-  for (int64_t b = 0; b < shape.count; ++b) {
-    const int64_t k0 = b * shape.size, k1 = std::min(k, k0 + shape.size);
-    std::fill(lo.begin(), lo.end(), 0.0);
-    std::fill(hi.begin(), hi.end(), 0.0);
+  // Block `b` (rows [k0, k1)), columns [c0, c1): range, parameters, search, codes.
+  auto quantize_block = [&](int64_t b, int64_t k0, int64_t k1, size_t c0, size_t c1) {
+    float* block_scale = out.scale.data() + b * n;
+    int64_t* block_zp = out.zero_point.data() + b * n;
+    std::fill(lo.begin() + c0, lo.begin() + c1, 0.0f);
+    std::fill(hi.begin() + c0, hi.begin() + c1, 0.0f);
     for (int64_t i = k0; i < k1; ++i) {
       const float* row = values.data() + i * n;
-      for (size_t col = 0; col < cols; ++col) {
-        const double v = row[col];
-        lo[col] = std::min(lo[col], v);
-        hi[col] = std::max(hi[col], v);
-        if (search && std::isfinite(v)) error.weights += v * v;
+      for (size_t col = c0; col < c1; ++col) {
+        lo[col] = row[col] < lo[col] ? row[col] : lo[col];  // a NaN weight leaves the range as it is
+        hi[col] = hi[col] < row[col] ? row[col] : hi[col];
       }
     }
-    for (size_t col = 0; col < cols; ++col) {
-      rmin = std::min(rmin, lo[col]);
-      rmax = std::max(rmax, hi[col]);
+    for (size_t col = c0; col < c1; ++col) {
+      col_min[col] = std::min(col_min[col], lo[col]);
+      col_max[col] = std::max(col_max[col], hi[col]);
       params(col, 1.0, block_scale[col], block_zp[col]);
     }
     if (search) {
-      exec::parallel_for(n, (k1 - k0) * kSearchSteps, [&](int64_t c0, int64_t c1) {
-        search_columns(k0, k1, static_cast<size_t>(c0), static_cast<size_t>(c1));
-      });
-      for (size_t col = 0; col < cols; ++col) {
-        error.full_range += full_err[col];
-        error.chosen += best_err[col];
+      double* sq = weight_sq.data() + b * n;
+      for (int64_t i = k0; i < k1; ++i) {
+        const float* row = values.data() + i * n;
+        for (size_t col = c0; col < c1; ++col) {
+          const double v = std::isfinite(row[col]) ? row[col] : 0.0f;
+          sq[col] += v * v;
+        }
       }
+      search_columns(b, k0, k1, c0, c1);
     }
+    for (size_t col = c0; col < c1; ++col) {
+      lowest[col] = static_cast<float>(-block_zp[col]);
+      highest[col] = static_cast<float>(qmax_unsigned - block_zp[col]);
+      zero_point[col] = static_cast<float>(block_zp[col]);
+    }
+    // code = clamp(round(w / scale), -zp, 2^bits - 1 - zp) + zp, rounding half to even; clamping before the
+    // rounding gives the same integers, keeps the trick exact (it is below 2^22) and bounds an infinite
+    // w / scale. A NaN weight gets the code of zero, as in the int8 paths (params.cpp). Branch-free, so it
+    // vectorizes.
     for (int64_t i = k0; i < k1; ++i) {
       const float* row = values.data() + i * n;
-      uint8_t* out = codes.data() + (i - k0) * n;
-      for (size_t col = 0; col < cols; ++col) out[col] = static_cast<uint8_t>(code_of(row[col], block_scale[col], block_zp[col]));
+      uint8_t* codes = out.codes.data<uint8_t>() + i * n;
+      for (size_t col = c0; col < c1; ++col) {
+        float q = row[col] / block_scale[col];
+        q = q == q ? q : 0.0f;
+        q = q < lowest[col] ? lowest[col] : q;
+        q = q > highest[col] ? highest[col] : q;
+        codes[col] = static_cast<uint8_t>(static_cast<int32_t>((q + kRoundingShift) - kRoundingShift + zero_point[col]));
+      }
     }
-    emit({b, k0, k1, codes.data(), block_scale.data(), block_zp.data()});
+  };
+  exec::parallel_for(n, k * (search ? kSearchSteps + 4 : 3), [&](int64_t c0, int64_t c1) {
+    for (int64_t b = 0; b < shape.count; ++b)
+      quantize_block(b, b * shape.size, std::min(k, (b + 1) * shape.size), static_cast<size_t>(c0), static_cast<size_t>(c1));
+  });
+  for (size_t col = 0; col < cols; ++col) {
+    out.range.first = std::min(out.range.first, static_cast<double>(col_min[col]));
+    out.range.second = std::max(out.range.second, static_cast<double>(col_max[col]));
   }
-  return {rmin, rmax};
+  for (size_t i = 0; i < weight_sq.size(); ++i) {
+    error.weights += weight_sq[i];
+    error.full_range += full_err[i];
+    error.chosen += best_err[i];
+  }
+  return out;
 }
 
 // The summary's zero points: per block in the tensor's order, or the one symmetric offset.
@@ -184,32 +210,45 @@ struct Written {
   std::string dtype;
 };
 
-Written write_matmul_nbits(ir::Model& model, const QuantizeConfig& config, ir::Node& node, std::span<const float> values,
-                           int64_t k, int64_t n, BlockShape shape, std::pair<double, double>& range, BlockError& error) {
+Written write_matmul_nbits(ir::Model& model, const QuantizeConfig& config, ir::Node& node, int64_t k, int64_t n, BlockShape shape,
+                           const BlockCodes& q) {
   ir::Graph& g = model.graph();
   const int bits = config.bits;
   const bool symmetric = config.symmetric_weights;
   const int64_t per_byte = 8 / bits, blob = shape.size * bits / 8, zp_row = (shape.count + per_byte - 1) / per_byte;
-  std::vector<uint8_t> packed(static_cast<size_t>(n * shape.count * blob), 0);
+  // Every byte is written below (exec::Array: large buffers are backed by huge pages, far cheaper to fault in).
+  exec::Array packed = exec::Array::uninitialized(d::kUint8, {n, shape.count, blob});
   std::vector<uint8_t> zero_points(symmetric ? 0 : static_cast<size_t>(n * zp_row), 0);
   std::vector<float> scales(static_cast<size_t>(n * shape.count));  // [N, blocks]
   std::vector<int32_t> zps(symmetric ? 1 : static_cast<size_t>(n * shape.count), static_cast<int32_t>(int64_t{1} << (bits - 1)));
-  range = quantize_blocks(values, k, n, shape, bits, symmetric, config.block_search, error, [&](const Block& block) {
-    const int64_t b = block.index;
-    for (int64_t col = 0; col < n; ++col) {
-      scales[static_cast<size_t>(col * shape.count + b)] = block.scale[col];
-      if (!symmetric) {
-        zps[static_cast<size_t>(col * shape.count + b)] = static_cast<int32_t>(block.zero_point[col]);
-        zero_points[static_cast<size_t>(col * zp_row + b / per_byte)] |= static_cast<uint8_t>(block.zero_point[col] << ((b % per_byte) * bits));
+  // Column by column, in tiles of 64 columns block by block: a block's rows of the tile stay in cache while
+  // each column's codes are read down them.
+  exec::parallel_for(n, k, [&](int64_t c0, int64_t c1) {
+    for (int64_t tile = c0; tile < c1; tile += 64) {
+      for (int64_t b = 0; b < shape.count; ++b) {
+        const int64_t k0 = b * shape.size, rows = std::min(k, k0 + shape.size) - k0;
+        for (int64_t col = tile; col < std::min(c1, tile + 64); ++col) {
+          const size_t at = static_cast<size_t>(b * n + col);
+          scales[static_cast<size_t>(col * shape.count + b)] = q.scale[at];
+          if (!symmetric) {
+            zps[static_cast<size_t>(col * shape.count + b)] = static_cast<int32_t>(q.zero_point[at]);
+            zero_points[static_cast<size_t>(col * zp_row + b / per_byte)] |= static_cast<uint8_t>(q.zero_point[at] << ((b % per_byte) * bits));
+          }
+          const uint8_t* codes = q.codes.data<uint8_t>() + k0 * n + col;
+          uint8_t* dst = packed.data<uint8_t>() + (col * shape.count + b) * blob;
+          // Padding beyond K gets code 0; its A values are absent, so it contributes nothing.
+          auto code = [&](int64_t within) -> unsigned { return within < rows ? codes[within * n] : 0u; };
+          if (bits == 4) {
+            for (int64_t p = 0; p < blob; ++p) dst[p] = static_cast<uint8_t>(code(2 * p) | code(2 * p + 1) << 4);
+          } else {
+            for (int64_t within = 0; within < blob; ++within) dst[within] = static_cast<uint8_t>(code(within));
+          }
+        }
       }
-      uint8_t* dst = packed.data() + (col * shape.count + b) * blob;
-      for (int64_t within = 0; within < block.k1 - block.k0; ++within)
-        dst[within / per_byte] |= static_cast<uint8_t>(block.codes[within * n + col] << ((within % per_byte) * bits));
     }
-    // Padding beyond K keeps code 0; its A values are absent, so it contributes nothing.
   });
   const std::string base = node.input(1)->name();
-  std::vector<ir::Value*> in = {node.input(0), add_constant(g, base + "_packed", make_bytes_tensor("", {n, shape.count, blob}, std::move(packed))),
+  std::vector<ir::Value*> in = {node.input(0), add_constant(g, base + "_packed", std::move(packed)),
                                 add_constant(g, base + "_scales", make_float_tensor("", {n * shape.count}, scales))};
   if (!symmetric) in.push_back(add_constant(g, base + "_zero_points", make_bytes_tensor("", {n * zp_row}, zero_points)));
   ir::Node* mm = g.create_node("MatMulNBits", in, 1, &node, "com.microsoft", node.output(0)->name() + "_nbits");
@@ -231,8 +270,8 @@ void put_code(std::vector<std::byte>& packed, int64_t i, unsigned code, int bits
   }
 }
 
-Written write_blocked_dequantize(ir::Model& model, const QuantizeConfig& config, ir::Node& node, std::span<const float> values,
-                                 int64_t k, int64_t n, BlockShape shape, std::pair<double, double>& range, BlockError& error) {
+Written write_blocked_dequantize(ir::Model& model, const QuantizeConfig& config, ir::Node& node, int64_t k, int64_t n,
+                                 BlockShape shape, const BlockCodes& q) {
   ir::Graph& g = model.graph();
   const int bits = config.bits;
   const bool symmetric = config.symmetric_weights;
@@ -240,22 +279,18 @@ Written write_blocked_dequantize(ir::Model& model, const QuantizeConfig& config,
   const int32_t qtype = bits == 4 ? (symmetric ? d::kInt4 : d::kUint4) : (symmetric ? d::kInt8 : d::kUint8);
   std::vector<std::byte> codes(d::storage_bytes(qtype, static_cast<uint64_t>(k * n)));
   std::vector<std::byte> zero_points(symmetric ? 0 : d::storage_bytes(qtype, static_cast<uint64_t>(shape.count * n)));
-  std::vector<float> scales(static_cast<size_t>(shape.count * n));  // [blocks, N]
+  const std::vector<float>& scales = q.scale;  // [blocks, N]
   std::vector<int32_t> zps(symmetric ? 1 : static_cast<size_t>(shape.count * n), 0);
-  range = quantize_blocks(values, k, n, shape, bits, symmetric, config.block_search, error, [&](const Block& block) {
-    const int64_t b = block.index;
-    for (int64_t col = 0; col < n; ++col) {
-      scales[static_cast<size_t>(b * n + col)] = block.scale[col];
-      if (!symmetric) {
-        zps[static_cast<size_t>(b * n + col)] = static_cast<int32_t>(block.zero_point[col]);
-        put_code(zero_points, b * n + col, static_cast<unsigned>(block.zero_point[col]), bits);
-      }
+  if (!symmetric) {
+    for (int64_t i = 0; i < shape.count * n; ++i) {
+      zps[static_cast<size_t>(i)] = static_cast<int32_t>(q.zero_point[static_cast<size_t>(i)]);
+      put_code(zero_points, i, static_cast<unsigned>(q.zero_point[static_cast<size_t>(i)]), bits);
     }
-    // Symmetric codes become the signed values they stand for (code - offset), two's complement.
-    const unsigned shift = symmetric ? static_cast<unsigned>(offset) : 0u;
-    for (int64_t i = block.k0 * n; i < block.k1 * n; ++i)
-      put_code(codes, i, static_cast<unsigned>(block.codes[i - block.k0 * n]) - shift, bits);
-  });
+  }
+  // Symmetric codes become the signed values they stand for (code - offset), two's complement.
+  const unsigned shift = symmetric ? static_cast<unsigned>(offset) : 0u;
+  const uint8_t* unsigned_codes = q.codes.data<uint8_t>();
+  for (int64_t i = 0; i < k * n; ++i) put_code(codes, i, static_cast<unsigned>(unsigned_codes[i]) - shift, bits);
   const std::string base = node.input(1)->name();
   std::vector<ir::Value*> in = {add_constant(g, base + "_quantized", make_raw_tensor("", qtype, {k, n}, std::move(codes))),
                                 add_constant(g, base + "_scale", make_float_tensor("", {shape.count, n}, scales))};
@@ -265,7 +300,7 @@ Written write_blocked_dequantize(ir::Model& model, const QuantizeConfig& config,
   set_int_attr(*dq, "axis", 0);
   set_int_attr(*dq, "block_size", shape.size);
   node.set_input(1, dq->output(0));
-  return {&node, std::move(scales), std::move(zps), fmt::format("{} (blocked DequantizeLinear)", d::name(qtype))};
+  return {&node, scales, std::move(zps), fmt::format("{} (blocked DequantizeLinear)", d::name(qtype))};
 }
 
 }  // namespace
@@ -287,11 +322,12 @@ void quantize_weight_only(ir::Model& model, const QuantizeConfig& config, const 
     const BlockShape shape = block_shape(k, config.block_size);
     exec::Array holder;
     const std::span<const float> values = float_span(*w->constant(), holder);
-    std::pair<double, double> range;
     BlockError error;
+    const BlockCodes codes = quantize_blocks(values, k, n, shape, config.bits, config.symmetric_weights, config.block_search, error);
+    const std::pair<double, double> range = codes.range;
     const std::string y_name = node->output(0)->name();
-    Written written = qdq ? write_blocked_dequantize(model, config, *node, values, k, n, shape, range, error)
-                          : write_matmul_nbits(model, config, *node, values, k, n, shape, range, error);
+    Written written = qdq ? write_blocked_dequantize(model, config, *node, k, n, shape, codes)
+                          : write_matmul_nbits(model, config, *node, k, n, shape, codes);
     if (written.node != node) {
       if (!g.replace_all_uses(node->output(0), written.node->output(0))) fail("quantize: could not rewire the output of '{}'", node->name());
       g.erase(node);

@@ -105,7 +105,7 @@ void add_data_flags(CLI::App* cmd, DataFlags& f, const std::string& flag, const 
   cmd->add_option("--classifier-output,--label-output", f.classifier_output,
                   "Output scored as a classifier (top-1/top-5 agreement, --labels), or 'none' (default: every [N, C] "
                   "output; the first for --labels)");
-  cmd->add_option("--threads", f.threads, "Executor threads (default: all cores)")->check(CLI::Range(0, 1024));
+  cmd->add_option("--threads", f.threads, "Threads for the passes and the executor (default: all cores)")->check(CLI::Range(0, 1024));
   cmd->add_option("--max-eval-seconds", f.max_eval_seconds,
                   "Stop any one run of the reference executor after this many seconds (0: no limit; default: 600)")
       ->check(CLI::Range(0.0, 1e9));
