@@ -136,6 +136,38 @@ TEST_CASE("quantization parameters follow ONNX Runtime's convention") {
     for (size_t i = 0; i < values.size(); ++i) q.push_back(w.value(i, d::kInt8));
     CHECK(q == std::vector<int32_t>{-127, 64, 32, 32, 64, -127});
   }
+  SUBCASE("a weight split over threads: the same ranges and codes as quantize_value, on 1 and 2 threads") {
+    // [300, 257] (big enough to be split; the split falls inside a row), per tensor and per channel along
+    // either axis, with a NaN and exact ties.
+    std::vector<float> values(300 * 257);
+    std::mt19937 rng(3);
+    std::normal_distribution<float> gauss(0.0f, 1.0f);
+    for (float& v : values) v = gauss(rng);
+    values[1000] = std::numeric_limits<float>::quiet_NaN();
+    const int before = exec::thread_count();
+    for (std::optional<int64_t> axis : {std::optional<int64_t>(), std::optional<int64_t>(0), std::optional<int64_t>(1)}) {
+      for (int32_t qtype : {d::kInt8, d::kUint8}) {
+        CAPTURE(axis.value_or(-1));
+        CAPTURE(qtype);
+        std::vector<std::string> codes;
+        for (int threads : {1, 2}) {
+          exec::set_thread_count(threads);
+          const quant::QuantizedWeight w = quant::quantize_weight(values, {300, 257}, qtype, qtype == d::kInt8, axis);
+          REQUIRE(w.params.size() == (axis ? (*axis == 0 ? 300u : 257u) : 1u));
+          int64_t mismatches = 0;
+          for (size_t i = 0; i < values.size(); ++i) {
+            const size_t channel = !axis ? 0 : (*axis == 0 ? i / 257 : i % 257);
+            const float x = values[i] == values[i] ? values[i] : 0.0f;
+            mismatches += w.value(i, qtype) != quant::quantize_value(x, w.params[channel], quant::int_range(qtype, qtype == d::kInt8));
+          }
+          CHECK(mismatches == 0);
+          codes.emplace_back(reinterpret_cast<const char*>(w.data.bytes()), values.size());
+        }
+        CHECK(codes[0] == codes[1]);
+      }
+    }
+    exec::set_thread_count(before);
+  }
 }
 
 namespace {

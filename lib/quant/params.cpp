@@ -5,8 +5,10 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <mutex>
 
 #include "exec/array.h"
+#include "exec/parallel.h"
 #include "util/error.h"
 #include "util/file.h"
 
@@ -69,29 +71,46 @@ QuantizedWeight quantize_weight(std::span<const float> values, const std::vector
     for (size_t i = static_cast<size_t>(*axis) + 1; i < dims.size(); ++i) inner *= dims[i];
   }
   const int64_t outer = channels * inner == 0 ? 0 : static_cast<int64_t>(values.size()) / (channels * inner);
+  const int64_t total = outer * channels * inner;
+  // Both passes run over element ranges spread across the threads; each range walks the rows (o, c) it
+  // covers. Minima and maxima merge in any order to the same values, so nothing depends on the split.
+  auto for_rows = [&](int64_t begin, int64_t end, const auto& fn) {  // fn(channel, first, count)
+    for (int64_t at = begin; at < end;) {
+      const int64_t row = at / inner, count = std::min(end, (row + 1) * inner) - at;
+      fn(row % channels, at, count);
+      at += count;
+    }
+  };
   std::vector<float> lo(static_cast<size_t>(channels), 0.0f), hi(static_cast<size_t>(channels), 0.0f);
-  for (int64_t o = 0; o < outer; ++o) {
-    for (int64_t c = 0; c < channels; ++c) {
-      const float* v = values.data() + (o * channels + c) * inner;
+  std::mutex merge;
+  exec::parallel_for(total, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> part_lo(static_cast<size_t>(channels), 0.0f), part_hi(static_cast<size_t>(channels), 0.0f);
+    for_rows(begin, end, [&](int64_t c, int64_t first, int64_t count) {
+      const float* v = values.data() + first;
       // Eight independent lanes so the compiler can vectorize the reduction.
       float l8[8], h8[8];
-      std::fill(l8, l8 + 8, lo[static_cast<size_t>(c)]);
-      std::fill(h8, h8 + 8, hi[static_cast<size_t>(c)]);
+      std::fill(l8, l8 + 8, part_lo[static_cast<size_t>(c)]);
+      std::fill(h8, h8 + 8, part_hi[static_cast<size_t>(c)]);
       int64_t i = 0;
-      for (; i + 8 <= inner; i += 8) {
+      for (; i + 8 <= count; i += 8) {
         for (int k = 0; k < 8; ++k) {
           l8[k] = v[i + k] < l8[k] ? v[i + k] : l8[k];
           h8[k] = v[i + k] > h8[k] ? v[i + k] : h8[k];
         }
       }
-      for (; i < inner; ++i) {
+      for (; i < count; ++i) {
         l8[0] = std::min(l8[0], v[i]);
         h8[0] = std::max(h8[0], v[i]);
       }
-      lo[static_cast<size_t>(c)] = *std::min_element(l8, l8 + 8);
-      hi[static_cast<size_t>(c)] = *std::max_element(h8, h8 + 8);
+      part_lo[static_cast<size_t>(c)] = *std::min_element(l8, l8 + 8);
+      part_hi[static_cast<size_t>(c)] = *std::max_element(h8, h8 + 8);
+    });
+    const std::lock_guard<std::mutex> lock(merge);
+    for (size_t c = 0; c < lo.size(); ++c) {
+      lo[c] = std::min(lo[c], part_lo[c]);
+      hi[c] = std::max(hi[c], part_hi[c]);
     }
-  }
+  });
   for (int64_t c = 0; c < channels; ++c) {
     w.params.push_back(compute_params(lo[static_cast<size_t>(c)], hi[static_cast<size_t>(c)], qtype, symmetric));
   }
@@ -100,26 +119,25 @@ QuantizedWeight quantize_weight(std::span<const float> values, const std::vector
   // Written in full below; not zero-filled first (a fresh buffer's pages, huge ones for big weights).
   w.data = exec::Array::uninitialized(qtype, dims);
   const float qlo = static_cast<float>(range.lo), qhi = static_cast<float>(range.hi);
-  for (int64_t o = 0; o < outer; ++o) {
-    for (int64_t c = 0; c < channels; ++c) {
+  exec::parallel_for(total, 2, [&](int64_t begin, int64_t end) {
+    for_rows(begin, end, [&](int64_t c, int64_t first, int64_t count) {
       const QuantParams& p = w.params[static_cast<size_t>(c)];
       const float zp = static_cast<float>(p.zero_point);
-      const int64_t base = (o * channels + c) * inner;
-      const float* v = values.data() + base;
-      std::byte* out = w.data.bytes() + base;
+      const float* v = values.data() + first;
+      std::byte* out = w.data.bytes() + first;
       // Same arithmetic as quantize_value: round half to even of x / scale, plus the zero point. The
       // rounding adds and subtracts 1.5 * 2^23 (exact round-to-nearest-even in float for |q| < 2^22;
       // larger values saturate anyway), which vectorizes where nearbyint does not.
       const float magic = 12582912.0f;
-      for (int64_t i = 0; i < inner; ++i) {
+      for (int64_t i = 0; i < count; ++i) {
         float q = std::clamp(v[i] / p.scale, -4194304.0f, 4194304.0f);
         q = (q + magic) - magic + zp;
         q = q < qlo ? qlo : (q > qhi ? qhi : q);
         q = q == q ? q : zp;  // a NaN weight becomes 0
         out[i] = static_cast<std::byte>(static_cast<int32_t>(q) & 0xff);
       }
-    }
-  }
+    });
+  });
   return w;
 }
 
