@@ -73,20 +73,41 @@ TEST_CASE("zero_smallest agrees with a stable sort by magnitude, with ties, zero
   }
 }
 
-TEST_CASE("kth_smallest_magnitude agrees with sorting, over several tensors, with ties, zeros and subnormals") {
+TEST_CASE("SmallestZeroing over several tensors agrees with a stable sort of them all, ties by tensor then index") {
   std::mt19937 rng(7);
   std::normal_distribution<float> normal(0.0f, 0.05f);
-  std::vector<float> a(5000), b(3001);
+  std::vector<float> a(5000), b(3001), c(700);
   for (float& v : a) v = normal(rng);
   for (size_t i = 0; i < b.size(); ++i) b[i] = i % 5 == 0 ? 0.0f : i % 7 == 0 ? -0.0f : i % 11 == 0 ? 1e-40f : normal(rng);
-  b[17] = -a[3];  // a tie across tensors
-  std::vector<float> all;
-  for (float v : a) all.push_back(std::abs(v));
-  for (float v : b) all.push_back(std::abs(v));
-  std::sort(all.begin(), all.end());
-  for (uint64_t k : {uint64_t{1}, uint64_t{2}, uint64_t{700}, uint64_t{4000}, uint64_t{8000}, static_cast<uint64_t>(all.size())}) {
+  for (size_t i = 0; i < c.size(); ++i) c[i] = i % 3 == 0 ? a[i] : -b[i];  // ties across tensors, both ways
+  b[17] = -a[3];
+  const std::vector<std::vector<float>*> tensors = {&a, &b, &c};
+  std::vector<float> all;  // concatenated in tensor order
+  for (const auto* t : tensors) all.insert(all.end(), t->begin(), t->end());
+  std::vector<size_t> order(all.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](size_t x, size_t y) { return std::abs(all[x]) < std::abs(all[y]); });
+  for (uint64_t k : {uint64_t{0}, uint64_t{1}, uint64_t{2}, uint64_t{700}, uint64_t{4000}, uint64_t{8000}, static_cast<uint64_t>(all.size()),
+                     static_cast<uint64_t>(all.size()) + 5}) {
     CAPTURE(k);
-    CHECK(prune::kth_smallest_magnitude({a, b}, k) == all[k - 1]);
+    std::vector<float> expected = all;
+    for (uint64_t i = 0; i < std::min<uint64_t>(k, all.size()); ++i) expected[order[i]] = 0.0f;
+    prune::SmallestZeroing zeroing(k);
+    std::vector<std::vector<float>> out;
+    for (const auto* t : tensors) zeroing.histogram(*t);
+    int64_t zeros_in = 0, zeros_out = 0;
+    for (const auto* t : tensors) {
+      out.emplace_back(t->size());
+      zeros_in += zeroing.copy(*t, out.back());
+    }
+    for (auto& o : out) zeros_out += zeroing.finish(o);
+    std::vector<float> got;
+    for (const auto& o : out) got.insert(got.end(), o.begin(), o.end());
+    int mismatches = 0;
+    for (size_t i = 0; i < got.size(); ++i) mismatches += std::bit_cast<uint32_t>(got[i]) != std::bit_cast<uint32_t>(expected[i]);
+    CHECK(mismatches == 0);
+    CHECK(zeros_in == std::count(all.begin(), all.end(), 0.0f));
+    CHECK(zeros_out == std::count(expected.begin(), expected.end(), 0.0f));
   }
 }
 

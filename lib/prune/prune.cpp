@@ -96,33 +96,52 @@ uint32_t bucket_reaching(const std::vector<uint64_t>& histogram, uint64_t k, uin
 }
 }  // namespace
 
-MagnitudeThreshold kth_smallest_magnitude(const ValueVisitor& visit, uint64_t k) {
-  // Radix selection on the magnitude bits, high half then low half: two passes over the values, two
-  // 65536-entry histograms, no copy of the weights (the models are gigabytes; an index array is 2x them).
-  std::vector<uint64_t> histogram(65536);
-  visit([&](std::span<const float> s) {
-    for (float v : s) ++histogram[magnitude_bits(v) >> 16];
-  });
-  uint64_t below = 0;
-  const uint32_t high = bucket_reaching(histogram, k, below);
-  std::fill(histogram.begin(), histogram.end(), 0);
-  visit([&](std::span<const float> s) {
-    for (float v : s) {
-      const uint32_t bits = magnitude_bits(v);
-      if ((bits >> 16) == high) ++histogram[bits & 0xffffu];
-    }
-  });
-  const uint32_t low = bucket_reaching(histogram, k, below);
-  return {(high << 16) | low, static_cast<int64_t>(below)};
+SmallestZeroing::SmallestZeroing(uint64_t count) : count_(count), histogram_(65536) {}
+
+void SmallestZeroing::histogram(std::span<const float> values) {
+  total_ += values.size();
+  for (float v : values) ++histogram_[magnitude_bits(v) >> 16];
 }
 
-float kth_smallest_magnitude(const std::vector<std::span<const float>>& spans, uint64_t k) {
-  const MagnitudeThreshold t = kth_smallest_magnitude(
-      [&](const std::function<void(std::span<const float>)>& fn) {
-        for (const auto& s : spans) fn(s);
-      },
-      k);
-  return std::bit_cast<float>(t.bits);
+void SmallestZeroing::select_bucket() {
+  if (selected_) return;
+  selected_ = true;
+  count_ = std::min(count_, total_);
+  if (count_ > 0) high_ = bucket_reaching(histogram_, count_, below_);
+  std::fill(histogram_.begin(), histogram_.end(), 0);
+}
+
+int64_t SmallestZeroing::copy(std::span<const float> from, std::span<float> to) {
+  select_bucket();
+  if (count_ == 0) {
+    std::copy(from.begin(), from.end(), to.begin());
+    return count_zeros(from);
+  }
+  // Branch-free (it vectorizes); the few values in the selected bucket are histogrammed in a second look
+  // at the same, cached, span.
+  int64_t zeros = 0, in_bucket = 0;
+  for (size_t i = 0; i < from.size(); ++i) {
+    const uint32_t bits = magnitude_bits(from[i]);
+    to[i] = (bits >> 16) < high_ ? 0.0f : from[i];
+    zeros += bits == 0;
+    in_bucket += (bits >> 16) == high_;
+  }
+  for (size_t i = 0; i < from.size() && in_bucket > 0; ++i) {
+    const uint32_t bits = magnitude_bits(from[i]);
+    if ((bits >> 16) == high_) ++histogram_[bits & 0xffffu], --in_bucket;
+  }
+  return zeros;
+}
+
+int64_t SmallestZeroing::finish(std::span<float> to) {
+  if (!threshold_) {
+    select_bucket();
+    uint64_t below = below_;
+    const uint32_t low = count_ > 0 ? bucket_reaching(histogram_, count_, below) : 0;
+    threshold_ = count_ > 0 ? (high_ << 16) | low : 0;  // 0: nothing is below it
+    ties_ = static_cast<int64_t>(count_) - static_cast<int64_t>(below);
+  }
+  return copy_pruned(to, to, *threshold_, ties_);
 }
 
 int64_t copy_pruned(std::span<const float> from, std::span<float> to, uint32_t threshold_bits, int64_t& ties) {
@@ -144,49 +163,11 @@ int64_t copy_pruned(std::span<const float> from, std::span<float> to, uint32_t t
   return zeros;
 }
 
-namespace {
-// Copies the values `read` shows (read(fn) calls fn(first, block) over consecutive blocks) into `to` with
-// the `count` smallest magnitudes zeroed, ties by lower index, reading them twice: a histogram of the
-// magnitudes' high 16 bits finds the bucket holding the count-th smallest; the copy zeroes everything
-// below that bucket and histograms the bucket's low 16 bits; a last pass over `to` zeroes the rest of
-// the count. Returns the zeros in the source and in `to`.
-template <typename Read>
-std::pair<int64_t, int64_t> copy_zeroing_smallest(Read&& read, std::span<float> to, int64_t count) {
-  int64_t zeros_before = 0;
-  count = std::clamp<int64_t>(count, 0, static_cast<int64_t>(to.size()));
-  if (count == 0) {  // a plain copy, read once
-    read([&](size_t first, std::span<const float> values) {
-      zeros_before += count_zeros(values);
-      std::copy(values.begin(), values.end(), to.begin() + static_cast<ptrdiff_t>(first));
-    });
-    return {zeros_before, zeros_before};
-  }
-  std::vector<uint64_t> histogram(65536);
-  read([&](size_t, std::span<const float> values) {
-    zeros_before += count_zeros(values);
-    for (float v : values) ++histogram[magnitude_bits(v) >> 16];
-  });
-  uint64_t below = 0;
-  const uint32_t high = bucket_reaching(histogram, static_cast<uint64_t>(count), below);
-  std::fill(histogram.begin(), histogram.end(), 0);
-  read([&](size_t first, std::span<const float> values) {
-    float* out = to.data() + first;
-    for (size_t i = 0; i < values.size(); ++i) {
-      const uint32_t bits = magnitude_bits(values[i]);
-      out[i] = (bits >> 16) < high ? 0.0f : values[i];
-      if ((bits >> 16) == high) ++histogram[bits & 0xffffu];
-    }
-  });
-  const uint32_t low = bucket_reaching(histogram, static_cast<uint64_t>(count), below);
-  int64_t ties = count - static_cast<int64_t>(below);
-  const int64_t zeros_after = copy_pruned(to, to, (high << 16) | low, ties);
-  return {zeros_before, zeros_after};
-}
-}  // namespace
-
 void zero_smallest(std::span<float> values, int64_t count) {
-  const std::span<const float> readonly = values;
-  copy_zeroing_smallest([&](const auto& fn) { fn(0, readonly); }, values, count);
+  SmallestZeroing zeroing(static_cast<uint64_t>(std::max<int64_t>(count, 0)));
+  zeroing.histogram(values);
+  zeroing.copy(values, values);
+  zeroing.finish(values);
 }
 
 namespace {
@@ -261,24 +242,21 @@ PruneSummary prune_model(ir::Model& model, const PruneConfig& config) {
     return config.node_sparsity.count(t.node->name()) || config.op_sparsity.count(t.node->op_type());
   };
   const bool shared_threshold = config.method == Method::Magnitude && config.global;
-  MagnitudeThreshold global{0, 0};
-  int64_t global_ties = 0;
+  // Global scope: one selection over the tensors without an override, read where they lie (no copy). Its
+  // histogram round runs first over all of them; its last round runs after every copy (below).
+  uint64_t total = 0;
+  for (const Target& t : targets) total += shared_threshold && !overridden(t) ? static_cast<uint64_t>(t.weight->constant()->numel()) : 0;
+  SmallestZeroing global(static_cast<uint64_t>(std::floor(config.sparsity * static_cast<double>(total))));
   if (shared_threshold) {
-    auto visit = [&](const std::function<void(std::span<const float>)>& fn) {
-      for (const Target& t : targets) {
-        if (overridden(t)) continue;
-        for_each_block(float_payload(*t.weight->constant()), [&](size_t, std::span<const float> values) { fn(values); });
-      }
-    };
-    uint64_t total = 0;
-    for (const Target& t : targets) total += overridden(t) ? 0 : static_cast<uint64_t>(t.weight->constant()->numel());
-    const auto k = static_cast<uint64_t>(std::floor(config.sparsity * static_cast<double>(total)));
-    // Below the k-th smallest |w|: zero. At it: zero in tensor order until k are zero.
-    if (k > 0) {
-      global = kth_smallest_magnitude(visit, k);
-      global_ties = static_cast<int64_t>(k) - global.below;
+    for (const Target& t : targets) {
+      if (!overridden(t)) for_each_block(float_payload(*t.weight->constant()), [&](size_t, std::span<const float> values) { global.histogram(values); });
     }
   }
+  struct Finish {
+    std::span<float> values;
+    size_t record;
+  };
+  std::vector<Finish> global_finish;
 
   // One tensor at a time: the pruned copy replaces the original before the next is made, so the old
   // weights' pages can go back to the kernel (io::load_model) and the peak is one model plus one tensor.
@@ -290,19 +268,18 @@ PruneSummary prune_model(ir::Model& model, const PruneConfig& config) {
     const std::span<float> to(pruned.data<float>(), n);
     int64_t zeros_before = 0, zeros_after = 0;
     if (shared_threshold && !overridden(t)) {
-      // One pass: read in blocks, count, copy what stays.
-      for_each_block(from, [&](size_t first, std::span<const float> values) {
-        zeros_before += count_zeros(values);
-        zeros_after += copy_pruned(values, to.subspan(first, values.size()), global.bits, global_ties);  // k == 0: a plain copy
-      });
+      for_each_block(from, [&](size_t first, std::span<const float> values) { zeros_before += global.copy(values, to.subspan(first, values.size())); });
+      global_finish.push_back({to, summary.tensors.size()});  // zeros_after: counted by the last round
     } else if (config.method == Method::NM) {
       for_each_block(from, [&](size_t first, std::span<const float> values) { std::copy(values.begin(), values.end(), to.begin() + static_cast<ptrdiff_t>(first)); });
       zeros_before = count_zeros(to);
       prune_n_m(to, weight.dims(), t.axis, config.n, config.m);
       zeros_after = count_zeros(to);
     } else {
-      std::tie(zeros_before, zeros_after) = copy_zeroing_smallest(
-          [&](const auto& fn) { for_each_block(from, fn); }, to, static_cast<int64_t>(std::floor(t.sparsity * static_cast<double>(n))));
+      SmallestZeroing layer(static_cast<uint64_t>(std::floor(t.sparsity * static_cast<double>(n))));
+      for_each_block(from, [&](size_t, std::span<const float> values) { layer.histogram(values); });
+      for_each_block(from, [&](size_t first, std::span<const float> values) { zeros_before += layer.copy(values, to.subspan(first, values.size())); });
+      zeros_after = layer.finish(to);
     }
 
     TensorRecord r;
@@ -318,12 +295,15 @@ PruneSummary prune_model(ir::Model& model, const PruneConfig& config) {
     if (config.method == Method::NM) r.axis = static_cast<int64_t>(t.axis);
     summary.elements += r.elements;
     summary.zeros_before += r.zeros_before;
-    summary.zeros_after += r.zeros_after;
     summary.tensors.push_back(r);
     ir::Value* old = t.weight;
+    // The buffer moves into the graph's tensor; `to` still points at it for the global scope's last round.
     t.node->set_input(1, rewrite::add_constant(graph, old->name(), std::move(pruned)));
     rewrite::remove_unused_weights(graph, {old});
   }
+  // The global scope's last round, in tensor order: the values left in the selected bucket.
+  for (const Finish& f : global_finish) summary.tensors[f.record].zeros_after = global.finish(f.values);
+  for (const TensorRecord& r : summary.tensors) summary.zeros_after += r.zeros_after;
   return summary;
 }
 

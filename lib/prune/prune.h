@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <span>
 #include <string>
@@ -52,16 +53,31 @@ PruneSummary prune_model(ir::Model& model, const PruneConfig& config);
 // Sets the `count` smallest-magnitude values to zero (ties: lower index first).
 void zero_smallest(std::span<float> values, int64_t count);
 
-// Values visited tensor by tensor: visit(fn) calls fn once per tensor; a span need not outlive its call.
-using ValueVisitor = std::function<void(const std::function<void(std::span<const float>)>&)>;
-struct MagnitudeThreshold {
-  uint32_t bits = 0;  // the k-th smallest magnitude, as the bits of a non-negative float
-  int64_t below = 0;  // how many values have a smaller magnitude
+// Zeroes the `count` smallest magnitudes over a sequence of tensors (ties: the earlier tensor, then the lower
+// index), without sorting or an index array: a radix selection on the magnitudes' bits, reading each
+// source twice. Three rounds, each over all the tensors in the same order before the next round begins:
+//   histogram(source)  a histogram of the magnitudes' high 16 bits;
+//   copy(source, out)  copies, zeroing every value below the bucket that holds the count-th smallest, and
+//                      histograms that bucket's low 16 bits; returns the zeros in the source;
+//   finish(out)        zeroes the rest of the count in place; returns the zeros in `out`.
+// A count above the number of values zeroes them all. `source` and `out` may be the same span.
+class SmallestZeroing {
+ public:
+  explicit SmallestZeroing(uint64_t count);
+  void histogram(std::span<const float> values);
+  int64_t copy(std::span<const float> from, std::span<float> to);
+  int64_t finish(std::span<float> to);
+
+ private:
+  void select_bucket();
+  uint64_t count_, total_ = 0, below_ = 0;
+  std::vector<uint64_t> histogram_;
+  bool selected_ = false;
+  uint32_t high_ = 0;
+  std::optional<uint32_t> threshold_;
+  int64_t ties_ = 0;
 };
-// The k-th smallest magnitude (k >= 1, at most the number of values) over everything `visit` shows, in
-// two passes and without a copy of the values.
-MagnitudeThreshold kth_smallest_magnitude(const ValueVisitor& visit, uint64_t k);
-float kth_smallest_magnitude(const std::vector<std::span<const float>>& spans, uint64_t k);
+
 // to[i] = from[i], or 0 where |from[i]| is below the threshold; then values at the threshold are zeroed in
 // order while `ties` (decremented) is positive. `from` and `to` may be the same span. Returns the zeros in `to`.
 int64_t copy_pruned(std::span<const float> from, std::span<float> to, uint32_t threshold_bits, int64_t& ties);
