@@ -305,7 +305,10 @@ TEST_CASE("the sampled zstd size of a big file is close to the exact one, and sa
   CHECK(!exact.estimated());
   CHECK(exact.sampled_bytes == fs::file_size(file));
   CHECK(sampled.estimated());
-  CHECK(sampled.sampled_bytes == static_cast<uint64_t>(report::kSampleBlocks) << 20);
+  CHECK(sampled.sampled_bytes == report::kSampleBlocks * (128u << 10));  // 80 MiB / 512, rounded down to a power of two
+  CHECK(report::sample_block_bytes(17u << 20) == 64u << 10);
+  CHECK(report::sample_block_bytes(400u << 20) == 512u << 10);
+  CHECK(report::sample_block_bytes(3ull << 30) == 1u << 20);
   const double error = std::abs(static_cast<double>(sampled.bytes) - static_cast<double>(exact.bytes)) / static_cast<double>(exact.bytes);
   CHECK(error < 0.02);
 }

@@ -7,6 +7,7 @@
 #include <zstd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <cstring>
 #include <thread>
@@ -145,11 +146,11 @@ uint64_t compress_stream(const std::vector<std::filesystem::path>& files, int le
   return total;
 }
 
-// One file's estimate: `blocks` evenly spaced blocks (the first and last included), read with pread (no
-// mapping: the sampled pages do not add to the process's memory) and compressed alone on the machine's
-// cores; returns (compressed, sampled) bytes.
-std::pair<uint64_t, uint64_t> compress_samples(const std::filesystem::path& path, int blocks, int level) {
-  constexpr size_t kBlock = 1u << 20;
+// One file's estimate: `blocks` evenly spaced blocks of `block_bytes` (the first and last included), read
+// with pread (no mapping: the sampled pages do not add to the process's memory) and compressed alone on the
+// machine's cores; returns (compressed, sampled) bytes.
+std::pair<uint64_t, uint64_t> compress_samples(const std::filesystem::path& path, int blocks, size_t block_bytes, int level) {
+  const size_t kBlock = block_bytes;
   const uint64_t size = std::filesystem::file_size(path);
   if (size <= kBlock * static_cast<uint64_t>(blocks)) return {compress_stream({path}, level), size};
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -188,6 +189,10 @@ std::pair<uint64_t, uint64_t> compress_samples(const std::filesystem::path& path
 
 }  // namespace
 
+uint64_t sample_block_bytes(uint64_t total_bytes) {
+  return std::clamp<uint64_t>(std::bit_floor(std::max<uint64_t>(total_bytes / 512, 1)), 64u << 10, 1u << 20);
+}
+
 CompressedSize zstd_compressed_size(const std::vector<std::filesystem::path>& files, int level, uint64_t exact_up_to) {
   CompressedSize r;
   std::vector<uint64_t> sizes;
@@ -201,10 +206,11 @@ CompressedSize zstd_compressed_size(const std::vector<std::filesystem::path>& fi
     return r;
   }
   double estimate = 0;
+  const size_t block = static_cast<size_t>(sample_block_bytes(r.total_bytes));
   for (size_t f = 0; f < files.size(); ++f) {
     if (sizes[f] == 0) continue;
     const int blocks = std::max(2, static_cast<int>(std::lround(kSampleBlocks * static_cast<double>(sizes[f]) / static_cast<double>(r.total_bytes))));
-    const auto [compressed, sampled] = compress_samples(files[f], blocks, level);
+    const auto [compressed, sampled] = compress_samples(files[f], blocks, block, level);
     r.sampled_bytes += sampled;
     estimate += static_cast<double>(sizes[f]) * static_cast<double>(compressed) / static_cast<double>(sampled);
   }

@@ -54,18 +54,21 @@ nlohmann::json to_json(const ModelStats& stats);
 // "float[N,3,224,224]", "int64[?]", "seq(float[3])", "?" for an absent type.
 std::string format_type(const onnx::TypeProto& type);
 // The size of files compressed with zstd: exact (one stream over every byte) up to `exact_up_to` bytes in
-// all; above it an estimate from kSampleBlocks evenly spaced 1 MiB blocks, each compressed alone and
-// scaled by the file's size, so the report costs a fraction of a second on a multi-gigabyte model and
-// maps only the sampled pages. Weights compress about uniformly along a file, so the estimate is close
-// (measured: bench/tool.txt); the report says which it is.
+// all; above it an estimate from kSampleBlocks evenly spaced blocks (sample_block_bytes: 1/512 of the
+// total, as a power of two between 64 KiB and 1 MiB, so about an eighth of a model under 512 MiB is
+// compressed and 64 MiB of a larger one), each compressed alone and scaled by the file's size. The report
+// then costs a small part of the command's time on any model (an exact size doubled a 17 MB model's) and
+// maps no pages. Weights compress about uniformly along a file, so the estimate is close (measured:
+// bench/tool.txt); the report says which it is.
 struct CompressedSize {
   uint64_t bytes = 0;          // exact, or the estimate
   uint64_t sampled_bytes = 0;  // bytes compressed to get it (all of them when exact)
   uint64_t total_bytes = 0;    // bytes of the files
   bool estimated() const { return sampled_bytes < total_bytes; }
 };
-constexpr uint64_t kExactCompressionLimit = 256ull << 20;
+constexpr uint64_t kExactCompressionLimit = 8ull << 20;
 constexpr int kSampleBlocks = 64;
+uint64_t sample_block_bytes(uint64_t total_bytes);
 CompressedSize zstd_compressed_size(const std::vector<std::filesystem::path>& files, int level = 3,
                                     uint64_t exact_up_to = kExactCompressionLimit);
 std::string human_bytes(uint64_t bytes);
