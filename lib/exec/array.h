@@ -77,6 +77,9 @@ class Array {
   double scalar_double() const;
   // An IR tensor holding a copy of this array's bytes (for constant folding and saving outputs).
   ir::Tensor to_tensor(const std::string& name) const;
+  // Whether this array is the only holder of its buffer (no other array, view or tensor shares it).
+  bool sole_owner() const { return owner_ != nullptr && owner_.use_count() == 1; }
+
   // The same tensor without a copy: it shares this array's buffer, which nothing may write to afterwards
   // (the array is given up; a weight-sized copy is what makes big models need twice their memory).
   ir::Tensor into_tensor(const std::string& name) &&;

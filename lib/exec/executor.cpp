@@ -105,6 +105,10 @@ struct GraphRunner::Plan {
   // Per node: groups of input indices the schema binds to one type variable; kernels read them as one type.
   std::vector<std::vector<std::vector<size_t>>> same_type;
   std::vector<std::vector<const ir::Value*>> release_after;  // per node
+  // Per node: its input 0 is read by nobody after it (a value of this graph, read once by this node, not a
+  // graph input or output, an initializer or a Constant's output), so its kernel may write its output over
+  // that input's buffer when no other array shares it (KernelContext::output_buffer).
+  std::vector<bool> input0_dies;
   // Per node: a Constant node's outputs, computed once when the graph is planned (empty for other nodes).
   std::vector<std::vector<Array>> constant_outputs;
   std::unordered_set<const ir::Value*> constant_values;  // the outputs of those Constant nodes
@@ -173,13 +177,22 @@ const GraphRunner::Plan& GraphRunner::plan_for(const ir::Graph& graph) {
       if (v && !last_reader.count(v) && !outputs.count(v)) plan->release_after[i].push_back(v);
     }
   }
+  plan->input0_dies.resize(nodes.size());
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const ir::Node& n = *nodes[i];
+    const ir::Value* v = n.inputs().empty() ? nullptr : n.input(0);
+    if (!v || v->owner() != &graph || !n.subgraphs().empty() || last_reader.at(v) != i || outputs.count(v) || v->initializer() ||
+        v->is_graph_input() || plan->constant_values.count(v))
+      continue;
+    plan->input0_dies[i] = std::count(n.inputs().begin(), n.inputs().end(), v) == 1;
+  }
   plan->nodes = std::move(nodes);
   return *plans_.emplace(&graph, std::move(plan)).first->second;
 }
 
 std::vector<Array> GraphRunner::run_kernel(const KernelDef& def, const ir::Node& node, int64_t opset,
                                            std::vector<const Array*> inputs, const Env* scope, uint64_t constant_inputs,
-                                           std::shared_ptr<void>* state) {
+                                           std::shared_ptr<void>* state, bool input0_reusable) {
   std::vector<Array> converted;  // float16/bfloat16 inputs as float32
   converted.reserve(inputs.size());
   int32_t half_type = 0;  // the 16-bit float type of the inputs, whose float32 results are rounded back to it
@@ -203,6 +216,7 @@ std::vector<Array> GraphRunner::run_kernel(const KernelDef& def, const ir::Node&
   KernelContext ctx(node, opset, std::move(inputs), *this);
   ctx.set_scope(scope);
   ctx.set_persistence(constant_inputs, state);
+  ctx.set_input0_reusable(input0_reusable);
   try {
     if (options_.profile && node.subgraphs().empty()) {
       auto t0 = std::chrono::steady_clock::now();
@@ -277,7 +291,7 @@ std::vector<Array> GraphRunner::run_graph(const ir::Graph& graph, const std::vec
     }
     std::vector<Array> outs = plan.constant_outputs[i].empty()
                                   ? run_kernel(*plan.kernels[i], node, plan.opsets[i], std::move(in), &env, constant_inputs,
-                                               &node_state_[&node])
+                                               &node_state_[&node], plan.input0_dies[i])
                                   : plan.constant_outputs[i];  // shares the buffers
     for (size_t o = 0; o < node.outputs().size(); ++o) {
       const ir::Value* v = node.output(o);

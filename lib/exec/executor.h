@@ -64,10 +64,11 @@ class GraphRunner {
   const OpProfile& profile() const { return profile_; }
   // Runs one node's kernel on `inputs` (nullptr for absent optional inputs); `scope` resolves values
   // its subgraphs capture. Returns its outputs (undefined for outputs the node does not name).
-  // `constant_inputs` (bit i: input i is a model constant) and `state` are what KernelContext passes on.
+  // `constant_inputs` (bit i: input i is a model constant), `state` and `input0_reusable` are what
+  // KernelContext passes on.
   std::vector<Array> run_kernel(const KernelDef& def, const ir::Node& node, int64_t opset,
                                 std::vector<const Array*> inputs, const Env* scope, uint64_t constant_inputs = 0,
-                                std::shared_ptr<void>* state = nullptr);
+                                std::shared_ptr<void>* state = nullptr, bool input0_reusable = false);
 
  private:
   struct Plan;

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <atomic>
 #include <mutex>
 
 #include "ir/validate.h"
@@ -15,6 +16,21 @@ const Array& KernelContext::input(size_t i) const {
   if (!has_input(i)) error(fmt::format("input {} is required", i));
   return *inputs_[i];
 }
+
+namespace {
+std::atomic<int64_t> g_in_place_outputs{0};
+}
+
+Array KernelContext::output_buffer(const Array& source, int32_t dtype, const Shape& shape) const {
+  if (input0_reusable_ && !inputs_.empty() && inputs_[0] == &source && source.dtype() == dtype && source.shape() == shape &&
+      source.sole_owner()) {
+    g_in_place_outputs.fetch_add(1, std::memory_order_relaxed);
+    return source;  // shares the buffer: the kernel writes over its input
+  }
+  return Array::uninitialized(dtype, shape);
+}
+
+int64_t in_place_outputs() { return g_in_place_outputs.load(); }
 
 void KernelContext::set_output(size_t i, Array value) {
   if (i >= outputs_.size()) return;  // an optional output the model does not ask for

@@ -46,6 +46,13 @@ class KernelContext {
   const Array* optional_input(size_t i) const { return has_input(i) ? inputs_[i] : nullptr; }
   // An input that must hold exactly one element (a count, an axis, a condition), checked before use.
   const Array& scalar_input(size_t i, const char* what) const;
+  // Storage for an output of `dtype` and `shape`: `source`'s own buffer when `source` is input 0, has that
+  // type and shape, and the executor lets this node overwrite it (input 0 dies here and no other array
+  // shares its buffer: set_input0_reusable); otherwise a new, uninitialized array. For elementwise kernels
+  // that write position i only from position i of their inputs: they then run in place, on memory that is
+  // in cache, instead of also filling new memory.
+  Array output_buffer(const Array& source, int32_t dtype, const Shape& shape) const;
+  void set_input0_reusable(bool reusable) { input0_reusable_ = reusable; }
   size_t output_count() const { return outputs_.size(); }
   bool wants_output(size_t i) const { return i < outputs_.size() && node_.output(i) != nullptr; }
   void set_output(size_t i, Array value);
@@ -72,6 +79,7 @@ class KernelContext {
   GraphRunner& runner_;
   const Env* scope_ = nullptr;
   uint64_t constant_inputs_ = 0;  // bit i: constant_input(i)
+  bool input0_reusable_ = false;
   std::shared_ptr<void>* state_ = nullptr;
 };
 
@@ -111,6 +119,10 @@ void register_nn_kernels(KernelRegistry& registry);
 void register_rnn_kernels(KernelRegistry& registry);
 void register_quant_kernels(KernelRegistry& registry);
 void register_control_kernels(KernelRegistry& registry);
+
+// Outputs written over their input 0 (KernelContext::output_buffer) in this process, so a test can show
+// the in-place path was taken.
+int64_t in_place_outputs();
 
 // Helpers shared by kernels.
 int64_t normalize_axis(const KernelContext& ctx, int64_t axis, int64_t rank);

@@ -29,7 +29,7 @@ void unary(KernelContext& ctx, F f, FloatLoop float_loop = nullptr) {
     if constexpr (std::is_same_v<T, half>) {
       return;
     } else {
-      Array y = Array::uninitialized(x.dtype(), x.shape());
+      Array y = ctx.output_buffer(x, x.dtype(), x.shape());  // in place when x dies here
       const T* in = x.data<T>();
       T* out = y.data<T>();
       parallel_for(x.numel(), 8, [&](int64_t begin, int64_t end) {
@@ -72,7 +72,9 @@ void add_unary_float(KernelRegistry& r, const char* op, int64_t since, auto f, F
 template <typename T, typename R, typename F>
 Array broadcast_binary(KernelContext& ctx, const Array& a, const Array& b, int32_t out_dtype, F f) {
   Shape shape = broadcast_shapes(ctx, {&a.shape(), &b.shape()});
-  Array y = Array::uninitialized(out_dtype, shape);
+  // In place over `a` when it is input 0, dies here and has the output's type and shape: every loop below
+  // then reads a's position j only to write position j.
+  Array y = ctx.output_buffer(a, out_dtype, shape);
   const T* pa = a.data<T>();
   const T* pb = b.data<T>();
   R* py = y.data<R>();

@@ -720,7 +720,7 @@ void batch_norm_kernel(KernelContext& ctx) {
   int64_t plane = c ? x.numel() / std::max<int64_t>(n * c, 1) : 0;
   const char* names[] = {"", "scale", "B", "mean", "var"};
   for (size_t i = 1; i < 5; ++i) require_per_channel(ctx, i, c, names[i]);
-  Array y = Array::uninitialized(x.dtype(), x.shape());
+  Array y = ctx.output_buffer(x, x.dtype(), x.shape());  // in place when x dies here
   visit<kFloats>(x.dtype(), "BatchNormalization", [&]<typename T>(T) {
     std::vector<double> scale = ctx.input(1).to_doubles(), bias = ctx.input(2).to_doubles(),
                         mean = ctx.input(3).to_doubles(), var = ctx.input(4).to_doubles();
