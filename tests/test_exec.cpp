@@ -214,44 +214,71 @@ TEST_CASE("Transpose matches a per-element reference for random shapes and perms
   exec::set_thread_count(before);
 }
 
-TEST_CASE("2x2 stride-2 MaxPool: the run-of-rows path gives the bits of the per-plane path, NaN and signed zeros included") {
-  // [2,3,6,8] takes the 2x2 path; the same values with an extra row and column ([2,3,7,9]: 7 is not twice
-  // the 3 output rows) take the per-plane path, whose first 3x4 outputs read the same windows.
-  std::mt19937 rng(9);
-  std::uniform_int_distribution<int> pick(0, 9);
-  std::vector<float> big(2 * 3 * 7 * 9), cropped;
-  for (float& v : big) {
-    const int k = pick(rng);
-    v = k == 0 ? NAN : k == 1 ? 0.0f : k == 2 ? -0.0f : static_cast<float>(pick(rng)) - 4.5f;
-  }
-  for (int plane = 0; plane < 6; ++plane) {
-    for (int h = 0; h < 6; ++h) {
-      for (int w = 0; w < 8; ++w) cropped.push_back(big[static_cast<size_t>((plane * 7 + h) * 9 + w)]);
-    }
-  }
-  constexpr const char* pool = R"(<ir_version: 8, opset_import: ["" : 13]>
-    g (float[2,3,{},{}] x) => (float[2,3,3,4] y) {{ y = MaxPool <kernel_shape = [2, 2], strides = [2, 2]> (x) }})";
-  auto fast = run_text(fmt::format(fmt::runtime(pool), 6, 8), {{"x", array<float>(d::kFloat, {2, 3, 6, 8}, cropped)}});
-  auto general = run_text(fmt::format(fmt::runtime(pool), 7, 9), {{"x", array<float>(d::kFloat, {2, 3, 7, 9}, big)}});
-  REQUIRE(fast[0].numel() == 72);
-  REQUIRE(general[0].numel() == 72);
-  CHECK(std::memcmp(fast[0].bytes(), general[0].bytes(), 72 * sizeof(float)) == 0);
-  // And the values: the largest non-NaN of each window.
-  const std::vector<double> got = fast[0].to_doubles();
-  for (int64_t plane = 0, i = 0; plane < 6; ++plane) {
-    for (int64_t oh = 0; oh < 3; ++oh) {
-      for (int64_t ow = 0; ow < 4; ++ow, ++i) {
-        float want = -INFINITY;
-        for (int64_t kh = 0; kh < 2; ++kh) {
-          for (int64_t kw = 0; kw < 2; ++kw) {
-            const float v = cropped[static_cast<size_t>((plane * 6 + 2 * oh + kh) * 8 + 2 * ow + kw)];
-            if (!std::isnan(v) && v > want) want = v;
+TEST_CASE("float MaxPool matches a per-window reference for random 2-D geometries, NaN and signed zeros included, on 1 and 2 threads") {
+  // The reference takes each window column by column, each column's taps top to bottom, with std::max from
+  // -inf: the largest non-NaN value, and of equal values (+0 and -0) the first; padding taps take no part.
+  std::mt19937 rng(21);
+  auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  const int before = exec::thread_count();
+  for (int threads : {1, 2}) {
+    exec::set_thread_count(threads);
+    for (int trial = 0; trial < 80; ++trial) {
+      int64_t n = pick(1, 2), c = pick(1, 40), h = pick(1, 20), w = pick(1, 24);
+      int64_t kh = pick(1, 4), kw = pick(1, 4), sh = pick(1, 3), sw = pick(1, 3), dh = pick(1, 2), dw = pick(1, 2);
+      int64_t pt = pick(0, 1), pb = pick(0, 1), pl = pick(0, 2), pr = pick(0, 2);
+      if (trial % 10 == 0) {  // 2x2, stride 2, no padding over even sizes: its own loop
+        kh = kw = sh = sw = 2;
+        dh = dw = 1;
+        pt = pb = pl = pr = 0;
+        h += h % 2;
+        w += w % 2;
+      }
+      if ((kh - 1) * dh + 1 > h + pt + pb || (kw - 1) * dw + 1 > w + pl + pr || pt >= kh || pb >= kh || pl >= kw || pr >= kw) continue;
+      const bool ceil_mode = pick(0, 1) == 1;
+      CAPTURE(threads);
+      CAPTURE(trial);
+      std::vector<float> x(static_cast<size_t>(n * c * h * w));
+      for (float& v : x) {
+        const int k = pick(0, 11);
+        v = k == 0 ? NAN : k == 1 ? 0.0f : k == 2 ? -0.0f : static_cast<float>(pick(0, 9)) - 4.5f;
+      }
+      auto out_size = [&](int64_t in, int64_t k, int64_t s, int64_t d, int64_t p0, int64_t p1) {
+        const int64_t span = in + p0 + p1 - ((k - 1) * d + 1);
+        int64_t o = (ceil_mode ? (span + s - 1) / s : span / s) + 1;
+        if (ceil_mode && (o - 1) * s >= in + p0) --o;  // the last window must start inside the input or left padding
+        return o;
+      };
+      const int64_t oh = out_size(h, kh, sh, dh, pt, pb), ow = out_size(w, kw, sw, dw, pl, pr);
+      const std::string text = fmt::format(R"(<ir_version: 8, opset_import: ["" : 13]>
+        g (float[{},{},{},{}] x) => (float[{},{},{},{}] y) {{
+          y = MaxPool <kernel_shape = [{}, {}], strides = [{}, {}], dilations = [{}, {}], pads = [{}, {}, {}, {}], ceil_mode = {}> (x)
+        }})", n, c, h, w, n, c, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, ceil_mode ? 1 : 0);
+      const std::vector<exec::Array> got = run_text(text, {{"x", array<float>(d::kFloat, {n, c, h, w}, x)}});
+      REQUIRE(got[0].shape() == exec::Shape{n, c, oh, ow});
+      int64_t mismatches = 0;
+      for (int64_t plane = 0; plane < n * c; ++plane) {
+        for (int64_t i = 0; i < oh; ++i) {
+          for (int64_t j = 0; j < ow; ++j) {
+            float best = -INFINITY;
+            for (int64_t b = 0; b < kw; ++b) {
+              const int64_t col = j * sw - pl + b * dw;
+              if (col < 0 || col >= w) continue;
+              float column = -INFINITY;
+              for (int64_t a = 0; a < kh; ++a) {
+                const int64_t row = i * sh - pt + a * dh;
+                if (row >= 0 && row < h) column = std::max(column, x[static_cast<size_t>((plane * h + row) * w + col)]);
+              }
+              best = std::max(best, column);
+            }
+            const float v = got[0].data<float>()[(plane * oh + i) * ow + j];
+            mismatches += std::bit_cast<uint32_t>(v) != std::bit_cast<uint32_t>(best);
           }
         }
-        CHECK(got[static_cast<size_t>(i)] == want);
       }
+      CHECK(mismatches == 0);
     }
   }
+  exec::set_thread_count(before);
 }
 
 TEST_CASE("kernels: edge cases checked by hand") {

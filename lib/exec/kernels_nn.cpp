@@ -561,24 +561,29 @@ void pool_kernel(KernelContext& ctx, bool max) {
   const TapRange r0 = tap_range(g, 0), r1 = tap_range(g, 1), r2 = tap_range(g, 2);
   if (max && !want_indices && x.dtype() == d::kFloat && g.spatial <= 2) {
     // The common case (2-D float MaxPool without indices), separably: for each output row, the maximum
-    // of its window's input rows, column by column (a contiguous loop the compiler vectorizes), then
-    // the maximum along each output's window of that row. A NaN input is skipped either way (std::max
-    // keeps the running value), so the order of the comparisons does not change the result.
-    const int64_t in_h = g.in[1], in_w = g.in[2], out_h = g.out[1], out_w = g.out[2];
+    // of its window's input rows, column by column (a contiguous loop the compiler vectorizes), then the
+    // maximum along each output's window of that row: tap by tap over the outputs whose window lies inside
+    // the row (a strided loop that vectorizes too), output by output at the edges. The output rows of all
+    // planes are one run spread over the threads (a small plane's loop cost more than its maxima). Every
+    // maximum starts from -inf and takes its taps in order, and a NaN input is skipped (std::max keeps the
+    // running value), so the result does not depend on how the work is split.
+    const int64_t in_h = g.in[1], in_w = g.in[2], out_h = g.out[1], out_w = g.out[2], kw_count = g.kernel[2];
     const int64_t sh = g.stride[1], sw = g.stride[2], ph = g.pad_begin[1], pw = g.pad_begin[2], dh = g.dilation[1], dw = g.dilation[2];
-    if (g.kernel[1] == 2 && g.kernel[2] == 2 && sh == 2 && sw == 2 && dh == 1 && dw == 1 && ph == 0 && pw == 0 &&
-        in_h == 2 * out_h && in_w == 2 * out_w) {
-      // 2x2, stride 2, no padding (most CNNs' pooling): every output row of every plane reads the next two
-      // input rows, so all planes are one run of rows, whatever their size (digits_cnn's 8x8 planes spent
-      // more on the per-plane loop than on the maxima). The same comparisons in the same order as below.
-      const float* src = x.data<float>();
-      float* dst = y.data<float>();
+    // The outputs [full_begin, full_end) take all kw_count taps (none in the padding).
+    int64_t full_begin = 0, full_end = 0;
+    while (full_begin < out_w && r2.begin[static_cast<size_t>(full_begin)] != 0) ++full_begin;
+    full_end = full_begin;
+    while (full_end < out_w && r2.begin[static_cast<size_t>(full_end)] == 0 && r2.end[static_cast<size_t>(full_end)] == kw_count) ++full_end;
+    const float lowest = -std::numeric_limits<float>::infinity();
+    if (g.kernel[1] == 2 && kw_count == 2 && sh == 2 && sw == 2 && dh == 1 && dw == 1 && ph == 0 && pw == 0 && in_h == 2 * out_h &&
+        in_w == 2 * out_w) {
+      // 2x2, stride 2, no padding (most CNNs' pooling) without the row buffer: on digits_cnn's 4x4 outputs
+      // the general loop's cost per row was 4x this. The same comparisons in the same order.
       parallel_for(n * c * out_h, 4 * out_w, [&](int64_t first, int64_t last) {
-        const float lowest = -std::numeric_limits<float>::infinity();
         for (int64_t r = first; r < last; ++r) {
-          const float* top = src + 2 * r * in_w;
+          const float* top = x.data<float>() + 2 * r * in_w;
           const float* bottom = top + in_w;
-          float* out = dst + r * out_w;
+          float* out = y.data<float>() + r * out_w;
           for (int64_t ow = 0; ow < out_w; ++ow) {
             const float left = std::max(std::max(lowest, top[2 * ow]), bottom[2 * ow]);
             const float right = std::max(std::max(lowest, top[2 * ow + 1]), bottom[2 * ow + 1]);
@@ -589,27 +594,33 @@ void pool_kernel(KernelContext& ctx, bool max) {
       ctx.set_output(0, std::move(y));
       return;
     }
-    parallel_for(n * c, g.out_size() * g.kernel_size(), [&](int64_t first, int64_t last) {
+    parallel_for(n * c * out_h, out_w * g.kernel_size() + in_w * g.kernel[1], [&](int64_t first, int64_t last) {
       std::vector<float> column_max(static_cast<size_t>(in_w));
-      for (int64_t plane = first; plane < last; ++plane) {
+      float* const cm = column_max.data();
+      for (int64_t r = first; r < last; ++r) {
+        const int64_t plane = r / out_h, oh = r % out_h;
         const float* src = x.data<float>() + plane * in_h * in_w;
-        float* dst = y.data<float>() + plane * out_h * out_w;
-        for (int64_t oh = 0; oh < out_h; ++oh) {
-          const int64_t kh0 = r1.begin[static_cast<size_t>(oh)], kh1 = r1.end[static_cast<size_t>(oh)];
-          float* const cm = column_max.data();
-          std::fill(cm, cm + in_w, -std::numeric_limits<float>::infinity());
-          for (int64_t kh = kh0; kh < kh1; ++kh) {
-            const float* row = src + (oh * sh - ph + kh * dh) * in_w;
-            for (int64_t j = 0; j < in_w; ++j) cm[j] = std::max(cm[j], row[j]);
-          }
-          for (int64_t ow = 0; ow < out_w; ++ow) {
-            const int64_t kw0 = r2.begin[static_cast<size_t>(ow)], kw1 = r2.end[static_cast<size_t>(ow)];
-            const int64_t start = ow * sw - pw;  // the window's first column (taps before kw0 are padding)
-            float best = -std::numeric_limits<float>::infinity();
-            for (int64_t kw = kw0; kw < kw1; ++kw) best = std::max(best, cm[start + kw * dw]);
-            dst[oh * out_w + ow] = best;
-          }
+        float* out = y.data<float>() + r * out_w;
+        const int64_t kh0 = r1.begin[static_cast<size_t>(oh)], kh1 = r1.end[static_cast<size_t>(oh)];
+        std::fill(cm, cm + in_w, lowest);
+        for (int64_t kh = kh0; kh < kh1; ++kh) {
+          const float* row = src + (oh * sh - ph + kh * dh) * in_w;
+          for (int64_t j = 0; j < in_w; ++j) cm[j] = std::max(cm[j], row[j]);
         }
+        auto edge = [&](int64_t ow) {
+          const int64_t kw0 = r2.begin[static_cast<size_t>(ow)], kw1 = r2.end[static_cast<size_t>(ow)];
+          const int64_t start = ow * sw - pw;  // the window's first column (taps before kw0 are padding)
+          float best = lowest;
+          for (int64_t kw = kw0; kw < kw1; ++kw) best = std::max(best, cm[start + kw * dw]);
+          out[ow] = best;
+        };
+        for (int64_t ow = 0; ow < full_begin; ++ow) edge(ow);
+        std::fill(out + full_begin, out + full_end, lowest);
+        for (int64_t kw = 0; kw < kw_count; ++kw) {
+          const float* tap = cm + kw * dw - pw;
+          for (int64_t ow = full_begin; ow < full_end; ++ow) out[ow] = std::max(out[ow], tap[ow * sw]);
+        }
+        for (int64_t ow = full_end; ow < out_w; ++ow) edge(ow);
       }
     });
     ctx.set_output(0, std::move(y));
