@@ -7,8 +7,8 @@
 #include <bit>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <numeric>
-#include <tuple>
 
 #include "exec/array.h"
 #include "rewrite/rewrite.h"
