@@ -483,6 +483,39 @@ TEST_CASE("elementwise kernels write over an input that dies, never over one tha
   }
 }
 
+TEST_CASE("lasting arrays: aligned, disjoint and kept while they live; sizes outside 64 KiB-2 MiB get their own buffer") {
+  std::vector<exec::Array> arrays;
+  std::vector<std::pair<uintptr_t, uintptr_t>> ranges;
+  // 70 arrays of 100 KiB to 1.9 MiB: more than a 32 MiB chunk holds, so the run crosses chunks.
+  for (int i = 0; i < 70; ++i) {
+    const int64_t bytes = (100 << 10) + static_cast<int64_t>(i) * (26 << 10) + (i % 3);  // odd sizes too
+    exec::Array a = exec::Array::uninitialized_lasting(d::kUint8, {bytes});
+    REQUIRE(a.numel() == bytes);
+    CHECK(reinterpret_cast<uintptr_t>(a.bytes()) % 64 == 0);
+    CHECK_FALSE(a.sole_owner());  // its chunk is shared: never written over in place (KernelContext::output_buffer)
+    std::memset(a.bytes(), i + 1, static_cast<size_t>(bytes));
+    ranges.emplace_back(reinterpret_cast<uintptr_t>(a.bytes()), reinterpret_cast<uintptr_t>(a.bytes()) + static_cast<uintptr_t>(bytes));
+    arrays.push_back(std::move(a));
+    if (i % 5 == 0) arrays.erase(arrays.begin() + i / 2), arrays.insert(arrays.begin() + i / 2, exec::Array());  // drop some
+  }
+  std::sort(ranges.begin(), ranges.end());
+  for (size_t i = 1; i < ranges.size(); ++i) CHECK(ranges[i - 1].second <= ranges[i].first);
+  // Every array still holds what was written into it, after later ones were made and others dropped.
+  for (size_t i = 0; i < arrays.size(); ++i) {
+    if (!arrays[i].defined()) continue;
+    const auto* p = arrays[i].data<uint8_t>();
+    CHECK(std::all_of(p, p + arrays[i].numel(), [&](uint8_t v) { return v == p[0]; }));
+  }
+  // An array moved into a tensor keeps its chunk alive.
+  ir::Tensor t = exec::Array::uninitialized_lasting(d::kFloat, {1 << 16}).into_tensor("t");
+  CHECK(t.data().size() == size_t{4} << 16);
+  for (int64_t count : {int64_t{1}, int64_t{16000}, int64_t{1} << 20}) {  // 4 B, 62.5 KiB, 4 MiB: own buffers
+    const exec::Array own = exec::Array::uninitialized_lasting(d::kFloat, {count});
+    CHECK(own.sole_owner());
+    CHECK(own.numel() == count);
+  }
+}
+
 TEST_CASE("a Constant node is computed once per executor, and every run reads that one value") {
   auto model = parse_model(R"(<ir_version: 8, opset_import: ["" : 13]>
       g (float[3] x) => (float[3] y, float[3] k) {

@@ -59,7 +59,7 @@ constexpr float kBfloat16Max = 3.38953139e38f;
 ir::Tensor to_16bit(const ir::Tensor& tensor, int32_t target, FloatPrecisionResult& result) {
   const ir::Bytes bytes = tensor.data();
   const size_t n = bytes.size() / sizeof(float);
-  exec::Array out = exec::Array::uninitialized(target, {static_cast<int64_t>(n)});
+  exec::Array out = exec::Array::uninitialized_lasting(target, {static_cast<int64_t>(n)});
   const std::byte* src = bytes.data();
   uint16_t* dst = out.data<uint16_t>();
   const bool half = target == d::kFloat16;

@@ -82,6 +82,32 @@ void* allocate(size_t bytes) {
   return p;
 }
 
+// The chunks Array::uninitialized_lasting carves: one current chunk, handed out front to back; arrays hold
+// their chunk (shared_ptr aliasing), so a chunk is freed when its last array is.
+class LastingChunks {
+ public:
+  static constexpr size_t kChunkBytes = size_t{32} << 20, kMinBytes = size_t{64} << 10, kMaxBytes = size_t{2} << 20;
+
+  // A 64-byte aligned block of `bytes` (a multiple of 64) and the chunk that holds it; null if out of memory.
+  std::shared_ptr<void> take(size_t bytes, std::byte*& data) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!current_ || used_ + bytes > kChunkBytes) {
+      void* p = allocate(kChunkBytes);
+      if (!p) return nullptr;
+      current_ = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
+      used_ = 0;
+    }
+    data = static_cast<std::byte*>(current_.get()) + used_;
+    used_ += bytes;
+    return current_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::shared_ptr<void> current_;
+  size_t used_ = 0;
+};
+
 BufferCache& buffer_cache() {
   static BufferCache* cache = new BufferCache;  // never destroyed: arrays in static objects may outlive it
   return *cache;
@@ -120,6 +146,26 @@ size_t element_size(int32_t dtype) {
 Array::Array(int32_t dtype, Shape shape) : Array(dtype, std::move(shape), true) {}
 
 Array Array::uninitialized(int32_t dtype, Shape shape) { return Array(dtype, std::move(shape), false); }
+
+Array Array::uninitialized_lasting(int32_t dtype, Shape shape) {
+  const size_t size = element_size(dtype);
+  const int64_t count = exec::numel(shape);
+  const size_t bytes = (static_cast<size_t>(count) * size + 63) / 64 * 64;
+  const uint64_t limit = g_max_tensor_bytes.load();
+  if (size == 0 || bytes < LastingChunks::kMinBytes || bytes >= LastingChunks::kMaxBytes || (limit && bytes > limit))
+    return uninitialized(dtype, std::move(shape));  // its own buffer (and the usual checks and errors)
+  static LastingChunks* chunks = new LastingChunks;  // never destroyed, as the buffer cache
+  std::byte* data = nullptr;
+  std::shared_ptr<void> chunk = chunks->take(bytes, data);
+  if (!chunk) fail("out of memory allocating a {} tensor of shape {}", ir::dtype::name(dtype), shape_string(shape));
+  Array a;
+  a.dtype_ = dtype;
+  a.shape_ = std::move(shape);
+  a.numel_ = count;
+  a.owner_ = std::shared_ptr<const void>(std::move(chunk), data);  // holds the chunk
+  a.data_ = data;
+  return a;
+}
 
 Array::Array(int32_t dtype, Shape shape, bool zero) : dtype_(dtype), shape_(std::move(shape)), numel_(exec::numel(shape_)) {
   size_t size = element_size(dtype);

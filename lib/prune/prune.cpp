@@ -264,7 +264,7 @@ PruneSummary prune_model(ir::Model& model, const PruneConfig& config) {
     const ir::Tensor& weight = *t.weight->constant();
     const ir::Bytes from = float_payload(weight);
     const size_t n = from.size() / sizeof(float);
-    exec::Array pruned = exec::Array::uninitialized(ir::dtype::kFloat, weight.dims());
+    exec::Array pruned = exec::Array::uninitialized_lasting(ir::dtype::kFloat, weight.dims());
     const std::span<float> to(pruned.data<float>(), n);
     int64_t zeros_before = 0, zeros_after = 0;
     if (shared_threshold && !overridden(t)) {

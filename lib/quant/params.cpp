@@ -117,7 +117,7 @@ QuantizedWeight quantize_weight(std::span<const float> values, const std::vector
   w.rmin = channels ? *std::min_element(lo.begin(), lo.end()) : 0.0;
   w.rmax = channels ? *std::max_element(hi.begin(), hi.end()) : 0.0;
   // Written in full below; not zero-filled first (a fresh buffer's pages, huge ones for big weights).
-  w.data = exec::Array::uninitialized(qtype, dims);
+  w.data = exec::Array::uninitialized_lasting(qtype, dims);
   const float qlo = static_cast<float>(range.lo), qhi = static_cast<float>(range.hi);
   exec::parallel_for(total, 2, [&](int64_t begin, int64_t end) {
     for_rows(begin, end, [&](int64_t c, int64_t first, int64_t count) {

@@ -216,8 +216,8 @@ Written write_matmul_nbits(ir::Model& model, const QuantizeConfig& config, ir::N
   const int bits = config.bits;
   const bool symmetric = config.symmetric_weights;
   const int64_t per_byte = 8 / bits, blob = shape.size * bits / 8, zp_row = (shape.count + per_byte - 1) / per_byte;
-  // Every byte is written below (exec::Array: large buffers are backed by huge pages, far cheaper to fault in).
-  exec::Array packed = exec::Array::uninitialized(d::kUint8, {n, shape.count, blob});
+  // Every byte is written below (a lasting array: backed by huge pages, far cheaper to fault in).
+  exec::Array packed = exec::Array::uninitialized_lasting(d::kUint8, {n, shape.count, blob});
   std::vector<uint8_t> zero_points(symmetric ? 0 : static_cast<size_t>(n * zp_row), 0);
   std::vector<float> scales(static_cast<size_t>(n * shape.count));  // [N, blocks]
   std::vector<int32_t> zps(symmetric ? 1 : static_cast<size_t>(n * shape.count), static_cast<int32_t>(int64_t{1} << (bits - 1)));
