@@ -39,8 +39,6 @@ bool is_embedding_gather(const ir::Node& node) {
 
 namespace {
 
-constexpr float kRoundingShift = 12582912.0f;  // 1.5 * 2^23
-
 struct QuantizedTable {
   ir::Value* values;  // int8 [V, D]
   ir::Value* scales;  // float [V, 1]
@@ -79,9 +77,8 @@ std::optional<QuantizedTable> quantize_table(ir::Graph& g, ir::Value* table, Qua
     const float scale = absmax > 0 ? absmax / 127.0f : 1.0f;
     sv[r] = scale;
     int8_t* out = qv + r * cols;
-    // Round half to even by the float-addition trick (exact for |x| < 2^22; here |x| <= 127 and a bit).
-    for (int64_t c = 0; c < cols; ++c)
-      out[c] = static_cast<int8_t>(std::clamp((row[c] / scale + kRoundingShift) - kRoundingShift, -127.0f, 127.0f));
+    for (int64_t c = 0; c < cols; ++c)  // |row[c] / scale| is 127 and a rounding error at most
+      out[c] = static_cast<int8_t>(std::clamp(round_half_even(row[c] / scale), -127.0f, 127.0f));
   };
   bool finite = true;
   const size_t rows_per_block = std::max<size_t>(1, (size_t{1} << 20) / std::max<size_t>(row_bytes, 1));

@@ -125,13 +125,11 @@ QuantizedWeight quantize_weight(std::span<const float> values, const std::vector
       const float zp = static_cast<float>(p.zero_point);
       const float* v = values.data() + first;
       std::byte* out = w.data.bytes() + first;
-      // Same arithmetic as quantize_value: round half to even of x / scale, plus the zero point. The
-      // rounding adds and subtracts 1.5 * 2^23 (exact round-to-nearest-even in float for |q| < 2^22;
-      // larger values saturate anyway), which vectorizes where nearbyint does not.
-      const float magic = 12582912.0f;
+      // Same arithmetic as quantize_value: round half to even of x / scale (bounded to 2^22; larger values
+      // saturate anyway), plus the zero point.
       for (int64_t i = 0; i < count; ++i) {
         float q = std::clamp(v[i] / p.scale, -4194304.0f, 4194304.0f);
-        q = (q + magic) - magic + zp;
+        q = round_half_even(q) + zp;
         q = q < qlo ? qlo : (q > qhi ? qhi : q);
         q = q == q ? q : zp;  // a NaN weight becomes 0
         out[i] = static_cast<std::byte>(static_cast<int32_t>(q) & 0xff);

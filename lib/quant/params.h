@@ -14,6 +14,13 @@
 
 namespace mopt::quant {
 
+// x rounded half to even, for |x| <= 2^22: adding and subtracting 1.5 * 2^23 in float rounds in the
+// sum (the default rounding mode), as nearbyint does, but in loops that vectorize.
+inline float round_half_even(float x) {
+  constexpr float kShift = 12582912.0f;  // 1.5 * 2^23
+  return (x + kShift) - kShift;
+}
+
 // Integer range of `qtype` (int8, uint8, int16, uint16, int4, uint4). Symmetric signed types drop the lowest value
 // (int8 -> [-127, 127]) so that zero sits in the middle and scales are the same for +x and -x.
 struct IntRange {

@@ -18,7 +18,6 @@
 #include <fmt/format.h>
 
 #include <cmath>
-#include <functional>
 #include <span>
 
 #include "exec/parallel.h"
@@ -63,7 +62,6 @@ struct BlockError {
 // Range shrink factors tried by the mse search: 1, 0.975, ..., 0.525 of each block's range.
 constexpr int kSearchSteps = 20;
 constexpr double kSearchStep = 0.025;
-constexpr float kRoundingShift = 12582912.0f;  // 1.5 * 2^23
 
 // Quantizes W [K, N] block by block along K. The columns are independent: threads take disjoint column
 // ranges (one parallel region per weight) and walk whole rows of their range (row-major: a column-by-column
@@ -120,8 +118,7 @@ BlockCodes quantize_blocks(std::span<const float> values, int64_t k, int64_t n, 
         const float* row = values.data() + i * n;
         for (size_t col = c0; col < c1; ++col) {
           const float w = std::isfinite(row[col]) ? row[col] : 0.0f;
-          // Round half to even by the float-addition trick (exact for |x| < 2^22; x is clamped to the code range).
-          const float q = (std::clamp(w * inverse[col], lowest[col], highest[col]) + kRoundingShift) - kRoundingShift;
+          const float q = round_half_even(std::clamp(w * inverse[col], lowest[col], highest[col]));  // within the code range
           const float d = w - q * trial_scale[col];
           err[col] += static_cast<double>(d) * d;
         }
@@ -171,7 +168,7 @@ BlockCodes quantize_blocks(std::span<const float> values, int64_t k, int64_t n, 
       zero_point[col] = static_cast<float>(block_zp[col]);
     }
     // code = clamp(round(w / scale), -zp, 2^bits - 1 - zp) + zp, rounding half to even; clamping before the
-    // rounding gives the same integers, keeps the trick exact (it is below 2^22) and bounds an infinite
+    // rounding gives the same integers, keeps round_half_even exact (below 2^22) and bounds an infinite
     // w / scale. A NaN weight gets the code of zero, as in the int8 paths (params.cpp). Branch-free, so it
     // vectorizes.
     for (int64_t i = k0; i < k1; ++i) {
@@ -182,7 +179,7 @@ BlockCodes quantize_blocks(std::span<const float> values, int64_t k, int64_t n, 
         q = q == q ? q : 0.0f;
         q = q < lowest[col] ? lowest[col] : q;
         q = q > highest[col] ? highest[col] : q;
-        codes[col] = static_cast<uint8_t>(static_cast<int32_t>((q + kRoundingShift) - kRoundingShift + zero_point[col]));
+        codes[col] = static_cast<uint8_t>(static_cast<int32_t>(round_half_even(q) + zero_point[col]));
       }
     }
   };

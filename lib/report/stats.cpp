@@ -150,9 +150,8 @@ uint64_t compress_stream(const std::vector<std::filesystem::path>& files, int le
 // with pread (no mapping: the sampled pages do not add to the process's memory) and compressed alone on the
 // machine's cores; returns (compressed, sampled) bytes.
 std::pair<uint64_t, uint64_t> compress_samples(const std::filesystem::path& path, int blocks, size_t block_bytes, int level) {
-  const size_t kBlock = block_bytes;
   const uint64_t size = std::filesystem::file_size(path);
-  if (size <= kBlock * static_cast<uint64_t>(blocks)) return {compress_stream({path}, level), size};
+  if (size <= block_bytes * static_cast<uint64_t>(blocks)) return {compress_stream({path}, level), size};
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) fail("cannot open '{}': {}", path.string(), std::strerror(errno));
   struct Closer {
@@ -165,12 +164,12 @@ std::pair<uint64_t, uint64_t> compress_samples(const std::filesystem::path& path
   for (unsigned t = 0; t < threads; ++t) {
     workers.emplace_back([&, t] {
       std::unique_ptr<ZSTD_CCtx, decltype(&ZSTD_freeCCtx)> ctx(ZSTD_createCCtx(), ZSTD_freeCCtx);
-      std::vector<char> in(kBlock), out(ZSTD_compressBound(kBlock));
+      std::vector<char> in(block_bytes), out(ZSTD_compressBound(block_bytes));
       for (int b = static_cast<int>(t); b < blocks; b += static_cast<int>(threads)) {
-        const uint64_t offset = (size - kBlock) * static_cast<uint64_t>(b) / static_cast<uint64_t>(blocks - 1);
+        const uint64_t offset = (size - block_bytes) * static_cast<uint64_t>(b) / static_cast<uint64_t>(blocks - 1);
         size_t got = 0;
-        while (got < kBlock) {
-          const ssize_t n = ::pread(fd, in.data() + got, kBlock - got, static_cast<off_t>(offset + got));
+        while (got < block_bytes) {
+          const ssize_t n = ::pread(fd, in.data() + got, block_bytes - got, static_cast<off_t>(offset + got));
           if (n <= 0) break;
           got += static_cast<size_t>(n);
         }
