@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <bit>
 #include <cmath>
 #include <fstream>
@@ -354,6 +355,54 @@ TEST_CASE("a staged model's SHA-256 digests are its files', with small and large
       auto back = io::load_model(path);
       CHECK(io::save_model_to_bytes(*back) == expected);
     }
+  }
+}
+
+TEST_CASE("bytes produced on demand are streamed to the file and its digest, never built, unless read") {
+  // W (300 KiB) becomes a payload made in blocks of 4000 bytes on every call; the writer streams it
+  // (inline and external), the digest thread makes it again, and nothing keeps it in memory.
+  TempDir dir;
+  auto model = io::load_model_from_bytes(with_weight(75 << 10).SerializeAsString());
+  ir::Tensor& w = const_cast<ir::Tensor&>(*model->graph().find_local("W")->initializer());
+  const size_t size = w.raw().size();
+  std::vector<std::byte> expected(size);
+  for (size_t i = 0; i < size; ++i) expected[i] = static_cast<std::byte>((i * 7 + i / 4096) & 0xff);
+  std::atomic<int> calls = 0;
+  w.set_raw(ir::Bytes::produced(size, [&](const ir::ByteSink& sink) {
+    ++calls;
+    for (size_t first = 0; first < size; first += 4000) sink(std::span(expected).subspan(first, std::min<size_t>(4000, size - first)));
+  }));
+  const ir::Bytes payload = w.raw();
+  CHECK(payload.size() == size);
+  CHECK(payload.unbuilt());
+  for (std::optional<uint64_t> threshold : {std::optional<uint64_t>(), std::optional<uint64_t>(1000)}) {
+    CAPTURE(threshold.has_value());
+    const fs::path path = dir / (threshold ? "external.onnx" : "inline.onnx");
+    io::SaveOptions options;
+    options.external_data_threshold = threshold;
+    const int before = calls;
+    io::StagedModel staged = io::stage_model(*model, path, options);
+    staged.commit();
+    CHECK(calls == before + 2);  // once for the file, once for its digest
+    CHECK(payload.unbuilt());
+    for (const FileDigest& d : staged.digests()) CHECK(d.sha256 == sha256_file(d.path));
+    auto back = io::load_model(path);
+    const ir::Bytes saved = back->graph().find_local("W")->initializer()->data();
+    CHECK(std::equal(saved.span().begin(), saved.span().end(), expected.begin(), expected.end()));
+  }
+  // Read in memory, the bytes are built once and kept; saving then writes the kept bytes.
+  const int before = calls;
+  CHECK(std::equal(payload.span().begin(), payload.span().end(), expected.begin(), expected.end()));
+  CHECK(payload.data() == w.raw().data());
+  CHECK_FALSE(payload.unbuilt());
+  const std::string bytes = io::save_model_to_bytes(*model);
+  CHECK(calls == before + 1);
+  CHECK(bytes == read_file(dir / "inline.onnx"));
+  // A producer that yields the wrong number of bytes is a bug, caught where the bytes are used.
+  for (size_t wrong : {size - 1, size + 1}) {
+    const ir::Bytes bad = ir::Bytes::produced(wrong, [&](const ir::ByteSink& sink) { sink(expected); });
+    CHECK_THROWS_AS(bad.span(), std::logic_error);
+    CHECK_THROWS_AS(bad.stream([](std::span<const std::byte>) {}), std::logic_error);
   }
 }
 

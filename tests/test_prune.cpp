@@ -7,6 +7,7 @@
 #include <bit>
 #include <cmath>
 #include <limits>
+#include <map>
 #include <numeric>
 #include <random>
 
@@ -73,7 +74,7 @@ TEST_CASE("zero_smallest agrees with a stable sort by magnitude, with ties, zero
   }
 }
 
-TEST_CASE("SmallestZeroing over several tensors agrees with a stable sort of them all, ties by tensor then index") {
+TEST_CASE("MagnitudeSelection over several tensors agrees with a stable sort of them all, ties by tensor then index") {
   std::mt19937 rng(7);
   std::normal_distribution<float> normal(0.0f, 0.05f);
   std::vector<float> a(5000), b(3001), c(700);
@@ -92,15 +93,21 @@ TEST_CASE("SmallestZeroing over several tensors agrees with a stable sort of the
     CAPTURE(k);
     std::vector<float> expected = all;
     for (uint64_t i = 0; i < std::min<uint64_t>(k, all.size()); ++i) expected[order[i]] = 0.0f;
-    prune::SmallestZeroing zeroing(k);
-    std::vector<std::vector<float>> out;
-    for (const auto* t : tensors) zeroing.histogram(*t);
+    prune::MagnitudeSelection selection(k);
     int64_t zeros_in = 0, zeros_out = 0;
+    for (const auto* t : tensors) zeros_in += selection.histogram(*t);
+    for (const auto* t : tensors) selection.refine(*t);
+    prune::Cut cut = selection.cut();
+    std::vector<std::vector<float>> out;
     for (const auto* t : tensors) {
       out.emplace_back(t->size());
-      zeros_in += zeroing.copy(*t, out.back());
+      // In blocks, as the writer streams a tensor: the cut's ties carry from block to block.
+      for (size_t first = 0; first < t->size(); first += 1000) {
+        const size_t n = std::min<size_t>(1000, t->size() - first);
+        zeros_out += prune::copy_pruned(std::span(*t).subspan(first, n), std::span(out.back()).subspan(first, n), cut);
+      }
     }
-    for (auto& o : out) zeros_out += zeroing.finish(o);
+    CHECK(selection.count() == std::min<uint64_t>(k, all.size()));
     std::vector<float> got;
     for (const auto& o : out) got.insert(got.end(), o.begin(), o.end());
     int mismatches = 0;
@@ -141,6 +148,58 @@ g (float[2,4] X) => (float[2,4] Y, float[2,4] Z)
   CHECK(s.skipped[0].second == "the weight is shared with other nodes");
   ir::verify_invariants(*model);
   CHECK(ir::run_onnx_checker(*model).status == ir::CheckResult::Status::Passed);
+}
+
+TEST_CASE("pruned weights are made while the file is written, and hold what the report counts") {
+  // Magnitude-pruned weights are produced on demand (ir::Bytes::produced): after prune_model and a save
+  // none of them was built in memory, and the file holds, per tensor, the zero_smallest reference (layer
+  // scope) or the count the report gives (global scope, one tensor with its own sparsity).
+  TempDir dir;
+  const fs::path source = kModels / "trained/digits_cnn.onnx";
+  auto original = io::load_model(source);
+  std::map<std::string, std::vector<float>> before;  // by node
+  for (const ir::Node* n : original->graph().nodes())
+    if (n->inputs().size() > 1 && n->input(1) && n->input(1)->constant()) before[rewrite::describe(*n)] = weight_values(*n);
+  for (const bool global : {false, true}) {
+    CAPTURE(global);
+    prune::PruneConfig config;
+    config.sparsity = 0.6;
+    config.global = global;
+    if (global) config.op_sparsity["Gemm"] = 0.3;
+    auto model = io::load_model(source);
+    const prune::PruneSummary s = prune::prune_model(*model, config);
+    REQUIRE(s.tensors.size() >= 3);
+    auto weights = [](const ir::Model& m) {
+      std::map<std::string, const ir::Tensor*> out;
+      for (const ir::Node* n : m.graph().nodes())
+        if (n->inputs().size() > 1 && n->input(1) && n->input(1)->constant()) out[rewrite::describe(*n)] = n->input(1)->constant();
+      return out;
+    };
+    for (const prune::TensorRecord& r : s.tensors) CHECK(weights(*model).at(r.node)->raw().unbuilt());
+    io::save_model(*model, dir / "pruned.onnx");
+    for (const prune::TensorRecord& r : s.tensors) CHECK(weights(*model).at(r.node)->raw().unbuilt());
+    auto saved = io::load_model(dir / "pruned.onnx");
+    int64_t zeros = 0;
+    for (const prune::TensorRecord& r : s.tensors) {
+      CAPTURE(r.node);
+      const std::vector<float>& w = before.at(r.node);
+      const exec::Array a = exec::Array::from_tensor(*weights(*saved).at(r.node));
+      const std::vector<float> got(a.data<float>(), a.data<float>() + a.numel());
+      CHECK(r.zeros_before == std::count(w.begin(), w.end(), 0.0f));
+      CHECK(r.zeros_after == std::count(got.begin(), got.end(), 0.0f));
+      zeros += r.zeros_after;
+      if (!global || r.op_type == "Gemm") {
+        std::vector<float> expected = w;
+        prune::zero_smallest(expected, static_cast<int64_t>(std::floor(r.target * static_cast<double>(w.size()))));
+        CHECK(got == expected);
+      }
+      // What is kept is kept unchanged.
+      int changed = 0;
+      for (size_t i = 0; i < w.size(); ++i) changed += got[i] != 0.0f && got[i] != w[i];
+      CHECK(changed == 0);
+    }
+    CHECK(zeros == s.zeros_after);
+  }
 }
 
 TEST_CASE("pruning settings that make no sense are usage errors") {

@@ -224,23 +224,25 @@ Serialized serialize(const ir::Model& model, const SaveOptions& options, const s
 // A chunk to write and, when its bytes are an unchanged part of a mapped input file, that file: such
 // pieces are copied file to file inside the kernel and hashed from the file, never read through the map
 // (touching a map's pages costs a fault per page; a large model's weights mostly pass through unchanged).
+// Bytes produced on demand (a pruned weight) are streamed as they are made, for the file and the digest.
 struct Piece {
-  ByteChunk bytes;
+  ir::Bytes bytes;
   std::shared_ptr<const MappedFile> file;
 };
 
-std::vector<Piece> pieces_of(const std::vector<ByteChunk>& chunks) {
+std::vector<Piece> pieces_of(const std::vector<ir::Bytes>& chunks) {
   constexpr size_t kKernelCopyMin = 64 << 10;  // smaller chunks are cheaper to write from memory
   std::vector<Piece> pieces;
   pieces.reserve(chunks.size());
-  for (const ByteChunk& c : chunks) pieces.push_back({c, c.size() >= kKernelCopyMin ? MappedFile::containing(c) : nullptr});
+  for (const ir::Bytes& c : chunks)
+    pieces.push_back({c, !c.unbuilt() && c.size() >= kKernelCopyMin ? MappedFile::containing(c.span()) : nullptr});
   return pieces;
 }
 
 void write_pieces(AtomicFileWriter& writer, const std::vector<Piece>& pieces) {
   for (const Piece& p : pieces) {
-    if (p.file) writer.write_from(*p.file, p.bytes);
-    else writer.write(p.bytes);
+    if (p.file) writer.write_from(*p.file, p.bytes.span());
+    else p.bytes.stream([&](ByteChunk block) { writer.write(block); });
   }
 }
 
@@ -249,13 +251,14 @@ std::string sha256_of(const std::vector<Piece>& pieces) {
   std::vector<std::byte> buffer;
   for (const Piece& p : pieces) {
     if (!p.file) {
-      digest.update(p.bytes.data(), p.bytes.size());
+      p.bytes.stream([&](ByteChunk block) { digest.update(block.data(), block.size()); });
       continue;
     }
-    buffer.resize(std::min<size_t>(p.bytes.size(), 1 << 20));
-    for (size_t done = 0; done < p.bytes.size(); done += buffer.size()) {
-      const size_t n = std::min(buffer.size(), p.bytes.size() - done);
-      p.file->read(p.bytes.subspan(done, n), std::span(buffer).first(n));
+    const ByteChunk bytes = p.bytes.span();
+    buffer.resize(std::min<size_t>(bytes.size(), 1 << 20));
+    for (size_t done = 0; done < bytes.size(); done += buffer.size()) {
+      const size_t n = std::min(buffer.size(), bytes.size() - done);
+      p.file->read(bytes.subspan(done, n), std::span(buffer).first(n));
       digest.update(buffer.data(), n);
     }
   }
@@ -293,11 +296,11 @@ StagedModel stage_model(const ir::Model& model, const fs::path& path, const Save
   SaveInfo& info = staged.info;
   fs::path dir = path.parent_path();
   static const std::byte kZeros[64] = {};
-  std::vector<ByteChunk> data_chunks;  // the external-data file: each payload after zeros up to its offset
+  std::vector<ir::Bytes> data_chunks;  // the external-data file: each payload after zeros up to its offset
   uint64_t data_size = 0;
   for (const auto& [offset, bytes] : s.external) {
-    data_chunks.emplace_back(kZeros, offset - data_size);
-    data_chunks.push_back(bytes.span());
+    data_chunks.emplace_back(nullptr, ByteChunk(kZeros, offset - data_size));
+    data_chunks.push_back(bytes);
     data_size = offset + bytes.size();
   }
   const std::vector<Piece> data_pieces = pieces_of(data_chunks), model_pieces = pieces_of(expanded.chunks);
@@ -378,7 +381,8 @@ std::string save_model_to_bytes(const ir::Model& model) {
   if (expanded.size > kProtobufLimit) fail("the model is over protobuf's 2 GB limit for one file");
   std::string out;
   out.reserve(expanded.size);
-  for (const ByteChunk& c : expanded.chunks) out.append(reinterpret_cast<const char*>(c.data()), c.size());
+  for (const ir::Bytes& c : expanded.chunks)
+    c.stream([&](ByteChunk block) { out.append(reinterpret_cast<const char*>(block.data()), block.size()); });
   return out;
 }
 

@@ -1,6 +1,7 @@
 // Wire-format scanner and writer for tensor payloads; see wire.h.
 #include "io/wire.h"
 
+#include <cstdint>
 #include <cstring>
 
 #include "util/error.h"
@@ -105,20 +106,25 @@ struct Expander {
   const std::vector<ir::Bytes>& payloads;
   Expanded& out;
 
+  size_t last_verbatim = SIZE_MAX;  // the index of the last chunk of skeleton bytes
+
+  // Skeleton bytes (they outlive the chunks; no owner needed), merged with the chunk before when it is
+  // skeleton bytes that end where these begin.
   void verbatim(const std::byte* p, size_t n) {
     if (n == 0) return;
-    if (!out.chunks.empty() && out.chunks.back().data() + out.chunks.back().size() == p) {
-      out.chunks.back() = ByteChunk(out.chunks.back().data(), out.chunks.back().size() + n);
+    if (!out.chunks.empty() && last_verbatim == out.chunks.size() - 1 && out.chunks.back().data() + out.chunks.back().size() == p) {
+      out.chunks.back() = ir::Bytes(nullptr, {out.chunks.back().data(), out.chunks.back().size() + n});
     } else {
-      out.chunks.emplace_back(p, n);
+      out.chunks.emplace_back(nullptr, std::span<const std::byte>(p, n));
+      last_verbatim = out.chunks.size() - 1;
     }
   }
   // A field header (tag and length) kept in the arena, so chunks can point at it.
-  ByteChunk header(uint64_t tag, uint64_t length) {
+  ir::Bytes header(uint64_t tag, uint64_t length) {
     std::string& h = out.arena.emplace_back();
     put_varint(h, tag);
     put_varint(h, length);
-    return {reinterpret_cast<const std::byte*>(h.data()), h.size()};
+    return ir::Bytes(nullptr, {reinterpret_cast<const std::byte*>(h.data()), h.size()});
   }
 
   uint64_t expand(Msg kind, std::span<const std::byte> msg) {
@@ -138,7 +144,7 @@ struct Expander {
         const ir::Bytes& payload = payloads.at(index);
         out.chunks.push_back(header(tag, payload.size()));
         size += out.chunks.back().size() + payload.size();
-        if (!payload.empty()) out.chunks.push_back(payload.span());
+        if (!payload.empty()) out.chunks.push_back(payload);
       } else {
         // The header's length is known only after the child is expanded: reserve its slot first.
         const size_t slot = out.chunks.size();

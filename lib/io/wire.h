@@ -31,10 +31,11 @@ std::string marker(uint64_t index);
 // The payload index stored in a marker; throws if `raw_data` is not a marker.
 uint64_t marker_index(const std::string& raw_data);
 
-// The bytes of the full model: pieces of `skeleton` interleaved with payloads. `arena` holds the small
-// headers the chunks point into; keep it and `skeleton` alive while the chunks are used.
+// The bytes of the full model: pieces of `skeleton` interleaved with payloads (which may be produced on
+// demand: write them with ir::Bytes::stream). `arena` holds the small headers the chunks point into; keep
+// it and `skeleton` alive while the chunks are used.
 struct Expanded {
-  std::vector<ByteChunk> chunks;
+  std::vector<ir::Bytes> chunks;
   std::deque<std::string> arena;
   uint64_t size = 0;
 };

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <cstring>
+#include <stdexcept>
 #include <limits>
 
 #include "util/error.h"
@@ -26,6 +27,44 @@ Bytes Bytes::take(std::vector<std::byte>&& data) {
   auto owner = std::make_shared<std::vector<std::byte>>(std::move(data));
   std::span<const std::byte> view(owner->data(), owner->size());
   return Bytes(std::move(owner), view);
+}
+
+Bytes Bytes::produced(size_t size, ByteProducer produce) {
+  Bytes b;
+  b.produced_ = std::make_shared<Produced>();
+  b.produced_->size = size;
+  b.produced_->produce = std::move(produce);
+  return b;
+}
+
+std::span<const std::byte> Bytes::Produced::build() {
+  std::call_once(once, [&] {
+    storage.reset(new std::max_align_t[(size + sizeof(std::max_align_t) - 1) / sizeof(std::max_align_t)]);
+    auto* out = reinterpret_cast<std::byte*>(storage.get());
+    size_t done = 0;
+    produce([&](std::span<const std::byte> block) {
+      if (block.size() > size - done) throw std::logic_error("a produced payload is longer than its size");
+      std::memcpy(out + done, block.data(), block.size());
+      done += block.size();
+    });
+    if (done != size) throw std::logic_error("a produced payload is shorter than its size");
+    built.store(true, std::memory_order_release);
+  });
+  return {reinterpret_cast<const std::byte*>(storage.get()), size};
+}
+
+void Bytes::stream(const ByteSink& sink) const {
+  if (!unbuilt()) {
+    if (size() > 0) sink(span());
+    return;
+  }
+  size_t done = 0;
+  produced_->produce([&](std::span<const std::byte> block) {
+    if (block.size() > produced_->size - done) throw std::logic_error("a produced payload is longer than its size");
+    done += block.size();
+    if (!block.empty()) sink(block);
+  });
+  if (done != produced_->size) throw std::logic_error("a produced payload is shorter than its size");
 }
 
 namespace dtype {

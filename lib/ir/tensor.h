@@ -5,15 +5,23 @@
 #pragma once
 #include <onnx/onnx_pb.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
 #include <vector>
 
 namespace mopt::ir {
+
+// Receives a payload's bytes block by block, in order (Bytes::stream, Bytes::produced).
+using ByteSink = std::function<void(std::span<const std::byte>)>;
+// Calls the sink with consecutive blocks that together make a payload: the same bytes on every call.
+using ByteProducer = std::function<void(const ByteSink&)>;
 
 // An immutable, shared byte range. Copying a Bytes copies a pointer, never the data.
 class Bytes {
@@ -23,15 +31,34 @@ class Bytes {
   static Bytes copy_of(std::span<const std::byte> data);
   static Bytes take(std::string&& data);
   static Bytes take(std::vector<std::byte>&& data);
+  // Bytes made on demand by `produce`, which must yield exactly `size` bytes. A writer streams them to
+  // the file block by block (stream()) and never holds them all; the first call that needs them in memory
+  // (span(), data()) builds them once, from any thread, and keeps them. A pass whose output is a cheap
+  // function of a weight it reads (prune) so costs no new memory when nothing but the writer reads it.
+  static Bytes produced(size_t size, ByteProducer produce);
 
-  std::span<const std::byte> span() const { return view_; }
-  const std::byte* data() const { return view_.data(); }
-  size_t size() const { return view_.size(); }
-  bool empty() const { return view_.empty(); }
+  std::span<const std::byte> span() const { return produced_ ? produced_->build() : view_; }
+  const std::byte* data() const { return span().data(); }
+  size_t size() const { return produced_ ? produced_->size : view_.size(); }
+  bool empty() const { return size() == 0; }
+  // Calls sink with the bytes in order: produced bytes not yet built block by block, as they are made;
+  // others in one call.
+  void stream(const ByteSink& sink) const;
+  // Whether the bytes are produced on demand and were not built yet (reading span() would build them).
+  bool unbuilt() const { return produced_ && !produced_->built.load(std::memory_order_acquire); }
 
  private:
+  struct Produced {
+    size_t size;
+    ByteProducer produce;
+    std::once_flag once;
+    std::atomic<bool> built{false};
+    std::unique_ptr<std::max_align_t[]> storage;
+    std::span<const std::byte> build();
+  };
   std::shared_ptr<const void> owner_;
   std::span<const std::byte> view_;
+  std::shared_ptr<Produced> produced_;
 };
 
 // ONNX TensorProto.DataType codes, including those newer than the ONNX 1.12 library we link.

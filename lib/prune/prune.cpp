@@ -73,10 +73,13 @@ ir::Bytes float_payload(const ir::Tensor& t) {
   return bytes;
 }
 
-// Calls fn(first, values) over a float payload in order, in blocks (mopt::for_each_block: read from the
-// file when the payload lies in the mapped model, so the weight being replaced is never faulted in).
+constexpr size_t kBlockFloats = 64 << 10;  // 256 KB blocks: a block and its pruned copy stay in the cache
+
+// Calls fn(first, values) over a float payload in order, in blocks of at most kBlockFloats
+// (mopt::for_each_block: read from the file when the payload lies in the mapped model, so the weight
+// being replaced is never faulted in).
 void for_each_block(const ir::Bytes& bytes, const std::function<void(size_t, std::span<const float>)>& fn) {
-  mopt::for_each_block(bytes.span(), 1 << 20, [&](size_t offset, std::span<const std::byte> block) {
+  mopt::for_each_block(bytes.span(), kBlockFloats * sizeof(float), [&](size_t offset, std::span<const std::byte> block) {
     fn(offset / sizeof(float), {reinterpret_cast<const float*>(block.data()), block.size() / sizeof(float)});
   });
 }
@@ -96,14 +99,20 @@ uint32_t bucket_reaching(const std::vector<uint64_t>& histogram, uint64_t k, uin
 }
 }  // namespace
 
-SmallestZeroing::SmallestZeroing(uint64_t count) : count_(count), histogram_(65536) {}
+MagnitudeSelection::MagnitudeSelection(uint64_t count) : count_(count), histogram_(65536) {}
 
-void SmallestZeroing::histogram(std::span<const float> values) {
+int64_t MagnitudeSelection::histogram(std::span<const float> values) {
   total_ += values.size();
-  for (float v : values) ++histogram_[magnitude_bits(v) >> 16];
+  int64_t zeros = 0;
+  for (float v : values) {
+    const uint32_t bits = magnitude_bits(v);
+    ++histogram_[bits >> 16];
+    zeros += bits == 0;
+  }
+  return zeros;
 }
 
-void SmallestZeroing::select_bucket() {
+void MagnitudeSelection::select_bucket() {
   if (selected_) return;
   selected_ = true;
   count_ = std::min(count_, total_);
@@ -111,63 +120,49 @@ void SmallestZeroing::select_bucket() {
   std::fill(histogram_.begin(), histogram_.end(), 0);
 }
 
-int64_t SmallestZeroing::copy(std::span<const float> from, std::span<float> to) {
+void MagnitudeSelection::refine(std::span<const float> values) {
   select_bucket();
-  if (count_ == 0) {
-    std::copy(from.begin(), from.end(), to.begin());
-    return count_zeros(from);
+  if (count_ == 0) return;
+  for (float v : values) {
+    const uint32_t bits = magnitude_bits(v);
+    if ((bits >> 16) == high_) ++histogram_[bits & 0xffffu];
   }
-  // Branch-free (it vectorizes); the few values in the selected bucket are histogrammed in a second look
-  // at the same, cached, span.
-  int64_t zeros = 0, in_bucket = 0;
-  for (size_t i = 0; i < from.size(); ++i) {
-    const uint32_t bits = magnitude_bits(from[i]);
-    to[i] = (bits >> 16) < high_ ? 0.0f : from[i];
-    zeros += bits == 0;
-    in_bucket += (bits >> 16) == high_;
-  }
-  for (size_t i = 0; i < from.size() && in_bucket > 0; ++i) {
-    const uint32_t bits = magnitude_bits(from[i]);
-    if ((bits >> 16) == high_) ++histogram_[bits & 0xffffu], --in_bucket;
-  }
-  return zeros;
 }
 
-int64_t SmallestZeroing::finish(std::span<float> to) {
-  if (!threshold_) {
-    select_bucket();
-    uint64_t below = below_;
-    const uint32_t low = count_ > 0 ? bucket_reaching(histogram_, count_, below) : 0;
-    threshold_ = count_ > 0 ? (high_ << 16) | low : 0;  // 0: nothing is below it
-    ties_ = static_cast<int64_t>(count_) - static_cast<int64_t>(below);
-  }
-  return copy_pruned(to, to, *threshold_, ties_);
+Cut MagnitudeSelection::cut() {
+  select_bucket();
+  if (count_ == 0) return {};  // threshold 0: nothing is below it
+  uint64_t below = below_;
+  const uint32_t low = bucket_reaching(histogram_, count_, below);
+  return {(high_ << 16) | low, static_cast<int64_t>(count_ - below)};
 }
 
-int64_t copy_pruned(std::span<const float> from, std::span<float> to, uint32_t threshold_bits, int64_t& ties) {
+int64_t copy_pruned(std::span<const float> from, std::span<float> to, Cut& cut) {
   // Branch-free over the values (it vectorizes); values at the threshold are rare and handled after.
+  const uint32_t threshold = cut.threshold_bits;
   int64_t at_threshold = 0, zeros = 0;
   for (size_t i = 0; i < from.size(); ++i) {
     const uint32_t bits = magnitude_bits(from[i]);
-    to[i] = bits < threshold_bits ? 0.0f : from[i];
-    at_threshold += bits == threshold_bits;
-    zeros += bits < threshold_bits || bits == 0;
+    to[i] = bits < threshold ? 0.0f : from[i];
+    at_threshold += bits == threshold;
+    zeros += bits < threshold || bits == 0;
   }
-  if (at_threshold == 0 || ties <= 0) return zeros;
-  for (size_t i = 0; i < to.size() && ties > 0; ++i) {
-    if (magnitude_bits(to[i]) == threshold_bits) {
-      zeros += threshold_bits != 0;  // a zero at a zero threshold was counted already
-      to[i] = 0.0f, --ties;
+  if (at_threshold == 0 || cut.ties <= 0) return zeros;
+  for (size_t i = 0; i < to.size() && cut.ties > 0; ++i) {
+    if (magnitude_bits(to[i]) == threshold) {
+      zeros += threshold != 0;  // a zero at a zero threshold was counted already
+      to[i] = 0.0f, --cut.ties;
     }
   }
   return zeros;
 }
 
 void zero_smallest(std::span<float> values, int64_t count) {
-  SmallestZeroing zeroing(static_cast<uint64_t>(std::max<int64_t>(count, 0)));
-  zeroing.histogram(values);
-  zeroing.copy(values, values);
-  zeroing.finish(values);
+  MagnitudeSelection selection(static_cast<uint64_t>(std::max<int64_t>(count, 0)));
+  selection.histogram(values);
+  selection.refine(values);
+  Cut cut = selection.cut();
+  copy_pruned(values, values, cut);
 }
 
 namespace {
@@ -209,6 +204,21 @@ bool has_n_m_pattern(std::span<const float> values, const std::vector<int64_t>& 
   return ok;
 }
 
+namespace {
+// The float32 payload `source` with `cut` applied, made while it is read: a writer streams it block by
+// block to the file, so a pruned model costs no memory for its new weights (ir::Bytes::produced).
+ir::Bytes pruned_payload(const ir::Bytes& source, Cut cut) {
+  return ir::Bytes::produced(source.size(), [source, cut](const ir::ByteSink& sink) {
+    Cut left = cut;
+    std::vector<float> out(std::min(source.size() / sizeof(float), kBlockFloats));
+    for_each_block(source, [&](size_t, std::span<const float> values) {
+      copy_pruned(values, std::span(out).first(values.size()), left);
+      sink(std::as_bytes(std::span(out).first(values.size())));
+    });
+  });
+}
+}  // namespace
+
 PruneSummary prune_model(ir::Model& model, const PruneConfig& config) {
   validate(config);
   ir::Graph& graph = model.graph();
@@ -237,49 +247,61 @@ PruneSummary prune_model(ir::Model& model, const PruneConfig& config) {
     targets.erase(targets.begin());
   }
 
-  // Global scope: one threshold over the tensors without an override, read where they lie (no copy).
+  // Global scope: one selection over the tensors without an override, each round over all of them in
+  // order, read where they lie (no copy).
   auto overridden = [&](const Target& t) {
     return config.node_sparsity.count(t.node->name()) || config.op_sparsity.count(t.node->op_type());
   };
   const bool shared_threshold = config.method == Method::Magnitude && config.global;
-  // Global scope: one selection over the tensors without an override, read where they lie (no copy). Its
-  // histogram round runs first over all of them; its last round runs after every copy (below).
+  auto in_global = [&](const Target& t) { return shared_threshold && !overridden(t); };
   uint64_t total = 0;
-  for (const Target& t : targets) total += shared_threshold && !overridden(t) ? static_cast<uint64_t>(t.weight->constant()->numel()) : 0;
-  SmallestZeroing global(static_cast<uint64_t>(std::floor(config.sparsity * static_cast<double>(total))));
-  if (shared_threshold) {
+  for (const Target& t : targets) total += in_global(t) ? static_cast<uint64_t>(t.weight->constant()->numel()) : 0;
+  MagnitudeSelection global(static_cast<uint64_t>(std::floor(config.sparsity * static_cast<double>(total))));
+  std::vector<int64_t> global_zeros_before(targets.size());  // by target
+  Cut global_cut;
+  if (total > 0) {
     for (const Target& t : targets) {
-      if (!overridden(t)) for_each_block(float_payload(*t.weight->constant()), [&](size_t, std::span<const float> values) { global.histogram(values); });
+      if (in_global(t)) for_each_block(float_payload(*t.weight->constant()), [&](size_t, std::span<const float> v) { global_zeros_before[static_cast<size_t>(&t - targets.data())] += global.histogram(v); });
     }
+    for (const Target& t : targets) {
+      if (in_global(t)) for_each_block(float_payload(*t.weight->constant()), [&](size_t, std::span<const float> v) { global.refine(v); });
+    }
+    global_cut = global.cut();
   }
-  struct Finish {
-    std::span<float> values;
-    size_t record;
-  };
-  std::vector<Finish> global_finish;
 
-  // One tensor at a time: the pruned copy replaces the original before the next is made, so the old
-  // weights' pages can go back to the kernel (io::load_model) and the peak is one model plus one tensor.
   for (const Target& t : targets) {
     const ir::Tensor& weight = *t.weight->constant();
     const ir::Bytes from = float_payload(weight);
     const size_t n = from.size() / sizeof(float);
-    exec::Array pruned = exec::Array::uninitialized_lasting(ir::dtype::kFloat, weight.dims());
-    const std::span<float> to(pruned.data<float>(), n);
     int64_t zeros_before = 0, zeros_after = 0;
-    if (shared_threshold && !overridden(t)) {
-      for_each_block(from, [&](size_t first, std::span<const float> values) { zeros_before += global.copy(values, to.subspan(first, values.size())); });
-      global_finish.push_back({to, summary.tensors.size()});  // zeros_after: counted by the last round
-    } else if (config.method == Method::NM) {
-      for_each_block(from, [&](size_t first, std::span<const float> values) { std::copy(values.begin(), values.end(), to.begin() + static_cast<ptrdiff_t>(first)); });
+    ir::Tensor pruned;
+    if (config.method == Method::NM) {
+      exec::Array values = exec::Array::uninitialized_lasting(ir::dtype::kFloat, weight.dims());
+      const std::span<float> to(values.data<float>(), n);
+      for_each_block(from, [&](size_t first, std::span<const float> block) { std::copy(block.begin(), block.end(), to.begin() + static_cast<ptrdiff_t>(first)); });
       zeros_before = count_zeros(to);
       prune_n_m(to, weight.dims(), t.axis, config.n, config.m);
       zeros_after = count_zeros(to);
+      pruned = std::move(values).into_tensor(t.weight->name());
     } else {
-      SmallestZeroing layer(static_cast<uint64_t>(std::floor(t.sparsity * static_cast<double>(n))));
-      for_each_block(from, [&](size_t, std::span<const float> values) { layer.histogram(values); });
-      for_each_block(from, [&](size_t first, std::span<const float> values) { zeros_before += layer.copy(values, to.subspan(first, values.size())); });
-      zeros_after = layer.finish(to);
+      Cut cut;
+      if (in_global(t)) {
+        // The ties left to this tensor are those the tensors before it did not take: count them here.
+        zeros_before = global_zeros_before[static_cast<size_t>(&t - targets.data())];
+        cut = global_cut;
+        std::vector<float> scratch(std::min<size_t>(n, kBlockFloats));
+        for_each_block(from, [&](size_t, std::span<const float> block) { zeros_after += copy_pruned(block, std::span(scratch).first(block.size()), global_cut); });
+      } else {
+        MagnitudeSelection layer(static_cast<uint64_t>(std::floor(t.sparsity * static_cast<double>(n))));
+        for_each_block(from, [&](size_t, std::span<const float> block) { zeros_before += layer.histogram(block); });
+        for_each_block(from, [&](size_t, std::span<const float> block) { layer.refine(block); });
+        cut = layer.cut();
+        // The cut zeroes the count smallest: the zeros first, then as many more as count exceeds them.
+        zeros_after = std::max(zeros_before, static_cast<int64_t>(layer.count()));
+      }
+      pruned.mutable_proto().set_data_type(ir::dtype::kFloat);
+      for (int64_t d : weight.dims()) pruned.mutable_proto().add_dims(d);
+      pruned.set_raw(pruned_payload(from, cut));
     }
 
     TensorRecord r;
@@ -290,19 +312,16 @@ PruneSummary prune_model(ir::Model& model, const PruneConfig& config) {
     r.zeros_before = zeros_before;
     r.zeros_after = zeros_after;
     r.target = config.method == Method::NM ? 1.0 - static_cast<double>(config.n) / static_cast<double>(config.m)
-               : shared_threshold && !overridden(t) ? config.sparsity
-                                                    : t.sparsity;
+               : in_global(t)                ? config.sparsity
+                                             : t.sparsity;
     if (config.method == Method::NM) r.axis = static_cast<int64_t>(t.axis);
     summary.elements += r.elements;
     summary.zeros_before += r.zeros_before;
     summary.tensors.push_back(r);
     ir::Value* old = t.weight;
-    // The buffer moves into the graph's tensor; `to` still points at it for the global scope's last round.
     t.node->set_input(1, rewrite::add_constant(graph, old->name(), std::move(pruned)));
     rewrite::remove_unused_weights(graph, {old});
   }
-  // The global scope's last round, in tensor order: the values left in the selected bucket.
-  for (const Finish& f : global_finish) summary.tensors[f.record].zeros_after = global.finish(f.values);
   for (const TensorRecord& r : summary.tensors) summary.zeros_after += r.zeros_after;
   return summary;
 }

@@ -5,6 +5,7 @@
 #pragma once
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -45,27 +46,36 @@ struct PruneSummary {
   int64_t elements = 0, zeros_before = 0, zeros_after = 0;
 };
 
-// Prunes the selected weights of the main graph in place (new initializers replace the old ones).
+// Prunes the selected weights of the main graph in place (new initializers replace the old ones). A
+// magnitude-pruned weight is a payload produced on demand from the old one (ir::Bytes::produced): saving
+// streams it, and it is built in memory only if something reads it.
 // Throws mopt::Error (usage) for invalid settings (sparsity outside [0, 1), n >= m, ...).
 PruneSummary prune_model(ir::Model& model, const PruneConfig& config);
 
 // Sets the `count` smallest-magnitude values to zero (ties: lower index first).
 void zero_smallest(std::span<float> values, int64_t count);
 
-// Zeroes the `count` smallest magnitudes over a sequence of tensors (ties: the earlier tensor, then the lower
-// index), without sorting or an index array: a radix selection on the magnitudes' bits, reading each
-// source twice. Three rounds, each over all the tensors in the same order before the next round begins:
-//   histogram(source)  a histogram of the magnitudes' high 16 bits;
-//   copy(source, out)  copies, zeroing every value below the bucket that holds the count-th smallest, and
-//                      histograms that bucket's low 16 bits; returns the zeros in the source;
-//   finish(out)        zeroes the rest of the count in place; returns the zeros in `out`.
-// A count above the number of values zeroes them all. `source` and `out` may be the same span.
-class SmallestZeroing {
+// Where magnitude pruning cuts: values whose magnitude bits (|v| as an unsigned integer, ordered as the
+// magnitudes are, NaN above infinity) are below `threshold_bits` become zero, and so do the first `ties`
+// values at it, in order.
+struct Cut {
+  uint32_t threshold_bits = 0;
+  int64_t ties = 0;
+};
+
+// Finds the cut that zeroes the `count` smallest magnitudes over a sequence of tensors (ties: the earlier
+// tensor, then the lower index), without sorting, copying or an index array: a radix selection on the
+// magnitudes' bits in two rounds, each over all the tensors in the same order before the next begins:
+//   histogram(values)  a histogram of the magnitudes' high 16 bits; returns the zeros in `values`;
+//   refine(values)     a histogram of the low 16 bits of the bucket that holds the count-th smallest;
+// then cut(). A count above the number of values zeroes them all.
+class MagnitudeSelection {
  public:
-  explicit SmallestZeroing(uint64_t count);
-  void histogram(std::span<const float> values);
-  int64_t copy(std::span<const float> from, std::span<float> to);
-  int64_t finish(std::span<float> to);
+  explicit MagnitudeSelection(uint64_t count);
+  int64_t histogram(std::span<const float> values);
+  void refine(std::span<const float> values);
+  Cut cut();
+  uint64_t count() const { return std::min(count_, total_); }  // the values the cut zeroes
 
  private:
   void select_bucket();
@@ -73,13 +83,12 @@ class SmallestZeroing {
   std::vector<uint64_t> histogram_;
   bool selected_ = false;
   uint32_t high_ = 0;
-  std::optional<uint32_t> threshold_;
-  int64_t ties_ = 0;
 };
 
-// to[i] = from[i], or 0 where |from[i]| is below the threshold; then values at the threshold are zeroed in
-// order while `ties` (decremented) is positive. `from` and `to` may be the same span. Returns the zeros in `to`.
-int64_t copy_pruned(std::span<const float> from, std::span<float> to, uint32_t threshold_bits, int64_t& ties);
+// to[i] = from[i], or 0 where `cut` zeroes it; `cut.ties` counts down the ties zeroed, so a tensor read in
+// blocks (or several tensors under one cut) are cut in order. `from` and `to` may be the same span.
+// Returns the zeros in `to`.
+int64_t copy_pruned(std::span<const float> from, std::span<float> to, Cut& cut);
 // Keeps the n largest |values| of every m consecutive ones along `axis` of a tensor of `dims` (ties:
 // lower index kept) and zeros the rest. dims[axis] must be a multiple of m.
 void prune_n_m(std::span<float> values, const std::vector<int64_t>& dims, size_t axis, int64_t n, int64_t m);
