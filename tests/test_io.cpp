@@ -358,6 +358,32 @@ TEST_CASE("a staged model's SHA-256 digests are its files', with small and large
   }
 }
 
+TEST_CASE("an unaligned weight is copied once for all its readers at a time, from the file") {
+  // W's payload lies at an odd offset of the mapped file (the name's length moves it): the executor needs
+  // it aligned. Every reader alive at once (the original's and the optimized model's executors) shares one
+  // copy, read with pread so the map's pages stay out of memory.
+  TempDir dir;
+  for (int pad = 0; pad < 4; ++pad) {
+    onnx::ModelProto p = with_weight(1 << 22);  // 16 MiB
+    p.mutable_graph()->set_name(std::string(static_cast<size_t>(pad), 'g'));
+    std::string& raw = *p.mutable_graph()->mutable_initializer(0)->mutable_raw_data();
+    for (size_t i = 0; i < raw.size(); ++i) raw[i] = static_cast<char>(i * 13 & 0xff);
+    write_file(dir / "m.onnx", p.SerializeAsString());
+    auto m = io::load_model(dir / "m.onnx");
+    const ir::Tensor& w = *m->graph().find_local("W")->initializer();
+    if (reinterpret_cast<uintptr_t>(w.raw().data()) % 4 == 0) continue;
+    const int64_t before = resident_kib();
+    const exec::Array a = exec::Array::from_tensor(w), b = exec::Array::from_tensor(w);
+    // One copy of 16 MiB resident; read through the map, its pages would add 16 MiB more.
+    CHECK(resident_kib() - before < 20 * 1024);
+    CHECK(a.data<float>() == b.data<float>());
+    CHECK(reinterpret_cast<uintptr_t>(a.data<float>()) % 64 == 0);
+    CHECK(std::memcmp(a.data<float>(), raw.data(), raw.size()) == 0);
+    return;
+  }
+  FAIL("no name length put W at an unaligned offset");
+}
+
 TEST_CASE("bytes produced on demand are streamed to the file and its digest, never built, unless read") {
   // W (300 KiB) becomes a payload made in blocks of 4000 bytes on every call; the writer streams it
   // (inline and external), the digest thread makes it again, and nothing keeps it in memory.

@@ -19,6 +19,7 @@
 
 #include "exec/dispatch.h"
 #include "util/error.h"
+#include "util/file.h"
 
 namespace mopt::exec {
 
@@ -203,6 +204,40 @@ static Array widen_4bit(const ir::Tensor& tensor) {
   return a;
 }
 
+namespace {
+// An aligned copy of a payload that is not (a weight at an odd offset in a mapped model), and the payload:
+// while the copy lives its source does, so the source's address names these bytes and no others.
+struct AlignedCopy {
+  ir::Bytes source;
+  Array data;
+};
+
+// One copy per payload for everyone who reads it at the same time: the executors of the original and the
+// optimized model, which share most weights, and the per-layer comparison. A payload in a mapped file is
+// read from the file (pread), so its pages are not faulted in as well: the copy is the only one resident.
+std::shared_ptr<const AlignedCopy> aligned_copy(const ir::Bytes& bytes) {
+  static std::mutex mutex;
+  static std::map<std::pair<const std::byte*, size_t>, std::weak_ptr<const AlignedCopy>> copies;
+  const std::pair key{bytes.data(), bytes.size()};
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (auto it = copies.find(key); it != copies.end()) {
+      if (std::shared_ptr<const AlignedCopy> live = it->second.lock()) return live;
+    }
+  }
+  auto copy = std::make_shared<AlignedCopy>();
+  copy->source = bytes;
+  copy->data = Array::uninitialized(ir::dtype::kUint8, {static_cast<int64_t>(bytes.size())});
+  const std::span<std::byte> out(copy->data.data<std::byte>(), bytes.size());
+  if (std::shared_ptr<const MappedFile> file = MappedFile::containing(bytes.span())) file->read(bytes.span(), out);
+  else std::memcpy(out.data(), bytes.data(), bytes.size());
+  std::lock_guard<std::mutex> lock(mutex);
+  std::erase_if(copies, [](const auto& entry) { return entry.second.expired(); });
+  copies[key] = copy;
+  return copy;
+}
+}  // namespace
+
 Array Array::from_tensor(const ir::Tensor& tensor) {
   int32_t dtype = tensor.dtype();
   if (dtype == ir::dtype::kInt4 || dtype == ir::dtype::kUint4) return widen_4bit(tensor);
@@ -223,9 +258,11 @@ Array Array::from_tensor(const ir::Tensor& tensor) {
     a.owner_ = std::move(holder);
     return a;
   }
-  Array copy = uninitialized(dtype, a.shape_);
-  if (!bytes.empty()) std::memcpy(copy.data_, bytes.data(), bytes.size());
-  return copy;
+  if (bytes.empty()) return uninitialized(dtype, a.shape_);
+  std::shared_ptr<const AlignedCopy> copy = aligned_copy(bytes);
+  a.data_ = copy->data.data_;
+  a.owner_ = std::shared_ptr<const void>(std::move(copy), a.data_);
+  return a;
 }
 
 Array Array::reshaped(Shape shape) const {
