@@ -11,7 +11,6 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
-#include <thread>
 #include <unordered_map>
 
 #include "convert/shapes.h"
@@ -55,62 +54,72 @@ const char* short_name(int32_t target) { return target == d::kBfloat16 ? "bf16" 
 constexpr float kHalfMax = 65504.0f, kHalfMinPositive = 5.9604644775390625e-08f;  // 2^-24
 constexpr float kBfloat16Max = 3.38953139e38f;
 
-// Converts a float32 tensor to the target type; counts clamped and raised values.
+// What happens to a float32 value on its way to the target type: finite values beyond its range are
+// clamped to its largest, and (float16) nonzero values that would round to zero are raised to its
+// smallest subnormal. Both are counted by the pass and applied when the payload is produced.
+struct Narrowing {
+  bool half;
+  float max;
+  explicit Narrowing(int32_t target) : half(target == d::kFloat16), max(half ? kHalfMax : kBfloat16Max) {}
+  bool clamps(float a) const { return a > max && a <= std::numeric_limits<float>::max(); }  // a = |x|
+  bool raises(float a) const { return half && a != 0 && a < kHalfMinPositive; }
+
+  // The 16-bit values of `block`, through `scratch` (branch-free loops, so that they vectorize).
+  void convert(std::span<const float> block, std::vector<float>& scratch, std::span<uint16_t> out) const {
+    scratch.resize(block.size());
+    for (size_t j = 0; j < block.size(); ++j) {
+      const float x = block[j], a = std::fabs(x);
+      scratch[j] = clamps(a) ? std::copysign(max, x) : raises(a) ? std::copysign(kHalfMinPositive, x) : x;
+    }
+    if (half) {
+      exec::floats_to_half(scratch, out);
+    } else {
+      for (size_t j = 0; j < block.size(); ++j) out[j] = exec::float_to_bfloat16(scratch[j]);
+    }
+  }
+};
+
+// A float32 tensor in the target type. Its values are counted now (clamped, raised) and converted while
+// the payload is read: a writer streams it to the file, so the converted weights take no memory unless
+// something (the accuracy check) reads them (ir::Bytes::produced).
 ir::Tensor to_16bit(const ir::Tensor& tensor, int32_t target, FloatPrecisionResult& result) {
   const ir::Bytes bytes = tensor.data();
   const size_t n = bytes.size() / sizeof(float);
-  exec::Array out = exec::Array::uninitialized_lasting(target, {static_cast<int64_t>(n)});
-  const std::byte* src = bytes.data();
-  uint16_t* dst = out.data<uint16_t>();
-  const bool half = target == d::kFloat16;
-  const float max = half ? kHalfMax : kBfloat16Max;
-  // Chunks are converted on all cores for big tensors; counts are summed in chunk order.
-  const size_t chunks = n < (1u << 20) ? 1 : std::max(1u, std::thread::hardware_concurrency());
-  std::vector<int64_t> clamped(chunks, 0), raised(chunks, 0);
-  auto convert_range = [&](size_t chunk) {
-    const size_t begin = n * chunk / chunks, end = n * (chunk + 1) / chunks;
-    // Blocks of a copy (the payload may be unaligned, and a weight in the mapped model is read from its
-    // file rather than faulted in through the map).
-    std::vector<float> converted;
-    for_each_block(std::span(src + begin * sizeof(float), (end - begin) * sizeof(float)), 64 << 10, [&](size_t offset, std::span<const std::byte> block_bytes) {
-      const size_t b = begin + offset / sizeof(float), len = block_bytes.size() / sizeof(float);
-      const auto* block = reinterpret_cast<const float*>(block_bytes.data());
-      converted.resize(len);
-      int64_t clamped_here = 0, raised_here = 0;
-      for (size_t j = 0; j < len; ++j) {  // branch-free, so that it vectorizes
-        const float x = block[j], a = std::fabs(x);
-        const bool clamp = a > max && a <= std::numeric_limits<float>::max();  // finite, beyond the target's range
-        const bool raise = half && a != 0 && a < kHalfMinPositive;             // would round to zero
-        clamped_here += clamp;
-        raised_here += raise;
-        converted[j] = clamp ? std::copysign(max, x) : raise ? std::copysign(kHalfMinPositive, x) : x;
-      }
-      clamped[chunk] += clamped_here;
-      raised[chunk] += raised_here;
-      if (half) {
-        exec::floats_to_half({converted.data(), len}, {dst + b, len});
-      } else {
-        for (size_t j = 0; j < len; ++j) dst[b + j] = exec::float_to_bfloat16(converted[j]);
-      }
-    });
-  };
-  if (chunks == 1) {
-    convert_range(0);
-  } else {
-    std::vector<std::thread> workers;
-    for (size_t c = 1; c < chunks; ++c) workers.emplace_back(convert_range, c);
-    convert_range(0);
-    for (auto& w : workers) w.join();
-  }
-  for (size_t c = 0; c < chunks; ++c) {
-    result.values_clamped += clamped[c];
-    result.values_raised += raised[c];
-  }
+  if (bytes.size() != static_cast<uint64_t>(std::max<int64_t>(tensor.numel(), 0)) * sizeof(float))
+    fail("tensor '{}' holds {} bytes but its shape needs {}", tensor.name(), bytes.size(), static_cast<uint64_t>(tensor.numel()) * sizeof(float));
+  const Narrowing narrowing(target);
+  constexpr size_t kBlockBytes = 256 << 10;
+  // Blocks of a copy (the payload may be unaligned, and a weight in the mapped model is read from its file
+  // rather than faulted in through the map).
+  int64_t clamped = 0, raised = 0;
+  for_each_block(bytes.span(), kBlockBytes, [&](size_t, std::span<const std::byte> block_bytes) {
+    const std::span<const float> block(reinterpret_cast<const float*>(block_bytes.data()), block_bytes.size() / sizeof(float));
+    int64_t clamped_here = 0, raised_here = 0;
+    for (float x : block) {
+      const float a = std::fabs(x);
+      clamped_here += narrowing.clamps(a);
+      raised_here += narrowing.raises(a);
+    }
+    clamped += clamped_here;
+    raised += raised_here;
+  });
+  result.values_clamped += clamped;
+  result.values_raised += raised;
   onnx::TensorProto shell = tensor.proto();
   shell.clear_float_data();
+  shell.clear_raw_data();
   shell.set_data_type(target);
   ir::Tensor converted(std::move(shell));
-  converted.set_raw(std::move(out).into_tensor(tensor.name()).raw());
+  converted.set_raw(ir::Bytes::produced(n * sizeof(uint16_t), [bytes, narrowing](const ir::ByteSink& sink) {
+    std::vector<float> scratch;
+    std::vector<uint16_t> out;
+    for_each_block(bytes.span(), kBlockBytes, [&](size_t, std::span<const std::byte> block_bytes) {
+      const std::span<const float> block(reinterpret_cast<const float*>(block_bytes.data()), block_bytes.size() / sizeof(float));
+      out.resize(block.size());
+      narrowing.convert(block, scratch, out);
+      sink(std::as_bytes(std::span(out)));
+    });
+  }));
   return converted;
 }
 
