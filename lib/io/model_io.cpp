@@ -224,7 +224,8 @@ Serialized serialize(const ir::Model& model, const SaveOptions& options, const s
 // A chunk to write and, when its bytes are an unchanged part of a mapped input file, that file: such
 // pieces are copied file to file inside the kernel and hashed from the file, never read through the map
 // (touching a map's pages costs a fault per page; a large model's weights mostly pass through unchanged).
-// Bytes produced on demand (a pruned weight) are streamed as they are made, for the file and the digest.
+// Bytes produced on demand (a pruned or float16 weight) are streamed as they are made, for the file and
+// for the digest (each makes them once).
 struct Piece {
   ir::Bytes bytes;
   std::shared_ptr<const MappedFile> file;

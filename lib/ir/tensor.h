@@ -34,7 +34,7 @@ class Bytes {
   // Bytes made on demand by `produce`, which must yield exactly `size` bytes. A writer streams them to
   // the file block by block (stream()) and never holds them all; the first call that needs them in memory
   // (span(), data()) builds them once, from any thread, and keeps them. A pass whose output is a cheap
-  // function of a weight it reads (prune) so costs no new memory when nothing but the writer reads it.
+  // function of a weight it reads (prune, float16) so costs no new memory when only the writer reads it.
   static Bytes produced(size_t size, ByteProducer produce);
 
   std::span<const std::byte> span() const { return produced_ ? produced_->build() : view_; }
