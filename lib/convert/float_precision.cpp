@@ -107,7 +107,6 @@ ir::Tensor to_16bit(const ir::Tensor& tensor, int32_t target, FloatPrecisionResu
   result.values_raised += raised;
   onnx::TensorProto shell = tensor.proto();
   shell.clear_float_data();
-  shell.clear_raw_data();
   shell.set_data_type(target);
   ir::Tensor converted(std::move(shell));
   converted.set_raw(ir::Bytes::produced(n * sizeof(uint16_t), [bytes, narrowing](const ir::ByteSink& sink) {

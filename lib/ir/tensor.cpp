@@ -6,8 +6,8 @@
 #include <fmt/format.h>
 
 #include <cstring>
-#include <stdexcept>
 #include <limits>
+#include <stdexcept>
 
 #include "util/error.h"
 
