@@ -83,17 +83,14 @@ struct Narrowing {
 // the payload is read: a writer streams it to the file, so the converted weights take no memory unless
 // something (the accuracy check) reads them (ir::Bytes::produced).
 ir::Tensor to_16bit(const ir::Tensor& tensor, int32_t target, FloatPrecisionResult& result) {
-  const ir::Bytes bytes = tensor.data();
+  const ir::Bytes bytes = ir::float32_payload(tensor);
   const size_t n = bytes.size() / sizeof(float);
-  if (bytes.size() != static_cast<uint64_t>(std::max<int64_t>(tensor.numel(), 0)) * sizeof(float))
-    fail("tensor '{}' holds {} bytes but its shape needs {}", tensor.name(), bytes.size(), static_cast<uint64_t>(tensor.numel()) * sizeof(float));
   const Narrowing narrowing(target);
-  constexpr size_t kBlockBytes = 256 << 10;
+  constexpr size_t kBlockFloats = 64 << 10;
   // Blocks of a copy (the payload may be unaligned, and a weight in the mapped model is read from its file
   // rather than faulted in through the map).
   int64_t clamped = 0, raised = 0;
-  for_each_block(bytes.span(), kBlockBytes, [&](size_t, std::span<const std::byte> block_bytes) {
-    const std::span<const float> block(reinterpret_cast<const float*>(block_bytes.data()), block_bytes.size() / sizeof(float));
+  for_each_float_block(bytes.span(), kBlockFloats, [&](size_t, std::span<const float> block) {
     int64_t clamped_here = 0, raised_here = 0;
     for (float x : block) {
       const float a = std::fabs(x);
@@ -112,8 +109,7 @@ ir::Tensor to_16bit(const ir::Tensor& tensor, int32_t target, FloatPrecisionResu
   converted.set_raw(ir::Bytes::produced(n * sizeof(uint16_t), [bytes, narrowing](const ir::ByteSink& sink) {
     std::vector<float> scratch;
     std::vector<uint16_t> out;
-    for_each_block(bytes.span(), kBlockBytes, [&](size_t, std::span<const std::byte> block_bytes) {
-      const std::span<const float> block(reinterpret_cast<const float*>(block_bytes.data()), block_bytes.size() / sizeof(float));
+    for_each_float_block(bytes.span(), kBlockFloats, [&](size_t, std::span<const float> block) {
       out.resize(block.size());
       narrowing.convert(block, scratch, out);
       sink(std::as_bytes(std::span(out)));

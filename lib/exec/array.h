@@ -35,7 +35,7 @@ class Array {
   static Array uninitialized(int32_t dtype, Shape shape);
   // The same, for a tensor that lives until the model is written (a pass's new weight): arrays of 64 KiB to
   // 2 MiB are carved in order from 32 MiB chunks backed by huge pages, so they cost a page fault per 2 MiB
-  // instead of per 4 KiB (about 11 us each on a VM: 0.1 s for bert_like's 1.2 MiB int8 and fp16 weights).
+  // instead of per 4 KiB (about 11 us each on a VM: 0.1 s for bert_like's 590 KB int8 weights and 4-bit blobs).
   // A chunk goes when its last array does; an array never shares its buffer with a later one.
   static Array uninitialized_lasting(int32_t dtype, Shape shape);
   // An array over the bytes of an IR tensor: borrowed when aligned, copied otherwise. int4/uint4 tensors

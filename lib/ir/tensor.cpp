@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <stdexcept>
@@ -37,34 +38,33 @@ Bytes Bytes::produced(size_t size, ByteProducer produce) {
   return b;
 }
 
+void Bytes::Produced::run(const ByteSink& sink) const {
+  size_t done = 0;
+  produce([&](std::span<const std::byte> block) {
+    if (block.size() > size - done) throw std::logic_error("a produced payload is longer than its size");
+    done += block.size();
+    if (!block.empty()) sink(block);
+  });
+  if (done != size) throw std::logic_error("a produced payload is shorter than its size");
+}
+
 std::span<const std::byte> Bytes::Produced::build() {
   std::call_once(once, [&] {
     storage.reset(new std::max_align_t[(size + sizeof(std::max_align_t) - 1) / sizeof(std::max_align_t)]);
     auto* out = reinterpret_cast<std::byte*>(storage.get());
     size_t done = 0;
-    produce([&](std::span<const std::byte> block) {
-      if (block.size() > size - done) throw std::logic_error("a produced payload is longer than its size");
+    run([&](std::span<const std::byte> block) {
       std::memcpy(out + done, block.data(), block.size());
       done += block.size();
     });
-    if (done != size) throw std::logic_error("a produced payload is shorter than its size");
     built.store(true, std::memory_order_release);
   });
   return {reinterpret_cast<const std::byte*>(storage.get()), size};
 }
 
 void Bytes::stream(const ByteSink& sink) const {
-  if (!unbuilt()) {
-    if (size() > 0) sink(span());
-    return;
-  }
-  size_t done = 0;
-  produced_->produce([&](std::span<const std::byte> block) {
-    if (block.size() > produced_->size - done) throw std::logic_error("a produced payload is longer than its size");
-    done += block.size();
-    if (!block.empty()) sink(block);
-  });
-  if (done != produced_->size) throw std::logic_error("a produced payload is shorter than its size");
+  if (unbuilt()) return produced_->run(sink);
+  if (size() > 0) sink(span());
 }
 
 namespace dtype {
@@ -184,6 +184,13 @@ Bytes Tensor::data() const {
     default:
       fail("tensor '{}': cannot read {} data stored in typed fields", name(), dtype::name(dtype()));
   }
+}
+
+Bytes float32_payload(const Tensor& tensor) {
+  Bytes bytes = tensor.data();
+  const uint64_t needed = static_cast<uint64_t>(std::max<int64_t>(tensor.numel(), 0)) * sizeof(float);
+  if (bytes.size() != needed) fail("tensor '{}' holds {} bytes but its shape needs {}", tensor.name(), bytes.size(), needed);
+  return bytes;
 }
 
 }  // namespace mopt::ir

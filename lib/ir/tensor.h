@@ -55,6 +55,7 @@ class Bytes {
     std::atomic<bool> built{false};
     std::unique_ptr<std::max_align_t[]> storage;
     std::span<const std::byte> build();
+    void run(const ByteSink& sink) const;  // produce, checked to yield exactly `size` bytes
   };
   std::shared_ptr<const void> owner_;
   std::span<const std::byte> view_;
@@ -113,5 +114,9 @@ class Tensor {
   bool has_raw_ = false;
   mutable std::optional<uint64_t> hash_;
 };
+
+// The payload of a float32 tensor, checked against its shape (mopt::Error naming the tensor otherwise). It
+// may be unaligned (a payload inside a mapped file): read it with for_each_float_block or memcpy.
+Bytes float32_payload(const Tensor& tensor);
 
 }  // namespace mopt::ir

@@ -64,24 +64,12 @@ void validate(const PruneConfig& config) {
     usage_error("N:M pruning needs 1 <= n < m <= 64, not {}:{}", config.n, config.m);
 }
 
-// The float32 payload of a weight, checked against its shape. It may be unaligned (a payload inside
-// the mapped file): read it through for_each_block or memcpy.
-ir::Bytes float_payload(const ir::Tensor& t) {
-  ir::Bytes bytes = t.data();
-  if (bytes.size() != static_cast<uint64_t>(t.numel()) * sizeof(float))
-    fail("tensor '{}' holds {} bytes but its shape needs {}", t.name(), bytes.size(), static_cast<uint64_t>(t.numel()) * sizeof(float));
-  return bytes;
-}
-
 constexpr size_t kBlockFloats = 64 << 10;  // 256 KB blocks: a block and its pruned copy stay in the cache
 
-// Calls fn(first, values) over a float payload in order, in blocks of at most kBlockFloats
-// (mopt::for_each_block: read from the file when the payload lies in the mapped model, so the weight
-// being replaced is never faulted in).
+// Calls fn(first, values) over a float payload in order, in blocks of kBlockFloats (read from the file
+// when the payload lies in the mapped model, so the weight being replaced is never faulted in).
 void for_each_block(const ir::Bytes& bytes, const std::function<void(size_t, std::span<const float>)>& fn) {
-  mopt::for_each_block(bytes.span(), kBlockFloats * sizeof(float), [&](size_t offset, std::span<const std::byte> block) {
-    fn(offset / sizeof(float), {reinterpret_cast<const float*>(block.data()), block.size() / sizeof(float)});
-  });
+  for_each_float_block(bytes.span(), kBlockFloats, fn);
 }
 
 }  // namespace
@@ -261,17 +249,17 @@ PruneSummary prune_model(ir::Model& model, const PruneConfig& config) {
   Cut global_cut;
   if (total > 0) {
     for (const Target& t : targets) {
-      if (in_global(t)) for_each_block(float_payload(*t.weight->constant()), [&](size_t, std::span<const float> v) { global_zeros_before[static_cast<size_t>(&t - targets.data())] += global.histogram(v); });
+      if (in_global(t)) for_each_block(ir::float32_payload(*t.weight->constant()), [&](size_t, std::span<const float> v) { global_zeros_before[static_cast<size_t>(&t - targets.data())] += global.histogram(v); });
     }
     for (const Target& t : targets) {
-      if (in_global(t)) for_each_block(float_payload(*t.weight->constant()), [&](size_t, std::span<const float> v) { global.refine(v); });
+      if (in_global(t)) for_each_block(ir::float32_payload(*t.weight->constant()), [&](size_t, std::span<const float> v) { global.refine(v); });
     }
     global_cut = global.cut();
   }
 
   for (const Target& t : targets) {
     const ir::Tensor& weight = *t.weight->constant();
-    const ir::Bytes from = float_payload(weight);
+    const ir::Bytes from = ir::float32_payload(weight);
     const size_t n = from.size() / sizeof(float);
     int64_t zeros_before = 0, zeros_after = 0;
     ir::Tensor pruned;

@@ -65,6 +65,13 @@ void for_each_block(std::span<const std::byte> bytes, size_t block_bytes,
   }
 }
 
+void for_each_float_block(std::span<const std::byte> bytes, size_t block_floats,
+                          const std::function<void(size_t first, std::span<const float> values)>& fn) {
+  for_each_block(bytes, block_floats * sizeof(float), [&](size_t offset, std::span<const std::byte> block) {
+    fn(offset / sizeof(float), {reinterpret_cast<const float*>(block.data()), block.size() / sizeof(float)});
+  });
+}
+
 std::shared_ptr<const MappedFile> MappedFile::open(const fs::path& path) {
   // O_NONBLOCK: opening a FIFO (or a device) must not wait for a writer; fstat then refuses anything but
   // a regular file.

@@ -57,6 +57,11 @@ using ByteChunk = std::span<const std::byte>;
 void for_each_block(std::span<const std::byte> bytes, size_t block_bytes,
                     const std::function<void(size_t offset, std::span<const std::byte> block)>& fn);
 
+// for_each_block over float32 values: fn(first, values), `first` the index of values[0], blocks of at most
+// `block_floats` values (aligned for float).
+void for_each_float_block(std::span<const std::byte> bytes, size_t block_floats,
+                          const std::function<void(size_t first, std::span<const float> values)>& fn);
+
 // Writes `target` through a temporary file in its folder: `finish()` flushes and fsyncs it, `commit()`
 // renames it into place and fsyncs the folder, so several outputs can be finished first and committed
 // together (nothing is committed unless all of them could be written). The temporary file is removed on
