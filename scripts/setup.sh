@@ -5,13 +5,15 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libprotobuf-dev protobuf-compiler libonnx-dev libonnx-testdata
-  libcli11-dev libfmt-dev nlohmann-json3-dev doctest-dev libyaml-cpp-dev libzstd-dev libxxhash-dev libopenblas-dev libdnnl-dev zlib1g-dev libssl-dev
+  libcli11-dev libfmt-dev nlohmann-json3-dev doctest-dev libyaml-cpp-dev libzstd-dev libxxhash-dev libopenblas-dev libdnnl-dev ocl-icd-opencl-dev zlib1g-dev libssl-dev
   clang libclang-rt-14-dev
   python3-torch
   pybind11-dev python3-dev python3-numpy python3-yaml python3-jsonschema
   slurm-wlm munge chromium
 
 )
+# ocl-icd-opencl-dev: oneDNN's CMake config looks for OpenCL, which libdnnl-dev only recommends (and
+# --no-install-recommends skips), so a fresh machine without it fails at configure.
 # ONNX Runtime for Node.js (the interop tests) needs node and npm; install Debian's only when absent.
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(npm)

@@ -13,6 +13,8 @@
 
 #include "data/npy.h"
 #include "exec/executor.h"
+#include "exec/kernel.h"
+#include "exec/onednn.h"
 #include "helpers.h"
 
 using namespace mopt;
@@ -121,6 +123,79 @@ CaseResult run_case(const fs::path& dir, const char* pipeline = nullptr) {
   return {CaseResult::Passed, ""};
 }
 
+// For a one-node case whose kernel reads channels-last inputs (KernelDef::channels_last): runs the kernel
+// with its inputs of rank 3 to 5 given channels-last (all of them, or only the first), every output allowed
+// to stay so, and compares the outputs, reordered to plain, with the expected ones. Returns how many runs
+// were compared (0: not such a case), or fails the check naming the case.
+int run_channels_last(const fs::path& dir) {
+  std::unique_ptr<ir::Model> model;
+  try {
+    model = io::load_model(dir / "model.onnx");
+  } catch (const Error&) {
+    return 0;
+  }
+  if (model->graph().nodes().size() != 1 || !exec::unsupported_operators(*model).empty()) return 0;
+  const ir::Node& node = **model->graph().nodes().begin();
+  const int64_t opset = exec::node_opset(*model, node);
+  const exec::KernelDef* def = exec::KernelRegistry::instance().find(node.domain(), node.op_type(), opset);
+  if (!def || !def->channels_last) return 0;
+  std::vector<std::string> inputs;
+  for (const ir::Value* v : model->graph().inputs()) {
+    if (!v->initializer()) inputs.push_back(v->name());
+  }
+  int compared = 0;
+  std::vector<fs::path> sets;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    if (e.is_directory() && e.path().filename().string().rfind("test_data_set_", 0) == 0) sets.push_back(e.path());
+  }
+  std::sort(sets.begin(), sets.end());
+  for (const fs::path& set : sets) {
+    std::map<std::string, exec::Array> feeds;
+    std::vector<fs::path> in_files = sorted_files(set, "input_");
+    try {
+      for (size_t i = 0; i < in_files.size() && i < inputs.size(); ++i) feeds[inputs[i]] = data::read_tensor_pb(in_files[i].string());
+    } catch (const Error&) {
+      return compared;  // a sequence or optional input: not a tensor
+    }
+    for (bool only_first : {false, true}) {
+      std::vector<exec::Array> given;
+      given.reserve(node.inputs().size());
+      bool any = false;
+      for (const ir::Value* v : node.inputs()) {
+        exec::Array a;
+        if (v && feeds.count(v->name())) a = feeds[v->name()];
+        else if (v && v->initializer()) a = exec::Array::from_tensor(*v->initializer());
+        if (a.defined() && a.rank() >= 3 && a.rank() <= 5 && a.numel() > 0 && !(only_first && any)) {
+          a = a.in_layout(exec::Layout::kChannelsLast);
+          any = true;
+        }
+        given.push_back(a);
+      }
+      if (!any) break;
+      std::vector<const exec::Array*> pointers;
+      for (const exec::Array& a : given) pointers.push_back(a.defined() ? &a : nullptr);
+      std::vector<exec::Array> outputs;
+      try {
+        exec::GraphRunner runner(*model, {});
+        exec::Env scope;
+        outputs = runner.run_kernel(*def, node, opset, pointers, &scope, {0, nullptr, false, ~uint64_t{0}});
+      } catch (const Error& e) {
+        const std::string what = e.what();
+        if (what.find("not supported") == std::string::npos) FAIL_CHECK(dir.filename().string() << " with channels-last inputs: " << what);
+        return compared;  // as run_case skips it
+      }
+      std::vector<fs::path> out_files = sorted_files(set, "output_");
+      for (size_t i = 0; i < out_files.size() && i < outputs.size(); ++i) {
+        if (!outputs[i].defined()) continue;
+        std::string m = mismatch(data::read_tensor_pb(out_files[i].string()), outputs[i].in_layout(exec::Layout::kPlain));
+        if (!m.empty()) FAIL_CHECK(dir.filename().string() << " with channels-last inputs, output " << i << ": " << m);
+      }
+      ++compared;
+    }
+  }
+  return compared;
+}
+
 // Every case folder of the suites we run, sorted.
 std::vector<fs::path> conformance_cases() {
   const fs::path root = MOPT_ONNX_TESTDATA;
@@ -171,4 +246,24 @@ TEST_CASE("the fuse group keeps every passing conformance case passing") {
   }
   MESSAGE(checked << " conformance cases checked after the fuse group");
   CHECK(checked > 500);
+}
+
+TEST_CASE("the kernels that read channels-last inputs give the conformance cases' outputs from them") {
+  // Each case twice: as the executor runs it, and with oneDNN taking even the smallest convolutions.
+  int compared = 0, conv_compared = 0;
+  const int64_t default_min = exec::set_dnnl_min_multiply_adds(0);
+  for (int64_t min_work : {default_min, int64_t{0}}) {
+    exec::set_dnnl_min_multiply_adds(min_work);
+    for (const fs::path& dir : conformance_cases()) {
+      const int runs = run_channels_last(dir);
+      compared += runs;
+      std::string name = dir.filename().string();
+      std::transform(name.begin(), name.end(), name.begin(), [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+      if (name.rfind("test_conv", 0) == 0) conv_compared += runs;
+    }
+  }
+  exec::set_dnnl_min_multiply_adds(default_min);
+  MESSAGE(compared << " channels-last runs compared, " << conv_compared << " of them Conv");
+  CHECK(compared > 150);
+  CHECK(conv_compared > 20);
 }

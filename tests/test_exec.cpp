@@ -13,6 +13,7 @@
 #include "data/npy.h"
 #include "driver/optimize.h"
 #include "exec/kernel.h"
+#include "exec/onednn.h"
 #include "exec/parallel.h"
 #include "helpers.h"
 #include "pass/pipeline.h"
@@ -111,6 +112,82 @@ TEST_CASE("cleanup passes keep every shared model's outputs on its real inputs")
     std::vector<data::Feeds> samples = data::load_samples(*original, (kModels / c.inputs).string());
     eval::Comparison cmp = eval::compare_outputs(eval::run_samples(*original, samples), eval::run_samples(*model, samples));
     for (const auto& o : cmp.outputs) CHECK(o.max_abs_error == 0.0);
+  }
+}
+
+TEST_CASE("channels-last arrays: in_layout is [N, C, S] <-> [N, S, C] for every element size, and a round trip is exact") {
+  std::mt19937 rng(5);
+  for (const exec::Shape& shape : {exec::Shape{1, 3, 5}, exec::Shape{2, 7, 33, 35}, exec::Shape{2, 70, 3, 4, 5}, exec::Shape{1, 1, 1, 1}}) {
+    for (int32_t dtype : {d::kUint8, d::kFloat16, d::kFloat, d::kInt64}) {
+      CAPTURE(exec::shape_string(shape));
+      CAPTURE(dtype);
+      exec::Array plain = exec::Array::uninitialized(dtype, shape);
+      for (size_t i = 0; i < plain.nbytes(); ++i) plain.bytes()[i] = static_cast<std::byte>(rng());
+      const exec::Array last = plain.in_layout(exec::Layout::kChannelsLast);
+      REQUIRE(last.channels_last());
+      CHECK(last.shape() == shape);
+      const int64_t n = shape[0], c = shape[1], spatial = plain.numel() / (n * c);
+      const size_t size = exec::element_size(dtype);
+      int64_t misplaced = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        for (int64_t k = 0; k < c; ++k) {
+          for (int64_t p = 0; p < spatial; ++p) {
+            misplaced += std::memcmp(plain.bytes() + ((i * c + k) * spatial + p) * size, last.bytes() + ((i * spatial + p) * c + k) * size, size) != 0;
+          }
+        }
+      }
+      CHECK(misplaced == 0);
+      const exec::Array back = last.in_layout(exec::Layout::kPlain);
+      CHECK(!back.channels_last());
+      CHECK(std::memcmp(back.bytes(), plain.bytes(), plain.nbytes()) == 0);
+      // What reads values reads them in ONNX's order, whatever the layout.
+      if (dtype == d::kFloat) {
+        const std::vector<double> a = last.to_doubles(), b = plain.to_doubles();  // random bits: NaNs too
+        CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0);
+      }
+      CHECK(std::memcmp(exec::cast(last, d::kDouble).in_layout(exec::Layout::kPlain).bytes(), exec::cast(plain, d::kDouble).bytes(),
+                        static_cast<size_t>(plain.numel()) * 8) == 0);
+    }
+  }
+}
+
+TEST_CASE("squeezenet runs channels-last from its first convolution to its pooling, with no reorder of its own") {
+  // Every Conv, Relu, MaxPool, Concat and the GlobalAveragePool read the layout oneDNN's convolutions write,
+  // so the executor reorders nothing between them (oneDNN reorders the fed image once, inside the first
+  // Conv). Observers still see every value in ONNX's layout: the same values a run on the executor's own
+  // plain kernels (oneDNN off, nothing channels-last) observes, within float rounding.
+  auto model = io::load_model(kModels / "vision/squeezenet1.1_fp32.onnx");
+  const std::vector<data::Feeds> samples = data::load_samples(*model, (kModels / "vision/inputs/squeezenet_fish_fp32").string());
+  REQUIRE(samples.size() == 1);
+  {
+    exec::Executor executor(*model);
+    executor.run(samples[0]);
+    const int64_t copies = exec::layout_copies(), calls = exec::dnnl_calls();
+    executor.run(samples[0]);
+    CHECK(exec::layout_copies() == copies);
+    CHECK(exec::dnnl_calls() - calls == 26);  // every Conv through oneDNN
+  }
+  auto observed = [&](bool library) {
+    const bool before = exec::set_dnnl_enabled(library);
+    std::map<std::string, exec::Array> values;
+    exec::ExecutorOptions options;
+    options.observe = [&](const ir::Value& v, const exec::Array& a) {
+      CHECK(!a.channels_last());
+      values[v.name()] = a.clone();
+    };
+    const int64_t copies = exec::layout_copies();
+    exec::Executor(*model, options).run(samples[0]);
+    exec::set_dnnl_enabled(before);
+    return std::pair(values, exec::layout_copies() - copies);
+  };
+  const auto [channels_last, reorders] = observed(true);
+  const auto [plain, no_reorders] = observed(false);
+  CHECK(no_reorders == 0);
+  CHECK(reorders > 50);  // the observer's copies
+  REQUIRE(channels_last.size() == plain.size());
+  for (const auto& [name, value] : plain) {
+    CAPTURE(name);
+    CHECK(scaled_max_diff(value, channels_last.at(name)) <= 1e-4);
   }
 }
 

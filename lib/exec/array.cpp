@@ -9,6 +9,7 @@
 #include <limits>
 #include <map>
 #include <mutex>
+#include <stdexcept>
 
 #include <sys/mman.h>
 
@@ -18,6 +19,7 @@
 #endif
 
 #include "exec/dispatch.h"
+#include "exec/parallel.h"
 #include "util/error.h"
 #include "util/file.h"
 
@@ -267,6 +269,7 @@ Array Array::from_tensor(const ir::Tensor& tensor) {
 
 Array Array::reshaped(Shape shape) const {
   if (exec::numel(shape) != numel_) fail("cannot reshape {} to {}", shape_string(shape_), shape_string(shape));
+  if (channels_last() && shape != shape_) throw std::logic_error("reshaped: a channels-last array keeps its shape");
   Array a = *this;
   a.shape_ = std::move(shape);
   return a;
@@ -275,10 +278,67 @@ Array Array::reshaped(Shape shape) const {
 Array Array::clone() const {
   Array a = uninitialized(dtype_, shape_);
   if (nbytes()) std::memcpy(a.data_, data_, nbytes());
+  a.layout_ = layout_;
   return a;
 }
 
+Array Array::with_layout(Layout layout) const {
+  if (layout == Layout::kChannelsLast && (rank() < 3 || rank() > 5))
+    throw std::logic_error("with_layout: channels-last is for arrays of rank 3 to 5");
+  Array a = *this;
+  a.layout_ = layout;
+  return a;
+}
+
+namespace {
+
+// Each of `images` row-major [rows, cols] matrices of `in` transposed into `out`, in cache-sized tiles.
+template <typename U>
+void transpose_images(const U* in, U* out, int64_t images, int64_t rows, int64_t cols) {
+  constexpr int64_t kTile = 32;
+  const int64_t row_tiles = (rows + kTile - 1) / kTile;
+  parallel_for(images * row_tiles, kTile * cols, [&](int64_t first, int64_t last) {
+    for (int64_t t = first; t < last; ++t) {
+      const int64_t image = t / row_tiles, r0 = t % row_tiles * kTile, r1 = std::min(rows, r0 + kTile);
+      const U* src = in + image * rows * cols;
+      U* dst = out + image * rows * cols;
+      for (int64_t c0 = 0; c0 < cols; c0 += kTile) {
+        const int64_t c1 = std::min(cols, c0 + kTile);
+        for (int64_t r = r0; r < r1; ++r) {
+          for (int64_t c = c0; c < c1; ++c) dst[c * rows + r] = src[r * cols + c];
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
+namespace {
+std::atomic<int64_t> g_layout_copies{0};
+}
+
+int64_t layout_copies() { return g_layout_copies.load(); }
+
+Array Array::in_layout(Layout layout) const {
+  if (layout == layout_) return *this;
+  g_layout_copies.fetch_add(1, std::memory_order_relaxed);
+  Array out = uninitialized(dtype_, shape_).with_layout(layout);
+  if (numel_ == 0) return out;
+  // [N, C, S] <-> [N, S, C], S the spatial positions.
+  const int64_t images = shape_[0], channels = shape_[1], spatial = numel_ / (images * channels);
+  const int64_t rows = layout == Layout::kChannelsLast ? channels : spatial, cols = layout == Layout::kChannelsLast ? spatial : channels;
+  switch (element_size(dtype_)) {
+    case 1: transpose_images(data<uint8_t>(), out.data<uint8_t>(), images, rows, cols); break;
+    case 2: transpose_images(data<uint16_t>(), out.data<uint16_t>(), images, rows, cols); break;
+    case 4: transpose_images(data<uint32_t>(), out.data<uint32_t>(), images, rows, cols); break;
+    default: transpose_images(data<uint64_t>(), out.data<uint64_t>(), images, rows, cols); break;
+  }
+  return out;
+}
+
 std::vector<int64_t> Array::to_int64s() const {
+  if (channels_last()) return in_layout(Layout::kPlain).to_int64s();
   return visit<kInts | kBools>(dtype_, "reading integers", [&]<typename T>(T) {
     std::vector<int64_t> out(static_cast<size_t>(numel_));
     for (int64_t i = 0; i < numel_; ++i) out[static_cast<size_t>(i)] = static_cast<int64_t>(data<T>()[i]);
@@ -287,6 +347,7 @@ std::vector<int64_t> Array::to_int64s() const {
 }
 
 std::vector<double> Array::to_doubles() const {
+  if (channels_last()) return in_layout(Layout::kPlain).to_doubles();
   if (is_16bit_float(dtype_)) return cast(*this, ir::dtype::kFloat).to_doubles();
   return visit<kNumbers | kBools>(dtype_, "reading numbers", [&]<typename T>(T) {
     std::vector<double> out(static_cast<size_t>(numel_));
@@ -296,6 +357,7 @@ std::vector<double> Array::to_doubles() const {
 }
 
 std::vector<double> Array::first_doubles(int64_t count) const {
+  if (channels_last()) return in_layout(Layout::kPlain).first_doubles(count);
   const int64_t n = std::max<int64_t>(0, std::min(count, numel_));
   Array head(dtype_, {n});
   std::memcpy(head.bytes(), data_, static_cast<size_t>(n) * element_size(dtype_));
@@ -308,6 +370,7 @@ double Array::scalar_double() const {
 }
 
 ir::Tensor Array::to_tensor(const std::string& name) const {
+  if (channels_last()) return in_layout(Layout::kPlain).to_tensor(name);
   onnx::TensorProto shell;
   shell.set_name(name);
   shell.set_data_type(dtype_);
@@ -318,6 +381,7 @@ ir::Tensor Array::to_tensor(const std::string& name) const {
 }
 
 ir::Tensor Array::into_tensor(const std::string& name) && {
+  if (channels_last()) *this = in_layout(Layout::kPlain);
   onnx::TensorProto shell;
   shell.set_name(name);
   shell.set_data_type(dtype_);
@@ -451,6 +515,7 @@ To convert(From v) {
 
 Array cast(const Array& input, int32_t dtype) {
   if (input.dtype() == dtype) return input;
+  if (input.channels_last()) return cast(input.with_layout(Layout::kPlain), dtype).with_layout(Layout::kChannelsLast);  // elementwise
   namespace d = ir::dtype;
   if (is_16bit_float(input.dtype())) {
     Array f(d::kFloat, input.shape());

@@ -23,8 +23,17 @@ void set_max_tensor_bytes(uint64_t bytes);
 // when it is destroyed.
 void release_buffer_cache();
 std::string shape_string(const Shape& shape);  // "[1,3,224,224]"
+// Copies Array::in_layout has made in this process, so a test can show where layouts were reordered.
+int64_t layout_copies();
 // Bytes per element of the dtypes the executor computes with (bool is one byte); 0 for others.
 size_t element_size(int32_t dtype);
+
+// How an array's elements lie in its buffer. The shape is always ONNX's [N, C, D...]; kChannelsLast stores
+// it as [N, D..., C] (NHWC for images), the layout oneDNN's convolutions run in, so that a chain of
+// convolutions, activations and pooling need not reorder every activation to NCHW and back. Only kernels
+// registered with KernelDef::channels_last see such arrays; the executor gives every other reader, graph
+// output and observer a plain copy (GraphRunner::run_graph).
+enum class Layout : uint8_t { kPlain, kChannelsLast };
 
 class Array {
  public:
@@ -61,6 +70,13 @@ class Array {
   int64_t dim(int64_t axis) const { return shape_[static_cast<size_t>(axis)]; }
   int64_t numel() const { return numel_; }
   size_t nbytes() const { return static_cast<size_t>(numel_) * element_size(dtype_); }
+  Layout layout() const { return layout_; }
+  bool channels_last() const { return layout_ == Layout::kChannelsLast; }
+  // The same buffer, its elements declared to lie in `layout` (rank 3 to 5 for kChannelsLast): for the
+  // kernel that wrote them so.
+  Array with_layout(Layout layout) const;
+  // This array in `layout`: itself when it already is, else a reordered copy.
+  Array in_layout(Layout layout) const;
 
   template <typename T>
   const T* data() const { return reinterpret_cast<const T*>(data_); }
@@ -69,7 +85,7 @@ class Array {
   const std::byte* bytes() const { return data_; }
   std::byte* bytes() { return data_; }
 
-  // Same buffer, new shape (element count must match).
+  // Same buffer, new shape (element count must match; a channels-last array keeps its shape).
   Array reshaped(Shape shape) const;
   // An owned deep copy.
   Array clone() const;
@@ -93,6 +109,7 @@ class Array {
   int32_t dtype_ = 0;
   Shape shape_;
   int64_t numel_ = 0;
+  Layout layout_ = Layout::kPlain;
   std::shared_ptr<const void> owner_;
   std::byte* data_ = nullptr;
   Array(int32_t dtype, Shape shape, bool zero);
@@ -110,7 +127,7 @@ uint16_t float_to_bfloat16(float f);
 // float16 and bfloat16: the executor computes them in float32 (see GraphRunner::run_kernel).
 inline bool is_16bit_float(int32_t dtype) { return dtype == ir::dtype::kFloat16 || dtype == ir::dtype::kBfloat16; }
 // Converts any supported numeric array to `dtype` (ONNX Cast semantics: float->int truncates toward zero,
-// float->bool is x != 0, float16 rounds to nearest even).
+// float->bool is x != 0, float16 rounds to nearest even), in the same layout.
 Array cast(const Array& input, int32_t dtype);
 
 }  // namespace mopt::exec

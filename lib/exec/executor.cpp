@@ -11,9 +11,11 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <deque>
 #include <map>
 #include <optional>
 #include <set>
+#include <stdexcept>
 #include <thread>
 #include <unordered_set>
 #include <utility>
@@ -96,6 +98,17 @@ void collect_captures(const ir::Node& node, const ir::Graph& graph, std::vector<
   }
 }
 
+// `v`'s value, found channels-last, in the plain layout for a kernel that reads only that: a value of this
+// graph is replaced by its plain copy, so that its other readers reuse it; one of an enclosing graph gets a
+// copy in `copies` for this node.
+const Array* plain_value(const ir::Value* v, Env& env, std::deque<Array>& copies) {
+  if (auto it = env.values.find(v); it != env.values.end()) {
+    it->second = it->second.in_layout(Layout::kPlain);
+    return &it->second;
+  }
+  return &copies.emplace_back(env.find(v)->in_layout(Layout::kPlain));
+}
+
 }  // namespace
 
 struct GraphRunner::Plan {
@@ -109,6 +122,10 @@ struct GraphRunner::Plan {
   // graph input or output, an initializer or a Constant's output), so its kernel may write its output over
   // that input's buffer when no other array shares it (KernelContext::output_buffer).
   std::vector<bool> input0_dies;
+  // Per node: its kernel reads channels-last inputs (KernelDef::channels_last; a node with subgraphs never
+  // does), and the outputs it may leave channels-last (bit o), those whose every reader reads that layout.
+  std::vector<bool> reads_channels_last;
+  std::vector<uint64_t> channels_last_outputs;
   // Per node: a Constant node's outputs, computed once when the graph is planned (empty for other nodes).
   std::vector<std::vector<Array>> constant_outputs;
   std::unordered_set<const ir::Value*> constant_values;  // the outputs of those Constant nodes
@@ -177,6 +194,26 @@ const GraphRunner::Plan& GraphRunner::plan_for(const ir::Graph& graph) {
       if (v && !last_reader.count(v) && !outputs.count(v)) plan->release_after[i].push_back(v);
     }
   }
+  // A value may stay channels-last when every reader of it in this graph reads that layout: not a graph
+  // output, not captured by a subgraph, read at least once.
+  std::unordered_map<const ir::Value*, bool> all_read_channels_last;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    plan->reads_channels_last.push_back(plan->kernels[i]->channels_last && nodes[i]->subgraphs().empty());
+    for (const ir::Value* v : nodes[i]->inputs()) {
+      if (v) all_read_channels_last.emplace(v, true).first->second &= plan->reads_channels_last[i];
+    }
+    std::vector<const ir::Value*> captured;
+    collect_captures(*nodes[i], graph, captured);
+    for (const ir::Value* v : captured) all_read_channels_last[v] = false;
+  }
+  plan->channels_last_outputs.assign(nodes.size(), 0);
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    for (size_t o = 0; o < nodes[i]->outputs().size() && o < 64; ++o) {
+      const ir::Value* v = nodes[i]->output(o);
+      auto read = v ? all_read_channels_last.find(v) : all_read_channels_last.end();
+      if (read != all_read_channels_last.end() && read->second && !outputs.count(v)) plan->channels_last_outputs[i] |= uint64_t{1} << o;
+    }
+  }
   plan->input0_dies.resize(nodes.size());
   for (size_t i = 0; i < nodes.size(); ++i) {
     const ir::Node& n = *nodes[i];
@@ -191,8 +228,8 @@ const GraphRunner::Plan& GraphRunner::plan_for(const ir::Graph& graph) {
 }
 
 std::vector<Array> GraphRunner::run_kernel(const KernelDef& def, const ir::Node& node, int64_t opset,
-                                           std::vector<const Array*> inputs, const Env* scope, uint64_t constant_inputs,
-                                           std::shared_ptr<void>* state, bool input0_reusable) {
+                                           std::vector<const Array*> inputs, const Env* scope, const KernelCall& call) {
+  uint64_t constant_inputs = call.constant_inputs;
   std::vector<Array> converted;  // float16/bfloat16 inputs as float32
   converted.reserve(inputs.size());
   int32_t half_type = 0;  // the 16-bit float type of the inputs, whose float32 results are rounded back to it
@@ -215,8 +252,9 @@ std::vector<Array> GraphRunner::run_kernel(const KernelDef& def, const ir::Node&
   }
   KernelContext ctx(node, opset, std::move(inputs), *this);
   ctx.set_scope(scope);
-  ctx.set_persistence(constant_inputs, state);
-  ctx.set_input0_reusable(input0_reusable);
+  ctx.set_persistence(constant_inputs, call.state);
+  ctx.set_input0_reusable(call.input0_reusable);
+  ctx.set_channels_last_outputs(def.channels_last ? call.channels_last_outputs : 0);
   try {
     if (options_.profile && node.subgraphs().empty()) {
       auto t0 = std::chrono::steady_clock::now();
@@ -233,6 +271,8 @@ std::vector<Array> GraphRunner::run_kernel(const KernelDef& def, const ir::Node&
   for (size_t o = 0; o < node.outputs().size(); ++o) {
     if (!node.output(o)) continue;
     if (!outs[o].defined()) fail("{}: output {} was not produced", describe(node), o);
+    if (outs[o].channels_last() && !def.channels_last)
+      throw std::logic_error(describe(node) + ": a kernel not registered as channels-last wrote a channels-last output");
     if (half_type && outs[o].dtype() == ir::dtype::kFloat) outs[o] = cast(outs[o], half_type);
     outs[o] = held(std::move(outs[o]));
   }
@@ -271,6 +311,7 @@ std::vector<Array> GraphRunner::run_graph(const ir::Graph& graph, const std::vec
     return it == initializers_.end() ? Found{nullptr, false} : Found{&it->second, true};
   };
 
+  std::deque<Array> plain_copies;  // plain copies of channels-last values of enclosing graphs, for one node
   for (size_t i = 0; i < plan.nodes.size(); ++i) {
     check_deadline();
     const ir::Node& node = *plan.nodes[i];
@@ -289,15 +330,22 @@ std::vector<Array> GraphRunner::run_graph(const ir::Graph& graph, const std::vec
                ir::dtype::name(in[group[0]]->dtype()), ir::dtype::name(in[k]->dtype()));
       }
     }
-    std::vector<Array> outs = plan.constant_outputs[i].empty()
-                                  ? run_kernel(*plan.kernels[i], node, plan.opsets[i], std::move(in), &env, constant_inputs,
-                                               &node_state_[&node], plan.input0_dies[i])
-                                  : plan.constant_outputs[i];  // shares the buffers
+    if (!plan.reads_channels_last[i]) {
+      for (size_t k = 0; k < in.size(); ++k) {
+        if (in[k] && in[k]->channels_last()) in[k] = plain_value(node.input(k), env, plain_copies);
+      }
+    }
+    std::vector<Array> outs =
+        plan.constant_outputs[i].empty()
+            ? run_kernel(*plan.kernels[i], node, plan.opsets[i], std::move(in), &env,
+                         {constant_inputs, &node_state_[&node], plan.input0_dies[i], plan.channels_last_outputs[i]})
+            : plan.constant_outputs[i];  // shares the buffers
+    plain_copies.clear();
     for (size_t o = 0; o < node.outputs().size(); ++o) {
       const ir::Value* v = node.output(o);
       if (!v) continue;
       Array& stored = env.values[v] = std::move(outs[o]);
-      if (!outer && options_.observe) options_.observe(*v, stored);
+      if (!outer && options_.observe) options_.observe(*v, stored.in_layout(Layout::kPlain));
     }
     for (const ir::Value* v : plan.release_after[i]) env.values.erase(v);
   }
@@ -306,7 +354,7 @@ std::vector<Array> GraphRunner::run_graph(const ir::Graph& graph, const std::vec
   for (const ir::Value* v : graph.outputs()) {
     const Array* a = lookup(v).array;
     if (!a) fail("graph output '{}' has no value", v->name());
-    results.push_back(*a);
+    results.push_back(a->in_layout(Layout::kPlain));
   }
   return results;
 }

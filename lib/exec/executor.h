@@ -54,6 +54,14 @@ struct Env {
   const Array* find(const ir::Value* value) const;
 };
 
+// What a planned graph tells a kernel beyond its inputs (see KernelContext).
+struct KernelCall {
+  uint64_t constant_inputs = 0;  // bit i: input i is a model constant
+  std::shared_ptr<void>* state = nullptr;
+  bool input0_reusable = false;
+  uint64_t channels_last_outputs = 0;  // bit i: output i may be left channels-last
+};
+
 class GraphRunner {
  public:
   GraphRunner(const ir::Model& model, ExecutorOptions options);
@@ -64,11 +72,8 @@ class GraphRunner {
   const OpProfile& profile() const { return profile_; }
   // Runs one node's kernel on `inputs` (nullptr for absent optional inputs); `scope` resolves values
   // its subgraphs capture. Returns its outputs (undefined for outputs the node does not name).
-  // `constant_inputs` (bit i: input i is a model constant), `state` and `input0_reusable` are what
-  // KernelContext passes on.
   std::vector<Array> run_kernel(const KernelDef& def, const ir::Node& node, int64_t opset,
-                                std::vector<const Array*> inputs, const Env* scope, uint64_t constant_inputs = 0,
-                                std::shared_ptr<void>* state = nullptr, bool input0_reusable = false);
+                                std::vector<const Array*> inputs, const Env* scope, const KernelCall& call = {});
 
  private:
   struct Plan;

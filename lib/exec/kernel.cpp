@@ -27,7 +27,14 @@ Array KernelContext::output_buffer(const Array& source, int32_t dtype, const Sha
     g_in_place_outputs.fetch_add(1, std::memory_order_relaxed);
     return source;  // shares the buffer: the kernel writes over its input
   }
-  return Array::uninitialized(dtype, shape);
+  Array fresh = Array::uninitialized(dtype, shape);
+  return shape == source.shape() ? fresh.with_layout(source.layout()) : fresh;
+}
+
+const Array& KernelContext::plain_input(size_t i) {
+  const Array& in = input(i);
+  if (!in.channels_last()) return in;
+  return plain_copies_.emplace_back(in.in_layout(Layout::kPlain));
 }
 
 int64_t in_place_outputs() { return g_in_place_outputs.load(); }

@@ -3,6 +3,7 @@
 // and sets its outputs. An operator without a kernel for the model's opset is refused up front with a
 // message naming op, domain and version: the executor never guesses.
 #pragma once
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -48,11 +49,18 @@ class KernelContext {
   const Array& scalar_input(size_t i, const char* what) const;
   // Storage for an output of `dtype` and `shape`: `source`'s own buffer when `source` is input 0, has that
   // type and shape, and the executor lets this node overwrite it (input 0 dies here and no other array
-  // shares its buffer: set_input0_reusable); otherwise a new, uninitialized array. For elementwise kernels
-  // that write position i only from position i of their inputs: they then run in place, on memory that is
-  // in cache, instead of also filling new memory.
+  // shares its buffer: set_input0_reusable); otherwise a new, uninitialized array, in `source`'s layout when
+  // it has `source`'s shape. For elementwise kernels that write position i only from position i of their
+  // inputs: they then run in place, on memory that is in cache, instead of also filling new memory.
   Array output_buffer(const Array& source, int32_t dtype, const Shape& shape) const;
   void set_input0_reusable(bool reusable) { input0_reusable_ = reusable; }
+  // Input i in the plain layout: itself, or a reordered copy kept until the kernel returns. For kernels
+  // that read channels-last inputs (KernelDef::channels_last) on their paths that do not.
+  const Array& plain_input(size_t i);
+  // Whether output i may be left channels-last: every reader of it reads that layout, so no reorder is
+  // saved by writing it plain (set by the executor; false where it has not planned the readers).
+  bool channels_last_allowed(size_t i) const { return i < 64 && (channels_last_outputs_ >> i & 1) != 0; }
+  void set_channels_last_outputs(uint64_t outputs) { channels_last_outputs_ = outputs; }
   size_t output_count() const { return outputs_.size(); }
   bool wants_output(size_t i) const { return i < outputs_.size() && node_.output(i) != nullptr; }
   void set_output(size_t i, Array value);
@@ -79,6 +87,8 @@ class KernelContext {
   GraphRunner& runner_;
   const Env* scope_ = nullptr;
   uint64_t constant_inputs_ = 0;  // bit i: constant_input(i)
+  uint64_t channels_last_outputs_ = 0;  // bit i: channels_last_allowed(i)
+  std::deque<Array> plain_copies_;  // plain_input's copies
   bool input0_reusable_ = false;
   std::shared_ptr<void>* state_ = nullptr;
 };
@@ -94,6 +104,9 @@ struct KernelDef {
   // float16 inputs are converted to float32 before the kernel and float32 outputs back after. Kernels
   // that move data without arithmetic (Reshape, Concat, ...) handle float16 bits themselves.
   bool float16_via_float32 = true;
+  // The kernel reads channels-last inputs itself (Array::layout) and lays out its outputs as it sees fit;
+  // the executor reorders channels-last inputs to plain for every other kernel.
+  bool channels_last = false;
 };
 
 class KernelRegistry {

@@ -22,6 +22,8 @@ constexpr int64_t kLatest = 21;  // newest opset whose semantics these kernels w
 // A float function over a whole range at once (exec/vmath.h), used for float32 instead of f.
 using FloatLoop = void (*)(const float*, float*, int64_t);
 
+// Position i of the output from position i of the input alone, so in any layout: the kernels registered
+// with it read channels-last inputs and write their outputs in the same layout (KernelDef::channels_last).
 template <unsigned types, typename F>
 void unary(KernelContext& ctx, F f, FloatLoop float_loop = nullptr) {
   const Array& x = ctx.input(0);
@@ -59,12 +61,12 @@ void predicate(KernelContext& ctx, F f) {
 }
 
 void add_unary_float(KernelRegistry& r, const char* op, int64_t since, auto f) {
-  r.add({"", op, since, kLatest, [f](KernelContext& ctx) { unary<kFloats>(ctx, f); }});
+  r.add({"", op, since, kLatest, [f](KernelContext& ctx) { unary<kFloats>(ctx, f); }, true, true});
 }
 
 // With a vectorized float form (exec/vmath.h); other float types use f.
 void add_unary_float(KernelRegistry& r, const char* op, int64_t since, auto f, FloatLoop float_loop) {
-  r.add({"", op, since, kLatest, [f, float_loop](KernelContext& ctx) { unary<kFloats>(ctx, f, float_loop); }});
+  r.add({"", op, since, kLatest, [f, float_loop](KernelContext& ctx) { unary<kFloats>(ctx, f, float_loop); }, true, true});
 }
 
 // ---- binary with broadcasting ----
@@ -281,7 +283,7 @@ void clip_kernel(KernelContext& ctx) {
       bound(1, lo);
       bound(2, hi);
     }
-    Array y = Array::uninitialized(x.dtype(), x.shape());
+    Array y = ctx.output_buffer(x, x.dtype(), x.shape());  // in place when x dies here; in x's layout
     const T* in = x.data<T>();
     T* out = y.data<T>();
     // Bounds captured by value: by reference, the compiler cannot rule out that `out` overwrites them and
@@ -366,32 +368,32 @@ void register_elementwise_kernels(KernelRegistry& r) {
   // Activations with attributes.
   r.add({"", "Relu", 6, kLatest, [](KernelContext& ctx) {
            // max(x, 0) with NaN kept (as numpy and ONNX's reference give it), not turned into 0
-           unary<kFloats | kSignedInts>(ctx, [](auto v) { return v < decltype(v)(0) ? decltype(v)(0) : v; });
-         }});
+           unary<kFloats | kSignedInts>(ctx, [](auto v) { return v < decltype(v)(0) ? decltype(v)(0) : v; }, relu_floats);
+         }, true, true});
   r.add({"", "LeakyRelu", 6, kLatest, [](KernelContext& ctx) {
            float alpha = ctx.attr_float("alpha", 0.01f);
            unary<kFloats>(ctx, [alpha](auto v) { return v >= 0 ? v : v * alpha; });
-         }});
+         }, true, true});
   r.add({"", "Elu", 6, kLatest, [](KernelContext& ctx) {
            float alpha = ctx.attr_float("alpha", 1.0f);
            unary<kFloats>(ctx, [alpha](auto v) { return v >= 0 ? v : alpha * std::expm1(v); });
-         }});
+         }, true, true});
   r.add({"", "Celu", 12, kLatest, [](KernelContext& ctx) {
            float alpha = ctx.attr_float("alpha", 1.0f);
            unary<kFloats>(ctx, [alpha](auto v) {
              using T = decltype(v);
              return std::max(T(0), v) + std::min(T(0), T(alpha) * std::expm1(v / T(alpha)));
            });
-         }});
+         }, true, true});
   r.add({"", "Selu", 6, kLatest, [](KernelContext& ctx) {
            float alpha = ctx.attr_float("alpha", 1.67326319217681884765625f);
            float gamma = ctx.attr_float("gamma", 1.05070102214813232421875f);
            unary<kFloats>(ctx, [=](auto v) { return v > 0 ? gamma * v : gamma * (alpha * std::exp(v) - alpha); });
-         }});
+         }, true, true});
   r.add({"", "ThresholdedRelu", 10, kLatest, [](KernelContext& ctx) {
            float alpha = ctx.attr_float("alpha", 1.0f);
            unary<kFloats>(ctx, [alpha](auto v) { return v > alpha ? v : decltype(v)(0); });
-         }});
+         }, true, true});
   r.add({"", "HardSigmoid", 6, kLatest, [](KernelContext& ctx) {
            float alpha = ctx.attr_float("alpha", 0.2f);
            float beta = ctx.attr_float("beta", 0.5f);
@@ -399,7 +401,7 @@ void register_elementwise_kernels(KernelRegistry& r) {
              using T = decltype(v);
              return std::max(T(0), std::min(T(1), T(alpha) * v + T(beta)));
            });
-         }});
+         }, true, true});
   r.add({"", "Shrink", 9, kLatest, [](KernelContext& ctx) {
            float bias = ctx.attr_float("bias", 0.0f);
            float lambd = ctx.attr_float("lambd", 0.5f);
@@ -408,7 +410,7 @@ void register_elementwise_kernels(KernelRegistry& r) {
              double d = static_cast<double>(v);
              return d < -lambd ? static_cast<T>(d + bias) : (d > lambd ? static_cast<T>(d - bias) : T(0));
            });
-         }});
+         }, true, true});
   r.add({"", "Gelu", 20, kLatest, [](KernelContext& ctx) {
            std::string approximate = ctx.attr_string("approximate", "none");
            if (approximate == "tanh") {
@@ -419,22 +421,22 @@ void register_elementwise_kernels(KernelRegistry& r) {
            } else {
              unary<kFloats>(ctx, [](auto v) { return erf_gelu(static_cast<double>(v)); });
            }
-         }});
+         }, true, true});
   r.add({"", "Abs", 6, kLatest, [](KernelContext& ctx) {
            unary<kNumbers>(ctx, [](auto v) {
              if constexpr (std::is_unsigned_v<decltype(v)>) return v;
              else return v < 0 ? wrap_neg(v) : v;  // Abs(INT64_MIN) wraps to INT64_MIN, as in the runtimes
            });
-         }});
+         }, true, true});
   r.add({"", "Neg", 6, kLatest, [](KernelContext& ctx) {
            unary<kFloats | kSignedInts>(ctx, [](auto v) { return wrap_neg(v); });
-         }});
+         }, true, true});
   r.add({"", "Sign", 9, kLatest, [](KernelContext& ctx) {
            unary<kNumbers>(ctx, [](auto v) {
              using T = decltype(v);
              return v > T(0) ? T(1) : (v < T(0) ? static_cast<T>(-1) : T(0));
            });
-         }});
+         }, true, true});
   r.add({"", "Not", 1, kLatest, [](KernelContext& ctx) { unary<kBools>(ctx, [](bool v) { return !v; }); }});
   r.add({"", "IsNaN", 9, kLatest, [](KernelContext& ctx) { predicate<kFloats>(ctx, [](auto v) { return std::isnan(v); }); }});
   r.add({"", "IsInf", 10, kLatest, [](KernelContext& ctx) {
@@ -489,7 +491,7 @@ void register_elementwise_kernels(KernelRegistry& r) {
          }});
 
   r.add({"", "Where", 9, kLatest, where_kernel, false});
-  r.add({"", "Clip", 6, kLatest, clip_kernel});
+  r.add({"", "Clip", 6, kLatest, clip_kernel, true, true});
   r.add({"", "Cast", 6, kLatest, [](KernelContext& ctx) {
            ctx.set_output(0, cast(ctx.input(0), static_cast<int32_t>(ctx.attr_int("to", 0))));
          }, false});

@@ -353,30 +353,9 @@ void depthwise(const T* x, const T* w, const T* bias, int64_t planes, int64_t ch
 
 }  // namespace
 
-// Where oneDNN may keep its reordered copy of w between runs: the node's state, when w is the node's own
-// weight input and a model constant (not a weight the quantized kernels derived for this call).
-static std::shared_ptr<void>* weight_state(const KernelContext& ctx, const Array& w) {
-  return ctx.optional_input(1) == &w && ctx.constant_input(1) ? ctx.state() : nullptr;
-}
-
-Array conv_forward(KernelContext& ctx, const Array& x, const Array& w, const Array* bias) {
-  int64_t group = ctx.attr_int("group", 1);
-  if (x.rank() < 3) ctx.error("input must have rank >= 3");
-  if (w.rank() != x.rank()) ctx.error(fmt::format("the weight has rank {} but the input has rank {}", w.rank(), x.rank()));
-  int64_t n = x.dim(0), c = x.dim(1), m = w.dim(0);
-  if (group <= 0 || c % group != 0 || m % group != 0 || w.dim(1) * group != c) {
-    ctx.error(fmt::format("input channels {} and weight shape {} do not match group={}", c, shape_string(w.shape()), group));
-  }
-  if (bias && bias->numel() != m)
-    ctx.error(fmt::format("the bias holds {} values; the weight has {} output channels", bias->numel(), m));
-  if (bias && bias->dtype() != x.dtype()) ctx.error("the bias's type differs from the input's");
-  Geometry g = forward_geometry(ctx, x.shape(), kernel_shape_of(ctx, w), false);
-  Array y = Array::uninitialized(x.dtype(), output_shape(n, m, g));
-  if (x.dtype() == d::kFloat && w.dtype() == d::kFloat &&
-      dnnl_conv({g, n, c, m, group}, x.data<float>(), w.data<float>(), bias ? bias->data<float>() : nullptr,
-                y.data<float>(), weight_state(ctx, w))) {
-    return y;
-  }
+// The executor's own convolution, over plain layouts: depthwise loops, batched or tiled im2col + GEMM.
+static void conv_reference(const Array& x, const Array& w, const Array* bias, const Geometry& g, int64_t group, Array& y) {
+  const int64_t n = x.dim(0), c = x.dim(1), m = w.dim(0);
   visit<kFloats>(x.dtype(), "Conv", [&]<typename T>(T) {
     const int64_t cg = c / group, mg = m / group, ks = g.kernel_size(), out_size = g.out_size();
     const T* b = bias ? bias->data<T>() : nullptr;
@@ -447,13 +426,41 @@ Array conv_forward(KernelContext& ctx, const Array& x, const Array& w, const Arr
       }
     }
   });
+}
+
+// Where oneDNN may keep its reordered copy of w between runs: the node's state, when w is the node's own
+// weight input and a model constant (not a weight the quantized kernels derived for this call).
+static std::shared_ptr<void>* weight_state(const KernelContext& ctx, const Array& w) {
+  return ctx.optional_input(1) == &w && ctx.constant_input(1) ? ctx.state() : nullptr;
+}
+
+Array conv_forward(KernelContext& ctx, const Array& x, const Array& w, const Array* bias) {
+  int64_t group = ctx.attr_int("group", 1);
+  if (x.rank() < 3) ctx.error("input must have rank >= 3");
+  if (w.rank() != x.rank()) ctx.error(fmt::format("the weight has rank {} but the input has rank {}", w.rank(), x.rank()));
+  int64_t n = x.dim(0), c = x.dim(1), m = w.dim(0);
+  if (group <= 0 || c % group != 0 || m % group != 0 || w.dim(1) * group != c) {
+    ctx.error(fmt::format("input channels {} and weight shape {} do not match group={}", c, shape_string(w.shape()), group));
+  }
+  if (bias && bias->numel() != m)
+    ctx.error(fmt::format("the bias holds {} values; the weight has {} output channels", bias->numel(), m));
+  if (bias && bias->dtype() != x.dtype()) ctx.error("the bias's type differs from the input's");
+  Geometry g = forward_geometry(ctx, x.shape(), kernel_shape_of(ctx, w), false);
+  Array y = Array::uninitialized(x.dtype(), output_shape(n, m, g));
+  if (x.dtype() == d::kFloat && w.dtype() == d::kFloat) {
+    const ConvProblem problem{g, n, c, m, group, x.channels_last(), ctx.channels_last_allowed(0)};
+    if (std::optional<Layout> layout = dnnl_conv(problem, x.data<float>(), w.data<float>(), bias ? bias->data<float>() : nullptr,
+                                                 y.data<float>(), weight_state(ctx, w)))
+      return y.with_layout(*layout);
+  }
+  conv_reference(x.in_layout(Layout::kPlain), w, bias, g, group, y);  // x may be channels-last (the Conv kernel)
   return y;
 }
 
 namespace {
 
 void conv_kernel(KernelContext& ctx) {
-  ctx.set_output(0, conv_forward(ctx, ctx.input(0), ctx.input(1), ctx.optional_input(2)));
+  ctx.set_output(0, conv_forward(ctx, ctx.input(0), ctx.plain_input(1), ctx.optional_input(2)));  // x may be channels-last
 }
 
 void conv_transpose_kernel(KernelContext& ctx) {
@@ -546,19 +553,50 @@ void conv_transpose_kernel(KernelContext& ctx) {
 
 // ---- pooling ----
 
+// 1-D and 2-D float MaxPool over a channels-last input, into a channels-last output: for each output
+// position, the maximum of its window's taps, all channels at once (max_of_rows, vectorized along them).
+// As in the plain loops below, every maximum starts from -inf and skips NaN inputs, so the results are the
+// plain path's (of +0 and -0, the first tap's: these take a window row by row, the plain loops column by
+// column).
+void max_pool_channels_last(const Array& x, const Geometry& g, const TapRange& r1, const TapRange& r2, Array& y) {
+  const int64_t c = x.dim(1), in_h = g.in[1], in_w = g.in[2], out_h = g.out[1], out_w = g.out[2];
+  parallel_for(x.dim(0) * out_h * out_w, g.kernel_size() * c, [&](int64_t first, int64_t last) {
+    std::vector<const float*> taps(static_cast<size_t>(g.kernel_size()));
+    for (int64_t at = first; at < last; ++at) {
+      const int64_t image = at / (out_h * out_w), oh = at / out_w % out_h, ow = at % out_w;
+      int64_t count = 0;
+      for (int64_t kh = r1.begin[static_cast<size_t>(oh)]; kh < r1.end[static_cast<size_t>(oh)]; ++kh) {
+        const int64_t ih = oh * g.stride[1] - g.pad_begin[1] + kh * g.dilation[1];
+        for (int64_t kw = r2.begin[static_cast<size_t>(ow)]; kw < r2.end[static_cast<size_t>(ow)]; ++kw) {
+          const int64_t iw = ow * g.stride[2] - g.pad_begin[2] + kw * g.dilation[2];
+          taps[static_cast<size_t>(count++)] = x.data<float>() + ((image * in_h + ih) * in_w + iw) * c;
+        }
+      }
+      max_of_rows(taps.data(), count, y.data<float>() + at * c, c);
+    }
+  });
+}
+
 void pool_kernel(KernelContext& ctx, bool max) {
-  const Array& x = ctx.input(0);
-  if (x.rank() < 3) ctx.error("input must have rank >= 3");
+  const Array& input = ctx.input(0);
+  if (input.rank() < 3) ctx.error("input must have rank >= 3");
   bool ceil_mode = ctx.attr_int("ceil_mode", 0) != 0;
-  Geometry g = forward_geometry(ctx, x.shape(), ctx.attr_ints("kernel_shape"), ceil_mode);
+  Geometry g = forward_geometry(ctx, input.shape(), ctx.attr_ints("kernel_shape"), ceil_mode);
   bool include_pad = ctx.attr_int("count_include_pad", 0) != 0;
   bool column_major = ctx.attr_int("storage_order", 0) != 0;
-  int64_t n = x.dim(0), c = x.dim(1);
-  Array y = Array::uninitialized(x.dtype(), output_shape(n, c, g));
+  int64_t n = input.dim(0), c = input.dim(1);
+  Array y = Array::uninitialized(input.dtype(), output_shape(n, c, g));
   Array indices;
   bool want_indices = max && ctx.wants_output(1);
   if (want_indices) indices = Array(d::kInt64, y.shape());
   const TapRange r0 = tap_range(g, 0), r1 = tap_range(g, 1), r2 = tap_range(g, 2);
+  if (input.channels_last() && max && !want_indices && input.dtype() == d::kFloat && g.spatial <= 2) {
+    y = y.with_layout(Layout::kChannelsLast);
+    max_pool_channels_last(input, g, r1, r2, y);
+    ctx.set_output(0, std::move(y));
+    return;
+  }
+  const Array& x = ctx.plain_input(0);
   if (max && !want_indices && x.dtype() == d::kFloat && g.spatial <= 2) {
     // The common case (2-D float MaxPool without indices), separably: for each output row, the maximum
     // of its window's input rows, column by column (a contiguous loop the compiler vectorizes), then the
@@ -692,8 +730,29 @@ void global_pool_kernel(KernelContext& ctx, bool max) {
     s.push_back(1);
     plane *= x.dim(i);
   }
-  Array y(x.dtype(), s);
+  Array y(x.dtype(), s);  // plain: with one position per channel, it is channels-last as well
   visit<kFloats>(x.dtype(), max ? "GlobalMaxPool" : "GlobalAveragePool", [&]<typename T>(T) {
+    if (x.channels_last()) {
+      // Position by position, every channel at once; each channel's taps in the order the plain loop takes.
+      const int64_t channels = x.dim(1);
+      std::vector<double> sums(static_cast<size_t>(channels));
+      for (int64_t image = 0; image < x.dim(0); ++image) {
+        const T* src = x.data<T>() + image * plane * channels;
+        T* dst = y.data<T>() + image * channels;
+        std::fill(sums.begin(), sums.end(), 0.0);
+        std::fill(dst, dst + channels, -std::numeric_limits<T>::infinity());
+        for (int64_t i = 0; i < plane; ++i, src += channels) {
+          for (int64_t k = 0; k < channels; ++k) {
+            if (max) dst[k] = std::max(dst[k], src[k]);
+            else sums[static_cast<size_t>(k)] += static_cast<double>(src[k]);
+          }
+        }
+        if (!max) {
+          for (int64_t k = 0; k < channels; ++k) dst[k] = static_cast<T>(sums[static_cast<size_t>(k)] / static_cast<double>(plane));
+        }
+      }
+      return;
+    }
     for (int64_t p = 0; p < x.dim(0) * x.dim(1); ++p) {
       const T* src = x.data<T>() + p * plane;
       if (max) {
@@ -1101,12 +1160,13 @@ void upsample_kernel(KernelContext& ctx) {
 void register_nn_kernels(KernelRegistry& r) {
   r.add({"", "MatMul", 1, kLatest, matmul_kernel});
   r.add({"", "Gemm", 1, kLatest, gemm_kernel});
-  r.add({"", "Conv", 1, kLatest, conv_kernel});
+  r.add({"", "Conv", 1, kLatest, conv_kernel, true, true});  // reads and writes channels-last (KernelDef::channels_last)
   r.add({"", "ConvTranspose", 1, kLatest, conv_transpose_kernel});
-  r.add({"", "MaxPool", 1, kLatest, [](KernelContext& ctx) { pool_kernel(ctx, true); }});
-  r.add({"", "AveragePool", 1, kLatest, [](KernelContext& ctx) { pool_kernel(ctx, false); }});
-  r.add({"", "GlobalAveragePool", 1, kLatest, [](KernelContext& ctx) { global_pool_kernel(ctx, false); }});
-  r.add({"", "GlobalMaxPool", 1, kLatest, [](KernelContext& ctx) { global_pool_kernel(ctx, true); }});
+  // Channels-last readers (KernelDef::channels_last): they keep oneDNN's layout between convolutions.
+  r.add({"", "MaxPool", 1, kLatest, [](KernelContext& ctx) { pool_kernel(ctx, true); }, true, true});
+  r.add({"", "AveragePool", 1, kLatest, [](KernelContext& ctx) { pool_kernel(ctx, false); }, true, true});
+  r.add({"", "GlobalAveragePool", 1, kLatest, [](KernelContext& ctx) { global_pool_kernel(ctx, false); }, true, true});
+  r.add({"", "GlobalMaxPool", 1, kLatest, [](KernelContext& ctx) { global_pool_kernel(ctx, true); }, true, true});
   r.add({"", "BatchNormalization", 6, kLatest, batch_norm_kernel});
   r.add({"", "InstanceNormalization", 6, kLatest, instance_norm_kernel});
   r.add({"", "LayerNormalization", 17, kLatest, layer_norm_kernel});

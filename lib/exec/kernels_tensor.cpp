@@ -224,36 +224,45 @@ void transpose_kernel(KernelContext& ctx) {
   ctx.set_output(0, std::move(y));
 }
 
+// Rows of the inputs copied in turn into each output row. Channels-last inputs concatenated along the
+// channels (axis 1) or the batch stay channels-last: physically [N, D..., C], the output rows are then the
+// positions N x D..., each the inputs' channel vectors in turn.
 void concat_kernel(KernelContext& ctx) {
   const Array& first = ctx.input(0);
   int64_t axis = normalize_axis(ctx, ctx.attr_int("axis", ctx.opset() < 4 ? 1 : 0), first.rank());
+  bool channels_last = axis <= 1;
+  for (size_t i = 0; i < ctx.input_count(); ++i) channels_last = channels_last && ctx.input(i).channels_last();
+  std::vector<const Array*> inputs;
+  for (size_t i = 0; i < ctx.input_count(); ++i) inputs.push_back(channels_last ? &ctx.input(i) : &ctx.plain_input(i));
   Shape s = first.shape();
   s[static_cast<size_t>(axis)] = 0;
-  for (size_t i = 0; i < ctx.input_count(); ++i) {
-    const Array& a = ctx.input(i);
-    if (a.dtype() != first.dtype() || a.rank() != first.rank()) ctx.error("inputs differ in type or rank");
-    for (int64_t k = 0; k < a.rank(); ++k) {
-      if (k != axis && a.dim(k) != first.dim(k)) {
+  for (const Array* a : inputs) {
+    if (a->dtype() != first.dtype() || a->rank() != first.rank()) ctx.error("inputs differ in type or rank");
+    for (int64_t k = 0; k < a->rank(); ++k) {
+      if (k != axis && a->dim(k) != first.dim(k)) {
         ctx.error(fmt::format("input shapes {} and {} differ off the concat axis", shape_string(first.shape()),
-                              shape_string(a.shape())));
+                              shape_string(a->shape())));
       }
     }
-    s[static_cast<size_t>(axis)] += a.dim(axis);
+    s[static_cast<size_t>(axis)] += a->dim(axis);
   }
   Array y = Array::uninitialized(first.dtype(), s);  // the inputs' rows tile every output row
+  if (channels_last) y = y.with_layout(Layout::kChannelsLast);
   int64_t outer = 1;
   for (int64_t k = 0; k < axis; ++k) outer *= s[static_cast<size_t>(k)];
+  if (channels_last && axis == 1) outer = s[1] ? y.numel() / s[1] : 0;
   size_t esize = element_size(first.dtype());
   size_t out_row = static_cast<size_t>(y.numel() / std::max<int64_t>(outer, 1)) * esize;
-  size_t offset = 0;
-  for (size_t i = 0; i < ctx.input_count(); ++i) {
-    const Array& a = ctx.input(i);
-    size_t row = static_cast<size_t>(a.numel() / std::max<int64_t>(outer, 1)) * esize;
-    for (int64_t o = 0; o < outer && row; ++o) {
-      std::memcpy(y.bytes() + static_cast<size_t>(o) * out_row + offset, a.bytes() + static_cast<size_t>(o) * row, row);
+  parallel_for(outer, static_cast<int64_t>(out_row / std::max<size_t>(esize, 1)), [&](int64_t begin, int64_t end) {
+    size_t offset = 0;
+    for (const Array* a : inputs) {
+      size_t row = static_cast<size_t>(a->numel() / std::max<int64_t>(outer, 1)) * esize;
+      for (int64_t o = begin; o < end && row; ++o) {
+        std::memcpy(y.bytes() + static_cast<size_t>(o) * out_row + offset, a->bytes() + static_cast<size_t>(o) * row, row);
+      }
+      offset += row;
     }
-    offset += row;
-  }
+  });
   ctx.set_output(0, std::move(y));
 }
 
@@ -904,8 +913,10 @@ void add_math(KernelRegistry& r, const char* op, int64_t since, KernelFn fn) { r
 
 void register_tensor_kernels(KernelRegistry& r) {
   add(r, "Constant", 1, [](KernelContext& ctx) { ctx.set_output(0, constant_kernel_value(ctx)); });
-  add(r, "Identity", 1, [](KernelContext& ctx) { ctx.set_output(0, ctx.input(0)); });
-  add(r, "Dropout", 1, [](KernelContext& ctx) {
+  // Identity and Dropout pass their input on as it is, channels-last too (KernelDef::channels_last): so that
+  // removing them (eliminate-nops) leaves the layouts, and with them the convolutions' sums, as they were.
+  r.add({"", "Identity", 1, kLatest, [](KernelContext& ctx) { ctx.set_output(0, ctx.input(0)); }, false, true});
+  r.add({"", "Dropout", 1, kLatest, [](KernelContext& ctx) {
     // Inference: outputs the input; the mask is all true. training_mode=true is refused.
     if (ctx.has_input(2) && ctx.scalar_input(2, "training_mode").to_doubles()[0] != 0) {
       ctx.error("not supported: Dropout in training mode");
@@ -918,7 +929,7 @@ void register_tensor_kernels(KernelRegistry& r) {
       std::memset(mask.bytes(), 1, static_cast<size_t>(mask.numel()));
       ctx.set_output(1, std::move(mask));
     }
-  });
+  }, false, true});
   add(r, "Shape", 1, shape_kernel);
   add(r, "Size", 1, [](KernelContext& ctx) { ctx.set_output(0, Array::scalar<int64_t>(d::kInt64, ctx.input(0).numel())); });
   add(r, "Reshape", 5, reshape_kernel);
@@ -926,7 +937,7 @@ void register_tensor_kernels(KernelRegistry& r) {
   add(r, "Squeeze", 1, squeeze_kernel);
   add(r, "Unsqueeze", 1, unsqueeze_kernel);
   add(r, "Transpose", 1, transpose_kernel);
-  add(r, "Concat", 4, concat_kernel);
+  r.add({"", "Concat", 4, kLatest, concat_kernel, false, true});  // reads channels-last (KernelDef::channels_last)
   add(r, "Split", 2, split_kernel);
   add(r, "Slice", 1, slice_kernel);
   add(r, "Gather", 1, gather_kernel);

@@ -18,6 +18,7 @@
 #include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <optional>
+#include <stdexcept>
 #include <unordered_map>
 #include <vector>
 
@@ -53,8 +54,9 @@ dnnl::engine& cpu_engine() {
   return engine;
 }
 
-// Plain (ONNX) layouts by spatial rank 1..3.
+// Plain (ONNX) and channels-last activation layouts by spatial rank 1..3.
 tag activation_tag(int spatial) { return spatial == 1 ? tag::ncw : spatial == 2 ? tag::nchw : tag::ncdhw; }
+tag channels_last_tag(int spatial) { return spatial == 1 ? tag::nwc : spatial == 2 ? tag::nhwc : tag::ndhwc; }
 tag weight_tag(int spatial, bool grouped) {
   if (grouped) return spatial == 1 ? tag::goiw : spatial == 2 ? tag::goihw : tag::goidhw;
   return spatial == 1 ? tag::oiw : spatial == 2 ? tag::oihw : tag::oidhw;
@@ -80,21 +82,30 @@ memory::dims spatial_dims(const int64_t (&v)[3], int spatial, int64_t minus = 0)
   return d;
 }
 
-// A planned convolution: the primitive and the reorders to and from the layouts it chose.
+// A planned convolution: the primitive and the reorders to and from the layouts it chose. The "plain"
+// descriptors are the layouts the executor's arrays have (src_plain and dst_plain may be channels-last).
 struct Plan {
   memory::desc src_plain, weights_plain, bias_desc, dst_plain;
   memory::desc src, weights, dst, scratchpad;
   dnnl::primitive conv;
   std::optional<dnnl::reorder> src_in, weights_in, dst_out;
+  Layout dst_layout = Layout::kPlain;
 };
 
+// The executor's layout for the destination: the primitive's own when that is plain, or channels-last and
+// allowed (no reorder); otherwise channels-last where allowed, plain where not.
 template <typename PrimitiveDesc>
-void finish_plan(Plan& plan, const PrimitiveDesc& pd) {
+void finish_plan(Plan& plan, const PrimitiveDesc& pd, const ConvProblem& p, const memory::dims& dst_dims) {
   dnnl::engine& engine = cpu_engine();
   plan.src = pd.src_desc();
   plan.weights = pd.weights_desc();
   plan.dst = pd.dst_desc();
   plan.scratchpad = pd.scratchpad_desc();
+  const memory::desc plain(dst_dims, memory::data_type::f32, activation_tag(p.g.spatial));
+  const memory::desc channels_last(dst_dims, memory::data_type::f32, channels_last_tag(p.g.spatial));
+  const bool stays_channels_last = p.dst_channels_last_allowed && plan.dst != plain;
+  plan.dst_plain = stays_channels_last ? channels_last : plain;
+  plan.dst_layout = stays_channels_last ? Layout::kChannelsLast : Layout::kPlain;
   if (plan.src != plan.src_plain) plan.src_in = dnnl::reorder(dnnl::reorder::primitive_desc(engine, plan.src_plain, engine, plan.src));
   if (plan.weights != plan.weights_plain)
     plan.weights_in = dnnl::reorder(dnnl::reorder::primitive_desc(engine, plan.weights_plain, engine, plan.weights));
@@ -126,18 +137,19 @@ std::shared_ptr<Plan> make_plan(const ConvProblem& p, bool transposed, bool has_
     }
   }
   const memory::data_type f32 = memory::data_type::f32;
-  plan->src_plain = memory::desc(src_dims, f32, activation_tag(s));
-  plan->dst_plain = memory::desc(dst_dims, f32, activation_tag(s));
+  const tag src_tag = p.src_channels_last ? channels_last_tag(s) : activation_tag(s);
+  plan->src_plain = memory::desc(src_dims, f32, src_tag);
   plan->weights_plain = transposed ? transposed_weight_desc(weight_dims, grouped) : memory::desc(weight_dims, f32, weight_tag(s, grouped));
   plan->bias_desc = has_bias ? memory::desc({p.m}, f32, tag::x) : memory::desc();
-  // A pointwise convolution (1x1 window, stride 1, no pads, one group) over NC[D]HW is a GEMM per image,
-  // W[m, c] x X[c, pixels], that needs no other layout: planned on the plain layouts, oneDNN runs it as one,
-  // as fast as its blocked kernel and without reordering input and output (squeezenet's activation reorders
-  // fell from 2.6 to 1.0 ms a run, ppocrv4_det's from 17 to 10 ms). Other convolutions get the layouts
-  // oneDNN prefers: on plain ones it would fall back to im2col + GEMM, slower than the reorders.
+  // A pointwise convolution (1x1 window, stride 1, no pads, one group) is a GEMM per image, W[m, c] x
+  // X[c, pixels] over NC[D]HW or X[pixels, c] x W^T over channels-last, that needs no other layout: planned
+  // on the source's layout for source and destination, oneDNN runs it as fast as on its blocked layout and
+  // without reordering either (squeezenet's activation reorders fell from 2.6 to 1.0 ms a run, ppocrv4_det's
+  // from 17 to 10 ms). Other convolutions get the layouts oneDNN prefers: on plain ones it would fall back
+  // to im2col + GEMM, slower than the reorders.
   bool pointwise = !transposed && p.group == 1;
   for (int i = 0; i < 3; ++i) pointwise = pointwise && p.g.kernel[i] == 1 && p.g.stride[i] == 1 && p.g.pad_begin[i] == 0 && p.g.pad_end[i] == 0;
-  const tag activations = pointwise ? activation_tag(s) : tag::any;
+  const tag activations = pointwise ? src_tag : tag::any;
   const memory::desc src_any(src_dims, f32, activations), dst_any(dst_dims, f32, activations), weights_any(weight_dims, f32, tag::any);
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);  // scratch from the buffer cache; plans run concurrently
@@ -147,13 +159,13 @@ std::shared_ptr<Plan> make_plan(const ConvProblem& p, bool transposed, bool has_
                                              src_any, weights_any, plan->bias_desc, dst_any, strides, dilates, pad_l, pad_r);
       dnnl::deconvolution_forward::primitive_desc pd(desc, attr, cpu_engine());
       plan->conv = dnnl::deconvolution_forward(pd);
-      finish_plan(*plan, pd);
+      finish_plan(*plan, pd, p, dst_dims);
     } else {
       dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src_any,
                                            weights_any, plan->bias_desc, dst_any, strides, dilates, pad_l, pad_r);
       dnnl::convolution_forward::primitive_desc pd(desc, attr, cpu_engine());
       plan->conv = dnnl::convolution_forward(pd);
-      finish_plan(*plan, pd);
+      finish_plan(*plan, pd, p, dst_dims);
     }
   } catch (const dnnl::error&) {
     return nullptr;  // no implementation for this problem
@@ -179,7 +191,7 @@ std::shared_ptr<const P> cached_plan(std::map<std::vector<int64_t>, std::shared_
 }
 
 std::shared_ptr<const Plan> plan_for(const ConvProblem& p, bool transposed, bool has_bias, int threads) {
-  std::vector<int64_t> key{transposed, has_bias, threads, p.g.spatial, p.n, p.c, p.m, p.group};
+  std::vector<int64_t> key{transposed, has_bias, threads, p.g.spatial, p.n, p.c, p.m, p.group, p.src_channels_last, p.dst_channels_last_allowed};
   for (const int64_t* v : {p.g.in, p.g.kernel, p.g.out, p.g.stride, p.g.dilation, p.g.pad_begin, p.g.pad_end}) key.insert(key.end(), v, v + 3);
   static std::mutex mutex;
   static std::map<std::vector<int64_t>, std::shared_ptr<const Plan>> plans;
@@ -199,19 +211,20 @@ memory staged(const memory::desc& desc, std::vector<Array>& keep) {
   return memory(desc, cpu_engine(), keep.back().data<uint8_t>());
 }
 
-bool run(const ConvProblem& p, bool transposed, const float* x, const float* w, const float* bias, float* y,
-         std::shared_ptr<void>* weight_state) {
-  if (!g_enabled.load(std::memory_order_relaxed) || p.g.spatial < 1 || p.g.spatial > 3 || p.group < 1) return false;
+std::optional<Layout> run(const ConvProblem& p, bool transposed, const float* x, const float* w, const float* bias, float* y,
+                          std::shared_ptr<void>* weight_state) {
+  if (!g_enabled.load(std::memory_order_relaxed) || p.g.spatial < 1 || p.g.spatial > 3 || p.group < 1) return std::nullopt;
+  if (transposed && (p.src_channels_last || p.dst_channels_last_allowed)) throw std::logic_error("dnnl ConvTranspose: plain layouts only");
   for (int64_t d : {p.n, p.c, p.m}) {
-    if (d <= 0) return false;
+    if (d <= 0) return std::nullopt;
   }
   for (int i = 0; i < 3; ++i) {
-    if (p.g.in[i] <= 0 || p.g.out[i] <= 0) return false;
+    if (p.g.in[i] <= 0 || p.g.out[i] <= 0) return std::nullopt;
   }
-  if (multiply_adds(p, transposed) < static_cast<double>(g_min_multiply_adds.load(std::memory_order_relaxed))) return false;
+  if (multiply_adds(p, transposed) < static_cast<double>(g_min_multiply_adds.load(std::memory_order_relaxed))) return std::nullopt;
   const int threads = thread_count();
   std::shared_ptr<const Plan> plan = plan_for(p, transposed, bias != nullptr, threads);
-  if (!plan) return false;
+  if (!plan) return std::nullopt;
   dnnl::engine& engine = cpu_engine();
   dnnl::stream stream(engine);
   omp_set_num_threads(threads);
@@ -258,7 +271,7 @@ bool run(const ConvProblem& p, bool transposed, const float* x, const float* w, 
     fail("oneDNN could not run a {}: {}", transposed ? "ConvTranspose" : "Conv", e.what());
   }
   g_calls.fetch_add(1, std::memory_order_relaxed);
-  return true;
+  return plan->dst_layout;
 }
 
 // ---- MatMul ----
@@ -336,14 +349,14 @@ bool dnnl_matmul(const MatMulProblem& p, const float* a, const float* b, float* 
   return true;
 }
 
-bool dnnl_conv(const ConvProblem& p, const float* x, const float* w, const float* bias, float* y,
-               std::shared_ptr<void>* weight_state) {
+std::optional<Layout> dnnl_conv(const ConvProblem& p, const float* x, const float* w, const float* bias, float* y,
+                                std::shared_ptr<void>* weight_state) {
   return run(p, false, x, w, bias, y, weight_state);
 }
 
 bool dnnl_conv_transpose(const ConvProblem& p, const float* x, const float* w, const float* bias, float* y,
                          std::shared_ptr<void>* weight_state) {
-  return run(p, true, x, w, bias, y, weight_state);
+  return run(p, true, x, w, bias, y, weight_state).has_value();
 }
 
 bool set_dnnl_enabled(bool enabled) { return g_enabled.exchange(enabled); }

@@ -8,7 +8,10 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
+
+#include "exec/array.h"
 
 namespace mopt::exec {
 
@@ -24,21 +27,27 @@ struct Geometry {
   int64_t kernel_size() const { return kernel[0] * kernel[1] * kernel[2]; }
 };
 
-// One N-D convolution: its window, batch, input and output channels and groups.
+// One N-D convolution: its window, batch, input and output channels and groups, and the layouts of its
+// activations (exec::Layout): the source's, and whether the destination may be written channels-last.
 struct ConvProblem {
   Geometry g;
   int64_t n = 0, c = 0, m = 0, group = 1;
+  bool src_channels_last = false, dst_channels_last_allowed = false;
 };
 
 // Conv: y[n, m, out...] = conv(x[n, c, in...], w[m, c/group, kernel...]) + bias[m] (bias may be null).
-// Returns false, having written nothing, when oneDNN is switched off, has no implementation for it, or
-// the problem is too small to pay for oneDNN's fixed cost per call (see set_dnnl_min_multiply_adds).
-// `weight_state`, for a weight that is the same buffer with the same contents on every call (a model
-// constant; null otherwise), keeps the weight in the layout oneDNN wants, so later calls skip that reorder.
-bool dnnl_conv(const ConvProblem& p, const float* x, const float* w, const float* bias, float* y,
-               std::shared_ptr<void>* weight_state = nullptr);
+// Returns the layout y was written in: channels-last where that is allowed and the primitive oneDNN chose
+// writes it (a reorder saved; its pointwise ones keep the source's layout, its others prefer channels-last
+// on AVX-512), plain otherwise. Returns nothing, having written nothing, when oneDNN is switched off, has
+// no implementation for it, or the problem is too small to pay for oneDNN's fixed cost per call (see
+// set_dnnl_min_multiply_adds). `weight_state`, for a weight that is the same buffer with the same contents
+// on every call (a model constant; null otherwise), keeps the weight in the layout oneDNN wants, so later
+// calls skip that reorder.
+std::optional<Layout> dnnl_conv(const ConvProblem& p, const float* x, const float* w, const float* bias, float* y,
+                                std::shared_ptr<void>* weight_state = nullptr);
 
-// ConvTranspose: y[n, m, in...] = conv_transpose(x[n, c, out...], w[c, m/group, kernel...]) + bias[m].
+// ConvTranspose: y[n, m, in...] = conv_transpose(x[n, c, out...], w[c, m/group, kernel...]) + bias[m],
+// plain layouts only. False where dnnl_conv would return nothing.
 bool dnnl_conv_transpose(const ConvProblem& p, const float* x, const float* w, const float* bias, float* y,
                          std::shared_ptr<void>* weight_state = nullptr);
 

@@ -114,6 +114,19 @@ MOPT_VECTOR_CLONES void sigmoid_floats(const float* in, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = sigmoid_core(in[i]);
 }
 
+MOPT_VECTOR_CLONES void relu_floats(const float* in, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = in[i] < 0.0f ? 0.0f : in[i];
+}
+
+MOPT_VECTOR_CLONES void max_of_rows(const float* const* rows, int64_t count, float* out, int64_t n) {
+  const float lowest = -std::numeric_limits<float>::infinity();
+  for (int64_t j = 0; j < n; ++j) out[j] = lowest;
+  for (int64_t r = 0; r < count; ++r) {
+    const float* row = rows[r];
+    for (int64_t j = 0; j < n; ++j) out[j] = std::max(out[j], row[j]);
+  }
+}
+
 MOPT_VECTOR_CLONES void layer_norm_floats(const float* in, float* out, int64_t n, const double* scale, const double* bias,
                                           double epsilon, double* mean_out, double* inv_std_out) {
   layer_norm_row(in, out, n, scale, bias, epsilon, mean_out, inv_std_out);

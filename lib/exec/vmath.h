@@ -14,6 +14,12 @@ void exp_floats(const float* in, float* out, int64_t n);
 void erf_floats(const float* in, float* out, int64_t n);
 void tanh_floats(const float* in, float* out, int64_t n);
 void sigmoid_floats(const float* in, float* out, int64_t n);
+// Relu, max(x, 0) with NaN kept (as numpy and ONNX's reference give it, not turned into 0 as x86's max does).
+void relu_floats(const float* in, float* out, int64_t n);
+// out[k] = the largest of rows[0][k] .. rows[count - 1][k] for k < n, starting from -inf and skipping NaN
+// (std::max keeps the running value): MaxPool over channels-last taps. Any order of rows gives the same bits
+// except between +0 and -0, of which the first row's wins.
+void max_of_rows(const float* const* rows, int64_t count, float* out, int64_t n);
 // One row of LayerNormalization: out = (in - mean) / sqrt(var + epsilon) * scale + bias, every step in
 // double, the mean and variance over four interleaved partial sums (one running sum made each row wait on
 // the latency of every add; a fixed order keeps the bits the same at every vector width).
