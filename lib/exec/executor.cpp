@@ -195,7 +195,9 @@ const GraphRunner::Plan& GraphRunner::plan_for(const ir::Graph& graph) {
     }
   }
   // A value may stay channels-last when every reader of it in this graph reads that layout: not a graph
-  // output, not captured by a subgraph, read at least once.
+  // output, not captured by a subgraph, read at least once. Not where an observer reads every value (the
+  // calibration and per-layer comparisons): each would need a plain copy, and oneDNN's reorders around a
+  // convolution cost less than copies of every activation.
   std::unordered_map<const ir::Value*, bool> all_read_channels_last;
   for (size_t i = 0; i < nodes.size(); ++i) {
     plan->reads_channels_last.push_back(plan->kernels[i]->channels_last && nodes[i]->subgraphs().empty());
@@ -211,7 +213,8 @@ const GraphRunner::Plan& GraphRunner::plan_for(const ir::Graph& graph) {
     for (size_t o = 0; o < nodes[i]->outputs().size() && o < 64; ++o) {
       const ir::Value* v = nodes[i]->output(o);
       auto read = v ? all_read_channels_last.find(v) : all_read_channels_last.end();
-      if (read != all_read_channels_last.end() && read->second && !outputs.count(v)) plan->channels_last_outputs[i] |= uint64_t{1} << o;
+      if (read != all_read_channels_last.end() && read->second && !outputs.count(v) && !options_.observe)
+        plan->channels_last_outputs[i] |= uint64_t{1} << o;
     }
   }
   plan->input0_dies.resize(nodes.size());
@@ -345,7 +348,7 @@ std::vector<Array> GraphRunner::run_graph(const ir::Graph& graph, const std::vec
       const ir::Value* v = node.output(o);
       if (!v) continue;
       Array& stored = env.values[v] = std::move(outs[o]);
-      if (!outer && options_.observe) options_.observe(*v, stored.in_layout(Layout::kPlain));
+      if (!outer && options_.observe) options_.observe(*v, stored.in_layout(Layout::kPlain));  // a no-op: nothing is channels-last when observed (plan_for)
     }
     for (const ir::Value* v : plan.release_after[i]) env.values.erase(v);
   }

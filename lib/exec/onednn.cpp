@@ -1,8 +1,10 @@
 // Float Conv, ConvTranspose and MatMul through oneDNN primitives (see onednn.h).
 //
 // Each problem is planned once and cached: the primitive (JIT code for that shape, on the layouts oneDNN
-// prefers, plain ones for pointwise convolutions) and the reorders between ONNX's plain NC[D]HW tensors and
-// those layouts. Running a convolution is then the input reorder, the convolution and the output reorder;
+// prefers, the source's for pointwise convolutions) and the reorders between the executor's arrays (plain
+// NC[D]HW, or channels-last N[D]HWC where the executor keeps activations so: exec::Layout) and those layouts.
+// Running a convolution is then the input reorder, the convolution and the output reorder, each only where
+// the layouts differ (between channels-last convolutions on AVX-512, none);
 // a constant weight is reordered on the first run only and kept in the node's state. oneDNN's scratchpad
 // and the blocked copies come from the executor's buffer cache, so repeated runs allocate nothing new.
 // MatMul runs on the plain row-major layouts, with no reorders.
