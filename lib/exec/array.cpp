@@ -19,6 +19,7 @@
 #endif
 
 #include "exec/dispatch.h"
+#include "exec/onednn.h"
 #include "exec/parallel.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -328,6 +329,8 @@ Array Array::in_layout(Layout layout) const {
   // [N, C, S] <-> [N, S, C], S the spatial positions.
   const int64_t images = shape_[0], channels = shape_[1], spatial = numel_ / (images * channels);
   const int64_t rows = layout == Layout::kChannelsLast ? channels : spatial, cols = layout == Layout::kChannelsLast ? spatial : channels;
+  if (dtype_ == ir::dtype::kFloat && dnnl_reorder_layout(shape_, layout == Layout::kChannelsLast, data<float>(), out.data<float>()))
+    return out;
   switch (element_size(dtype_)) {
     case 1: transpose_images(data<uint8_t>(), out.data<uint8_t>(), images, rows, cols); break;
     case 2: transpose_images(data<uint16_t>(), out.data<uint16_t>(), images, rows, cols); break;

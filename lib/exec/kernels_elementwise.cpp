@@ -71,12 +71,11 @@ void add_unary_float(KernelRegistry& r, const char* op, int64_t since, auto f, F
 
 // ---- binary with broadcasting ----
 
+// y = f(a, b) into `y`, of the broadcast shape. y may be a's buffer: every loop below reads a's position j
+// only to write position j.
 template <typename T, typename R, typename F>
-Array broadcast_binary(KernelContext& ctx, const Array& a, const Array& b, int32_t out_dtype, F f) {
-  Shape shape = broadcast_shapes(ctx, {&a.shape(), &b.shape()});
-  // In place over `a` when it is input 0, dies here and has the output's type and shape: every loop below
-  // then reads a's position j only to write position j.
-  Array y = ctx.output_buffer(a, out_dtype, shape);
+void broadcast_into(const Array& a, const Array& b, Array& y, F f) {
+  const Shape& shape = y.shape();
   const T* pa = a.data<T>();
   const T* pb = b.data<T>();
   R* py = y.data<R>();
@@ -84,14 +83,14 @@ Array broadcast_binary(KernelContext& ctx, const Array& a, const Array& b, int32
     parallel_for(y.numel(), 2, [&](int64_t begin, int64_t end) {
       for (int64_t j = begin; j < end; ++j) py[j] = static_cast<R>(f(pa[j], pb[j]));
     });
-    return y;
+    return;
   }
   if (b.numel() == 1) {
     const T vb = pb[0];
     parallel_for(y.numel(), 2, [&](int64_t begin, int64_t end) {
       for (int64_t j = begin; j < end; ++j) py[j] = static_cast<R>(f(pa[j], vb));
     });
-    return y;
+    return;
   }
   for_each_broadcast_row<2>(shape, {&a.shape(), &b.shape()},
                             [&](int64_t o, int64_t n, const std::array<int64_t, 2>& off, const std::array<int64_t, 2>& st) {
@@ -110,7 +109,49 @@ Array broadcast_binary(KernelContext& ctx, const Array& a, const Array& b, int32
                                 for (int64_t j = 0; j < n; ++j) out[j] = static_cast<R>(f(*xa, *xb));
                               }
                             }, /*parallel=*/true);
+}
+
+template <typename T, typename R, typename F>
+Array broadcast_binary(KernelContext& ctx, const Array& a, const Array& b, int32_t out_dtype, F f) {
+  // In place over `a` when it is input 0, dies here and has the output's type and shape.
+  Array y = ctx.output_buffer(a, out_dtype, broadcast_shapes(ctx, {&a.shape(), &b.shape()}));
+  broadcast_into<T, R>(a, b, y, f);
   return y;
+}
+
+// The dims of an [N, C, D...] shape in the order a channels-last array stores them: [N, D..., C].
+Shape stored_order(const Shape& shape) {
+  Shape stored = shape;
+  std::rotate(stored.begin() + 1, stored.begin() + 2, stored.end());
+  return stored;
+}
+
+// Whether `x` has the same bytes in both layouts as an operand of rank `rank`: a single value of at most that
+// rank, or that rank with every spatial dim 1 (an [N, C, 1, 1] scale of a squeeze-and-excitation block).
+bool layout_free_operand(const Array& x, int64_t rank) {
+  if (x.numel() == 1 && x.rank() <= rank) return true;
+  if (x.rank() != rank || x.rank() < 3) return false;
+  for (int64_t i = 2; i < x.rank(); ++i) {
+    if (x.dim(i) != 1) return false;
+  }
+  return true;
+}
+
+// Arithmetic on a channels-last operand, of the output's rank, and another that is channels-last as well or
+// layout-free (above): the same broadcast over the dims in stored order ([N, D..., C]), written
+// channels-last. Returns false, having done nothing, for other operands.
+template <typename T, typename F>
+bool channels_last_binary(KernelContext& ctx, const Array& a, const Array& b, F f) {
+  const Shape shape = broadcast_shapes(ctx, {&a.shape(), &b.shape()});
+  const int64_t rank = static_cast<int64_t>(shape.size());
+  auto fits = [&](const Array& x) { return (x.channels_last() && x.rank() == rank) || (!x.channels_last() && layout_free_operand(x, rank)); };
+  if (!(a.channels_last() || b.channels_last()) || !fits(a) || !fits(b)) return false;
+  auto stored = [&](const Array& x) { return x.rank() == rank ? x.with_layout(Layout::kPlain).reshaped(stored_order(x.shape())) : x; };
+  Array y = ctx.output_buffer(a, a.dtype(), shape);  // a's buffer when it may be overwritten
+  Array y_stored = stored(y);
+  broadcast_into<T, T>(stored(a), stored(b), y_stored, f);
+  ctx.set_output(0, y.with_layout(Layout::kChannelsLast));
+  return true;
 }
 
 void check_same_type(KernelContext& ctx, const Array& a, const Array& b) {
@@ -129,15 +170,20 @@ void check_legacy_broadcast(KernelContext& ctx, const Array& a, const Array& b) 
   if (axis != a.rank() - b.rank()) ctx.error("not supported: legacy broadcast with an axis that is not numpy-compatible");
 }
 
-// Arithmetic whose result has the operands' type.
+// Arithmetic whose result has the operands' type. Channels-last operands (KernelDef::channels_last) stay so
+// where channels_last_binary takes them (residual adds, activations' scalars, channel scales); otherwise
+// they are reordered to plain.
 template <unsigned types, typename F>
 void arithmetic(KernelContext& ctx, F f) {
-  const Array& a = ctx.input(0);
-  const Array& b = ctx.input(1);
-  check_same_type(ctx, a, b);
-  check_legacy_broadcast(ctx, a, b);
-  visit<types>(a.dtype(), ctx.node().op_type().c_str(), [&]<typename T>(T) {
-    if constexpr (!std::is_same_v<T, half>) ctx.set_output(0, broadcast_binary<T, T>(ctx, a, b, a.dtype(), f));
+  check_same_type(ctx, ctx.input(0), ctx.input(1));
+  check_legacy_broadcast(ctx, ctx.input(0), ctx.input(1));
+  visit<types>(ctx.input(0).dtype(), ctx.node().op_type().c_str(), [&]<typename T>(T) {
+    if constexpr (!std::is_same_v<T, half>) {
+      if (channels_last_binary<T>(ctx, ctx.input(0), ctx.input(1), f)) return;
+      const Array& a = ctx.plain_input(0);
+      const Array& b = ctx.plain_input(1);
+      ctx.set_output(0, broadcast_binary<T, T>(ctx, a, b, a.dtype(), f));
+    }
   });
 }
 
@@ -446,10 +492,10 @@ void register_elementwise_kernels(KernelRegistry& r) {
          }});
 
   // Binary arithmetic and logic.
-  r.add({"", "Add", 1, kLatest, [](KernelContext& ctx) { arithmetic<kNumbers>(ctx, [](auto a, auto b) { return wrapping(a, b, std::plus<>()); }); }});
-  r.add({"", "Sub", 1, kLatest, [](KernelContext& ctx) { arithmetic<kNumbers>(ctx, [](auto a, auto b) { return wrapping(a, b, std::minus<>()); }); }});
-  r.add({"", "Mul", 1, kLatest, [](KernelContext& ctx) { arithmetic<kNumbers>(ctx, [](auto a, auto b) { return wrapping(a, b, std::multiplies<>()); }); }});
-  r.add({"", "Div", 1, kLatest, [](KernelContext& ctx) { arithmetic<kNumbers>(ctx, [](auto a, auto b) { return divide(a, b); }); }});
+  r.add({"", "Add", 1, kLatest, [](KernelContext& ctx) { arithmetic<kNumbers>(ctx, [](auto a, auto b) { return wrapping(a, b, std::plus<>()); }); }, true, true});
+  r.add({"", "Sub", 1, kLatest, [](KernelContext& ctx) { arithmetic<kNumbers>(ctx, [](auto a, auto b) { return wrapping(a, b, std::minus<>()); }); }, true, true});
+  r.add({"", "Mul", 1, kLatest, [](KernelContext& ctx) { arithmetic<kNumbers>(ctx, [](auto a, auto b) { return wrapping(a, b, std::multiplies<>()); }); }, true, true});
+  r.add({"", "Div", 1, kLatest, [](KernelContext& ctx) { arithmetic<kNumbers>(ctx, [](auto a, auto b) { return divide(a, b); }); }, true, true});
   r.add({"", "Mod", 10, kLatest, [](KernelContext& ctx) {
            bool fmod = ctx.attr_int("fmod", 0) != 0;
            arithmetic<kNumbers>(ctx, [fmod](auto a, auto b) { return modulo(a, b, fmod); });

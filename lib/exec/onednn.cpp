@@ -361,6 +361,43 @@ bool dnnl_conv_transpose(const ConvProblem& p, const float* x, const float* w, c
   return run(p, true, x, w, bias, y, weight_state).has_value();
 }
 
+bool dnnl_reorder_layout(const std::vector<int64_t>& shape, bool to_channels_last, const float* in, float* out) {
+  if (!g_enabled.load(std::memory_order_relaxed) || shape.size() < 3 || shape.size() > 5) return false;
+  for (int64_t d : shape) {
+    if (d <= 0) return false;
+  }
+  const int spatial = static_cast<int>(shape.size()) - 2;
+  const memory::dims dims(shape.begin(), shape.end());
+  const memory::desc plain(dims, memory::data_type::f32, activation_tag(spatial));
+  const memory::desc channels_last(dims, memory::data_type::f32, channels_last_tag(spatial));
+  const memory::desc& from_desc = to_channels_last ? plain : channels_last;
+  const memory::desc& to_desc = to_channels_last ? channels_last : plain;
+  const int threads = thread_count();
+  std::vector<int64_t> key{threads, to_channels_last};
+  key.insert(key.end(), shape.begin(), shape.end());
+  static std::mutex mutex;
+  static std::map<std::vector<int64_t>, std::shared_ptr<const dnnl::reorder>> plans;
+  std::shared_ptr<const dnnl::reorder> reorder = cached_plan(plans, mutex, std::move(key), [&]() -> std::shared_ptr<const dnnl::reorder> {
+    try {
+      return std::make_shared<const dnnl::reorder>(dnnl::reorder::primitive_desc(cpu_engine(), from_desc, cpu_engine(), to_desc));
+    } catch (const dnnl::error&) {
+      return nullptr;
+    }
+  });
+  if (!reorder) return false;
+  dnnl::engine& engine = cpu_engine();
+  dnnl::stream stream(engine);
+  omp_set_num_threads(threads);
+  memory from(from_desc, engine, const_cast<float*>(in)), to(to_desc, engine, out);
+  try {
+    reorder->execute(stream, from, to);
+    stream.wait();
+  } catch (const dnnl::error& e) {
+    fail("oneDNN could not reorder an activation: {}", e.what());
+  }
+  return true;
+}
+
 bool set_dnnl_enabled(bool enabled) { return g_enabled.exchange(enabled); }
 
 int64_t set_dnnl_min_multiply_adds(int64_t count) { return g_min_multiply_adds.exchange(count); }
