@@ -160,6 +160,54 @@ TEST_CASE("channels-last arrays: in_layout is [N, C, S] <-> [N, S, C] for every 
   }
 }
 
+TEST_CASE("Add, Sub, Mul and Div on channels-last operands give the plain results, broadcasts included") {
+  // Whichever operand is channels-last, with the other channels-last, a channel scale, a single value or a
+  // broadcast the stored order cannot take (reordered to plain): the outputs, reordered, are the plain ones.
+  std::mt19937 rng(11);
+  auto random_array = [&](const exec::Shape& shape) {
+    exec::Array a(d::kFloat, shape);
+    for (int64_t i = 0; i < a.numel(); ++i) a.data<float>()[i] = std::uniform_real_distribution<float>(0.5f, 2.0f)(rng);
+    return a;
+  };
+  const exec::Shape x_shape{2, 3, 4, 5};
+  int64_t channels_last_outputs = 0;
+  for (const char* op : {"Add", "Sub", "Mul", "Div"}) {
+    for (const exec::Shape& other : {x_shape, exec::Shape{2, 3, 1, 1}, exec::Shape{1, 3, 1, 1}, exec::Shape{1}, exec::Shape{5}, exec::Shape{1, 1, 4, 1}}) {
+      for (bool x_first : {true, false}) {
+        for (bool other_channels_last : {false, true}) {
+          if (other_channels_last && other.size() < 3) continue;
+          CAPTURE(op);
+          CAPTURE(exec::shape_string(other));
+          CAPTURE(x_first);
+          CAPTURE(other_channels_last);
+          const exec::Array x = random_array(x_shape), y = random_array(other);
+          auto model = parse_model(fmt::format(R"(<ir_version: 8, opset_import: ["" : 17]>
+              g (float[2,3,4,5] a, float[{}] b) => (float[2,3,4,5] c) {{ c = {}(a, b) }})", fmt::join(other, ","), op));
+          if (!x_first) model = parse_model(fmt::format(R"(<ir_version: 8, opset_import: ["" : 17]>
+              g (float[{}] a, float[2,3,4,5] b) => (float[2,3,4,5] c) {{ c = {}(a, b) }})", fmt::join(other, ","), op));
+          const ir::Node& node = **model->graph().nodes().begin();
+          const exec::KernelDef* def = exec::KernelRegistry::instance().find("", op, 17);
+          REQUIRE(def->channels_last);
+          const exec::Array x_last = x.in_layout(exec::Layout::kChannelsLast);
+          const exec::Array y_given = other_channels_last ? y.in_layout(exec::Layout::kChannelsLast) : y;
+          exec::GraphRunner runner(*model, {});
+          exec::Env scope;
+          auto run = [&](const exec::Array& first, const exec::Array& second) {
+            return runner.run_kernel(*def, node, 17, {&first, &second}, &scope, {0, nullptr, false, 1}).at(0);
+          };
+          const exec::Array want = x_first ? run(x, y) : run(y, x);
+          const exec::Array got = x_first ? run(x_last, y_given) : run(y_given, x_last);
+          channels_last_outputs += got.channels_last();
+          const exec::Array got_plain = got.in_layout(exec::Layout::kPlain);
+          REQUIRE(got_plain.shape() == want.shape());
+          CHECK(std::memcmp(got_plain.bytes(), want.bytes(), want.nbytes()) == 0);
+        }
+      }
+    }
+  }
+  CHECK(channels_last_outputs >= 4 * 2 * 5);  // same shape both ways, the channel scales and the single value
+}
+
 TEST_CASE("squeezenet runs channels-last from its first convolution to its pooling, with no reorder of its own, unless observed") {
   // Every Conv, Relu, MaxPool, Concat and the GlobalAveragePool read the layout oneDNN's convolutions write,
   // so the executor reorders nothing between them (oneDNN reorders the fed image once, inside the first
