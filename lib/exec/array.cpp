@@ -254,6 +254,18 @@ Array Array::from_tensor(const ir::Tensor& tensor) {
     fail("tensor '{}' holds {} bytes but its shape {} needs {}", tensor.name(), bytes.size(), shape_string(a.shape_),
          a.nbytes());
   }
+  if (bytes.unbuilt()) {
+    // Produced on demand (a pruned or converted weight): made into a buffer of this array's own, block by
+    // block, the payload left unbuilt (building it would keep a copy for as long as the model lives).
+    Array made = uninitialized(dtype, a.shape_);
+    size_t offset = 0;
+    bytes.stream([&](std::span<const std::byte> block) {
+      if (block.size() > made.nbytes() - offset) throw std::logic_error("a produced payload is longer than its size");
+      std::memcpy(made.data_ + offset, block.data(), block.size());
+      offset += block.size();
+    });
+    return made;
+  }
   if (reinterpret_cast<uintptr_t>(bytes.data()) % element_size(dtype) == 0 && !bytes.empty()) {
     // Borrow: keep the Bytes' owner alive through a copy of the Bytes object.
     auto holder = std::make_shared<ir::Bytes>(bytes);

@@ -47,8 +47,9 @@ class Array {
   // instead of per 4 KiB (about 11 us each on a VM: 0.1 s for bert_like's 590 KB int8 weights and 4-bit blobs).
   // A chunk goes when its last array does; an array never shares its buffer with a later one.
   static Array uninitialized_lasting(int32_t dtype, Shape shape);
-  // An array over the bytes of an IR tensor: borrowed when aligned, copied otherwise. int4/uint4 tensors
-  // are widened to int8/uint8 (one value per byte), the types every kernel reads them as.
+  // An array over the bytes of an IR tensor: borrowed when aligned, copied otherwise (made into a buffer of
+  // its own when produced on demand and not built, which stays so). int4/uint4 tensors are widened to
+  // int8/uint8 (one value per byte), the types every kernel reads them as.
   static Array from_tensor(const ir::Tensor& tensor);
   template <typename T>
   static Array scalar(int32_t dtype, T value) {

@@ -134,7 +134,11 @@ struct GraphRunner::Plan {
 GraphRunner::GraphRunner(const ir::Model& model, ExecutorOptions options) : model_(model), options_(options) {
   if (options_.threads >= 0) set_thread_count(options_.threads);
   model.for_each_graph([&](const ir::Graph& g) {
-    for (const ir::Value* v : g.initializers()) initializers_.emplace(v, held(Array::from_tensor(*v->initializer())));
+    for (const ir::Value* v : g.initializers()) {
+      const ir::Tensor& tensor = *v->initializer();
+      if (tensor.has_raw() && tensor.raw().unbuilt()) produced_initializers_.emplace(v, &tensor);
+      else initializers_.emplace(v, held(Array::from_tensor(tensor)));
+    }
   });
 }
 
@@ -308,10 +312,13 @@ std::vector<Array> GraphRunner::run_graph(const ir::Graph& graph, const std::vec
     const Array* array;
     bool constant;  // a model constant (KernelContext::constant_input)
   };
+  std::deque<Array> made;  // produced initializers made for one node (produced_initializers_)
   auto lookup = [&](const ir::Value* v) -> Found {
     if (const Array* a = env.find(v)) return {a, plan.constant_values.count(v) > 0};
-    auto it = initializers_.find(v);
-    return it == initializers_.end() ? Found{nullptr, false} : Found{&it->second, true};
+    if (auto it = initializers_.find(v); it != initializers_.end()) return {&it->second, true};
+    // Not a constant for the kernels: its buffer differs from run to run.
+    if (auto it = produced_initializers_.find(v); it != produced_initializers_.end()) return {&made.emplace_back(held(Array::from_tensor(*it->second))), false};
+    return {nullptr, false};
   };
 
   std::deque<Array> plain_copies;  // plain copies of channels-last values of enclosing graphs, for one node
@@ -344,6 +351,7 @@ std::vector<Array> GraphRunner::run_graph(const ir::Graph& graph, const std::vec
                          {constant_inputs, &node_state_[&node], plan.input0_dies[i], plan.channels_last_outputs[i]})
             : plan.constant_outputs[i];  // shares the buffers
     plain_copies.clear();
+    made.clear();
     for (size_t o = 0; o < node.outputs().size(); ++o) {
       const ir::Value* v = node.output(o);
       if (!v) continue;

@@ -84,6 +84,10 @@ class GraphRunner {
   const ir::Model& model_;
   ExecutorOptions options_;
   std::unordered_map<const ir::Value*, Array> initializers_;
+  // Initializers whose payloads are produced on demand and not built (pruned or converted weights): made for
+  // each node that reads them and freed after it, so that running the optimized model beside the original
+  // (the accuracy check) does not hold a second copy of every weight.
+  std::unordered_map<const ir::Value*, const ir::Tensor*> produced_initializers_;
   std::unordered_map<const ir::Graph*, std::unique_ptr<Plan>> plans_;
   std::unordered_map<const ir::Node*, std::shared_ptr<void>> node_state_;  // KernelContext::state()
 };
