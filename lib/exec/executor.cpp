@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <optional>
@@ -148,6 +149,40 @@ Array GraphRunner::held(Array a) const {
   if (options_.float16 == Float16Compute::kLikeOnnxRuntimeCpu && a.defined() && a.dtype() == ir::dtype::kFloat16)
     return cast(a, ir::dtype::kFloat);  // exact: every float16 value is a float32 value
   return a;
+}
+
+Array GraphRunner::made_initializer(const ir::Tensor& tensor) const {
+  if (options_.float16 != Float16Compute::kLikeOnnxRuntimeCpu || tensor.dtype() != ir::dtype::kFloat16 || tensor.raw().size() % 2 != 0)
+    return held(Array::from_tensor(tensor));
+  // Held as float32: converted block by block as the float16 payload is made, without a float16 copy.
+  Array made = Array::uninitialized(ir::dtype::kFloat, tensor.dims());
+  if (static_cast<size_t>(made.numel()) * 2 != tensor.raw().size())
+    fail("tensor '{}' holds {} bytes but its shape {} needs {}", tensor.name(), tensor.raw().size(), shape_string(made.shape()), made.numel() * 2);
+  float* out = made.data<float>();
+  int64_t written = 0;
+  std::byte carry[2];
+  bool carried = false;  // a block ended inside a value: its first byte
+  tensor.raw().stream([&](std::span<const std::byte> block) {
+    size_t i = 0;
+    auto put = [&](const std::byte* two) {
+      if (written == made.numel()) throw std::logic_error("a produced payload is longer than its size");
+      uint16_t bits;
+      std::memcpy(&bits, two, 2);
+      out[written++] = half_to_float(bits);
+    };
+    if (carried && !block.empty()) {
+      carry[1] = block[0];
+      put(carry);
+      carried = false;
+      i = 1;
+    }
+    for (; i + 2 <= block.size(); i += 2) put(block.data() + i);
+    if (i < block.size()) {
+      carry[0] = block[i];
+      carried = true;
+    }
+  });
+  return made;
 }
 
 const GraphRunner::Plan& GraphRunner::plan_for(const ir::Graph& graph) {
@@ -317,7 +352,7 @@ std::vector<Array> GraphRunner::run_graph(const ir::Graph& graph, const std::vec
     if (const Array* a = env.find(v)) return {a, plan.constant_values.count(v) > 0};
     if (auto it = initializers_.find(v); it != initializers_.end()) return {&it->second, true};
     // Not a constant for the kernels: its buffer differs from run to run.
-    if (auto it = produced_initializers_.find(v); it != produced_initializers_.end()) return {&made.emplace_back(held(Array::from_tensor(*it->second))), false};
+    if (auto it = produced_initializers_.find(v); it != produced_initializers_.end()) return {&made.emplace_back(made_initializer(*it->second)), false};
     return {nullptr, false};
   };
 

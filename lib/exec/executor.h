@@ -81,6 +81,8 @@ class GraphRunner {
   const Plan& plan_for(const ir::Graph& graph);
   // `a` as this runner holds it: float16 as float32 under Float16Compute::kLikeOnnxRuntimeCpu.
   Array held(Array a) const;
+  // A produced initializer (produced_initializers_) made for one node, as held() would hold it.
+  Array made_initializer(const ir::Tensor& tensor) const;
   const ir::Model& model_;
   ExecutorOptions options_;
   std::unordered_map<const ir::Value*, Array> initializers_;
