@@ -66,6 +66,19 @@ g (float[2,2] X) => (float[2,2] Y) <float[2,2] W = {0.5, -1.0, 2.0, 0.25}> {
 
 }  // namespace
 
+TEST_CASE("half_to_floats gives half_to_float's bits for every float16, NaN payloads and odd lengths included") {
+  std::vector<uint16_t> halves(65536 + 5);
+  for (size_t i = 0; i < halves.size(); ++i) halves[i] = static_cast<uint16_t>(i * 40503u);  // every value, shuffled
+  for (size_t offset : {size_t{0}, size_t{3}}) {  // a tail shorter than a vector, and unaligned starts
+    const std::span<const uint16_t> in(halves.data() + offset, halves.size() - offset);
+    std::vector<float> bulk(in.size());
+    exec::half_to_floats(in, bulk);
+    int64_t differ = 0;
+    for (size_t i = 0; i < in.size(); ++i) differ += std::bit_cast<uint32_t>(bulk[i]) != std::bit_cast<uint32_t>(exec::half_to_float(in[i]));
+    CHECK(differ == 0);
+  }
+}
+
 TEST_CASE("floats_to_half gives float_to_half's bits for every kind of float, NaN and odd lengths included") {
   std::vector<float> values;
   for (uint64_t bits = 0; bits <= 0xffffffffu; bits += 4093) values.push_back(std::bit_cast<float>(static_cast<uint32_t>(bits)));

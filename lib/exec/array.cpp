@@ -485,6 +485,28 @@ bool cpu_has_f16c() {
 #endif
 }  // namespace
 
+__attribute__((target("avx,f16c"))) void half_to_floats_f16c(std::span<const uint16_t> in, std::span<float> out) {
+  size_t i = 0;
+  for (; i + 8 <= in.size(); i += 8) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(in.data() + i));
+    // A NaN (magnitude above infinity's 0x7c00) takes half_to_float's bits, whatever F16C does to its payload.
+    if (_mm_movemask_epi8(_mm_cmpgt_epi16(_mm_and_si128(h, _mm_set1_epi16(0x7fff)), _mm_set1_epi16(0x7c00))) != 0) {
+      for (size_t j = i; j < i + 8; ++j) out[j] = half_to_float(in[j]);
+      continue;
+    }
+    _mm256_storeu_ps(out.data() + i, _mm256_cvtph_ps(h));
+  }
+  for (; i < in.size(); ++i) out[i] = half_to_float(in[i]);
+}
+
+void half_to_floats(std::span<const uint16_t> in, std::span<float> out) {
+#if defined(__x86_64__)
+  static const bool f16c = cpu_has_f16c();
+  if (f16c) return half_to_floats_f16c(in, out);
+#endif
+  for (size_t i = 0; i < in.size(); ++i) out[i] = half_to_float(in[i]);
+}
+
 void floats_to_half(std::span<const float> in, std::span<uint16_t> out) {
 #if defined(__x86_64__)
   static const bool f16c = cpu_has_f16c();
@@ -533,11 +555,12 @@ Array cast(const Array& input, int32_t dtype) {
   if (input.channels_last()) return cast(input.with_layout(Layout::kPlain), dtype).with_layout(Layout::kChannelsLast);  // elementwise
   namespace d = ir::dtype;
   if (is_16bit_float(input.dtype())) {
-    Array f(d::kFloat, input.shape());
-    const bool bf16 = input.dtype() == d::kBfloat16;
-    for (int64_t i = 0; i < input.numel(); ++i) {
-      const uint16_t bits = input.data<uint16_t>()[i];
-      f.data<float>()[i] = bf16 ? bfloat16_to_float(bits) : half_to_float(bits);
+    Array f = Array::uninitialized(d::kFloat, input.shape());
+    const size_t count = static_cast<size_t>(input.numel());
+    if (input.dtype() == d::kFloat16) {
+      half_to_floats({input.data<uint16_t>(), count}, {f.data<float>(), count});
+    } else {
+      for (size_t i = 0; i < count; ++i) f.data<float>()[i] = bfloat16_to_float(input.data<uint16_t>()[i]);
     }
     return cast(f, dtype);
   }

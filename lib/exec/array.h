@@ -122,6 +122,8 @@ uint16_t float_to_half(float f);
 // float_to_half over a whole range (out.size() == in.size()), with the F16C instructions where the CPU
 // has them: the same bits, 10x faster.
 void floats_to_half(std::span<const float> in, std::span<uint16_t> out);
+// half_to_float over a whole range (out.size() == in.size()), with F16C where the CPU has it: the same bits.
+void half_to_floats(std::span<const uint16_t> in, std::span<float> out);
 // bfloat16 (the upper half of a float32) <-> float; float -> bfloat16 rounds to nearest even.
 float bfloat16_to_float(uint16_t b);
 uint16_t float_to_bfloat16(float f);

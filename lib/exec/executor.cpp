@@ -159,26 +159,29 @@ Array GraphRunner::made_initializer(const ir::Tensor& tensor) const {
   if (static_cast<size_t>(made.numel()) * 2 != tensor.raw().size())
     fail("tensor '{}' holds {} bytes but its shape {} needs {}", tensor.name(), tensor.raw().size(), shape_string(made.shape()), made.numel() * 2);
   float* out = made.data<float>();
-  int64_t written = 0;
+  const size_t count = static_cast<size_t>(made.numel());
+  size_t written = 0;
+  std::vector<uint16_t> values;  // a block's whole values, aligned
   std::byte carry[2];
   bool carried = false;  // a block ended inside a value: its first byte
   tensor.raw().stream([&](std::span<const std::byte> block) {
-    size_t i = 0;
-    auto put = [&](const std::byte* two) {
-      if (written == made.numel()) throw std::logic_error("a produced payload is longer than its size");
-      uint16_t bits;
-      std::memcpy(&bits, two, 2);
-      out[written++] = half_to_float(bits);
-    };
     if (carried && !block.empty()) {
       carry[1] = block[0];
-      put(carry);
+      block = block.subspan(1);
       carried = false;
-      i = 1;
+      uint16_t bits;
+      std::memcpy(&bits, carry, 2);
+      if (written == count) throw std::logic_error("a produced payload is longer than its size");
+      out[written++] = half_to_float(bits);
     }
-    for (; i + 2 <= block.size(); i += 2) put(block.data() + i);
-    if (i < block.size()) {
-      carry[0] = block[i];
+    const size_t whole = block.size() / 2;
+    if (whole > count - written) throw std::logic_error("a produced payload is longer than its size");
+    values.resize(whole);
+    std::memcpy(values.data(), block.data(), whole * 2);
+    half_to_floats(values, {out + written, whole});
+    written += whole;
+    if (block.size() % 2 != 0) {
+      carry[0] = block.back();
       carried = true;
     }
   });
