@@ -68,6 +68,25 @@ exec::Array as_bfloat16_if_expected(const exec::Array& a, int32_t expected_dtype
   return b;
 }
 
+// The names of the model's inputs that a case's data sets feed (those without an initializer), in order.
+std::vector<std::string> fed_inputs(const ir::Model& model) {
+  std::vector<std::string> inputs;
+  for (const ir::Value* v : model.graph().inputs()) {
+    if (!v->initializer()) inputs.push_back(v->name());
+  }
+  return inputs;
+}
+
+// A case's test_data_set_* folders, sorted.
+std::vector<fs::path> data_sets(const fs::path& dir) {
+  std::vector<fs::path> sets;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    if (e.is_directory() && e.path().filename().string().rfind("test_data_set_", 0) == 0) sets.push_back(e.path());
+  }
+  std::sort(sets.begin(), sets.end());
+  return sets;
+}
+
 // Runs the case's model (after `pipeline`, when given) on its inputs and compares with its outputs.
 CaseResult run_case(const fs::path& dir, const char* pipeline = nullptr) {
   std::unique_ptr<ir::Model> model;
@@ -84,18 +103,10 @@ CaseResult run_case(const fs::path& dir, const char* pipeline = nullptr) {
       return {CaseResult::Failed, fmt::format("{}: {}", pipeline, e.what())};
     }
   }
-  std::vector<std::string> inputs;
-  for (const ir::Value* v : model->graph().inputs()) {
-    if (!v->initializer()) inputs.push_back(v->name());
-  }
+  const std::vector<std::string> inputs = fed_inputs(*model);
   try {
     exec::Executor executor(*model);
-    std::vector<fs::path> sets;
-    for (const auto& e : fs::directory_iterator(dir)) {
-      if (e.is_directory() && e.path().filename().string().rfind("test_data_set_", 0) == 0) sets.push_back(e.path());
-    }
-    std::sort(sets.begin(), sets.end());
-    for (const fs::path& set : sets) {
+    for (const fs::path& set : data_sets(dir)) {
       std::map<std::string, exec::Array> feeds;
       std::vector<fs::path> in_files = sorted_files(set, "input_");
       for (size_t i = 0; i < in_files.size() && i < inputs.size(); ++i) {
@@ -139,17 +150,9 @@ int run_channels_last(const fs::path& dir) {
   const int64_t opset = exec::node_opset(*model, node);
   const exec::KernelDef* def = exec::KernelRegistry::instance().find(node.domain(), node.op_type(), opset);
   if (!def || !def->channels_last) return 0;
-  std::vector<std::string> inputs;
-  for (const ir::Value* v : model->graph().inputs()) {
-    if (!v->initializer()) inputs.push_back(v->name());
-  }
+  const std::vector<std::string> inputs = fed_inputs(*model);
   int compared = 0;
-  std::vector<fs::path> sets;
-  for (const auto& e : fs::directory_iterator(dir)) {
-    if (e.is_directory() && e.path().filename().string().rfind("test_data_set_", 0) == 0) sets.push_back(e.path());
-  }
-  std::sort(sets.begin(), sets.end());
-  for (const fs::path& set : sets) {
+  for (const fs::path& set : data_sets(dir)) {
     std::map<std::string, exec::Array> feeds;
     std::vector<fs::path> in_files = sorted_files(set, "input_");
     try {
