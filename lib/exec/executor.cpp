@@ -176,10 +176,12 @@ Array GraphRunner::made_initializer(const ir::Tensor& tensor) const {
     }
     const size_t whole = block.size() / 2;
     if (whole > count - written) throw std::logic_error("a produced payload is longer than its size");
-    values.resize(whole);
-    std::memcpy(values.data(), block.data(), whole * 2);
-    half_to_floats(values, {out + written, whole});
-    written += whole;
+    if (whole > 0) {  // a block of one byte has none (memcpy of an empty vector's null data is undefined)
+      values.resize(whole);
+      std::memcpy(values.data(), block.data(), whole * 2);
+      half_to_floats(values, {out + written, whole});
+      written += whole;
+    }
     if (block.size() % 2 != 0) {
       carry[0] = block.back();
       carried = true;
